@@ -1,0 +1,1 @@
+"""Batch pipelines composing the steps of :mod:`hl_debug`."""

@@ -1,0 +1,63 @@
+"""The whole hl-debug pipeline, in order, each step skipped when its inputs are unchanged.
+
+``ingest`` -> ``predict`` -> ``embed`` -> ``analyze`` -> ``signals``. Steps that are not
+installed yet are reported as such, so ``hl-debug run`` always runs what exists.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from hl_debug.ingest import ingest
+from hl_debug.store import Store
+
+log = logging.getLogger(__name__)
+
+Step = Callable[[Store, dict[str, Any]], dict[str, Any]]
+
+
+# (step name, "module:function"); each function takes (store, options) and returns counts.
+STEPS: tuple[tuple[str, str], ...] = (
+    ("predict", "hl_debug.predict:predict_step"),
+    ("embed", "hl_debug.embed:embed_step"),
+    ("analyze", "hl_debug.analyze:analyze_step"),
+    ("signals", "hl_debug.signals:signals_step"),
+)
+
+
+def _steps() -> list[tuple[str, Step]]:
+    """The pipeline's steps after ingest, in order; steps whose module is absent are left out."""
+    import importlib
+
+    steps: list[tuple[str, Step]] = []
+    for name, target in STEPS:
+        module, func = target.split(":")
+        try:
+            steps.append((name, getattr(importlib.import_module(module), func)))
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+            log.info("step %s is not available yet (%s)", name, module)
+    return steps
+
+
+def run_pipeline(store: Store, export: str | Path, **options: Any) -> list[dict[str, Any]]:
+    """Run every step on ``export``; returns one summary dict per step.
+
+    Each summary has ``step``, ``seconds`` and the step's own counts (``skipped`` True
+    when the step found its inputs unchanged).
+    """
+    summaries = []
+    t0 = time.perf_counter()
+    counts = ingest(store, export)
+    summaries.append({"step": "ingest", "seconds": round(time.perf_counter() - t0, 2), **counts})
+    for name, step in _steps():
+        t0 = time.perf_counter()
+        log.info("step %s", name)
+        result = step(store, options) or {}
+        summaries.append({"step": name, "seconds": round(time.perf_counter() - t0, 2), **result})
+    return summaries

@@ -1,0 +1,70 @@
+"""The click CLI: exit codes, friendly errors, stats output."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+from click.testing import CliRunner
+
+from hl_debug.cli import cli
+
+
+def invoke(db_path, *args, **env):
+    runner = CliRunner()
+    return runner.invoke(cli, ["--db", str(db_path), *map(str, args)], obj={}, env=env or None)
+
+
+def test_ingest_then_stats_json(db_path, tiny_export_path):
+    r = invoke(db_path, "ingest", tiny_export_path)
+    assert r.exit_code == 0, r.output
+    assert "24 added, 0 changed, 0 unchanged" in r.output
+    r = invoke(db_path, "stats", "--format", "json")
+    assert r.exit_code == 0
+    s = json.loads(r.output)
+    assert set(s) == {"n_utterances", "n_annotated", "n_unannotated", "by_usage", "by_intent"}
+    assert (s["n_utterances"], s["n_annotated"], s["n_unannotated"]) == (24, 19, 5)
+
+
+def test_stats_text(db_path, tiny_export_path):
+    invoke(db_path, "ingest", tiny_export_path)
+    r = invoke(db_path, "stats")
+    assert r.exit_code == 0 and "annotated: 19" in r.output and "chat_settings" in r.output
+
+
+def test_db_from_environment(tmp_path, tiny_export_path):
+    db = tmp_path / "env.db"
+    r = CliRunner().invoke(cli, ["ingest", str(tiny_export_path)], obj={}, env={"HL_DB": str(db)})
+    assert r.exit_code == 0 and db.exists()
+
+
+def test_bad_export_is_one_clear_message(db_path, tiny_records, write_export):
+    bad = copy.deepcopy(tiny_records)
+    bad[2]["usage"] = "prod"
+    r = invoke(db_path, "ingest", write_export(bad))
+    assert r.exit_code == 1
+    assert "record #2 (id=1002): field 'usage'" in r.output
+    assert "Hint:" in r.output and "Traceback" not in r.output
+    assert not isinstance(r.exception, Exception) or isinstance(r.exception, SystemExit)
+
+
+def test_unreadable_export_is_one_clear_message(db_path, write_export):
+    r = invoke(db_path, "ingest", write_export({"a": 1}))
+    assert r.exit_code == 1 and "expected a JSON array" in r.output and "Hint:" in r.output
+
+
+def test_stats_without_database_says_what_to_run(tmp_path):
+    r = invoke(tmp_path / "missing.db", "stats")
+    assert r.exit_code == 1 and "no database" in r.output and "hl-debug ingest" in r.output
+    assert not (tmp_path / "missing.db").exists()
+
+
+def test_every_command_has_an_example():
+    def walk(group, prefix=""):
+        for name, cmd in group.commands.items():
+            yield prefix + name, cmd
+            if hasattr(cmd, "commands"):
+                yield from walk(cmd, prefix + name + " ")
+
+    for name, cmd in walk(cli):
+        assert "Example:" in (cmd.help or ""), f"`hl-debug {name}` help has no Example:"

@@ -1,0 +1,258 @@
+"""Reading and validating exports, and writing them all-or-nothing."""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+import zipfile
+
+import pytest
+
+from hl_debug.errors import ExportError, ValidationError
+from hl_debug.ingest import ingest, read_export, validate
+
+
+def _problems(records):
+    rows, problems = validate(records)
+    return problems
+
+
+def _one(records, index: int = 0):
+    problems = _problems(records)
+    assert problems, "expected a validation problem"
+    return problems
+
+
+# -- reading ----------------------------------------------------------------------------
+
+
+def test_reads_json_and_zip_alike(tiny_export_path, tmp_path, tiny_records):
+    zpath = tmp_path / "export.json.zip"
+    with zipfile.ZipFile(zpath, "w") as zf:
+        zf.write(tiny_export_path, "export.json")
+    assert read_export(tiny_export_path) == tiny_records
+    assert read_export(zpath) == tiny_records
+
+
+def test_zip_detected_by_content_not_name(tiny_export_path, tmp_path, tiny_records):
+    path = tmp_path / "export.bin"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.write(tiny_export_path, "x.json")
+    assert read_export(path) == tiny_records
+
+
+def test_truncated_zip(tiny_export_path, tmp_path):
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.write(tiny_export_path, "export.json")
+    path = tmp_path / "cut.json.zip"
+    path.write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+    with pytest.raises(ExportError, match="truncated"):
+        read_export(path)
+
+
+def test_zip_without_json(tmp_path):
+    path = tmp_path / "export.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("readme.txt", "hello")
+    with pytest.raises(ExportError, match="no .json file.*readme.txt"):
+        read_export(path)
+
+
+def test_zip_with_two_json_files(tmp_path):
+    path = tmp_path / "export.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("a.json", "[]")
+        zf.writestr("b.json", "[]")
+    with pytest.raises(ExportError, match="2 JSON files"):
+        read_export(path)
+
+
+def test_non_utf8_bytes(write_export):
+    path = write_export(b'[{"id": 1, "data": "caf\xe9"}]')
+    with pytest.raises(ExportError, match=r"not UTF-8.*0xe9 at offset 23"):
+        read_export(path)
+
+
+def test_top_level_object(write_export):
+    path = write_export({"records": [{"id": 1}]})
+    with pytest.raises(ExportError, match="expected a JSON array.*got a JSON object") as exc:
+        read_export(path)
+    assert "'records'" in exc.value.hint
+
+
+@pytest.mark.parametrize("content", [b"", b"   \n", b"[]"])
+def test_empty_file(write_export, content):
+    with pytest.raises(ExportError, match="empty"):
+        read_export(write_export(content))
+
+
+def test_invalid_json_names_line(write_export):
+    path = write_export(b'[\n{"id": 1,\n')
+    with pytest.raises(ExportError, match="not valid JSON.*line 3"):
+        read_export(path)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ExportError, match="not found"):
+        read_export(tmp_path / "nope.json")
+
+
+# -- validation rules -------------------------------------------------------------------
+
+
+def test_tiny_export_is_valid(tiny_records):
+    rows, problems = validate(tiny_records)
+    assert problems == []
+    assert len(rows) == 24
+    unannotated = [r for r in rows if not r["complete"]]
+    assert len(unannotated) == 5 and all(r["intent"] is None for r in unannotated)
+    assert rows[0]["text"] == "my card got stuck in the atm" and rows[0]["intent"] == "card_issue"
+    assert rows[0]["position"] == 0 and rows[5]["position"] == 5
+
+
+def test_data_may_be_an_object(tiny_records):
+    rec = copy.deepcopy(tiny_records[0])
+    rec["data"] = json.loads(rec["data"])
+    rows, problems = validate([rec])
+    assert problems == [] and rows[0]["text"] == "my card got stuck in the atm"
+
+
+def _mutate(tiny_records, index, **changes):
+    recs = copy.deepcopy(tiny_records)
+    for key, value in changes.items():
+        if key == "data_obj":
+            recs[index]["data"] = json.dumps(value)
+        elif value is _DELETE:
+            del recs[index][key]
+        else:
+            recs[index][key] = value
+    return recs
+
+
+_DELETE = object()
+
+
+@pytest.mark.parametrize(
+    "changes, field, expected",
+    [
+        ({"id": "1003"}, "id", "an integer"),
+        ({"id": True}, "id", "an integer"),
+        ({"id": _DELETE}, "id", "missing"),
+        ({"project_id": "seven"}, "project_id", "an integer"),
+        ({"complete": "yes"}, "complete", "true or false"),
+        ({"usage": "train"}, "usage", "one of training, validation, testing or null"),
+        ({"usage": None}, "usage", "because complete is true"),
+        ({"score": "high"}, "score", "a finite number"),
+        ({"score": None}, "score", "a finite number"),
+        ({"score": _DELETE}, "score", "missing"),
+        ({"data": "{not json"}, "data", "a JSON string holding an object"),
+        ({"data": 12}, "data", "a JSON object"),
+        ({"data": "[1, 2]"}, "data", "a JSON object"),
+        ({"data_obj": {"intent": "card_issue"}}, "data.text", "a non-empty string"),
+        ({"data_obj": {"text": "   ", "intent": "card_issue"}}, "data.text", "a non-empty string"),
+        ({"data_obj": {"text": 5, "intent": "card_issue"}}, "data.text", "a non-empty string"),
+        ({"data_obj": {"text": "hi"}}, "data.intent", "a string"),
+        ({"data_obj": {"text": "hi", "intent": None}}, "data.intent", "a string"),
+        ({"data_obj": {"text": "hi", "intent": ""}}, "data.intent", "because complete is true"),
+    ],
+)
+def test_each_rule_names_record_and_field(tiny_records, changes, field, expected):
+    recs = _mutate(tiny_records, 3, **changes)
+    problems = _problems(recs)
+    assert len(problems) >= 1
+    p = next(p for p in problems if p.field == field)
+    assert p.index == 3
+    assert expected in p.expected
+    text = str(p)
+    assert "record #3" in text and f"'{field}'" in text
+    if changes.get("id", None) is None and "id" not in changes:
+        assert "id=1003" in text
+
+
+def test_unannotated_row_must_have_empty_intent(tiny_records):
+    recs = _mutate(tiny_records, 20, data_obj={"text": "how do i pay", "intent": "bill_question"})
+    (p,) = _problems(recs)
+    assert p.field == "data.intent" and "because complete is false" in p.expected and p.record_id == 1020
+
+
+def test_duplicate_ids(tiny_records):
+    recs = copy.deepcopy(tiny_records)
+    recs[7]["id"] = recs[2]["id"]
+    (p,) = _problems(recs)
+    assert p.index == 7 and p.field == "id" and "record #2 has the same id" in p.expected
+
+
+def test_record_not_an_object(tiny_records):
+    recs = copy.deepcopy(tiny_records) + ["oops"]
+    (p,) = _problems(recs)
+    assert p.index == 24 and "a JSON object" in p.expected
+
+
+def test_all_problems_are_collected(tiny_records):
+    recs = copy.deepcopy(tiny_records)
+    recs[1]["score"] = "x"
+    recs[4]["usage"] = "prod"
+    recs[9]["complete"] = 1
+    problems = _problems(recs)
+    assert [p.index for p in problems] == [1, 4, 9]
+
+
+# -- writing ----------------------------------------------------------------------------
+
+
+def test_ingest_writes_and_reingest_is_noop(store, tiny_export_path):
+    counts = ingest(store, tiny_export_path)
+    assert (counts["added"], counts["changed"], counts["unchanged"]) == (24, 0, 0)
+    again = ingest(store, tiny_export_path)
+    assert (again["added"], again["changed"], again["unchanged"]) == (0, 0, 24)
+    assert store.count_utterances() == 24
+    assert [r["status"] for r in store.runs()] == ["ok", "ok"]
+
+
+def test_newer_export_updates_changed_rows(store, tiny_records, write_export):
+    ingest(store, write_export(tiny_records))
+    newer = copy.deepcopy(tiny_records)
+    newer[20]["complete"] = True
+    newer[20]["usage"] = "training"
+    newer[20]["data"] = json.dumps({"text": "how do i pay the cable bill", "intent": "bill_question"})
+    newer.append({**newer[0], "id": 5000, "data": json.dumps({"text": "a new one", "intent": "card_issue"})})
+    counts = ingest(store, write_export(newer, "newer.json"))
+    assert (counts["added"], counts["changed"], counts["unchanged"]) == (1, 1, 23)
+    row = store.get_utterance(1020)
+    assert row["intent"] == "bill_question" and row["usage"] == "training" and row["complete"] == 1
+
+
+def test_rows_missing_from_newer_export_are_kept_and_counted(store, tiny_records, write_export):
+    ingest(store, write_export(tiny_records))
+    counts = ingest(store, write_export(tiny_records[:-2], "smaller.json"))
+    assert counts["not_in_export"] == 2 and store.count_utterances() == 24
+
+
+def test_invalid_export_leaves_database_untouched(store, db_path, tiny_records, write_export, dump):
+    ingest(store, write_export(tiny_records))
+    before = dump(db_path)
+    bad = copy.deepcopy(tiny_records)
+    bad[0]["data"] = json.dumps({"text": "changed text", "intent": "card_issue"})  # a valid change ...
+    bad[5]["usage"] = "nope"  # ... and an invalid one: nothing may be written
+    with pytest.raises(ValidationError) as exc:
+        ingest(store, write_export(bad, "bad.json"))
+    assert "record #5 (id=1005): field 'usage'" in str(exc.value)
+    assert dump(db_path) == before
+
+
+def test_validation_error_caps_listing(tiny_records):
+    recs = [dict(r, score="x") for r in tiny_records * 3]
+    for i, r in enumerate(recs):
+        r["id"] = i
+    from hl_debug.ingest import MAX_PROBLEMS
+
+    rows, problems = validate(recs)
+    err = ValidationError(problems[:MAX_PROBLEMS], total=len(problems), cap=10)
+    assert "72 invalid" in str(err) and "and 62 more" in str(err)
+
+
+def test_original_record_is_kept_verbatim(tiny_store, tiny_records):
+    row = tiny_store.get_utterance(1000)
+    assert json.loads(row["raw"]) == tiny_records[0]

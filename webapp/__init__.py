@@ -1,0 +1,1 @@
+"""The hl-debug web app (Flask app factory + blueprints)."""
