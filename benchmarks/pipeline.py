@@ -1,0 +1,132 @@
+"""Time each step of ``hl-debug run`` and its peak memory, cold and warm, at several sizes.
+
+For each size N the export is the real one (N = real) or grown from it with
+``make_scaled_export.py``. Each scenario runs in a fresh process (so model loading is
+counted and peak RSS is that run's own):
+
+* ``cold``   - a new database;
+* ``warm``   - the same export again, nothing changed;
+* ``warm1%`` - 1% of the rows' texts changed.
+
+Prints a Markdown table (per-step seconds, total, peak RSS) and, with ``--write``, appends
+it to ``benchmarks/RESULTS.md`` with the machine's cores and the command.
+
+Example::
+
+    python benchmarks/pipeline.py --sizes real,20000 --write
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+REAL = ROOT.parent / "shared" / "data" / "chatbot_intent_classifier_data.json.zip"
+STEPS = ("ingest", "predict", "embed", "analyze", "signals")
+
+_CHILD = r"""
+import json, resource, sys, time
+from hl_debug.store import Store
+from pipelines.full import run_pipeline
+t0 = time.perf_counter()
+store = Store(sys.argv[1])
+summaries = run_pipeline(store, sys.argv[2], progress=False)
+total = time.perf_counter() - t0
+peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+peak_children_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+print("@@RESULT@@" + json.dumps({"summaries": summaries, "total_s": total,
+                                  "peak_rss_mb": max(peak_mb, peak_children_mb)}, default=str))
+"""
+
+
+def run_child(db: Path, export: Path) -> dict:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    proc = subprocess.run([sys.executable, "-c", _CHILD, str(db), str(export)], cwd=ROOT, env=env,
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"pipeline failed on {export}:\n{proc.stderr[-4000:]}")
+    line = next(x for x in proc.stdout.splitlines() if x.startswith("@@RESULT@@"))
+    return json.loads(line[len("@@RESULT@@"):])
+
+
+def change_texts(export: Path, out: Path, share: float, seed: int = 0) -> None:
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.make_scaled_export import write
+    from hl_debug.ingest import read_export
+
+    records = read_export(export)
+    rng = random.Random(seed)
+    for rec in rng.sample(records, max(1, int(share * len(records)))):
+        data = json.loads(rec["data"])
+        data["text"] = data["text"] + " " + rng.choice(["please", "now", "thanks", "today"])
+        rec["data"] = json.dumps(data)
+    write(records, out)
+
+
+def make_export(size: str, workdir: Path) -> Path:
+    if size == "real":
+        return REAL
+    out = workdir / f"scaled-{size}.json.zip"
+    if not out.exists():
+        subprocess.run([sys.executable, str(ROOT / "benchmarks" / "make_scaled_export.py"), "--rows", size,
+                        "--out", str(out), "--seed", "0"], check=True)
+    return out
+
+
+def row(size: str, scenario: str, result: dict) -> str:
+    per = {s["step"]: s for s in result["summaries"]}
+    cells = []
+    for step in STEPS:
+        s = per.get(step)
+        cells.append("—" if s is None else f"{s['seconds']:.1f}" + (" (skip)" if s.get("skipped") else ""))
+    return (f"| {size} | {scenario} | " + " | ".join(cells)
+            + f" | {result['total_s']:.1f} | {result['peak_rss_mb']:.0f} |")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sizes", default="real,20000", help="comma-separated: real and/or row counts")
+    ap.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "hl-debug-bench")
+    ap.add_argument("--write", action="store_true", help="append the table to benchmarks/RESULTS.md")
+    args = ap.parse_args(argv)
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    lines = ["| N | scenario | " + " | ".join(STEPS) + " | total s | peak RSS MB |",
+             "|---|---|" + "---|" * len(STEPS) + "---|---|"]
+    print("\n".join(lines), flush=True)
+    for size in args.sizes.split(","):
+        export = make_export(size, args.workdir)
+        db = args.workdir / f"bench-{size}.db"
+        for suffix in ("", "-wal", "-shm"):
+            Path(str(db) + suffix).unlink(missing_ok=True)
+        model_dir = db.with_suffix(".model")
+        if model_dir.exists():
+            import shutil
+
+            shutil.rmtree(model_dir)
+        for scenario, exp in (("cold", export), ("warm", export)):
+            lines.append(row(size, scenario, run_child(db, exp)))
+            print(lines[-1], flush=True)
+        changed = args.workdir / f"changed-{size}.json.zip"
+        change_texts(export, changed, 0.01)
+        lines.append(row(size, "warm 1% changed", run_child(db, changed)))
+        print(lines[-1], flush=True)
+    if args.write:
+        header = (f"\n### Pipeline timings ({time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores, "
+                  f"{platform.processor() or platform.machine()})\n\n"
+                  f"Command: `python benchmarks/pipeline.py --sizes {args.sizes} --write`\n\n")
+        with open(ROOT / "benchmarks" / "RESULTS.md", "a", encoding="utf-8") as fh:
+            fh.write(header + "\n".join(lines) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
