@@ -107,3 +107,9 @@ class NotFoundError(HLDebugError):
     """An id, label or cluster that does not exist was requested."""
 
     hint = "List valid values with `hl-debug stats`."
+
+
+class AnalysisError(HLDebugError):
+    """The map or the clusters could not be built (too few utterances, degenerate vectors)."""
+
+    hint = "Ingest more utterances, or change the analyze options (see `hl-debug analyze --help`)."

@@ -1,0 +1,492 @@
+"""Projection and clustering: the 2-D map, HDBSCAN clusters, neighbours, cluster rankings.
+
+:class:`MapAnalyzer` is a scikit-learn style estimator: one cosine k-nearest-neighbour
+graph of the sentence vectors (scikit-learn, exact) is built once and shared by two UMAPs
+- a 2-D one for the map and a ~5-D one for clustering - then HDBSCAN clusters the reduced
+vectors. Sub-models can be passed in (``map_model``, ``reduce_model``, ``cluster_model``)
+so tests swap in cheap stand-ins.
+
+:func:`analyze` is the pipeline step: it reads the active encoder's embeddings, fits the
+analyzer, and writes ``points``, ``neighbors`` and ``clusters`` plus the ``analysis``
+report (impure-cluster ranking with suspect rows, unannotated-region ranking) through
+:class:`~hl_debug.store.Store`. It is skipped when embeddings, labels and parameters are
+unchanged; when only labels changed the map and clusters are kept and only the cluster
+statistics are recomputed.
+
+Noise is kept honest: HDBSCAN's noise points keep ``cluster_id = -1``; the ``nearest_cluster``
+column says which cluster each one is closest to (k-nearest clustered points in the
+reduced space), so nothing is silently forced into a cluster.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator
+
+from . import clusters as cl
+from .errors import AnalysisError, ConfigError, MissingStepError
+from .store import Store, hash_json, package_versions
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SEED = 42
+SELECTION_METHODS = ("eom", "leaf")
+
+
+def default_min_cluster_size(n: int) -> int:
+    """HDBSCAN ``min_cluster_size`` scaled with the data: ``sqrt(n) / 3``, at least 5 (16 for 2,327 rows).
+
+    Tuned on the bundled export: the resulting clusters are small enough to split an
+    intent into its sub-topics (where mislabels stand out) and large enough to read.
+    """
+    return max(5, min(round(math.sqrt(max(n, 1)) / 3), max(n // 2, 2)))
+
+
+def default_min_samples(min_cluster_size: int) -> int:
+    """HDBSCAN ``min_samples``: a third of ``min_cluster_size`` (at least 2); smaller means less noise."""
+    return max(2, min_cluster_size // 3)
+
+
+def import_umap() -> Any:
+    """``import umap`` without its ImportWarning about the optional TensorFlow (ParametricUMAP)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Tensorflow not installed", category=ImportWarning)
+        import umap
+    return umap
+
+
+def knn_graph(X: np.ndarray, n_neighbors: int, *, metric: str = "cosine") -> tuple[np.ndarray, np.ndarray]:
+    """Exact k-nearest-neighbour graph, each row's own index first (as UMAP expects).
+
+    Parameters
+    ----------
+    X : array, shape (n, dim)
+    n_neighbors : int
+        Columns of the result, self included (so ``n_neighbors - 1`` true neighbours).
+
+    Returns
+    -------
+    indices : int array, shape (n, n_neighbors)
+    distances : float32 array, shape (n, n_neighbors)
+        Metric distances (cosine distance = 1 - cosine similarity); column 0 is 0.
+
+    Exact duplicates have distance 0 to each other, so the query may list a twin before
+    the row itself; the row is moved to column 0 explicitly.
+    """
+    from sklearn.neighbors import NearestNeighbors
+
+    n = len(X)
+    if not 2 <= n_neighbors <= n:
+        raise ValueError(f"n_neighbors must be between 2 and the number of rows ({n}), got {n_neighbors}")
+    nn = NearestNeighbors(n_neighbors=n_neighbors, metric=metric, algorithm="brute").fit(X)
+    dist, idx = nn.kneighbors(X)
+    out_idx = np.empty_like(idx)
+    out_dist = np.empty(dist.shape, dtype=np.float32)
+    for i in range(n):
+        others = idx[i] != i
+        row_idx, row_dist = idx[i][others][: n_neighbors - 1], dist[i][others][: n_neighbors - 1]
+        out_idx[i, 0], out_dist[i, 0] = i, 0.0
+        out_idx[i, 1:], out_dist[i, 1:] = row_idx, np.maximum(row_dist, 0.0)
+    return out_idx, out_dist
+
+
+class MapAnalyzer(BaseEstimator):
+    """2-D map + clustering of sentence vectors (UMAP, UMAP, HDBSCAN).
+
+    Parameters
+    ----------
+    n_neighbors : int
+        UMAP neighbourhood size (self included); capped at ``n - 1`` for tiny data.
+    n_components : int
+        Dimensions of the clustering UMAP (HDBSCAN works poorly on 384-D vectors).
+    map_min_dist, cluster_min_dist : float
+        UMAP ``min_dist`` of the map (spread for readability) and of the clustering
+        projection (0: pack dense regions tightly, which HDBSCAN likes).
+    metric : str
+        Metric of the input vectors' kNN graph.
+    random_state : int or None
+        Seed; None lets UMAP run in parallel but results then vary run to run.
+    n_epochs : int or None
+        UMAP optimisation epochs (None: UMAP's default). Small values make tests fast.
+    min_cluster_size, min_samples : int or None
+        HDBSCAN parameters; None scales them with the data (:func:`default_min_cluster_size`,
+        :func:`default_min_samples`).
+    cluster_selection_method : {"eom", "leaf"}
+        HDBSCAN's cluster selection.
+    map_model, reduce_model, cluster_model : estimators or None
+        Stand-ins for the 2-D UMAP, the clustering UMAP and HDBSCAN (each needs
+        ``fit_transform`` / ``fit`` + ``labels_``). None builds the defaults.
+
+    Attributes
+    ----------
+    embedding_ : array, shape (n, 2)
+    reduced_ : array, shape (n, n_components)
+    labels_ : int array, shape (n,)  (-1 = noise)
+    probabilities_ : array, shape (n,)  HDBSCAN membership strength (NaN if unavailable)
+    outlier_scores_ : array, shape (n,)  GLOSH outlier score (NaN if unavailable)
+    nearest_cluster_ : int array, shape (n,)  own cluster, or for noise the closest one
+    knn_indices_, knn_distances_ : arrays, shape (n, n_neighbors)  the shared graph
+    n_clusters_ : int
+    noise_share_ : float
+    min_cluster_size_, min_samples_ : int  the values used
+    """
+
+    def __init__(self, *, n_neighbors: int = 15, n_components: int = 5, map_min_dist: float = 0.1,
+                 cluster_min_dist: float = 0.0, metric: str = "cosine", random_state: int | None = DEFAULT_SEED,
+                 n_epochs: int | None = None, min_cluster_size: int | None = None, min_samples: int | None = None,
+                 cluster_selection_method: str = "eom", map_model: Any = None, reduce_model: Any = None,
+                 cluster_model: Any = None) -> None:
+        self.n_neighbors = n_neighbors
+        self.n_components = n_components
+        self.map_min_dist = map_min_dist
+        self.cluster_min_dist = cluster_min_dist
+        self.metric = metric
+        self.random_state = random_state
+        self.n_epochs = n_epochs
+        self.min_cluster_size = min_cluster_size
+        self.min_samples = min_samples
+        self.cluster_selection_method = cluster_selection_method
+        self.map_model = map_model
+        self.reduce_model = reduce_model
+        self.cluster_model = cluster_model
+
+    # -- validation -----------------------------------------------------------------
+
+    def _validate(self, X: np.ndarray) -> np.ndarray:
+        X = np.asarray(X, dtype=np.float32)
+        if X.ndim != 2:
+            raise ValueError(f"X must have shape (n, dim), got {X.shape}")
+        if len(X) < 5:
+            raise ValueError(f"need at least 5 rows to build a map, got {len(X)}")
+        if not np.isfinite(X).all():
+            bad = int(np.flatnonzero(~np.isfinite(X).all(axis=1))[0])
+            raise ValueError(f"X has non-finite values (first in row {bad})")
+        for name in ("n_neighbors", "n_components"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, np.integer)) or value < 2:
+                raise ValueError(f"{name} must be an integer >= 2, got {value!r}")
+        for name in ("min_cluster_size", "min_samples"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, (int, np.integer)) or value < (2 if name == "min_cluster_size" else 1)):
+                raise ValueError(f"{name} must be a positive integer (min_cluster_size >= 2) or None, got {value!r}")
+        if self.cluster_selection_method not in SELECTION_METHODS:
+            raise ValueError(f"unknown cluster_selection_method {self.cluster_selection_method!r}; "
+                             f"valid: {', '.join(SELECTION_METHODS)}")
+        return X
+
+    # -- sub-models -----------------------------------------------------------------
+
+    def _umap(self, n_components: int, min_dist: float, n_neighbors: int, knn: tuple) -> Any:
+        umap = import_umap()
+        return umap.UMAP(
+            n_components=n_components, n_neighbors=n_neighbors, min_dist=min_dist, metric=self.metric,
+            random_state=self.random_state, n_epochs=self.n_epochs, precomputed_knn=knn,
+            # a seed makes UMAP single-threaded anyway; saying so avoids its warning
+            n_jobs=1 if self.random_state is not None else -1,
+            # tiny data: spectral init needs more rows than dimensions
+            init="spectral" if len(knn[0]) > n_components + 10 else "random",
+        )
+
+    def _hdbscan(self, min_cluster_size: int, min_samples: int) -> Any:
+        import hdbscan
+
+        return hdbscan.HDBSCAN(min_cluster_size=min_cluster_size, min_samples=min_samples,
+                               cluster_selection_method=self.cluster_selection_method, core_dist_n_jobs=1)
+
+    # -- fitting --------------------------------------------------------------------
+
+    def fit(self, X: np.ndarray, y: Any = None, *, knn: tuple[np.ndarray, np.ndarray] | None = None) -> MapAnalyzer:
+        """Fit the map and the clusters.
+
+        Parameters
+        ----------
+        X : array, shape (n, dim)
+            Sentence vectors (L2-normalised for cosine).
+        knn : (indices, distances), each shape (n, >= n_neighbors), optional
+            A precomputed graph from :func:`knn_graph` (self first); built when None.
+        """
+        X = self._validate(X)
+        n = len(X)
+        k = min(self.n_neighbors, n - 1)
+        if knn is None:
+            knn = knn_graph(X, k, metric=self.metric)
+        idx, dist = (np.asarray(a) for a in knn)
+        if idx.shape[0] != n or idx.shape[1] < k or dist.shape != idx.shape:
+            raise ValueError(f"knn must be two arrays of shape ({n}, >= {k}), got {idx.shape} and {dist.shape}")
+        # UMAP prunes a wider graph only on large data, so hand it exactly k columns.
+        self.knn_indices_, self.knn_distances_ = idx[:, :k], dist[:, :k].astype(np.float32)
+        shared = (self.knn_indices_, self.knn_distances_, None)
+
+        map_model = self.map_model if self.map_model is not None else self._umap(2, self.map_min_dist, k, shared)
+        reduce_model = (self.reduce_model if self.reduce_model is not None
+                        else self._umap(self.n_components, self.cluster_min_dist, k, shared))
+        with warnings.catch_warnings():
+            # We never call UMAP.transform on new data, so the missing search index is fine.
+            warnings.filterwarnings("ignore", message=r"precomputed_knn\[2\]", category=UserWarning)
+            log.info("UMAP to %d-D for clustering (n=%d, k=%d)", self.n_components, n, k)
+            self.reduced_ = np.asarray(reduce_model.fit_transform(X), dtype=np.float64)
+            log.info("UMAP to 2-D for the map")
+            self.embedding_ = np.asarray(map_model.fit_transform(X), dtype=np.float64)
+        if self.embedding_.shape != (n, 2):
+            raise ValueError(f"map_model must return shape ({n}, 2), got {self.embedding_.shape}")
+
+        self.min_cluster_size_ = self.min_cluster_size or default_min_cluster_size(n)
+        self.min_samples_ = self.min_samples or default_min_samples(self.min_cluster_size_)
+        cluster_model = (self.cluster_model if self.cluster_model is not None
+                         else self._hdbscan(self.min_cluster_size_, self.min_samples_))
+        log.info("HDBSCAN (min_cluster_size=%d, min_samples=%d)", self.min_cluster_size_, self.min_samples_)
+        cluster_model.fit(self.reduced_)
+        self.cluster_model_ = cluster_model
+        self.labels_ = np.asarray(cluster_model.labels_, dtype=np.int64)
+        self.probabilities_ = np.asarray(getattr(cluster_model, "probabilities_", np.full(n, np.nan)), dtype=float)
+        self.outlier_scores_ = np.asarray(getattr(cluster_model, "outlier_scores_", np.full(n, np.nan)), dtype=float)
+        self.n_clusters_ = int(len(set(self.labels_.tolist()) - {cl.NOISE}))
+        self.noise_share_ = float((self.labels_ == cl.NOISE).mean())
+        self.nearest_cluster_ = self._nearest_cluster()
+        return self
+
+    def fit_predict(self, X: np.ndarray, y: Any = None, **kwargs: Any) -> np.ndarray:
+        return self.fit(X, **kwargs).labels_
+
+    def _nearest_cluster(self) -> np.ndarray:
+        """Own cluster for clustered points; for noise, the vote of the 5 nearest clustered points."""
+        from sklearn.neighbors import KNeighborsClassifier
+
+        out = self.labels_.copy()
+        noise = out == cl.NOISE
+        if not noise.any() or noise.all():
+            return out
+        k = min(5, int((~noise).sum()))
+        clf = KNeighborsClassifier(n_neighbors=k, weights="distance").fit(self.reduced_[~noise], out[~noise])
+        out[noise] = clf.predict(self.reduced_[noise])
+        return out
+
+
+# -- the pipeline step -------------------------------------------------------------------
+
+ANALYZER_PARAMS = ("n_neighbors", "n_components", "map_min_dist", "cluster_min_dist", "random_state", "n_epochs",
+                   "min_cluster_size", "min_samples", "cluster_selection_method")
+# CLI flag of each parameter, so errors name what the user typed.
+FLAGS = {"n_neighbors": "--n-neighbors", "n_components": "--dims", "map_min_dist": "--map-min-dist",
+         "cluster_min_dist": "--cluster-min-dist", "random_state": "--seed", "n_epochs": "--epochs",
+         "min_cluster_size": "--min-cluster-size", "min_samples": "--min-samples",
+         "cluster_selection_method": "--cluster-selection", "k_neighbors": "--k-neighbors",
+         "min_annotated": "--min-annotated", "top_keywords": "--keywords"}
+
+
+def _check_options(params: dict[str, Any], k_neighbors: int, min_annotated: int, top_keywords: int) -> None:
+    checks = {
+        "n_neighbors": params["n_neighbors"] >= 2, "n_components": params["n_components"] >= 2,
+        "map_min_dist": 0 <= params["map_min_dist"] <= 1, "cluster_min_dist": 0 <= params["cluster_min_dist"] <= 1,
+        "n_epochs": params["n_epochs"] is None or params["n_epochs"] >= 1,
+        "min_cluster_size": params["min_cluster_size"] is None or params["min_cluster_size"] >= 2,
+        "min_samples": params["min_samples"] is None or params["min_samples"] >= 1,
+        "cluster_selection_method": params["cluster_selection_method"] in SELECTION_METHODS,
+        "k_neighbors": k_neighbors >= 1, "min_annotated": min_annotated >= 1, "top_keywords": top_keywords >= 1,
+    }
+    values = {**params, "k_neighbors": k_neighbors, "min_annotated": min_annotated, "top_keywords": top_keywords}
+    bad = [f"{FLAGS[name]}={values[name]!r}" for name, ok in checks.items() if not ok]
+    if bad:
+        raise ConfigError(f"invalid analyze option(s): {', '.join(bad)}",
+                          hint="n-neighbors/dims/min-cluster-size >= 2, min-samples/k-neighbors/epochs >= 1, "
+                               "min-dist in [0, 1], cluster-selection eom or leaf; see `hl-debug analyze --help`.")
+
+
+def analyze(store: Store, analyzer: MapAnalyzer | None = None, *, k_neighbors: int = 10, min_annotated: int = 5,
+            top_keywords: int = 5, impurity_method: str = "wilson", region_method: str = "wilson",
+            force: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Map, cluster and describe every utterance; write points, neighbors, clusters, report.
+
+    Parameters
+    ----------
+    store : Store
+        Must hold utterances and the active encoder's embeddings (``hl-debug embed``).
+    analyzer : MapAnalyzer, optional
+        Configured estimator (default ``MapAnalyzer()``); its parameters are recorded.
+    k_neighbors : int
+        Nearest neighbours per utterance written to ``neighbors``.
+    min_annotated : int
+        Clusters with fewer annotated rows are not ranked for impurity.
+    top_keywords : int
+        Class-based TF-IDF keywords per cluster.
+    impurity_method, region_method : str
+        Ranking scores, see :func:`hl_debug.clusters.rank_impure_clusters` and
+        :func:`~hl_debug.clusters.rank_unannotated_regions`.
+    force : bool
+        Recompute even when the inputs are unchanged.
+
+    Returns
+    -------
+    dict
+        Counts: ``n_points, n_clusters, n_noise, noise_share, n_impure, n_regions,
+        reprojected, skipped``.
+    """
+    from tqdm.auto import tqdm
+
+    analyzer = analyzer if analyzer is not None else MapAnalyzer()
+    params = {name: getattr(analyzer, name) for name in ANALYZER_PARAMS}
+    _check_options(params, k_neighbors, min_annotated, top_keywords)
+    for method, valid, flag in ((impurity_method, cl.IMPURITY_METHODS, "impurity_method"),
+                                (region_method, cl.REGION_METHODS, "region_method")):
+        if method not in valid:
+            raise ConfigError(f"unknown {flag} {method!r}; valid: {', '.join(valid)}")
+    store.require_utterances()
+    encoder = store.get_meta("active_encoder")
+    if encoder is None:
+        raise MissingStepError("the database has no embeddings yet", step="embed")
+    custom = [name for name in ("map_model", "reduce_model", "cluster_model") if getattr(analyzer, name) is not None]
+    all_params = {**params, "custom_models": custom, "encoder": encoder, "k_neighbors": k_neighbors,
+                  "min_annotated": min_annotated, "top_keywords": top_keywords,
+                  "impurity_method": impurity_method, "region_method": region_method}
+    # The map depends on the vectors (encoder + texts) and its parameters; the statistics
+    # also on the labels and splits.
+    projection_hash = hash_json([encoder, store.utterances_hash("id, text_hash"), params, custom, k_neighbors])
+    inputs_hash = hash_json([projection_hash, store.utterances_hash("id, text_hash, intent, usage"), all_params])
+    has_points = bool(store.rows("points", limit=1))
+    if not force and not custom and has_points and store.is_up_to_date("analyze", inputs_hash):
+        last = store.last_run("analyze") or {}
+        return {**last.get("counts", {}), "skipped": True}
+    reuse_map = (not force and not custom and has_points
+                 and store.get_meta("analyze_projection_hash") == projection_hash)
+
+    stages = ["load"] + (["stats", "write"] if reuse_map else ["knn", "umap + hdbscan", "stats", "write"])
+    bar = tqdm(total=len(stages), desc="analyze", unit="stage", disable=not progress)
+
+    def stage(name: str) -> None:
+        bar.set_postfix_str(name)
+        bar.update(1)
+
+    with store.run("analyze", parameters=all_params, inputs_hash=inputs_hash,
+                   versions=package_versions("umap-learn", "hdbscan", "scikit-learn", "numpy")) as counts:
+        ids, X = store.load_embeddings(encoder)
+        rows = {r["id"]: r for r in store.utterances(columns="id, text, intent, usage")}
+        texts = [rows[i]["text"] for i in ids]
+        intents = [rows[i]["intent"] for i in ids]
+        usages = [rows[i]["usage"] for i in ids]
+        stage("load")
+        if len(ids) < 5:
+            raise AnalysisError(f"the database holds {len(ids)} utterance(s); a map needs at least 5")
+        pos = {int(i): p for p, i in enumerate(ids)}
+        if reuse_map:
+            log.info("embeddings unchanged: keeping the map and clusters, recomputing cluster statistics")
+            points = {r["id"]: r for r in store.rows("points")}
+            xy = np.array([[points[i]["x"], points[i]["y"]] for i in ids])
+            labels = np.array([points[i]["cluster_id"] for i in ids], dtype=np.int64)
+            nearest = np.array([points[i]["nearest_cluster"] for i in ids], dtype=np.int64)
+            nb_rows = store.rows("neighbors", order_by="id, rank")
+            k_eff = max((r["rank"] for r in nb_rows), default=0)
+            nb_idx = np.zeros((len(ids), k_eff), dtype=np.int64)
+            for r in nb_rows:
+                nb_idx[pos[r["id"]], r["rank"] - 1] = pos[r["neighbor_id"]]
+        else:
+            k_graph = min(max(analyzer.n_neighbors, k_neighbors + 1), len(ids))
+            knn = knn_graph(X, k_graph, metric=analyzer.metric)
+            stage("knn")
+            try:
+                analyzer.fit(X, knn=knn)
+            except ValueError as exc:
+                raise AnalysisError(f"could not build the map: {exc}") from exc
+            stage("umap + hdbscan")
+            xy, labels, nearest = analyzer.embedding_, analyzer.labels_, analyzer.nearest_cluster_
+            k_eff = min(k_neighbors, k_graph - 1)
+            nb_idx = knn[0][:, 1:k_eff + 1]
+            point_rows = [
+                {"id": int(i), "x": float(xy[p, 0]), "y": float(xy[p, 1]), "cluster_id": int(labels[p]),
+                 "nearest_cluster": int(nearest[p]), "membership": _num(analyzer.probabilities_[p]),
+                 "outlier_score": _num(analyzer.outlier_scores_[p])}
+                for p, i in enumerate(ids)
+            ]
+            neighbor_rows = [
+                {"id": int(ids[p]), "rank": r + 1, "neighbor_id": int(ids[nb_idx[p, r]]),
+                 "similarity": float(1.0 - knn[1][p, r + 1])}
+                for p in range(len(ids)) for r in range(k_eff)
+            ]
+
+        stats = cl.cluster_stats(labels, intents, usages, points_2d=xy)
+        keywords = cl.cluster_keywords(texts, labels, top_n=top_keywords)
+        agreement = cl.neighbor_label_agreement(nb_idx, intents) if k_eff else None
+        impure = cl.rank_impure_clusters(stats, labels, intents, ids, method=impurity_method,
+                                         min_annotated=min_annotated, neighbor_agreement=agreement)
+        regions = cl.rank_unannotated_regions(labels, intents, ids, nearest_cluster=nearest, method=region_method)
+        stage("stats")
+
+        impurity_rank = {r["cluster_id"]: r["rank"] for r in impure}
+        impurity_score = {r["cluster_id"]: r["impurity_score"] for r in impure}
+        cluster_regions = [r for r in regions if r["cluster_id"] != cl.NOISE]
+        unannotated_rank = {r["cluster_id"]: rank for rank, r in enumerate(cluster_regions, start=1)}
+        cluster_rows = [
+            {**s, "label_counts": _json(s["label_counts"]), "usage_counts": _json(s["usage_counts"]),
+             "keywords": ", ".join(keywords.get(s["cluster_id"], [])),
+             "impurity_score": impurity_score.get(s["cluster_id"]),
+             "impurity_rank": impurity_rank.get(s["cluster_id"]),
+             "unannotated_rank": unannotated_rank.get(s["cluster_id"])}
+            for s in stats
+        ]
+        with store.transaction():
+            if not reuse_map:
+                store.replace_rows("points", point_rows, columns=POINTS_COLUMNS)
+                store.replace_rows("neighbors", neighbor_rows, columns=NEIGHBORS_COLUMNS)
+            store.replace_rows("clusters", cluster_rows, columns=CLUSTERS_COLUMNS)
+            if not reuse_map:
+                store.set_meta("analyze_projection_hash", projection_hash)
+        n_noise = int((labels == cl.NOISE).sum())
+        for r in impure:
+            for s in r["suspects"]:
+                s["text"] = rows[s["id"]]["text"]
+        store.save_report("analysis", {
+            "encoder": encoder, "parameters": all_params,
+            "min_cluster_size": getattr(analyzer, "min_cluster_size_", None) if not reuse_map else None,
+            "min_samples": getattr(analyzer, "min_samples_", None) if not reuse_map else None,
+            "n_points": len(ids), "n_clusters": len(stats), "n_noise": n_noise, "noise_share": n_noise / len(ids),
+            "keywords": {str(c): kw for c, kw in keywords.items()},
+            "impure_clusters": impure, "unannotated_regions": regions,
+        }, run_id=None)
+        stage("write")
+        counts.update({"n_points": len(ids), "n_clusters": len(stats), "n_noise": n_noise,
+                       "noise_share": round(n_noise / len(ids), 4), "n_impure": len(impure),
+                       "n_regions": len(regions), "reprojected": not reuse_map})
+    bar.close()
+    log.info("analyze: %d points, %d clusters, %.1f%% noise", len(ids), len(stats), 100 * n_noise / len(ids))
+    return {**counts, "skipped": False}
+
+
+POINTS_COLUMNS: dict[str, type] = {"id": int, "x": float, "y": float, "cluster_id": int, "nearest_cluster": int,
+                                   "membership": float, "outlier_score": float}
+NEIGHBORS_COLUMNS: dict[str, type] = {"id": int, "rank": int, "neighbor_id": int, "similarity": float}
+CLUSTERS_COLUMNS: dict[str, type] = {
+    "cluster_id": int, "size": int, "n_annotated": int, "n_unannotated": int, "majority_intent": str,
+    "purity": float, "label_entropy": float, "unannotated_share": float, "label_counts": str, "usage_counts": str,
+    "keywords": str, "impurity_score": float, "impurity_rank": int, "unannotated_rank": int, "x": float, "y": float,
+}
+
+
+def _num(value: float) -> float | None:
+    return None if value is None or not np.isfinite(value) else float(value)
+
+
+def _json(obj: Any) -> str:
+    import json
+
+    return json.dumps(obj, sort_keys=False)
+
+
+def analyzer_from_options(options: dict[str, Any]) -> MapAnalyzer:
+    """A :class:`MapAnalyzer` from pipeline/CLI options (unknown keys ignored)."""
+    kwargs = {name: options[name] for name in ANALYZER_PARAMS if options.get(name) is not None}
+    for name in ("map_model", "reduce_model", "cluster_model"):
+        if options.get(name) is not None:
+            kwargs[name] = options[name]
+    return MapAnalyzer(**kwargs)
+
+
+def analyze_step(store: Store, options: dict[str, Any]) -> dict[str, Any]:
+    """Pipeline adapter: ``options`` may hold :class:`MapAnalyzer` parameters, ``k_neighbors``,
+    ``min_annotated``, ``top_keywords``, ``force`` and ``progress``."""
+    analyzer = options.get("analyzer") or analyzer_from_options(options)
+    keys = ("k_neighbors", "min_annotated", "top_keywords", "impurity_method", "region_method", "force", "progress")
+    return analyze(store, analyzer, **{k: options[k] for k in keys if options.get(k) is not None})
