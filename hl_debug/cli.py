@@ -185,6 +185,163 @@ def emit(rows, columns, fmt: str, output: str | None) -> None:
 # -- sub-commands of later steps are added below, one section per step ------------------
 
 
+# -- predictions ------------------------------------------------------------------------
+
+
+def _predict_settings(f):
+    """--api-key, --project-id and --encoder, shared by serve-model and predict."""
+    f = click.option("--encoder", default=None, envvar=setting("encoder").env, show_envvar=True,
+                     help=setting("encoder").help)(f)
+    f = click.option("--project-id", default=None, envvar=setting("project_id").env, show_envvar=True,
+                     help=setting("project_id").help)(f)
+    return click.option("--api-key", default=None, envvar=setting("api_key").env, show_envvar=True,
+                        help=setting("api_key").help)(f)
+
+
+def _accuracy_line(meta: dict) -> str:
+    acc = meta.get("accuracy") or {}
+    return ", ".join(f"{split} {v['accuracy']:.3f} (n={v['n']})" for split, v in acc.items())
+
+
+@cli.command("serve-model")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option("--port", default=8765, show_default=True, type=int, help="Port to listen on.")
+@_predict_settings
+@click.option("--retrain", is_flag=True, help="Retrain the local model even if the saved one is current.")
+@click.pass_context
+def serve_model(ctx: click.Context, host: str, port: int, api_key: str | None, project_id: str | None,
+                encoder: str | None, retrain: bool) -> None:
+    """Serve the local intent model on the Humanloop predict contract.
+
+    Trains the model on the database's 'training' rows (or loads the saved one from
+    <db stem>.model/ when the training data is unchanged), reports its accuracy on the
+    validation and testing rows, then answers POST /projects/ID/predict. With --api-key
+    (or HL_API_KEY) requests must send it as X-API-Key.
+
+    \b
+    Example:
+        hl-debug serve-model --port 8765 --project-id 411
+        curl -s localhost:8765/projects/411/predict -H 'Content-Type: application/json' \\
+             -d '{"data": [{"text": "when is my bill due"}], "n_best": 3}'
+    """
+    from werkzeug.serving import make_server
+
+    from .embed import default_encoder
+    from .local_model import train_or_load
+    from .model_server import create_model_app
+    from .predict import local_identity, resolve_project_id
+
+    store = _store(ctx)
+    model = train_or_load(store, encoder=default_encoder(encoder), retrain=retrain)
+    pid = resolve_project_id(store, project_id)
+    identity = local_identity(model.metadata_["model_hash"], None)
+    app = create_model_app(model, project_id=pid, api_key=api_key, identity=identity)
+    click.echo(f"Model {identity}: {len(model.classes_)} intents; accuracy {_accuracy_line(model.metadata_)}")
+    try:
+        server = make_server(host, port, app, threaded=True)
+    except OSError as exc:
+        raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror or exc}\n"
+                                   "Hint: choose another --port.") from exc
+    click.echo(f"Serving POST http://{host}:{server.server_port}/projects/{pid}/predict"
+               + (" (X-API-Key required)" if api_key else "") + "; Ctrl-C to stop.")
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
+
+
+@cli.command()
+@click.option("--api-url", default=None, envvar=setting("api_url").env, show_envvar=True,
+              help=setting("api_url").help)
+@_predict_settings
+@click.option("--batch-size", default=20, show_default=True, type=click.IntRange(1, 20),
+              help="Texts per request (the contract allows at most 20).")
+@click.option("--concurrency", default=4, show_default=True, type=click.IntRange(1, 64),
+              help="Requests in flight at once.")
+@click.option("--n-best", default="all", show_default=True,
+              help="Intents asked per text: a number, or 'all' for the full distribution.")
+@click.option("--timeout", default=30.0, show_default=True, type=click.FloatRange(0.1),
+              help="Seconds to wait for one answer before retrying.")
+@click.option("--max-retries", default=5, show_default=True, type=click.IntRange(0),
+              help="Retries per batch for 5xx, 429, timeouts and connection errors.")
+@click.option("--retrain", is_flag=True, help="Local model only: retrain even if the saved one is current.")
+@click.pass_context
+def predict(ctx: click.Context, api_url: str | None, api_key: str | None, project_id: str | None,
+            encoder: str | None, batch_size: int, concurrency: int, n_best: str, timeout: float,
+            max_retries: int, retrain: bool) -> None:
+    """Ask a prediction API for every utterance (the local model server by default).
+
+    Answers are cached by (endpoint, text), saved batch by batch: a re-run, or a run
+    stopped with Ctrl-C, continues where it stopped. Without --api-url (or HL_API_URL)
+    the local model is trained or loaded and served in-process on a free loopback port.
+
+    \b
+    Example:
+        hl-debug predict
+        hl-debug predict --api-url https://api.example.com/v1 --api-key "$HL_API_KEY" --concurrency 8
+    """
+    from .embed import default_encoder
+    from .predict import predict as do_predict
+
+    store = _store(ctx)
+    counts = do_predict(store, api_url=api_url, api_key=api_key, project_id=project_id, n_best=n_best,
+                        batch_size=batch_size, concurrency=concurrency, timeout=timeout, max_retries=max_retries,
+                        encoder=None if api_url else default_encoder(encoder), retrain=retrain,
+                        progress=sys.stderr.isatty())
+    click.echo(
+        f"Predictions from {counts['endpoint']}: {counts['n_texts']} distinct texts, "
+        f"{counts['n_predicted']} asked now, {counts['n_cached']} already cached, "
+        f"{counts['n_without_prediction']} without prediction"
+        + (f", {counts['retries']} retries" if counts["retries"] else "")
+    )
+    if counts["n_failed"]:
+        raise click.ClickException(
+            f"{counts['n_failed']} text(s) got no usable answer (first error: {counts.get('first_error')}).\n"
+            "Hint: the answers received are saved; run the same command again to retry only the missing ones.")
+
+
+@cli.command("import-predictions")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--endpoint", default=None, help="Cache identity to file them under [default: recorded:<file stem>].")
+@click.pass_context
+def import_predictions_cmd(ctx: click.Context, file: str, endpoint: str | None) -> None:
+    """Load recorded predict-API answers (a JSON array of answer items) into the cache.
+
+    Items carrying data.text are matched to utterances by text; items without it must be
+    one per utterance, in export order. Nothing is written if any item is malformed.
+
+    \b
+    Example:
+        hl-debug import-predictions ../shared/data/recorded_predictions_project411.json
+    """
+    from .predict import import_predictions
+
+    counts = import_predictions(_store(ctx), file, endpoint=endpoint)
+    click.echo(
+        f"Imported {counts['n_items']} answers as {counts['endpoint']}: {counts['n_saved']} distinct texts, "
+        f"{counts['n_without_prediction']} utterances without prediction"
+        + (f", {counts['n_unmatched']} items matched no utterance" if counts["n_unmatched"] else "")
+        + (f", {counts['n_conflicting']} conflicting duplicates (first kept)" if counts["n_conflicting"] else "")
+    )
+
+
+@export.command("predictions")
+@export_options
+@click.option("--endpoint", default=None, help="Which cached endpoint [default: the last predict run's].")
+@click.pass_context
+def export_predictions(ctx: click.Context, fmt: str, output: str | None, endpoint: str | None) -> None:
+    """One row per utterance: id, label, confidence, entropy (empty label: no prediction).
+
+    \b
+    Example:
+        hl-debug export predictions --format csv -o predictions.csv
+        hl-debug export predictions --endpoint recorded:recorded_predictions_project411 --format json
+    """
+    from .predict import EXPORT_COLUMNS, prediction_rows
+
+    emit(prediction_rows(_store(ctx), endpoint), EXPORT_COLUMNS, fmt, output)
+
+
 def main() -> None:  # console-script entry point
     cli(obj={})
 

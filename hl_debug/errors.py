@@ -91,6 +91,25 @@ class PredictionAPIError(HLDebugError):
     hint = "Check --api-url / HL_API_URL and --api-key / HL_API_KEY, or leave --api-url unset to use the local model server."
 
 
+class AnswerShapeError(PredictionAPIError):
+    """One batch's answer had the wrong length or shape (that batch fails, the run goes on)."""
+
+    hint = "The endpoint does not follow the predict contract for this batch; run again to retry it."
+
+
+class RetriesExhaustedError(PredictionAPIError):
+    """A batch kept failing with transient errors (5xx, 429, timeouts) after every retry."""
+
+    hint = "The endpoint is overloaded or down; run the same command again later to continue where it stopped."
+
+
+class PredictionsFileError(HLDebugError):
+    """A file of recorded predict answers cannot be read or does not match the database."""
+
+    hint = ("Pass a JSON array of predict answer items ({\"data\": {\"text\": ...}, \"predictions\": [...]}), "
+            "either one per utterance in export order or each carrying its text.")
+
+
 class ModelError(HLDebugError):
     """A model (encoder or local classifier) could not be loaded or trained."""
 
