@@ -438,10 +438,12 @@ def analyze(store: Store, analyzer: MapAnalyzer | None = None, *, k_neighbors: i
         for r in impure:
             for s in r["suspects"]:
                 s["text"] = rows[s["id"]]["text"]
+        previous = store.report("analysis") or {}
         store.save_report("analysis", {
             "encoder": encoder, "parameters": all_params,
-            "min_cluster_size": getattr(analyzer, "min_cluster_size_", None) if not reuse_map else None,
-            "min_samples": getattr(analyzer, "min_samples_", None) if not reuse_map else None,
+            # the HDBSCAN values actually used (scaled defaults resolved)
+            "min_cluster_size": previous.get("min_cluster_size") if reuse_map else analyzer.min_cluster_size_,
+            "min_samples": previous.get("min_samples") if reuse_map else analyzer.min_samples_,
             "n_points": len(ids), "n_clusters": len(stats), "n_noise": n_noise, "noise_share": n_noise / len(ids),
             "keywords": {str(c): kw for c, kw in keywords.items()},
             "impure_clusters": impure, "unannotated_regions": regions,

@@ -31,6 +31,12 @@ import numpy as np
 NOISE = -1
 SPLITS = ("training", "validation", "testing", "none")
 IMPURITY_METHODS = ("wilson", "share", "count")
+# scikit-learn's English stop-word list also drops content words that matter for intents
+# ("bill" in a bills chatbot, "call", "name", "move", ...); keep those.
+CONTENT_WORDS = frozenset({
+    "bill", "call", "name", "move", "fire", "empty", "full", "find", "found", "interest", "system", "show",
+    "back", "front", "top", "bottom", "side", "part", "detail", "cry", "describe", "amount", "first", "last",
+})
 REGION_METHODS = ("wilson", "share", "count")
 
 
@@ -92,7 +98,7 @@ def wilson_lower_bound(successes: np.ndarray | Sequence[int], totals: np.ndarray
 
 
 def cluster_keywords(texts: Sequence[str], cluster_ids: Sequence[int] | np.ndarray, *, top_n: int = 5,
-                     ngram_range: tuple[int, int] = (1, 2), stop_words: str | list[str] | None = "english",
+                     ngram_range: tuple[int, int] = (1, 2), stop_words: str | list[str] | None = None,
                      include_noise: bool = False) -> dict[int, list[str]]:
     """Class-based TF-IDF keywords per cluster.
 
@@ -110,13 +116,15 @@ def cluster_keywords(texts: Sequence[str], cluster_ids: Sequence[int] | np.ndarr
         distinctive for real clusters) but gets keywords only with ``include_noise``.
     top_n : int
         Keywords per cluster.
+    stop_words : "english", list of str, or None
+        None (default): scikit-learn's English list minus :data:`CONTENT_WORDS`.
 
     Returns
     -------
     dict
         cluster id -> up to ``top_n`` keywords, most distinctive first (ties by term).
     """
-    from sklearn.feature_extraction.text import CountVectorizer, TfidfTransformer
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, CountVectorizer, TfidfTransformer
 
     n = _check_lengths(texts=texts, cluster_ids=cluster_ids)
     labels = _as_labels(cluster_ids)
@@ -126,6 +134,8 @@ def cluster_keywords(texts: Sequence[str], cluster_ids: Sequence[int] | np.ndarr
         return {}
     classes = np.unique(labels)
     docs = [" ".join(str(texts[i]) for i in np.flatnonzero(labels == c)) for c in classes]
+    if stop_words is None:
+        stop_words = sorted(ENGLISH_STOP_WORDS - CONTENT_WORDS)
     vectorizer = CountVectorizer(ngram_range=ngram_range, stop_words=stop_words)
     try:
         counts = vectorizer.fit_transform(docs)

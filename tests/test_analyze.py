@@ -1,0 +1,271 @@
+"""The map and clusters (hl_debug.analyze): estimator on synthetic blobs, the pipeline step, CLI."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from sklearn.decomposition import PCA
+from sklearn.metrics import adjusted_rand_score
+
+from hl_debug.analyze import MapAnalyzer, analyze, analyze_step, default_min_cluster_size, knn_graph
+from hl_debug.cli import cli
+from hl_debug.embed import embed
+from hl_debug.errors import AnalysisError, ConfigError, MissingStepError
+from hl_debug.ingest import ingest
+from tests.fakes import FakeEncoder
+
+
+def blobs(n_per: int = 40, centers: int = 4, dim: int = 24, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Well separated Gaussian blobs on the unit sphere, shape (n_per * centers, dim)."""
+    rng = np.random.default_rng(seed)
+    c = rng.normal(size=(centers, dim))
+    y = np.repeat(np.arange(centers), n_per)
+    X = c[y] + 0.15 * rng.normal(size=(len(y), dim))
+    return (X / np.linalg.norm(X, axis=1, keepdims=True)).astype(np.float32), y
+
+
+def cheap(**kw) -> MapAnalyzer:
+    """An analyzer whose projections are PCA (no numba JIT), clustering the real HDBSCAN."""
+    return MapAnalyzer(map_model=PCA(2, random_state=0), reduce_model=PCA(5, random_state=0), **kw)
+
+
+# -- knn graph ------------------------------------------------------------------------------
+
+
+def test_knn_graph_self_first_and_exact():
+    X, _ = blobs(n_per=10)
+    X[1] = X[0]  # an exact duplicate must not displace row 1 from its own column 0
+    idx, dist = knn_graph(X, 6)
+    assert idx.shape == dist.shape == (40, 6)
+    assert (idx[:, 0] == np.arange(40)).all() and np.allclose(dist[:, 0], 0)
+    assert idx[0, 1] == 1 and idx[1, 1] == 0
+    sims = X @ X.T
+    for i in (3, 17, 39):
+        others = np.argsort(-sims[i])
+        others = others[others != i][:5]
+        assert set(idx[i, 1:]) == set(others)
+        assert np.allclose(dist[i, 1:], 1 - sims[i, idx[i, 1:]], atol=1e-5)
+    with pytest.raises(ValueError, match="n_neighbors must be between 2"):
+        knn_graph(X, 41)
+
+
+# -- the estimator -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def umap_fit():
+    X, y = blobs()
+    return X, y, MapAnalyzer(n_epochs=60).fit(X)
+
+
+def test_umap_hdbscan_recovers_blobs(umap_fit):
+    X, y, m = umap_fit
+    assert m.embedding_.shape == (len(X), 2) and m.reduced_.shape == (len(X), 5)
+    assert m.noise_share_ < 0.1
+    clustered = m.labels_ != -1
+    assert adjusted_rand_score(y[clustered], m.labels_[clustered]) > 0.95
+    assert m.n_clusters_ == 4
+    assert m.min_cluster_size_ == default_min_cluster_size(len(X)) and m.min_samples_ >= 2
+    assert np.isfinite(m.outlier_scores_).all() and ((m.probabilities_ >= 0) & (m.probabilities_ <= 1)).all()
+    assert (m.nearest_cluster_ >= 0).all()
+    assert m.knn_indices_.shape == (len(X), 15)
+
+
+def test_same_inputs_give_same_map_and_clusters(umap_fit):
+    X, _, first = umap_fit
+    second = MapAnalyzer(n_epochs=60).fit(X.copy())
+    assert np.array_equal(first.labels_, second.labels_)
+    assert np.allclose(first.embedding_, second.embedding_)
+
+
+def test_sub_models_can_be_swapped():
+    class Halves:
+        """Stand-in clusterer: left half cluster 0, right half 1, a few noise points."""
+
+        def fit(self, Z):
+            self.labels_ = (Z[:, 0] > np.median(Z[:, 0])).astype(int)
+            self.labels_[:3] = -1
+            return self
+
+    X, _ = blobs(n_per=15)
+    m = cheap(cluster_model=Halves()).fit(X)
+    assert m.n_clusters_ == 2 and m.noise_share_ == pytest.approx(3 / 60)
+    assert np.isnan(m.outlier_scores_).all()  # the stand-in has none
+    # noise keeps -1 but gets the cluster of its closest clustered points
+    assert (m.labels_[:3] == -1).all() and set(m.nearest_cluster_[:3]) <= {0, 1}
+    assert (m.nearest_cluster_[3:] == m.labels_[3:]).all()
+
+
+@pytest.mark.parametrize(
+    ("X", "kwargs", "match"),
+    [
+        (np.zeros(10), {}, r"shape \(n, dim\)"),
+        (np.ones((3, 4)), {}, "at least 5 rows"),
+        (np.vstack([np.ones((6, 4)), [[np.nan] * 4]]), {}, "non-finite values .first in row 6"),
+        (np.ones((8, 4)), {"cluster_selection_method": "dbscan"}, "valid: eom, leaf"),
+        (np.ones((8, 4)), {"min_cluster_size": 1}, "min_cluster_size"),
+        (np.ones((8, 4)), {"n_neighbors": 1}, "n_neighbors must be an integer >= 2"),
+    ],
+)
+def test_estimator_rejects_bad_input(X, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        cheap(**kwargs).fit(X)
+
+
+def test_default_min_cluster_size_scales():
+    assert default_min_cluster_size(100) == 5
+    assert default_min_cluster_size(2327) == 16
+    assert default_min_cluster_size(20000) > default_min_cluster_size(2327)
+
+
+# -- the pipeline step on a synthetic store ------------------------------------------------
+
+TOPICS = {
+    "card_issue": "card atm stolen blocked pin debit lost reader",
+    "bill_question": "bill water gas electric due owe pay invoice",
+    "chat_settings": "voice name language speak slowly whisper mode rename",
+}
+TRAVEL = "travel abroad trip spain france notice flight holiday"
+
+
+def synthetic_records(seed: int = 1) -> list[dict]:
+    """3 annotated topics of 20 rows, one planted mislabel, and 12 unannotated travel rows."""
+    rnd = random.Random(seed)
+    recs, rid = [], 5000
+    for intent, vocab in TOPICS.items():
+        words = vocab.split()
+        for j in range(20):
+            text = " ".join(rnd.sample(words, 4)) + f" {j}"
+            usage = ("training", "validation", "testing")[j % 3]
+            recs.append({"id": rid, "project_id": 7, "complete": True, "usage": usage, "score": 0.1,
+                         "data": json.dumps({"text": text, "intent": intent})})
+            rid += 1
+    recs[3]["data"] = json.dumps({"text": json.loads(recs[3]["data"])["text"], "intent": "bill_question"})
+    for j in range(12):
+        text = " ".join(rnd.sample(TRAVEL.split(), 4)) + f" {j}"
+        recs.append({"id": rid, "project_id": 7, "complete": False, "usage": None, "score": 0.5,
+                     "data": json.dumps({"text": text, "intent": ""})})
+        rid += 1
+    return recs
+
+
+@pytest.fixture
+def synth_store(store, write_export):
+    ingest(store, write_export(synthetic_records()))
+    embed(store, FakeEncoder(dim=64), progress=False)
+    return store
+
+
+def test_analyze_writes_points_neighbors_clusters_and_report(synth_store):
+    counts = analyze(synth_store, cheap(), progress=False)
+    assert counts["n_points"] == 72 and not counts["skipped"] and counts["reprojected"]
+    points = synth_store.rows("points", order_by="id")
+    assert len(points) == 72 and {"x", "y", "cluster_id", "nearest_cluster", "outlier_score"} <= set(points[0])
+    nbrs = synth_store.rows("neighbors", where="id = ?", params=[5000], order_by="rank")
+    assert [r["rank"] for r in nbrs] == list(range(1, 11)) and all(r["neighbor_id"] != 5000 for r in nbrs)
+    assert all(-1 <= r["similarity"] <= 1 for r in nbrs)
+    assert [r["similarity"] for r in nbrs] == sorted((r["similarity"] for r in nbrs), reverse=True)
+    clusters = synth_store.rows("clusters", order_by="cluster_id")
+    assert clusters and sum(c["size"] for c in clusters) + counts["n_noise"] == 72
+    assert all(json.loads(c["label_counts"]) is not None and c["keywords"] for c in clusters)
+    report = synth_store.report("analysis")
+    assert report["n_points"] == 72 and report["min_cluster_size"] == 5
+    # the planted mislabel (id 5003, bill_question among card_issue) is a suspect of an impure cluster
+    suspects = {s["id"] for r in report["impure_clusters"] for s in r["suspects"]}
+    assert 5003 in suspects
+    # the unannotated travel rows are the top unannotated region
+    top = report["unannotated_regions"][0]
+    assert top["unannotated_share"] > 0.8 and set(top["unannotated_ids"]) <= set(range(5060, 5072))
+    run = synth_store.last_run("analyze")
+    assert run["parameters"]["custom_models"] == ["map_model", "reduce_model"] and "hdbscan" in run["versions"]
+
+
+def test_analyze_skips_when_unchanged_and_reuses_map_when_only_labels_change(synth_store, write_export):
+    analyzer = MapAnalyzer(n_epochs=30)
+    first = analyze(synth_store, analyzer, progress=False)
+    assert not first["skipped"] and first["reprojected"]
+    again = analyze(synth_store, MapAnalyzer(n_epochs=30), progress=False)
+    assert again["skipped"] and again["n_clusters"] == first["n_clusters"]
+    points_before = synth_store.rows("points", order_by="id")
+    recs = synthetic_records()
+    recs[3]["data"] = json.dumps({"text": json.loads(recs[3]["data"])["text"], "intent": "card_issue"})
+    ingest(synth_store, write_export(recs, "fixed.json"))
+    relabelled = analyze(synth_store, MapAnalyzer(n_epochs=30), progress=False)
+    assert not relabelled["skipped"] and not relabelled["reprojected"]
+    assert synth_store.rows("points", order_by="id") == points_before
+    suspects = {s["id"] for r in synth_store.report("analysis")["impure_clusters"] for s in r["suspects"]}
+    assert 5003 not in suspects
+    changed = analyze(synth_store, MapAnalyzer(n_epochs=30, min_cluster_size=6), progress=False)
+    assert changed["reprojected"]
+
+
+def test_analyze_step_reads_options(synth_store):
+    counts = analyze_step(synth_store, {"n_epochs": 30, "k_neighbors": 3, "progress": False})
+    assert counts["n_points"] == 72
+    assert max(r["rank"] for r in synth_store.rows("neighbors")) == 3
+    assert synth_store.last_run("analyze")["parameters"]["n_epochs"] == 30
+
+
+def test_analyze_needs_embeddings(store, write_export):
+    ingest(store, write_export(synthetic_records()))
+    with pytest.raises(MissingStepError, match="no embeddings") as exc:
+        analyze(store, cheap(), progress=False)
+    assert "hl-debug embed" in exc.value.hint
+
+
+def test_analyze_rejects_bad_options_naming_the_flag(synth_store):
+    with pytest.raises(ConfigError, match=r"--min-samples=0.*--k-neighbors=0|--k-neighbors=0"):
+        analyze(synth_store, MapAnalyzer(min_samples=0), k_neighbors=0, progress=False)
+    with pytest.raises(ConfigError, match="valid: wilson, share, count"):
+        analyze(synth_store, cheap(), impurity_method="entropy", progress=False)
+
+
+def test_analyze_too_few_utterances(store, write_export):
+    ingest(store, write_export(synthetic_records()[:3]))
+    embed(store, FakeEncoder(), progress=False)
+    with pytest.raises(AnalysisError, match="at least 5"):
+        analyze(store, cheap(), progress=False)
+
+
+# -- CLI ------------------------------------------------------------------------------
+
+
+def test_cli_analyze_and_exports(tiny_store, db_path, tmp_path):
+    embed(tiny_store, FakeEncoder(), progress=False)
+    runner = CliRunner()
+    r = runner.invoke(cli, ["--db", str(db_path), "analyze", "--epochs", "30"], obj={})
+    assert r.exit_code == 0, r.output
+    assert "24 points in" in r.output
+    r = runner.invoke(cli, ["--db", str(db_path), "analyze", "--epochs", "30"], obj={})
+    assert "up to date" in r.output
+    r = runner.invoke(cli, ["--db", str(db_path), "export", "points"], obj={})
+    assert r.exit_code == 0, r.output
+    lines = r.output.strip().splitlines()
+    assert lines[0] == "id,x,y,cluster_id,intent,usage,predicted_label" and len(lines) == 25
+    out = tmp_path / "clusters.json"
+    r = runner.invoke(cli, ["--db", str(db_path), "export", "clusters", "--format", "json", "-o", str(out)], obj={})
+    assert r.exit_code == 0, r.output
+    rows = json.loads(out.read_text())
+    assert list(rows[0]) == ["cluster_id", "size", "n_annotated", "n_unannotated", "majority_intent", "purity",
+                             "label_entropy", "keywords"]
+
+
+def test_cli_export_before_analyze_names_the_step(tiny_store, db_path):
+    r = CliRunner().invoke(cli, ["--db", str(db_path), "export", "points"], obj={})
+    assert r.exit_code != 0 and "hl-debug analyze" in r.output
+
+
+def test_cli_analyze_bad_option(tiny_store, db_path):
+    embed(tiny_store, FakeEncoder(), progress=False)
+    r = CliRunner().invoke(cli, ["--db", str(db_path), "analyze", "--min-cluster-size", "1"], obj={})
+    assert r.exit_code != 0 and "--min-cluster-size=1" in r.output and "Hint:" in r.output
+
+
+def test_cli_embed_with_fake_encoder_name_fails_clearly(tiny_store, db_path):
+    r = CliRunner().invoke(cli, ["--db", str(db_path), "embed", "--encoder", str(db_path.parent / "no-such-model")],
+                           obj={})
+    assert r.exit_code != 0 and "could not load sentence encoder" in r.output and "Hint:" in r.output
