@@ -185,6 +185,210 @@ def emit(rows, columns, fmt: str, output: str | None) -> None:
 # -- sub-commands of later steps are added below, one section per step ------------------
 
 
+# -- web app & annotations (issue #6) -------------------------------------------------
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Interface to bind. The default keeps the app private to this machine.")
+@click.option("--port", default=5000, show_default=True, type=click.IntRange(0, 65535), help="Port to listen on.")
+@click.option("--debug", is_flag=True, help="Flask debug mode (auto-reload; never on a shared network).")
+@click.pass_context
+def serve(ctx: click.Context, host: str, port: int, debug: bool) -> None:
+    """Serve the interactive debugger (map, clusters, issues, queue, report) for --db.
+
+    \b
+    Example:
+        hl-debug --db data/hl_debug.db serve --port 5000
+    """
+    from webapp import create_app
+
+    store = _store(ctx)  # fail early, with a hint, when the database is missing
+    store.require_utterances()
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        click.echo(f"Warning: serving on {host}: anyone who can reach it can read and annotate the data.", err=True)
+    app = create_app({"DB": store.path})
+    click.echo(f"Serving {store.path} on http://{host}:{port}/ (Ctrl-C to stop)", err=True)
+    app.run(host=host, port=port, debug=debug, use_reloader=debug)
+
+
+@export.command("corrected")
+@click.option("--format", "fmt", type=click.Choice(["json", "csv"]), default="json", show_default=True,
+              help="json: the platform's own export format, ready to upload; csv: the same records flattened.")
+@click.option("--new-usage", type=click.Choice(["training", "validation", "testing"]), default="training",
+              show_default=True, help="Split given to unannotated rows that were labelled (complete rows need one).")
+@output_option
+def export_corrected(fmt: str, new_usage: str, output: str | None) -> None:
+    """The export with review decisions applied, in the platform's format.
+
+    Same records, same fields, same order; `data` stays a JSON string whose `intent` is
+    the effective label. Unannotated rows that were labelled become complete.
+
+    \b
+    Example:
+        hl-debug export corrected -o corrected.json
+    """
+    from .annotations import corrected_records
+
+    records = corrected_records(get_store(), new_usage=new_usage)
+    if fmt == "csv":
+        emit(records, ["id", "project_id", "complete", "usage", "score", "data"], "csv", output)
+        return
+    text = json.dumps(records, ensure_ascii=False, indent=1) + "\n"
+    if output:
+        tmp = Path(output).with_name(Path(output).name + ".tmp")
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(output)
+        click.echo(f"Wrote {len(records)} records to {output}", err=True)
+    else:
+        click.echo(text, nl=False)
+
+
+@export.command("annotations")
+@export_options
+def export_annotations(fmt: str, output: str | None) -> None:
+    """Every review decision made in the web app, oldest first.
+
+    \b
+    Example:
+        hl-debug export annotations --format json -o decisions.json
+    """
+    from .annotations import annotation_rows
+
+    emit(annotation_rows(get_store()), ["id", "utterance_id", "text", "original_label", "action", "label",
+                                        "previous_label", "created_at"], fmt, output)
+
+
+# -- map: embed, analyze, export points / clusters (issue #4) ---------------------------
+
+
+@cli.command()
+@click.option("--encoder", default=None, metavar="NAME", envvar=setting("encoder").env, show_envvar=True,
+              help=f"{setting('encoder').help}  [default: {setting('encoder').default}]")
+@click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True,
+              help="Texts per forward pass of the encoder.")
+@click.pass_context
+def embed(ctx: click.Context, encoder: str | None, batch_size: int) -> None:
+    """Embed every utterance with a sentence encoder (L2-normalised, cached by text).
+
+    Only texts without a vector for this encoder are embedded, so re-runs are cheap and
+    an interrupted run continues where it stopped.
+
+    \b
+    Example:
+        hl-debug embed
+        hl-debug embed --encoder sentence-transformers/all-mpnet-base-v2
+    """
+    from .embed import SentenceEncoder, embed as do_embed
+
+    store = _store(ctx)
+    counts = do_embed(store, SentenceEncoder(resolve("encoder", encoder), batch_size=batch_size))
+    click.echo(f"Embedded {counts['n_embedded']} text(s), {counts['n_cached']} already cached "
+               f"({counts['n_texts']} distinct texts) with {store.get_meta('active_encoder')}")
+
+
+@cli.command()
+@click.option("--n-neighbors", type=int, default=15, show_default=True, help="UMAP neighbourhood size.")
+@click.option("--dims", "n_components", type=int, default=5, show_default=True,
+              help="Dimensions of the UMAP projection HDBSCAN clusters.")
+@click.option("--map-min-dist", type=float, default=0.1, show_default=True, help="UMAP min_dist of the 2-D map.")
+@click.option("--cluster-min-dist", type=float, default=0.0, show_default=True,
+              help="UMAP min_dist of the clustering projection.")
+@click.option("--min-cluster-size", type=int, default=None,
+              help="HDBSCAN min_cluster_size.  [default: sqrt(n)/3, at least 5]")
+@click.option("--min-samples", type=int, default=None,
+              help="HDBSCAN min_samples (smaller: less noise).  [default: min_cluster_size/3, at least 2]")
+@click.option("--cluster-selection", "cluster_selection_method", type=click.Choice(["eom", "leaf"]), default="eom",
+              show_default=True, help="HDBSCAN cluster selection (leaf: more, smaller clusters).")
+@click.option("--seed", "random_state", type=int, default=42, show_default=True,
+              help="Random seed (same inputs and seed give the same map and clusters).")
+@click.option("--epochs", "n_epochs", type=int, default=None, help="UMAP optimisation epochs.  [default: UMAP's]")
+@click.option("--k-neighbors", type=int, default=10, show_default=True,
+              help="Nearest neighbours stored per utterance.")
+@click.option("--min-annotated", type=int, default=5, show_default=True,
+              help="Clusters with fewer annotated rows are not ranked for impurity.")
+@click.option("--force", is_flag=True, help="Recompute even if nothing changed.")
+@click.pass_context
+def analyze(ctx: click.Context, force: bool, k_neighbors: int, min_annotated: int, **params: Any) -> None:
+    """Map the embeddings in 2-D (UMAP), cluster them (HDBSCAN) and rank the clusters.
+
+    Writes per-utterance map coordinates, clusters and outlier scores, the 10 nearest
+    neighbours of each utterance, per-cluster statistics (label mix, purity, keywords) and
+    the rankings of label-impure clusters and unannotated regions. Skipped when the
+    embeddings, labels and options are unchanged.
+
+    \b
+    Example:
+        hl-debug analyze
+        hl-debug analyze --min-cluster-size 25 --cluster-selection leaf
+    """
+    from .analyze import MapAnalyzer, analyze as do_analyze
+
+    store = _store(ctx)
+    counts = do_analyze(store, MapAnalyzer(**params), k_neighbors=k_neighbors, min_annotated=min_annotated,
+                        force=force)
+    if counts.get("skipped"):
+        click.echo("Analysis is up to date (embeddings, labels and options unchanged); use --force to recompute.")
+    click.echo(f"{counts['n_points']} points in {counts['n_clusters']} clusters, "
+               f"{counts['n_noise']} noise ({100 * counts['noise_share']:.1f}%); "
+               f"{counts['n_impure']} label-impure clusters, {counts['n_regions']} unannotated regions")
+    report = store.report("analysis") or {}
+    for r in report.get("impure_clusters", [])[:5]:
+        kw = ", ".join(report.get("keywords", {}).get(str(r["cluster_id"]), [])[:3])
+        click.echo(f"  impure #{r['rank']}: cluster {r['cluster_id']} ({kw}) purity {r['purity']:.2f}, "
+                   f"{r['n_minority']} minority-label rows")
+
+
+POINTS_EXPORT_COLUMNS = ("id", "x", "y", "cluster_id", "intent", "usage", "predicted_label")
+CLUSTERS_EXPORT_COLUMNS = ("cluster_id", "size", "n_annotated", "n_unannotated", "majority_intent", "purity",
+                           "label_entropy", "keywords")
+
+
+@export.command("points")
+@export_options
+@click.pass_context
+def export_points(ctx: click.Context, fmt: str, output: str | None) -> None:
+    """Export the 2-D map: one row per utterance (cluster_id -1 is noise).
+
+    Columns: id, x, y, cluster_id, intent, usage, predicted_label (the active endpoint's
+    prediction; empty when there is none).
+
+    \b
+    Example:
+        hl-debug export points --format csv -o points.csv
+    """
+    store = _store(ctx)
+    store.require_table("points", "analyze")
+    predicted: dict[int, str | None] = {}
+    if store.active_endpoint():
+        df = store.predictions_df()
+        predicted = {int(i): (None if label is None or label != label else label)  # NaN -> None
+                     for i, label in zip(df["id"].tolist(), df["label"].tolist())}
+    utts = {u["id"]: u for u in store.utterances(columns="id, intent, usage")}
+    rows = [{**p, "intent": utts[p["id"]]["intent"], "usage": utts[p["id"]]["usage"],
+             "predicted_label": predicted.get(p["id"])}
+            for p in store.rows("points", order_by="id") if p["id"] in utts]
+    emit(rows, POINTS_EXPORT_COLUMNS, fmt, output)
+
+
+@export.command("clusters")
+@export_options
+@click.pass_context
+def export_clusters(ctx: click.Context, fmt: str, output: str | None) -> None:
+    """Export per-cluster statistics, one row per cluster (noise excluded).
+
+    Columns: cluster_id, size, n_annotated, n_unannotated, majority_intent, purity,
+    label_entropy, keywords.
+
+    \b
+    Example:
+        hl-debug export clusters --format json -o clusters.json
+    """
+    store = _store(ctx)
+    store.require_table("clusters", "analyze")
+    emit(store.rows("clusters", order_by="cluster_id"), CLUSTERS_EXPORT_COLUMNS, fmt, output)
+
+
 # -- predictions ------------------------------------------------------------------------
 
 
@@ -340,136 +544,6 @@ def export_predictions(ctx: click.Context, fmt: str, output: str | None, endpoin
     from .predict import EXPORT_COLUMNS, prediction_rows
 
     emit(prediction_rows(_store(ctx), endpoint), EXPORT_COLUMNS, fmt, output)
-
-
-# -- map: embed, analyze, export points / clusters (issue #4) ---------------------------
-
-
-@cli.command()
-@click.option("--encoder", default=None, metavar="NAME", envvar=setting("encoder").env, show_envvar=True,
-              help=f"{setting('encoder').help}  [default: {setting('encoder').default}]")
-@click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True,
-              help="Texts per forward pass of the encoder.")
-@click.pass_context
-def embed(ctx: click.Context, encoder: str | None, batch_size: int) -> None:
-    """Embed every utterance with a sentence encoder (L2-normalised, cached by text).
-
-    Only texts without a vector for this encoder are embedded, so re-runs are cheap and
-    an interrupted run continues where it stopped.
-
-    \b
-    Example:
-        hl-debug embed
-        hl-debug embed --encoder sentence-transformers/all-mpnet-base-v2
-    """
-    from .embed import SentenceEncoder, embed as do_embed
-
-    store = _store(ctx)
-    counts = do_embed(store, SentenceEncoder(resolve("encoder", encoder), batch_size=batch_size))
-    click.echo(f"Embedded {counts['n_embedded']} text(s), {counts['n_cached']} already cached "
-               f"({counts['n_texts']} distinct texts) with {store.get_meta('active_encoder')}")
-
-
-@cli.command()
-@click.option("--n-neighbors", type=int, default=15, show_default=True, help="UMAP neighbourhood size.")
-@click.option("--dims", "n_components", type=int, default=5, show_default=True,
-              help="Dimensions of the UMAP projection HDBSCAN clusters.")
-@click.option("--map-min-dist", type=float, default=0.1, show_default=True, help="UMAP min_dist of the 2-D map.")
-@click.option("--cluster-min-dist", type=float, default=0.0, show_default=True,
-              help="UMAP min_dist of the clustering projection.")
-@click.option("--min-cluster-size", type=int, default=None,
-              help="HDBSCAN min_cluster_size.  [default: sqrt(n)/3, at least 5]")
-@click.option("--min-samples", type=int, default=None,
-              help="HDBSCAN min_samples (smaller: less noise).  [default: min_cluster_size/3, at least 2]")
-@click.option("--cluster-selection", "cluster_selection_method", type=click.Choice(["eom", "leaf"]), default="eom",
-              show_default=True, help="HDBSCAN cluster selection (leaf: more, smaller clusters).")
-@click.option("--seed", "random_state", type=int, default=42, show_default=True,
-              help="Random seed (same inputs and seed give the same map and clusters).")
-@click.option("--epochs", "n_epochs", type=int, default=None, help="UMAP optimisation epochs.  [default: UMAP's]")
-@click.option("--k-neighbors", type=int, default=10, show_default=True,
-              help="Nearest neighbours stored per utterance.")
-@click.option("--min-annotated", type=int, default=5, show_default=True,
-              help="Clusters with fewer annotated rows are not ranked for impurity.")
-@click.option("--force", is_flag=True, help="Recompute even if nothing changed.")
-@click.pass_context
-def analyze(ctx: click.Context, force: bool, k_neighbors: int, min_annotated: int, **params: Any) -> None:
-    """Map the embeddings in 2-D (UMAP), cluster them (HDBSCAN) and rank the clusters.
-
-    Writes per-utterance map coordinates, clusters and outlier scores, the 10 nearest
-    neighbours of each utterance, per-cluster statistics (label mix, purity, keywords) and
-    the rankings of label-impure clusters and unannotated regions. Skipped when the
-    embeddings, labels and options are unchanged.
-
-    \b
-    Example:
-        hl-debug analyze
-        hl-debug analyze --min-cluster-size 25 --cluster-selection leaf
-    """
-    from .analyze import MapAnalyzer, analyze as do_analyze
-
-    store = _store(ctx)
-    counts = do_analyze(store, MapAnalyzer(**params), k_neighbors=k_neighbors, min_annotated=min_annotated,
-                        force=force)
-    if counts.get("skipped"):
-        click.echo("Analysis is up to date (embeddings, labels and options unchanged); use --force to recompute.")
-    click.echo(f"{counts['n_points']} points in {counts['n_clusters']} clusters, "
-               f"{counts['n_noise']} noise ({100 * counts['noise_share']:.1f}%); "
-               f"{counts['n_impure']} label-impure clusters, {counts['n_regions']} unannotated regions")
-    report = store.report("analysis") or {}
-    for r in report.get("impure_clusters", [])[:5]:
-        kw = ", ".join(report.get("keywords", {}).get(str(r["cluster_id"]), [])[:3])
-        click.echo(f"  impure #{r['rank']}: cluster {r['cluster_id']} ({kw}) purity {r['purity']:.2f}, "
-                   f"{r['n_minority']} minority-label rows")
-
-
-POINTS_EXPORT_COLUMNS = ("id", "x", "y", "cluster_id", "intent", "usage", "predicted_label")
-CLUSTERS_EXPORT_COLUMNS = ("cluster_id", "size", "n_annotated", "n_unannotated", "majority_intent", "purity",
-                           "label_entropy", "keywords")
-
-
-@export.command("points")
-@export_options
-@click.pass_context
-def export_points(ctx: click.Context, fmt: str, output: str | None) -> None:
-    """Export the 2-D map: one row per utterance (cluster_id -1 is noise).
-
-    Columns: id, x, y, cluster_id, intent, usage, predicted_label (the active endpoint's
-    prediction; empty when there is none).
-
-    \b
-    Example:
-        hl-debug export points --format csv -o points.csv
-    """
-    store = _store(ctx)
-    store.require_table("points", "analyze")
-    predicted: dict[int, str | None] = {}
-    if store.active_endpoint():
-        df = store.predictions_df()
-        predicted = {int(i): (None if label is None or label != label else label)  # NaN -> None
-                     for i, label in zip(df["id"].tolist(), df["label"].tolist())}
-    utts = {u["id"]: u for u in store.utterances(columns="id, intent, usage")}
-    rows = [{**p, "intent": utts[p["id"]]["intent"], "usage": utts[p["id"]]["usage"],
-             "predicted_label": predicted.get(p["id"])}
-            for p in store.rows("points", order_by="id") if p["id"] in utts]
-    emit(rows, POINTS_EXPORT_COLUMNS, fmt, output)
-
-
-@export.command("clusters")
-@export_options
-@click.pass_context
-def export_clusters(ctx: click.Context, fmt: str, output: str | None) -> None:
-    """Export per-cluster statistics, one row per cluster (noise excluded).
-
-    Columns: cluster_id, size, n_annotated, n_unannotated, majority_intent, purity,
-    label_entropy, keywords.
-
-    \b
-    Example:
-        hl-debug export clusters --format json -o clusters.json
-    """
-    store = _store(ctx)
-    store.require_table("clusters", "analyze")
-    emit(store.rows("clusters", order_by="cluster_id"), CLUSTERS_EXPORT_COLUMNS, fmt, output)
 
 
 def main() -> None:  # console-script entry point

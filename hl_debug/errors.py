@@ -128,6 +128,16 @@ class NotFoundError(HLDebugError):
     hint = "List valid values with `hl-debug stats`."
 
 
+class AnnotationError(HLDebugError):
+    """A review decision is invalid: unknown action, unknown label, or a missing field."""
+
+    hint = "Actions are relabel, accept, keep and skip; labels are the project's intents (`hl-debug stats`)."
+
+
+class MissingFieldError(AnnotationError):
+    """A decision lacks a required field (``id``, ``action``, or ``label`` for a relabel)."""
+
+
 class AnalysisError(HLDebugError):
     """The map or the clusters could not be built (too few utterances, degenerate vectors)."""
 

@@ -567,6 +567,137 @@ class Store:
         row = self.db.execute("SELECT body FROM reports WHERE name = ?", [name]).fetchone()
         return json.loads(row[0]) if row else None
 
+    # -- annotations & web app (issue #6) ------------------------------------------------
+
+    def add_annotation(self, utterance_id: int, action: str, label: str | None,
+                       previous_label: str | None) -> dict:
+        """Append one review decision (never updates or deletes earlier ones)."""
+        row = {"utterance_id": int(utterance_id), "action": action, "label": label,
+               "previous_label": previous_label, "created_at": now()}
+        with self.transaction():
+            row["id"] = self.db["annotations"].insert(row).last_pk
+        return row
+
+    def annotations(self, utterance_id: int | None = None) -> list[dict]:
+        """Decisions in the order they were made, with the utterance's text and original intent."""
+        sql = ("SELECT a.id, a.utterance_id, u.text, u.intent AS original_label, a.action, a.label, "
+               "a.previous_label, a.created_at FROM annotations a JOIN utterances u ON u.id = a.utterance_id")
+        params: list = []
+        if utterance_id is not None:
+            sql += " WHERE a.utterance_id = ?"
+            params.append(int(utterance_id))
+        return list(self.db.query(sql + " ORDER BY a.id", params))
+
+    # The effective label comes from the latest labelling decision; 'skip' never changes it.
+    _LATEST_LABEL_SQL = (
+        "SELECT a.utterance_id, a.label, a.action FROM annotations a JOIN ("
+        "SELECT utterance_id, MAX(id) AS mid FROM annotations WHERE action IN ('relabel', 'accept', 'keep') "
+        "GROUP BY utterance_id) m ON a.id = m.mid"
+    )
+    _LATEST_DECISION_SQL = (
+        "SELECT a.utterance_id, a.action, a.label, a.created_at FROM annotations a JOIN ("
+        "SELECT utterance_id, MAX(id) AS mid FROM annotations GROUP BY utterance_id) m ON a.id = m.mid"
+    )
+
+    def decided_labels(self) -> dict[int, str | None]:
+        """``{utterance id: label}`` of the latest labelling decision per decided utterance."""
+        return {r[0]: r[1] for r in self.db.execute(self._LATEST_LABEL_SQL)}
+
+    def effective_label(self, utterance_id: int) -> str | None:
+        row = self.db.execute(
+            "SELECT label FROM annotations WHERE utterance_id = ? AND action IN ('relabel', 'accept', 'keep') "
+            "ORDER BY id DESC LIMIT 1", [int(utterance_id)]).fetchone()
+        if row is not None:
+            return row[0]
+        return self.get_utterance(utterance_id)["intent"]
+
+    def table_exists(self, table: str) -> bool:
+        return self.db[table].exists()
+
+    def table_columns(self, table: str) -> list[str]:
+        return [c.name for c in self.db[table].columns] if self.db[table].exists() else []
+
+    def web_rows(self, ids: Sequence[int] | None = None, *, endpoint: str | None = None,
+                 where: str | None = None, params: Sequence = (), order_by: str = "u.id",
+                 limit: int | None = None) -> tuple[list[str], list[tuple]]:
+        """Every utterance (or ``ids``) joined with whatever later steps have written.
+
+        Returns ``(columns, rows)``: id, text, intent (original), label (effective), usage,
+        complete, x, y, cluster_id, outlier_score, predicted_label, confidence, entropy,
+        margin, issue_score, suggested_label, flagged, issue_reason, issue_rank, queue_rank,
+        queue_reason, decision. Columns of tables that do not exist yet are NULL, so the web
+        app works after any prefix of the pipeline. ``where`` is extra SQL over those
+        aliases (``u`` utterances, ``p`` points, ``pr`` predictions, ``i`` issues, ``q``
+        queue) with ``?`` parameters.
+        """
+        endpoint = endpoint or self.active_endpoint()
+        joins, select = [], ["u.id", "u.text", "u.intent", "COALESCE(el.label, u.intent) AS label",
+                             "u.usage", "u.complete"]
+        args: list = []
+        joins.append(f"LEFT JOIN ({self._LATEST_LABEL_SQL}) el ON el.utterance_id = u.id")
+        joins.append(f"LEFT JOIN ({self._LATEST_DECISION_SQL}) d ON d.utterance_id = u.id")
+
+        def optional(table: str, alias: str, on: str, cols: dict[str, str]) -> None:
+            have = set(self.table_columns(table))
+            if have:
+                joins.append(f"LEFT JOIN [{table}] {alias} ON {on}")
+            for name, col in cols.items():
+                select.append(f"{alias}.[{col}] AS {name}" if col in have else f"NULL AS {name}")
+
+        optional("points", "p", "p.id = u.id",
+                 {"x": "x", "y": "y", "cluster_id": "cluster_id", "outlier_score": "outlier_score"})
+        if endpoint is not None:
+            joins.append("LEFT JOIN predictions pr ON pr.text_hash = u.text_hash AND pr.endpoint = ?")
+            args.append(endpoint)
+            select += ["pr.label AS predicted_label", "pr.confidence", "pr.entropy", "pr.margin"]
+        else:
+            select += ["NULL AS predicted_label", "NULL AS confidence", "NULL AS entropy", "NULL AS margin"]
+        optional("issues", "i", "i.id = u.id",
+                 {"issue_score": "score", "suggested_label": "suggested_label", "flagged": "flagged",
+                  "issue_reason": "reason", "issue_rank": "rank"})
+        optional("queue", "q", "q.id = u.id", {"queue_rank": "rank", "queue_reason": "reason"})
+        select.append("d.action AS decision")
+        conds: list[str] = []
+        if ids is not None:
+            ids = [int(i) for i in ids]
+            if not ids:
+                return [], []
+            conds.append(f"u.id IN ({','.join('?' * len(ids))})")
+            args += ids
+        if where:
+            conds.append(f"({where})")
+            args += list(params)
+        sql = f"SELECT {', '.join(select)} FROM utterances u {' '.join(joins)}"
+        if conds:
+            sql += " WHERE " + " AND ".join(conds)
+        sql += f" ORDER BY {order_by}"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        cur = self.db.execute(sql, args)
+        return [c[0] for c in cur.description], cur.fetchall()
+
+    def web_dicts(self, ids: Sequence[int] | None = None, **kwargs: Any) -> list[dict]:
+        """:meth:`web_rows` as a list of dicts."""
+        cols, rows = self.web_rows(ids, **kwargs)
+        return [dict(zip(cols, r)) for r in rows]
+
+    def search_ids(self, query: str, *, limit: int = 500) -> list[int]:
+        """Ids of utterances whose text contains ``query`` (case-insensitive, literal)."""
+        escaped = query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        return [r[0] for r in self.db.execute(
+            "SELECT id FROM utterances WHERE text LIKE ? ESCAPE '\\' ORDER BY id LIMIT ?",
+            [f"%{escaped}%", int(limit)])]
+
+    def neighbors_of(self, utterance_id: int) -> list[dict]:
+        """The stored nearest neighbours of one utterance with their effective labels, by rank."""
+        if not self.table_exists("neighbors"):
+            return []
+        return list(self.db.query(
+            "SELECT n.rank, n.neighbor_id AS id, n.similarity, u.text, u.usage, u.intent, "
+            f"COALESCE(el.label, u.intent) AS label FROM neighbors n JOIN utterances u ON u.id = n.neighbor_id "
+            f"LEFT JOIN ({self._LATEST_LABEL_SQL}) el ON el.utterance_id = u.id "
+            "WHERE n.id = ? ORDER BY n.rank", [int(utterance_id)]))
+
 
 def _json_default(obj: Any) -> Any:
     if isinstance(obj, np.integer):

@@ -1,0 +1,213 @@
+"""The JSON API (``/api/...``): column arrays for the map, full rows for the inspector,
+clusters, issues, queue, search, confusion cells, and review decisions."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from flask import Blueprint, abort, current_app, jsonify, request
+
+from hl_debug import annotations
+from hl_debug.errors import MissingFieldError
+
+from .db import get_store
+
+bp = Blueprint("api", __name__)
+
+# Columns /api/points sends: enough to colour, filter and hover; the inspector asks for the rest.
+POINT_COLUMNS = ("id", "x", "y", "text", "label", "intent", "usage", "cluster_id", "predicted_label",
+                 "confidence", "entropy", "issue_score", "suggested_label", "decision")
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _int_arg(name: str, default: int, *, lo: int = 0, hi: int = 100_000) -> int:
+    raw = request.args.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        abort(400, f"query parameter '{name}' must be an integer, got {raw!r}")
+    if not lo <= value <= hi:
+        abort(400, f"query parameter '{name}' must be between {lo} and {hi}, got {value}")
+    return value
+
+
+def parse_ids(raw: str | None, *, limit: int) -> list[int]:
+    """``"1,2,3"`` -> ``[1, 2, 3]``; 400 on anything else."""
+    if raw is None or not raw.strip():
+        abort(400, "missing query parameter 'ids': comma-separated utterance ids, e.g. ?ids=1,2,3")
+    ids = []
+    for part in raw.split(","):
+        part = part.strip()
+        if not part.isdigit():
+            abort(400, f"query parameter 'ids' must hold integers separated by commas; got {part!r}")
+        ids.append(int(part))
+    if len(ids) > limit:
+        abort(400, f"too many ids ({len(ids)}); ask for at most {limit} per request")
+    return ids
+
+
+@bp.get("/points")
+def points():
+    """Every utterance as column arrays: ``{"columns": {name: [...]}, "n": n}``."""
+    cols, rows = get_store().web_rows()
+    keep = [cols.index(c) for c in POINT_COLUMNS]
+    columns = {c: [_clean(r[i]) for r in rows] for c, i in zip(POINT_COLUMNS, keep)}
+    has_map = any(v is not None for v in columns["x"])
+    return jsonify({"n": len(rows), "has_map": has_map, "columns": columns})
+
+
+@bp.get("/utterances")
+def utterances():
+    """Full rows for ``?ids=1,2,3`` (unknown ids are listed under ``missing``)."""
+    ids = parse_ids(request.args.get("ids"), limit=current_app.config["INSPECTOR_MAX_IDS"])
+    rows = get_store().web_dicts(ids)
+    found = {r["id"] for r in rows}
+    missing = [i for i in ids if i not in found]
+    if not rows:
+        abort(404, f"no utterance with id {', '.join(map(str, missing[:10]))}")
+    return jsonify({"rows": rows, "missing": missing})
+
+
+@bp.get("/utterances/<int:utterance_id>")
+def utterance(utterance_id: int):
+    """One full row plus its decision history."""
+    store = get_store()
+    rows = store.web_dicts([utterance_id])
+    if not rows:
+        abort(404, f"no utterance with id {utterance_id}")
+    return jsonify({**rows[0], "annotations": store.annotations(utterance_id)})
+
+
+@bp.get("/neighbors/<int:utterance_id>")
+def neighbors(utterance_id: int):
+    """The k nearest neighbours of one utterance with their effective labels."""
+    store = get_store()
+    store.get_utterance(utterance_id)  # 404 for an unknown id
+    if not store.table_exists("neighbors"):
+        abort(409, "no nearest neighbours yet: run `hl-debug analyze` first")
+    return jsonify({"id": utterance_id, "neighbors": store.neighbors_of(utterance_id)})
+
+
+@bp.get("/search")
+def search():
+    """Ids of utterances whose text contains ``?q=`` (case-insensitive)."""
+    q = request.args.get("q", "").strip()
+    if not q:
+        abort(400, "missing query parameter 'q': the text to search for")
+    limit = _int_arg("limit", 500, lo=1, hi=10_000)
+    return jsonify({"q": q, "ids": get_store().search_ids(q, limit=limit)})
+
+
+@bp.get("/labels")
+def labels():
+    """The project's intents (valid labels for decisions)."""
+    return jsonify({"labels": get_store().intents()})
+
+
+def _decode_cluster(row: dict) -> dict:
+    out = dict(row)
+    for key in ("label_counts", "usage_counts"):
+        if isinstance(out.get(key), str):
+            try:
+                out[key] = json.loads(out[key])
+            except json.JSONDecodeError:
+                pass
+    return out
+
+
+@bp.get("/clusters")
+def clusters():
+    """Clusters ranked by impurity (most impure first)."""
+    store = get_store()
+    if not store.table_exists("clusters"):
+        abort(409, "no clusters yet: run `hl-debug analyze` first")
+    order = "impurity_rank" if "impurity_rank" in store.table_columns("clusters") else "cluster_id"
+    return jsonify({"clusters": [_decode_cluster(r) for r in store.rows("clusters", order_by=order)]})
+
+
+@bp.get("/clusters/<int:cluster_id>")
+def cluster(cluster_id: int):
+    """One cluster and its rows, minority-label rows first."""
+    store = get_store()
+    if not store.table_exists("clusters"):
+        abort(409, "no clusters yet: run `hl-debug analyze` first")
+    found = store.rows("clusters", where="cluster_id = ?", params=[cluster_id])
+    if not found:
+        abort(404, f"no cluster with id {cluster_id}")
+    c = _decode_cluster(found[0])
+    rows = store.web_dicts(where="p.cluster_id = ?", params=[cluster_id])
+    major = c.get("majority_intent")
+    minority = [r for r in rows if r["label"] and r["label"] != major]
+    return jsonify({"cluster": c, "minority": minority, "ids": [r["id"] for r in rows]})
+
+
+@bp.get("/issues")
+def issues():
+    """Suspected label errors by score (``?limit=&offset=&pending=1``)."""
+    store = get_store()
+    if not store.table_exists("issues"):
+        abort(409, "no label-issue scores yet: run `hl-debug signals` (or `hl-debug run EXPORT`) first")
+    limit, offset = _int_arg("limit", 50, lo=1, hi=5000), _int_arg("offset", 0, hi=10**9)
+    where = "i.id IS NOT NULL" + (" AND d.action IS NULL" if request.args.get("pending") == "1" else "")
+    order = "i.score DESC, u.id" if "score" in store.table_columns("issues") else "u.id"
+    rows = store.web_dicts(where=where, order_by=order)
+    return jsonify({"total": len(rows), "offset": offset, "issues": rows[offset:offset + limit]})
+
+
+@bp.get("/queue")
+def queue():
+    """The annotation queue in recommended order, with review progress."""
+    store = get_store()
+    if not store.table_exists("queue"):
+        abort(409, "no annotation queue yet: run `hl-debug signals` (or `hl-debug run EXPORT`) first")
+    limit, offset = _int_arg("limit", 50, lo=1, hi=5000), _int_arg("offset", 0, hi=10**9)
+    order = "q.rank, u.id" if "rank" in store.table_columns("queue") else "u.id"
+    rows = store.web_dicts(where="q.id IS NOT NULL", order_by=order)
+    done = sum(1 for r in rows if r["decision"] is not None)
+    labelled = sum(1 for r in rows if r["label"] is not None)
+    return jsonify({"total": len(rows), "done": done, "labelled": labelled, "offset": offset,
+                    "queue": rows[offset:offset + limit]})
+
+
+@bp.get("/confusion")
+def confusion():
+    """Rows whose given label is ``?given=`` and predicted label ``?predicted=``."""
+    from .model_report import cell_ids
+
+    given, predicted = request.args.get("given"), request.args.get("predicted")
+    if not given or not predicted:
+        abort(400, "missing query parameter 'given' or 'predicted' (the confusion-matrix cell)")
+    split = request.args.get("split", "evaluation")
+    store = get_store()
+    ids = cell_ids(store, given=given, predicted=predicted, split=split, endpoint=request.args.get("endpoint"))
+    return jsonify({"given": given, "predicted": predicted, "split": split,
+                    "rows": store.web_dicts(ids[:500], endpoint=request.args.get("endpoint")) if ids else [],
+                    "n": len(ids)})
+
+
+@bp.get("/annotations")
+def list_annotations():
+    """Every decision, oldest first."""
+    return jsonify({"annotations": get_store().annotations()})
+
+
+@bp.post("/annotations")
+def post_annotation():
+    """Record a decision ``{"id", "action", "label"}``; 201 with the stored row."""
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise MissingFieldError("the body must be a JSON object {\"id\": ..., \"action\": ..., \"label\": ...}")
+    unknown = sorted(set(body) - {"id", "action", "label"})
+    if unknown:
+        abort(400, f"unknown field(s) {', '.join(unknown)}; expected id, action, label")
+    row = annotations.record_decision(get_store(), body.get("id"), body.get("action"), body.get("label"))
+    return jsonify(row), 201

@@ -1,0 +1,157 @@
+"""The HTML pages: map, clusters, issues, queue, model report; plus BokehJS from the installed package."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from bokeh.embed import json_item
+from bokeh.palettes import Category10, Category20
+from bokeh.util.paths import bokehjs_path
+from flask import Blueprint, abort, current_app, render_template, request, send_from_directory
+
+from . import plots
+from .db import get_store
+
+bp = Blueprint("pages", __name__)
+
+BOKEH_FILES = ("bokeh.min.js", "bokeh-gl.min.js")
+
+
+def _missing(table: str, step: str) -> str | None:
+    """A message naming the step to run when ``table`` is missing or empty, else None."""
+    store = get_store()
+    if not store.table_exists(table) or store.db[table].count == 0:
+        return f"No {table} yet. Run `hl-debug {step}` first (or `hl-debug run EXPORT` for the whole pipeline)."
+    return None
+
+
+def _page_args() -> tuple[int, int]:
+    size = current_app.config["PAGE_SIZE"]
+    try:
+        page = max(1, int(request.args.get("page", 1)))
+    except ValueError:
+        abort(400, f"query parameter 'page' must be a positive integer, got {request.args.get('page')!r}")
+    return page, size
+
+
+@bp.get("/")
+def map_view():
+    """The map of every utterance with the linked inspector."""
+    store = get_store()
+    store.require_utterances()
+    missing = _missing("points", "analyze")
+    clusters = store.rows("clusters", order_by="cluster_id") if store.table_exists("clusters") else []
+    config = {"labels": store.intents(), "palette": list(Category20[20]), "clusters": [
+        {"id": c["cluster_id"], "keywords": c.get("keywords")} for c in clusters]}
+    return render_template("map.html", missing=missing, item=None if missing else json_item(plots.map_figure()),
+                           config=config, intents=store.intents(), clusters=clusters, stats=store.stats(),
+                           has_predictions=store.active_endpoint() is not None)
+
+
+@bp.get("/clusters")
+def clusters_view():
+    """Clusters ranked by impurity, with label mix and minority-label rows."""
+    store = get_store()
+    store.require_utterances()
+    missing = _missing("clusters", "analyze")
+    rows, minority = [], {}
+    if not missing:
+        order = "impurity_rank" if "impurity_rank" in store.table_columns("clusters") else "cluster_id"
+        rows = store.rows("clusters", order_by=order)
+        for c in rows:
+            c["label_counts"] = json.loads(c["label_counts"]) if isinstance(c.get("label_counts"), str) else (c.get("label_counts") or {})
+            total = sum(c["label_counts"].values()) or 1
+            c["mix"] = [(k, v, 100 * v / total) for k, v in sorted(c["label_counts"].items(), key=lambda kv: -kv[1])]
+        for r in store.web_dicts(where="p.cluster_id IS NOT NULL AND p.cluster_id >= 0"):
+            minority.setdefault(r["cluster_id"], []).append(r)
+        majors = {c["cluster_id"]: c.get("majority_intent") for c in rows}
+        minority = {cid: [r for r in rs if r["label"] and r["label"] != majors.get(cid)] for cid, rs in minority.items()}
+    labels = store.intents()
+    colors = {lab: Category20[20][i % 20] for i, lab in enumerate(labels)}
+    return render_template("clusters.html", missing=missing, clusters=rows, minority=minority, colors=colors)
+
+
+@bp.get("/issues")
+def issues_view():
+    """Suspected label errors, ranked, with evidence and review actions."""
+    store = get_store()
+    store.require_utterances()
+    missing = _missing("issues", "signals")
+    page, size = _page_args()
+    pending = request.args.get("pending", "1") == "1"
+    rows, total, evidence = [], 0, []
+    if not missing:
+        cols = store.table_columns("issues")
+        standard = {"id", "rank", "score", "given_label", "suggested_label", "flagged", "reason"}
+        evidence = [c for c in cols if c not in standard]
+        where = "i.id IS NOT NULL" + (" AND d.action IS NULL" if pending else "")
+        ordered = store.web_dicts(where=where, order_by="i.score DESC, u.id" if "score" in cols else "u.id")
+        total = len(ordered)
+        rows = ordered[(page - 1) * size: page * size]
+        if evidence and rows:
+            extra = {r["id"]: r for r in store.rows(
+                "issues", where=f"id IN ({','.join('?' * len(rows))})", params=[r["id"] for r in rows])}
+            for r in rows:
+                r["evidence"] = {c: extra.get(r["id"], {}).get(c) for c in evidence}
+    n_decided = len(store.decided_labels())
+    return render_template("issues.html", missing=missing, rows=rows, total=total, page=page, size=size,
+                           pending=pending, labels=store.intents(), n_decided=n_decided)
+
+
+@bp.get("/queue")
+def queue_view():
+    """The annotation queue with one-key labelling and progress."""
+    store = get_store()
+    store.require_utterances()
+    missing = _missing("queue", "signals")
+    page, size = _page_args()
+    rows, total, done = [], 0, 0
+    if not missing:
+        order = "q.rank, u.id" if "rank" in store.table_columns("queue") else "u.id"
+        allq = store.web_dicts(where="q.id IS NOT NULL", order_by=order)
+        total, done = len(allq), sum(1 for r in allq if r["decision"] is not None)
+        pending = [r for r in allq if r["decision"] is None]
+        rows = pending[(page - 1) * size: page * size]
+    return render_template("queue.html", missing=missing, rows=rows, total=total, done=done, page=page,
+                           labels=store.intents())
+
+
+@bp.get("/report")
+def report_view():
+    """The model report: per-intent metrics, confusion matrix, reliability, entropy, unanswered rows."""
+    from .model_report import SPLITS, compute
+
+    store = get_store()
+    store.require_utterances()
+    endpoints = [e["endpoint"] for e in store.endpoints()]
+    if not endpoints:
+        return render_template("report.html", missing="No predictions yet. Run `hl-debug predict` first "
+                               "(or `hl-debug run EXPORT` for the whole pipeline).", endpoints=[], splits=SPLITS)
+    endpoint = request.args.get("endpoint") or store.active_endpoint() or endpoints[0]
+    if endpoint not in endpoints:
+        abort(404, f"no predictions for endpoint {endpoint!r}; known: {', '.join(endpoints)}")
+    split = request.args.get("split", "evaluation")
+    rep = compute(store, endpoint=endpoint, split=split)
+    items = {
+        "confusion": json_item(plots.confusion_figure(rep["labels"], rep["confusion"])) if rep["confusion"] else None,
+        "reliability": json_item(plots.reliability_figure(rep["reliability"])) if rep["reliability"] else None,
+        "entropy": json_item(plots.entropy_figure(rep["entropy_hist"])) if rep["entropy_hist"] else None,
+        "intent_entropy": json_item(plots.intent_entropy_figure(rep["entropy_by_intent"])) if rep["entropy_by_intent"] else None,
+    }
+    signals_report = store.report("model_report")
+    if isinstance(signals_report, dict) and endpoint in signals_report:
+        signals_report = signals_report[endpoint]
+    summary = {k: v for k, v in signals_report.items() if isinstance(v, (int, float, str)) and not isinstance(v, bool)} \
+        if isinstance(signals_report, dict) else {}
+    return render_template("report.html", missing=None, rep=rep, items=items, endpoint=endpoint, endpoints=endpoints,
+                           split=split, splits=SPLITS, signals_summary=summary,
+                           config={"endpoint": endpoint, "split": split})
+
+
+@bp.get("/bokehjs/<path:filename>")
+def bokehjs(filename: str):
+    """BokehJS from the installed bokeh package (no CDN)."""
+    if filename not in BOKEH_FILES:
+        abort(404, f"unknown BokehJS file {filename!r}")
+    return send_from_directory(Path(bokehjs_path()) / "js", filename, max_age=3600)

@@ -1,0 +1,125 @@
+"""Plot builders: each returns a Bokeh model (never HTML). Pages embed them with
+``bokeh.embed.json_item``; notebooks can ``show()`` them.
+
+Point data is not baked into the map: the page fetches ``/api/points`` (column arrays)
+and fills the ``points`` source, so the HTML stays small at 100k points. CustomJS code is
+a named constant that calls into ``static/*.js``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from bokeh.models import (BasicTicker, ColorBar, ColumnDataSource, CustomJS, HoverTool, LinearColorMapper,
+                          Range1d, TapTool)
+from bokeh.palettes import Blues256, Category10
+from bokeh.plotting import figure
+
+# Selection on the map -> the inspector (static/map.js defines window.hlDebug).
+MAP_SELECTION_JS = "window.hlDebug && window.hlDebug.onSelect(source.selected.indices);"
+# Tap on a confusion-matrix cell -> list its rows (static/report.js).
+CONFUSION_TAP_JS = ("const i = source.selected.indices[0];"
+                    "if (i !== undefined && window.hlReport) window.hlReport.onCell(source.data.given[i], source.data.predicted[i]);")
+
+MAP_COLUMNS = ("x", "y", "id", "text", "label", "predicted_label", "cluster", "color", "marker", "line")
+
+
+def map_figure(*, height: int = 640) -> figure:
+    """The utterance map: an empty ``points`` source the page fills from ``/api/points``.
+
+    Tools: lasso, box, tap selection, pan, wheel zoom; hover shows the text (escaped by
+    Bokeh: tooltip fields are rendered as text, not HTML). WebGL output backend.
+    """
+    source = ColumnDataSource({c: [] for c in MAP_COLUMNS}, name="points")
+    p = figure(height=height, sizing_mode="stretch_width", output_backend="webgl",
+               tools="pan,wheel_zoom,lasso_select,box_select,tap,reset,save",
+               active_drag="lasso_select", active_scroll="wheel_zoom", name="map",
+               toolbar_location="above", match_aspect=False)
+    p.scatter("x", "y", source=source, marker="marker", size=7, fill_color="color", line_color="line",
+              fill_alpha=0.8, line_alpha=0.9, selection_fill_alpha=1.0, nonselection_fill_alpha=0.15,
+              nonselection_line_alpha=0.15, name="scatter")
+    p.add_tools(HoverTool(tooltips=[("", "@text"), ("label", "@label"), ("predicted", "@predicted_label"),
+                                    ("cluster", "@cluster"), ("id", "@id")]))
+    p.axis.visible = False
+    p.grid.visible = False
+    source.selected.js_on_change("indices", CustomJS(args={"source": source}, code=MAP_SELECTION_JS))
+    return p
+
+
+def confusion_figure(labels: Sequence[str], matrix: Sequence[Sequence[int]]) -> figure:
+    """Confusion-matrix heatmap, rows = given label, columns = predicted label.
+
+    Colour is the row-normalised rate (so small intents are readable); the count is
+    printed in each cell. Tapping a cell calls ``hlReport.onCell(given, predicted)``.
+    """
+    given, predicted, count, rate, text, ink = [], [], [], [], [], []
+    for i, g in enumerate(labels):
+        total = sum(matrix[i]) if matrix else 0
+        for j, pr in enumerate(labels):
+            c = int(matrix[i][j]) if matrix else 0
+            given.append(g)
+            predicted.append(pr)
+            count.append(c)
+            rate.append(c / total if total else 0.0)
+            text.append(str(c) if c else "")
+            ink.append("#ffffff" if rate[-1] > 0.55 else "#222222")
+    source = ColumnDataSource(dict(given=given, predicted=predicted, count=count, rate=rate, text=text, ink=ink),
+                              name="confusion")
+    side = max(360, 34 * len(labels) + 160)
+    p = figure(x_range=list(labels), y_range=list(reversed(labels)), width=side + 80, height=side,
+               tools="tap,save", toolbar_location="above", x_axis_label="predicted", y_axis_label="given (annotated)",
+               name="confusion_matrix")
+    mapper = LinearColorMapper(palette=list(reversed(Blues256)), low=0, high=1)
+    p.rect("predicted", "given", 1, 1, source=source, fill_color={"field": "rate", "transform": mapper},
+           line_color="#ffffff", nonselection_fill_alpha=0.6, selection_line_color="#d62728", selection_line_width=2)
+    p.text("predicted", "given", text="text", source=source, text_align="center", text_baseline="middle",
+           text_font_size="9pt", text_color="ink")
+    p.xaxis.major_label_orientation = 0.9
+    p.add_layout(ColorBar(color_mapper=mapper, ticker=BasicTicker(desired_num_ticks=5), title="row rate"), "right")
+    p.add_tools(HoverTool(tooltips=[("given", "@given"), ("predicted", "@predicted"), ("rows", "@count"),
+                                    ("row rate", "@rate{0.0%}")]))
+    p.select_one(TapTool).behavior = "select"
+    source.selected.js_on_change("indices", CustomJS(args={"source": source}, code=CONFUSION_TAP_JS))
+    return p
+
+
+def reliability_figure(bins: Sequence[dict]) -> figure:
+    """Reliability diagram: accuracy vs mean confidence per bin; the diagonal is perfect calibration."""
+    p = figure(width=420, height=380, x_range=Range1d(0, 1), y_range=Range1d(0, 1.02), tools="save,hover",
+               x_axis_label="confidence", y_axis_label="accuracy", name="reliability",
+               tooltips=[("bin", "@lower{0.0}–@upper{0.0}"), ("confidence", "@confidence{0.000}"),
+                         ("accuracy", "@accuracy{0.000}"), ("rows", "@count")])
+    p.line([0, 1], [0, 1], line_dash="dashed", line_color="#888888")
+    src = ColumnDataSource({k: [b[k] for b in bins] for k in ("lower", "upper", "confidence", "accuracy", "count")})
+    p.quad(left="lower", right="upper", bottom=0, top="accuracy", source=src, fill_alpha=0.25,
+           fill_color=Category10[3][0], line_color=Category10[3][0])
+    p.line("confidence", "accuracy", source=src, line_width=2, color=Category10[3][1])
+    p.scatter("confidence", "accuracy", source=src, size=7, color=Category10[3][1])
+    return p
+
+
+def entropy_figure(hist: dict[str, dict]) -> figure:
+    """Entropy distribution per split (one step line per split, counts normalised to shares)."""
+    p = figure(width=520, height=380, tools="save", x_axis_label="prediction entropy (nats)",
+               y_axis_label="share of rows", name="entropy_by_split")
+    palette = Category10[10]
+    for k, (split, h) in enumerate(sorted(hist.items())):
+        total = sum(h["counts"]) or 1
+        xs = h["edges"][:-1] + [h["edges"][-1]]
+        ys = [c / total for c in h["counts"]] + [h["counts"][-1] / total]
+        p.step(xs, ys, mode="after", line_width=2, color=palette[k % 10], legend_label=f"{split} ({total})")
+    if hist:
+        p.legend.location = "top_right"
+    return p
+
+
+def intent_entropy_figure(rows: Sequence[dict]) -> figure:
+    """Mean prediction entropy per predicted intent (horizontal bars, most uncertain on top)."""
+    rows = sorted(rows, key=lambda r: r["mean"])
+    intents = [r["intent"] for r in rows]
+    p = figure(y_range=intents or ["none"], width=520, height=max(260, 24 * len(rows) + 80), tools="save,hover",
+               x_axis_label="mean entropy (nats)", name="entropy_by_intent",
+               tooltips=[("intent", "@intent"), ("mean", "@mean{0.000}"), ("median", "@median{0.000}"), ("rows", "@n")])
+    src = ColumnDataSource({k: [r[k] for r in rows] for k in ("intent", "mean", "median", "n")})
+    p.hbar(y="intent", right="mean", height=0.7, source=src, color=Category10[3][0])
+    return p
