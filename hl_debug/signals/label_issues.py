@@ -1,0 +1,563 @@
+"""Label-issue scoring: pure functions from arrays to per-row evidence and scores.
+
+Every annotated utterance gets independent pieces of evidence that its label is wrong,
+each computed without the row scoring itself:
+
+* **out-of-fold probabilities** of a classifier on the sentence embeddings
+  (:func:`out_of_fold_probabilities`), fed to cleanlab's confident-learning scores
+  (:func:`cleanlab_scores`) and ``find_label_issues``;
+* **nearest-neighbour label disagreement** (:func:`knn_label_distribution`): how the
+  row's closest utterances in embedding space are labelled;
+* **cluster impurity** (:func:`cluster_label_agreement`): the share of the row's cluster
+  that carries its label;
+* the prediction **API's confident disagreement** (:func:`api_disagreement`).
+
+:class:`LabelIssueDetector` averages the evidence into one distribution per row and
+ranks rows by a rank average of two confident-learning views of it (self-confidence and
+normalised margin) — a fixed, principled combination with nothing fitted on the rows it
+scores. Its score is calibrated on *synthetic* label flips injected into the data (and
+re-scored out of fold), never on the real labels, and the calibrated probability is
+shifted from the synthetic flip rate to the real error rate estimated by confident
+learning (a prior shift), which gives the flags and an estimated precision of the
+flagged subset.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, clone
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold, cross_val_predict
+from sklearn.neighbors import NearestNeighbors
+
+log = logging.getLogger(__name__)
+
+CLEANLAB_METHODS = ("self_confidence", "normalized_margin", "confidence_weighted_entropy")
+NOISE_KINDS = ("uniform", "confusable", "mixed")
+_EPS = 1e-6
+
+
+
+# -- validation ----------------------------------------------------------------------
+
+
+def _check_labels(labels: Any, n_classes: int | None = None, *, name: str = "labels") -> np.ndarray:
+    labels = np.asarray(labels)
+    if labels.ndim != 1:
+        raise ValueError(f"{name} must be a 1-D array of class indices, got shape {labels.shape}")
+    if labels.size and not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"{name} must hold integer class indices (encode strings first), got dtype {labels.dtype}")
+    if labels.size and labels.min() < 0:
+        bad = int(np.flatnonzero(labels < 0)[0])
+        raise ValueError(f"{name}[{bad}] is {labels[bad]}; class indices must be >= 0")
+    if n_classes is not None and labels.size and labels.max() >= n_classes:
+        bad = int(np.flatnonzero(labels >= n_classes)[0])
+        raise ValueError(f"{name}[{bad}] is {labels[bad]} but there are only {n_classes} classes")
+    return labels.astype(np.int64)
+
+
+def _check_embeddings(X: Any, n: int | None = None) -> np.ndarray:
+    X = np.asarray(X, dtype=np.float32)
+    if X.ndim != 2:
+        raise ValueError(f"embeddings must be a 2-D array (n_rows, dim), got shape {X.shape}")
+    if n is not None and len(X) != n:
+        raise ValueError(f"embeddings have {len(X)} rows but labels have {n}; pass one vector per labelled row")
+    if not np.isfinite(X).all():
+        bad = int(np.flatnonzero(~np.isfinite(X).all(axis=1))[0])
+        raise ValueError(f"embeddings row {bad} holds NaN or infinity; re-run `hl-debug embed`")
+    return X
+
+
+def _check_probs(pred_probs: Any, n: int) -> np.ndarray:
+    P = np.asarray(pred_probs, dtype=np.float64)
+    if P.ndim != 2 or len(P) != n:
+        raise ValueError(f"pred_probs must have shape (n_rows={n}, n_classes), got {P.shape}")
+    if not np.allclose(P.sum(axis=1), 1.0, atol=1e-3):
+        bad = int(np.flatnonzero(~np.isclose(P.sum(axis=1), 1.0, atol=1e-3))[0])
+        raise ValueError(f"pred_probs row {bad} sums to {P[bad].sum():.4f}, not 1; pass probabilities")
+    return P
+
+
+# -- individual signals -----------------------------------------------------------------
+
+
+def default_classifier() -> LogisticRegression:
+    """The classifier on embeddings used for out-of-fold probabilities."""
+    return LogisticRegression(C=1.0, tol=1e-3, max_iter=500)
+
+
+def out_of_fold_probabilities(X: Any, labels: Any, *, n_classes: int | None = None, classifier: Any = None,
+                              n_splits: int = 5, random_state: int = 0) -> np.ndarray:
+    """Predicted class probabilities for each row from a model that never saw it.
+
+    Parameters
+    ----------
+    X : array, shape (n, dim)
+        Embeddings of the labelled rows.
+    labels : int array, shape (n,)
+        Given labels as class indices ``0..n_classes-1``.
+    n_classes : int, optional
+        Number of classes (default ``labels.max() + 1``); classes absent from a fold get
+        probability 0 there.
+    classifier : sklearn classifier, optional
+        Must implement ``predict_proba``; default :func:`default_classifier`.
+    n_splits : int
+        Stratified K-fold splits (reduced to the smallest class size when needed, min 2).
+
+    Returns
+    -------
+    array, shape (n, n_classes)
+        Out-of-fold probabilities; each row sums to 1.
+    """
+    labels = _check_labels(labels, n_classes)
+    X = _check_embeddings(X, len(labels))
+    n_classes = int(n_classes if n_classes is not None else labels.max() + 1)
+    counts = np.bincount(labels, minlength=n_classes)
+    present = np.flatnonzero(counts)
+    if len(present) < 2:
+        raise ValueError("out-of-fold probabilities need at least two classes with labelled rows")
+    if counts[present].min() < 2:
+        small = int(present[counts[present].argmin()])
+        raise ValueError(f"class {small} has a single labelled row; out-of-fold probabilities need at least "
+                         "two rows per class (drop or merge that class first)")
+    splits = int(min(n_splits, counts[present].min()))
+    clf = clone(classifier) if classifier is not None else default_classifier()
+    cv = StratifiedKFold(n_splits=splits, shuffle=True, random_state=random_state)
+    P_present = cross_val_predict(clf, X, labels, cv=cv, method="predict_proba")
+    P = np.zeros((len(labels), n_classes))
+    P[:, present] = P_present
+    return P / P.sum(axis=1, keepdims=True)
+
+
+def cleanlab_scores(labels: Any, pred_probs: Any, *, method: str = "self_confidence") -> np.ndarray:
+    """cleanlab's label-quality score per row (lower = more likely mislabelled).
+
+    ``method`` is one of :data:`CLEANLAB_METHODS`; shape ``(n,)``, values in [0, 1].
+    """
+    if method not in CLEANLAB_METHODS:
+        raise ValueError(f"unknown method {method!r}; valid: {', '.join(CLEANLAB_METHODS)}")
+    from cleanlab.rank import get_label_quality_scores
+
+    labels = _check_labels(labels)
+    P = _check_probs(pred_probs, len(labels))
+    return np.asarray(get_label_quality_scores(labels, P, method=method), dtype=np.float64)
+
+
+def cleanlab_issue_mask(labels: Any, pred_probs: Any, *, filter_by: str = "prune_by_noise_rate") -> np.ndarray:
+    """cleanlab's ``find_label_issues`` (confident learning): boolean mask, shape ``(n,)``."""
+    from cleanlab.filter import find_label_issues
+
+    labels = _check_labels(labels)
+    P = _check_probs(pred_probs, len(labels))
+    return np.asarray(find_label_issues(labels, P, filter_by=filter_by), dtype=bool)
+
+
+def knn_label_distribution(X: Any, labels: Any, *, n_classes: int | None = None, k: int = 10,
+                           neighbors: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """Similarity-weighted label distribution of each row's ``k`` nearest labelled neighbours.
+
+    The row itself is excluded (so it never votes for its own label), as are exact
+    duplicates of its text only in that they count like any other neighbour.
+
+    Parameters
+    ----------
+    X : array, shape (n, dim)
+        L2-normalised embeddings of the labelled rows.
+    labels : int array, shape (n,)
+    k : int
+        Neighbours per row (capped at ``n - 1``).
+    neighbors : (indices, similarities), optional
+        Precomputed neighbours, each shape ``(n, k)``, indices into the rows, self
+        excluded; when given, ``X`` is not used.
+
+    Returns
+    -------
+    array, shape (n, n_classes)
+        Rows sum to 1 (a small uniform prior keeps every entry above 0).
+    """
+    labels = _check_labels(labels, n_classes)
+    n = len(labels)
+    n_classes = int(n_classes if n_classes is not None else labels.max() + 1)
+    if neighbors is None:
+        X = _check_embeddings(X, n)
+        if n < 2:
+            raise ValueError("kNN label agreement needs at least two labelled rows")
+        k = min(k, n - 1)
+        nn = NearestNeighbors(n_neighbors=k + 1, metric="cosine").fit(X)
+        dist, idx = nn.kneighbors(X)
+        # Drop the row itself (usually column 0, but ties with duplicates may reorder it).
+        keep = idx != np.arange(n)[:, None]
+        keep[keep.sum(axis=1) > k, -1] = False
+        idx = idx[keep].reshape(n, k)
+        sim = 1.0 - dist[keep].reshape(n, k)
+    else:
+        idx, sim = (np.asarray(a) for a in neighbors)
+        if idx.shape != sim.shape or len(idx) != n:
+            raise ValueError(f"neighbors must be two arrays of shape (n_rows={n}, k), got {idx.shape} and {sim.shape}")
+    w = np.clip(sim, 0.0, None) + _EPS
+    Q = np.zeros((n, n_classes))
+    np.add.at(Q, (np.repeat(np.arange(n), idx.shape[1]), labels[idx].ravel()), w.ravel())
+    Q += 0.1 / n_classes  # Laplace-style prior: one unanimous neighbour is not certainty
+    return Q / Q.sum(axis=1, keepdims=True)
+
+
+def cluster_label_agreement(labels: Any, cluster_ids: Any, *, n_classes: int | None = None) -> np.ndarray:
+    """Share of the row's cluster (other labelled members) carrying the row's label.
+
+    Rows in noise (``cluster_id == -1``) or alone in their cluster get NaN.
+    Shape ``(n,)``; a low value means the row's label is a minority in its cluster.
+    """
+    labels = _check_labels(labels, n_classes)
+    cluster_ids = np.asarray(cluster_ids)
+    if cluster_ids.shape != labels.shape:
+        raise ValueError(f"cluster_ids must have shape {labels.shape}, got {cluster_ids.shape}")
+    out = np.full(len(labels), np.nan)
+    for c in np.unique(cluster_ids):
+        if c == -1:
+            continue
+        members = np.flatnonzero(cluster_ids == c)
+        if len(members) < 2:
+            continue
+        counts = np.bincount(labels[members], minlength=int(labels.max()) + 1)
+        own = counts[labels[members]] - 1
+        out[members] = own / (len(members) - 1)
+    return out
+
+
+def api_disagreement(labels: Any, api_labels: Any, api_confidence: Any) -> np.ndarray:
+    """The prediction API's confident disagreement with the given label.
+
+    ``api_labels`` are class indices with -1 where the API gave no prediction.
+    Returns shape ``(n,)``: the API's confidence when it predicts another label, 0 when
+    it agrees, NaN when it gave no prediction.
+    """
+    labels = _check_labels(labels)
+    api_labels = np.asarray(api_labels, dtype=np.int64)
+    conf = np.asarray(api_confidence, dtype=np.float64)
+    if api_labels.shape != labels.shape or conf.shape != labels.shape:
+        raise ValueError(f"api_labels and api_confidence must have shape {labels.shape}, "
+                         f"got {api_labels.shape} and {conf.shape}")
+    out = np.where(api_labels == labels, 0.0, np.nan_to_num(conf, nan=0.0))
+    out[api_labels < 0] = np.nan
+    return out
+
+
+# -- noise injection (benchmark and stacker training) -------------------------------
+
+
+def confusable_classes(pred_probs: Any, labels: Any, *, n_classes: int | None = None) -> np.ndarray:
+    """Each class's most confusable other class, from out-of-fold probability mass.
+
+    Returns int array, shape ``(n_classes,)``.
+    """
+    labels = _check_labels(labels, n_classes)
+    P = _check_probs(pred_probs, len(labels))
+    K = P.shape[1]
+    C = np.zeros((K, K))
+    np.add.at(C, labels, P)
+    C[np.arange(K), np.arange(K)] = -np.inf
+    return C.argmax(axis=1)
+
+
+def inject_noise(labels: Any, *, rate: float, kind: str = "uniform", n_classes: int | None = None,
+                 pred_probs: Any = None, confusable: Any = None,
+                 random_state: int | np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Flip a ``rate`` share of the labels; returns ``(noisy_labels, flipped_mask)``.
+
+    ``kind``: ``uniform`` (to any other class), ``confusable`` (to the class's most
+    confusable class, given by ``confusable`` or derived from ``pred_probs``), or
+    ``mixed`` (to a class drawn from the row's own out-of-fold probabilities over the
+    other classes — realistic confusions; needs ``pred_probs``).
+    """
+    if kind not in NOISE_KINDS:
+        raise ValueError(f"unknown noise kind {kind!r}; valid: {', '.join(NOISE_KINDS)}")
+    if not 0 < rate < 1:
+        raise ValueError(f"rate must be in (0, 1), got {rate}")
+    labels = _check_labels(labels, n_classes)
+    K = int(n_classes if n_classes is not None else labels.max() + 1)
+    if K < 2:
+        raise ValueError("noise injection needs at least two classes")
+    rng = np.random.default_rng(random_state)
+    n = len(labels)
+    flip = np.zeros(n, dtype=bool)
+    flip[rng.choice(n, size=max(1, int(round(rate * n))), replace=False)] = True
+    noisy = labels.copy()
+    idx = np.flatnonzero(flip)
+    if kind == "uniform":
+        shift = rng.integers(1, K, size=len(idx))
+        noisy[idx] = (labels[idx] + shift) % K
+    elif kind == "confusable":
+        if confusable is None:
+            if pred_probs is None:
+                raise ValueError("kind='confusable' needs confusable= or pred_probs=")
+            confusable = confusable_classes(pred_probs, labels, n_classes=K)
+        noisy[idx] = np.asarray(confusable)[labels[idx]]
+    else:
+        if pred_probs is None:
+            raise ValueError("kind='mixed' needs pred_probs=")
+        P = _check_probs(pred_probs, n)[idx].copy()
+        P[np.arange(len(idx)), labels[idx]] = 0.0
+        P = P + 0.02 / K  # some uniform mass so every class stays reachable
+        P[np.arange(len(idx)), labels[idx]] = 0.0
+        P /= P.sum(axis=1, keepdims=True)
+        u = rng.random(len(idx))[:, None]
+        noisy[idx] = (P.cumsum(axis=1) < u).sum(axis=1).clip(max=K - 1)
+    return noisy, noisy != labels
+
+
+# -- combination ------------------------------------------------------------------------
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-4, 1 - 1e-4)
+    return np.log(p / (1 - p))
+
+
+def _other_max(P: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    Q = P.copy()
+    Q[np.arange(len(labels)), labels] = -np.inf
+    return Q.max(axis=1)
+
+
+def cluster_label_distribution(labels: Any, cluster_ids: Any, *, n_classes: int | None = None) -> np.ndarray:
+    """Label distribution of each row's cluster, the row itself left out.
+
+    Noise points (``-1``) and singletons get NaN rows. Shape ``(n, n_classes)``.
+    """
+    labels = _check_labels(labels, n_classes)
+    K = int(n_classes if n_classes is not None else labels.max() + 1)
+    cluster_ids = np.asarray(cluster_ids)
+    if cluster_ids.shape != labels.shape:
+        raise ValueError(f"cluster_ids must have shape {labels.shape}, got {cluster_ids.shape}")
+    out = np.full((len(labels), K), np.nan)
+    for c in np.unique(cluster_ids):
+        members = np.flatnonzero(cluster_ids == c)
+        if c == -1 or len(members) < 2:
+            continue
+        counts = np.bincount(labels[members], minlength=K).astype(float)
+        D = np.tile(counts, (len(members), 1))
+        D[np.arange(len(members)), labels[members]] -= 1
+        D += 0.1 / K
+        out[members] = D / D.sum(axis=1, keepdims=True)
+    return out
+
+
+def api_distribution(api_labels: Any, api_confidence: Any, *, n_classes: int) -> np.ndarray:
+    """The API's top-1 answer as a distribution: its confidence on its label, the rest
+    spread evenly. Rows without a prediction (label -1) are NaN. Shape ``(n, n_classes)``."""
+    api_labels = np.asarray(api_labels, dtype=np.int64)
+    conf = np.clip(np.nan_to_num(np.asarray(api_confidence, dtype=np.float64), nan=0.0), 0.0, 1.0)
+    out = np.tile(((1.0 - conf) / max(n_classes - 1, 1))[:, None], (1, n_classes))
+    has = api_labels >= 0
+    out[np.flatnonzero(has), api_labels[has]] = conf[has]
+    out[~has] = np.nan
+    return out
+
+
+def ensemble_distribution(*distributions: np.ndarray) -> np.ndarray:
+    """Mean of the evidence distributions, row by row over the members that have the row.
+
+    Each argument has shape ``(n, n_classes)``; NaN rows mean "no evidence". Shape kept.
+    """
+    if not distributions:
+        raise ValueError("ensemble_distribution needs at least one distribution")
+    stack = np.stack([np.asarray(d, dtype=np.float64) for d in distributions])
+    if len({d.shape for d in stack}) != 1:
+        raise ValueError("every distribution must have the same shape (n_rows, n_classes)")
+    R = np.nanmean(stack, axis=0) if np.isnan(stack).any() else stack.mean(axis=0)
+    return R / R.sum(axis=1, keepdims=True)
+
+
+def issue_scores(labels: Any, distribution: Any) -> np.ndarray:
+    """Label-issue score from an evidence distribution (higher = more likely wrong).
+
+    The rank average of two confident-learning views of the same distribution — the
+    given label's probability (self-confidence: catches random flips) and its margin to
+    the best other label (normalised margin: catches flips to a plausible neighbour
+    class) — so neither kind of mistake dominates. Values in (0, 1], shape ``(n,)``.
+    """
+    from scipy.stats import rankdata
+
+    labels = _check_labels(labels)
+    R = _check_probs(distribution, len(labels))
+    rows = np.arange(len(labels))
+    self_conf = R[rows, labels]
+    margin = R[rows, labels] - _other_max(R, labels)
+    n = len(labels)
+    return (rankdata(-self_conf) + rankdata(-margin)) / (2.0 * max(n, 1))
+
+
+class LabelIssueDetector(BaseEstimator):
+    """Score every labelled row's chance of being mislabelled, and suggest a fix.
+
+    The evidence — out-of-fold classifier probabilities, the nearest neighbours' labels,
+    the row's cluster's labels and the prediction API's answer, whichever are given — is
+    averaged into one distribution per row (each member is computed without the row
+    itself). The score is :func:`issue_scores` of that distribution; the suggested label
+    is its most likely other label.
+
+    Calibration is honest: ``n_synthetic`` times, ``synthetic_rate`` of the labels are
+    flipped (half uniformly, half towards each class's most confusable class), the whole
+    evidence is recomputed on the flipped labels, and a one-feature logistic regression
+    learns P(flipped | score). It never sees the real labels' status. Its posterior is
+    shifted from the synthetic flip rate to the real error rate estimated by cleanlab's
+    ``find_label_issues`` (a prior shift), which gives the flags and the estimated
+    precision of the flagged subset.
+
+    Parameters
+    ----------
+    classifier : sklearn classifier, optional
+        For out-of-fold probabilities (default :func:`default_classifier`).
+    calibrator : sklearn binary classifier, optional
+        Maps the score (one column) to P(flipped); default logistic regression.
+    n_splits, k : int
+        Cross-validation folds; nearest neighbours for label agreement.
+    synthetic_rate : float
+        Share of labels flipped per synthetic round.
+    n_synthetic : int
+        Synthetic rounds (each costs one cross-validation; alternate uniform/confusable).
+    use_api : bool
+        Use the prediction API's answers when given to :meth:`fit`.
+    flag_threshold : float
+        Flag rows whose prior-shifted posterior is at least this.
+    random_state : int
+
+    Attributes
+    ----------
+    pred_probs_ : array (n, n_classes)  out-of-fold classifier probabilities
+    knn_probs_ : array (n, n_classes)   neighbour label distribution
+    cluster_probs_ : array or None      cluster label distribution (NaN rows: noise)
+    api_probs_ : array or None          API answer as a distribution (NaN rows: none)
+    distribution_ : array (n, n_classes) the evidence average
+    scores_ : array (n,)                issue score (higher = more likely wrong)
+    synthetic_prior_ : float            flipped share in the calibration data
+    noise_rate_ : float                 estimated real error rate (confident learning)
+    cleanlab_issues_ : bool array (n,)  cleanlab's find_label_issues on ``pred_probs_``
+    posterior_ : array (n,)             prior-shifted probability that the label is wrong
+    flagged_ : bool array (n,)
+    suggested_ : int array (n,)         most likely other label
+    estimated_precision_ : float        mean posterior over the flagged rows (NaN if none)
+    """
+
+    def __init__(self, *, classifier: Any = None, calibrator: Any = None, n_splits: int = 5, k: int = 20,
+                 synthetic_rate: float = 0.05, n_synthetic: int = 2, use_api: bool = True,
+                 flag_threshold: float = 0.5, random_state: int = 0) -> None:
+        self.classifier = classifier
+        self.calibrator = calibrator
+        self.n_splits = n_splits
+        self.k = k
+        self.synthetic_rate = synthetic_rate
+        self.n_synthetic = n_synthetic
+        self.use_api = use_api
+        self.flag_threshold = flag_threshold
+        self.random_state = random_state
+
+    def _members(self, X: np.ndarray, labels: np.ndarray, K: int, nbrs: tuple[np.ndarray, np.ndarray],
+                 cluster_ids: np.ndarray | None, api_probs: np.ndarray | None, seed: int) -> list[np.ndarray]:
+        P = out_of_fold_probabilities(X, labels, n_classes=K, classifier=self.classifier,
+                                      n_splits=self.n_splits, random_state=seed)
+        members = [P, knn_label_distribution(None, labels, n_classes=K, neighbors=nbrs)]
+        if cluster_ids is not None:
+            members.append(cluster_label_distribution(labels, cluster_ids, n_classes=K))
+        if api_probs is not None:
+            members.append(api_probs)
+        return members
+
+    def fit(self, X: Any, labels: Any, *, n_classes: int | None = None, cluster_ids: Any = None,
+            api_labels: Any = None, api_confidence: Any = None,
+            neighbors: tuple[np.ndarray, np.ndarray] | None = None) -> LabelIssueDetector:
+        """Fit on embeddings ``X`` (n, dim) and given ``labels`` (n,) and score every row.
+
+        ``cluster_ids`` (n,; -1 = noise), ``api_labels`` (n,; -1 = no prediction) with
+        ``api_confidence`` (n,) are optional evidence; ``neighbors`` optional precomputed
+        (indices, similarities) of shape (n, k), self excluded.
+        """
+        labels = _check_labels(labels, n_classes)
+        X = _check_embeddings(X, len(labels))
+        K = int(n_classes if n_classes is not None else labels.max() + 1)
+        if not 0 < self.synthetic_rate < 0.5:
+            raise ValueError(f"synthetic_rate must be in (0, 0.5), got {self.synthetic_rate}")
+        if self.n_synthetic < 1:
+            raise ValueError(f"n_synthetic must be >= 1, got {self.n_synthetic}")
+        n = len(labels)
+        if cluster_ids is not None:
+            cluster_ids = np.asarray(cluster_ids)
+            if cluster_ids.shape != (n,):
+                raise ValueError(f"cluster_ids must have shape ({n},), got {cluster_ids.shape}")
+        api_probs = None
+        if api_labels is not None and self.use_api:
+            api_labels = np.asarray(api_labels, dtype=np.int64)
+            api_confidence = np.asarray(api_confidence, dtype=np.float64)
+            if api_labels.shape != (n,) or api_confidence.shape != (n,):
+                raise ValueError(f"api_labels and api_confidence must have shape ({n},), "
+                                 f"got {api_labels.shape} and {api_confidence.shape}")
+            if api_labels.max(initial=-1) >= K:
+                raise ValueError(f"api_labels hold class {api_labels.max()} but there are only {K} classes")
+            api_probs = api_distribution(api_labels, api_confidence, n_classes=K)
+        if neighbors is None:
+            k = min(self.k, n - 1)
+            dist, idx = NearestNeighbors(n_neighbors=k + 1, metric="cosine").fit(X).kneighbors(X)
+            keep = idx != np.arange(n)[:, None]
+            keep[keep.sum(axis=1) > k, -1] = False
+            neighbors = (idx[keep].reshape(n, k), 1.0 - dist[keep].reshape(n, k))
+
+        members = self._members(X, labels, K, neighbors, cluster_ids, api_probs, self.random_state)
+        self.pred_probs_, self.knn_probs_ = members[0], members[1]
+        self.cluster_probs_ = members[2] if cluster_ids is not None else None
+        self.api_probs_ = api_probs
+        self.distribution_ = ensemble_distribution(*members)
+        self.scores_ = issue_scores(labels, self.distribution_)
+
+        # Calibration on synthetic flips only.
+        rng = np.random.default_rng(self.random_state)
+        confusable = confusable_classes(self.pred_probs_, labels, n_classes=K)
+        s_train, t_train = [], []
+        for r in range(self.n_synthetic):
+            kind = ("uniform", "confusable")[r % 2]
+            noisy, flipped = inject_noise(labels, rate=self.synthetic_rate, kind=kind, n_classes=K,
+                                          confusable=confusable, random_state=rng)
+            m = self._members(X, noisy, K, neighbors, cluster_ids, api_probs, self.random_state + r + 1)
+            s_train.append(issue_scores(noisy, ensemble_distribution(*m)))
+            t_train.append(flipped)
+        calibrator = clone(self.calibrator) if self.calibrator is not None else LogisticRegression(C=10.0)
+        self.calibrator_ = calibrator.fit(_logit(np.concatenate(s_train))[:, None], np.concatenate(t_train))
+        self.synthetic_prior_ = float(np.concatenate(t_train).mean())
+        raw = self.calibrator_.predict_proba(_logit(self.scores_)[:, None])[:, 1]
+
+        try:
+            self.cleanlab_issues_ = cleanlab_issue_mask(labels, self.pred_probs_)
+        except Exception as exc:  # noqa: BLE001 - cleanlab refuses degenerate inputs (e.g. tiny classes)
+            log.warning("cleanlab find_label_issues failed (%s); assuming a 1%% error rate", exc)
+            self.cleanlab_issues_ = np.zeros(n, dtype=bool)
+        self.noise_rate_ = float(np.clip(self.cleanlab_issues_.mean(), 0.01, 0.5))
+        self.posterior_ = prior_shift(raw, from_prior=self.synthetic_prior_, to_prior=self.noise_rate_)
+        self.flagged_ = self.posterior_ >= self.flag_threshold
+        self.estimated_precision_ = (float(self.posterior_[self.flagged_].mean()) if self.flagged_.any()
+                                     else float("nan"))
+        other = self.distribution_.copy()
+        other[np.arange(n), labels] = -np.inf
+        self.suggested_ = other.argmax(axis=1)
+        return self
+
+
+def prior_shift(posterior: Any, *, from_prior: float, to_prior: float) -> np.ndarray:
+    """Adjust posteriors learned under class prior ``from_prior`` to prior ``to_prior``.
+
+    The odds are rescaled by the ratio of prior odds (Saerens et al., 2002); shape kept.
+    """
+    for name, v in (("from_prior", from_prior), ("to_prior", to_prior)):
+        if not 0 < v < 1:
+            raise ValueError(f"{name} must be in (0, 1), got {v}")
+    p = np.clip(np.asarray(posterior, dtype=np.float64), 1e-12, 1 - 1e-12)
+    odds = p / (1 - p) * (to_prior / (1 - to_prior)) / (from_prior / (1 - from_prior))
+    return odds / (1 + odds)
+
+
+def encode_labels(values: Sequence[str | None], classes: Sequence[str]) -> np.ndarray:
+    """Class indices of ``values`` in ``classes``; -1 for None/unknown. Shape ``(n,)``."""
+    index = {c: i for i, c in enumerate(classes)}
+    return np.array([index.get(v, -1) if v is not None else -1 for v in values], dtype=np.int64)
