@@ -1,0 +1,182 @@
+"""The local intent model: fit/predict, persistence, retraining when the training data changes."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+from sklearn.neighbors import KNeighborsClassifier
+
+from hl_debug.errors import ModelError
+from hl_debug.ingest import ingest
+from hl_debug.local_model import LocalIntentModel, model_dir_for, train_or_load
+from hl_debug.store import Store
+from tests.fakes import FakeEncoder
+
+
+def blobs(n_per_class: int = 12, dim: int = 8, seed: int = 0):
+    """Three well-separated Gaussian classes: X shape (3n, dim), y shape (3n,)."""
+    rng = np.random.default_rng(seed)
+    centers = np.eye(3, dim) * 4
+    X = np.vstack([c + rng.normal(size=(n_per_class, dim)) for c in centers]).astype(np.float32)
+    y = np.repeat(["a", "b", "c"], n_per_class)
+    return X, y
+
+
+def test_fit_on_embeddings_predicts_well():
+    X, y = blobs()
+    Xt, yt = blobs(seed=1)
+    model = LocalIntentModel().fit(X, y)
+    assert list(model.classes_) == ["a", "b", "c"] and model.n_features_in_ == 8
+    assert (model.predict(Xt) == yt).mean() >= 0.95
+    proba = model.predict_proba(Xt)
+    assert proba.shape == (36, 3)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+
+
+def test_fit_on_texts_uses_the_encoder():
+    enc = FakeEncoder()
+    texts = ["lost card", "card stolen", "card blocked", "bill due", "gas bill", "bill amount"]
+    labels = ["card"] * 3 + ["bill"] * 3
+    model = LocalIntentModel(encoder=enc, calibration=None).fit(texts, labels)
+    assert enc.texts_seen == 6
+    assert list(model.predict(["my card", "my bill"])) == ["card", "bill"]
+
+
+def test_top_k_is_sorted_and_capped():
+    X, y = blobs()
+    model = LocalIntentModel().fit(X, y)
+    ranked = model.top_k(X[:2], 2)
+    assert all(len(r) == 2 and r[0][1] >= r[1][1] for r in ranked)
+    full = model.top_k(X[:1], 99)[0]
+    assert [lbl for lbl, _ in sorted(full)] == ["a", "b", "c"]
+    assert ranked[0][0][0] == model.predict(X[:1])[0]
+
+
+def test_calibration_wraps_the_classifier_and_can_be_turned_off():
+    X, y = blobs()
+    assert type(LocalIntentModel().fit(X, y).classifier_).__name__ == "CalibratedClassifierCV"
+    assert isinstance(LocalIntentModel(calibration=None).fit(X, y).classifier_, LogisticRegression)
+
+
+def test_calibration_is_skipped_for_a_singleton_class():
+    X, y = blobs()
+    X, y = np.vstack([X, X[:1]]), np.append(y, "lonely")
+    model = LocalIntentModel().fit(X, y)
+    assert isinstance(model.classifier_, LogisticRegression) and "lonely" in model.classes_
+
+
+def test_a_custom_classifier_can_be_passed_in():
+    X, y = blobs()
+    model = LocalIntentModel(classifier=KNeighborsClassifier(3), calibration=None).fit(X, y)
+    assert isinstance(model.classifier_, KNeighborsClassifier)
+    assert (model.predict(X) == y).mean() > 0.9
+
+
+@pytest.mark.parametrize("kwargs, X, y, error, match", [
+    ({}, "blobs", ["a"] * 35 + [None], ValueError, "label 35 is None"),
+    ({}, "blobs", ["a"] * 35, ValueError, "X has 36 rows but y has 35"),
+    ({}, "blobs", ["a"] * 36, ModelError, "at least 2 intents"),
+    ({"calibration": "platt"}, "blobs", None, ValueError, "valid: sigmoid, isotonic, None"),
+    ({}, "not texts", None, TypeError, "list of texts"),
+    ({}, ["ok", 3], ["a", "b"], TypeError, "item 1 is int"),
+])
+def test_bad_input_is_a_clear_error(kwargs, X, y, error, match):
+    Xb, yb = blobs()
+    X = Xb if isinstance(X, str) and X == "blobs" else X
+    y = yb if y is None else y
+    with pytest.raises(error, match=match):
+        LocalIntentModel(encoder=FakeEncoder(), **kwargs).fit(X, y)
+
+
+def test_predicting_before_fit_or_with_wrong_dimension_is_a_model_error():
+    with pytest.raises(ModelError, match="not trained"):
+        LocalIntentModel().predict_proba(np.zeros((1, 8)))
+    X, y = blobs()
+    with pytest.raises(ModelError, match="8"):
+        LocalIntentModel().fit(X, y).predict_proba(np.zeros((1, 5)))
+
+
+def test_save_and_load_round_trip(tmp_path):
+    X, y = blobs()
+    model = LocalIntentModel(C=3.0).fit(X, y)
+    model.save(tmp_path / "m", {"model_hash": "abc"})
+    loaded = LocalIntentModel.load(tmp_path / "m")
+    np.testing.assert_allclose(loaded.predict_proba(X), model.predict_proba(X))
+    assert loaded.C == 3.0 and loaded.metadata_["model_hash"] == "abc"
+
+
+def test_loading_a_broken_folder_says_how_to_fix(tmp_path):
+    (tmp_path / "m").mkdir()
+    with pytest.raises(ModelError, match="could not load") as info:
+        LocalIntentModel.load(tmp_path / "m")
+    assert "Delete" in info.value.hint
+
+
+# -- train_or_load on a store -----------------------------------------------------------
+
+
+def test_train_or_load_trains_saves_and_reports_split_accuracy(tiny_store, db_path):
+    enc = FakeEncoder()
+    model = train_or_load(tiny_store, encoder=enc, progress=False)
+    folder = model_dir_for(tiny_store)
+    assert folder == db_path.with_name("hl.model")
+    meta = json.loads((folder / "meta.json").read_text())
+    assert meta["encoder"] == "fake:bow-64" and meta["n_train"] == 13
+    assert set(meta["accuracy"]) == {"training", "validation", "testing"}
+    assert meta["accuracy"]["validation"]["n"] == 3 and 0 <= meta["accuracy"]["testing"]["accuracy"] <= 1
+    assert meta["classes"] == ["bill_question", "card_issue", "chat_settings"]
+    # the vectors were cached in the store through the embed step, not re-encoded
+    assert len(tiny_store.embedded_hashes("fake:bow-64")) == 24
+
+
+def test_train_or_load_reuses_the_saved_model(tiny_store):
+    first = train_or_load(tiny_store, encoder=FakeEncoder(), progress=False)
+    enc = FakeEncoder()
+    second = train_or_load(tiny_store, encoder=enc, progress=False)
+    assert second.metadata_["model_hash"] == first.metadata_["model_hash"]
+    assert second.metadata_["trained_at"] == first.metadata_["trained_at"]
+    assert enc.calls == 0  # neither encoded nor retrained
+
+
+def test_train_or_load_retrains_when_training_data_changes(tiny_store, tiny_records, write_export):
+    first = train_or_load(tiny_store, encoder=FakeEncoder(), progress=False)
+    changed = copy.deepcopy(tiny_records)
+    data = json.loads(changed[0]["data"])
+    data["intent"] = "bill_question"
+    changed[0]["data"] = json.dumps(data)
+    ingest(tiny_store, write_export(changed))
+    second = train_or_load(tiny_store, encoder=FakeEncoder(), progress=False)
+    assert second.metadata_["model_hash"] != first.metadata_["model_hash"]
+
+
+def test_train_or_load_retrains_for_another_encoder_or_parameters(tiny_store):
+    first = train_or_load(tiny_store, encoder=FakeEncoder(), progress=False)
+    other = FakeEncoder(dim=32)
+    other.identity = "fake:bow-32"
+    assert train_or_load(tiny_store, encoder=other, progress=False).metadata_["model_hash"] != \
+        first.metadata_["model_hash"]
+    tuned = train_or_load(tiny_store, model=LocalIntentModel(encoder=FakeEncoder(), C=0.5), progress=False)
+    assert tuned.metadata_["model_hash"] != first.metadata_["model_hash"]
+
+
+def test_in_memory_store_trains_without_saving():
+    from hl_debug.ingest import ingest as do_ingest
+    from tests.conftest import TINY_EXPORT
+
+    store = Store(":memory:")
+    do_ingest(store, TINY_EXPORT)
+    model = train_or_load(store, encoder=FakeEncoder(), progress=False)
+    assert model_dir_for(store) is None and model.metadata_["n_train"] == 13
+
+
+def test_no_training_rows_is_a_model_error(store, tiny_records, write_export):
+    for r in tiny_records:
+        if r["usage"] == "training":
+            r["usage"] = "validation"
+    ingest(store, write_export(tiny_records))
+    with pytest.raises(ModelError, match="no annotated 'training' rows"):
+        train_or_load(store, encoder=FakeEncoder(), progress=False)
