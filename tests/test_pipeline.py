@@ -1,0 +1,53 @@
+"""End to end: `hl-debug run` on the real export with the real encoder (slow; CI runs it)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from hl_debug.cli import cli
+from hl_debug.store import Store
+
+
+@pytest.mark.slow
+def test_run_real_export_maps_and_clusters_everything(db_path, real_export, tmp_path):
+    runner = CliRunner()
+    args = ["--db", str(db_path), "run", str(real_export)]
+    r = runner.invoke(cli, args, obj={})
+    assert r.exit_code == 0, r.output
+    steps = [line.split()[0] for line in r.output.splitlines() if line.strip()]
+    assert steps[:4] == ["ingest", "predict", "embed", "analyze"]
+
+    store = Store(db_path)
+    try:
+        points = store.rows("points")
+        assert len(points) == 2327
+        noise = sum(p["cluster_id"] == -1 for p in points) / len(points)
+        assert noise < 0.10
+        clusters = store.rows("clusters")
+        assert len(clusters) >= 12 and sum(c["size"] for c in clusters) == 2327 - round(noise * 2327)
+        assert all(c["keywords"] for c in clusters)
+        assert len(store.rows("neighbors")) == 2327 * 10
+        report = store.report("analysis")
+        assert len(report["impure_clusters"]) >= 5 and len(report["unannotated_regions"]) >= 3
+        assert all(r["suspects"] for r in report["impure_clusters"])
+    finally:
+        store.close()
+
+    r = runner.invoke(cli, ["--db", str(db_path), "export", "points"], obj={})
+    rows = list(csv.DictReader(io.StringIO(r.output)))
+    assert len(rows) == 2327 and list(rows[0]) == ["id", "x", "y", "cluster_id", "intent", "usage", "predicted_label"]
+    assert sum(bool(row["predicted_label"]) for row in rows) > 2000  # the local model server's answers
+
+    # unchanged inputs: every step after ingest is skipped
+    r = runner.invoke(cli, args, obj={})
+    assert r.exit_code == 0, r.output
+    for line in r.output.splitlines():
+        if line.split()[:1] in (["embed"], ["analyze"]):
+            assert "skipped=True" in line, line
+    r = runner.invoke(cli, ["--db", str(db_path), "export", "clusters", "--format", "json"], obj={})
+    assert len(json.loads(r.output)) == len(clusters)
