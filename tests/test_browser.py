@@ -1,0 +1,214 @@
+"""The web app in headless Chromium (Playwright): the map's lasso fills the inspector without
+a reload, a suggestion accepted on /issues reaches ``export corrected``, a queue item is
+labelled with one key, a confusion cell lists its rows, and injected markup stays inert.
+
+Needs Debian's ``chromium`` at /usr/bin/chromium; skipped with a reason when it is absent.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hl_debug.annotations import corrected_records
+from hl_debug.store import Store
+from tests.webapp_fixtures import PLANTED_ERROR_ID, XSS_ID, fill_synthetic
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+               "--disable-component-update", "--disable-sync", "--no-first-run"]
+XSS = "<img src=x onerror=alert(1)>"
+
+if not Path(CHROMIUM).exists() and shutil.which("chromium") is None:
+    pytest.skip(f"Chromium not installed at {CHROMIUM} (apt-get install -y chromium)", allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+
+
+class LiveServer:
+    """The app on a free loopback port, served by werkzeug in a thread."""
+
+    def __init__(self, db: Path) -> None:
+        from werkzeug.serving import make_server
+
+        from webapp import create_app
+
+        self.server = make_server("127.0.0.1", 0, create_app({"DB": str(db)}), threaded=True)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator:
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=shutil.which("chromium") or CHROMIUM, args=LAUNCH_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def web_db(db_path, tiny_export_path) -> Path:
+    fill_synthetic(Store(db_path), tiny_export_path).close()
+    return db_path
+
+
+@pytest.fixture
+def server(web_db) -> Iterator[LiveServer]:
+    s = LiveServer(web_db)
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    pg = context.new_page()
+    pg.errors = []  # uncaught page errors and dialogs (an alert() means injected markup ran)
+    pg.on("pageerror", lambda exc: pg.errors.append(f"pageerror: {exc}"))
+    pg.on("dialog", lambda d: (pg.errors.append(f"dialog: {d.message}"), d.dismiss()))
+    yield pg
+    context.close()
+
+
+def open_page(page, url: str) -> None:
+    page.goto(url)
+    page.wait_for_selector("body[data-ready='1']", state="attached", timeout=20_000)
+
+
+def inspector_ids(page) -> list[int]:
+    return [int(x) for x in page.eval_on_selector_all("#inspector tbody tr", "rows => rows.map(r => r.dataset.id)")]
+
+
+def test_map_lasso_fills_the_inspector_without_a_reload(page, server):
+    open_page(page, server.url + "/")
+    assert page.evaluate("window.hlDebug.state().shown") == 24
+    page.evaluate("window.__noReload = true")
+    box = page.locator("#map canvas").first.bounding_box()
+    # Cluster 2 (chat_settings and the planted error) is at the top of the map; lasso the top third.
+    x0, x1 = box["x"] + 0.03 * box["width"], box["x"] + 0.97 * box["width"]
+    y0, y1 = box["y"] + 0.10 * box["height"], box["y"] + 0.38 * box["height"]
+    page.mouse.move(x0, y0)
+    page.mouse.down()
+    for x, y in [(x1, y0), (x1, y1), (x0, y1), (x0, y0 + 2)]:
+        page.mouse.move(x, y, steps=8)
+    page.mouse.up()
+    page.wait_for_function("document.querySelectorAll('#inspector tbody tr').length > 0", timeout=10_000)
+    ids = inspector_ids(page)
+    assert PLANTED_ERROR_ID in ids and 1000 not in ids and 1006 not in ids  # only the top cluster
+    assert page.evaluate("window.__noReload") is True  # same page: no reload happened
+    assert f"ids={PLANTED_ERROR_ID}" in page.url or str(PLANTED_ERROR_ID) in page.url  # selection in the URL
+    # clicking a row lists its nearest neighbours
+    page.click(f"#inspector tbody tr[data-id='{PLANTED_ERROR_ID}']")
+    page.wait_for_function("document.querySelectorAll('#neighbors tbody tr').length === 5")
+    assert "chat_settings" in page.inner_text("#neighbors")
+    assert page.errors == []
+
+
+def test_shared_url_restores_filters_and_selection(page, server):
+    open_page(page, server.url + f"/?color=cluster_id&cluster=2&ids={PLANTED_ERROR_ID}")
+    assert page.evaluate("window.hlDebug.state().shown") == 8
+    assert page.input_value("#color-by") == "cluster_id" and page.input_value("#filter-cluster") == "2"
+    page.wait_for_function("document.querySelectorAll('#inspector tbody tr').length === 1")
+    assert inspector_ids(page) == [PLANTED_ERROR_ID]
+
+
+def test_search_selects_matching_utterances(page, server):
+    open_page(page, server.url + "/")
+    page.fill("#search", "card")
+    page.press("#search", "Enter")
+    page.wait_for_function("document.querySelectorAll('#inspector tbody tr').length === 7")
+    assert "q=card" in page.url
+
+
+def test_accept_on_issues_reaches_export_corrected(page, server, web_db):
+    open_page(page, server.url + "/issues")
+    first = page.locator("li.card").first
+    assert first.get_attribute("data-id") == str(PLANTED_ERROR_ID)
+    page.keyboard.press("a")  # accept the suggestion of the focused (first) card
+    page.wait_for_function(f"document.querySelector('li.card[data-id=\"{PLANTED_ERROR_ID}\"] .outcome')"
+                           ".textContent.includes('accept: chat_settings')")
+    store = Store(web_db)
+    try:
+        rec = next(r for r in corrected_records(store) if r["id"] == PLANTED_ERROR_ID)
+    finally:
+        store.close()
+    assert json.loads(rec["data"])["intent"] == "chat_settings"
+    # focus moved on: the next card is current, ready for the next key
+    assert page.locator("li.card.current").get_attribute("data-id") != str(PLANTED_ERROR_ID)
+    assert page.errors == []
+
+
+def test_choose_another_label_on_issues(page, server, web_db):
+    open_page(page, server.url + "/issues")
+    card = page.locator("li.card").nth(1)
+    card.locator("select.relabel").select_option("card_issue")
+    card.locator("button[data-action='relabel']").click()
+    uid = int(card.get_attribute("data-id"))
+    page.wait_for_function(f"document.querySelector('li.card[data-id=\"{uid}\"]').classList.contains('decided')")
+    store = Store(web_db)
+    try:
+        assert store.effective_label(uid) == "card_issue"
+    finally:
+        store.close()
+
+
+def test_label_a_queue_item_with_one_key(page, server, web_db):
+    open_page(page, server.url + "/queue")
+    assert page.inner_text("#progress-text") == "0 of 5 reviewed"
+    first = page.locator("li.card").first
+    uid = int(first.get_attribute("data-id"))
+    assert first.locator("select.relabel").input_value() == "card_issue"  # prediction pre-selected
+    page.keyboard.press("Enter")
+    page.wait_for_function("document.getElementById('progress-text').textContent === '1 of 5 reviewed'")
+    page.keyboard.press("3")  # next card: label it with the 3rd intent (chat_settings)
+    page.wait_for_function("document.getElementById('progress-text').textContent === '2 of 5 reviewed'")
+    second = int(page.locator("li.card").nth(1).get_attribute("data-id"))
+    store = Store(web_db)
+    try:
+        assert store.effective_label(uid) == "card_issue"
+        assert store.effective_label(second) == "chat_settings"
+    finally:
+        store.close()
+
+
+def test_confusion_cell_lists_its_rows(page, server):
+    open_page(page, server.url + "/report")
+    # select the (bill_question, card_issue) cell through the figure's own source, as a tap does
+    page.evaluate("""() => {
+        for (const doc of Bokeh.documents) {
+            const src = doc.get_model_by_name('confusion');
+            if (!src) continue;
+            const k = src.data.given.findIndex((g, i) => g === 'bill_question' && src.data.predicted[i] === 'card_issue');
+            src.selected.indices = [k];
+        }
+    }""")
+    page.wait_for_function("document.querySelectorAll('#cell-rows tbody tr').length === 1")
+    assert "labelled bill_question, predicted card_issue" in page.inner_text("#cell-title")
+
+
+def test_injected_markup_stays_inert_everywhere(page, server):
+    for path in ("/", "/clusters", "/issues?pending=0", "/queue", "/report"):
+        page.goto(server.url + path)
+        page.wait_for_load_state("networkidle")
+        assert page.evaluate("document.querySelectorAll('img[src=\"x\"]').length") == 0, path
+    open_page(page, server.url + f"/?ids={XSS_ID}")
+    page.wait_for_function("document.querySelectorAll('#inspector tbody tr').length === 1")
+    assert XSS in page.inner_text("#inspector")  # shown as text
+    assert page.evaluate("document.querySelectorAll('#inspector img').length") == 0
+    page.click(f"#inspector tbody tr[data-id='{XSS_ID}']")
+    page.wait_for_timeout(300)
+    open_page(page, server.url + "/queue")
+    assert XSS in page.inner_text("#review")
+    assert page.errors == []  # no alert() dialog, no script error
