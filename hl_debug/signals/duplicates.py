@@ -1,0 +1,113 @@
+"""Near-duplicate groups: conflicting labels and train/evaluation split leakage.
+
+Two utterances are near-duplicates when the cosine similarity of their embeddings is at
+least ``threshold``; groups are the connected components of that graph. A group is
+reported as
+
+* ``conflicting_labels`` when its annotated members carry more than one intent — at
+  least one annotation is inconsistent;
+* ``split_leakage`` when it has members in ``training`` and in ``validation`` or
+  ``testing`` — the evaluation scores are inflated by near-copies of training rows.
+
+A group can be both; it is then listed once per kind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from scipy.sparse import csr_matrix
+from scipy.sparse.csgraph import connected_components
+from sklearn.neighbors import NearestNeighbors
+
+KINDS = ("conflicting_labels", "split_leakage")
+EVAL_USAGES = ("validation", "testing")
+
+
+def near_duplicate_components(X: Any, *, threshold: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """Connected components of the "cosine similarity >= threshold" graph.
+
+    Parameters
+    ----------
+    X : array, shape (n, dim)
+        L2-normalised embeddings.
+    threshold : float in (0, 1]
+
+    Returns
+    -------
+    component : int array, shape (n,)
+        Component id of each row (singletons get their own id).
+    best_similarity : float array, shape (n,)
+        Highest similarity to another row of its component (NaN for singletons).
+    """
+    if not 0 < threshold <= 1:
+        raise ValueError(f"threshold must be in (0, 1], got {threshold}")
+    X = np.asarray(X, dtype=np.float32)
+    if X.ndim != 2:
+        raise ValueError(f"X must be a 2-D array (n_rows, dim), got shape {X.shape}")
+    n = len(X)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0)
+    # radius_neighbors keeps exact duplicates (distance 0), which a sparse distance graph would drop.
+    nn = NearestNeighbors(radius=1.0 - threshold + 1e-6, metric="cosine").fit(X)
+    dist, idx = nn.radius_neighbors(X, sort_results=False)
+    r = np.repeat(np.arange(n), [len(i) for i in idx])
+    c = np.concatenate(idx).astype(np.int64)
+    d = np.concatenate(dist)
+    off = r != c
+    adj = csr_matrix((np.ones(off.sum()), (r[off], c[off])), shape=(n, n))
+    _, component = connected_components(adj, directed=False)
+    best = np.full(n, np.nan)
+    np.fmax.at(best, r[off], 1.0 - d[off])
+    return component.astype(np.int64), np.clip(best, -1.0, 1.0)
+
+
+def duplicate_groups(X: Any, *, labels: Sequence[str | None], usages: Sequence[str | None],
+                     threshold: float = 0.95) -> list[dict[str, Any]]:
+    """Near-duplicate groups with conflicting labels or crossing splits.
+
+    Parameters
+    ----------
+    X : array, shape (n, dim)
+        L2-normalised embeddings.
+    labels : sequence of str or None, length n
+        Given intent (None when unannotated).
+    usages : sequence of str or None, length n
+        ``training`` / ``validation`` / ``testing`` / None.
+    threshold : float
+        Cosine similarity at or above which two rows are near-duplicates.
+
+    Returns
+    -------
+    list of dict
+        One dict per (group, kind): ``kind``, ``members`` (row positions), ``similarity``
+        (per member, its best similarity inside the group). Sorted by kind, then size
+        descending; only groups of two or more rows.
+    """
+    n = len(X)
+    if len(labels) != n or len(usages) != n:
+        raise ValueError(f"labels ({len(labels)}) and usages ({len(usages)}) must have one entry per row of X ({n})")
+    # Missing values may arrive as None or as pandas' NaN; only strings count.
+    labels = [v if isinstance(v, str) else None for v in labels]
+    usages = [v if isinstance(v, str) else None for v in usages]
+    component, best = near_duplicate_components(X, threshold=threshold)
+    groups: list[dict[str, Any]] = []
+    order = np.argsort(component, kind="stable")
+    bounds = np.flatnonzero(np.diff(component[order])) + 1
+    for members in np.split(order, bounds):
+        if len(members) < 2:
+            continue
+        intents = {labels[i] for i in members if labels[i] is not None}
+        splits = {usages[i] for i in members if usages[i] is not None}
+        kinds = []
+        if len(intents) > 1:
+            kinds.append("conflicting_labels")
+        if "training" in splits and splits & set(EVAL_USAGES):
+            kinds.append("split_leakage")
+        for kind in kinds:
+            groups.append({"kind": kind, "members": [int(i) for i in sorted(members)],
+                           "similarity": [float(best[i]) for i in sorted(members)]})
+    groups.sort(key=lambda g: (KINDS.index(g["kind"]), -len(g["members"]), g["members"][0]))
+    return groups

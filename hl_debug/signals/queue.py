@@ -1,0 +1,176 @@
+"""Annotation queue: which unannotated utterances to label next, in order.
+
+Each candidate's priority is the geometric mean of
+
+* **uncertainty** — how unsure the model is (normalised entropy of its distribution, or
+  1 − margin), and
+* **coverage** — how little annotation its surroundings have: the unlabelled share of
+  its nearest neighbours, averaged with its cluster's unlabelled share when clusters
+  exist (so unannotated regions and thinly labelled clusters come first).
+
+The order is then built greedily for diversity (maximal marginal relevance): each pick
+lowers the priority of rows similar to it and of rows in its cluster, and rows that are
+near-duplicates of an earlier pick (cosine ≥ ``duplicate_threshold``) go to the end —
+labelling one of them teaches the model the others.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from sklearn.neighbors import NearestNeighbors
+
+UNCERTAINTY_METHODS = ("entropy", "margin")
+
+
+def uncertainty_from_probs(probs: Any, *, method: str = "entropy") -> np.ndarray:
+    """Uncertainty in [0, 1] of each row's class distribution, shape ``(n,)``.
+
+    ``entropy``: entropy divided by log(n_classes); ``margin``: 1 − (top1 − top2).
+    """
+    if method not in UNCERTAINTY_METHODS:
+        raise ValueError(f"unknown method {method!r}; valid: {', '.join(UNCERTAINTY_METHODS)}")
+    P = np.asarray(probs, dtype=np.float64)
+    if P.ndim != 2 or P.shape[1] < 2:
+        raise ValueError(f"probs must have shape (n_rows, n_classes >= 2), got {P.shape}")
+    if method == "entropy":
+        return -(P * np.log(np.clip(P, 1e-12, None))).sum(axis=1) / np.log(P.shape[1])
+    top = np.sort(P, axis=1)[:, -2:]
+    return 1.0 - (top[:, 1] - top[:, 0])
+
+
+def coverage_scores(X: Any, labeled: Any, *, k: int = 10, cluster_ids: Any = None) -> tuple[np.ndarray, np.ndarray]:
+    """Unlabelled share around each row (higher = less covered by annotations).
+
+    Parameters
+    ----------
+    X : array, shape (n, dim)
+        L2-normalised embeddings of *all* rows.
+    labeled : bool array, shape (n,)
+    k : int
+        Neighbours considered (self excluded).
+    cluster_ids : int array, shape (n,), optional
+        Cluster per row (-1 noise); a cluster's unlabelled share is averaged in.
+
+    Returns
+    -------
+    coverage : array, shape (n,)
+        In [0, 1].
+    knn_labeled : array, shape (n,)
+        Number of labelled rows among the ``k`` neighbours.
+    """
+    X = np.asarray(X, dtype=np.float32)
+    labeled = np.asarray(labeled, dtype=bool)
+    n = len(X)
+    if X.ndim != 2 or labeled.shape != (n,):
+        raise ValueError(f"X must be (n, dim) and labeled (n,); got {X.shape} and {labeled.shape}")
+    k = min(k, n - 1)
+    if k < 1:
+        return np.ones(n), np.zeros(n, dtype=np.int64)
+    _, idx = NearestNeighbors(n_neighbors=k + 1, metric="cosine").fit(X).kneighbors(X)
+    keep = idx != np.arange(n)[:, None]
+    keep[keep.sum(axis=1) > k, -1] = False
+    idx = idx[keep].reshape(n, k)
+    knn_labeled = labeled[idx].sum(axis=1)
+    coverage = 1.0 - knn_labeled / k
+    if cluster_ids is not None:
+        cluster_ids = np.asarray(cluster_ids)
+        if cluster_ids.shape != (n,):
+            raise ValueError(f"cluster_ids must have shape ({n},), got {cluster_ids.shape}")
+        for c in np.unique(cluster_ids):
+            if c == -1:
+                continue
+            members = cluster_ids == c
+            coverage[members] = 0.5 * coverage[members] + 0.5 * (1.0 - labeled[members].mean())
+    return coverage, knn_labeled
+
+
+def rank_queue(X: Any, *, uncertainty: Any, coverage: Any, cluster_ids: Any = None,
+               similarity_penalty: float = 0.5, cluster_decay: float = 0.85,
+               duplicate_threshold: float = 0.9) -> dict[str, np.ndarray]:
+    """Order candidates by uncertainty × coverage with diversity.
+
+    Parameters
+    ----------
+    X : array, shape (m, dim)
+        L2-normalised embeddings of the candidates (unannotated rows).
+    uncertainty, coverage : arrays, shape (m,), in [0, 1]
+    cluster_ids : int array, shape (m,), optional
+    similarity_penalty : float
+        Priority is multiplied by ``1 - similarity_penalty * max_sim_to_picked``.
+    cluster_decay : float
+        ... and by ``cluster_decay ** picks_from_same_cluster``.
+    duplicate_threshold : float
+        Candidates at least this similar to an earlier pick are moved to the end.
+
+    Returns
+    -------
+    dict of arrays, shape (m,) each, in queue order
+        ``order`` (candidate positions), ``priority`` (uncertainty × coverage, before
+        diversity), ``score`` (priority when picked), ``duplicate_of`` (position of the
+        earlier pick it nearly duplicates, -1 if none).
+    """
+    X = np.asarray(X, dtype=np.float32)
+    u = np.asarray(uncertainty, dtype=np.float64)
+    c = np.asarray(coverage, dtype=np.float64)
+    m = len(X)
+    if X.ndim != 2 or u.shape != (m,) or c.shape != (m,):
+        raise ValueError(f"X must be (m, dim) with uncertainty and coverage (m,); got {X.shape}, {u.shape}, {c.shape}")
+    for name, v in (("uncertainty", u), ("coverage", c)):
+        if m and (np.isnan(v).any() or v.min() < 0 or v.max() > 1):
+            raise ValueError(f"{name} must lie in [0, 1] without NaN")
+    clusters = np.asarray(cluster_ids) if cluster_ids is not None else np.full(m, -1)
+    priority = np.sqrt(u * c)
+    max_sim = np.zeros(m)
+    dup_of = np.full(m, -1, dtype=np.int64)
+    picks_in_cluster: dict[int, int] = {}
+    free = np.ones(m, dtype=bool)
+    order, scores = [], []
+    for _ in range(m):
+        decay = np.array([cluster_decay ** picks_in_cluster.get(int(cl), 0) if cl != -1 else 1.0 for cl in clusters])
+        eff = priority * (1.0 - similarity_penalty * np.clip(max_sim, 0, 1)) * decay
+        eff[dup_of >= 0] -= 2.0  # near-duplicates of a pick: after every other candidate
+        eff[~free] = -np.inf
+        i = int(np.argmax(eff))
+        order.append(i)
+        scores.append(priority[i] if dup_of[i] < 0 else 0.0)
+        free[i] = False
+        sim = X @ X[i]
+        newly = free & (sim >= duplicate_threshold) & (dup_of < 0)
+        dup_of[newly] = i
+        max_sim = np.maximum(max_sim, sim)
+        if clusters[i] != -1:
+            picks_in_cluster[int(clusters[i])] = picks_in_cluster.get(int(clusters[i]), 0) + 1
+    order_arr = np.array(order, dtype=np.int64)
+    return {"order": order_arr, "priority": priority[order_arr], "score": np.array(scores),
+            "duplicate_of": dup_of[order_arr]}
+
+
+def queue_reason(*, predicted: str | None, uncertainty: float, runner_up: str | None, knn_labeled: int, k: int,
+                 cluster_id: int | None = None, cluster_labeled_share: float | None = None,
+                 duplicate_of_text: str | None = None) -> str:
+    """Short human text saying why a row is where it is in the queue."""
+    parts = []
+    if predicted is None:
+        parts.append("no model prediction")
+    elif uncertainty >= 0.5:
+        parts.append(f"model unsure ({predicted} vs {runner_up})" if runner_up else f"model unsure ({predicted})")
+    else:
+        parts.append(f"model fairly sure: {predicted}")
+    if knn_labeled == 0:
+        parts.append(f"unannotated region (0/{k} neighbours labelled)")
+    else:
+        parts.append(f"{knn_labeled}/{k} neighbours labelled")
+    if cluster_id is not None and cluster_id != -1 and cluster_labeled_share is not None:
+        parts.append(f"cluster {cluster_id} {cluster_labeled_share:.0%} labelled")
+    if duplicate_of_text:
+        parts.append(f"near-duplicate of queued '{duplicate_of_text[:40]}'")
+    return "; ".join(parts)
+
+
+def _runner_up(distribution: Sequence[Sequence[Any]] | None) -> str | None:
+    if distribution and len(distribution) > 1:
+        return str(distribution[1][0])
+    return None
