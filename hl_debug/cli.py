@@ -546,6 +546,154 @@ def export_predictions(ctx: click.Context, fmt: str, output: str | None, endpoin
     emit(prediction_rows(_store(ctx), endpoint), EXPORT_COLUMNS, fmt, output)
 
 
+# -- signals: label issues, duplicates, queue, model report (issue #5) ------------------
+
+
+@cli.command()
+@click.option("--force", is_flag=True, help="Recompute even when the inputs are unchanged.")
+@click.option("--api-endpoint", default=None, help="Endpoint whose answers are label-issue evidence [default: active].")
+@click.option("--duplicate-threshold", type=click.FloatRange(0, 1, min_open=True), default=0.95, show_default=True,
+              help="Cosine similarity at/above which two utterances are near-duplicates.")
+@click.pass_context
+def signals(ctx: click.Context, force: bool, api_endpoint: str | None, duplicate_threshold: float) -> None:
+    """Compute label issues, near-duplicates/leakage, the annotation queue and the model report.
+
+    Needs `hl-debug embed` (and uses predictions and clusters when present).
+
+    \b
+    Example:
+        hl-debug signals
+        hl-debug export issues --format csv -o issues.csv
+    """
+    from .signals import signals as run_signals
+
+    store = _store(ctx)
+    counts = run_signals(store, options={"api_endpoint": api_endpoint, "duplicate_threshold": duplicate_threshold},
+                         force=force)
+    if counts.get("skipped"):
+        click.echo("signals: inputs unchanged, nothing to do (use --force to recompute)")
+        return
+    summary = store.report("label_issues") or {}
+    prec = summary.get("estimated_precision")
+    click.echo(f"Scored {counts['n_issues_scored']} annotated rows: {counts['n_flagged']} flagged as likely errors"
+               + (f" (estimated precision {prec:.0%})" if prec == prec and prec is not None else ""))
+    click.echo(f"Near-duplicates: {counts['n_conflicting_groups']} groups with conflicting labels, "
+               f"{counts['n_leakage_groups']} crossing training/evaluation splits")
+    click.echo(f"Annotation queue: {counts['n_queue']} rows; model report for {counts['n_endpoints_reported']} endpoint(s)")
+
+
+def _joined(store: Store, table: str, order_by: str) -> list[dict]:
+    store.require_table(table, "signals")
+    texts = {u["id"]: u for u in store.utterances(columns="id, text, usage")}
+    return [{**texts.get(r["id"], {}), **r} for r in store.rows(table, order_by=order_by)]
+
+
+@export.command("issues")
+@export_options
+@click.option("--flagged-only", is_flag=True, help="Only the rows flagged as likely errors.")
+@click.pass_context
+def export_issues(ctx: click.Context, fmt: str, output: str | None, flagged_only: bool) -> None:
+    """Suspected label errors: one row per annotated utterance, most suspicious first.
+
+    Columns: id, text, given_label, suggested_label, score (higher = more likely
+    mislabelled), then the evidence (flagged, posterior, p_given, cleanlab scores,
+    neighbour agreement, cluster purity, API answer) and a reason.
+
+    \b
+    Example:
+        hl-debug export issues --format csv -o issues.csv
+        hl-debug export issues --flagged-only --format json
+    """
+    from .signals import ISSUE_COLUMNS
+
+    rows = _joined(_store(ctx), "issues", "score DESC, id")
+    if flagged_only:
+        rows = [r for r in rows if r.get("flagged")]
+    emit(rows, ISSUE_COLUMNS, fmt, output)
+
+
+@export.command("queue")
+@export_options
+@click.pass_context
+def export_queue(ctx: click.Context, fmt: str, output: str | None) -> None:
+    """The annotation queue: unannotated utterances in recommended labelling order.
+
+    \b
+    Example:
+        hl-debug export queue --format csv -o queue.csv
+    """
+    from .signals import QUEUE_COLUMNS
+
+    emit(_joined(_store(ctx), "queue", "rank"), QUEUE_COLUMNS, fmt, output)
+
+
+@export.command("duplicates")
+@export_options
+@click.pass_context
+def export_duplicates(ctx: click.Context, fmt: str, output: str | None) -> None:
+    """Near-duplicate groups with conflicting labels or crossing training/evaluation splits.
+
+    \b
+    Example:
+        hl-debug export duplicates --format csv -o duplicates.csv
+    """
+    rows = _joined(_store(ctx), "duplicates", "kind, group_id, id")
+    emit(rows, ("group_id", "kind", "id", "text", "intent", "usage", "similarity"), fmt, output)
+
+
+@export.command("report")
+@output_option
+@click.option("--format", "fmt", type=click.Choice(["json"]), default="json", show_default=True, help="Output format.")
+@click.pass_context
+def export_report(ctx: click.Context, output: str | None, fmt: str) -> None:
+    """The full model report (every endpoint) as JSON.
+
+    \b
+    Example:
+        hl-debug export report --format json -o model_report.json
+    """
+    body = _store(ctx).report("model_report")
+    if body is None:
+        from .errors import MissingStepError
+
+        raise MissingStepError("the database has no model report yet", step="signals")
+    text = json.dumps(body, indent=1, ensure_ascii=False) + "\n"
+    if output:
+        Path(output).write_text(text, encoding="utf-8")
+        click.echo(f"Wrote the model report to {output}", err=True)
+    else:
+        click.echo(text, nl=False)
+
+
+@cli.command()
+@format_option("text", "json")
+@click.pass_context
+def report(ctx: click.Context, fmt: str) -> None:
+    """Summary of the model report: accuracy, macro-F1, weakest intents, confusions, ECE.
+
+    \b
+    Example:
+        hl-debug report
+        hl-debug report --format json
+    """
+    from .signals.report import summary_text
+
+    store = _store(ctx)
+    body = store.report("model_report")
+    if body is None:
+        from .errors import MissingStepError
+
+        raise MissingStepError("the database has no model report yet", step="signals")
+    if fmt == "json":
+        click.echo(json.dumps(body, indent=1, ensure_ascii=False))
+        return
+    click.echo(summary_text(body))
+    issues = store.report("label_issues")
+    if issues:
+        click.echo(f"Label issues: {issues['n_flagged']} of {issues['n_scored']} annotated rows flagged "
+                   f"(estimated error rate {issues['estimated_error_rate']:.1%})")
+
+
 def main() -> None:  # console-script entry point
     cli(obj={})
 
