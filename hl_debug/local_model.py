@@ -215,6 +215,60 @@ class LocalIntentModel(ClassifierMixin, BaseEstimator):
         return model
 
 
+class CachedEncoder:
+    """An encoder that reads vectors it already has and encodes only the rest.
+
+    ``hl-debug predict`` without ``--api-url`` embeds every utterance to train the local
+    model; wrapping the served model's encoder in this lets the in-process server reuse
+    those vectors instead of encoding each text a second time.
+
+    Parameters
+    ----------
+    encoder:
+        The wrapped encoder (``transform(texts)`` and ``identity``).
+    vectors:
+        Known vectors by text hash (:func:`hl_debug.store.text_hash`), each shape ``(dim,)``;
+        they must come from ``encoder`` (same identity).
+    """
+
+    def __init__(self, encoder: Any, vectors: dict[str, np.ndarray]) -> None:
+        self.encoder = encoder
+        self.vectors = vectors
+        self.hits = 0
+        self.misses = 0
+
+    @property
+    def identity(self) -> str:
+        return str(self.encoder.identity)
+
+    def fit(self, X: Any = None, y: Any = None) -> CachedEncoder:
+        return self
+
+    def transform(self, texts: Sequence[str]) -> np.ndarray:
+        """Vectors of shape ``(len(texts), dim)``, float32."""
+        from .store import text_hash
+
+        texts = list(texts)
+        found = [self.vectors.get(text_hash(t)) for t in texts]
+        missing = [i for i, v in enumerate(found) if v is None]
+        self.hits += len(texts) - len(missing)
+        self.misses += len(missing)
+        if missing:
+            encoded = np.asarray(self.encoder.transform([texts[i] for i in missing]), dtype=np.float32)
+            for i, v in zip(missing, encoded):
+                found[i] = v
+        if not texts:
+            return np.asarray(self.encoder.transform([]), dtype=np.float32)
+        return np.vstack(found).astype(np.float32, copy=False)
+
+    @classmethod
+    def from_store(cls, store: Store, encoder: Any) -> CachedEncoder:
+        """Wrap ``encoder`` with every vector ``store`` holds for it (by the utterances' text hashes)."""
+        ids, X = store.load_embeddings(encoder.identity)
+        hashes = {r["id"]: r["text_hash"] for r in store.utterances(columns="id, text_hash")}
+        return cls(encoder, {hashes[i]: X[k] for k, i in enumerate(ids.tolist())})
+
+
 def _params(model: LocalIntentModel) -> dict[str, Any]:
     """The model's parameters that define what it learns (the encoder is identified separately)."""
     clf = model.classifier

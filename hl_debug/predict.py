@@ -199,12 +199,16 @@ def predict(store: Store, *, api_url: str | None = None, api_key: str | None = N
                                backoff_cap=backoff_cap)
         source = "remote"
     else:
-        from .local_model import train_or_load
+        from .embed import embed
+        from .local_model import CachedEncoder, train_or_load
         from .model_server import ServerThread, create_model_app
 
         fitted = train_or_load(store, encoder=encoder, model=model, folder=model_dir, retrain=retrain,
                                progress=progress)
         endpoint = local_identity(fitted.metadata_["model_hash"], k)
+        # the texts are embedded (and cached) anyway: serve those vectors, encode only unknown texts
+        embed(store, fitted.get_encoder(), progress=progress)
+        fitted.set_params(encoder=CachedEncoder.from_store(store, fitted.get_encoder()))
         pid = resolve_project_id(store, project_id)
         key = secrets.token_urlsafe(24)  # only this process can use the in-process server
         logging.getLogger("werkzeug").setLevel(logging.WARNING)

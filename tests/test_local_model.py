@@ -12,7 +12,7 @@ from sklearn.neighbors import KNeighborsClassifier
 
 from hl_debug.errors import ModelError
 from hl_debug.ingest import ingest
-from hl_debug.local_model import LocalIntentModel, model_dir_for, train_or_load
+from hl_debug.local_model import CachedEncoder, LocalIntentModel, model_dir_for, train_or_load
 from hl_debug.store import Store
 from tests.fakes import FakeEncoder
 
@@ -180,3 +180,17 @@ def test_no_training_rows_is_a_model_error(store, tiny_records, write_export):
     ingest(store, write_export(tiny_records))
     with pytest.raises(ModelError, match="no annotated 'training' rows"):
         train_or_load(store, encoder=FakeEncoder(), progress=False)
+
+
+def test_cached_encoder_reads_known_vectors_and_encodes_the_rest(tiny_store):
+    from hl_debug.embed import embed
+
+    embed(tiny_store, FakeEncoder(), progress=False)
+    inner = FakeEncoder()
+    cached = CachedEncoder.from_store(tiny_store, inner)
+    known = [r["text"] for r in tiny_store.utterances(columns="text")[:3]]
+    out = cached.transform([known[0], "a text nobody has seen", known[2]])
+    np.testing.assert_allclose(out, FakeEncoder().transform([known[0], "a text nobody has seen", known[2]]),
+                               atol=1e-6)
+    assert (cached.hits, cached.misses) == (2, 1) and inner.texts_seen == 1
+    assert cached.identity == inner.identity and out.dtype == np.float32

@@ -207,7 +207,9 @@ def test_explicit_client_is_used(tiny_store, flaky_url):
 
 
 def test_local_server_path_fills_every_row_and_tracks_the_model(tiny_store):
-    counts = predict(tiny_store, encoder=FakeEncoder(), progress=False)
+    enc = FakeEncoder()
+    counts = predict(tiny_store, encoder=enc, progress=False)
+    assert enc.texts_seen == 24  # embedded once for training; the server reuses those vectors
     assert counts["endpoint"].startswith("local:") and counts["n_predicted"] == 24
     df = tiny_store.predictions_df()
     assert df["label"].notna().all()

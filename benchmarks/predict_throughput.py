@@ -1,0 +1,138 @@
+"""Local model quality and predict throughput against the local model server.
+
+1. Trains (or loads) the local model on the export's ``training`` rows and prints its
+   accuracy per split and its top-label agreement with the live API's recorded answers
+   (on the texts the API answered).
+2. Serves it on a loopback port (the same in-process server ``hl-debug predict`` uses) and
+   times ``PredictClient.predict_many`` over ``--n`` distinct texts at each concurrency
+   level (the encoder is warmed up first, so model loading is not counted), in two server
+   modes: ``encode`` (every incoming text is encoded, as for any remote client) and
+   ``cached`` (vectors the store already holds are reused, as ``hl-debug predict`` does).
+   Nothing is written to the prediction cache.
+
+Prints a Markdown table; paste it into ``benchmarks/RESULTS.md`` with the command.
+
+Example::
+
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/predict_throughput.py --n 600 --concurrency 1,4
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import secrets
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+SHARED = ROOT.parent / "shared" / "data"
+
+
+def clone_fitted(model, encoder):
+    """A shallow copy of the fitted ``model`` serving through ``encoder``."""
+    import copy
+
+    served = copy.copy(model)
+    served.encoder = encoder
+    return served
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--export", default=str(SHARED / "chatbot_intent_classifier_data.json.zip"))
+    ap.add_argument("--recorded", default=str(SHARED / "recorded_predictions_project411.json"))
+    ap.add_argument("--db", default=None, help="Database to use (default: a fresh temporary one).")
+    ap.add_argument("--n", type=int, default=600, help="Distinct texts sent per concurrency level.")
+    ap.add_argument("--concurrency", default="1,4", help="Comma-separated concurrency levels.")
+    ap.add_argument("--batch-size", type=int, default=20)
+    ap.add_argument("--modes", default="encode,cached",
+                    help="Server modes: 'encode' (encode every text), 'cached' (reuse the store's vectors).")
+    ap.add_argument("--repeats", type=int, default=1, help="Timed passes per level (best is reported).")
+    args = ap.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+    import logging
+
+    import numpy as np
+
+    from hl_debug.api_client import PredictClient
+    from hl_debug.embed import default_encoder
+    from hl_debug.ingest import ingest
+    from hl_debug.local_model import CachedEncoder, train_or_load
+    from hl_debug.model_server import ServerThread, create_model_app
+    from hl_debug.store import Store, text_hash
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    tmp = None
+    if args.db is None:
+        tmp = tempfile.TemporaryDirectory()
+        args.db = str(Path(tmp.name) / "bench.db")
+    store = Store(args.db)
+    ingest(store, args.export)
+    encoder = default_encoder()
+    t0 = time.perf_counter()
+    model = train_or_load(store, encoder=encoder, progress=False)
+    train_s = time.perf_counter() - t0
+
+    # -- quality ----------------------------------------------------------------------
+    ids, X = store.load_embeddings(encoder.identity)
+    rows = {r["id"]: r for r in store.utterances(columns="id, text_hash, intent, usage")}
+    pred = dict(zip(ids.tolist(), model.predict(X)))
+    by_hash = {rows[i]["text_hash"]: pred[i] for i in ids.tolist()}
+    recorded = json.loads(Path(args.recorded).read_text(encoding="utf-8"))
+    answered = [(text_hash(it["data"]["text"]), it["predictions"][0]["value"][0]["label"])
+                for it in recorded if it["predictions"] and it["predictions"][0]["value"]]
+    agree = np.mean([by_hash[h] == lbl for h, lbl in answered])
+    meta = model.metadata_
+
+    # -- throughput ----------------------------------------------------------------------
+    # "encode": the server encodes every incoming text (a remote client's view);
+    # "cached": the server reads vectors the store already has (what `hl-debug predict` does).
+    texts = sorted(store.texts_by_hash().values())[: args.n]
+    pid = store.project_ids()[0]
+    results = []
+    for mode in args.modes.split(","):
+        served = clone_fitted(model, encoder if mode == "encode" else CachedEncoder.from_store(store, encoder))
+        key = secrets.token_urlsafe(16)
+        with ServerThread(create_model_app(served, project_id=pid, api_key=key)) as server:
+            client = PredictClient(server.url, project_id=pid, api_key=key, n_best=len(model.classes_), timeout=120)
+            list(client.predict_many(texts[:40], concurrency=2))  # warm-up: load the encoder once
+            for level in [int(c) for c in args.concurrency.split(",")]:
+                best = None
+                for _ in range(args.repeats):
+                    t0 = time.perf_counter()
+                    outcomes = list(client.predict_many(texts, batch_size=args.batch_size, concurrency=level))
+                    dt = time.perf_counter() - t0
+                    assert all(o.error is None for o in outcomes), [o.error for o in outcomes if o.error][:1]
+                    best = dt if best is None else min(best, dt)
+                results.append((mode, level, best, len(texts) / best))
+
+    print(f"Machine: {platform.machine()}, {os.cpu_count()} cores (shared), Python {platform.python_version()}")
+    print(f"Local model: {meta['encoder']} + {meta['params']['calibration']}-calibrated LogisticRegression"
+          f"(C={meta['params']['C']}), {meta['n_train']} training rows, {len(meta['classes'])} intents; "
+          f"train/load {train_s:.1f}s")
+    print()
+    print("| metric | value |")
+    print("|---|---|")
+    print(f"| top-label agreement with recorded API labels ({len(answered)} answered texts) | {agree:.4f} |")
+    for split, acc in meta["accuracy"].items():
+        print(f"| accuracy on `{split}` rows (vs annotations, n={acc['n']}) | {acc['accuracy']:.4f} |")
+    print()
+    print("| server mode | concurrency | texts | batch | seconds | utterances/s |")
+    print("|---|---|---|---|---|---|")
+    for mode, level, secs, rate in results:
+        print(f"| {mode} | {level} | {len(texts)} | {args.batch_size} | {secs:.2f} | {rate:.1f} |")
+    store.close()
+    if tmp is not None:
+        tmp.cleanup()
+
+
+if __name__ == "__main__":
+    main()
