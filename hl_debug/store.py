@@ -619,14 +619,15 @@ class Store:
 
     def web_rows(self, ids: Sequence[int] | None = None, *, endpoint: str | None = None,
                  where: str | None = None, params: Sequence = (), order_by: str = "u.id",
-                 limit: int | None = None) -> tuple[list[str], list[tuple]]:
+                 limit: int | None = None, offset: int = 0) -> tuple[list[str], list[tuple]]:
         """Every utterance (or ``ids``) joined with whatever later steps have written.
 
         Returns ``(columns, rows)``: id, text, intent (original), label (effective), usage,
         complete, x, y, cluster_id, outlier_score, predicted_label, confidence, entropy,
         margin, issue_score, suggested_label, flagged, issue_reason, issue_rank, queue_rank,
         queue_reason, decision. Columns of tables that do not exist yet are NULL, so the web
-        app works after any prefix of the pipeline. ``where`` is extra SQL over those
+        app works after any prefix of the pipeline. ``limit``/``offset`` page in SQL
+        (``limit=0`` returns the count; see :meth:`web_count`). ``where`` is extra SQL over those
         aliases (``u`` utterances, ``p`` points, ``pr`` predictions, ``i`` issues, ``q``
         queue) with ``?`` parameters.
         """
@@ -670,11 +671,17 @@ class Store:
         sql = f"SELECT {', '.join(select)} FROM utterances u {' '.join(joins)}"
         if conds:
             sql += " WHERE " + " AND ".join(conds)
+        if limit == 0:  # a count: same joins and filters, no rows
+            return ["n"], self.db.execute(f"SELECT COUNT(*) FROM ({sql})", args).fetchall()
         sql += f" ORDER BY {order_by}"
         if limit is not None:
-            sql += f" LIMIT {int(limit)}"
+            sql += f" LIMIT {int(limit)} OFFSET {int(offset)}"
         cur = self.db.execute(sql, args)
         return [c[0] for c in cur.description], cur.fetchall()
+
+    def web_count(self, **kwargs: Any) -> int:
+        """How many rows :meth:`web_rows` would return with the same filters."""
+        return int(self.web_rows(limit=0, **kwargs)[1][0][0])
 
     def web_dicts(self, ids: Sequence[int] | None = None, **kwargs: Any) -> list[dict]:
         """:meth:`web_rows` as a list of dicts."""

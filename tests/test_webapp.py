@@ -336,3 +336,10 @@ def test_get_is_not_blocked_by_origin(client):
 
 def test_post_to_a_page_is_405(client):
     assert client.post("/", headers={"Content-Type": "application/json"}).status_code == 405
+
+
+def test_clusters_page_sorts_by_unannotated_share_and_rejects_unknown_sort(client):
+    html = client.get("/clusters?sort=unannotated").get_data(as_text=True)
+    assert html.index('id="cluster-1"') < html.index('id="cluster-0"')  # 2 of 8 unannotated vs 1 of 7
+    r = client.get("/clusters?sort=colour")
+    assert r.status_code == 400 and "unknown sort &#39;colour&#39;" in r.get_data(as_text=True)

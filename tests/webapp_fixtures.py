@@ -90,8 +90,9 @@ def fill_synthetic(store: Store, export_path, *, with_analysis: bool = True) -> 
                          "label_counts": json.dumps(counts), "usage_counts": json.dumps(usage),
                          "keywords": {0: "card, stolen, atm", 1: "bill, pay, owe", 2: "voice, name, speak"}[cid],
                          "x": sum(xs) / len(xs), "y": sum(ys) / len(ys)})
-    for rank, c in enumerate(sorted(clusters, key=lambda c: (c["purity"], -c["size"])), 1):
-        c["impurity_rank"] = rank
+    impure = sorted((c for c in clusters if c["purity"] < 1), key=lambda c: (c["purity"], -c["size"]))
+    for c in clusters:  # as the analyze step does: pure clusters are not ranked
+        c["impurity_rank"] = impure.index(c) + 1 if c in impure else None
     for rank, c in enumerate(sorted(clusters, key=lambda c: -c["unannotated_share"]), 1):
         c["unannotated_rank"] = rank
     store.replace_rows("clusters", clusters)

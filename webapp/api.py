@@ -130,7 +130,8 @@ def clusters():
     store = get_store()
     if not store.table_exists("clusters"):
         abort(409, "no clusters yet: run `hl-debug analyze` first")
-    order = "impurity_rank" if "impurity_rank" in store.table_columns("clusters") else "cluster_id"
+    order = ("impurity_rank IS NULL, impurity_rank, purity, cluster_id"  # pure clusters have no rank
+                 if "impurity_rank" in store.table_columns("clusters") else "cluster_id")
     return jsonify({"clusters": [_decode_cluster(r) for r in store.rows("clusters", order_by=order)]})
 
 
@@ -159,8 +160,8 @@ def issues():
     limit, offset = _int_arg("limit", 50, lo=1, hi=5000), _int_arg("offset", 0, hi=10**9)
     where = "i.id IS NOT NULL" + (" AND d.action IS NULL" if request.args.get("pending") == "1" else "")
     order = "i.score DESC, u.id" if "score" in store.table_columns("issues") else "u.id"
-    rows = store.web_dicts(where=where, order_by=order)
-    return jsonify({"total": len(rows), "offset": offset, "issues": rows[offset:offset + limit]})
+    rows = store.web_dicts(where=where, order_by=order, limit=limit, offset=offset)
+    return jsonify({"total": store.web_count(where=where), "offset": offset, "issues": rows})
 
 
 @bp.get("/queue")
@@ -171,11 +172,11 @@ def queue():
         abort(409, "no annotation queue yet: run `hl-debug signals` (or `hl-debug run EXPORT`) first")
     limit, offset = _int_arg("limit", 50, lo=1, hi=5000), _int_arg("offset", 0, hi=10**9)
     order = "q.rank, u.id" if "rank" in store.table_columns("queue") else "u.id"
-    rows = store.web_dicts(where="q.id IS NOT NULL", order_by=order)
-    done = sum(1 for r in rows if r["decision"] is not None)
-    labelled = sum(1 for r in rows if r["label"] is not None)
-    return jsonify({"total": len(rows), "done": done, "labelled": labelled, "offset": offset,
-                    "queue": rows[offset:offset + limit]})
+    rows = store.web_dicts(where="q.id IS NOT NULL", order_by=order, limit=limit, offset=offset)
+    total = store.web_count(where="q.id IS NOT NULL")
+    done = store.web_count(where="q.id IS NOT NULL AND d.action IS NOT NULL")
+    labelled = store.web_count(where="q.id IS NOT NULL AND COALESCE(el.label, u.intent) IS NOT NULL")
+    return jsonify({"total": total, "done": done, "labelled": labelled, "offset": offset, "queue": rows})
 
 
 @bp.get("/confusion")

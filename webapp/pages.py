@@ -55,21 +55,33 @@ def clusters_view():
     store = get_store()
     store.require_utterances()
     missing = _missing("clusters", "analyze")
+    sort = request.args.get("sort", "impurity")
     rows, minority = [], {}
     if not missing:
-        order = "impurity_rank" if "impurity_rank" in store.table_columns("clusters") else "cluster_id"
-        rows = store.rows("clusters", order_by=order)
+        have = set(store.table_columns("clusters"))
+        orders = {  # pure clusters / well-covered ones have no rank: NULLs last
+            "impurity": "impurity_rank IS NULL, impurity_rank, purity, cluster_id",
+            "unannotated": "unannotated_rank IS NULL, unannotated_rank, unannotated_share DESC, cluster_id",
+            "size": "size DESC, cluster_id",
+        }
+        if sort not in orders:
+            abort(400, f"unknown sort {sort!r}; valid: {', '.join(orders)}")
+        needed = {"impurity": "impurity_rank", "unannotated": "unannotated_rank", "size": "size"}[sort]
+        rows = store.rows("clusters", order_by=orders[sort] if needed in have else "cluster_id")
         for c in rows:
             c["label_counts"] = json.loads(c["label_counts"]) if isinstance(c.get("label_counts"), str) else (c.get("label_counts") or {})
             total = sum(c["label_counts"].values()) or 1
             c["mix"] = [(k, v, 100 * v / total) for k, v in sorted(c["label_counts"].items(), key=lambda kv: -kv[1])]
-        for r in store.web_dicts(where="p.cluster_id IS NOT NULL AND p.cluster_id >= 0"):
-            minority.setdefault(r["cluster_id"], []).append(r)
-        majors = {c["cluster_id"]: c.get("majority_intent") for c in rows}
-        minority = {cid: [r for r in rs if r["label"] and r["label"] != majors.get(cid)] for cid, rs in minority.items()}
+        if "majority_intent" in store.table_columns("clusters"):
+            where = ("p.cluster_id >= 0 AND COALESCE(el.label, u.intent) != "
+                     "(SELECT c.majority_intent FROM clusters c WHERE c.cluster_id = p.cluster_id)")
+            for r in store.web_dicts(where=where, order_by="p.cluster_id, i.score DESC, u.id"
+                                     if store.table_exists("issues") else "p.cluster_id, u.id"):
+                minority.setdefault(r["cluster_id"], []).append(r)
     labels = store.intents()
     colors = {lab: Category20[20][i % 20] for i, lab in enumerate(labels)}
-    return render_template("clusters.html", missing=missing, clusters=rows, minority=minority, colors=colors)
+    return render_template("clusters.html", missing=missing, clusters=rows, minority=minority, colors=colors,
+                           sort=sort)
 
 
 @bp.get("/issues")
@@ -86,9 +98,9 @@ def issues_view():
         standard = {"id", "rank", "score", "given_label", "suggested_label", "flagged", "reason"}
         evidence = [c for c in cols if c not in standard]
         where = "i.id IS NOT NULL" + (" AND d.action IS NULL" if pending else "")
-        ordered = store.web_dicts(where=where, order_by="i.score DESC, u.id" if "score" in cols else "u.id")
-        total = len(ordered)
-        rows = ordered[(page - 1) * size: page * size]
+        rows = store.web_dicts(where=where, order_by="i.score DESC, u.id" if "score" in cols else "u.id",
+                               limit=size, offset=(page - 1) * size)
+        total = store.web_count(where=where)
         if evidence and rows:
             extra = {r["id"]: r for r in store.rows(
                 "issues", where=f"id IN ({','.join('?' * len(rows))})", params=[r["id"] for r in rows])}
@@ -109,10 +121,10 @@ def queue_view():
     rows, total, done = [], 0, 0
     if not missing:
         order = "q.rank, u.id" if "rank" in store.table_columns("queue") else "u.id"
-        allq = store.web_dicts(where="q.id IS NOT NULL", order_by=order)
-        total, done = len(allq), sum(1 for r in allq if r["decision"] is not None)
-        pending = [r for r in allq if r["decision"] is None]
-        rows = pending[(page - 1) * size: page * size]
+        total = store.web_count(where="q.id IS NOT NULL")
+        done = store.web_count(where="q.id IS NOT NULL AND d.action IS NOT NULL")
+        rows = store.web_dicts(where="q.id IS NOT NULL AND d.action IS NULL", order_by=order,
+                               limit=size, offset=(page - 1) * size)
     return render_template("queue.html", missing=missing, rows=rows, total=total, done=done, page=page,
                            labels=store.intents())
 
