@@ -20,6 +20,7 @@ reduced space), so nothing is silently forced into a cluster.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import warnings
@@ -447,7 +448,7 @@ def analyze(store: Store, analyzer: MapAnalyzer | None = None, *, k_neighbors: i
             "n_points": len(ids), "n_clusters": len(stats), "n_noise": n_noise, "noise_share": n_noise / len(ids),
             "keywords": {str(c): kw for c, kw in keywords.items()},
             "impure_clusters": impure, "unannotated_regions": regions,
-        }, run_id=None)
+        }, run_id=counts.get("_run_id"))
         stage("write")
         counts.update({"n_points": len(ids), "n_clusters": len(stats), "n_noise": n_noise,
                        "noise_share": round(n_noise / len(ids), 4), "n_impure": len(impure),
@@ -472,8 +473,6 @@ def _num(value: float) -> float | None:
 
 
 def _json(obj: Any) -> str:
-    import json
-
     return json.dumps(obj, sort_keys=False)
 
 
