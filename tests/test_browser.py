@@ -203,6 +203,19 @@ def test_injected_markup_stays_inert_everywhere(page, server):
         page.goto(server.url + path)
         page.wait_for_load_state("networkidle")
         assert page.evaluate("document.querySelectorAll('img[src=\"x\"]').length") == 0, path
+    # hover the injected utterance on the map: Bokeh's tooltip shows it as text
+    open_page(page, server.url + "/")
+    x, y = page.evaluate("""(id) => {
+        const view = Object.values(Bokeh.index).find((v) => v.model.name === 'map');
+        const src = view.model.document.get_model_by_name('points');
+        const k = src.data.id.indexOf(id);
+        const r = view.el.getBoundingClientRect();
+        return [r.x + view.frame.x_scale.compute(src.data.x[k]), r.y + view.frame.y_scale.compute(src.data.y[k])];
+    }""", XSS_ID)
+    page.mouse.move(x, y)
+    tooltip = page.get_by_text(XSS + " what's my bill")  # get_by_text pierces Bokeh's shadow DOM
+    tooltip.first.wait_for(timeout=5_000)
+    assert page.evaluate("document.querySelectorAll('img[src=\"x\"]').length") == 0
     open_page(page, server.url + f"/?ids={XSS_ID}")
     page.wait_for_function("document.querySelectorAll('#inspector tbody tr').length === 1")
     assert XSS in page.inner_text("#inspector")  # shown as text

@@ -103,7 +103,20 @@ def test_report_page_shows_metrics_and_plots(client):
     for name in ("confusion_matrix", "reliability", "entropy_by_split", "entropy_by_intent"):
         assert f'"name": "{name}"' in html
     assert 'id="per-intent"' in html and "Rows without a prediction (1)" in html
-    assert "Signals report" in html and "ece" in html
+    assert "Signals report" in html and "calibration.ece" in html and "splits.testing.accuracy" in html
+    assert 'id="most-confused"' in html and "bill_question ↔ card_issue" in html
+
+
+def test_signals_report_is_read_defensively():
+    from webapp.model_report import most_confused, signals_entry, summary_scalars
+
+    assert signals_entry(None, "e") is None and signals_entry(["x"], "e") is None
+    assert signals_entry({"endpoints": [{"endpoint": "other"}]}, "e") is None
+    assert signals_entry({"e": {"accuracy": 0.9}}, "e") == {"accuracy": 0.9}
+    assert summary_scalars({"a": 1, "b": {"c": 0.5, "d": [1]}, "flag": True}) == {"a": 1, "b.c": 0.5}
+    assert most_confused({"splits": {"testing": {"most_confused": ["junk", {"intents": ["a", "b"]}]}}}, "testing") == [
+        {"split": "testing", "intents": ["a", "b"], "count": None, "examples": []}]
+    assert most_confused({"splits": "bad"}, "testing") == []
 
 
 def test_report_page_unknown_endpoint_is_404(client):

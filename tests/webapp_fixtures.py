@@ -130,5 +130,11 @@ def fill_synthetic(store: Store, export_path, *, with_analysis: bool = True) -> 
         {"group_id": 1, "id": 1006, "kind": "split_leakage", "similarity": 0.93},
         {"group_id": 1, "id": 1009, "kind": "split_leakage", "similarity": 0.93},
     ])
-    store.save_report("model_report", {ENDPOINT: {"accuracy": 0.95, "ece": 0.04, "n_without_prediction": 1}})
+    store.save_report("model_report", {"active_endpoint": ENDPOINT, "endpoints": [{
+        "endpoint": ENDPOINT, "n_rows": len(rows), "n_without_prediction": 1,
+        "splits": {"testing": {"n": 3, "accuracy": 0.667, "most_confused": [{
+            "intents": ["bill_question", "card_issue"], "count": 1,
+            "examples": [{"id": 1010, "text": "did my internet bill go through", "given": "bill_question",
+                          "predicted": "card_issue", "confidence": 0.6}]}]}},
+        "calibration": {"ece": 0.04, "bins": []}}]})
     return store

@@ -99,3 +99,58 @@ def compute(store: Store, *, endpoint: str | None = None, split: str = "evaluati
     out["no_prediction"] = [{"id": int(r.id), "text": r.text, "intent": r.intent, "usage": r.usage}
                             for r in missing.itertuples()]
     return out
+
+
+def signals_entry(report: Any, endpoint: str) -> dict | None:
+    """The Signals step's ``model_report`` section for ``endpoint``, whatever its layout.
+
+    Accepts ``{"endpoints": [{"endpoint": ..., ...}, ...]}``, ``{endpoint: {...}}`` or a
+    flat dict; returns None when nothing matches.
+    """
+    if not isinstance(report, dict):
+        return None
+    entries = report.get("endpoints")
+    if isinstance(entries, list):
+        for entry in entries:
+            if isinstance(entry, dict) and entry.get("endpoint") == endpoint:
+                return entry
+        return None
+    if isinstance(report.get(endpoint), dict):
+        return report[endpoint]
+    return report
+
+
+def summary_scalars(entry: dict | None, *, max_depth: int = 3) -> dict[str, Any]:
+    """Numbers and strings of a report section, flattened to dotted keys (``splits.testing.accuracy``)."""
+    out: dict[str, Any] = {}
+
+    def walk(node: Any, prefix: str, depth: int) -> None:
+        if isinstance(node, dict) and depth < max_depth:
+            for key, value in node.items():
+                if key in ("endpoint", "per_intent", "confusion", "labels"):
+                    continue
+                walk(value, f"{prefix}.{key}" if prefix else str(key), depth + 1)
+        elif isinstance(node, (int, float, str)) and not isinstance(node, bool):
+            out[prefix] = node
+
+    walk(entry or {}, "", 0)
+    return out
+
+
+def most_confused(entry: dict | None, split: str) -> list[dict]:
+    """Most-confused intent pairs for ``split`` with their example utterances (empty when absent).
+
+    Each item: ``intents`` (two labels), ``count`` and ``examples`` (dicts with id, text,
+    given, predicted, confidence).
+    """
+    if not isinstance(entry, dict) or not isinstance(entry.get("splits"), dict):
+        return []
+    names = ("testing", "validation") if split == "evaluation" else (split,)
+    pairs: list[dict] = []
+    for name in names:
+        for item in (entry["splits"].get(name) or {}).get("most_confused") or []:
+            if isinstance(item, dict) and isinstance(item.get("intents"), list):
+                examples = [e for e in item.get("examples") or [] if isinstance(e, dict)]
+                pairs.append({"split": name, "intents": item["intents"], "count": item.get("count"),
+                              "examples": examples})
+    return pairs

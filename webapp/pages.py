@@ -132,7 +132,7 @@ def queue_view():
 @bp.get("/report")
 def report_view():
     """The model report: per-intent metrics, confusion matrix, reliability, entropy, unanswered rows."""
-    from .model_report import SPLITS, compute
+    from .model_report import SPLITS, compute, most_confused, signals_entry, summary_scalars
 
     store = get_store()
     store.require_utterances()
@@ -151,14 +151,10 @@ def report_view():
         "entropy": json_item(plots.entropy_figure(rep["entropy_hist"])) if rep["entropy_hist"] else None,
         "intent_entropy": json_item(plots.intent_entropy_figure(rep["entropy_by_intent"])) if rep["entropy_by_intent"] else None,
     }
-    signals_report = store.report("model_report")
-    if isinstance(signals_report, dict) and endpoint in signals_report:
-        signals_report = signals_report[endpoint]
-    summary = {k: v for k, v in signals_report.items() if isinstance(v, (int, float, str)) and not isinstance(v, bool)} \
-        if isinstance(signals_report, dict) else {}
+    entry = signals_entry(store.report("model_report"), endpoint)
     return render_template("report.html", missing=None, rep=rep, items=items, endpoint=endpoint, endpoints=endpoints,
-                           split=split, splits=SPLITS, signals_summary=summary,
-                           config={"endpoint": endpoint, "split": split})
+                           split=split, splits=SPLITS, signals_summary=summary_scalars(entry),
+                           confused=most_confused(entry, split), config={"endpoint": endpoint, "split": split})
 
 
 @bp.get("/bokehjs/<path:filename>")
