@@ -7,9 +7,11 @@ same embeddings and classifier (logistic regression, 5-fold out-of-fold):
 
 * **cleanlab** — ``get_label_quality_scores(method="self_confidence")`` on the
   out-of-fold probabilities (the standard confident-learning ranking);
-* **hl-debug** — :class:`hl_debug.signals.label_issues.LabelIssueDetector` score
-  (stacked out-of-fold + nearest-neighbour evidence, the stacker fitted only on synthetic
-  flips injected on top of the noisy labels; it never sees which rows were injected);
+* **hl-debug** — :class:`hl_debug.signals.label_issues.LabelIssueDetector` score: the
+  out-of-fold probabilities averaged with the 20 nearest neighbours' labels, ranked by the
+  mean of self-confidence and normalised margin (nothing fitted on the rows it
+  scores; flags calibrated on synthetic flips injected on top of the noisy labels, so it
+  never sees which rows were injected);
 * **hl-debug + API** (``--with-api``) — the same with the recorded prediction API's
   answers as extra evidence. Caution: the API's model was trained on the *clean* labels,
   so on injected rows it disagrees with the (noisy) label almost by construction — a

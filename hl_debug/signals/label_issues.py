@@ -13,7 +13,7 @@ each computed without the row scoring itself:
 * the prediction **API's confident disagreement** (:func:`api_disagreement`).
 
 :class:`LabelIssueDetector` averages the evidence into one distribution per row and
-ranks rows by a rank average of two confident-learning views of it (self-confidence and
+ranks rows by the mean of two confident-learning views of it (self-confidence and
 normalised margin) — a fixed, principled combination with nothing fitted on the rows it
 scores. Its score is calibrated on *synthetic* label flips injected into the data (and
 re-scored out of fold), never on the real labels, and the calibrated probability is
@@ -375,20 +375,17 @@ def ensemble_distribution(*distributions: np.ndarray) -> np.ndarray:
 def issue_scores(labels: Any, distribution: Any) -> np.ndarray:
     """Label-issue score from an evidence distribution (higher = more likely wrong).
 
-    The rank average of two confident-learning views of the same distribution — the
-    given label's probability (self-confidence: catches random flips) and its margin to
-    the best other label (normalised margin: catches flips to a plausible neighbour
-    class) — so neither kind of mistake dominates. Values in (0, 1], shape ``(n,)``.
+    One minus the mean of two confident-learning views of the same distribution: the
+    given label's probability (cleanlab's self-confidence — catches random flips) and its
+    normalised margin to the best other label (cleanlab's normalized_margin — catches
+    flips to a plausible neighbouring class), so neither kind of mistake dominates.
+    Values in [0, 1], shape ``(n,)``.
     """
-    from scipy.stats import rankdata
-
     labels = _check_labels(labels)
     R = _check_probs(distribution, len(labels))
-    rows = np.arange(len(labels))
-    self_conf = R[rows, labels]
-    margin = R[rows, labels] - _other_max(R, labels)
-    n = len(labels)
-    return (rankdata(-self_conf) + rankdata(-margin)) / (2.0 * max(n, 1))
+    self_conf = R[np.arange(len(labels)), labels]
+    normalized_margin = (self_conf - _other_max(R, labels) + 1.0) / 2.0
+    return 1.0 - (self_conf + normalized_margin) / 2.0
 
 
 class LabelIssueDetector(BaseEstimator):
@@ -397,7 +394,8 @@ class LabelIssueDetector(BaseEstimator):
     The evidence — out-of-fold classifier probabilities, the nearest neighbours' labels,
     the row's cluster's labels and the prediction API's answer, whichever are given — is
     averaged into one distribution per row (each member is computed without the row
-    itself). The score is :func:`issue_scores` of that distribution; the suggested label
+    itself). The score is :func:`issue_scores` of that distribution (the mean of its
+    self-confidence and normalised margin, inverted); the suggested label
     is its most likely other label.
 
     Calibration is honest: ``n_synthetic`` times, ``synthetic_rate`` of the labels are
@@ -515,24 +513,26 @@ class LabelIssueDetector(BaseEstimator):
         # Calibration on synthetic flips only.
         rng = np.random.default_rng(self.random_state)
         confusable = confusable_classes(self.pred_probs_, labels, n_classes=K)
+        try:
+            self.cleanlab_issues_ = cleanlab_issue_mask(labels, self.pred_probs_)
+        except Exception as exc:  # noqa: BLE001 - cleanlab refuses degenerate inputs (e.g. tiny classes)
+            log.warning("cleanlab find_label_issues failed (%s); assuming a 1%% error rate", exc)
+            self.cleanlab_issues_ = np.zeros(n, dtype=bool)
+        # Rows confident learning already suspects have an unknown status in the synthetic
+        # data (probably genuine errors, labelled "not flipped"): leave them out of calibration.
+        known = ~self.cleanlab_issues_
         s_train, t_train = [], []
         for r in range(self.n_synthetic):
             kind = ("uniform", "confusable")[r % 2]
             noisy, flipped = inject_noise(labels, rate=self.synthetic_rate, kind=kind, n_classes=K,
                                           confusable=confusable, random_state=rng)
             m = self._members(X, noisy, K, neighbors, cluster_ids, api_probs, self.random_state + r + 1)
-            s_train.append(issue_scores(noisy, ensemble_distribution(*m)))
-            t_train.append(flipped)
+            s_train.append(issue_scores(noisy, ensemble_distribution(*m))[known | flipped])
+            t_train.append(flipped[known | flipped])
         calibrator = clone(self.calibrator) if self.calibrator is not None else LogisticRegression(C=10.0)
         self.calibrator_ = calibrator.fit(_logit(np.concatenate(s_train))[:, None], np.concatenate(t_train))
         self.synthetic_prior_ = float(np.concatenate(t_train).mean())
         raw = self.calibrator_.predict_proba(_logit(self.scores_)[:, None])[:, 1]
-
-        try:
-            self.cleanlab_issues_ = cleanlab_issue_mask(labels, self.pred_probs_)
-        except Exception as exc:  # noqa: BLE001 - cleanlab refuses degenerate inputs (e.g. tiny classes)
-            log.warning("cleanlab find_label_issues failed (%s); assuming a 1%% error rate", exc)
-            self.cleanlab_issues_ = np.zeros(n, dtype=bool)
         self.noise_rate_ = float(np.clip(self.cleanlab_issues_.mean(), 0.01, 0.5))
         self.posterior_ = prior_shift(raw, from_prior=self.synthetic_prior_, to_prior=self.noise_rate_)
         self.flagged_ = self.posterior_ >= self.flag_threshold
