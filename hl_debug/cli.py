@@ -436,12 +436,16 @@ def serve_model(ctx: click.Context, host: str, port: int, api_key: str | None, p
     from .predict import local_identity, resolve_project_id
 
     store = _store(ctx)
-    model = train_or_load(store, encoder=default_encoder(encoder), retrain=retrain)
+    model = train_or_load(store, encoder=default_encoder(encoder), retrain=retrain, progress=sys.stderr.isatty())
     pid = resolve_project_id(store, project_id)
     identity = local_identity(model.metadata_["model_hash"], None)
     app = create_model_app(model, project_id=pid, api_key=api_key, identity=identity)
     click.echo(f"Model {identity}: {len(model.classes_)} intents; accuracy {_accuracy_line(model.metadata_)}")
-    try:
+    import socket
+
+    try:  # werkzeug's make_server exits the process on a busy port; check first for a clear message
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            probe.bind((host, port))
         server = make_server(host, port, app, threaded=True)
     except OSError as exc:
         raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror or exc}\n"
