@@ -167,3 +167,62 @@ def test_server_thread_serves_over_http(app):
         assert r.status_code == 200 and r.json()[0]["data"] == {"text": "lost card"}
     with pytest.raises(requests.ConnectionError):
         requests.post(f"{server.url}/projects/7/predict", json={}, timeout=2)
+
+
+# -- hl-debug serve-model -----------------------------------------------------------------
+
+
+class _StubServer:
+    server_port = 8765
+
+    def __init__(self):
+        self.served = self.closed = False
+
+    def serve_forever(self):
+        self.served = True
+
+    def server_close(self):
+        self.closed = True
+
+
+def test_cli_serve_model_trains_reports_accuracy_and_serves(tiny_store, db_path, monkeypatch):
+    import werkzeug.serving
+    from click.testing import CliRunner
+
+    from hl_debug.cli import cli
+
+    monkeypatch.setattr("hl_debug.embed.default_encoder", lambda name=None: FakeEncoder())
+    made = {}
+
+    def fake_make_server(host, port, app, threaded):
+        made.update(host=host, port=port, app=app, server=_StubServer())
+        return made["server"]
+
+    monkeypatch.setattr(werkzeug.serving, "make_server", fake_make_server)
+    r = CliRunner().invoke(cli, ["--db", str(db_path), "serve-model", "--port", "8765", "--api-key", "k"], obj={})
+    assert r.exit_code == 0, r.output
+    assert "3 intents; accuracy training" in r.output and "validation" in r.output and "testing" in r.output
+    assert "/projects/7/predict (X-API-Key required)" in r.output and "k" not in r.output.split("required")[1]
+    assert made["server"].served and made["server"].closed and made["port"] == 8765
+    # the app it served answers the contract with the trained model
+    c = made["app"].test_client()
+    ok = c.post("/projects/7/predict", json={"data": [{"text": "lost card"}], "n_best": 3},
+                headers={"X-API-Key": "k"})
+    assert ok.status_code == 200 and len(ok.get_json()[0]["predictions"][0]["value"]) == 3
+    assert (db_path.with_name("hl.model") / "meta.json").exists()
+
+
+def test_cli_serve_model_port_in_use_is_one_message(tiny_store, db_path, monkeypatch):
+    import socket
+
+    from click.testing import CliRunner
+
+    from hl_debug.cli import cli
+
+    monkeypatch.setattr("hl_debug.embed.default_encoder", lambda name=None: FakeEncoder())
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        r = CliRunner().invoke(cli, ["--db", str(db_path), "serve-model", "--port", str(port)], obj={})
+    assert r.exit_code == 1 and f"cannot listen on 127.0.0.1:{port}" in r.output and "--port" in r.output

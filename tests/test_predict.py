@@ -382,3 +382,17 @@ def test_real_export_predict_with_local_server(db_path, real_export, recorded_pr
     meta = json.loads((db_path.with_name("hl.model") / "meta.json").read_text())
     assert meta["accuracy"]["validation"]["accuracy"] >= 0.9 and meta["accuracy"]["testing"]["accuracy"] >= 0.9
     store.close()
+
+
+def test_cli_predict_with_the_local_server(tiny_store, db_path, monkeypatch):
+    monkeypatch.setattr("hl_debug.embed.default_encoder", lambda name=None: FakeEncoder())
+    r = invoke(db_path, "predict", "--n-best", "2")
+    assert r.exit_code == 0, r.output
+    assert "Predictions from local:" in r.output and "24 asked now" in r.output
+    r = invoke(db_path, "predict", "--n-best", "2")
+    assert "0 asked now, 24 already cached" in r.output
+
+
+def test_cli_bad_n_best_is_one_message(tiny_store, db_path):
+    r = invoke(db_path, "predict", "--n-best", "many", "--api-url", "http://127.0.0.1:9", "--project-id", 7)
+    assert r.exit_code == 1 and "--n-best must be a positive integer or 'all'" in r.output and "Hint:" in r.output
