@@ -683,6 +683,28 @@ class Store:
         """How many rows :meth:`web_rows` would return with the same filters."""
         return int(self.web_rows(limit=0, **kwargs)[1][0][0])
 
+    def ranked_ids(self, table: str, *, order_by: str, pending_only: bool = False, limit: int = 50,
+                   offset: int = 0) -> tuple[list[int], int]:
+        """One page of ids of derived ``table`` (issues, queue) in ``order_by`` order, and the total.
+
+        ``pending_only`` leaves out utterances that already have a decision. Paging runs on
+        the small table alone, so a page costs the same at 100k rows as at 2k.
+        """
+        if table not in DERIVED_TABLES:
+            raise ValueError(f"unknown derived table {table!r}; valid: {', '.join(DERIVED_TABLES)}")
+        if not self.table_exists(table):
+            return [], 0
+        where = " WHERE id NOT IN (SELECT utterance_id FROM annotations)" if pending_only else ""
+        total = self.db.execute(f"SELECT COUNT(*) FROM [{table}]{where}").fetchone()[0]
+        ids = [r[0] for r in self.db.execute(
+            f"SELECT id FROM [{table}]{where} ORDER BY {order_by} LIMIT ? OFFSET ?", [int(limit), int(offset)])]
+        return ids, int(total)
+
+    def web_dicts_in_order(self, ids: Sequence[int], **kwargs: Any) -> list[dict]:
+        """:meth:`web_dicts` for ``ids``, returned in the order of ``ids``."""
+        by_id = {r["id"]: r for r in self.web_dicts(ids, **kwargs)}
+        return [by_id[i] for i in ids if i in by_id]
+
     def web_dicts(self, ids: Sequence[int] | None = None, **kwargs: Any) -> list[dict]:
         """:meth:`web_rows` as a list of dicts."""
         cols, rows = self.web_rows(ids, **kwargs)

@@ -158,10 +158,10 @@ def issues():
     if not store.table_exists("issues"):
         abort(409, "no label-issue scores yet: run `hl-debug signals` (or `hl-debug run EXPORT`) first")
     limit, offset = _int_arg("limit", 50, lo=1, hi=5000), _int_arg("offset", 0, hi=10**9)
-    where = "i.id IS NOT NULL" + (" AND d.action IS NULL" if request.args.get("pending") == "1" else "")
-    order = "i.score DESC, u.id" if "score" in store.table_columns("issues") else "u.id"
-    rows = store.web_dicts(where=where, order_by=order, limit=limit, offset=offset)
-    return jsonify({"total": store.web_count(where=where), "offset": offset, "issues": rows})
+    order = "score DESC, id" if "score" in store.table_columns("issues") else "id"
+    ids, total = store.ranked_ids("issues", order_by=order, pending_only=request.args.get("pending") == "1",
+                                  limit=limit, offset=offset)
+    return jsonify({"total": total, "offset": offset, "issues": store.web_dicts_in_order(ids)})
 
 
 @bp.get("/queue")
@@ -171,10 +171,10 @@ def queue():
     if not store.table_exists("queue"):
         abort(409, "no annotation queue yet: run `hl-debug signals` (or `hl-debug run EXPORT`) first")
     limit, offset = _int_arg("limit", 50, lo=1, hi=5000), _int_arg("offset", 0, hi=10**9)
-    order = "q.rank, u.id" if "rank" in store.table_columns("queue") else "u.id"
-    rows = store.web_dicts(where="q.id IS NOT NULL", order_by=order, limit=limit, offset=offset)
-    total = store.web_count(where="q.id IS NOT NULL")
-    done = store.web_count(where="q.id IS NOT NULL AND d.action IS NOT NULL")
+    order = "rank, id" if "rank" in store.table_columns("queue") else "id"
+    ids, total = store.ranked_ids("queue", order_by=order, limit=limit, offset=offset)
+    rows = store.web_dicts_in_order(ids)
+    done = total - store.ranked_ids("queue", order_by="id", pending_only=True, limit=0)[1]
     labelled = store.web_count(where="q.id IS NOT NULL AND COALESCE(el.label, u.intent) IS NOT NULL")
     return jsonify({"total": total, "done": done, "labelled": labelled, "offset": offset, "queue": rows})
 

@@ -97,10 +97,9 @@ def issues_view():
         cols = store.table_columns("issues")
         standard = {"id", "rank", "score", "given_label", "suggested_label", "flagged", "reason"}
         evidence = [c for c in cols if c not in standard]
-        where = "i.id IS NOT NULL" + (" AND d.action IS NULL" if pending else "")
-        rows = store.web_dicts(where=where, order_by="i.score DESC, u.id" if "score" in cols else "u.id",
-                               limit=size, offset=(page - 1) * size)
-        total = store.web_count(where=where)
+        ids, total = store.ranked_ids("issues", order_by="score DESC, id" if "score" in cols else "id",
+                                      pending_only=pending, limit=size, offset=(page - 1) * size)
+        rows = store.web_dicts_in_order(ids)
         if evidence and rows:
             extra = {r["id"]: r for r in store.rows(
                 "issues", where=f"id IN ({','.join('?' * len(rows))})", params=[r["id"] for r in rows])}
@@ -120,11 +119,12 @@ def queue_view():
     page, size = _page_args()
     rows, total, done = [], 0, 0
     if not missing:
-        order = "q.rank, u.id" if "rank" in store.table_columns("queue") else "u.id"
-        total = store.web_count(where="q.id IS NOT NULL")
-        done = store.web_count(where="q.id IS NOT NULL AND d.action IS NOT NULL")
-        rows = store.web_dicts(where="q.id IS NOT NULL AND d.action IS NULL", order_by=order,
-                               limit=size, offset=(page - 1) * size)
+        order = "rank, id" if "rank" in store.table_columns("queue") else "id"
+        total = store.ranked_ids("queue", order_by=order, limit=0)[1]
+        ids, pending = store.ranked_ids("queue", order_by=order, pending_only=True, limit=size,
+                                        offset=(page - 1) * size)
+        done = total - pending
+        rows = store.web_dicts_in_order(ids)
     return render_template("queue.html", missing=missing, rows=rows, total=total, done=done, page=page,
                            labels=store.intents())
 
