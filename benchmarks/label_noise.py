@@ -9,7 +9,7 @@ same embeddings and classifier (logistic regression, 5-fold out-of-fold):
   out-of-fold probabilities (the standard confident-learning ranking);
 * **hl-debug** — :class:`hl_debug.signals.label_issues.LabelIssueDetector` score: the
   out-of-fold probabilities averaged with the 20 nearest neighbours' labels, ranked by the
-  mean of self-confidence and normalised margin (nothing fitted on the rows it
+  rank average of self-confidence and normalised margin (nothing fitted on the rows it
   scores; flags calibrated on synthetic flips injected on top of the noisy labels, so it
   never sees which rows were injected);
 * **hl-debug + API** (``--with-api``) — the same with the recorded prediction API's

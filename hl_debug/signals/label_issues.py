@@ -13,7 +13,7 @@ each computed without the row scoring itself:
 * the prediction **API's confident disagreement** (:func:`api_disagreement`).
 
 :class:`LabelIssueDetector` averages the evidence into one distribution per row and
-ranks rows by the mean of two confident-learning views of it (self-confidence and
+ranks rows by the rank average of two confident-learning views of it (self-confidence and
 normalised margin) — a fixed, principled combination with nothing fitted on the rows it
 scores. Its score is calibrated on *synthetic* label flips injected into the data (and
 re-scored out of fold), never on the real labels, and the calibrated probability is
@@ -375,17 +375,28 @@ def ensemble_distribution(*distributions: np.ndarray) -> np.ndarray:
 def issue_scores(labels: Any, distribution: Any) -> np.ndarray:
     """Label-issue score from an evidence distribution (higher = more likely wrong).
 
-    One minus the mean of two confident-learning views of the same distribution: the
+    The rank average of two confident-learning views of the same distribution: the
     given label's probability (cleanlab's self-confidence — catches random flips) and its
-    normalised margin to the best other label (cleanlab's normalized_margin — catches
-    flips to a plausible neighbouring class), so neither kind of mistake dominates.
-    Values in [0, 1], shape ``(n,)``.
+    margin to the best other label (cleanlab's normalized_margin — catches flips to a
+    plausible neighbouring class), so neither kind of mistake dominates. Ranks are
+    divided by ``n``: values in (0, 1], shape ``(n,)``; ties share their mean rank.
     """
+    from scipy.stats import rankdata
+
     labels = _check_labels(labels)
     R = _check_probs(distribution, len(labels))
     self_conf = R[np.arange(len(labels)), labels]
-    normalized_margin = (self_conf - _other_max(R, labels) + 1.0) / 2.0
-    return 1.0 - (self_conf + normalized_margin) / 2.0
+    margin = self_conf - _other_max(R, labels)
+    n = max(len(labels), 1)
+    return (rankdata(-self_conf) + rankdata(-margin)) / (2.0 * n)
+
+
+def calibration_features(labels: np.ndarray, distribution: np.ndarray) -> np.ndarray:
+    """The evidence strength the calibrator sees: logit of the given label's probability
+    and its margin to the best other label, shape ``(n, 2)``. Absolute values, not
+    ranks, so a calibration learnt on one labelling transfers to another."""
+    self_conf = distribution[np.arange(len(labels)), labels]
+    return np.column_stack([_logit(self_conf), self_conf - _other_max(distribution, labels)])
 
 
 class LabelIssueDetector(BaseEstimator):
@@ -395,13 +406,14 @@ class LabelIssueDetector(BaseEstimator):
     the row's cluster's labels and the prediction API's answer, whichever are given — is
     averaged into one distribution per row (each member is computed without the row
     itself). The score is :func:`issue_scores` of that distribution (the mean of its
-    self-confidence and normalised margin, inverted); the suggested label
+    self-confidence and normalised margin ranks); the suggested label
     is its most likely other label.
 
     Calibration is honest: ``n_synthetic`` times, ``synthetic_rate`` of the labels are
     flipped (half uniformly, half towards each class's most confusable class), the whole
-    evidence is recomputed on the flipped labels, and a one-feature logistic regression
-    learns P(flipped | score). It never sees the real labels' status. Its posterior is
+    evidence is recomputed on the flipped labels, and a logistic regression learns
+    P(flipped | self-confidence, margin) (:func:`calibration_features`; rows confident
+    learning already suspects are left out, their status being unknown). It never sees the real labels' status. Its posterior is
     shifted from the synthetic flip rate to the real error rate estimated by cleanlab's
     ``find_label_issues`` (a prior shift), which gives the flags and the estimated
     precision of the flagged subset.
@@ -411,7 +423,7 @@ class LabelIssueDetector(BaseEstimator):
     classifier : sklearn classifier, optional
         For out-of-fold probabilities (default :func:`default_classifier`).
     calibrator : sklearn binary classifier, optional
-        Maps the score (one column) to P(flipped); default logistic regression.
+        Maps :func:`calibration_features` to P(flipped); default logistic regression.
     n_splits, k : int
         Cross-validation folds; nearest neighbours for label agreement.
     synthetic_rate : float
@@ -527,12 +539,12 @@ class LabelIssueDetector(BaseEstimator):
             noisy, flipped = inject_noise(labels, rate=self.synthetic_rate, kind=kind, n_classes=K,
                                           confusable=confusable, random_state=rng)
             m = self._members(X, noisy, K, neighbors, cluster_ids, api_probs, self.random_state + r + 1)
-            s_train.append(issue_scores(noisy, ensemble_distribution(*m))[known | flipped])
+            s_train.append(calibration_features(noisy, ensemble_distribution(*m))[known | flipped])
             t_train.append(flipped[known | flipped])
         calibrator = clone(self.calibrator) if self.calibrator is not None else LogisticRegression(C=10.0)
-        self.calibrator_ = calibrator.fit(_logit(np.concatenate(s_train))[:, None], np.concatenate(t_train))
+        self.calibrator_ = calibrator.fit(np.vstack(s_train), np.concatenate(t_train))
         self.synthetic_prior_ = float(np.concatenate(t_train).mean())
-        raw = self.calibrator_.predict_proba(_logit(self.scores_)[:, None])[:, 1]
+        raw = self.calibrator_.predict_proba(calibration_features(labels, self.distribution_))[:, 1]
         self.noise_rate_ = float(np.clip(self.cleanlab_issues_.mean(), 0.01, 0.5))
         self.posterior_ = prior_shift(raw, from_prior=self.synthetic_prior_, to_prior=self.noise_rate_)
         self.flagged_ = self.posterior_ >= self.flag_threshold
