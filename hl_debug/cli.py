@@ -555,7 +555,8 @@ def export_predictions(ctx: click.Context, fmt: str, output: str | None, endpoin
 
 @cli.command()
 @click.option("--force", is_flag=True, help="Recompute even when the inputs are unchanged.")
-@click.option("--api-endpoint", default=None, help="Endpoint whose answers are label-issue evidence [default: active].")
+@click.option("--api-endpoint", default=None,
+              help="Endpoint whose answers are label-issue evidence [default: the imported recorded API answers, else the active endpoint].")
 @click.option("--duplicate-threshold", type=click.FloatRange(0, 1, min_open=True), default=0.95, show_default=True,
               help="Cosine similarity at/above which two utterances are near-duplicates.")
 @click.pass_context

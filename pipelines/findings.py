@@ -155,6 +155,29 @@ def render_unannotated_regions(store: Store, top: int = 3, examples: int = 3) ->
     return "\n".join(lines)
 
 
+# -- signals (issue #5) ---------------------------------------------------------------
+
+
+@section("top_suspected_errors", "Top 15 suspected label errors")
+def render_top_suspected_errors(store: Store, top: int = 15) -> str:
+    issues = store.rows("issues", order_by="rank", limit=top)
+    if not issues:
+        return "_No label-issue scores yet: run `hl-debug signals`._"
+    texts = {u["id"]: u for u in store.utterances(columns="id, text, usage")}
+    summary = store.report("label_issues") or {}
+    lines = [f"{summary.get('n_flagged', '?')} of {summary.get('n_scored', '?')} annotated rows flagged "
+             f"(estimated precision {summary.get('estimated_precision') or float('nan'):.2f}; evidence from "
+             f"`{summary.get('api_endpoint')}`{' and clusters' if summary.get('uses_clusters') else ''}).", "",
+             "| rank | id | split | text | given | suggested | score | P(wrong) | evidence |",
+             "|---:|---:|---|---|---|---|---:|---:|---|"]
+    for r in issues:
+        u = texts.get(r["id"], {})
+        lines.append(f"| {r['rank']} | {r['id']} | {u.get('usage') or ''} | {cell(u.get('text'), 70)} | "
+                     f"{r['given_label']} | {r['suggested_label']} | {r['score']:.3f} | {r['posterior']:.2f} | "
+                     f"{cell(r['reason'], 160)} |")
+    return "\n".join(lines)
+
+
 def update_document(text: str, rendered: dict[str, tuple[str, str]]) -> str:
     """Replace the text between each section's markers; append sections that have none.
 

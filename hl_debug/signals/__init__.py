@@ -33,20 +33,27 @@ DEFAULTS: dict[str, Any] = {
     "duplicate_threshold": 0.95,   # cosine at/above which two utterances are near-duplicates
     "queue_duplicate_threshold": 0.9,
     "n_synthetic": 2,
-    "api_endpoint": None,          # endpoint whose answers are label-issue evidence (default: active)
+    "api_endpoint": None,          # endpoint whose answers are label-issue evidence (see _api_endpoint)
     "random_state": 0,
 }
 
 
 def _api_endpoint(store: Store, name: str | None) -> str | None:
+    """The endpoint whose answers are label-issue evidence: ``name`` if given, else the
+    real prediction API's recorded answers when imported, else the active endpoint.
+
+    The local model server (the usual active endpoint without an API) was trained on the
+    training rows' labels, so on those rows it mostly echoes them; the recorded API answers
+    are the brief's "prediction API" and are preferred when present.
+    """
     names = [e["endpoint"] for e in store.endpoints()]
     if name is not None:
         if name not in names:
             raise ConfigError(f"no predictions for endpoint {name!r}; the database has: {', '.join(names) or 'none'}")
         return name
-    active = store.active_endpoint()
-    if active in names:
-        return active
+    for candidate in (store.get_meta("recorded_endpoint"), store.active_endpoint()):
+        if candidate in names:
+            return candidate
     return names[0] if names else None
 
 
