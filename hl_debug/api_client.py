@@ -162,8 +162,8 @@ class PredictClient:
     max_retries:
         Retries per batch after the first attempt.
     backoff_base, backoff_cap:
-        Delay before retry ``n`` is ``min(cap, base * 2**n)`` with jitter; a 429's
-        ``Retry-After`` overrides it (capped at ``retry_after_cap``).
+        Delay before retry ``n`` is ``min(cap, base * 2**n)`` with jitter; the
+        ``Retry-After`` of a 429 or 503 overrides it (capped at ``retry_after_cap``).
     retry_after_cap:
         Longest ``Retry-After`` honoured, in seconds.
     output:
@@ -268,7 +268,7 @@ class PredictClient:
                 if status not in RETRY_STATUSES:
                     raise PredictionAPIError(f"{self.url} answered HTTP {status}: {detail}")
                 last = f"HTTP {status}: {detail}"
-                if status == 429:
+                if status in (429, 503):  # both may say when to come back
                     ra = retry_after_seconds(resp.headers.get("Retry-After"))
                     wait_s = None if ra is None else min(ra, self.retry_after_cap)
             if attempt < self.max_retries:

@@ -75,8 +75,8 @@ class FlakyServer:
                 ]
                 if fault == "500":
                     return jsonify({"detail": "internal error"}), 500
-                if fault == "429":
-                    return jsonify({"detail": "slow down"}), 429, {"Retry-After": self.retry_after}
+                if fault in ("429", "503"):
+                    return jsonify({"detail": "slow down"}), int(fault), {"Retry-After": self.retry_after}
                 if fault == "401":
                     return jsonify({"detail": "bad key"}), 401
                 if fault == "422":
@@ -191,8 +191,9 @@ def test_transient_faults_are_retried_and_nothing_is_lost_or_asked_twice(serve):
     assert client.stats.retries == 4 and client.stats.by_status["timeout"] == 1
 
 
-def test_429_retry_after_is_honoured(serve):
-    flaky = FlakyServer({TEXTS[0]: ["429"]}, retry_after="1")
+@pytest.mark.parametrize("status", ["429", "503"])
+def test_retry_after_is_honoured(serve, status):
+    flaky = FlakyServer({TEXTS[0]: [status]}, retry_after="1")
     run_all(make_client(serve(flaky)), texts=TEXTS[:5])
     t = flaky.times[TEXTS[0]]
     assert len(t) == 2 and t[1] - t[0] >= 0.9  # the backoff alone would wait ~1 ms
