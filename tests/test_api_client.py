@@ -32,7 +32,7 @@ class FlakyServer:
     text of every request.
     """
 
-    def __init__(self, plan=None, *, empty=(), retry_after="1", slow_s=0.6, delay_s=0.0, key=None):
+    def __init__(self, plan=None, *, empty=(), retry_after="1", slow_s=1.5, delay_s=0.0, key=None):
         self.plan = {k: list(v) for k, v in (plan or {}).items()}
         self.empty = set(empty)
         self.retry_after = retry_after
@@ -112,7 +112,7 @@ def serve():
 
 
 def make_client(url, **kw) -> PredictClient:
-    opts = {"project_id": 7, "n_best": 2, "timeout": 0.3, "max_retries": 3, "backoff_base": 0.001,
+    opts = {"project_id": 7, "n_best": 2, "timeout": 1.0, "max_retries": 3, "backoff_base": 0.001,
             "backoff_cap": 0.01}
     return PredictClient(url, **{**opts, **kw})
 
@@ -206,14 +206,22 @@ def test_retry_after_is_capped(serve):
     assert outcomes[0].answers is not None and time.monotonic() - t0 < 5
 
 
-def test_backoff_grows_exponentially_up_to_the_cap(serve):
-    flaky = FlakyServer({TEXTS[0]: ["500"] * 4})
-    client = make_client(serve(flaky), backoff_base=0.05, backoff_cap=0.2, max_retries=4)
-    run_all(client, texts=TEXTS[:2])
+def test_backoff_grows_exponentially_up_to_the_cap(monkeypatch):
+    client = make_client("http://127.0.0.1:9", backoff_base=0.1, backoff_cap=1.0)
+    monkeypatch.setattr("hl_debug.api_client.random.random", lambda: 1.0)  # no jitter
+    assert [round(client._delay(n), 6) for n in range(6)] == [0.1, 0.2, 0.4, 0.8, 1.0, 1.0]
+    monkeypatch.setattr("hl_debug.api_client.random.random", lambda: 0.0)  # most jitter: half the delay
+    assert client._delay(2) == pytest.approx(0.2)
+
+
+def test_retries_wait_between_attempts(serve):
+    flaky = FlakyServer({TEXTS[0]: ["500"] * 3})
+    client = make_client(serve(flaky), backoff_base=0.05, backoff_cap=0.2, max_retries=3)
+    (outcome,) = run_all(client, texts=TEXTS[:2])
     t = flaky.times[TEXTS[0]]
     gaps = [b - a for a, b in zip(t, t[1:])]
-    assert len(gaps) == 4
-    assert gaps[0] >= 0.025 and gaps[2] >= 0.1 and max(gaps) < 0.2 + 0.15  # jitter is 50-100% of the delay
+    assert outcome.answers is not None and len(gaps) == 3
+    assert gaps[0] >= 0.025 and gaps[1] >= 0.05 and gaps[2] >= 0.1  # at least half of base * 2**n
 
 
 def test_short_or_shuffled_answer_fails_only_its_batch(serve):

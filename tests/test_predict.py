@@ -87,7 +87,7 @@ def flaky_url():
         s.shutdown()
 
 
-FAST = {"backoff_base": 0.001, "backoff_cap": 0.01, "timeout": 0.3, "progress": False}
+FAST = {"backoff_base": 0.001, "backoff_cap": 0.01, "timeout": 1.0, "progress": False}
 
 
 def distinct_texts(store):
