@@ -404,7 +404,8 @@ def _predict_settings(f):
 
 def _accuracy_line(meta: dict) -> str:
     acc = meta.get("accuracy") or {}
-    return ", ".join(f"{split} {v['accuracy']:.3f} (n={v['n']})" for split, v in acc.items())
+    return ", ".join(f"{split} {acc[split]['accuracy']:.3f} (n={acc[split]['n']})"
+                     for split in ("training", "validation", "testing") if split in acc)
 
 
 @cli.command("serve-model")
