@@ -201,7 +201,7 @@ def test_cli_serve_model_trains_reports_accuracy_and_serves(tiny_store, db_path,
     monkeypatch.setattr(werkzeug.serving, "make_server", fake_make_server)
     r = CliRunner().invoke(cli, ["--db", str(db_path), "serve-model", "--port", "8765", "--api-key", "k"], obj={})
     assert r.exit_code == 0, r.output
-    assert "3 intents; accuracy training" in r.output and "validation" in r.output and "testing" in r.output
+    assert "3 intents; accuracy training 1.000 (n=13), validation" in r.output and ", testing " in r.output
     assert "/projects/7/predict (X-API-Key required)" in r.output and "k" not in r.output.split("required")[1]
     assert made["server"].served and made["server"].closed and made["port"] == 8765
     # the app it served answers the contract with the trained model
