@@ -225,3 +225,15 @@ def test_injected_markup_stays_inert_everywhere(page, server):
     open_page(page, server.url + "/queue")
     assert XSS in page.inner_text("#review")
     assert page.errors == []  # no alert() dialog, no script error
+
+
+def test_every_colour_by_option_draws_a_legend(page, server):
+    open_page(page, server.url + "/")
+    expected = {"label": "unannotated", "predicted_label": "no prediction", "cluster_id": "cluster 2",
+                "issue_score": "high (0.95)", "entropy": "low", "usage": "validation", "annotated": "unannotated"}
+    for value, legend_text in expected.items():
+        page.select_option("#color-by", value)
+        assert legend_text in page.inner_text("#legend"), value
+        assert page.evaluate("window.hlDebug.state().color") == value
+    assert "color=annotated" in page.url
+    assert page.errors == []

@@ -60,9 +60,9 @@
   function colorer(field) {
     const pal = cfg.palette;
     if (NUMERIC.has(field)) {
-      const vals = all[field].filter((v) => v !== null);
-      const lo = Math.min(...vals), hi = Math.max(...vals);
-      const legend = vals.length ? [[`low (${hl.fmt(lo)})`, ramp(0)], [`high (${hl.fmt(hi)})`, ramp(1)], ["no value", GREY]] : [["no value", GREY]];
+      let lo = Infinity, hi = -Infinity; // a loop, not Math.min(...): 100k arguments overflow the stack
+      for (const v of all[field]) if (v !== null) { lo = Math.min(lo, v); hi = Math.max(hi, v); }
+      const legend = lo <= hi ? [[`low (${hl.fmt(lo)})`, ramp(0)], [`high (${hl.fmt(hi)})`, ramp(1)], ["no value", GREY]] : [["no value", GREY]];
       return { legend, color: (i) => (all[field][i] === null ? GREY : ramp(hi > lo ? (all[field][i] - lo) / (hi - lo) : 0.5)) };
     }
     if (field === "annotated") {
