@@ -237,3 +237,12 @@ def test_every_colour_by_option_draws_a_legend(page, server):
         assert page.evaluate("window.hlDebug.state().color") == value
     assert "color=annotated" in page.url
     assert page.errors == []
+
+
+def test_open_cluster_from_clusters_page_fills_the_inspector(page, server):
+    page.goto(server.url + "/clusters")
+    page.click("#cluster-2 a.open-map")
+    page.wait_for_selector("body[data-ready='1']", state="attached", timeout=20_000)
+    page.wait_for_function("document.querySelectorAll('#inspector tbody tr').length === 8")
+    assert page.evaluate("window.hlDebug.state().shown") == 8
+    assert PLANTED_ERROR_ID in inspector_ids(page)
