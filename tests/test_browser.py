@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from hl_debug.annotations import corrected_records
+from click.testing import CliRunner
+
+from hl_debug.cli import cli
 from hl_debug.store import Store
 from tests.webapp_fixtures import PLANTED_ERROR_ID, XSS_ID, fill_synthetic
 
@@ -139,11 +141,10 @@ def test_accept_on_issues_reaches_export_corrected(page, server, web_db):
     page.keyboard.press("a")  # accept the suggestion of the focused (first) card
     page.wait_for_function(f"document.querySelector('li.card[data-id=\"{PLANTED_ERROR_ID}\"] .outcome')"
                            ".textContent.includes('accept: chat_settings')")
-    store = Store(web_db)
-    try:
-        rec = next(r for r in corrected_records(store) if r["id"] == PLANTED_ERROR_ID)
-    finally:
-        store.close()
+    out = web_db.parent / "corrected.json"
+    result = CliRunner().invoke(cli, ["--db", str(web_db), "export", "corrected", "-o", str(out)], obj={})
+    assert result.exit_code == 0, result.output
+    rec = next(r for r in json.loads(out.read_text(encoding="utf-8")) if r["id"] == PLANTED_ERROR_ID)
     assert json.loads(rec["data"])["intent"] == "chat_settings"
     # focus moved on: the next card is current, ready for the next key
     assert page.locator("li.card.current").get_attribute("data-id") != str(PLANTED_ERROR_ID)
