@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from click.testing import CliRunner
 
 from hl_debug.cli import cli
