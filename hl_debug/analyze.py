@@ -362,8 +362,8 @@ def analyze(store: Store, analyzer: MapAnalyzer | None = None, *, k_neighbors: i
         bar.set_postfix_str(name)
         bar.update(1)
 
-    with store.run("analyze", parameters=all_params, inputs_hash=inputs_hash,
-                   versions=package_versions("umap-learn", "hdbscan", "scikit-learn", "numpy")) as counts:
+    with bar, store.run("analyze", parameters=all_params, inputs_hash=inputs_hash,
+                        versions=package_versions("umap-learn", "hdbscan", "scikit-learn", "numpy")) as counts:
         ids, X = store.load_embeddings(encoder)
         rows = {r["id"]: r for r in store.utterances(columns="id, text, intent, usage")}
         texts = [rows[i]["text"] for i in ids]
@@ -453,7 +453,6 @@ def analyze(store: Store, analyzer: MapAnalyzer | None = None, *, k_neighbors: i
         counts.update({"n_points": len(ids), "n_clusters": len(stats), "n_noise": n_noise,
                        "noise_share": round(n_noise / len(ids), 4), "n_impure": len(impure),
                        "n_regions": len(regions), "reprojected": not reuse_map})
-    bar.close()
     log.info("analyze: %d points, %d clusters, %.1f%% noise", len(ids), len(stats), 100 * n_noise / len(ids))
     return {**counts, "skipped": False}
 
