@@ -683,18 +683,22 @@ class Store:
         """How many rows :meth:`web_rows` would return with the same filters."""
         return int(self.web_rows(limit=0, **kwargs)[1][0][0])
 
-    def ranked_ids(self, table: str, *, order_by: str, pending_only: bool = False, limit: int = 50,
-                   offset: int = 0) -> tuple[list[int], int]:
+    def ranked_ids(self, table: str, *, order_by: str, pending_only: bool = False, flagged_only: bool = False,
+                   limit: int = 50, offset: int = 0) -> tuple[list[int], int]:
         """One page of ids of derived ``table`` (issues, queue) in ``order_by`` order, and the total.
 
-        ``pending_only`` leaves out utterances that already have a decision. Paging runs on
-        the small table alone, so a page costs the same at 100k rows as at 2k.
+        ``pending_only`` leaves out utterances that already have a decision; ``flagged_only``
+        keeps rows whose ``flagged`` column is 1. Paging runs on the small table alone, so a
+        page costs the same at 100k rows as at 2k.
         """
         if table not in DERIVED_TABLES:
             raise ValueError(f"unknown derived table {table!r}; valid: {', '.join(DERIVED_TABLES)}")
         if not self.table_exists(table):
             return [], 0
-        where = " WHERE id NOT IN (SELECT utterance_id FROM annotations)" if pending_only else ""
+        conds = ["id NOT IN (SELECT utterance_id FROM annotations)"] if pending_only else []
+        if flagged_only and "flagged" in self.table_columns(table):
+            conds.append("flagged = 1")
+        where = (" WHERE " + " AND ".join(conds)) if conds else ""
         total = self.db.execute(f"SELECT COUNT(*) FROM [{table}]{where}").fetchone()[0]
         ids = [r[0] for r in self.db.execute(
             f"SELECT id FROM [{table}]{where} ORDER BY {order_by} LIMIT ? OFFSET ?", [int(limit), int(offset)])]

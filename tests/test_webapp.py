@@ -75,6 +75,14 @@ def test_issues_page_lists_the_planted_error_first_with_evidence(client):
     assert "neighbours and the model say chat_settings" in html and "knn_agreement" in html
 
 
+def test_issues_page_flagged_only_and_estimated_precision(client):
+    html = client.get("/issues?flagged=1").get_data(as_text=True)
+    assert html.count('<li class="card"') == 1 and f'data-id="{PLANTED_ERROR_ID}"' in html
+    assert "1 row flagged as likely errors (estimated precision 90%)" in html
+    body = client.get("/api/issues?flagged=1").json
+    assert body["total"] == 1 and body["issues"][0]["id"] == PLANTED_ERROR_ID
+
+
 def test_issues_page_hides_decided_rows_when_pending(client):
     assert post(client, {"id": PLANTED_ERROR_ID, "action": "accept"}).status_code == 201
     assert f'data-id="{PLANTED_ERROR_ID}"' not in client.get("/issues").get_data(as_text=True)

@@ -126,6 +126,7 @@ def fill_synthetic(store: Store, export_path, *, with_analysis: bool = True) -> 
         queue.append({"id": r["id"], "rank": rank, "score": round(1 - rank / 10, 3),
                       "predicted_label": _label_of(r), "reason": "uncertain; few labels nearby"})
     store.replace_rows("queue", queue)
+    store.save_report("label_issues", {"n_scored": len(issues), "n_flagged": 1, "estimated_precision": 0.9})
     store.replace_rows("duplicates", [
         {"group_id": 1, "id": 1006, "kind": "split_leakage", "similarity": 0.93},
         {"group_id": 1, "id": 1009, "kind": "split_leakage", "similarity": 0.93},

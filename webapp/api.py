@@ -153,14 +153,14 @@ def cluster(cluster_id: int):
 
 @bp.get("/issues")
 def issues():
-    """Suspected label errors by score (``?limit=&offset=&pending=1``)."""
+    """Suspected label errors by score (``?limit=&offset=&pending=1&flagged=1``)."""
     store = get_store()
     if not store.table_exists("issues"):
         abort(409, "no label-issue scores yet: run `hl-debug signals` (or `hl-debug run EXPORT`) first")
     limit, offset = _int_arg("limit", 50, lo=1, hi=5000), _int_arg("offset", 0, hi=10**9)
     order = "score DESC, id" if "score" in store.table_columns("issues") else "id"
     ids, total = store.ranked_ids("issues", order_by=order, pending_only=request.args.get("pending") == "1",
-                                  limit=limit, offset=offset)
+                                  flagged_only=request.args.get("flagged") == "1", limit=limit, offset=offset)
     return jsonify({"total": total, "offset": offset, "issues": store.web_dicts_in_order(ids)})
 
 

@@ -92,13 +92,15 @@ def issues_view():
     missing = _missing("issues", "signals")
     page, size = _page_args()
     pending = request.args.get("pending", "1") == "1"
+    flagged = request.args.get("flagged") == "1"
     rows, total, evidence = [], 0, []
     if not missing:
         cols = store.table_columns("issues")
         standard = {"id", "rank", "score", "given_label", "suggested_label", "flagged", "reason"}
         evidence = [c for c in cols if c not in standard]
         ids, total = store.ranked_ids("issues", order_by="score DESC, id" if "score" in cols else "id",
-                                      pending_only=pending, limit=size, offset=(page - 1) * size)
+                                      pending_only=pending, flagged_only=flagged, limit=size,
+                                      offset=(page - 1) * size)
         rows = store.web_dicts_in_order(ids)
         if evidence and rows:
             extra = {r["id"]: r for r in store.rows(
@@ -106,8 +108,11 @@ def issues_view():
             for r in rows:
                 r["evidence"] = {c: extra.get(r["id"], {}).get(c) for c in evidence}
     n_decided = len(store.decided_labels())
+    summary = store.report("label_issues")
+    summary = summary if isinstance(summary, dict) else {}
     return render_template("issues.html", missing=missing, rows=rows, total=total, page=page, size=size,
-                           pending=pending, labels=store.intents(), n_decided=n_decided)
+                           pending=pending, flagged=flagged, labels=store.intents(), n_decided=n_decided,
+                           n_flagged=summary.get("n_flagged"), precision=summary.get("estimated_precision"))
 
 
 @bp.get("/queue")
