@@ -191,7 +191,10 @@
       hl.cell(tr, r.predicted_label === null ? "" : `${r.predicted_label} ${hl.pct(r.confidence)}`);
       hl.cell(tr, r.cluster_id);
       hl.cell(tr, hl.fmt(r.issue_score, 3));
-      hl.cell(tr, r.suggested_label && r.suggested_label !== r.label ? r.suggested_label : "");
+      // a suggestion the detector did not flag is shown muted: it is the runner-up, not a verdict
+      const sug = hl.cell(tr, r.suggested_label && r.suggested_label !== r.label ? r.suggested_label : "",
+        r.flagged === 0 ? "weak" : r.flagged === 1 ? "flagged" : "");
+      if (r.flagged === 0 && sug.textContent) sug.title = "not flagged as a likely error";
       tr.addEventListener("click", () => showNeighbors(r.id, tr));
       tbody.appendChild(tr);
     }
