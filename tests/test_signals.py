@@ -164,3 +164,30 @@ def test_cli_exports_before_signals_say_what_to_run(tiny_store, db_path):
     for args in (("export", "issues"), ("export", "queue"), ("report",)):
         r = invoke(db_path, *args)
         assert r.exit_code != 0 and "hl-debug signals" in r.output, args
+
+
+@pytest.mark.slow
+def test_real_export_end_to_end(real_export, recorded_predictions, tmp_path):
+    """Every signal on the real export with the real encoder and the recorded API answers."""
+    from hl_debug.predict import import_predictions
+    from hl_debug.store import Store
+
+    s = Store(tmp_path / "real.db")
+    ingest(s, real_export)
+    embed(s, progress=False)
+    import_predictions(s, recorded_predictions)
+    counts = signals(s, progress=False)
+    assert counts["n_issues_scored"] == 2134 and counts["n_queue"] == 193
+    issues = s.rows("issues", order_by="rank")
+    assert all(r["suggested_label"] != r["given_label"] for r in issues)
+    summary = s.report("label_issues")
+    assert summary["api_endpoint"].startswith("recorded:")
+    # Flags are a small, mostly-right minority, and the top of the ranking is flagged.
+    assert 10 <= summary["n_flagged"] <= 200 and summary["estimated_precision"] > 0.5
+    assert all(r["flagged"] for r in issues[:15])
+    # The export holds the same sentence annotated two ways.
+    conflicts = {s.get_utterance(d["id"])["text"] for d in s.rows("duplicates", where="kind = 'conflicting_labels'")}
+    assert "please tell me my spending limit" in conflicts
+    rep = s.report("model_report")["endpoints"][0]
+    assert rep["n_without_prediction"] == 38 and rep["splits"]["testing"]["accuracy"] > 0.8
+    s.close()
