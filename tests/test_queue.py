@@ -48,6 +48,7 @@ def test_rank_queue_puts_near_duplicates_last_and_uncertain_uncovered_first():
     assert out["order"][0] == 0  # planted: most uncertain in an uncovered region
     assert out["order"][-1] == 5 and out["duplicate_of"][-1] == 0 and out["score"][-1] == 0
     assert sorted(out["order"].tolist()) == list(range(6))
+    assert (np.diff(out["score"]) <= 1e-12).all()  # the score column reads in queue order
 
 
 def test_rank_queue_spreads_over_clusters():

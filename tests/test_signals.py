@@ -90,6 +90,7 @@ def test_signals_find_the_planted_error_and_write_every_table(sig_store):
     queue = sig_store.rows("queue", order_by="rank")
     n_unannotated = sig_store.stats()["n_unannotated"]
     assert len(queue) == n_unannotated and all(q["predicted_label"] in VOCAB and q["reason"] for q in queue)
+    assert [q["score"] for q in queue] == sorted((q["score"] for q in queue), reverse=True)
 
     report = sig_store.report("model_report")
     assert report["endpoints"][0]["endpoint"] == "fake:endpoint"

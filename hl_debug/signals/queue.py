@@ -108,9 +108,10 @@ def rank_queue(X: Any, *, uncertainty: Any, coverage: Any, cluster_ids: Any = No
     Returns
     -------
     dict of arrays, shape (m,) each, in queue order
-        ``order`` (candidate positions), ``priority`` (uncertainty × coverage, before
-        diversity), ``score`` (priority when picked), ``duplicate_of`` (position of the
-        earlier pick it nearly duplicates, -1 if none).
+        ``order`` (candidate positions), ``priority`` (√(uncertainty × coverage), before
+        diversity), ``score`` (the diversity-adjusted priority when picked — non-increasing
+        along the queue; 0 for near-duplicates of an earlier pick), ``duplicate_of``
+        (position of the earlier pick it nearly duplicates, -1 if none).
     """
     X = np.asarray(X, dtype=np.float32)
     u = np.asarray(uncertainty, dtype=np.float64)
@@ -135,7 +136,7 @@ def rank_queue(X: Any, *, uncertainty: Any, coverage: Any, cluster_ids: Any = No
         eff[~free] = -np.inf
         i = int(np.argmax(eff))
         order.append(i)
-        scores.append(priority[i] if dup_of[i] < 0 else 0.0)
+        scores.append(max(float(eff[i]), 0.0))  # non-increasing: penalties only grow
         free[i] = False
         sim = X @ X[i]
         newly = free & (sim >= duplicate_threshold) & (dup_of < 0)
