@@ -160,8 +160,9 @@ def knn_label_distribution(X: Any, labels: Any, *, n_classes: int | None = None,
                            neighbors: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """Similarity-weighted label distribution of each row's ``k`` nearest labelled neighbours.
 
-    The row itself is excluded (so it never votes for its own label), as are exact
-    duplicates of its text only in that they count like any other neighbour.
+    The row itself is excluded (so it never votes for its own label); another row with
+    the same text counts like any other neighbour — a duplicate labelled differently is
+    evidence too.
 
     Parameters
     ----------
@@ -444,6 +445,7 @@ class LabelIssueDetector(BaseEstimator):
     api_probs_ : array or None          API answer as a distribution (NaN rows: none)
     distribution_ : array (n, n_classes) the evidence average
     scores_ : array (n,)                issue score (higher = more likely wrong)
+    calibrator_ : fitted calibrator     P(flipped | calibration_features)
     synthetic_prior_ : float            flipped share in the calibration data
     noise_rate_ : float                 estimated real error rate (confident learning)
     cleanlab_issues_ : bool array (n,)  cleanlab's find_label_issues on ``pred_probs_``

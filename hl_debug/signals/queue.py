@@ -16,7 +16,6 @@ labelling one of them teaches the model the others.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -170,8 +169,3 @@ def queue_reason(*, predicted: str | None, uncertainty: float, runner_up: str | 
         parts.append(f"near-duplicate of queued '{duplicate_of_text[:40]}'")
     return "; ".join(parts)
 
-
-def _runner_up(distribution: Sequence[Sequence[Any]] | None) -> str | None:
-    if distribution and len(distribution) > 1:
-        return str(distribution[1][0])
-    return None
