@@ -189,6 +189,10 @@ def signals(store: Store, *, options: dict[str, Any] | None = None, force: bool 
             from .label_issues import default_classifier
 
             clf = clone(default_classifier()).fit(X[rows_idx], y_all[rows_idx])
+            # The predicted label shown is the active endpoint's (the model being debugged).
+            active_ep = store.active_endpoint()
+            active = (store.predictions_df(active_ep).set_index("id").loc[ids]
+                      if active_ep in {e["endpoint"] for e in endpoints} else None)
             probs = np.zeros((len(cand), len(classes)))
             probs[:, clf.classes_] = clf.predict_proba(X[cand])
             unc = uncertainty_from_probs(probs, method="entropy")
@@ -203,16 +207,16 @@ def signals(store: Store, *, options: dict[str, Any] | None = None, force: bool 
             k_eff = min(opts["k"], len(ids) - 1)
             for rank, (pos, score, dup) in enumerate(zip(ranked["order"], ranked["score"], ranked["duplicate_of"]), 1):
                 i = cand[pos]
-                top2 = np.argsort(-probs[pos])[:2]
-                ep_label = api["label"].iloc[i] if api is not None and isinstance(api["label"].iloc[i], str) else None
-                predicted = ep_label or classes[top2[0]]
+                ranked_classes = [classes[c] for c in np.argsort(-probs[pos])]
+                ep_label = active["label"].iloc[i] if active is not None else None
+                predicted = ep_label if isinstance(ep_label, str) else ranked_classes[0]
                 cl = int(clusters[i]) if clusters is not None else None
                 queue_rows.append({
                     "id": int(ids[i]), "rank": rank, "score": float(score), "predicted_label": predicted,
                     "uncertainty": float(unc[pos]), "coverage": float(cov_all[i]), "cluster_id": cl,
                     "near_duplicate_of": int(ids[cand[dup]]) if dup >= 0 else None,
                     "reason": queue_reason(predicted=predicted, uncertainty=float(unc[pos]),
-                                           runner_up=classes[top2[1]] if classes[top2[1]] != predicted else classes[top2[0]],
+                                           runner_up=next(c for c in ranked_classes if c != predicted),
                                            knn_labeled=int(knn_lab[i]), k=k_eff, cluster_id=cl,
                                            cluster_labeled_share=share.get(cl) if cl is not None else None,
                                            duplicate_of_text=texts[cand[dup]] if dup >= 0 else None),
