@@ -3,6 +3,8 @@ PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
 EXPORT ?= ../shared/data/chatbot_intent_classifier_data.json.zip
+# The live API's recorded answers, used as the API's evidence when the file is there.
+RECORDED ?= ../shared/data/recorded_predictions_project411.json
 DB ?= data/hl_debug.db
 HOST ?= 127.0.0.1
 PORT ?= 5000
@@ -24,7 +26,7 @@ $(STAMP): setup.cfg pyproject.toml requirements/constraints.txt
 	touch $(STAMP)
 
 demo: install
-	$(BIN)/hl-debug --db $(DB) run $(EXPORT)
+	$(BIN)/hl-debug --db $(DB) run $(EXPORT) $(if $(wildcard $(RECORDED)),--recorded-predictions $(RECORDED))
 	$(BIN)/hl-debug --db $(DB) serve --host $(HOST) --port $(PORT)
 
 test: install

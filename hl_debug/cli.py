@@ -139,20 +139,24 @@ def stats(ctx: click.Context, fmt: str) -> None:
 
 @cli.command()
 @click.argument("export", type=click.Path(dir_okay=False), envvar="HL_EXPORT")
+@click.option("--recorded-predictions", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="Also import this file of recorded prediction-API answers (see import-predictions); "
+                   "the label-issue detector then uses them as the API's evidence.")
 @click.pass_context
-def run(ctx: click.Context, export: str) -> None:
+def run(ctx: click.Context, export: str, recorded_predictions: str | None) -> None:
     """Run the whole pipeline on EXPORT: ingest, predict, embed, analyze, signals.
 
     Each step is skipped when its inputs have not changed since its last run.
 
     \b
     Example:
-        hl-debug run ../shared/data/chatbot_intent_classifier_data.json.zip
+        hl-debug run ../shared/data/chatbot_intent_classifier_data.json.zip \\
+            --recorded-predictions ../shared/data/recorded_predictions_project411.json
     """
     from pipelines.full import run_pipeline
 
     store = _store(ctx, create=True)
-    for summary in run_pipeline(store, export):
+    for summary in run_pipeline(store, export, recorded_predictions=recorded_predictions):
         details = ", ".join(f"{k}={v}" for k, v in summary.items() if k not in ("step", "seconds"))
         click.echo(f"{summary['step']:<10} {summary['seconds']:>7.1f}s  {details}")
 

@@ -15,14 +15,14 @@ from hl_debug.store import Store
 
 
 @pytest.mark.slow
-def test_run_real_export_maps_and_clusters_everything(db_path, real_export, tmp_path):
+def test_run_real_export_maps_and_clusters_everything(db_path, real_export, recorded_predictions, tmp_path):
     runner = CliRunner()
-    args = ["--db", str(db_path), "run", str(real_export)]
+    args = ["--db", str(db_path), "run", str(real_export), "--recorded-predictions", str(recorded_predictions)]
     r = runner.invoke(cli, args, obj={})
     assert r.exit_code == 0, r.output
     summary = re.compile(r"^(\w+)\s+[\d.]+s  ")  # "<step>  <seconds>s  <counts>"; progress bars go elsewhere
     steps = [m.group(1) for line in r.stdout.splitlines() if (m := summary.match(line))]
-    assert steps[:4] == ["ingest", "predict", "embed", "analyze"]
+    assert steps == ["ingest", "import", "predict", "embed", "analyze", "signals"]
 
     store = Store(db_path)
     try:
@@ -37,6 +37,10 @@ def test_run_real_export_maps_and_clusters_everything(db_path, real_export, tmp_
         report = store.report("analysis")
         assert len(report["impure_clusters"]) >= 5 and len(report["unannotated_regions"]) >= 3
         assert all(r["suspects"] for r in report["impure_clusters"])
+        # the debug signals cover every annotated row and every unannotated one
+        assert len(store.rows("issues")) == 2134 and len(store.rows("queue")) == 193
+        assert any(e["endpoint"].startswith("recorded:") for e in store.endpoints())
+        assert store.report("model_report")
     finally:
         store.close()
 
@@ -49,7 +53,7 @@ def test_run_real_export_maps_and_clusters_everything(db_path, real_export, tmp_
     r = runner.invoke(cli, args, obj={})
     assert r.exit_code == 0, r.output
     lines = {m.group(1): line for line in r.stdout.splitlines() if (m := summary.match(line))}
-    for step in ("predict", "embed", "analyze"):
+    for step in ("import", "predict", "embed", "analyze", "signals"):
         assert "skipped=True" in lines[step], lines[step]
     r = runner.invoke(cli, ["--db", str(db_path), "export", "clusters", "--format", "json"], obj={})
     assert len(json.loads(r.stdout)) == len(clusters)

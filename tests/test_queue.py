@@ -73,3 +73,16 @@ def test_queue_reason_mentions_the_evidence():
                         cluster_id=4, cluster_labeled_share=0.1, duplicate_of_text="lost my card")
     assert "card_issue vs bill_question" in text and "0/10" in text and "cluster 4 10% labelled" in text
     assert "near-duplicate" in text
+
+
+def test_rank_queue_bounded_greedy_keeps_a_full_non_increasing_order():
+    rng = np.random.default_rng(7)
+    X = rng.normal(size=(300, 8)).astype(np.float32)
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    unc, cov = rng.uniform(size=300), rng.uniform(size=300)
+    clusters = rng.integers(-1, 6, size=300)
+    full = rank_queue(X, uncertainty=unc, coverage=cov, cluster_ids=clusters)
+    bounded = rank_queue(X, uncertainty=unc, coverage=cov, cluster_ids=clusters, max_greedy=40)
+    assert sorted(bounded["order"].tolist()) == list(range(300))
+    np.testing.assert_array_equal(bounded["order"][:40], full["order"][:40])
+    assert np.all(np.diff(bounded["score"]) <= 1e-12)

@@ -88,7 +88,7 @@ def coverage_scores(X: Any, labeled: Any, *, k: int = 10, cluster_ids: Any = Non
 
 def rank_queue(X: Any, *, uncertainty: Any, coverage: Any, cluster_ids: Any = None,
                similarity_penalty: float = 0.5, cluster_decay: float = 0.85,
-               duplicate_threshold: float = 0.9) -> dict[str, np.ndarray]:
+               duplicate_threshold: float = 0.9, max_greedy: int = 2000) -> dict[str, np.ndarray]:
     """Order candidates by uncertainty × coverage with diversity.
 
     Parameters
@@ -103,6 +103,10 @@ def rank_queue(X: Any, *, uncertainty: Any, coverage: Any, cluster_ids: Any = No
         ... and by ``cluster_decay ** picks_from_same_cluster``.
     duplicate_threshold : float
         Candidates at least this similar to an earlier pick are moved to the end.
+    max_greedy : int
+        Picks made one at a time (each O(m)); the candidates left after that many are
+        appended by their penalised priority at that point, which keeps the order
+        non-increasing and the cost O(max_greedy × m) on large pools.
 
     Returns
     -------
@@ -125,14 +129,18 @@ def rank_queue(X: Any, *, uncertainty: Any, coverage: Any, cluster_ids: Any = No
     priority = np.sqrt(u * c)
     max_sim = np.zeros(m)
     dup_of = np.full(m, -1, dtype=np.int64)
-    picks_in_cluster: dict[int, int] = {}
+    decay = np.ones(m)  # cluster_decay ** (picks so far from the row's cluster)
     free = np.ones(m, dtype=bool)
     order, scores = [], []
-    for _ in range(m):
-        decay = np.array([cluster_decay ** picks_in_cluster.get(int(cl), 0) if cl != -1 else 1.0 for cl in clusters])
+
+    def effective() -> np.ndarray:
         eff = priority * (1.0 - similarity_penalty * np.clip(max_sim, 0, 1)) * decay
         eff[dup_of >= 0] -= 2.0  # near-duplicates of a pick: after every other candidate
         eff[~free] = -np.inf
+        return eff
+
+    for _ in range(min(m, max_greedy)):
+        eff = effective()
         i = int(np.argmax(eff))
         order.append(i)
         scores.append(max(float(eff[i]), 0.0))  # non-increasing: penalties only grow
@@ -142,7 +150,13 @@ def rank_queue(X: Any, *, uncertainty: Any, coverage: Any, cluster_ids: Any = No
         dup_of[newly] = i
         max_sim = np.maximum(max_sim, sim)
         if clusters[i] != -1:
-            picks_in_cluster[int(clusters[i])] = picks_in_cluster.get(int(clusters[i]), 0) + 1
+            decay[clusters == clusters[i]] *= cluster_decay
+    if len(order) < m:
+        eff = effective()
+        rest = np.flatnonzero(free)
+        rest = rest[np.argsort(-eff[rest], kind="stable")]
+        order.extend(int(i) for i in rest)
+        scores.extend(np.maximum(eff[rest], 0.0).tolist())
     order_arr = np.array(order, dtype=np.int64)
     return {"order": order_arr, "priority": priority[order_arr], "score": np.array(scores),
             "duplicate_of": dup_of[order_arr]}
