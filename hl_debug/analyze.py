@@ -31,6 +31,7 @@ from sklearn.base import BaseEstimator
 
 from . import clusters as cl
 from .errors import AnalysisError, ConfigError, MissingStepError
+from .neighbors import knn as exact_knn
 from .store import Store, hash_json, package_versions
 
 log = logging.getLogger(__name__)
@@ -79,20 +80,24 @@ def knn_graph(X: np.ndarray, n_neighbors: int, *, metric: str = "cosine") -> tup
     Exact duplicates have distance 0 to each other, so the query may list a twin before
     the row itself; the row is moved to column 0 explicitly.
     """
-    from sklearn.neighbors import NearestNeighbors
-
     n = len(X)
     if not 2 <= n_neighbors <= n:
         raise ValueError(f"n_neighbors must be between 2 and the number of rows ({n}), got {n_neighbors}")
-    nn = NearestNeighbors(n_neighbors=n_neighbors, metric=metric, algorithm="brute").fit(X)
-    dist, idx = nn.kneighbors(X)
-    out_idx = np.empty_like(idx)
-    out_dist = np.empty(dist.shape, dtype=np.float32)
-    for i in range(n):
-        others = idx[i] != i
-        row_idx, row_dist = idx[i][others][: n_neighbors - 1], dist[i][others][: n_neighbors - 1]
-        out_idx[i, 0], out_dist[i, 0] = i, 0.0
-        out_idx[i, 1:], out_dist[i, 1:] = row_idx, np.maximum(row_dist, 0.0)
+    out_idx = np.empty((n, n_neighbors), dtype=np.int64)
+    out_dist = np.empty((n, n_neighbors), dtype=np.float32)
+    out_idx[:, 0], out_dist[:, 0] = np.arange(n), 0.0
+    if metric == "cosine":
+        # Shared with the signals step's neighbour queries (one pass over the data per run).
+        idx, sim = exact_knn(X, n_neighbors - 1)
+        out_idx[:, 1:], out_dist[:, 1:] = idx, np.maximum(1.0 - sim, 0.0)
+        return out_idx, out_dist
+    from sklearn.neighbors import NearestNeighbors
+
+    dist, idx = NearestNeighbors(n_neighbors=n_neighbors, metric=metric, algorithm="brute").fit(X).kneighbors(X)
+    others = idx != np.arange(n)[:, None]
+    others[others.sum(axis=1) == n_neighbors, -1] = False  # the row itself was not listed: drop the farthest
+    out_idx[:, 1:] = idx[others].reshape(n, n_neighbors - 1)
+    out_dist[:, 1:] = np.maximum(dist[others].reshape(n, n_neighbors - 1), 0.0)
     return out_idx, out_dist
 
 

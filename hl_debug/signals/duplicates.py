@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components
-from sklearn.neighbors import NearestNeighbors
+
+from ..neighbors import MIN_K, knn
 
 KINDS = ("conflicting_labels", "split_leakage")
 EVAL_USAGES = ("validation", "testing")
@@ -50,17 +51,17 @@ def near_duplicate_components(X: Any, *, threshold: float = 0.95) -> tuple[np.nd
     n = len(X)
     if n == 0:
         return np.zeros(0, dtype=np.int64), np.zeros(0)
-    # radius_neighbors keeps exact duplicates (distance 0), which a sparse distance graph would drop.
-    nn = NearestNeighbors(radius=1.0 - threshold + 1e-6, metric="cosine").fit(X)
-    dist, idx = nn.radius_neighbors(X, sort_results=False)
-    r = np.repeat(np.arange(n), [len(i) for i in idx])
-    c = np.concatenate(idx).astype(np.int64)
-    d = np.concatenate(dist)
-    off = r != c
-    adj = csr_matrix((np.ones(off.sum()), (r[off], c[off])), shape=(n, n))
+    if n == 1:
+        return np.zeros(1, dtype=np.int64), np.full(1, np.nan)
+    # Edges from the shared kNN (exact duplicates included): a group larger than MIN_K + 1
+    # stays connected through its members' own neighbour lists.
+    idx, sim = knn(X, min(n - 1, MIN_K))
+    r, pos = np.nonzero(sim >= threshold - 1e-6)
+    c, s_ = idx[r, pos], sim[r, pos]
+    adj = csr_matrix((np.ones(len(r)), (r, c)), shape=(n, n))
     _, component = connected_components(adj, directed=False)
     best = np.full(n, np.nan)
-    np.fmax.at(best, r[off], 1.0 - d[off])
+    np.fmax.at(best, r, s_.astype(np.float64))
     return component.astype(np.int64), np.clip(best, -1.0, 1.0)
 
 

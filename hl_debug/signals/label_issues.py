@@ -32,7 +32,8 @@ import numpy as np
 from sklearn.base import BaseEstimator, clone
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
-from sklearn.neighbors import NearestNeighbors
+
+from ..neighbors import knn
 
 log = logging.getLogger(__name__)
 
@@ -188,13 +189,7 @@ def knn_label_distribution(X: Any, labels: Any, *, n_classes: int | None = None,
         if n < 2:
             raise ValueError("kNN label agreement needs at least two labelled rows")
         k = min(k, n - 1)
-        nn = NearestNeighbors(n_neighbors=k + 1, metric="cosine").fit(X)
-        dist, idx = nn.kneighbors(X)
-        # Drop the row itself (usually column 0, but ties with duplicates may reorder it).
-        keep = idx != np.arange(n)[:, None]
-        keep[keep.sum(axis=1) > k, -1] = False
-        idx = idx[keep].reshape(n, k)
-        sim = 1.0 - dist[keep].reshape(n, k)
+        idx, sim = knn(X, k)  # the row itself excluded; shared with the other signals
     else:
         idx, sim = (np.asarray(a) for a in neighbors)
         if idx.shape != sim.shape or len(idx) != n:
@@ -512,10 +507,7 @@ class LabelIssueDetector(BaseEstimator):
             api_probs = api_distribution(api_labels, api_confidence, n_classes=K)
         if neighbors is None:
             k = min(self.k, n - 1)
-            dist, idx = NearestNeighbors(n_neighbors=k + 1, metric="cosine").fit(X).kneighbors(X)
-            keep = idx != np.arange(n)[:, None]
-            keep[keep.sum(axis=1) > k, -1] = False
-            neighbors = (idx[keep].reshape(n, k), 1.0 - dist[keep].reshape(n, k))
+            neighbors = knn(X, k)
 
         members = self._members(X, labels, K, neighbors, cluster_ids, api_probs, self.random_state)
         self.pred_probs_, self.knn_probs_ = members[0], members[1]

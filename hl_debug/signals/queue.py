@@ -19,7 +19,8 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from sklearn.neighbors import NearestNeighbors
+
+from ..neighbors import knn
 
 UNCERTAINTY_METHODS = ("entropy", "margin")
 
@@ -68,10 +69,7 @@ def coverage_scores(X: Any, labeled: Any, *, k: int = 10, cluster_ids: Any = Non
     k = min(k, n - 1)
     if k < 1:
         return np.ones(n), np.zeros(n, dtype=np.int64)
-    _, idx = NearestNeighbors(n_neighbors=k + 1, metric="cosine").fit(X).kneighbors(X)
-    keep = idx != np.arange(n)[:, None]
-    keep[keep.sum(axis=1) > k, -1] = False
-    idx = idx[keep].reshape(n, k)
+    idx, _ = knn(X, k)
     knn_labeled = labeled[idx].sum(axis=1)
     coverage = 1.0 - knn_labeled / k
     if cluster_ids is not None:

@@ -1,0 +1,51 @@
+"""The shared exact-cosine kNN."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.neighbors import NearestNeighbors
+
+from hl_debug import neighbors
+from hl_debug.neighbors import knn
+
+
+def _unit(rng, n, d):
+    X = rng.normal(size=(n, d)).astype(np.float32)
+    return X / np.linalg.norm(X, axis=1, keepdims=True)
+
+
+def test_matches_sklearn_and_excludes_self(monkeypatch):
+    monkeypatch.setattr(neighbors, "BLOCK_FLOATS", 500)  # force several blocks
+    X = _unit(np.random.default_rng(0), 120, 16)
+    idx, sim = knn(X, 7, cache=False)
+    d, ref = NearestNeighbors(n_neighbors=8, metric="cosine", algorithm="brute").fit(X).kneighbors(X)
+    np.testing.assert_array_equal(idx, ref[:, 1:])
+    np.testing.assert_allclose(sim, 1 - d[:, 1:], atol=1e-5)
+    assert not (idx == np.arange(120)[:, None]).any()
+    assert np.all(np.diff(sim, axis=1) <= 1e-7)
+
+
+def test_exact_duplicates_are_each_others_nearest():
+    X = _unit(np.random.default_rng(1), 30, 8)
+    X[5] = X[17]
+    idx, sim = knn(X, 3, cache=False)
+    assert idx[5, 0] == 17 and idx[17, 0] == 5 and sim[5, 0] == pytest.approx(1.0)
+
+
+def test_cached_by_content_and_sliced_for_smaller_k():
+    neighbors.clear_cache()
+    X = _unit(np.random.default_rng(2), 60, 8)
+    idx10, _ = knn(X, 10)
+    idx3, sim3 = knn(X.copy(), 3)  # same content, another array: a cache hit
+    np.testing.assert_array_equal(idx3, idx10[:, :3])
+    assert len(neighbors._CACHE) == 1
+    with pytest.raises(ValueError):
+        idx3[0, 0] = 1  # shared results are read-only
+
+
+def test_bad_input():
+    with pytest.raises(ValueError, match="k must be between 1"):
+        knn(np.eye(3, dtype=np.float32), 3)
+    with pytest.raises(ValueError, match="2-D"):
+        knn(np.zeros(3, dtype=np.float32), 1)
