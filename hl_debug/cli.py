@@ -651,6 +651,16 @@ def export_duplicates(ctx: click.Context, fmt: str, output: str | None) -> None:
     emit(rows, ("group_id", "kind", "id", "text", "intent", "usage", "similarity"), fmt, output)
 
 
+def _model_report(store: Store) -> dict:
+    """The Signals step's stored model report (every endpoint)."""
+    body = store.report("model_report")
+    if body is None:
+        from .errors import MissingStepError
+
+        raise MissingStepError("the database has no model report yet", step="signals")
+    return body
+
+
 @export.command("report")
 @output_option
 @click.option("--format", "fmt", type=click.Choice(["json"]), default="json", show_default=True, help="Output format.")
@@ -662,11 +672,7 @@ def export_report(ctx: click.Context, output: str | None, fmt: str) -> None:
     Example:
         hl-debug export report --format json -o model_report.json
     """
-    body = _store(ctx).report("model_report")
-    if body is None:
-        from .errors import MissingStepError
-
-        raise MissingStepError("the database has no model report yet", step="signals")
+    body = _model_report(_store(ctx))
     text = json.dumps(body, indent=1, ensure_ascii=False) + "\n"
     if output:
         Path(output).write_text(text, encoding="utf-8")
@@ -689,11 +695,7 @@ def report(ctx: click.Context, fmt: str) -> None:
     from .signals.report import summary_text
 
     store = _store(ctx)
-    body = store.report("model_report")
-    if body is None:
-        from .errors import MissingStepError
-
-        raise MissingStepError("the database has no model report yet", step="signals")
+    body = _model_report(store)
     if fmt == "json":
         click.echo(json.dumps(body, indent=1, ensure_ascii=False))
         return

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hl_debug.signals.report import model_report, reliability, summary_text
+from hl_debug.signals.report import SPLITS, confusion_cell, model_report, reliability, summary_text
 
 
 @pytest.fixture
@@ -58,6 +58,41 @@ def test_reliability_and_ece():
     assert over["ece"] == pytest.approx(0.9)
 
 
+def test_split_selections_evaluation_training_all(rows):
+    rep = model_report(**rows, splits=SPLITS)
+    assert list(rep["splits"]) == list(SPLITS)
+    ev, t, v = rep["splits"]["evaluation"], rep["splits"]["testing"], rep["splits"]["validation"]
+    assert ev["n"] == t["n"] + v["n"] == 12 and ev["n_scored"] == 11
+    assert ev["confusion"]["matrix"] == np.add(t["confusion"]["matrix"], v["confusion"]["matrix"]).tolist()
+    assert rep["splits"]["all"]["n"] == 12  # only annotated rows are scored
+    train = rep["splits"]["training"]
+    assert train["n"] == 0 and train["accuracy"] is None and train["confusion"] is None
+    assert train["most_confused"] == [] and train["calibration"] == {"bins": [], "ece": None, "n": 0}
+    # each split has its own reliability curve; the top-level one is the evaluation rows'
+    assert t["calibration"]["n"] == 8 and v["calibration"]["n"] == 3
+    assert rep["calibration"] == ev["calibration"] and ev["calibration"]["n"] == 11
+    # a single name is accepted too, and the default stays testing + validation
+    assert list(model_report(**rows, splits="all")["splits"]) == ["all"]
+    assert list(model_report(**rows)["splits"]) == ["testing", "validation"]
+
+
+def test_entropy_histograms_share_bin_edges(rows):
+    hist = model_report(**rows, n_entropy_bins=4)["entropy"]["histogram"]
+    assert len(hist["edges"]) == 5 and hist["edges"][0] == pytest.approx(0.1) and hist["edges"][-1] == pytest.approx(0.9)
+    assert set(hist["counts"]) == {"testing", "validation", "unassigned"}  # splits without rows are left out
+    assert {k: sum(c) for k, c in hist["counts"].items()} == {"testing": 8, "validation": 3, "unassigned": 2}
+    assert all(len(c) == 4 for c in hist["counts"].values())  # rows with a prediction, on the shared edges
+    assert hist["counts"]["validation"] == [3, 0, 0, 0] and hist["counts"]["unassigned"][-1] >= 1
+
+
+def test_confusion_cell_lists_the_rows_of_one_cell(rows):
+    cols = {k: rows[k] for k in ("ids", "given", "usage", "predicted")}
+    assert confusion_cell(**cols, given_label="a", predicted_label="b") == [103]
+    assert confusion_cell(**cols, given_label="a", predicted_label="a", split="validation") == [104, 105]
+    assert confusion_cell(**cols, given_label="b", predicted_label="b", split="all") == [106, 107, 108, 109, 110]
+    assert confusion_cell(**cols, given_label="a", predicted_label="b", split="training") == []
+
+
 def test_summary_text_names_endpoint_and_ece(rows):
     text = summary_text({"endpoints": [model_report(**rows)]})
     assert "fake:1" in text and "accuracy=0.875" in text and "ECE=" in text and "a <-> b" in text
@@ -70,3 +105,16 @@ def test_bad_input(rows):
         reliability(np.array([True]), np.array([1.5]))
     with pytest.raises(ValueError, match="n_bins must be >= 1"):
         reliability(np.array([True]), np.array([0.5]), n_bins=0)
+    valid = "valid: evaluation, testing, validation, training, all"
+    with pytest.raises(ValueError, match=f"unknown split 'prod'; {valid}"):
+        model_report(**rows, splits=("testing", "prod"))
+    with pytest.raises(ValueError, match=f"unknown split 'prod'; {valid}"):
+        confusion_cell(ids=[1], given=["a"], usage=["testing"], predicted=["a"], given_label="a",
+                       predicted_label="a", split="prod")
+    with pytest.raises(ValueError, match="n_entropy_bins must be >= 1"):
+        model_report(**rows, n_entropy_bins=0)
+    with pytest.raises(ValueError, match="n_pairs and n_examples must be >= 0"):
+        model_report(**rows, n_pairs=-1)
+    with pytest.raises(ValueError, match="usage has 2 entries but ids has 1"):
+        confusion_cell(ids=[1], given=["a"], usage=["testing", None], predicted=["a"], given_label="a",
+                       predicted_label="a")

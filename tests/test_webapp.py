@@ -111,20 +111,34 @@ def test_report_page_shows_metrics_and_plots(client):
     for name in ("confusion_matrix", "reliability", "entropy_by_split", "entropy_by_intent"):
         assert f'"name": "{name}"' in html
     assert 'id="per-intent"' in html and "Rows without a prediction (1)" in html
-    assert "Signals report" in html and "calibration.ece" in html and "splits.testing.accuracy" in html
+    # every split is summarised; the selected one (validation + testing by default) in detail
+    assert 'id="split-summary"' in html and 'class="selected"' in html
+    assert '<b id="accuracy">0.833</b>' in html and "<td>0.667</td>" in html  # evaluation; testing alone
     assert 'id="most-confused"' in html and "bill_question ↔ card_issue" in html
+    assert "did my internet bill go through" in html  # the confused pair's example
 
 
-def test_signals_report_is_read_defensively():
-    from webapp.model_report import most_confused, signals_entry, summary_scalars
+def test_report_page_split_selector_scores_the_chosen_rows(client):
+    html = client.get("/report?split=testing").get_data(as_text=True)
+    assert "3 of 3 annotated rows answered" in html and '<b id="accuracy">0.667</b>' in html
+    assert "bill_question ↔ card_issue" in html
+    html = client.get("/report?split=validation").get_data(as_text=True)
+    assert '<b id="accuracy">1.000</b>' in html and 'id="most-confused"' not in html
+    html = client.get("/report?split=all").get_data(as_text=True)
+    assert "19 of 19 annotated rows answered" in html
 
-    assert signals_entry(None, "e") is None and signals_entry(["x"], "e") is None
-    assert signals_entry({"endpoints": [{"endpoint": "other"}]}, "e") is None
-    assert signals_entry({"e": {"accuracy": 0.9}}, "e") == {"accuracy": 0.9}
-    assert summary_scalars({"a": 1, "b": {"c": 0.5, "d": [1]}, "flag": True}) == {"a": 1, "b.c": 0.5}
-    assert most_confused({"splits": {"testing": {"most_confused": ["junk", {"intents": ["a", "b"]}]}}}, "testing") == [
-        {"split": "testing", "intents": ["a", "b"], "count": None, "examples": []}]
-    assert most_confused({"splits": "bad"}, "testing") == []
+
+def test_report_page_and_confusion_cells_for_any_endpoint(web_db):
+    s = Store(web_db)  # a second endpoint that answers card_issue for every row
+    s.save_predictions("other:model", [{"text_hash": u["text_hash"], "label": "card_issue", "confidence": 0.9,
+                                        "distribution": [["card_issue", 0.9]], "entropy": 0.3, "margin": 0.8}
+                                       for u in s.utterances()])
+    s.close()
+    client = create_app({"DB": str(web_db), "TESTING": True}).test_client()
+    html = client.get("/report?endpoint=other:model").get_data(as_text=True)
+    assert "Rows without a prediction (0)" in html and "bill_question ↔ card_issue" in html
+    body = client.get("/api/confusion?given=bill_question&predicted=card_issue&endpoint=other:model").json
+    assert body["n"] == 2 and {r["predicted_label"] for r in body["rows"]} == {"card_issue"}
 
 
 def test_report_page_unknown_endpoint_is_404(client):

@@ -11,6 +11,7 @@ from flask import Blueprint, abort, current_app, jsonify, request
 
 from hl_debug import annotations
 from hl_debug.errors import MissingFieldError
+from hl_debug.store import Store
 
 from .db import get_store
 
@@ -38,6 +39,17 @@ def _int_arg(name: str, default: int, *, lo: int = 0, hi: int = 100_000) -> int:
     if not lo <= value <= hi:
         abort(400, f"query parameter '{name}' must be between {lo} and {hi}, got {value}")
     return value
+
+
+def _window() -> tuple[int, int]:
+    """``?limit=`` (default 50) and ``?offset=`` of a ranked list."""
+    return _int_arg("limit", 50, lo=1, hi=5000), _int_arg("offset", 0, hi=10**9)
+
+
+def _require_table(store: Store, table: str, what: str, *, step: str) -> None:
+    """409 naming the step to run when ``table`` (written by ``step``) does not exist yet."""
+    if not store.table_exists(table):
+        abort(409, f"no {what} yet: run `hl-debug {step}` (or `hl-debug run EXPORT`) first")
 
 
 def parse_ids(raw: str | None, *, limit: int) -> list[int]:
@@ -92,8 +104,7 @@ def neighbors(utterance_id: int):
     """The k nearest neighbours of one utterance with their effective labels."""
     store = get_store()
     store.get_utterance(utterance_id)  # 404 for an unknown id
-    if not store.table_exists("neighbors"):
-        abort(409, "no nearest neighbours yet: run `hl-debug analyze` first")
+    _require_table(store, "neighbors", "nearest neighbours", step="analyze")
     return jsonify({"id": utterance_id, "neighbors": store.neighbors_of(utterance_id)})
 
 
@@ -128,8 +139,7 @@ def _decode_cluster(row: dict) -> dict:
 def clusters():
     """Clusters ranked by impurity (most impure first)."""
     store = get_store()
-    if not store.table_exists("clusters"):
-        abort(409, "no clusters yet: run `hl-debug analyze` first")
+    _require_table(store, "clusters", "clusters", step="analyze")
     order = ("impurity_rank IS NULL, impurity_rank, purity, cluster_id"  # pure clusters have no rank
                  if "impurity_rank" in store.table_columns("clusters") else "cluster_id")
     return jsonify({"clusters": [_decode_cluster(r) for r in store.rows("clusters", order_by=order)]})
@@ -139,8 +149,7 @@ def clusters():
 def cluster(cluster_id: int):
     """One cluster and its rows, minority-label rows first."""
     store = get_store()
-    if not store.table_exists("clusters"):
-        abort(409, "no clusters yet: run `hl-debug analyze` first")
+    _require_table(store, "clusters", "clusters", step="analyze")
     found = store.rows("clusters", where="cluster_id = ?", params=[cluster_id])
     if not found:
         abort(404, f"no cluster with id {cluster_id}")
@@ -155,9 +164,8 @@ def cluster(cluster_id: int):
 def issues():
     """Suspected label errors by score (``?limit=&offset=&pending=1&flagged=1``)."""
     store = get_store()
-    if not store.table_exists("issues"):
-        abort(409, "no label-issue scores yet: run `hl-debug signals` (or `hl-debug run EXPORT`) first")
-    limit, offset = _int_arg("limit", 50, lo=1, hi=5000), _int_arg("offset", 0, hi=10**9)
+    _require_table(store, "issues", "label-issue scores", step="signals")
+    limit, offset = _window()
     order = "score DESC, id" if "score" in store.table_columns("issues") else "id"
     ids, total = store.ranked_ids("issues", order_by=order, pending_only=request.args.get("pending") == "1",
                                   flagged_only=request.args.get("flagged") == "1", limit=limit, offset=offset)
@@ -168,9 +176,8 @@ def issues():
 def queue():
     """The annotation queue in recommended order, with review progress."""
     store = get_store()
-    if not store.table_exists("queue"):
-        abort(409, "no annotation queue yet: run `hl-debug signals` (or `hl-debug run EXPORT`) first")
-    limit, offset = _int_arg("limit", 50, lo=1, hi=5000), _int_arg("offset", 0, hi=10**9)
+    _require_table(store, "queue", "annotation queue", step="signals")
+    limit, offset = _window()
     order = "rank, id" if "rank" in store.table_columns("queue") else "id"
     ids, total = store.ranked_ids("queue", order_by=order, limit=limit, offset=offset)
     rows = store.web_dicts_in_order(ids)

@@ -137,7 +137,7 @@ def queue_view():
 @bp.get("/report")
 def report_view():
     """The model report: per-intent metrics, confusion matrix, reliability, entropy, unanswered rows."""
-    from .model_report import SPLITS, compute, most_confused, signals_entry, summary_scalars
+    from .model_report import SPLITS, check_split, compute
 
     store = get_store()
     store.require_utterances()
@@ -148,18 +148,19 @@ def report_view():
     endpoint = request.args.get("endpoint") or store.active_endpoint() or endpoints[0]
     if endpoint not in endpoints:
         abort(404, f"no predictions for endpoint {endpoint!r}; known: {', '.join(endpoints)}")
-    split = request.args.get("split", "evaluation")
-    rep = compute(store, endpoint=endpoint, split=split)
+    split = check_split(request.args.get("split", "evaluation"))
+    rep = compute(store, endpoint=endpoint)
+    sel, ent = rep["splits"][split], rep["entropy"]
     items = {
-        "confusion": json_item(plots.confusion_figure(rep["labels"], rep["confusion"])) if rep["confusion"] else None,
-        "reliability": json_item(plots.reliability_figure(rep["reliability"])) if rep["reliability"] else None,
-        "entropy": json_item(plots.entropy_figure(rep["entropy_hist"])) if rep["entropy_hist"] else None,
-        "intent_entropy": json_item(plots.intent_entropy_figure(rep["entropy_by_intent"])) if rep["entropy_by_intent"] else None,
+        "confusion": json_item(plots.confusion_figure(**sel["confusion"])) if sel["confusion"] else None,
+        "reliability": json_item(plots.reliability_figure(sel["calibration"]["bins"])) if sel["calibration"]["n"] else None,
+        "entropy": json_item(plots.entropy_figure(**ent["histogram"])) if ent["histogram"]["counts"] else None,
+        "intent_entropy": (json_item(plots.intent_entropy_figure(ent["by_intent"]))
+                           if any(d["n"] for d in ent["by_intent"].values()) else None),
     }
-    entry = signals_entry(store.report("model_report"), endpoint)
-    return render_template("report.html", missing=None, rep=rep, items=items, endpoint=endpoint, endpoints=endpoints,
-                           split=split, splits=SPLITS, signals_summary=summary_scalars(entry),
-                           confused=most_confused(entry, split), config={"endpoint": endpoint, "split": split})
+    return render_template("report.html", missing=None, rep=rep, sel=sel, items=items, endpoint=endpoint,
+                           endpoints=endpoints, split=split, splits=SPLITS,
+                           config={"endpoint": endpoint, "split": split})
 
 
 @bp.get("/bokehjs/<path:filename>")

@@ -84,42 +84,53 @@ def confusion_figure(labels: Sequence[str], matrix: Sequence[Sequence[int]]) -> 
 
 
 def reliability_figure(bins: Sequence[dict]) -> figure:
-    """Reliability diagram: accuracy vs mean confidence per bin; the diagonal is perfect calibration."""
+    """Reliability diagram: accuracy vs mean confidence per bin; the diagonal is perfect calibration.
+
+    ``bins`` are :func:`hl_debug.signals.report.reliability`'s: dicts with lo, hi, n,
+    confidence and accuracy.
+    """
     p = figure(width=420, height=380, x_range=Range1d(0, 1), y_range=Range1d(0, 1.02), tools="save,hover",
                x_axis_label="confidence", y_axis_label="accuracy", name="reliability",
-               tooltips=[("bin", "@lower{0.0}–@upper{0.0}"), ("confidence", "@confidence{0.000}"),
-                         ("accuracy", "@accuracy{0.000}"), ("rows", "@count")])
+               tooltips=[("bin", "@lo{0.0}–@hi{0.0}"), ("confidence", "@confidence{0.000}"),
+                         ("accuracy", "@accuracy{0.000}"), ("rows", "@n")])
     p.line([0, 1], [0, 1], line_dash="dashed", line_color="#888888")
-    src = ColumnDataSource({k: [b[k] for b in bins] for k in ("lower", "upper", "confidence", "accuracy", "count")})
-    p.quad(left="lower", right="upper", bottom=0, top="accuracy", source=src, fill_alpha=0.25,
+    src = ColumnDataSource({k: [b[k] for b in bins] for k in ("lo", "hi", "confidence", "accuracy", "n")})
+    p.quad(left="lo", right="hi", bottom=0, top="accuracy", source=src, fill_alpha=0.25,
            fill_color=Category10[3][0], line_color=Category10[3][0])
     p.line("confidence", "accuracy", source=src, line_width=2, color=Category10[3][1])
     p.scatter("confidence", "accuracy", source=src, size=7, color=Category10[3][1])
     return p
 
 
-def entropy_figure(hist: dict[str, dict]) -> figure:
-    """Entropy distribution per split (one step line per split, counts normalised to shares)."""
+def entropy_figure(edges: Sequence[float], counts: dict[str, Sequence[int]]) -> figure:
+    """Entropy distribution per split: one step line per split on the shared bin ``edges``
+    (length n_bins + 1), ``counts`` per split (length n_bins) normalised to shares."""
     p = figure(width=520, height=380, tools="save", x_axis_label="prediction entropy (nats)",
                y_axis_label="share of rows", name="entropy_by_split")
     palette = Category10[10]
-    for k, (split, h) in enumerate(sorted(hist.items())):
-        total = sum(h["counts"]) or 1
-        xs = h["edges"][:-1] + [h["edges"][-1]]
-        ys = [c / total for c in h["counts"]] + [h["counts"][-1] / total]
-        p.step(xs, ys, mode="after", line_width=2, color=palette[k % 10], legend_label=f"{split} ({total})")
-    if hist:
+    xs = list(edges)
+    for k, (split, c) in enumerate(sorted(counts.items())):
+        total = sum(c) or 1
+        ys = [v / total for v in c] + [c[-1] / total]
+        p.step(xs, ys, mode="after", line_width=2, color=palette[k % 10], legend_label=f"{split} ({sum(c)})")
+    if counts:
         p.legend.location = "top_right"
     return p
 
 
-def intent_entropy_figure(rows: Sequence[dict]) -> figure:
-    """Mean prediction entropy per predicted intent (horizontal bars, most uncertain on top)."""
-    rows = sorted(rows, key=lambda r: r["mean"])
-    intents = [r["intent"] for r in rows]
+def intent_entropy_figure(by_intent: dict[str, dict]) -> figure:
+    """Mean prediction entropy per intent (horizontal bars, most uncertain on top).
+
+    ``by_intent`` maps an intent to entropy quantiles (n, mean, q50, q90, ...; annotated
+    rows count under their given intent, unannotated ones under the predicted intent);
+    intents without rows are left out.
+    """
+    rows = sorted(((k, d) for k, d in by_intent.items() if d["n"]), key=lambda kv: kv[1]["mean"])
+    intents = [k for k, _ in rows]
     p = figure(y_range=intents or ["none"], width=520, height=max(260, 24 * len(rows) + 80), tools="save,hover",
                x_axis_label="mean entropy (nats)", name="entropy_by_intent",
-               tooltips=[("intent", "@intent"), ("mean", "@mean{0.000}"), ("median", "@median{0.000}"), ("rows", "@n")])
-    src = ColumnDataSource({k: [r[k] for r in rows] for k in ("intent", "mean", "median", "n")})
+               tooltips=[("intent", "@intent"), ("mean", "@mean{0.000}"), ("median", "@q50{0.000}"),
+                         ("90th percentile", "@q90{0.000}"), ("rows", "@n")])
+    src = ColumnDataSource({"intent": intents, **{k: [d[k] for _, d in rows] for k in ("mean", "q50", "q90", "n")}})
     p.hbar(y="intent", right="mean", height=0.7, source=src, color=Category10[3][0])
     return p

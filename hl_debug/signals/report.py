@@ -1,11 +1,13 @@
 """Model report: how a prediction endpoint's answers compare with the annotations.
 
 :func:`model_report` takes plain arrays (one entry per utterance) and returns a JSON-ready
-dict: per-intent precision/recall/F1/support and a confusion matrix on the ``testing``
-and ``validation`` rows, the most confused intent pairs with example utterances, a
-reliability curve with the expected calibration error, the entropy distribution per
-split and per intent, and the rows the endpoint gave no prediction for.
-:func:`summary_text` renders the short text version the CLI prints.
+dict: per split, per-intent precision/recall/F1/support, a confusion matrix, the most
+confused intent pairs with example utterances and a reliability curve with the expected
+calibration error; the entropy distribution per split and per intent (quantiles, and
+histograms on shared bin edges); and the rows the endpoint gave no prediction for.
+:func:`confusion_cell` lists the rows behind one confusion-matrix cell, and
+:func:`summary_text` renders the short text version the CLI prints. The Signals step
+stores the report; the web app computes it live for any endpoint and split.
 """
 
 from __future__ import annotations
@@ -18,13 +20,37 @@ from sklearn.calibration import calibration_curve
 from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
 EVAL_SPLITS = ("testing", "validation")
+# Row selections a report can be asked for: one usage, ``evaluation`` (testing + validation)
+# or ``all`` annotated rows.
+SPLITS = ("evaluation", "testing", "validation", "training", "all")
+# Usages the entropy distributions are broken down by (None = no split: the unannotated rows).
+_USAGES = ("training", "validation", "testing", None)
 _QUANTILES = (0.0, 0.25, 0.5, 0.75, 0.9, 1.0)
 
 
-def _as_str_list(values: Sequence[Any], n: int, name: str) -> list[str | None]:
+def _as_str_array(values: Sequence[Any], n: int, name: str) -> np.ndarray:
+    """Object array of shape (n,): the strings, None for anything else (None, NaN, "")."""
     if len(values) != n:
         raise ValueError(f"{name} has {len(values)} entries but ids has {n}; pass one per utterance")
-    return [v if isinstance(v, str) and v != "" else None for v in values]
+    out = np.empty(n, dtype=object)
+    out[:] = [v if isinstance(v, str) and v != "" else None for v in values]
+    return out
+
+
+def _check_splits(splits: str | Sequence[str]) -> tuple[str, ...]:
+    names = (splits,) if isinstance(splits, str) else tuple(splits)
+    for name in names:
+        if name not in SPLITS:
+            raise ValueError(f"unknown split {name!r}; valid: {', '.join(SPLITS)}")
+    return tuple(dict.fromkeys(names))
+
+
+def _in_split(usage: np.ndarray, split: str) -> np.ndarray:
+    """Bool mask of shape (n,): the rows whose usage belongs to ``split`` (a name of :data:`SPLITS`)."""
+    if split == "all":
+        return np.ones(len(usage), dtype=bool)
+    names = EVAL_SPLITS if split == "evaluation" else (split,)
+    return np.array([u in names for u in usage], dtype=bool)
 
 
 def reliability(correct: Any, confidence: Any, *, n_bins: int = 10) -> dict[str, Any]:
@@ -82,94 +108,148 @@ def _describe(values: np.ndarray) -> dict[str, Any]:
             **{f"q{int(p * 100)}": float(v) for p, v in zip(_QUANTILES, q)}}
 
 
+def _split_entry(rows: np.ndarray, scored: np.ndarray, *, ids: list[int], texts: list[str], given: np.ndarray,
+                 predicted: np.ndarray, confidence: np.ndarray, intents: list[str], n_bins: int, n_pairs: int,
+                 n_examples: int) -> dict[str, Any]:
+    """Metrics on the annotated rows ``rows`` (index array) of which ``scored`` have a prediction."""
+    entry: dict[str, Any] = {"n": len(rows), "n_scored": len(scored), "n_without_prediction": len(rows) - len(scored),
+                             "accuracy": None, "macro_f1": None, "per_intent": {}, "confusion": None,
+                             "most_confused": []}
+    y, p = given[scored].astype(str), predicted[scored].astype(str)
+    entry["calibration"] = reliability(y == p, np.clip(np.nan_to_num(confidence[scored]), 0, 1), n_bins=n_bins)
+    if not len(scored):
+        return entry
+    prec, rec, f1, sup = precision_recall_fscore_support(y, p, labels=intents, zero_division=0)
+    entry["accuracy"] = float(accuracy_score(y, p))
+    present = sup > 0
+    entry["macro_f1"] = float(f1[present].mean()) if present.any() else None
+    entry["per_intent"] = {lab: {"precision": float(prec[j]), "recall": float(rec[j]), "f1": float(f1[j]),
+                                 "support": int(sup[j])} for j, lab in enumerate(intents)}
+    cm = confusion_matrix(y, p, labels=intents)
+    entry["confusion"] = {"labels": intents, "matrix": cm.tolist()}
+    off = [(int(cm[a, b] + cm[b, a]), a, b) for a in range(len(intents)) for b in range(a + 1, len(intents))
+           if cm[a, b] + cm[b, a] > 0]
+    off.sort(key=lambda t: (-t[0], intents[t[1]], intents[t[2]]))
+    for count, a, b in off[:n_pairs]:
+        la, lb = intents[a], intents[b]
+        hit = scored[((y == la) & (p == lb)) | ((y == lb) & (p == la))]
+        ex = [{"id": ids[i], "text": texts[i], "given": given[i], "predicted": predicted[i],
+               "confidence": float(confidence[i])} for i in hit]
+        ex.sort(key=lambda e: -e["confidence"])
+        entry["most_confused"].append({"intents": [la, lb], "count": count, f"{la}->{lb}": int(cm[a, b]),
+                                       f"{lb}->{la}": int(cm[b, a]), "examples": ex[:n_examples]})
+    return entry
+
+
+def _entropy(entropy: np.ndarray, usage: np.ndarray, key: np.ndarray, has_pred: np.ndarray, intents: list[str],
+             n_bins: int) -> dict[str, Any]:
+    """Entropy quantiles per usage and per intent, and per-usage histograms on shared edges."""
+    answered = has_pred & ~np.isnan(entropy)
+    by_split, hist = {}, {}
+    edges = np.histogram_bin_edges(entropy[answered], bins=n_bins) if answered.any() else np.array([])
+    for u in _USAGES:
+        sel = answered & np.array([v == u for v in usage], dtype=bool)
+        by_split[u or "unassigned"] = _describe(entropy[sel])
+        if sel.any():
+            hist[u or "unassigned"] = np.histogram(entropy[sel], bins=edges)[0].tolist()
+    by_intent = {lab: _describe(entropy[answered & (key == lab)]) for lab in intents}
+    return {"by_split": by_split, "by_intent": by_intent, "histogram": {"edges": edges.tolist(), "counts": hist}}
+
+
 def model_report(*, ids: Sequence[int], texts: Sequence[str], given: Sequence[str | None],
                  usage: Sequence[str | None], predicted: Sequence[str | None], confidence: Any,
-                 entropy: Any, endpoint: str = "", n_bins: int = 10, n_pairs: int = 5,
-                 n_examples: int = 3) -> dict[str, Any]:
+                 entropy: Any, endpoint: str = "", splits: str | Sequence[str] = EVAL_SPLITS, n_bins: int = 10,
+                 n_entropy_bins: int = 20, n_pairs: int = 5, n_examples: int = 3) -> dict[str, Any]:
     """Metrics of one endpoint's predictions against the annotations.
 
-    Every argument has one entry per utterance (length n); ``given``/``usage``/``predicted``
-    hold None (or NaN) where missing — no annotation, no split, no prediction.
+    Every array argument has one entry per utterance (length n); ``given``/``usage``/
+    ``predicted`` hold None (or NaN, or "") where missing — no annotation, no split, no
+    prediction. ``confidence`` and ``entropy`` are float arrays of shape (n,), NaN where
+    there is no prediction.
+
+    Parameters
+    ----------
+    splits : str or sequence of str
+        The row selections to score, names from :data:`SPLITS`: a usage, ``evaluation``
+        (testing + validation) or ``all``; metrics are on each one's annotated rows.
+    n_bins : int
+        Confidence bins of the reliability curves.
+    n_entropy_bins : int
+        Bins of the entropy histograms (edges shared by every split).
+    n_pairs, n_examples : int
+        Most-confused intent pairs per split, and example utterances per pair.
 
     Returns
     -------
     dict
-        ``endpoint``, ``n_rows``, ``n_without_prediction``, ``without_prediction``
-        (ids + texts), ``splits`` ({split: {n, n_scored, accuracy, macro_f1, per_intent,
-        confusion, most_confused}}), ``calibration`` (:func:`reliability` on the
-        annotated testing+validation rows with a prediction), ``entropy`` ({by_split,
-        by_intent} quantiles).
+        ``endpoint``, ``n_rows``, ``n_without_prediction``, ``without_prediction`` (id,
+        text, usage, given), ``splits`` ({split: {n, n_scored, n_without_prediction,
+        accuracy, macro_f1, per_intent, confusion {labels, matrix (given x predicted)},
+        most_confused, calibration}}; accuracy/macro_f1/confusion are None without scored
+        rows), ``calibration`` (:func:`reliability` on the annotated testing+validation
+        rows with a prediction), ``entropy`` ({by_split, by_intent} quantiles — annotated
+        rows by their given intent, unannotated ones by the predicted intent — and
+        ``histogram`` {edges, counts {split: counts}} over the rows with a prediction).
     """
     n = len(ids)
     ids = [int(i) for i in ids]
     texts = list(texts)
     if len(texts) != n:
         raise ValueError(f"texts has {len(texts)} entries but ids has {n}")
-    given = _as_str_list(given, n, "given")
-    usage = _as_str_list(usage, n, "usage")
-    predicted = _as_str_list(predicted, n, "predicted")
+    given = _as_str_array(given, n, "given")
+    usage = _as_str_array(usage, n, "usage")
+    predicted = _as_str_array(predicted, n, "predicted")
     confidence = np.asarray(confidence, dtype=np.float64).reshape(-1)
     entropy = np.asarray(entropy, dtype=np.float64).reshape(-1)
     if len(confidence) != n or len(entropy) != n:
         raise ValueError(f"confidence ({len(confidence)}) and entropy ({len(entropy)}) need {n} entries")
-    has_pred = np.array([p is not None for p in predicted])
-    intents = sorted({g for g in given if g} | {p for p in predicted if p})
+    splits = _check_splits(splits)
+    for name, value in (("n_bins", n_bins), ("n_entropy_bins", n_entropy_bins)):
+        if value < 1:
+            raise ValueError(f"{name} must be >= 1, got {value}")
+    if n_pairs < 0 or n_examples < 0:
+        raise ValueError(f"n_pairs and n_examples must be >= 0, got {n_pairs} and {n_examples}")
 
-    splits: dict[str, Any] = {}
-    for split in EVAL_SPLITS:
-        rows = [i for i in range(n) if usage[i] == split and given[i] is not None]
-        scored = [i for i in rows if has_pred[i]]
-        entry: dict[str, Any] = {"n": len(rows), "n_scored": len(scored), "n_without_prediction": len(rows) - len(scored)}
-        if scored:
-            y = [given[i] for i in scored]
-            p = [predicted[i] for i in scored]
-            prec, rec, f1, sup = precision_recall_fscore_support(y, p, labels=intents, zero_division=0)
-            entry["accuracy"] = float(accuracy_score(y, p))
-            present = sup > 0
-            entry["macro_f1"] = float(f1[present].mean()) if present.any() else None
-            entry["per_intent"] = {lab: {"precision": float(prec[j]), "recall": float(rec[j]), "f1": float(f1[j]),
-                                         "support": int(sup[j])} for j, lab in enumerate(intents)}
-            cm = confusion_matrix(y, p, labels=intents)
-            entry["confusion"] = {"labels": intents, "matrix": cm.tolist()}
-            off = [(int(cm[a, b] + cm[b, a]), a, b) for a in range(len(intents)) for b in range(a + 1, len(intents))
-                   if cm[a, b] + cm[b, a] > 0]
-            off.sort(key=lambda t: (-t[0], intents[t[1]], intents[t[2]]))
-            pairs = []
-            for count, a, b in off[:n_pairs]:
-                ex = [{"id": ids[i], "text": texts[i], "given": given[i], "predicted": predicted[i],
-                       "confidence": float(confidence[i])}
-                      for i in scored if {given[i], predicted[i]} == {intents[a], intents[b]}]
-                ex.sort(key=lambda e: -e["confidence"])
-                pairs.append({"intents": [intents[a], intents[b]], "count": count,
-                              f"{intents[a]}->{intents[b]}": int(cm[a, b]),
-                              f"{intents[b]}->{intents[a]}": int(cm[b, a]), "examples": ex[:n_examples]})
-            entry["most_confused"] = pairs
-        splits[split] = entry
+    annotated = np.array([g is not None for g in given], dtype=bool)
+    has_pred = np.array([p is not None for p in predicted], dtype=bool)
+    intents = sorted(set(given[annotated]) | set(predicted[has_pred]))
+    common = dict(ids=ids, texts=texts, given=given, predicted=predicted, confidence=confidence, intents=intents,
+                  n_bins=n_bins, n_pairs=n_pairs, n_examples=n_examples)
 
-    evaluated = np.array([usage[i] in EVAL_SPLITS and given[i] is not None and has_pred[i] for i in range(n)])
-    correct = np.array([predicted[i] == given[i] for i in range(n)])
-    calibration = reliability(correct[evaluated], np.clip(np.nan_to_num(confidence[evaluated]), 0, 1), n_bins=n_bins)
+    def entry(split: str) -> dict[str, Any]:
+        rows = _in_split(usage, split) & annotated
+        return _split_entry(np.flatnonzero(rows), np.flatnonzero(rows & has_pred), **common)
 
-    by_split = {}
-    for split in ("training", "validation", "testing", None):
-        sel = np.array([usage[i] == split for i in range(n)]) & has_pred
-        by_split[split or "unassigned"] = _describe(entropy[sel])
-    by_intent = {}
-    for lab in intents:
-        # Annotated rows by their given intent; unannotated rows by the predicted one.
-        sel = np.array([(given[i] or predicted[i]) == lab for i in range(n)]) & has_pred
-        by_intent[lab] = _describe(entropy[sel])
-
-    missing = [{"id": ids[i], "text": texts[i], "usage": usage[i], "given": given[i]} for i in range(n) if not has_pred[i]]
+    out_splits = {split: entry(split) for split in splits}
+    evaluation = out_splits["evaluation"] if "evaluation" in out_splits else entry("evaluation")
+    key = np.where(annotated, given, predicted)  # annotated rows by given intent, the rest by predicted
+    missing = [{"id": ids[i], "text": texts[i], "usage": usage[i], "given": given[i]} for i in np.flatnonzero(~has_pred)]
     return {
         "endpoint": endpoint,
         "n_rows": n,
         "n_without_prediction": len(missing),
         "without_prediction": missing,
-        "splits": splits,
-        "calibration": calibration,
-        "entropy": {"by_split": by_split, "by_intent": by_intent},
+        "splits": out_splits,
+        "calibration": evaluation["calibration"],
+        "entropy": _entropy(entropy, usage, key, has_pred, intents, n_entropy_bins),
     }
+
+
+def confusion_cell(*, ids: Sequence[int], given: Sequence[str | None], usage: Sequence[str | None],
+                   predicted: Sequence[str | None], given_label: str, predicted_label: str,
+                   split: str = "evaluation") -> list[int]:
+    """Ids of the annotated rows of ``split`` labelled ``given_label`` and predicted
+    ``predicted_label``: the rows behind one cell of :func:`model_report`'s confusion matrix.
+
+    ``ids``/``given``/``usage``/``predicted`` are as in :func:`model_report` (length n);
+    ``split`` is a name from :data:`SPLITS`.
+    """
+    n = len(ids)
+    (split,) = _check_splits(split)
+    given = _as_str_array(given, n, "given")
+    predicted = _as_str_array(predicted, n, "predicted")
+    hit = _in_split(_as_str_array(usage, n, "usage"), split) & (given == given_label) & (predicted == predicted_label)
+    return [int(ids[i]) for i in np.flatnonzero(hit)]
 
 
 def summary_text(report: dict[str, Any]) -> str:
