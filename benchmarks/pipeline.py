@@ -48,9 +48,11 @@ print("@@RESULT@@" + json.dumps({"summaries": summaries, "total_s": total,
 """
 
 
-def run_child(db: Path, export: Path) -> dict:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    proc = subprocess.run([sys.executable, "-c", _CHILD, str(db), str(export)], cwd=ROOT, env=env,
+def run_child(db: Path, export: Path, code: Path = ROOT) -> dict:
+    """Run the pipeline in a fresh process on the code checked out at ``code``."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
+           "PYTHONPATH": str(code)}
+    proc = subprocess.run([sys.executable, "-c", _CHILD, str(db), str(export)], cwd=code, env=env,
                           capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"pipeline failed on {export}:\n{proc.stderr[-4000:]}")
@@ -82,6 +84,27 @@ def make_export(size: str, workdir: Path) -> Path:
     return out
 
 
+def checkout(ref: str, workdir: Path) -> Path:
+    """A detached worktree of ``ref`` (the baseline code), made once."""
+    sha = subprocess.run(["git", "rev-parse", "--short", ref], cwd=ROOT, check=True, capture_output=True,
+                         text=True).stdout.strip()
+    path = workdir / f"baseline-{sha}"
+    if not path.exists():
+        subprocess.run(["git", "worktree", "add", "--detach", str(path), sha], cwd=ROOT, check=True,
+                       capture_output=True)
+    return path
+
+
+def clean_db(db: Path) -> None:
+    import shutil
+
+    for suffix in ("", "-wal", "-shm"):
+        Path(str(db) + suffix).unlink(missing_ok=True)
+    model_dir = db.with_suffix(".model")
+    if model_dir.exists():
+        shutil.rmtree(model_dir)
+
+
 def row(size: str, scenario: str, result: dict) -> str:
     per = {s["step"]: s for s in result["summaries"]}
     cells = []
@@ -98,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "hl-debug-bench")
     ap.add_argument("--scenarios", default="cold,warm,changed",
                     help="comma-separated subset of cold, warm, changed (warm 1%% changed)")
+    ap.add_argument("--baseline", default=None, metavar="GIT_REF",
+                    help="also time the code at this git revision (in a worktree), in the same run")
     ap.add_argument("--write", action="store_true", help="append the table to benchmarks/RESULTS.md")
     args = ap.parse_args(argv)
     args.workdir.mkdir(parents=True, exist_ok=True)
@@ -105,33 +130,46 @@ def main(argv: list[str] | None = None) -> int:
     lines = ["| N | scenario | " + " | ".join(STEPS) + " | total s | peak RSS MB |",
              "|---|---|" + "---|" * len(STEPS) + "---|---|"]
     print("\n".join(lines), flush=True)
+    speedups: list[str] = []
     for size in args.sizes.split(","):
         export = make_export(size, args.workdir)
-        db = args.workdir / f"bench-{size}.db"
-        for suffix in ("", "-wal", "-shm"):
-            Path(str(db) + suffix).unlink(missing_ok=True)
-        model_dir = db.with_suffix(".model")
-        if model_dir.exists():
-            import shutil
-
-            shutil.rmtree(model_dir)
-        wanted = args.scenarios.split(",")
-        for scenario, exp in (("cold", export), ("warm", export)):
-            if scenario in wanted:
-                lines.append(row(size, scenario, run_child(db, exp)))
+        versions = [("", ROOT)]
+        if args.baseline:
+            versions.insert(0, (f" [baseline {args.baseline}]", checkout(args.baseline, args.workdir)))
+        totals = {}
+        for label, code in versions:
+            db = args.workdir / f"bench-{size}{'-base' if label else ''}.db"
+            clean_db(db)
+            wanted = args.scenarios.split(",")
+            for scenario, exp in (("cold", export), ("warm", export)):
+                if scenario in wanted:
+                    result = run_child(db, exp, code)
+                    totals[(label, scenario)] = result["total_s"]
+                    lines.append(row(size, scenario + label, result))
+                    print(lines[-1], flush=True)
+            if "changed" in wanted:
+                changed = args.workdir / f"changed-{size}.json.zip"
+                change_texts(export, changed, 0.01)
+                result = run_child(db, changed, code)
+                totals[(label, "changed")] = result["total_s"]
+                lines.append(row(size, "warm 1% changed" + label, result))
                 print(lines[-1], flush=True)
-        if "changed" in wanted:
-            changed = args.workdir / f"changed-{size}.json.zip"
-            change_texts(export, changed, 0.01)
-            lines.append(row(size, "warm 1% changed", run_child(db, changed)))
-            print(lines[-1], flush=True)
+        if args.baseline:
+            base = f" [baseline {args.baseline}]"
+            for scenario in args.scenarios.split(","):
+                if (base, scenario) in totals and ("", scenario) in totals:
+                    ratio = totals[(base, scenario)] / max(totals[("", scenario)], 1e-9)
+                    speedups.append(f"N={size} {scenario}: {ratio:.2f}x faster than the baseline")
     if args.write:
         header = (f"\n### Pipeline timings ({time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores, "
                   f"{platform.processor() or platform.machine()})\n\n"
-                  f"Command: `python benchmarks/pipeline.py --sizes {args.sizes} --scenarios {args.scenarios} --write`"
+                  f"Command: `python benchmarks/pipeline.py --sizes {args.sizes} --scenarios {args.scenarios}"
+                  + (f" --baseline {args.baseline}" if args.baseline else "") + " --write`"
                   f" (1-min load average before: {load_before:.1f}, after: {os.getloadavg()[0]:.1f})\n\n")
         with open(ROOT / "benchmarks" / "RESULTS.md", "a", encoding="utf-8") as fh:
-            fh.write(header + "\n".join(lines) + "\n")
+            fh.write(header + "\n".join(lines) + "\n" + "".join(f"\n- {x}" for x in speedups) + "\n")
+    for x in speedups:
+        print(x)
     return 0
 
 
