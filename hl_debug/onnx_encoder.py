@@ -1,0 +1,164 @@
+"""ONNX Runtime backends for the sentence encoder (``--encoder-backend onnx`` / ``onnx-int8``).
+
+sentence-transformers' own ONNX backend needs ``optimum-onnx``, whose releases require
+transformers < 4.58 while sentence-transformers 6 requires transformers 5, so this module
+does the same work directly: it exports the model's transformer to ONNX once (torch's
+exporter), optionally quantises its weights to int8 (ONNX Runtime dynamic quantisation),
+and runs it with ONNX Runtime plus the model's own tokenizer, pooling and normalisation.
+
+Supported models are the common sentence-transformers layout ``Transformer → Pooling
+(mean or CLS) [→ Normalize]`` (all-MiniLM-L6-v2 and most of its family). Exported files
+live in a cache folder (by default ``encoders/`` in the ``HL_DB`` folder), never next to the
+installed model, and are written once: atomically and under a file lock.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ModelError
+
+log = logging.getLogger(__name__)
+
+ONNX_BACKENDS = ("onnx", "onnx-int8")
+_FILES = {"onnx": "model.onnx", "onnx-int8": "model_int8.onnx"}
+_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+def _read_json(path: Path) -> dict:
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+
+
+def cache_folder(cache_dir: str | Path, model_name: str, version: str) -> Path:
+    """The folder holding the exported files of ``model_name`` (at package ``version``)."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", model_name.strip("/"))[-80:]
+    return Path(cache_dir) / (f"{safe}@{version}" if version else safe)
+
+
+def _export_fp32(model_path: str, target: Path) -> None:
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model_path)
+    # eager attention: the traced SDPA mask path of transformers 5 is not needed and eager
+    # exports to plain MatMul/Softmax that ONNX Runtime fuses and quantises well.
+    model = AutoModel.from_pretrained(model_path, attn_implementation="eager").eval()
+
+    class _Body(torch.nn.Module):
+        def __init__(self, m: torch.nn.Module) -> None:
+            super().__init__()
+            self.m = m
+
+        def forward(self, input_ids, attention_mask, token_type_ids):  # noqa: ANN001
+            return self.m(input_ids=input_ids, attention_mask=attention_mask,
+                          token_type_ids=token_type_ids).last_hidden_state
+
+    sample = tok(["a short one", "a somewhat longer sample sentence"], padding=True, return_tensors="pt")
+    if "token_type_ids" not in sample:
+        raise ModelError(f"ONNX backend: model at {model_path} has no token_type_ids input (only BERT-style "
+                         "encoders are supported)", hint="Use --encoder-backend torch for this model.")
+    tmp = target.with_suffix(".tmp")
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # the TorchScript exporter is deprecated but exact here
+        torch.onnx.export(_Body(model), tuple(sample[k] for k in _INPUTS), str(tmp), input_names=list(_INPUTS),
+                          output_names=["last_hidden_state"], opset_version=17, dynamo=False,
+                          dynamic_axes={k: {0: "batch", 1: "seq"} for k in (*_INPUTS, "last_hidden_state")})
+    os.replace(tmp, target)
+
+
+def _export_int8(fp32: Path, target: Path) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    tmp = target.with_suffix(".tmp")
+    quantize_dynamic(str(fp32), str(tmp), weight_type=QuantType.QInt8, per_channel=True)
+    os.replace(tmp, target)
+
+
+def ensure_exported(model_path: str, folder: Path, backend: str) -> Path:
+    """Path of ``backend``'s ONNX file in ``folder``, exporting it first if it is not there."""
+    target = folder / _FILES[backend]
+    if target.exists():
+        return target
+    from filelock import FileLock
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(folder / ".export.lock")):
+        fp32 = folder / _FILES["onnx"]
+        if not fp32.exists():
+            log.info("exporting %s to ONNX in %s (once)", model_path, folder)
+            _export_fp32(model_path, fp32)
+        if backend == "onnx-int8" and not target.exists():
+            log.info("quantising %s to int8 (once)", fp32)
+            _export_int8(fp32, target)
+    return target
+
+
+class OnnxSentenceModel:
+    """A sentence-transformers model run by ONNX Runtime: tokenize → transformer → pool → normalise.
+
+    Parameters
+    ----------
+    model_path:
+        Folder of the sentence-transformers model (read only: tokenizer and configs).
+    onnx_file:
+        Exported transformer (:func:`ensure_exported`).
+    threads:
+        ONNX Runtime intra-op threads (0: its default, one per physical core).
+    """
+
+    def __init__(self, model_path: str, onnx_file: Path, *, threads: int = 0) -> None:
+        import onnxruntime as ort
+        from transformers import AutoTokenizer
+
+        root = Path(model_path)
+        modules = json.loads((root / "modules.json").read_text(encoding="utf-8")) \
+            if (root / "modules.json").exists() else []
+        types = [m.get("type", "").rsplit(".", 1)[-1] for m in modules]
+        if types[:2] != ["Transformer", "Pooling"] or any(t not in ("Transformer", "Pooling", "Normalize") for t in types):
+            raise ModelError(f"ONNX backend supports Transformer → Pooling [→ Normalize] models, not {types}",
+                             hint="Use --encoder-backend torch for this model.")
+        pool_dir = next(m["path"] for m in modules if m["type"].endswith("Pooling"))
+        pooling = _read_json(root / pool_dir / "config.json")
+        if pooling.get("pooling_mode_mean_tokens", True):
+            self.pooling = "mean"
+        elif pooling.get("pooling_mode_cls_token"):
+            self.pooling = "cls"
+        else:
+            raise ModelError(f"ONNX backend: unsupported pooling {pooling}", hint="Use --encoder-backend torch.")
+        self.model_normalizes = "Normalize" in types
+        self.max_seq_length = int(_read_json(root / "sentence_bert_config.json").get("max_seq_length", 256))
+        self.dim = int(pooling.get("word_embedding_dimension") or _read_json(root / "config.json").get("hidden_size", 0))
+        self.tokenizer = AutoTokenizer.from_pretrained(model_path)
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(str(onnx_file), opts, providers=["CPUExecutionProvider"])
+
+    def encode(self, texts: Sequence[str], *, batch_size: int = 128, normalize: bool = True) -> np.ndarray:
+        """Vectors of shape ``(len(texts), dim)``, float32; batches are length-sorted like sentence-transformers."""
+        texts = list(texts)
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        order = np.argsort([-len(t) for t in texts], kind="stable")
+        for start in range(0, len(texts), batch_size):
+            idx = order[start:start + batch_size]
+            enc = self.tokenizer([texts[i] for i in idx], padding=True, truncation="longest_first",
+                                 max_length=self.max_seq_length, return_tensors="np")
+            feeds = {k: enc[k].astype(np.int64) for k in _INPUTS}
+            hidden = self.session.run(None, feeds)[0]
+            if self.pooling == "mean":
+                mask = feeds["attention_mask"][..., None].astype(np.float32)
+                vecs = (hidden * mask).sum(1) / np.clip(mask.sum(1), 1e-9, None)
+            else:
+                vecs = hidden[:, 0]
+            if normalize or self.model_normalizes:
+                vecs = vecs / np.clip(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12, None)
+            out[idx] = vecs
+        return out
