@@ -619,7 +619,8 @@ class Store:
 
     def web_rows(self, ids: Sequence[int] | None = None, *, endpoint: str | None = None,
                  where: str | None = None, params: Sequence = (), order_by: str = "u.id",
-                 limit: int | None = None, offset: int = 0) -> tuple[list[str], list[tuple]]:
+                 limit: int | None = None, offset: int = 0,
+                 columns: Sequence[str] | None = None) -> tuple[list[str], list[tuple]]:
         """Every utterance (or ``ids``) joined with whatever later steps have written.
 
         Returns ``(columns, rows)``: id, text, intent (original), label (effective), usage,
@@ -629,7 +630,8 @@ class Store:
         app works after any prefix of the pipeline. ``limit``/``offset`` page in SQL
         (``limit=0`` returns the count; see :meth:`web_count`). ``where`` is extra SQL over those
         aliases (``u`` utterances, ``p`` points, ``pr`` predictions, ``i`` issues, ``q``
-        queue) with ``?`` parameters.
+        queue) with ``?`` parameters. ``columns`` keeps only those output columns (the map's
+        payload needs 13 of the 22; fewer to materialise at 100k rows).
         """
         endpoint = endpoint or self.active_endpoint()
         joins, select = [], ["u.id", "u.text", "u.intent", "COALESCE(el.label, u.intent) AS label",
@@ -658,6 +660,12 @@ class Store:
                   "issue_reason": "reason", "issue_rank": "rank"})
         optional("queue", "q", "q.id = u.id", {"queue_rank": "rank", "queue_reason": "reason"})
         select.append("d.action AS decision")
+        if columns is not None:
+            by_name = {s.split(" AS ")[-1].split(".")[-1]: s for s in select}
+            unknown = [c for c in columns if c not in by_name]
+            if unknown:
+                raise ValueError(f"unknown column(s) {', '.join(unknown)}; valid: {', '.join(by_name)}")
+            select = [by_name[c] for c in columns]
         conds: list[str] = []
         if ids is not None:
             ids = [int(i) for i in ids]
@@ -678,6 +686,22 @@ class Store:
             sql += f" LIMIT {int(limit)} OFFSET {int(offset)}"
         cur = self.db.execute(sql, args)
         return [c[0] for c in cur.description], cur.fetchall()
+
+    def map_state(self) -> dict[str, Any]:
+        """A cheap fingerprint of everything the map shows: changes with every finished or
+        started run (ingest, analyze, predict, signals), every decision, the active endpoint,
+        and every derived table rebuilt (``replace_rows`` drops and recreates, which bumps the
+        schema version) — so the web app can cache the map's payload and answer 304s."""
+        runs = self.db.execute("SELECT MAX(id), COUNT(finished_at) FROM runs").fetchone()
+        notes = self.db.execute("SELECT MAX(id), COUNT(*) FROM annotations").fetchone()
+        n = self.db.execute("SELECT MAX(id), COUNT(*) FROM utterances").fetchone()
+        schema = self.db.execute("PRAGMA schema_version").fetchone()[0]
+        return {"runs": list(runs), "decisions": list(notes), "utterances": list(n), "schema": schema,
+                "endpoint": self.active_endpoint()}
+
+    def latest_actions(self) -> dict[int, str]:
+        """``{utterance id: action}`` of the latest decision (any action, skip included) per utterance."""
+        return {r[0]: r[1] for r in self.db.execute(self._LATEST_DECISION_SQL)}
 
     def web_count(self, **kwargs: Any) -> int:
         """How many rows :meth:`web_rows` would return with the same filters."""

@@ -3,6 +3,7 @@ the cross-site and content-type checks, escaping, and graceful pages before anal
 
 from __future__ import annotations
 
+import gzip
 import json
 
 import pytest
@@ -11,6 +12,7 @@ from hl_debug.store import Store
 from tests.webapp_fixtures import ENDPOINT, PLANTED_ERROR_ID, XSS_ID, fill_synthetic
 from webapp import create_app
 from webapp.plots import MAP_SELECTION_JS, map_figure
+from webapp.points import POINT_COLUMNS, decode_column
 
 XSS = "<img src=x onerror=alert(1)>"
 PAGES = ("/", "/clusters", "/issues", "/queue", "/report")
@@ -192,11 +194,17 @@ def test_api_key_never_reaches_a_page(web_db, monkeypatch):
 # -- API: reads -----------------------------------------------------------------------
 
 
+def points_columns(client) -> dict[str, list]:
+    """``/api/points`` decoded back to plain lists (None for missing)."""
+    return {name: decode_column(col) for name, col in client.get("/api/points").json["columns"].items()}
+
+
 def test_api_points_are_column_arrays(client):
     body = client.get("/api/points").json
-    cols = body["columns"]
     assert body["n"] == 24 and body["has_map"] is True
-    assert all(len(v) == 24 for v in cols.values())
+    assert body["columns"]["x"]["dtype"] == "float32" and body["columns"]["label"]["dtype"] == "int8"
+    cols = points_columns(client)
+    assert set(cols) == set(POINT_COLUMNS) and all(len(v) == 24 for v in cols.values())
     k = cols["id"].index(XSS_ID)
     assert cols["text"][k].startswith(XSS) and cols["label"][k] is None  # raw text, as data
     k = cols["id"].index(PLANTED_ERROR_ID)
@@ -314,8 +322,9 @@ def test_post_annotation_then_views_show_the_effective_label(client):
     assert r.json["effective_label"] == "chat_settings" and r.json["previous_label"] == "bill_question"
     row = client.get(f"/api/utterances?ids={PLANTED_ERROR_ID}").json["rows"][0]
     assert (row["intent"], row["label"], row["decision"]) == ("bill_question", "chat_settings", "accept")
-    cols = client.get("/api/points").json["columns"]
-    assert cols["label"][cols["id"].index(PLANTED_ERROR_ID)] == "chat_settings"
+    cols = points_columns(client)
+    k = cols["id"].index(PLANTED_ERROR_ID)
+    assert (cols["label"][k], cols["intent"][k], cols["decision"][k]) == ("chat_settings", "bill_question", "accept")
     assert client.get("/api/annotations").json["annotations"][0]["utterance_id"] == PLANTED_ERROR_ID
 
 
@@ -378,3 +387,34 @@ def test_clusters_page_sorts_by_unannotated_share_and_rejects_unknown_sort(clien
     assert html.index('id="cluster-1"') < html.index('id="cluster-0"')  # 2 of 8 unannotated vs 1 of 7
     r = client.get("/clusters?sort=colour")
     assert r.status_code == 400 and "unknown sort &#39;colour&#39;" in r.get_data(as_text=True)
+
+
+# -- transfer: gzip, ETag, 304 ------------------------------------------------------
+
+
+def test_api_points_gzip_when_accepted(client):
+    plain = client.get("/api/points")
+    assert "Content-Encoding" not in plain.headers  # the client did not ask for gzip
+    r = client.get("/api/points", headers={"Accept-Encoding": "gzip, deflate, br"})
+    assert r.headers["Content-Encoding"] == "gzip" and "Accept-Encoding" in r.headers["Vary"]
+    assert gzip.decompress(r.data) == plain.data and len(r.data) < len(plain.data)
+
+
+def test_large_json_responses_are_gzipped_small_ones_are_not(client):
+    r = client.get("/api/issues?limit=50&pending=0", headers={"Accept-Encoding": "gzip"})
+    assert r.headers["Content-Encoding"] == "gzip" and json.loads(gzip.decompress(r.data))["issues"]
+    r = client.get("/api/labels", headers={"Accept-Encoding": "gzip"})
+    assert "Content-Encoding" not in r.headers and r.json["labels"]
+    r = client.get("/api/nope", headers={"Accept-Encoding": "gzip"})  # errors are never compressed
+    assert r.status_code == 404 and "Content-Encoding" not in r.headers
+
+
+def test_api_points_reload_is_304_until_a_decision(client):
+    r = client.get("/api/points")
+    etag = r.headers["ETag"]
+    assert r.headers["Cache-Control"] == "no-cache" and etag.startswith('W/"')
+    again = client.get("/api/points", headers={"If-None-Match": etag, "Accept-Encoding": "gzip"})
+    assert again.status_code == 304 and again.data == b"" and again.headers["ETag"] == etag
+    assert post(client, {"id": PLANTED_ERROR_ID, "action": "accept"}).status_code == 201
+    changed = client.get("/api/points", headers={"If-None-Match": etag})
+    assert changed.status_code == 200 and changed.headers["ETag"] != etag

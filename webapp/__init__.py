@@ -19,7 +19,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     """Build the app; ``test_config`` overrides settings (``DB``, ``TESTING``, ...)."""
     from hl_debug.settings import resolve
 
-    from . import api, db, errors, pages, security
+    from . import api, compress, db, errors, pages, points, security
 
     app = Flask(__name__)
     # BokehJS resolves references in document order: keep keys as Bokeh wrote them.
@@ -35,6 +35,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         app.config.update(test_config)
     db.init_app(app)
     security.init_app(app)
+    compress.init_app(app)
+    app.extensions["hl_points"] = points.PayloadCache()
     errors.init_app(app)
     app.register_blueprint(pages.bp)
     app.register_blueprint(api.bp, url_prefix="/api")

@@ -4,8 +4,6 @@ clusters, issues, queue, search, confusion cells, and review decisions."""
 from __future__ import annotations
 
 import json
-import math
-from typing import Any
 
 from flask import Blueprint, abort, current_app, jsonify, request
 
@@ -13,20 +11,10 @@ from hl_debug import annotations
 from hl_debug.errors import MissingFieldError
 from hl_debug.store import Store
 
+from . import compress
 from .db import get_store
 
 bp = Blueprint("api", __name__)
-
-# Columns /api/points sends: enough to colour, filter and hover; the inspector asks for the rest.
-POINT_COLUMNS = ("id", "x", "y", "text", "label", "intent", "usage", "cluster_id", "predicted_label",
-                 "confidence", "entropy", "issue_score", "suggested_label", "decision")
-
-
-def _clean(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
 
 def _int_arg(name: str, default: int, *, lo: int = 0, hi: int = 100_000) -> int:
     raw = request.args.get(name)
@@ -69,12 +57,23 @@ def parse_ids(raw: str | None, *, limit: int) -> list[int]:
 
 @bp.get("/points")
 def points():
-    """Every utterance as column arrays: ``{"columns": {name: [...]}, "n": n}``."""
-    cols, rows = get_store().web_rows()
-    keep = [cols.index(c) for c in POINT_COLUMNS]
-    columns = {c: [_clean(r[i]) for r in rows] for c, i in zip(POINT_COLUMNS, keep)}
-    has_map = any(v is not None for v in columns["x"])
-    return jsonify({"n": len(rows), "has_map": has_map, "columns": columns})
+    """Every utterance as compact column arrays (typed arrays in base64, see ``points.py``),
+    cached per database state; 304 when the client's copy is current."""
+    store, cache = get_store(), current_app.extensions["hl_points"]
+    etag = cache.etag(store)
+    if request.if_none_match.contains_weak(etag):
+        response = current_app.response_class(status=304)
+        response.set_etag(etag, weak=True)
+    else:
+        gzipped = compress.accepts_gzip()
+        etag, body = cache.get(store, gzipped=gzipped)
+        response = current_app.response_class(body, mimetype="application/json")
+        response.set_etag(etag, weak=True)
+        if gzipped:
+            response.headers["Content-Encoding"] = "gzip"
+    response.headers["Cache-Control"] = "no-cache"  # keep it, but ask each time (a 304 is cheap)
+    response.vary.add("Accept-Encoding")
+    return response
 
 
 @bp.get("/utterances")

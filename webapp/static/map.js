@@ -1,6 +1,10 @@
-// The map page: fills the Bokeh "points" source from /api/points (column arrays), colours
-// and filters in the browser, and links the selection to the inspector. plots.py attaches
-// a CustomJS to source.selected that calls window.hlDebug.onSelect(indices).
+// The map page: fills the Bokeh "points" source from /api/points, colours and filters in
+// the browser, and links the selection to the inspector. plots.py attaches a CustomJS to
+// source.selected that calls window.hlDebug.onSelect(indices).
+//
+// /api/points sends typed arrays in base64 (webapp/points.py): numbers decode to
+// Float32Array/Int32Array (NaN = missing), categorical columns to {codes, cats} (code -1 =
+// missing), so 100k points cost a few MB and no per-point objects.
 (function () {
   "use strict";
   const hl = window.hl;
@@ -22,7 +26,7 @@
     ids: (params.get("ids") || "").split(",").filter((s) => /^\d+$/.test(s)).map(Number),
     selectAll: params.get("select") === "all",
   };
-  let all = null; // column arrays from /api/points
+  let all = null; // decoded columns from /api/points
   let source = null; // the Bokeh ColumnDataSource named "points"
   let shown = []; // indices into `all` currently in the source
   let quiet = false; // true while we set the selection ourselves
@@ -38,6 +42,32 @@
     const el = $("map-status");
     if (el) el.textContent = text;
   }
+
+  const ARRAYS = { int8: Int8Array, int16: Int16Array, int32: Int32Array, float16: Uint16Array, float32: Float32Array, float64: Float64Array };
+
+  function half(h) { // IEEE 754 binary16 -> number
+    const sign = h & 0x8000 ? -1 : 1, exp = (h >> 10) & 0x1f, frac = h & 0x3ff;
+    if (exp === 0) return sign * frac * 2 ** -24;
+    if (exp === 31) return frac ? NaN : sign * Infinity;
+    return sign * (1 + frac / 1024) * 2 ** (exp - 15);
+  }
+
+  function decode(col) {
+    if (col.dtype === "str") return col.data;
+    const bin = atob(col.data);
+    const bytes = new Uint8Array(bin.length);
+    for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
+    let arr = new ARRAYS[col.dtype](bytes.buffer);
+    if (col.dtype === "float16") arr = Float32Array.from(arr, half);
+    if (col.categories) return { codes: arr, cats: col.categories };
+    if (col.null !== undefined && arr.includes(col.null)) arr = Float64Array.from(arr, (v) => (v === col.null ? NaN : v));
+    return arr;
+  }
+
+  // categorical column value at row i (null when missing)
+  const cat = (col, i) => (col.codes[i] < 0 ? null : col.cats[col.codes[i]]);
+  // the code of `value` in a categorical column: -1 for missing ("__none__"), -2 when absent
+  const codeOf = (col, value) => (value === "__none__" ? -1 : col.cats.indexOf(value) < 0 ? -2 : col.cats.indexOf(value));
 
   function saveURL() {
     const p = new URLSearchParams();
@@ -60,40 +90,45 @@
   function colorer(field) {
     const pal = cfg.palette;
     if (NUMERIC.has(field)) {
+      const v = all[field];
       let lo = Infinity, hi = -Infinity; // a loop, not Math.min(...): 100k arguments overflow the stack
-      for (const v of all[field]) if (v !== null) { lo = Math.min(lo, v); hi = Math.max(hi, v); }
+      for (let i = 0; i < v.length; i++) if (v[i] === v[i]) { lo = Math.min(lo, v[i]); hi = Math.max(hi, v[i]); }
       const legend = lo <= hi ? [[`low (${hl.fmt(lo)})`, ramp(0)], [`high (${hl.fmt(hi)})`, ramp(1)], ["no value", GREY]] : [["no value", GREY]];
-      return { legend, color: (i) => (all[field][i] === null ? GREY : ramp(hi > lo ? (all[field][i] - lo) / (hi - lo) : 0.5)) };
+      const steps = Array.from({ length: 64 }, (_, k) => ramp(k / 63)); // 64 shades: no per-point string building
+      return { legend, color: (i) => (v[i] !== v[i] ? GREY : steps[Math.round(63 * (hi > lo ? (v[i] - lo) / (hi - lo) : 0.5))]) };
     }
+    // categorical columns: one colour per category, looked up by code
+    const byCode = (col, colorOf) => { const table = col.cats.map(colorOf); return (i) => (col.codes[i] < 0 ? GREY : table[col.codes[i]]); };
     if (field === "annotated") {
-      return { legend: [["annotated", "#1f77b4"], ["unannotated", "#ff7f0e"]], color: (i) => (all.label[i] === null ? "#ff7f0e" : "#1f77b4") };
+      return { legend: [["annotated", "#1f77b4"], ["unannotated", "#ff7f0e"]], color: (i) => (all.label.codes[i] < 0 ? "#ff7f0e" : "#1f77b4") };
     }
     if (field === "usage") {
-      return { legend: [...Object.entries(USAGE_COLORS), ["none", GREY]], color: (i) => USAGE_COLORS[all.usage[i]] || GREY };
+      return { legend: [...Object.entries(USAGE_COLORS), ["none", GREY]], color: byCode(all.usage, (u) => USAGE_COLORS[u] || GREY) };
     }
     if (field === "cluster_id") {
-      const ids = [...new Set(all.cluster_id.filter((c) => c !== null && c >= 0))].sort((a, b) => a - b);
+      const seen = new Set();
+      for (const c of all.cluster_id) if (c >= 0) seen.add(c); // NaN (none) and -1 (noise) are not >= 0
+      const ids = [...seen].sort((a, b) => a - b);
       const legend = ids.slice(0, 20).map((c) => [`cluster ${c}`, pal[c % pal.length]]);
       legend.push(["noise / none", GREY]);
-      return { legend, color: (i) => { const c = all.cluster_id[i]; return c === null || c < 0 ? GREY : pal[c % pal.length]; } };
+      return { legend, color: (i) => { const c = all.cluster_id[i]; return c >= 0 ? pal[c % pal.length] : GREY; } };
     }
     // label / predicted_label: one colour per intent, fixed by the intent's position
     const index = new Map(cfg.labels.map((l, k) => [l, k]));
-    const colorOf = (l) => (l === null || l === undefined ? GREY : pal[(index.has(l) ? index.get(l) : index.size) % pal.length]);
+    const colorOf = (l) => pal[(index.has(l) ? index.get(l) : index.size) % pal.length];
     const legend = cfg.labels.map((l) => [l, colorOf(l)]);
     legend.push([field === "label" ? "unannotated" : "no prediction", GREY]);
-    return { legend, color: (i) => colorOf(all[field][i]) };
+    return { legend, color: byCode(all[field], colorOf) };
   }
 
-  function keep(i) {
-    if (state.intent) {
-      if (state.intent === "__none__" ? all.label[i] !== null : all.label[i] !== state.intent) return false;
-    }
-    if (state.usage) {
-      if (state.usage === "__none__" ? all.usage[i] !== null : all.usage[i] !== state.usage) return false;
-    }
-    if (state.cluster !== "" && String(all.cluster_id[i]) !== state.cluster) return false;
-    return all.x[i] !== null;
+  function keeper() {
+    const intent = state.intent ? codeOf(all.label, state.intent) : null;
+    const usage = state.usage ? codeOf(all.usage, state.usage) : null;
+    const cluster = state.cluster !== "" ? Number(state.cluster) : null;
+    return (i) => (intent === null || all.label.codes[i] === intent)
+      && (usage === null || all.usage.codes[i] === usage)
+      && (cluster === null || all.cluster_id[i] === cluster)
+      && all.x[i] === all.x[i]; // NaN: no map position
   }
 
   function drawLegend(entries) {
@@ -114,29 +149,34 @@
   function rebuild() {
     if (!all || !source) return;
     const c = colorer(state.color);
+    const keep = keeper();
     shown = [];
-    for (let i = 0; i < all.id.length; i++) if (keep(i)) shown.push(i);
-    const data = { x: [], y: [], id: [], text: [], label: [], predicted_label: [], cluster: [], color: [], marker: [], line: [] };
-    for (const i of shown) {
-      const unannotated = all.label[i] === null;
+    for (let i = 0; i < all.n; i++) if (keep(i)) shown.push(i);
+    const m = shown.length;
+    const data = { x: new Float32Array(m), y: new Float32Array(m), id: new all.id.constructor(m), text: new Array(m),
+      label: new Array(m), predicted_label: new Array(m), cluster: new Array(m), color: new Array(m), marker: new Array(m), line: new Array(m) };
+    const labels = all.label.cats, predicted = all.predicted_label.cats;
+    for (let k = 0; k < m; k++) {
+      const i = shown[k];
+      const lc = all.label.codes[i], pc = all.predicted_label.codes[i], cl = all.cluster_id[i];
       const color = c.color(i);
-      data.x.push(all.x[i]);
-      data.y.push(all.y[i]);
-      data.id.push(all.id[i]);
-      data.text.push(all.text[i]);
-      data.label.push(unannotated ? "(unannotated)" : all.label[i]);
-      data.predicted_label.push(all.predicted_label[i] === null ? "(none)" : all.predicted_label[i]);
-      data.cluster.push(all.cluster_id[i] === null ? "" : String(all.cluster_id[i]));
-      data.color.push(color);
-      data.marker.push(unannotated ? "diamond" : "circle");
-      data.line.push(unannotated ? "#222222" : color);
+      data.x[k] = all.x[i];
+      data.y[k] = all.y[i];
+      data.id[k] = all.id[i];
+      data.text[k] = all.text[i];
+      data.label[k] = lc < 0 ? "(unannotated)" : labels[lc];
+      data.predicted_label[k] = pc < 0 ? "(none)" : predicted[pc];
+      data.cluster[k] = cl === cl ? String(cl) : "";
+      data.color[k] = color;
+      data.marker[k] = lc < 0 ? "diamond" : "circle";
+      data.line[k] = lc < 0 ? "#222222" : color;
     }
     quiet = true;
     source.selected.indices = [];
     source.data = data;
     quiet = false;
     drawLegend(c.legend);
-    status(`${shown.length} of ${all.id.length} shown`);
+    status(`${shown.length} of ${all.n} shown`);
     selectIds(state.ids, false);
   }
 
@@ -161,7 +201,11 @@
   }
 
   let request = 0;
+  let asked = ""; // the ids of the latest inspector request: a repeated selection event asks nothing new
   async function onSelectIds(ids) {
+    const key = ids.slice(0, MAX_INSPECT).join(",");
+    if (key === asked && ids.length === state.ids.length) return;
+    asked = key;
     state.ids = ids;
     saveURL();
     const count = $("sel-count");
@@ -176,7 +220,7 @@
     try {
       body = await hl.getJSON("/api/utterances?ids=" + ids.slice(0, MAX_INSPECT).join(","));
     } catch (err) {
-      if (mine === request) { hl.clear(tbody); count.textContent = err.message; }
+      if (mine === request) { hl.clear(tbody); count.textContent = err.message; asked = ""; }
       return;
     }
     if (mine !== request) return; // a newer selection won
@@ -251,7 +295,8 @@
     }
     status("loading points…");
     const [, points] = await Promise.all([window.Bokeh.embed.embed_item(item, "map"), hl.getJSON("/api/points")]);
-    all = points.columns;
+    all = { n: points.n };
+    for (const [name, col] of Object.entries(points.columns)) all[name] = decode(col);
     for (const doc of window.Bokeh.documents) {
       source = doc.get_model_by_name("points") || source;
     }
