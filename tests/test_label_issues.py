@@ -120,6 +120,23 @@ def test_detector_finds_and_fixes_planted_errors(planted):
     assert np.all((det.posterior_ >= 0) & (det.posterior_ <= 1))
 
 
+def test_detector_calibrates_on_a_subset_of_large_inputs(planted, monkeypatch):
+    X, truth, noisy = planted
+    sizes = []
+    real = LabelIssueDetector._members
+
+    def spy(self, X, labels, *args):
+        sizes.append(len(labels))
+        return real(self, X, labels, *args)
+
+    monkeypatch.setattr(LabelIssueDetector, "_members", spy)
+    cap = len(noisy) // 2
+    det = LabelIssueDetector(k=10, random_state=0, max_calibration_rows=cap).fit(X, noisy, n_classes=4)
+    assert sizes == [len(noisy), cap, cap]  # the scoring pass sees every row, the synthetic rounds a subset
+    assert set(np.argsort(-det.scores_)[: len(PLANTED)]) == set(PLANTED)
+    assert det.flagged_[list(PLANTED)].sum() >= 3
+
+
 def test_detector_uses_clusters_and_api_when_given(planted):
     X, truth, noisy = planted
     clusters = truth.copy()  # clusters that match the true classes

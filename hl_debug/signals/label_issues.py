@@ -430,6 +430,11 @@ class LabelIssueDetector(BaseEstimator):
         Use the prediction API's answers when given to :meth:`fit`.
     flag_threshold : float
         Flag rows whose prior-shifted posterior is at least this.
+    max_calibration_rows : int or None
+        The synthetic rounds run on a random subset of at most this many rows (their
+        own neighbours recomputed within it): a 2-feature calibrator needs a few hundred
+        flips, not another full cross-validation per round, which keeps large exports
+        (100k rows) fast. None uses every row.
     random_state : int
 
     Attributes
@@ -452,7 +457,8 @@ class LabelIssueDetector(BaseEstimator):
 
     def __init__(self, *, classifier: Any = None, calibrator: Any = None, n_splits: int = 5, k: int = 20,
                  synthetic_rate: float = 0.05, n_synthetic: int = 2, use_api: bool = True,
-                 flag_threshold: float = 0.5, random_state: int = 0) -> None:
+                 flag_threshold: float = 0.5, max_calibration_rows: int | None = 10_000,
+                 random_state: int = 0) -> None:
         self.classifier = classifier
         self.calibrator = calibrator
         self.n_splits = n_splits
@@ -461,6 +467,7 @@ class LabelIssueDetector(BaseEstimator):
         self.n_synthetic = n_synthetic
         self.use_api = use_api
         self.flag_threshold = flag_threshold
+        self.max_calibration_rows = max_calibration_rows
         self.random_state = random_state
 
     def _members(self, X: np.ndarray, labels: np.ndarray, K: int, nbrs: tuple[np.ndarray, np.ndarray],
@@ -527,12 +534,19 @@ class LabelIssueDetector(BaseEstimator):
         # Rows confident learning already suspects have an unknown status in the synthetic
         # data (probably genuine errors, labelled "not flipped"): leave them out of calibration.
         known = ~self.cleanlab_issues_
+        cal_X, cal_labels, cal_nbrs, cal_clusters, cal_api = X, labels, neighbors, cluster_ids, api_probs
+        if self.max_calibration_rows is not None and n > self.max_calibration_rows:
+            sub = np.sort(rng.choice(n, size=self.max_calibration_rows, replace=False))
+            cal_X, cal_labels, known = X[sub], labels[sub], known[sub]
+            cal_nbrs = knn(cal_X, min(neighbors[0].shape[1], len(sub) - 1))
+            cal_clusters = cluster_ids[sub] if cluster_ids is not None else None
+            cal_api = api_probs[sub] if api_probs is not None else None
         s_train, t_train = [], []
         for r in range(self.n_synthetic):
             kind = ("uniform", "confusable")[r % 2]
-            noisy, flipped = inject_noise(labels, rate=self.synthetic_rate, kind=kind, n_classes=K,
+            noisy, flipped = inject_noise(cal_labels, rate=self.synthetic_rate, kind=kind, n_classes=K,
                                           confusable=confusable, random_state=rng)
-            m = self._members(X, noisy, K, neighbors, cluster_ids, api_probs, self.random_state + r + 1)
+            m = self._members(cal_X, noisy, K, cal_nbrs, cal_clusters, cal_api, self.random_state + r + 1)
             s_train.append(calibration_features(noisy, ensemble_distribution(*m))[known | flipped])
             t_train.append(flipped[known | flipped])
         calibrator = clone(self.calibrator) if self.calibrator is not None else LogisticRegression(C=10.0)
