@@ -4,35 +4,50 @@ Usage::
 
     .venv/bin/python benchmarks/webapp_browser.py --db data/hl_debug.db      # a real database
     .venv/bin/python benchmarks/webapp_browser.py --synthetic 100000          # a generated one
+    .venv/bin/python benchmarks/webapp_browser.py --synthetic 100000 --legacy f70892b~1   # before/after
 
 Prints the time from navigation until the map is drawn with every point (``/api/points``
-fetched, colours computed, source filled), the time from releasing a lasso to the
-inspector showing rows (selection -> ``/api/utterances`` -> table), and the time to
-recolour the whole map (colour-by change).
+fetched, colours computed, source filled, one frame painted) on a freshly started server,
+how much of it is the data (until the source is filled, from ``performance.mark`` in
+``map.js``; the rest is painting), the same for a reload (the browser revalidates
+``/api/points``: a 304), the time from releasing a lasso to the inspector showing rows
+(selection -> ``/api/utterances`` -> table), and the time to recolour the whole map
+(colour-by change). ``--legacy REV`` measures the web app at git revision ``REV`` too, on
+the same database, in a subprocess (see ``webapp_payload.py``).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
+import subprocess
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+if "--root" in sys.argv:  # measure another checkout's web app (see --legacy)
+    sys.path.insert(0, sys.argv[sys.argv.index("--root") + 1])
+sys.path.insert(1 if "--root" in sys.argv else 0, str(ROOT))
 
 LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 
+FRAME = "() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)))"
+FILLED = "() => (performance.getEntriesByName('hl:filled')[0] || {startTime: NaN}).startTime / 1000"
+
+
 def measure(db: Path) -> dict[str, float]:
     from playwright.sync_api import sync_playwright
-    from werkzeug.serving import make_server
+    from werkzeug.serving import WSGIRequestHandler, make_server
 
     from webapp import create_app
 
+    WSGIRequestHandler.log_request = lambda *a, **k: None  # type: ignore[method-assign]
     server = make_server("127.0.0.1", 0, create_app({"DB": str(db)}), threaded=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_port}/"
@@ -42,9 +57,17 @@ def measure(db: Path) -> dict[str, float]:
         page = browser.new_page(viewport={"width": 1400, "height": 900})
         t0 = time.perf_counter()
         page.goto(url)
-        page.wait_for_selector("body[data-ready='1']", state="attached", timeout=120_000)
+        page.wait_for_selector("body[data-ready='1']", state="attached", timeout=300_000)
+        page.evaluate(FRAME)
         out["load_s"] = time.perf_counter() - t0
+        out["load_data_s"] = page.evaluate(FILLED)
         out["points"] = page.evaluate("window.hlDebug.state().shown")
+        t0 = time.perf_counter()
+        page.reload()
+        page.wait_for_selector("body[data-ready='1']", state="attached", timeout=300_000)
+        page.evaluate(FRAME)
+        out["reload_s"] = time.perf_counter() - t0
+        out["reload_data_s"] = page.evaluate(FILLED)
         box = page.locator("#map canvas").first.bounding_box()
         pts = [(0.30, 0.30), (0.70, 0.30), (0.70, 0.70), (0.30, 0.70), (0.30, 0.31)]
         page.mouse.move(box["x"] + pts[0][0] * box["width"], box["y"] + pts[0][1] * box["height"])
@@ -53,34 +76,54 @@ def measure(db: Path) -> dict[str, float]:
             page.mouse.move(box["x"] + fx * box["width"], box["y"] + fy * box["height"], steps=5)
         t0 = time.perf_counter()
         page.mouse.up()
-        page.wait_for_function("document.querySelectorAll('#inspector tbody tr').length > 0", timeout=60_000)
+        page.wait_for_function("document.querySelectorAll('#inspector tbody tr').length > 0", timeout=300_000)
         out["lasso_to_inspector_s"] = time.perf_counter() - t0
         out["selected"] = len(page.evaluate("window.hlDebug.state().ids"))
         t0 = time.perf_counter()
         page.select_option("#color-by", "cluster_id")
-        page.evaluate("() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)))")
+        page.evaluate(FRAME)
         out["recolour_s"] = time.perf_counter() - t0
         browser.close()
     server.shutdown()
     return out
 
 
+def fmt(v: float) -> str:
+    return "–" if v != v else f"{v:.2f}"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description="map interactivity in headless Chromium")
     ap.add_argument("--db", help="an hl-debug database")
     ap.add_argument("--synthetic", type=int, help="generate a database with this many utterances")
+    ap.add_argument("--legacy", metavar="REV", help="also measure the web app at this git revision")
+    ap.add_argument("--root", help=argparse.SUPPRESS)  # internal: import webapp from here
+    ap.add_argument("--measure", help=argparse.SUPPRESS)  # internal: measure this database, print JSON
     args = ap.parse_args()
+    if args.measure:
+        print(json.dumps(measure(Path(args.measure))))
+        return
     if bool(args.db) == bool(args.synthetic):
         ap.error("give exactly one of --db or --synthetic N")
+    from benchmarks.webapp_payload import build, checkout
+
+    print("| points | code | load to map drawn (s) | of which data (s) | reload to drawn (s) | of which data (s) "
+          "| lasso selected | lasso release to inspector (s) | recolour all (s) |")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|")
     with tempfile.TemporaryDirectory() as tmp:
         db = Path(args.db) if args.db else Path(tmp) / "bench.db"
         if args.synthetic:
-            from benchmarks.webapp_payload import build
-
             build(db, args.synthetic)
-        r = measure(db)
-    print(f"| {int(r['points']):,} | {r['load_s']:.2f} | {int(r['selected']):,} | {r['lasso_to_inspector_s']:.2f} | "
-          f"{r['recolour_s']:.2f} |")
+        legacy = checkout(args.legacy, Path(tmp)) if args.legacy else None
+        for name, root in ([(f"before ({args.legacy})", legacy)] if legacy else []) + [("after", ROOT)]:
+            copy = Path(tmp) / "run.db"
+            shutil.copyfile(db, copy)  # the same starting state for each version
+            proc = subprocess.run([sys.executable, __file__, "--root", str(root), "--measure", str(copy)],
+                                  check=True, capture_output=True, text=True)
+            r = json.loads(proc.stdout.strip().splitlines()[-1])
+            print(f"| {int(r['points']):,} | {name} | {r['load_s']:.2f} | {fmt(r['load_data_s'])} | {r['reload_s']:.2f} "
+                  f"| {fmt(r['reload_data_s'])} | {int(r['selected']):,} | {r['lasso_to_inspector_s']:.2f} "
+                  f"| {r['recolour_s']:.2f} |", flush=True)
 
 
 if __name__ == "__main__":

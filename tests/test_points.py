@@ -92,3 +92,16 @@ def test_cache_gzipped_body_is_the_same_json(store):
     etag, plain = cache.get(store)
     etag_gz, zipped = cache.get(store, gzipped=True)
     assert etag_gz == etag and gzip.decompress(zipped) == plain and len(zipped) < len(plain)
+
+
+def test_warm_builds_the_payload_before_the_first_request(store, monkeypatch):
+    cache = PayloadCache()
+    cache.warm(store.path).join()
+    monkeypatch.setattr(store, "web_rows", lambda **kw: pytest.fail("the warmed payload was rebuilt"))
+    etag, zipped = cache.get(store, gzipped=True)
+    assert json.loads(gzip.decompress(zipped))["n"] == 24
+
+
+def test_warm_without_a_database_does_nothing(tmp_path):
+    PayloadCache().warm(str(tmp_path / "none.db")).join()
+    assert not (tmp_path / "none.db").exists()

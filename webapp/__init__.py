@@ -30,6 +30,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         MAX_CONTENT_LENGTH=1 << 20,  # decisions are tiny; refuse anything big
         INSPECTOR_MAX_IDS=1000,
         PAGE_SIZE=50,
+        WARM_MAP=True,  # build the map's payload at start (not when TESTING: tests control timing)
     )
     if test_config:
         app.config.update(test_config)
@@ -37,6 +38,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     security.init_app(app)
     compress.init_app(app)
     app.extensions["hl_points"] = points.PayloadCache()
+    if app.config["WARM_MAP"] and not app.testing:
+        app.extensions["hl_points"].warm(app.config["DB"])
     errors.init_app(app)
     app.register_blueprint(pages.bp)
     app.register_blueprint(api.bp, url_prefix="/api")

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from bokeh.models import (BasicTicker, ColorBar, ColumnDataSource, CustomJS, HoverTool, LinearColorMapper,
-                          Range1d, TapTool)
+from bokeh.models import (BasicTicker, ColorBar, ColumnDataSource, CustomJS, HoverTool, LassoSelectTool,
+                          LinearColorMapper, Range1d, TapTool)
 from bokeh.palettes import Blues256, Category10
 from bokeh.plotting import figure
 
@@ -31,9 +31,12 @@ def map_figure(*, height: int = 640) -> figure:
     Bokeh: tooltip fields are rendered as text, not HTML). WebGL output backend.
     """
     source = ColumnDataSource({c: [] for c in MAP_COLUMNS}, name="points")
+    # The lasso selects on release, not on every mouse move: each selection change redraws
+    # every point, which at 100k points costs a frame or more per move.
+    lasso = LassoSelectTool(continuous=False)
     p = figure(height=height, sizing_mode="stretch_width", output_backend="webgl",
-               tools="pan,wheel_zoom,lasso_select,box_select,tap,reset,save",
-               active_drag="lasso_select", active_scroll="wheel_zoom", name="map",
+               tools=["pan", "wheel_zoom", lasso, "box_select", "tap", "reset", "save"],
+               active_drag=lasso, active_scroll="wheel_zoom", name="map",
                toolbar_location="above", match_aspect=False)
     p.scatter("x", "y", source=source, marker="marker", size=7, fill_color="color", line_color="line",
               fill_alpha=0.8, line_alpha=0.9, selection_fill_alpha=1.0, nonselection_fill_alpha=0.15,

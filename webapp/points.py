@@ -21,6 +21,7 @@ import base64
 import gzip
 import hashlib
 import json
+import logging
 import math
 import threading
 from collections.abc import Sequence
@@ -29,6 +30,8 @@ from typing import Any
 import numpy as np
 
 from hl_debug.store import Store
+
+log = logging.getLogger(__name__)
 
 FORMAT = 2  # bump when the payload's shape changes: it is part of the ETag
 
@@ -127,7 +130,8 @@ class PayloadCache:
 
     def __init__(self, *, gzip_level: int = 5) -> None:
         self.gzip_level = gzip_level
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards the two dicts
+        self._building = threading.Lock()  # one build at a time: concurrent misses wait, then hit
         self._base: dict[str, tuple[str, bytes, np.ndarray, list]] = {}  # path -> (key, json fragment, ids, intents)
         self._full: dict[str, tuple[str, bytes, bytes | None]] = {}  # path -> (etag, body, gzipped body)
 
@@ -145,13 +149,35 @@ class PayloadCache:
         etag = self._etag(state)
         with self._lock:
             full = self._full.get(store.path)
-        if not (full and full[0] == etag):
-            full = (etag, self._build(store, state), None)
-        if gzipped and full[2] is None:
-            full = (full[0], full[1], gzip.compress(full[1], self.gzip_level, mtime=0))
-        with self._lock:
-            self._full[store.path] = full
+        if not (full and full[0] == etag and (full[2] is not None or not gzipped)):
+            with self._building:
+                with self._lock:
+                    full = self._full.get(store.path)
+                if not (full and full[0] == etag):
+                    full = (etag, self._build(store, state), None)
+                if gzipped and full[2] is None:
+                    full = (full[0], full[1], gzip.compress(full[1], self.gzip_level, mtime=0))
+                with self._lock:
+                    self._full[store.path] = full
         return etag, full[2] if gzipped else full[1]
+
+    def warm(self, path: str) -> threading.Thread:
+        """Build the payload for the database at ``path`` in a daemon thread, so the first
+        page load after ``hl-debug serve`` finds it ready (seconds of SQL at 100k rows)."""
+
+        def work() -> None:
+            try:
+                store = Store(path, create=False)
+                try:
+                    self.get(store, gzipped=True)
+                finally:
+                    store.close()
+            except Exception:  # no database or a broken one: the first request reports it properly
+                log.debug("could not prepare the map's payload for %s", path, exc_info=True)
+
+        thread = threading.Thread(target=work, name="hl-map-payload", daemon=True)
+        thread.start()
+        return thread
 
     def _build(self, store: Store, state: dict) -> bytes:
         data_key = self._etag({k: v for k, v in state.items() if k != "decisions"})

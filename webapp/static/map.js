@@ -295,12 +295,15 @@
     }
     status("loading points…");
     const [, points] = await Promise.all([window.Bokeh.embed.embed_item(item, "map"), hl.getJSON("/api/points")]);
+    performance.mark("hl:fetched"); // marks let benchmarks/webapp_browser.py split the load time
     all = { n: points.n };
     for (const [name, col] of Object.entries(points.columns)) all[name] = decode(col);
+    performance.mark("hl:decoded");
     for (const doc of window.Bokeh.documents) {
       source = doc.get_model_by_name("points") || source;
     }
     rebuild();
+    performance.mark("hl:filled");
     if (state.selectAll) selectIds(source.data.id, true);
     else if (state.q && !state.ids.length) search();
     document.body.dataset.ready = "1";
