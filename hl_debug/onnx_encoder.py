@@ -77,8 +77,19 @@ def _export_fp32(model_path: str, target: Path) -> None:
 def _export_int8(fp32: Path, target: Path) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    # Per-channel int8 weights (per-tensor loses far more: cosine to fp32 0.964 vs 0.993 on
+    # the real export); ONNX Runtime's advice to pre-process first (logged on the root
+    # logger) changes nothing measurable for this model, so it is filtered out.
+    def quiet(record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Please consider to run pre-processing")
+
     tmp = target.with_suffix(".tmp")
-    quantize_dynamic(str(fp32), str(tmp), weight_type=QuantType.QInt8, per_channel=True)
+    root = logging.getLogger()
+    root.addFilter(quiet)
+    try:
+        quantize_dynamic(str(fp32), str(tmp), weight_type=QuantType.QInt8, per_channel=True)
+    finally:
+        root.removeFilter(quiet)
     os.replace(tmp, target)
 
 

@@ -50,7 +50,7 @@ def test_backend_validation(monkeypatch):
     from hl_debug.errors import ConfigError
 
     monkeypatch.delenv("HL_ENCODER_BACKEND", raising=False)
-    assert check_backend(None) == "torch"
+    assert check_backend(None) == "onnx-int8"
     assert check_backend("onnx-int8") == "onnx-int8"
     with pytest.raises(ConfigError, match="torch, onnx, onnx-int8"):
         check_backend("tensorflow")
@@ -66,7 +66,7 @@ def test_identity_differs_per_backend(monkeypatch):
     ids = {b: SentenceEncoder(backend=b).identity for b in ("torch", "onnx", "onnx-int8")}
     assert len(set(ids.values())) == 3
     # torch keeps the historical key, so vectors cached before backends existed stay valid
-    assert ids["torch"] == SentenceEncoder().identity and "+" not in ids["torch"]
+    assert "+" not in ids["torch"] and SentenceEncoder().identity == ids["onnx-int8"]
     assert SentenceEncoder(backend="onnx", normalize=False).identity.endswith("+onnx:raw")
 
 
@@ -89,6 +89,10 @@ def test_onnx_backend_matches_torch(backend, tmp_path):
     X = enc.transform(texts)
     assert X.shape == ref.shape and X.dtype == np.float32
     assert np.allclose(np.linalg.norm(X, axis=1), 1, atol=1e-4)
-    assert ((X * ref).sum(1) > 0.99).all()
+    cos = (X * ref).sum(1)
+    if backend == "onnx":  # the same computation in fp32
+        assert (cos > 0.9999).all(), cos
+    else:  # int8 weights: on the real export mean 0.993, min 0.968 (benchmarks/RESULTS.md)
+        assert cos.mean() > 0.99 and (cos > 0.97).all(), cos
     assert list(tmp_path.glob("*/*.onnx")), "the export is written to cache_dir"
     assert enc.transform([]).shape == (0, ref.shape[1])

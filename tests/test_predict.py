@@ -385,7 +385,7 @@ def test_real_export_predict_with_local_server(db_path, real_export, recorded_pr
 
 
 def test_cli_predict_with_the_local_server(tiny_store, db_path, monkeypatch):
-    monkeypatch.setattr("hl_debug.embed.default_encoder", lambda name=None: FakeEncoder())
+    monkeypatch.setattr("hl_debug.embed.default_encoder", lambda name=None, backend=None: FakeEncoder())
     r = invoke(db_path, "predict", "--n-best", "2")
     assert r.exit_code == 0, r.output
     assert "Predictions from local:" in r.output and "24 asked now" in r.output
