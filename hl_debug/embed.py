@@ -89,10 +89,11 @@ def load_onnx_model(name: str, backend: str, cache_dir: str | Path | None = None
             os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
             os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
             path = resolve_model_path(name)
-            if not Path(path).is_dir():
-                raise ModelError(f"encoder backend {backend!r} needs a local model folder, not {path!r}",
-                                 hint="Pass --encoder as a local path, or use --encoder-backend torch.")
             try:
+                if not Path(path).is_dir():  # a hub name: its folder in the Hugging Face cache (offline)
+                    from huggingface_hub import snapshot_download
+
+                    path = snapshot_download(path if "/" in path else f"sentence-transformers/{path}")
                 onnx_file = ensure_exported(path, folder, backend)
                 _MODELS[key] = OnnxSentenceModel(path, onnx_file)
             except ModelError:
