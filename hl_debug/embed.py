@@ -72,9 +72,13 @@ def check_backend(backend: str | None) -> str:
 
 
 def default_cache_dir() -> Path:
-    """``encoders/`` in the folder of the ``db`` setting (``HL_DB``; ``data/encoders`` by default)."""
-    db = resolve("db") or "data/hl_debug.db"
-    return (Path("data") if db == ":memory:" else Path(db).parent) / "encoders"
+    """``hl-debug/encoders`` in the user's cache folder (``$XDG_CACHE_HOME``, else ``~/.cache``).
+
+    The exported files depend only on the model and its package version, so every
+    database on the machine shares one export (made once, in about 10 s).
+    """
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "hl-debug" / "encoders"
 
 
 def load_onnx_model(name: str, backend: str, cache_dir: str | Path | None = None):
@@ -128,8 +132,8 @@ class SentenceEncoder(BaseEstimator, TransformerMixin):
         label-issue results, see benchmarks/RESULTS.md "Encoder backends"). The ONNX backends
         run on the CPU whatever ``device`` says.
     cache_dir:
-        Where the ONNX backends keep their exported files (default: ``encoders/`` in
-        the ``HL_DB`` folder, i.e. ``data/encoders``).
+        Where the ONNX backends keep their exported files (default:
+        :func:`default_cache_dir`, shared by every database).
     """
 
     def __init__(self, model_name: str | None = None, *, batch_size: int = 128, device: str = "cpu",

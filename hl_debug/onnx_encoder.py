@@ -8,7 +8,7 @@ and runs it with ONNX Runtime plus the model's own tokenizer, pooling and normal
 
 Supported models are the common sentence-transformers layout ``Transformer → Pooling
 (mean or CLS) [→ Normalize]`` (all-MiniLM-L6-v2 and most of its family). Exported files
-live in a cache folder (by default ``encoders/`` in the ``HL_DB`` folder), never next to the
+live in a cache folder (by default ``~/.cache/hl-debug/encoders``, shared by every database), never next to the
 installed model, and are written once: atomically and under a file lock.
 """
 

@@ -58,8 +58,8 @@ SETTINGS: tuple[Setting, ...] = (
         "HL_ENCODER_BACKEND",
         "onnx-int8",
         "How the encoder runs: onnx-int8 (default; ONNX Runtime with int8 weights, 2.6x torch's speed), "
-        "onnx (ONNX Runtime, fp32) or torch. ONNX files are exported once into encoders/ in the HL_DB "
-        "folder (data/encoders).",
+        "onnx (ONNX Runtime, fp32) or torch. ONNX files are exported once into "
+        "$XDG_CACHE_HOME/hl-debug/encoders (default ~/.cache/hl-debug/encoders).",
     ),
 )
 
