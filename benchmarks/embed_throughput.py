@@ -26,15 +26,6 @@ ROOT = Path(__file__).resolve().parents[1]
 REAL = ROOT.parent / "shared" / "data" / "chatbot_intent_classifier_data.json.zip"
 
 
-def best_of(repeat: int, fn):
-    best, result = float("inf"), None
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        result = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, result
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--export", type=Path, default=REAL)
@@ -48,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(ROOT))
     import torch
 
+    from benchmarks._timing import best_of
     from hl_debug.embed import SentenceEncoder
     from hl_debug.ingest import read_export, validate
 

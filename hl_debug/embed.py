@@ -43,14 +43,19 @@ def resolve_model_path(name: str) -> str:
     return name
 
 
+def _offline_defaults() -> None:
+    """Never reach for a model hub unless the user asked to (the bundled model is local)."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
 def load_sentence_transformer(name: str, device: str = "cpu"):
     """Load (once per process) the sentence-transformers model ``name`` on ``device``."""
     key = (name, device)
     with _LOCK:
         if key not in _MODELS:
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")
-            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-            os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+            _offline_defaults()
             from sentence_transformers import SentenceTransformer
 
             path = resolve_model_path(name)
@@ -89,9 +94,7 @@ def load_onnx_model(name: str, backend: str, cache_dir: str | Path | None = None
     key = (name, backend, str(folder.resolve()))
     with _LOCK:
         if key not in _MODELS:
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")
-            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-            os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+            _offline_defaults()
             path = resolve_model_path(name)
             try:
                 if not Path(path).is_dir():  # a hub name: its folder in the Hugging Face cache (offline)
