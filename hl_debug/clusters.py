@@ -74,6 +74,16 @@ def label_entropy(counts: Sequence[int] | np.ndarray) -> float:
     return float(-(p * np.log2(p)).sum())
 
 
+def _share_scores(counts: np.ndarray, totals: np.ndarray, method: str) -> np.ndarray:
+    """Ranking score of ``counts`` out of ``totals``: ``wilson`` (lower bound of the share),
+    ``share`` (plain share) or anything else the validated caller allows (the raw count)."""
+    if method == "wilson":
+        return wilson_lower_bound(counts, totals)
+    if method == "share":
+        return counts / totals
+    return counts.astype(float)
+
+
 def wilson_lower_bound(successes: np.ndarray | Sequence[int], totals: np.ndarray | Sequence[int], *,
                        z: float = 1.96) -> np.ndarray:
     """Lower end of the Wilson score interval of ``successes / totals`` (0 where total is 0).
@@ -254,12 +264,7 @@ def rank_impure_clusters(stats: Sequence[dict[str, Any]], cluster_ids: Sequence[
         return []
     n_ann = np.array([s["n_annotated"] for s in eligible])
     n_min = np.array([s["n_annotated"] - s["label_counts"][s["majority_intent"]] for s in eligible])
-    if method == "wilson":
-        score = wilson_lower_bound(n_min, n_ann)
-    elif method == "share":
-        score = n_min / n_ann
-    else:
-        score = n_min.astype(float)
+    score = _share_scores(n_min, n_ann, method)
     order = sorted(range(len(eligible)), key=lambda j: (-score[j], -n_min[j], eligible[j]["cluster_id"]))
     out = []
     for j in order:
@@ -347,12 +352,7 @@ def rank_unannotated_regions(cluster_ids: Sequence[int] | np.ndarray, intents: S
         return []
     k = np.array([r["n_unannotated"] for r in regions])
     size = np.array([r["size"] for r in regions])
-    if method == "wilson":
-        score = wilson_lower_bound(k, size)
-    elif method == "share":
-        score = k / size
-    else:
-        score = k.astype(float)
+    score = _share_scores(k, size, method)
     order = sorted(range(len(regions)), key=lambda j: (-score[j], -k[j], regions[j]["region"]))
     out = []
     for rank, j in enumerate(order, start=1):

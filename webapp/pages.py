@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from bokeh.embed import json_item
-from bokeh.palettes import Category10, Category20
+from bokeh.palettes import Category20
 from bokeh.util.paths import bokehjs_path
 from flask import Blueprint, abort, current_app, render_template, request, send_from_directory
 
