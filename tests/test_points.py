@@ -11,8 +11,9 @@ import pytest
 
 from hl_debug.store import Store
 from tests.webapp_fixtures import PLANTED_ERROR_ID, fill_synthetic
+from webapp import points
 from webapp.points import (POINT_COLUMNS, PayloadCache, decode_column, encode_categorical, encode_numeric,
-                           encode_points)
+                           encode_points, map_columns)
 
 
 def test_float32_round_trip_with_missing_and_non_finite():
@@ -67,10 +68,15 @@ def store(db_path, tiny_export_path):
     s.close()
 
 
+def spy_map_columns(monkeypatch) -> list:
+    """Count the pipeline-data reads of the payload cache."""
+    calls: list = []
+    monkeypatch.setattr(points, "map_columns", lambda store: calls.append(1) or map_columns(store))
+    return calls
+
+
 def test_cache_rebuilds_only_what_changed(store, monkeypatch):
-    cache, calls = PayloadCache(), []
-    web_rows = store.web_rows
-    monkeypatch.setattr(store, "web_rows", lambda **kw: calls.append(kw) or web_rows(**kw))
+    cache, calls = PayloadCache(), spy_map_columns(monkeypatch)
     etag, body = cache.get(store)
     assert cache.get(store) == (etag, body) and cache.etag(store) == etag and len(calls) == 1
     # a decision changes the ETag and the label column, without re-reading the joined rows
@@ -87,17 +93,59 @@ def test_cache_rebuilds_only_what_changed(store, monkeypatch):
     assert set(decode_column(json.loads(body3)["columns"]["x"])) == {0.0}
 
 
-def test_cache_gzipped_body_is_the_same_json(store):
-    cache = PayloadCache()
+def test_cache_gzipped_body_is_the_same_json(store, monkeypatch):
+    cache, calls = PayloadCache(), spy_map_columns(monkeypatch)
     etag, plain = cache.get(store)
     etag_gz, zipped = cache.get(store, gzipped=True)
     assert etag_gz == etag and gzip.decompress(zipped) == plain and len(zipped) < len(plain)
+    # after a decision the gzip stream continues from the cached base: still one valid member
+    store.add_annotation(PLANTED_ERROR_ID, "relabel", "chat_settings", "bill_question")
+    etag2, zipped2 = cache.get(store, gzipped=True)
+    assert etag2 != etag and len(calls) == 1
+    assert gzip.decompress(zipped2) == cache.get(store)[1] and decoded(cache.get(store)[1]) == plain_body(store)
+    assert zipped2[:len(zipped) // 2] == zipped[:len(zipped) // 2]  # the base's bytes are reused
+
+
+def decoded(body: bytes) -> dict:
+    payload = json.loads(body)
+    return {**payload, "columns": {k: decode_column(c) for k, c in payload["columns"].items()}}
+
+
+def plain_body(store) -> dict:
+    """The payload built from :meth:`Store.web_rows`' joined read (how the map's data is defined), decoded."""
+    cols, rows = store.web_rows(columns=list(POINT_COLUMNS))
+    return decoded(json.dumps(encode_points({c: [r[k] for r in rows] for k, c in enumerate(cols)})).encode())
+
+
+def test_map_columns_match_the_joined_read(store):
+    """Table-by-table reads aligned by id and text hash give what one joined query gives,
+    including rows missing from points, issues and predictions, and decisions."""
+    store.db.execute("DELETE FROM points WHERE id IN (SELECT id FROM points ORDER BY id LIMIT 3)")
+    store.db.execute("DELETE FROM issues WHERE id IN (SELECT id FROM issues ORDER BY id DESC LIMIT 2)")
+    store.db.execute("DELETE FROM predictions WHERE rowid IN (SELECT rowid FROM predictions LIMIT 4)")
+    store.db.conn.commit()
+    store.add_annotation(PLANTED_ERROR_ID, "relabel", "chat_settings", "bill_question")
+    store.add_annotation(1003, "skip", None, None)
+    store.add_annotation(1004, "relabel", None, None)  # a decision without a label keeps the intent
+    body = decoded(PayloadCache().get(store)[1])
+    assert body == plain_body(store)
+    cols = body["columns"]
+    assert cols["x"][:3] == [None] * 3 and cols["issue_score"][-2:] == [None] * 2
+    assert cols["predicted_label"].count(None) >= 4
+
+
+def test_map_columns_before_analysis_and_without_predictions(db_path, tiny_export_path):
+    store = fill_synthetic(Store(db_path), tiny_export_path, with_analysis=False)
+    body = json.loads(PayloadCache().get(store)[1])
+    assert body["n"] == 24 and body["has_map"] is False
+    assert set(decode_column(body["columns"]["predicted_label"])) == {None}
+    store.close()
 
 
 def test_warm_builds_the_payload_before_the_first_request(store, monkeypatch):
     cache = PayloadCache()
     cache.warm(store.path).join()
-    monkeypatch.setattr(store, "web_rows", lambda **kw: pytest.fail("the warmed payload was rebuilt"))
+    monkeypatch.setattr(points, "map_columns", lambda store: pytest.fail("the warmed payload was rebuilt"))
     etag, zipped = cache.get(store, gzipped=True)
     assert json.loads(gzip.decompress(zipped))["n"] == 24
 

@@ -8,6 +8,7 @@ with JSON. The app only reads the store, except for appending review decisions.
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
 from flask import Flask
@@ -19,7 +20,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     """Build the app; ``test_config`` overrides settings (``DB``, ``TESTING``, ...)."""
     from hl_debug.settings import resolve
 
-    from . import api, compress, db, errors, pages, points, security
+    from . import api, compress, db, errors, model_report, pages, points, security
 
     app = Flask(__name__)
     # BokehJS resolves references in document order: keep keys as Bokeh wrote them.
@@ -30,7 +31,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         MAX_CONTENT_LENGTH=1 << 20,  # decisions are tiny; refuse anything big
         INSPECTOR_MAX_IDS=1000,
         PAGE_SIZE=50,
-        WARM_MAP=True,  # build the map's payload at start (not when TESTING: tests control timing)
+        WARM_MAP=True,  # build the map's payload and model report at start (not when TESTING: tests control timing)
     )
     if test_config:
         app.config.update(test_config)
@@ -38,9 +39,23 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     security.init_app(app)
     compress.init_app(app)
     app.extensions["hl_points"] = points.PayloadCache()
+    app.extensions["hl_reports"] = model_report.ReportCache()
     if app.config["WARM_MAP"] and not app.testing:
-        app.extensions["hl_points"].warm(app.config["DB"])
+        warm(app)
     errors.init_app(app)
     app.register_blueprint(pages.bp)
     app.register_blueprint(api.bp, url_prefix="/api")
     return app
+
+
+def warm(app: Flask) -> threading.Thread:
+    """Build the map's payload, then the active endpoint's model report, in one daemon thread
+    (one after the other: on two cores, side by side they would only slow each other down),
+    so the first page loads after ``hl-debug serve`` find them ready. Returns the thread."""
+    from .points import warm_in_background
+
+    def work(store):
+        app.extensions["hl_points"].get(store, gzipped=True)
+        app.extensions["hl_reports"].report(store)
+
+    return warm_in_background(app.config["DB"], work, name="hl-warm")

@@ -188,14 +188,13 @@ def queue():
 @bp.get("/confusion")
 def confusion():
     """Rows whose given label is ``?given=`` and predicted label ``?predicted=``."""
-    from .model_report import cell_ids
-
     given, predicted = request.args.get("given"), request.args.get("predicted")
     if not given or not predicted:
         abort(400, "missing query parameter 'given' or 'predicted' (the confusion-matrix cell)")
     split = request.args.get("split", "evaluation")
     store = get_store()
-    ids = cell_ids(store, given=given, predicted=predicted, split=split, endpoint=request.args.get("endpoint"))
+    ids = current_app.extensions["hl_reports"].cell_ids(store, given=given, predicted=predicted, split=split,
+                                                          endpoint=request.args.get("endpoint"))
     return jsonify({"given": given, "predicted": predicted, "split": split,
                     "rows": store.web_dicts(ids[:500], endpoint=request.args.get("endpoint")) if ids else [],
                     "n": len(ids)})

@@ -137,7 +137,7 @@ def queue_view():
 @bp.get("/report")
 def report_view():
     """The model report: per-intent metrics, confusion matrix, reliability, entropy, unanswered rows."""
-    from .model_report import SPLITS, check_split, compute
+    from .model_report import SPLITS, check_split
 
     store = get_store()
     store.require_utterances()
@@ -149,7 +149,7 @@ def report_view():
     if endpoint not in endpoints:
         abort(404, f"no predictions for endpoint {endpoint!r}; known: {', '.join(endpoints)}")
     split = check_split(request.args.get("split", "evaluation"))
-    rep = compute(store, endpoint=endpoint)
+    rep = current_app.extensions["hl_reports"].report(store, endpoint)
     sel, ent = rep["splits"][split], rep["entropy"]
     items = {
         "confusion": json_item(plots.confusion_figure(**sel["confusion"])) if sel["confusion"] else None,
