@@ -56,7 +56,7 @@ def clusters_view():
     store.require_utterances()
     missing = _missing("clusters", "analyze")
     sort = request.args.get("sort", "impurity")
-    rows, minority = [], {}
+    rows, minority, n_minority = [], {}, {}
     if not missing:
         have = set(store.table_columns("clusters"))
         orders = {  # pure clusters / well-covered ones have no rank: NULLs last
@@ -73,15 +73,34 @@ def clusters_view():
             total = sum(c["label_counts"].values()) or 1
             c["mix"] = [(k, v, 100 * v / total) for k, v in sorted(c["label_counts"].items(), key=lambda kv: -kv[1])]
         if "majority_intent" in store.table_columns("clusters"):
-            where = ("p.cluster_id >= 0 AND COALESCE(el.label, u.intent) != "
-                     "(SELECT c.majority_intent FROM clusters c WHERE c.cluster_id = p.cluster_id)")
-            for r in store.web_dicts(where=where, order_by="p.cluster_id, i.score DESC, u.id"
-                                     if store.table_exists("issues") else "p.cluster_id, u.id"):
-                minority.setdefault(r["cluster_id"], []).append(r)
+            minority, n_minority = _minority_rows(store, current_app.config["MINORITY_ROWS"])
     labels = store.intents()
     colors = {lab: Category20[20][i % 20] for i, lab in enumerate(labels)}
-    return render_template("clusters.html", missing=missing, clusters=rows, minority=minority, colors=colors,
-                           sort=sort)
+    return render_template("clusters.html", missing=missing, clusters=rows, minority=minority,
+                           n_minority=n_minority, colors=colors, sort=sort)
+
+
+def _minority_rows(store, per_cluster: int) -> tuple[dict[int, list[dict]], dict[int, int]]:
+    """The minority-label rows of every cluster, most suspicious (highest issue score) first:
+    ``({cluster: the first per_cluster rows}, {cluster: how many there are})``.
+
+    At 100k utterances the clusters hold ~8k minority rows, ~1.5 MB of HTML; the page shows
+    the first few of each (the map's inspector lists all of a cluster's rows), and reads
+    full rows for those only.
+    """
+    where = ("p.cluster_id >= 0 AND COALESCE(el.label, u.intent) != "
+             "(SELECT c.majority_intent FROM clusters c WHERE c.cluster_id = p.cluster_id)")
+    order = "p.cluster_id, i.score DESC, u.id" if store.table_exists("issues") else "p.cluster_id, u.id"
+    counts: dict[int, int] = {}
+    shown: list[int] = []
+    for uid, cluster in store.web_rows(columns=["id", "cluster_id"], where=where, order_by=order)[1]:
+        counts[cluster] = counts.get(cluster, 0) + 1
+        if counts[cluster] <= per_cluster:
+            shown.append(uid)
+    minority: dict[int, list[dict]] = {}
+    for r in store.web_dicts_in_order(shown):
+        minority.setdefault(r["cluster_id"], []).append(r)
+    return minority, counts
 
 
 @bp.get("/issues")
