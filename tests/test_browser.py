@@ -246,3 +246,122 @@ def test_open_cluster_from_clusters_page_fills_the_inspector(page, server):
     page.wait_for_function("document.querySelectorAll('#inspector tbody tr').length === 8")
     assert page.evaluate("window.hlDebug.state().shown") == 8
     assert PLANTED_ERROR_ID in inspector_ids(page)
+
+
+def pixel(page, x: float, y: float) -> tuple[int, int, int]:
+    """The colour the page shows at viewport pixel (x, y)."""
+    from io import BytesIO
+
+    from PIL import Image
+
+    png = page.screenshot(clip={"x": int(x), "y": int(y), "width": 1, "height": 1})
+    return Image.open(BytesIO(png)).convert("RGB").getpixel((0, 0))
+
+
+def wait_painted(page, after: int) -> None:
+    page.wait_for_function(f"window.hlDebug.state().paints > {after}", timeout=10_000)
+    page.evaluate("() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)))")
+
+
+def test_map_paints_every_point_and_the_selection_stands_out(page, server):
+    open_page(page, server.url + "/?color=cluster_id")
+    wait_painted(page, 0)
+    ids = page.evaluate("Array.from(Bokeh.documents[0].get_model_by_name('points').data.id)")
+    where = {i: page.evaluate(f"window.hlDebug.screenOf({i})") for i in ids}
+    # the marker is drawn where the point is: not the white background
+    before = {i: pixel(page, p["x"], p["y"]) for i, p in where.items()}
+    assert all(min(c) < 235 for c in before.values()), before
+    # select one point: it is drawn at full strength, every other point fades
+    painted = page.evaluate("window.hlDebug.state().paints")
+    page.evaluate(f"window.hlDebug.selectIds([{PLANTED_ERROR_ID}], true)")
+    wait_painted(page, painted)
+    after = {i: pixel(page, p["x"], p["y"]) for i, p in where.items()}
+    assert sum(after[PLANTED_ERROR_ID]) <= sum(before[PLANTED_ERROR_ID])  # not faded (on top, alpha 1)
+    far = [i for i in ids if abs(where[i]["x"] - where[PLANTED_ERROR_ID]["x"]) > 12
+           or abs(where[i]["y"] - where[PLANTED_ERROR_ID]["y"]) > 12]
+    faded = [i for i in far if sum(after[i]) > sum(before[i]) + 60]
+    assert len(faded) >= 0.8 * len(far), (before, after)
+    # zooming in repaints at the new scale: the point stays under its marker
+    painted = page.evaluate("window.hlDebug.state().paints")
+    box = page.locator("#map canvas").first.bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.wheel(0, -300)
+    wait_painted(page, painted)
+    p = page.evaluate(f"window.hlDebug.screenOf({PLANTED_ERROR_ID})")
+    if 0 < p["x"] - box["x"] < box["width"] and 0 < p["y"] - box["y"] < box["height"]:
+        assert min(pixel(page, p["x"], p["y"])) < 235
+    assert page.errors == []
+
+
+RASTER_JS = Path(__file__).resolve().parents[1] / "webapp" / "static" / "raster.js"
+
+
+@pytest.fixture
+def raster(browser):
+    context = browser.new_context()
+    pg = context.new_page()
+    pg.set_content("<!doctype html><title>raster</title>")
+    pg.add_script_tag(content=RASTER_JS.read_text())
+
+    def run(points: list[dict], *, width: int = 21, height: int = 21, alpha=256, order=None, size: float = 7,
+            scale: float = 1, window=(-1.0, 1.0, -1.0, 1.0)) -> list[list[tuple[int, int, int]]]:
+        """Rasterize ``points`` (x, y, fill, line, shape) and return rows of RGB, top row first."""
+        flat = pg.evaluate(
+            """([pts, width, height, alpha, order, size, scale, win]) => {
+              const R = window.hlRaster;
+              const img = R.rasterize({ width, height, x0: win[0], x1: win[1], y0: win[2], y1: win[3],
+                x: Float32Array.from(pts, (p) => p.x), y: Float32Array.from(pts, (p) => p.y),
+                fill: Uint32Array.from(pts, (p) => R.pack(p.fill)), line: Uint32Array.from(pts, (p) => R.pack(p.line || p.fill)),
+                shape: Uint8Array.from(pts, (p) => R.SHAPES[p.shape || "circle"]),
+                order: Int32Array.from(order || pts.map((_, i) => i)),
+                alpha: Array.isArray(alpha) ? Uint16Array.from(alpha) : alpha, size, scale });
+              return Array.from(new Uint8Array(img.buffer));
+            }""", [points, width, height, alpha, order, size, scale, list(window)])
+        px = [tuple(flat[i:i + 3]) for i in range(0, len(flat), 4)]
+        rows = [px[r * width:(r + 1) * width] for r in range(height)]
+        return rows[::-1]  # image row 0 is the bottom
+
+    yield run
+    context.close()
+
+
+def test_raster_draws_a_point_in_its_colour_at_its_place(raster):
+    img = raster([{"x": 0.0, "y": 0.0, "fill": "#ff0000"}])
+    assert img[10][10] == (255, 0, 0)  # the centre, fully covered, alpha 1
+    assert img[0][0] == img[20][20] == (255, 255, 255)  # background
+    # a point in the upper-left quarter lands in the upper-left of the image
+    img = raster([{"x": -0.5, "y": 0.5, "fill": "#0000ff"}])
+    assert img[5][5] == (0, 0, 255) and img[15][15] == (255, 255, 255)
+
+
+def test_raster_marker_size_and_shapes(raster):
+    circle = raster([{"x": 0.0, "y": 0.0, "fill": "#000000"}], size=7)
+    covered = sum(1 for row in circle for c in row if c != (255, 255, 255))
+    assert 40 <= covered <= 90  # a disc of diameter ~8 px, antialiased edge
+    big = raster([{"x": 0.0, "y": 0.0, "fill": "#000000"}], size=7, scale=2)
+    assert sum(1 for row in big for c in row if c != (255, 255, 255)) > 3 * covered  # twice the pixels per side
+    diamond = raster([{"x": 0.0, "y": 0.0, "fill": "#00ff00", "line": "#222222", "shape": "diamond"}])
+    assert diamond[10][10] == (0, 255, 0)  # filled inside
+    assert diamond[10][6] != circle[10][6] or diamond[7][7] != circle[7][7]  # not a disc
+    edge = [c for row in diamond for c in row if c not in ((255, 255, 255), (0, 255, 0))]
+    assert any(max(c) < 120 for c in edge)  # a dark outline
+
+
+def test_raster_blends_alpha_and_draws_later_points_on_top(raster):
+    half = raster([{"x": 0.0, "y": 0.0, "fill": "#000000"}], alpha=128)
+    assert all(abs(v - 128) <= 2 for v in half[10][10])  # half-way from white to black
+    two = [{"x": 0.0, "y": 0.0, "fill": "#ff0000"}, {"x": 0.0, "y": 0.0, "fill": "#0000ff"}]
+    assert raster(two)[10][10] == (0, 0, 255)
+    assert raster(two, order=[1, 0])[10][10] == (255, 0, 0)
+    dimmed = raster(two, order=[0, 1], alpha=[256, 38])  # the blue one dimmed to 0.15 over the red
+    r, g, b = dimmed[10][10]
+    assert r > 200 and b > 30 and g == 0
+
+
+def test_raster_skips_missing_and_clips_at_the_edges(raster):
+    img = raster([{"x": float("nan"), "y": 0.0, "fill": "#000000"}, {"x": 5.0, "y": 5.0, "fill": "#000000"}])
+    assert all(c == (255, 255, 255) for row in img for c in row)  # NaN and off-image points draw nothing
+    corner = raster([{"x": -1.0, "y": -1.0, "fill": "#000000"}])  # centred on the bottom-left corner
+    assert corner[20][0] == (0, 0, 0) and corner[0][20] == (255, 255, 255)
+    empty = raster([{"x": 0.0, "y": 0.0, "fill": "#000000"}], window=(1.0, 1.0, -1.0, 1.0))  # empty window
+    assert all(c == (255, 255, 255) for row in empty for c in row)

@@ -7,6 +7,7 @@ import gzip
 import json
 
 import pytest
+from bokeh.models import BoxSelectTool, HoverTool, LassoSelectTool, TapTool
 
 from hl_debug.store import Store
 from tests.webapp_fixtures import ENDPOINT, PLANTED_ERROR_ID, XSS_ID, fill_synthetic
@@ -62,12 +63,19 @@ def test_map_page_embeds_the_figure_and_not_the_points(client):
     assert "/bokehjs/bokeh.min.js" in html and "/static/map.js" in html
 
 
-def test_map_figure_is_webgl_with_selection_callback():
+def test_map_figure_paints_points_as_one_image_and_keeps_the_scatter_for_hits():
     p = map_figure()
-    assert p.output_backend == "webgl"
+    assert p.output_backend == "canvas"  # the points are one image (static/raster.js): no per-marker GL work
     source = p.select_one({"name": "points"})
     callbacks = source.selected.js_property_callbacks["change:indices"]
     assert callbacks[0].code == MAP_SELECTION_JS
+    scatter, image = p.select_one({"name": "scatter"}), p.select_one({"name": "points_image"})
+    assert scatter.glyph.fill_alpha == 0 and scatter.glyph.line_alpha == 0  # map.js switches its painting off
+    assert image.data_source.name == "raster"
+    # the ranges fit the points only (the image always covers the view: it must not widen them)
+    assert p.x_range.renderers == [scatter] and p.y_range.renderers == [scatter]
+    for tool in (LassoSelectTool, BoxSelectTool, TapTool, HoverTool):
+        assert p.select_one(tool).renderers == [scatter]  # the image is never selected or hovered
 
 
 def test_issues_page_lists_the_planted_error_first_with_evidence(client):

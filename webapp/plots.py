@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from bokeh.models import (BasicTicker, ColorBar, ColumnDataSource, CustomJS, HoverTool, LassoSelectTool,
+from bokeh.models import (BasicTicker, BoxSelectTool, ColorBar, ColumnDataSource, CustomJS, HoverTool, LassoSelectTool,
                           LinearColorMapper, Range1d, TapTool)
 from bokeh.palettes import Blues256, Category10
 from bokeh.plotting import figure
@@ -21,28 +21,41 @@ MAP_SELECTION_JS = "window.hlDebug && window.hlDebug.onSelect(source.selected.in
 CONFUSION_TAP_JS = ("const i = source.selected.indices[0];"
                     "if (i !== undefined && window.hlReport) window.hlReport.onCell(source.data.given[i], source.data.predicted[i]);")
 
-MAP_COLUMNS = ("x", "y", "id", "text", "label", "predicted_label", "cluster", "color", "marker", "line")
+MAP_COLUMNS = ("x", "y", "id", "text", "label", "predicted_label", "cluster")
+MARKER_SIZE = 7  # CSS pixels; static/raster.js draws the markers at this size
 
 
 def map_figure(*, height: int = 640) -> figure:
     """The utterance map: an empty ``points`` source the page fills from ``/api/points``.
 
-    Tools: lasso, box, tap selection, pan, wheel zoom; hover shows the text (escaped by
-    Bokeh: tooltip fields are rendered as text, not HTML). WebGL output backend.
+    The points are painted by ``static/raster.js`` into one RGBA image (the ``raster``
+    image renderer, redrawn by ``map.js`` on every view, colour or selection change), not
+    by Bokeh marker by marker: without a GPU, Bokeh's WebGL or canvas markers cost seconds per
+    repaint at 100k points (benchmarks/RESULTS.md, "Web map at 100k"). The ``scatter``
+    renderer stays for hit testing and hover — lasso, box and tap select on it, the hover
+    tool shows the text (escaped by Bokeh: tooltip fields are rendered as text, not HTML) —
+    but ``map.js`` switches its painting off. Both ranges follow the scatter only, so the
+    image (which always covers the current view) never widens them. WebGL output backend:
+    the image is one texture.
     """
     source = ColumnDataSource({c: [] for c in MAP_COLUMNS}, name="points")
+    raster = ColumnDataSource({"image": [], "x": [], "y": [], "dw": [], "dh": []}, name="raster")
     # The lasso selects on release, not on every mouse move: each selection change redraws
-    # every point, which at 100k points costs a frame or more per move.
+    # the points.
     lasso = LassoSelectTool(continuous=False)
-    p = figure(height=height, sizing_mode="stretch_width", output_backend="webgl",
+    p = figure(height=height, sizing_mode="stretch_width", output_backend="canvas",
                tools=["pan", "wheel_zoom", lasso, "box_select", "tap", "reset", "save"],
                active_drag=lasso, active_scroll="wheel_zoom", name="map",
                toolbar_location="above", match_aspect=False)
-    p.scatter("x", "y", source=source, marker="marker", size=7, fill_color="color", line_color="line",
-              fill_alpha=0.8, line_alpha=0.9, selection_fill_alpha=1.0, nonselection_fill_alpha=0.15,
-              nonselection_line_alpha=0.15, name="scatter")
-    p.add_tools(HoverTool(tooltips=[("", "@text"), ("label", "@label"), ("predicted", "@predicted_label"),
-                                    ("cluster", "@cluster"), ("id", "@id")]))
+    p.image_rgba(image="image", x="x", y="y", dw="dw", dh="dh", source=raster, name="points_image")
+    scatter = p.scatter("x", "y", source=source, size=MARKER_SIZE, fill_alpha=0, line_alpha=0, name="scatter")
+    p.x_range.renderers = [scatter]
+    p.y_range.renderers = [scatter]
+    for tool in (lasso, p.select_one(BoxSelectTool), p.select_one(TapTool)):
+        tool.renderers = [scatter]  # the image is not selectable
+    p.add_tools(HoverTool(renderers=[scatter], tooltips=[("", "@text"), ("label", "@label"),
+                                                         ("predicted", "@predicted_label"), ("cluster", "@cluster"),
+                                                         ("id", "@id")]))
     p.axis.visible = False
     p.grid.visible = False
     source.selected.js_on_change("indices", CustomJS(args={"source": source}, code=MAP_SELECTION_JS))

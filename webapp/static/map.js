@@ -69,12 +69,15 @@
   // the code of `value` in a categorical column: -1 for missing ("__none__"), -2 when absent
   const codeOf = (col, value) => (value === "__none__" ? -1 : col.cats.indexOf(value) < 0 ? -2 : col.cats.indexOf(value));
 
+  let savedQS = window.location.search.slice(1);
   function saveURL() {
     const p = new URLSearchParams();
     if (state.color !== "label") p.set("color", state.color);
     for (const key of ["intent", "usage", "cluster", "q"]) if (state[key]) p.set(key, state[key]);
     if (state.ids.length && state.ids.length <= 500) p.set("ids", state.ids.join(","));
     const qs = p.toString();
+    if (qs === savedQS) return;
+    savedQS = qs;
     window.history.replaceState(null, "", qs ? "?" + qs : window.location.pathname);
   }
 
@@ -146,6 +149,15 @@
     }
   }
 
+  // What the raster draws, per point in the source (parallel to source.data): packed
+  // colours and marker shapes; rebuilt with the source.
+  let marks = null;
+  let view = null; // {plot, plotView, raster}: set once Bokeh has rendered the map
+  let pending = 0;
+  let paints = 0; // rasters drawn so far (tests and benchmarks wait on it)
+  const FILL_ALPHA = 205, DIM_ALPHA = 38, SELECTED_ALPHA = 256; // 0.8, 0.15, 1 (of 256)
+  const FULL_RES_POINTS = 30000; // above this many shown points, draw at 1 image pixel per CSS pixel
+
   function rebuild() {
     if (!all || !source) return;
     const c = colorer(state.color);
@@ -154,12 +166,15 @@
     for (let i = 0; i < all.n; i++) if (keep(i)) shown.push(i);
     const m = shown.length;
     const data = { x: new Float32Array(m), y: new Float32Array(m), id: new all.id.constructor(m), text: new Array(m),
-      label: new Array(m), predicted_label: new Array(m), cluster: new Array(m), color: new Array(m), marker: new Array(m), line: new Array(m) };
+      label: new Array(m), predicted_label: new Array(m), cluster: new Array(m) };
+    marks = { fill: new Uint32Array(m), line: new Uint32Array(m), shape: new Uint8Array(m) };
+    const packed = new Map(); // colour string -> packed RGBA
+    const pack = (color) => { let v = packed.get(color); if (v === undefined) { v = window.hlRaster.pack(color); packed.set(color, v); } return v; };
+    const dark = window.hlRaster.pack("#222222");
     const labels = all.label.cats, predicted = all.predicted_label.cats;
     for (let k = 0; k < m; k++) {
       const i = shown[k];
       const lc = all.label.codes[i], pc = all.predicted_label.codes[i], cl = all.cluster_id[i];
-      const color = c.color(i);
       data.x[k] = all.x[i];
       data.y[k] = all.y[i];
       data.id[k] = all.id[i];
@@ -167,9 +182,10 @@
       data.label[k] = lc < 0 ? "(unannotated)" : labels[lc];
       data.predicted_label[k] = pc < 0 ? "(none)" : predicted[pc];
       data.cluster[k] = cl === cl ? String(cl) : "";
-      data.color[k] = color;
-      data.marker[k] = lc < 0 ? "diamond" : "circle";
-      data.line[k] = lc < 0 ? "#222222" : color;
+      const fill = pack(c.color(i));
+      marks.fill[k] = fill;
+      marks.line[k] = lc < 0 ? dark : fill; // unannotated: a diamond with a dark outline
+      marks.shape[k] = lc < 0 ? window.hlRaster.SHAPES.diamond : window.hlRaster.SHAPES.circle;
     }
     quiet = true;
     source.selected.indices = [];
@@ -178,6 +194,47 @@
     drawLegend(c.legend);
     status(`${shown.length} of ${all.n} shown`);
     selectIds(state.ids, false);
+    redraw();
+  }
+
+  // Repaint the points on the next frame (coalesced: many changes, one raster). With
+  // `afterFrame`, one frame later: a selection shows the inspector's rows first.
+  function redraw(afterFrame) {
+    if (!view || pending) return;
+    pending = -1;
+    const go = () => { pending = window.requestAnimationFrame(() => { pending = 0; paint(); }); };
+    if (afterFrame) window.requestAnimationFrame(go);
+    else go();
+  }
+
+  function paint() {
+    if (!view || !marks || !source) return;
+    const { plot, plotView } = view;
+    const xr = plot.x_range, yr = plot.y_range;
+    const box = plotView.frame.bbox;
+    const m = source.data.x.length;
+    const scale = m > FULL_RES_POINTS ? 1 : Math.min(2, window.devicePixelRatio || 1);
+    const width = Math.round(box.width * scale), height = Math.round(box.height * scale);
+    if (!(width > 0 && height > 0 && xr.end > xr.start && yr.end > yr.start)) return;
+    const selected = source.selected.indices;
+    const order = new Int32Array(m), alpha = new Uint16Array(m);
+    if (!selected.length) {
+      for (let k = 0; k < m; k++) order[k] = k;
+      alpha.fill(FILL_ALPHA);
+    } else {
+      const on = new Uint8Array(m);
+      for (const k of selected) on[k] = 1;
+      let j = 0;
+      for (let k = 0; k < m; k++) if (!on[k]) { order[j] = k; alpha[j++] = DIM_ALPHA; }
+      for (let k = 0; k < m; k++) if (on[k]) { order[j] = k; alpha[j++] = SELECTED_ALPHA; } // selected on top
+    }
+    const image = window.hlRaster.rasterize({ width, height, x0: xr.start, x1: xr.end, y0: yr.start, y1: yr.end,
+      x: source.data.x, y: source.data.y, fill: marks.fill, line: marks.line, shape: marks.shape, order, alpha,
+      size: view.size, scale });
+    view.raster.data = { image: [view.ndarray(image, { shape: [height, width] })], x: [xr.start], y: [yr.start],
+      dw: [xr.end - xr.start], dh: [yr.end - yr.start] };
+    paints++;
+    performance.mark("hl:painted");
   }
 
   function selectIds(ids, inspect) {
@@ -195,37 +252,41 @@
   }
 
   function onSelect(indices) {
+    redraw(true); // the selection is drawn on top, the rest dimmed
     if (quiet || !source) return;
     const ids = indices.map((k) => source.data.id[k]);
-    onSelectIds(ids);
+    onSelectIds(ids, indices.slice(0, MAX_INSPECT).map((k) => shown[k]));
   }
 
   let request = 0;
   let asked = ""; // the ids of the latest inspector request: a repeated selection event asks nothing new
-  async function onSelectIds(ids) {
-    const key = ids.slice(0, MAX_INSPECT).join(",");
-    if (key === asked && ids.length === state.ids.length) return;
-    asked = key;
-    state.ids = ids;
-    saveURL();
-    const count = $("sel-count");
-    count.textContent = ids.length ? `${ids.length} selected${ids.length > MAX_INSPECT ? `, first ${MAX_INSPECT} shown` : ""}` : "";
-    const tbody = document.querySelector("#inspector tbody");
-    if (!ids.length) {
-      hl.clear(tbody);
-      return;
+
+  // The inspector's rows for `ids` from the map's own columns (no round trip): what the
+  // table shows first; the database's rows replace them when they arrive. `at` lists
+  // each id's index into `all` when the caller knows it (a selection on the map).
+  function localRows(ids, at) {
+    if (!all) return null;
+    if (!at) { // one pass over the ids, not a 100k-entry Map
+      const want = new Map(ids.map((id, j) => [id, j]));
+      at = new Array(ids.length);
+      for (let i = 0; i < all.n; i++) { const j = want.get(all.id[i]); if (j !== undefined) at[j] = i; }
     }
-    const mine = ++request;
-    let body;
-    try {
-      body = await hl.getJSON("/api/utterances?ids=" + ids.slice(0, MAX_INSPECT).join(","));
-    } catch (err) {
-      if (mine === request) { hl.clear(tbody); count.textContent = err.message; asked = ""; }
-      return;
+    const val = (col, i) => (col ? cat(col, i) : null);
+    const num = (arr, i) => (arr && arr[i] === arr[i] ? arr[i] : null);
+    const rows = [];
+    for (let j = 0; j < ids.length; j++) {
+      const id = ids[j], i = at[j];
+      if (i === undefined) continue;
+      rows.push({ id, text: all.text[i], label: val(all.label, i), intent: val(all.intent, i),
+        predicted_label: val(all.predicted_label, i), confidence: num(all.confidence, i), cluster_id: num(all.cluster_id, i),
+        issue_score: num(all.issue_score, i), suggested_label: val(all.suggested_label, i), flagged: num(all.flagged, i) });
     }
-    if (mine !== request) return; // a newer selection won
+    return rows;
+  }
+
+  function fillInspector(tbody, rows) {
     hl.clear(tbody);
-    for (const r of body.rows) {
+    for (const r of rows) {
       const tr = document.createElement("tr");
       tr.dataset.id = r.id;
       hl.cell(tr, r.id);
@@ -241,6 +302,43 @@
       if (r.flagged === 0 && sug.textContent) sug.title = "not flagged as a likely error";
       tr.addEventListener("click", () => showNeighbors(r.id, tr));
       tbody.appendChild(tr);
+    }
+  }
+
+  async function onSelectIds(ids, at) {
+    const key = ids.slice(0, MAX_INSPECT).join(",");
+    if (key === asked && ids.length === state.ids.length) return;
+    asked = key;
+    state.ids = ids;
+    saveURL();
+    const count = $("sel-count");
+    count.textContent = ids.length ? `${ids.length} selected${ids.length > MAX_INSPECT ? `, first ${MAX_INSPECT} shown` : ""}` : "";
+    const tbody = document.querySelector("#inspector tbody");
+    if (!ids.length) {
+      hl.clear(tbody);
+      return;
+    }
+    const first = ids.slice(0, MAX_INSPECT);
+    const local = localRows(first, at && at.slice(0, MAX_INSPECT));
+    if (local && local.length) fillInspector(tbody, local);
+    const mine = ++request;
+    let body;
+    try {
+      body = await hl.getJSON("/api/utterances?ids=" + first.join(","));
+    } catch (err) {
+      if (mine === request) {
+        if (!local || !local.length) hl.clear(tbody);
+        count.textContent = err.message;
+        asked = "";
+      }
+      return;
+    }
+    if (mine !== request) return; // a newer selection won
+    const active = tbody.querySelector("tr.active");
+    fillInspector(tbody, body.rows);
+    if (active) { // keep the row whose neighbours are shown highlighted
+      const again = tbody.querySelector(`tr[data-id="${active.dataset.id}"]`);
+      if (again) again.classList.add("active");
     }
   }
 
@@ -280,7 +378,19 @@
     }
   }
 
-  window.hlDebug = { onSelect, selectIds, state: () => ({ ...state, shown: shown.length }) };
+  // Where the point with this id is drawn, in viewport pixels (null when not shown).
+  function screenOf(id) {
+    if (!view || !source) return null;
+    const k = source.data.id.indexOf(id);
+    if (k < 0) return null;
+    const { plot, plotView } = view;
+    const box = plotView.frame.bbox, canvas = plotView.canvas.el.getBoundingClientRect();
+    const fx = (source.data.x[k] - plot.x_range.start) / (plot.x_range.end - plot.x_range.start);
+    const fy = (source.data.y[k] - plot.y_range.start) / (plot.y_range.end - plot.y_range.start);
+    return { x: canvas.left + box.left + fx * box.width, y: canvas.top + box.top + (1 - fy) * box.height };
+  }
+
+  window.hlDebug = { onSelect, selectIds, screenOf, state: () => ({ ...state, shown: shown.length, paints }) };
 
   for (const key of ["color", "intent", "usage", "cluster"]) {
     if (controls[key]) controls[key].addEventListener("change", () => { state[key] = controls[key].value; saveURL(); rebuild(); });
@@ -294,13 +404,29 @@
       return;
     }
     status("loading points…");
-    const [, points] = await Promise.all([window.Bokeh.embed.embed_item(item, "map"), hl.getJSON("/api/points")]);
+    const [views, points] = await Promise.all([window.Bokeh.embed.embed_item(item, "map"), hl.getJSON("/api/points")]);
     performance.mark("hl:fetched"); // marks let benchmarks/webapp_browser.py split the load time
     all = { n: points.n };
     for (const [name, col] of Object.entries(points.columns)) all[name] = decode(col);
     performance.mark("hl:decoded");
+    let plot = null, scatter = null, raster = null;
     for (const doc of window.Bokeh.documents) {
       source = doc.get_model_by_name("points") || source;
+      plot = doc.get_model_by_name("map") || plot;
+      scatter = doc.get_model_by_name("scatter") || scatter;
+      raster = doc.get_model_by_name("raster") || raster;
+    }
+    const plotView = plot && views.find_one(plot);
+    const scatterView = scatter && views.find_one(scatter);
+    if (plotView && scatterView && raster && window.hlRaster) {
+      // The scatter keeps its screen coordinates current (hit testing and hover use them)
+      // but paints nothing: the raster image shows the points.
+      scatterView._paint = function () { this.map_data(); };
+      const size = scatter.glyph.size; // plots.MARKER_SIZE: a number or {value}
+      view = { plot, plotView, raster, size: typeof size === "number" ? size : (size && size.value) || 7,
+        ndarray: window.Bokeh.require("core/util/ndarray").ndarray };
+      for (const model of [plot.x_range, plot.y_range]) model.change.connect(redraw);
+      for (const prop of [plot.properties.inner_width, plot.properties.inner_height]) prop.change.connect(redraw);
     }
     rebuild();
     performance.mark("hl:filled");
