@@ -16,6 +16,14 @@ selection fetches), ``GET /`` (the map page's HTML, which must not grow with N),
 ``--legacy REV`` also measures the web app as it was at git revision ``REV`` (its
 ``webapp/`` and ``hl_debug/`` extracted into a temporary folder, run in a subprocess) on
 the same databases, one row each, so before and after come from one run on one machine.
+
+``--db PATH`` times every page and API route on a real database instead (a fresh copy per
+code version; the original is never written): each route's first request on a new app
+(nothing cached) and the best of two more, the review POSTs and the routes after them, and
+how long after the app is created (``hl-debug serve`` starting) the map's data and the
+report are answered when asked for at once. One Markdown row per route and code version::
+
+    .venv/bin/python benchmarks/webapp_payload.py --db /tmp/hl-debug-bench/bench-100000.db --legacy 9aadaf9
 """
 
 from __future__ import annotations
@@ -117,11 +125,103 @@ def measure(db: Path, n: int) -> dict[str, float]:
     return out
 
 
-def measure_elsewhere(root: Path, db: Path, n: int) -> dict[str, float]:
-    """:func:`measure` in a subprocess that imports ``webapp`` from ``root``."""
-    proc = subprocess.run([sys.executable, __file__, "--root", str(root), "--measure", str(db), "--sizes", str(n)],
-                          check=True, capture_output=True, text=True)
+def measure_elsewhere(root: Path, db: Path, n: int, *, routes: bool = False) -> dict:
+    """:func:`measure` (or :func:`measure_routes`) in a subprocess that imports ``webapp`` from ``root``."""
+    cmd = [sys.executable, __file__, "--root", str(root), "--measure", str(db), "--sizes", str(n)]
+    proc = subprocess.run(cmd + (["--routes"] if routes else []), check=True, capture_output=True, text=True)
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def route_list(db: Path) -> list[tuple[str, str, dict | None]]:
+    """``(name, path, POST body or None)`` of every page and API route, with ids from ``db``."""
+    import sqlite3
+
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    ids = [r[0] for r in con.execute("SELECT id FROM utterances ORDER BY id")]
+    intents = [r[0] for r in con.execute("SELECT DISTINCT intent FROM utterances WHERE intent IS NOT NULL "
+                                         "ORDER BY 1 LIMIT 2")]
+    cluster = con.execute("SELECT cluster_id FROM clusters ORDER BY size DESC LIMIT 1").fetchone()[0]
+    con.close()
+    pick = ",".join(str(i) for i in ids[:: max(1, len(ids) // 200)][:200])
+    one = ids[len(ids) // 3]
+    cell = f"given={intents[0]}&predicted={intents[-1]}"
+    return [
+        ("GET /api/points", "/api/points", None), ("GET /", "/", None), ("GET /clusters", "/clusters", None),
+        ("GET /clusters?sort=size", "/clusters?sort=size", None), ("GET /issues", "/issues", None),
+        ("GET /issues?page=100", "/issues?page=100", None), ("GET /queue", "/queue", None),
+        *[(f"GET /report?split={sp}", f"/report?split={sp}", None)
+          for sp in ("evaluation", "testing", "validation", "training", "all")],
+        ("GET /api/confusion", f"/api/confusion?{cell}&split=all", None),
+        ("GET /api/utterances (200 ids)", f"/api/utterances?ids={pick}", None),
+        ("GET /api/utterances/<id>", f"/api/utterances/{one}", None),
+        ("GET /api/neighbors/<id>", f"/api/neighbors/{one}", None),
+        ("GET /api/search?q=bill", "/api/search?q=bill", None),
+        ("GET /api/search (no match)", "/api/search?q=zqxj", None),
+        ("GET /api/clusters", "/api/clusters", None), ("GET /api/clusters/<id>", f"/api/clusters/{cluster}", None),
+        ("GET /api/issues", "/api/issues", None), ("GET /api/queue", "/api/queue", None),
+        ("GET /api/labels", "/api/labels", None),
+        ("POST relabel", "/api/annotations", {"id": one, "action": "relabel", "label": intents[-1]}),
+        ("POST skip", "/api/annotations", {"id": ids[1], "action": "skip"}),
+        ("GET /api/points after a decision", "/api/points", None),
+        ("GET /report after a decision", "/report", None),
+        ("GET /issues after a decision", "/issues", None),
+    ]
+
+
+def measure_routes(db: Path) -> dict[str, list[float]]:
+    """``{route: [first (s), again (s)]}`` for :func:`route_list`, plus the start-up waits."""
+    import threading
+
+    from webapp import create_app
+
+    out: dict[str, list[float]] = {}
+    for name, path in (("start -> /api/points answered", "/api/points"), ("start -> /report answered", "/report")):
+        t0 = time.perf_counter()  # a serving app warms its caches at start (if the code does)
+        client = create_app({"DB": str(db)}).test_client()
+        assert client.get(path, headers={"Accept-Encoding": "gzip"}).status_code == 200
+        out[name] = [time.perf_counter() - t0, float("nan")]
+        for t in threading.enumerate():  # let warm-up threads finish before the next measurement
+            if t.name.startswith("hl-"):
+                t.join()
+    client = create_app({"DB": str(db), "TESTING": True}).test_client()
+    gz = {"Accept-Encoding": "gzip"}
+    for name, path, body in route_list(db):
+        if body is not None:
+            t0 = time.perf_counter()
+            r = client.post(path, json=body)
+            out[name] = [time.perf_counter() - t0, float("nan")]
+            assert r.status_code == 201, (name, r.status_code)
+            continue
+        times = []
+        for _ in range(3 if "after a decision" not in name else 1):
+            t0 = time.perf_counter()
+            r = client.get(path, headers=gz)
+            times.append(time.perf_counter() - t0)
+            assert r.status_code == 200, (name, r.status_code, r.get_data(as_text=True)[:200])
+        out[name] = [times[0], min(times[1:]) if len(times) > 1 else float("nan")]
+        out[name + " KB"] = [len(r.data) / 1e3]
+    return out
+
+
+def print_routes(db: Path, legacy: str | None, tmp: Path) -> None:
+    runs = ([(f"before ({legacy})", checkout(legacy, tmp))] if legacy else []) + [("after", ROOT)]
+    results = []
+    for name, root in runs:
+        copy = tmp / f"routes-{len(results)}.db"
+        shutil.copyfile(db, copy)  # a fresh copy each: the POSTs write decisions
+        for suffix in ("-wal", "-shm"):
+            Path(str(copy) + suffix).unlink(missing_ok=True)
+        results.append((name, measure_elsewhere(root, copy, 0, routes=True)))
+        copy.unlink()
+    names = [k for k in results[-1][1] if not k.endswith(" KB")]
+    head = " | ".join(f"{n}: first (s) | {n}: again (s)" for n, _ in results)
+    print(f"| route | {head} | sent, gzipped (KB) |")
+    print("|---|" + "---:|" * (2 * len(results) + 1))
+    for route in names:
+        cells = " | ".join(f"{fmt(r.get(route, [float('nan')] * 2)[0], 3)} | {fmt(r.get(route, [float('nan')] * 2)[1], 3)}"
+                           for _, r in results)
+        size = results[-1][1].get(route + " KB")
+        print(f"| {route} | {cells} | {fmt(size[0], 0) if size else '–'} |", flush=True)
 
 
 def fmt(v: float, digits: int) -> str:
@@ -133,10 +233,17 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=[2327, 20000, 100000])
     ap.add_argument("--legacy", metavar="REV", help="also measure the web app at this git revision")
     ap.add_argument("--root", help=argparse.SUPPRESS)  # internal: import webapp from here
+    ap.add_argument("--db", type=Path, help="time every route on a copy of this database instead")
     ap.add_argument("--measure", help=argparse.SUPPRESS)  # internal: measure this database, print JSON
+    ap.add_argument("--routes", action="store_true", help=argparse.SUPPRESS)  # internal: with --measure
     args = ap.parse_args()
     if args.measure:
-        print(json.dumps(measure(Path(args.measure), args.sizes[0])))
+        result = measure_routes(Path(args.measure)) if args.routes else measure(Path(args.measure), args.sizes[0])
+        print(json.dumps(result))
+        return
+    if args.db:
+        with tempfile.TemporaryDirectory() as tmp:
+            print_routes(args.db, args.legacy, Path(tmp))
         return
     print("| utterances | code | /api/points first (s) | again (s) | reload, 304 (s) | after a decision (s) "
           "| sent (MB) | gzipped (MB) | inspector 200 ids (s) | map page (KB) | /issues (s) | POST decision (s) |")

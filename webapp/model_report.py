@@ -21,16 +21,21 @@ from typing import Any
 import numpy as np
 
 from hl_debug.errors import ConfigError
-from hl_debug.signals.report import SPLITS, confusion_cell, model_report
 from hl_debug.store import Store
 
 from .points import warm_in_background
 
-__all__ = ["SPLITS", "ReportCache", "cell_ids", "check_split", "compute", "report_state"]
+__all__ = ["ReportCache", "cell_ids", "check_split", "compute", "report_state"]
+
+# hl_debug.signals (and scikit-learn with it) is imported where a report is computed, not
+# here: at 2.5 s on two cores it would delay every start of the app, /report or not.
 
 
 def check_split(split: str) -> str:
-    """``split`` when it names a row selection of :data:`SPLITS`, else a ConfigError listing them."""
+    """``split`` when it names a row selection of ``hl_debug.signals.report.SPLITS``, else a
+    ConfigError listing them."""
+    from hl_debug.signals.report import SPLITS
+
     if split not in SPLITS:
         raise ConfigError(f"unknown split {split!r}; valid: {', '.join(SPLITS)}")
     return split
@@ -61,16 +66,20 @@ def _columns(store: Store, endpoint: str | None) -> dict[str, Any]:
 
 def compute(store: Store, *, endpoint: str | None = None, n_pairs: int = 10) -> dict[str, Any]:
     """:func:`~hl_debug.signals.report.model_report` of ``endpoint`` (default: the active one)
-    for every split of :data:`SPLITS`."""
+    for every split of ``hl_debug.signals.report.SPLITS``."""
     endpoint = endpoint or store.active_endpoint()
     return _report(_columns(store, endpoint), endpoint, n_pairs)
 
 
 def _report(columns: dict[str, Any], endpoint: str | None, n_pairs: int) -> dict[str, Any]:
+    from hl_debug.signals.report import SPLITS, model_report
+
     return model_report(**columns, endpoint=endpoint or "", splits=SPLITS, n_pairs=n_pairs)
 
 
 def _cell(columns: dict[str, Any], given: str, predicted: str, split: str) -> list[int]:
+    from hl_debug.signals.report import confusion_cell
+
     return confusion_cell(ids=columns["ids"], given=columns["given"], usage=columns["usage"],
                           predicted=columns["predicted"], given_label=given, predicted_label=predicted,
                           split=check_split(split))

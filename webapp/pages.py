@@ -156,7 +156,9 @@ def queue_view():
 @bp.get("/report")
 def report_view():
     """The model report: per-intent metrics, confusion matrix, reliability, entropy, unanswered rows."""
-    from .model_report import SPLITS, check_split
+    from hl_debug.signals.report import SPLITS
+
+    from .model_report import check_split
 
     store = get_store()
     store.require_utterances()
