@@ -284,24 +284,46 @@
     return rows;
   }
 
+  const FIRST_ROWS = 30; // rows laid out at once; the rest follow after a frame (the table is in a scroll box)
+
+  function inspectorRow(r) {
+    const tr = document.createElement("tr");
+    tr.dataset.id = r.id;
+    hl.cell(tr, r.id);
+    hl.cell(tr, r.text, "text");
+    const lab = r.label === null ? "(unannotated)" : r.label !== r.intent ? `${r.label} (was ${r.intent || "unannotated"})` : r.label;
+    hl.cell(tr, lab, r.label === null ? "unannotated" : "");
+    hl.cell(tr, r.predicted_label === null ? "" : `${r.predicted_label} ${hl.pct(r.confidence)}`);
+    hl.cell(tr, r.cluster_id);
+    hl.cell(tr, hl.fmt(r.issue_score, 3));
+    // a suggestion the detector did not flag is shown muted: it is the runner-up, not a verdict
+    const sug = hl.cell(tr, r.suggested_label && r.suggested_label !== r.label ? r.suggested_label : "",
+      r.flagged === 0 ? "weak" : r.flagged === 1 ? "flagged" : "");
+    if (r.flagged === 0 && sug.textContent) sug.title = "not flagged as a likely error";
+    tr.addEventListener("click", () => showNeighbors(r.id, tr));
+    return tr;
+  }
+
+  let filling = 0; // the latest fill: a newer one abandons the rest of an older one
   function fillInspector(tbody, rows) {
+    const mine = ++filling;
+    const old = [...tbody.rows];
+    if (old.length === rows.length && old.every((tr, j) => Number(tr.dataset.id) === rows[j].id)) {
+      // the same rows (the database's answer after the map's own): touch only changed cells
+      rows.forEach((r, j) => {
+        const fresh = inspectorRow(r);
+        [...fresh.cells].forEach((td, c) => {
+          const cur = old[j].cells[c];
+          if (cur.textContent !== td.textContent || cur.className !== td.className) old[j].replaceChild(td, cur);
+        });
+      });
+      return;
+    }
     hl.clear(tbody);
-    for (const r of rows) {
-      const tr = document.createElement("tr");
-      tr.dataset.id = r.id;
-      hl.cell(tr, r.id);
-      hl.cell(tr, r.text, "text");
-      const lab = r.label === null ? "(unannotated)" : r.label !== r.intent ? `${r.label} (was ${r.intent || "unannotated"})` : r.label;
-      hl.cell(tr, lab, r.label === null ? "unannotated" : "");
-      hl.cell(tr, r.predicted_label === null ? "" : `${r.predicted_label} ${hl.pct(r.confidence)}`);
-      hl.cell(tr, r.cluster_id);
-      hl.cell(tr, hl.fmt(r.issue_score, 3));
-      // a suggestion the detector did not flag is shown muted: it is the runner-up, not a verdict
-      const sug = hl.cell(tr, r.suggested_label && r.suggested_label !== r.label ? r.suggested_label : "",
-        r.flagged === 0 ? "weak" : r.flagged === 1 ? "flagged" : "");
-      if (r.flagged === 0 && sug.textContent) sug.title = "not flagged as a likely error";
-      tr.addEventListener("click", () => showNeighbors(r.id, tr));
-      tbody.appendChild(tr);
+    const add = (from, to) => { for (let j = from; j < to; j++) tbody.appendChild(inspectorRow(rows[j])); };
+    add(0, Math.min(FIRST_ROWS, rows.length));
+    if (rows.length > FIRST_ROWS) {
+      window.requestAnimationFrame(() => setTimeout(() => { if (mine === filling) add(FIRST_ROWS, rows.length); }, 0));
     }
   }
 
