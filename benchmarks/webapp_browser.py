@@ -7,15 +7,15 @@ Usage::
     .venv/bin/python benchmarks/webapp_browser.py --synthetic 100000 --legacy f70892b~1   # before/after
 
 Prints the time from navigation until the map is drawn with every point (``/api/points``
-fetched, colours computed, source filled, one frame painted) on a freshly started server,
-how much of it is the data (until the source is filled, from ``performance.mark`` in
+fetched, colours computed, source filled, the points painted, one frame) on a freshly started
+server, how much of it is the data (until the source is filled, from ``performance.mark`` in
 ``map.js``; the rest is painting), the same for a reload (the browser revalidates
-``/api/points``: a 304), the time from releasing a lasso to the inspector showing rows
-(selection -> ``/api/utterances`` -> table) and from pressing the mouse for it (the drag
-included: a lasso that selects while it moves redraws the map per move), and the time to
-recolour the whole map
-(colour-by change). ``--legacy REV`` measures the web app at git revision ``REV`` too, on
-the same database, in a subprocess (see ``webapp_payload.py``).
+``/api/points``: a 304), the time from releasing a lasso to the inspector showing rows and
+from pressing the mouse for it (the drag included), the same release measured inside the page
+(``performance.now()``: the inspector's first rows in the DOM, the first frame after them, and
+the map's repaint of the selection), and the time to recolour the whole map (colour-by change)
+and to repaint after one wheel-zoom step. ``--legacy REV`` measures the web app at git revision
+``REV`` too, on the same database, in a subprocess (see ``webapp_payload.py``).
 """
 
 from __future__ import annotations
@@ -40,6 +40,23 @@ LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backgro
 
 
 FRAME = "() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)))"
+# Drawn: map.js counts its rasters (older revisions painted through Bokeh: one frame is the paint).
+PAINTED = "(n) => { const s = window.hlDebug.state(); return s.paints === undefined || s.paints > n; }"
+PAINTS = "() => window.hlDebug.state().paints || 0"
+# In-page clocks around a selection: the release (pointerup), the inspector's first rows in
+# the DOM (a MutationObserver), the first frame after them, and the map's repaint.
+WATCH = """() => {
+  window.__t = {};
+  document.addEventListener('pointerup', () => { window.__t.up = performance.now(); }, { capture: true, once: true });
+  new MutationObserver((_, obs) => {
+    window.__t.rows = performance.now(); obs.disconnect();
+    requestAnimationFrame(() => { window.__t.frame = performance.now(); });
+  }).observe(document.querySelector('#inspector tbody'), { childList: true });
+}"""
+SINCE_UP = """(paints) => {
+  const t = window.__t, marks = performance.getEntriesByName('hl:painted').filter((m) => m.startTime > t.up);
+  return { rows: t.rows - t.up, frame: t.frame - t.up, painted: marks.length ? marks[0].startTime - t.up : NaN };
+}"""
 FILLED = "() => (performance.getEntriesByName('hl:filled')[0] || {startTime: NaN}).startTime / 1000"
 
 
@@ -60,6 +77,7 @@ def measure(db: Path) -> dict[str, float]:
         t0 = time.perf_counter()
         page.goto(url)
         page.wait_for_selector("body[data-ready='1']", state="attached", timeout=300_000)
+        page.wait_for_function(PAINTED, arg=0, timeout=300_000)
         page.evaluate(FRAME)
         out["load_s"] = time.perf_counter() - t0
         out["load_data_s"] = page.evaluate(FILLED)
@@ -67,12 +85,14 @@ def measure(db: Path) -> dict[str, float]:
         t0 = time.perf_counter()
         page.reload()
         page.wait_for_selector("body[data-ready='1']", state="attached", timeout=300_000)
+        page.wait_for_function(PAINTED, arg=0, timeout=300_000)
         page.evaluate(FRAME)
         out["reload_s"] = time.perf_counter() - t0
         out["reload_data_s"] = page.evaluate(FILLED)
         box = page.locator("#map canvas").first.bounding_box()
         pts = [(0.30, 0.30), (0.70, 0.30), (0.70, 0.70), (0.30, 0.70), (0.30, 0.31)]
         page.mouse.move(box["x"] + pts[0][0] * box["width"], box["y"] + pts[0][1] * box["height"])
+        page.evaluate(WATCH)
         t_down = time.perf_counter()
         page.mouse.down()
         for fx, fy in pts[1:]:
@@ -83,17 +103,30 @@ def measure(db: Path) -> dict[str, float]:
         out["lasso_to_inspector_s"] = time.perf_counter() - t0
         out["lasso_gesture_s"] = time.perf_counter() - t_down
         out["selected"] = len(page.evaluate("window.hlDebug.state().ids"))
+        page.wait_for_function("() => window.__t.frame !== undefined", timeout=300_000)
+        time.sleep(0.5)  # let the repaint of the selection land
+        since = page.evaluate(SINCE_UP)
+        out["up_rows_ms"], out["up_frame_ms"], out["up_painted_ms"] = since["rows"], since["frame"], since["painted"]
+        n = page.evaluate(PAINTS)
         t0 = time.perf_counter()
         page.select_option("#color-by", "cluster_id")
+        page.wait_for_function(PAINTED, arg=n, timeout=300_000)
         page.evaluate(FRAME)
         out["recolour_s"] = time.perf_counter() - t0
+        page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        n = page.evaluate(PAINTS)
+        t0 = time.perf_counter()
+        page.mouse.wheel(0, -400)
+        page.wait_for_function(PAINTED, arg=n, timeout=300_000)
+        page.evaluate(FRAME)
+        out["zoom_s"] = time.perf_counter() - t0
         browser.close()
     server.shutdown()
     return out
 
 
-def fmt(v: float) -> str:
-    return "–" if v != v else f"{v:.2f}"
+def fmt(v: float | None, digits: int = 2) -> str:
+    return "–" if v is None or v != v else f"{v:.{digits}f}"
 
 
 def main() -> None:
@@ -112,8 +145,9 @@ def main() -> None:
     from benchmarks.webapp_payload import build, checkout
 
     print("| points | code | load to map drawn (s) | data in the map at (s) | reload to drawn (s) | data in the map at (s) "
-          "| lasso selected | lasso release to inspector (s) | whole lasso gesture (s) | recolour all (s) |")
-    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "| lasso selected | release to inspector (s) | whole lasso gesture (s) | in page: release to rows (ms) "
+          "| to their frame (ms) | to the map's repaint (ms) | recolour all (s) | wheel zoom (s) |")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     with tempfile.TemporaryDirectory() as tmp:
         db = Path(args.db) if args.db else Path(tmp) / "bench.db"
         if args.synthetic:
@@ -127,7 +161,8 @@ def main() -> None:
             r = json.loads(proc.stdout.strip().splitlines()[-1])
             print(f"| {int(r['points']):,} | {name} | {r['load_s']:.2f} | {fmt(r['load_data_s'])} | {r['reload_s']:.2f} "
                   f"| {fmt(r['reload_data_s'])} | {int(r['selected']):,} | {r['lasso_to_inspector_s']:.2f} "
-                  f"| {r['lasso_gesture_s']:.2f} | {r['recolour_s']:.2f} |", flush=True)
+                  f"| {r['lasso_gesture_s']:.2f} | {fmt(r['up_rows_ms'], 0)} | {fmt(r['up_frame_ms'], 0)} "
+                  f"| {fmt(r['up_painted_ms'], 0)} | {r['recolour_s']:.2f} | {r['zoom_s']:.2f} |", flush=True)
 
 
 if __name__ == "__main__":
