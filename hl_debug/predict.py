@@ -1,10 +1,26 @@
 """The ``predict`` step: enrich every utterance with a prediction API's answer.
 
-With an ``api_url`` the remote endpoint is asked; without one the local model
-(:mod:`hl_debug.local_model`) is trained or loaded and served in-process on a free
-loopback port, and asked over HTTP by the same client. Answers are cached in the store by
-(endpoint identity, text hash), saved batch by batch, so a re-run (or a run interrupted
-with Ctrl-C) only asks what is missing.
+With an ``api_url`` the remote endpoint is asked over HTTP (:mod:`hl_debug.api_client`);
+without one the local model (:mod:`hl_debug.local_model`) is trained or loaded and scores
+the texts in-process, on the vectors the store already holds. Answers are cached in the
+store by (endpoint identity, text hash), saved batch by batch, so a re-run (or a run
+interrupted with Ctrl-C) only asks what is missing.
+
+Why the local model is not asked over HTTP: it used to be served on a loopback port and
+asked 20 texts per request like a remote API. At 100k texts that was 4,999 requests and
+113 s of JSON, sockets and thread hand-offs around a model that answers the same 100k rows
+from cached vectors in a few seconds with no server (``benchmarks/RESULTS.md``, "Predict
+step (session 2)"). The answers and cache rows are identical (:meth:`LocalIntentModel.top_k
+<hl_debug.local_model.LocalIntentModel.top_k>` either way; JSON round-trips floats
+exactly), which a test checks against the model server. The HTTP contract is unchanged: it
+is what remote endpoints speak, what ``hl-debug serve-model`` serves, and what the tests
+exercise against the local server.
+
+Small changes: answers are keyed by text hash, so a changed utterance costs one answer.
+A remote endpoint is asked only the new texts. The local model keeps its identity (and
+its answers) while its training rows, encoder and parameters are unchanged; when a
+change touches a training row it is retrained, every answer may differ, and every text is
+scored again under the new identity: correct, and cheap in-process (seconds at 100k).
 
 Per text the cache holds the top label, its confidence, the top-k distribution and the
 entropy and margin computed from it (:func:`distribution_stats`).
@@ -14,14 +30,13 @@ from __future__ import annotations
 
 import json
 import logging
-import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .api_client import MAX_BATCH, PredictClient, Ranked, parse_item
+from .api_client import MAX_BATCH, BatchOutcome, ClientStats, PredictClient, Ranked, parse_item
 from .errors import AnswerShapeError, ConfigError, NotFoundError, PredictionsFileError
 from .settings import resolve
 from .store import Store, hash_json, package_versions, text_hash
@@ -155,7 +170,7 @@ def predict(store: Store, *, api_url: str | None = None, api_key: str | None = N
     ----------
     api_url:
         Base URL of a remote endpoint; None (and no ``HL_API_URL``) uses the local model,
-        served in-process on a free loopback port.
+        scored in-process (see the module docstring).
     api_key:
         ``X-API-Key`` for the remote endpoint (default ``HL_API_KEY``); never logged or stored.
     project_id:
@@ -163,7 +178,8 @@ def predict(store: Store, *, api_url: str | None = None, api_key: str | None = N
     n_best:
         Intents asked per text; ``"all"`` asks for the full distribution.
     batch_size, concurrency, timeout, max_retries, backoff_base, backoff_cap:
-        See :class:`hl_debug.api_client.PredictClient`; batches never exceed 20.
+        See :class:`hl_debug.api_client.PredictClient`; batches never exceed 20. Remote
+        endpoints only: the local model scores in chunks (:class:`InProcessScorer`).
     encoder, model, model_dir, retrain:
         The local model's encoder, an unfitted :class:`~hl_debug.local_model.LocalIntentModel`
         to train, where it is saved and whether to force retraining.
@@ -175,7 +191,7 @@ def predict(store: Store, *, api_url: str | None = None, api_key: str | None = N
     Counts: ``endpoint``, ``n_texts`` (distinct texts), ``n_cached``, ``n_predicted`` (asked
     and answered now), ``n_without_prediction`` (texts the endpoint gave no prediction,
     all runs), ``n_failed`` (texts of failed batches; run again to retry them),
-    ``requests``, ``retries``, ``skipped``.
+    ``requests`` (HTTP requests; chunks for the local model), ``retries``, ``skipped``.
     """
     from tqdm.auto import tqdm
 
@@ -185,7 +201,6 @@ def predict(store: Store, *, api_url: str | None = None, api_key: str | None = N
     if int(concurrency) < 1:
         raise ConfigError(f"--concurrency must be at least 1, got {concurrency}")
     k = _parse_n_best(n_best)
-    server = None
     api_url = api_url or resolve("api_url")
     if client is not None:
         endpoint = remote_identity(client.base_url, client.project_id, k)
@@ -201,48 +216,85 @@ def predict(store: Store, *, api_url: str | None = None, api_key: str | None = N
     else:
         from .embed import embed
         from .local_model import CachedEncoder, train_or_load
-        from .model_server import ServerThread, create_model_app
 
         fitted = train_or_load(store, encoder=encoder, model=model, folder=model_dir, retrain=retrain,
                                progress=progress)
         endpoint = local_identity(fitted.metadata_["model_hash"], k)
-        # the texts are embedded (and cached) anyway: serve those vectors, encode only unknown texts
-        embed(store, fitted.get_encoder(), progress=progress)
-        fitted.set_params(encoder=CachedEncoder.from_store(store, fitted.get_encoder()))
-        pid = resolve_project_id(store, project_id)
-        key = secrets.token_urlsafe(24)  # only this process can use the in-process server
-        logging.getLogger("werkzeug").setLevel(logging.WARNING)
-        server = ServerThread(create_model_app(fitted, project_id=pid, api_key=key, identity=endpoint)).start()
-        client = PredictClient(server.url, project_id=pid, api_key=key,
-                               n_best=k if k is not None else len(fitted.classes_), timeout=timeout,
-                               max_retries=max_retries, backoff_base=backoff_base, backoff_cap=backoff_cap)
-        source = "local"
-    try:
-        return _run(store, client, endpoint, source=source, batch_size=int(batch_size),
-                    concurrency=int(concurrency), progress=progress, tqdm=tqdm)
-    finally:
-        if server is not None:
-            server.shutdown()
+        n_ask = k if k is not None else len(fitted.classes_)
+        scorer = InProcessScorer(fitted, n_best=n_ask)
+
+        def source_of_answers(texts: list[str]) -> Iterator[BatchOutcome]:
+            # the texts are embedded (and cached) anyway: score those vectors, encode only unknown texts
+            embed(store, fitted.get_encoder(), progress=progress)
+            fitted.set_params(encoder=CachedEncoder.from_store(store, fitted.get_encoder()))
+            return scorer.predict_many(texts)
+
+        params = {"endpoint": endpoint, "source": "local", "mode": "in-process", "n_best": n_ask,
+                  "chunk_size": scorer.chunk_size}
+        return _run(store, endpoint, source_of_answers, params=params, stats=scorer.stats, progress=progress,
+                    tqdm=tqdm)
+    params = {"endpoint": endpoint, "source": source, "n_best": client.n_best, "batch_size": int(batch_size),
+              "concurrency": int(concurrency), "timeout": client.timeout, "max_retries": client.max_retries}
+    http_client = client
+    return _run(store, endpoint,
+                lambda texts: http_client.predict_many(texts, batch_size=int(batch_size),
+                                                       concurrency=int(concurrency)),
+                params=params, stats=client.stats, progress=progress, tqdm=tqdm)
 
 
-def _run(store: Store, client: PredictClient, endpoint: str, *, source: str, batch_size: int, concurrency: int,
-         progress: bool, tqdm: Any) -> dict[str, Any]:
+class InProcessScorer:
+    """Answers of a fitted local model, computed in this process in chunks.
+
+    Yields the same :class:`~hl_debug.api_client.BatchOutcome` stream as
+    :meth:`PredictClient.predict_many <hl_debug.api_client.PredictClient.predict_many>`, so
+    the predict step saves, counts and resumes both alike; ``stats.requests`` counts chunks.
+
+    Parameters
+    ----------
+    model:
+        A fitted model with ``top_k(texts, k)`` (:class:`~hl_debug.local_model.LocalIntentModel`,
+        usually over a :class:`~hl_debug.local_model.CachedEncoder`).
+    n_best:
+        Intents per answer.
+    chunk_size:
+        Texts scored (and saved) at once: large enough that per-chunk overhead vanishes,
+        small enough that Ctrl-C loses little.
+    """
+
+    def __init__(self, model: Any, *, n_best: int, chunk_size: int = 2048) -> None:
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
+        self.model = model
+        self.n_best = n_best
+        self.chunk_size = chunk_size
+        self.stats = ClientStats()
+
+    def predict_many(self, texts: Sequence[str]) -> Iterator[BatchOutcome]:
+        """Answers for ``texts`` in chunks of ``chunk_size``, in order."""
+        texts = list(texts)
+        for index, start in enumerate(range(0, len(texts), self.chunk_size)):
+            chunk = texts[start:start + self.chunk_size]
+            answers: list[Ranked] = self.model.top_k(chunk, self.n_best)
+            self.stats.requests += 1
+            self.stats.texts_sent += len(chunk)
+            yield BatchOutcome(index=index, texts=chunk, answers=answers, attempts=1)
+
+
+def _run(store: Store, endpoint: str, source_of_answers: Callable[[list[str]], Iterable[BatchOutcome]], *,
+         params: dict[str, Any], stats: ClientStats, progress: bool, tqdm: Any) -> dict[str, Any]:
     texts = store.texts_by_hash()
     cached = store.cached_prediction_hashes(endpoint)
     todo = sorted(h for h in texts if h not in cached)
     counts: dict[str, Any] = {"endpoint": endpoint, "n_texts": len(texts), "n_cached": len(texts) - len(todo),
                               "n_predicted": 0, "n_failed": 0, "requests": 0, "retries": 0, "skipped": not todo}
     if todo:
-        params = {"endpoint": endpoint, "source": source, "n_best": client.n_best, "batch_size": batch_size,
-                  "concurrency": concurrency, "timeout": client.timeout, "max_retries": client.max_retries}
         errors: list[str] = []
         with store.run("predict", parameters=params, inputs_hash=hash_json([endpoint, todo]),
                        versions=package_versions("requests", "scikit-learn")) as run_counts:
             bar = tqdm(total=len(todo), desc="predict", unit="utt", disable=not progress)
             try:
                 by_text = {texts[h]: h for h in todo}
-                for outcome in client.predict_many([texts[h] for h in todo], batch_size=batch_size,
-                                                   concurrency=concurrency):
+                for outcome in source_of_answers([texts[h] for h in todo]):
                     if outcome.answers is None:
                         counts["n_failed"] += len(outcome.texts)
                         errors.append(outcome.error or "unknown error")
@@ -252,10 +304,10 @@ def _run(store: Store, client: PredictClient, endpoint: str, *, source: str, bat
                         counts["n_predicted"] += len(outcome.texts)
                     bar.update(len(outcome.texts))
                     bar.set_postfix(ok=counts["n_predicted"], failed=counts["n_failed"],
-                                    retries=client.stats.retries, refresh=False)
+                                    retries=stats.retries, refresh=False)
             finally:
                 bar.close()
-                counts["requests"], counts["retries"] = client.stats.requests, client.stats.retries
+                counts["requests"], counts["retries"] = stats.requests, stats.retries
                 run_counts.update({k: v for k, v in counts.items() if k != "skipped"})
                 if counts["n_predicted"]:
                     store.set_meta("active_endpoint", endpoint)

@@ -7,12 +7,20 @@ import json
 
 import numpy as np
 import pytest
+from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.linear_model import LogisticRegression
 from sklearn.neighbors import KNeighborsClassifier
+from threadpoolctl import threadpool_info
 
 from hl_debug.errors import ModelError
 from hl_debug.ingest import ingest
-from hl_debug.local_model import CachedEncoder, LocalIntentModel, model_dir_for, train_or_load
+from hl_debug.local_model import (
+    CachedEncoder,
+    LocalIntentModel,
+    calibration_folds,
+    model_dir_for,
+    train_or_load,
+)
 from hl_debug.store import Store
 from tests.fakes import FakeEncoder
 
@@ -194,3 +202,67 @@ def test_cached_encoder_reads_known_vectors_and_encodes_the_rest(tiny_store):
                                atol=1e-6)
     assert (cached.hits, cached.misses) == (2, 1) and inner.texts_seen == 1
     assert cached.identity == inner.identity and out.dtype == np.float32
+
+
+# -- speed settings: calibration folds and threads ------------------------------------------
+
+
+@pytest.mark.parametrize("counts, cv, expected", [
+    ([12, 12, 12], "auto", 5),
+    ([6000, 5000], "auto", 3),  # above LARGE_TRAINING_ROWS
+    ([5000, 5000], "auto", 5),  # exactly at it
+    ([2, 50], "auto", 2),  # never more folds than rows in the rarest intent
+    ([1, 50], "auto", 1),  # calibration impossible
+    ([12, 12], 4, 4),
+    ([20000, 20000], 5, 5),  # an explicit int is kept at any size
+])
+def test_calibration_folds(counts, cv, expected):
+    assert calibration_folds(counts, cv=cv) == expected
+
+
+@pytest.mark.parametrize("cv", [1, "five", True, None])
+def test_calibration_folds_rejects_bad_cv(cv):
+    with pytest.raises(ValueError, match="cv must be 'auto' or an integer"):
+        calibration_folds([10, 10], cv=cv)
+
+
+def test_large_training_sets_calibrate_with_three_folds(monkeypatch):
+    X, y = blobs(n_per_class=12)
+    assert len(LocalIntentModel().fit(X, y).classifier_.calibrated_classifiers_) == 5
+    monkeypatch.setattr("hl_debug.local_model.LARGE_TRAINING_ROWS", 30)
+    assert len(LocalIntentModel().fit(X, y).classifier_.calibrated_classifiers_) == 3
+    assert len(LocalIntentModel(cv=5).fit(X, y).classifier_.calibrated_classifiers_) == 5
+
+
+SEEN_THREADS: list[tuple[str, set[int]]] = []
+
+
+class ThreadSpy(ClassifierMixin, BaseEstimator):
+    """A classifier that records the BLAS/OpenMP thread counts it runs under."""
+
+    def fit(self, X, y):
+        SEEN_THREADS.append(("fit", {p["num_threads"] for p in threadpool_info()}))
+        self.classes_ = np.unique(y)
+        return self
+
+    def predict_proba(self, X):
+        SEEN_THREADS.append(("predict_proba", {p["num_threads"] for p in threadpool_info()}))
+        return np.full((len(X), len(self.classes_)), 1 / len(self.classes_))
+
+
+def test_fit_and_scoring_run_single_threaded_by_default():
+    X, y = blobs()
+    SEEN_THREADS.clear()
+    LocalIntentModel(classifier=ThreadSpy(), calibration=None).fit(X, y).predict_proba(X)
+    assert SEEN_THREADS == [("fit", {1}), ("predict_proba", {1})]
+    outside = {p["num_threads"] for p in threadpool_info()}
+    SEEN_THREADS.clear()
+    LocalIntentModel(classifier=ThreadSpy(), calibration=None, n_threads=None).fit(X, y).predict_proba(X)
+    assert SEEN_THREADS == [("fit", outside), ("predict_proba", outside)]
+    assert {p["num_threads"] for p in threadpool_info()} == outside  # the limit is lifted afterwards
+
+
+def test_thread_count_is_not_part_of_the_model_identity(tiny_store):
+    first = train_or_load(tiny_store, encoder=FakeEncoder(), progress=False)
+    other = train_or_load(tiny_store, model=LocalIntentModel(encoder=FakeEncoder(), n_threads=2), progress=False)
+    assert other.metadata_["trained_at"] == first.metadata_["trained_at"]

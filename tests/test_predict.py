@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from hl_debug.api_client import PredictClient
 from hl_debug.cli import cli
 from hl_debug.errors import ConfigError, NotFoundError, PredictionsFileError
+from hl_debug.ingest import ingest
 from hl_debug.model_server import ServerThread
 from hl_debug.predict import (
     distribution_stats,
@@ -203,7 +204,7 @@ def test_explicit_client_is_used(tiny_store, flaky_url):
     assert counts["n_predicted"] == 24 and all(b <= 20 for b in flaky.batch_sizes)
 
 
-# -- predict with the local model server ----------------------------------------------------
+# -- predict with the local model ----------------------------------------------------
 
 
 def test_local_server_path_fills_every_row_and_tracks_the_model(tiny_store):
@@ -217,6 +218,70 @@ def test_local_server_path_fills_every_row_and_tracks_the_model(tiny_store):
     assert len(dist) == 3 and sum(c for _, c in dist) == pytest.approx(1.0)  # n_best=all: full distribution
     again = predict(tiny_store, encoder=FakeEncoder(), progress=False)
     assert again["skipped"] and again["endpoint"] == counts["endpoint"]
+
+
+def test_local_answers_are_scored_in_process_and_match_the_model_server(tiny_store, monkeypatch):
+    from hl_debug.local_model import LocalIntentModel, model_dir_for
+    from hl_debug.model_server import create_model_app
+
+    monkeypatch.setattr("hl_debug.model_server.ServerThread.start", lambda self: pytest.fail("server started"))
+    counts = predict(tiny_store, encoder=FakeEncoder(), progress=False)
+    assert counts["requests"] == 1 and counts["n_predicted"] == 24  # one in-process chunk, no HTTP
+    run = tiny_store.db.execute("SELECT parameters FROM runs WHERE step = 'predict'").fetchone()
+    assert json.loads(run[0])["mode"] == "in-process"
+    monkeypatch.undo()
+    # the same model behind the HTTP contract gives byte-identical cache rows
+    model = LocalIntentModel.load(model_dir_for(tiny_store), encoder=FakeEncoder())
+    texts = tiny_store.texts_by_hash()
+    with ServerThread(create_model_app(model, project_id=7)) as server:
+        client = PredictClient(server.url, project_id=7, n_best=3)
+        over_http = {}
+        for outcome in client.predict_many(list(texts.values()), batch_size=20):
+            over_http.update(zip(outcome.texts, outcome.answers))
+    expected = rows_from_answers(list(texts), [over_http[t] for t in texts.values()])
+    got = tiny_store.predictions_df().drop_duplicates("text").set_index("text")
+    for h, row in zip(texts, expected):
+        mine = got.loc[texts[h]]
+        assert (mine.label, mine.confidence, mine.entropy, mine.margin) == \
+            (row["label"], row["confidence"], row["entropy"], row["margin"])
+        assert json.loads(mine.distribution) == row["distribution"]
+
+
+def _change_text(records, index):
+    data = json.loads(records[index]["data"])
+    data["text"] += " (edited)"
+    records[index]["data"] = json.dumps(data)
+    return data["text"]
+
+
+def test_a_changed_text_is_the_only_one_asked_again_of_a_remote_endpoint(tiny_store, tiny_records, write_export,
+                                                                         flaky_url):
+    flaky = FlakyServer()
+    url = flaky_url(flaky)
+    predict(tiny_store, api_url=url, project_id=7, **FAST)
+    asked_before = len(flaky.log)
+    edited = _change_text(tiny_records, 0)  # a training row: irrelevant to a remote endpoint
+    ingest(tiny_store, write_export(tiny_records))
+    counts = predict(tiny_store, api_url=url, project_id=7, **FAST)
+    assert counts["n_predicted"] == 1 and counts["n_cached"] == 23
+    assert flaky.log[asked_before:] == [(edited, "ok")]
+
+
+def test_local_model_keeps_its_answers_unless_a_training_row_changes(tiny_store, tiny_records, write_export):
+    first = predict(tiny_store, encoder=FakeEncoder(), progress=False)
+    unlabeled = next(i for i, r in enumerate(tiny_records) if r["usage"] is None)
+    _change_text(tiny_records, unlabeled)
+    ingest(tiny_store, write_export(tiny_records))
+    enc = FakeEncoder()
+    second = predict(tiny_store, encoder=enc, progress=False)
+    # same model, same identity: only the new text is embedded and scored
+    assert second["endpoint"] == first["endpoint"]
+    assert (second["n_predicted"], second["n_cached"], enc.texts_seen) == (1, 23, 1)
+    _change_text(tiny_records, 0)  # a training row: the model is retrained and every answer may change
+    ingest(tiny_store, write_export(tiny_records))
+    third = predict(tiny_store, encoder=FakeEncoder(), progress=False)
+    assert third["endpoint"] != first["endpoint"] and third["n_predicted"] == 24 and third["requests"] == 1
+    assert tiny_store.active_endpoint() == third["endpoint"]
 
 
 def test_predict_step_adapter(tiny_store):
