@@ -50,5 +50,5 @@
     while (el.firstChild) el.removeChild(el.firstChild);
   }
 
-  window.hl = { getJSON, postJSON, cell, fmt, pct, readJSON, clear };
+  window.hl = { parse, getJSON, postJSON, cell, fmt, pct, readJSON, clear };
 })();

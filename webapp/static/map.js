@@ -54,9 +54,13 @@
 
   function decode(col) {
     if (col.dtype === "str") return col.data;
-    const bin = atob(col.data);
-    const bytes = new Uint8Array(bin.length);
-    for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
+    let bytes;
+    if (Uint8Array.fromBase64) bytes = Uint8Array.fromBase64(col.data); // native (Chrome 140+, Firefox 133+)
+    else {
+      const bin = atob(col.data);
+      bytes = new Uint8Array(bin.length);
+      for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
+    }
     let arr = new ARRAYS[col.dtype](bytes.buffer);
     if (col.dtype === "float16") arr = Float32Array.from(arr, half);
     if (col.categories) return { codes: arr, cats: col.categories };
@@ -426,7 +430,10 @@
       return;
     }
     status("loading points…");
-    const [views, points] = await Promise.all([window.Bokeh.embed.embed_item(item, "map"), hl.getJSON("/api/points")]);
+    // prefetch.js asked for the points before BokehJS loaded; ask again if that failed
+    const early = window.hlPointsResponse ? window.hlPointsResponse.then(hl.parse).catch(() => null) : Promise.resolve(null);
+    const [views, points] = await Promise.all([window.Bokeh.embed.embed_item(item, "map"),
+      early.then((body) => body || hl.getJSON("/api/points"))]);
     performance.mark("hl:fetched"); // marks let benchmarks/webapp_browser.py split the load time
     all = { n: points.n };
     for (const [name, col] of Object.entries(points.columns)) all[name] = decode(col);
