@@ -739,8 +739,9 @@ class Store:
     def column_lists(self, table: str, columns: Sequence[str], *, endpoint: str | None = None) -> dict[str, list]:
         """Whole columns of one table as lists, in primary-key order: ``{column: [value per row]}``.
 
-        One plain query per table and no per-row dicts, so reading 100k rows costs a
-        fraction of joining them (the web map aligns them itself). ``table`` is
+        One plain query and no per-row dicts (the web app's model report reads utterances and
+        predictions this way and aligns them by text hash: at 100k rows cheaper than
+        :meth:`predictions_df`, which also reads every stored distribution). ``table`` is
         ``utterances``, ``predictions`` (the rows of ``endpoint``, default the active one) or
         a derived table; columns it lacks come back as None lists (step not run yet).
         """
