@@ -31,7 +31,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         MAX_CONTENT_LENGTH=1 << 20,  # decisions are tiny; refuse anything big
         INSPECTOR_MAX_IDS=1000,
         PAGE_SIZE=50,
-        MINORITY_ROWS=20,  # minority-label rows listed per cluster on /clusters (the map lists all)
+        MINORITY_ROWS=10,  # minority-label rows listed per cluster on /clusters (the map lists all)
         WARM_MAP=True,  # build the map's payload and model report at start (not when TESTING: tests control timing)
     )
     if test_config:

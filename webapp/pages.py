@@ -84,7 +84,7 @@ def _minority_rows(store, per_cluster: int) -> tuple[dict[int, list[dict]], dict
     """The minority-label rows of every cluster, most suspicious (highest issue score) first:
     ``({cluster: the first per_cluster rows}, {cluster: how many there are})``.
 
-    At 100k utterances the clusters hold ~8k minority rows, ~1.5 MB of HTML; the page shows
+    At 100k utterances the clusters hold ~8k minority rows (a second of templating); the page shows
     the first few of each (the map's inspector lists all of a cluster's rows), and reads
     full rows for those only.
     """
