@@ -41,17 +41,36 @@ SELECTION_METHODS = ("eom", "leaf")
 
 
 def default_min_cluster_size(n: int) -> int:
-    """HDBSCAN ``min_cluster_size`` scaled with the data: ``sqrt(n) / 3``, at least 5 (16 for 2,327 rows).
+    """HDBSCAN ``min_cluster_size`` scaled with the data: ``min(sqrt(n) / 3, 2.3 * n ** 0.25)``, at least 5.
 
-    Tuned on the bundled export: the resulting clusters are small enough to split an
-    intent into its sub-topics (where mislabels stand out) and large enough to read.
+    Gives 16 for the bundled export's 2,327 rows, 27 for 20,000 and 41 for 100,000. Up to
+    ~2,300 rows it is ``sqrt(n) / 3``, tuned on the bundled export: clusters small enough to
+    split an intent into its sub-topics (where mislabels stand out) and large enough to
+    read. Beyond that it grows with the fourth root: at ``sqrt(n) / 3`` (105 at 100k rows)
+    the many small dense pockets of a large export (one sub-topic, paraphrases of one
+    request) cannot become clusters and their rows end as noise - 28% of 100k rows, against
+    4.6% with 41 (see ``benchmarks/RESULTS.md``, "Clusters at scale").
     """
-    return max(5, min(round(math.sqrt(max(n, 1)) / 3), max(n // 2, 2)))
+    n = max(n, 1)
+    return max(5, min(round(min(math.sqrt(n) / 3, 2.3 * n ** 0.25)), max(n // 2, 2)))
 
 
 def default_min_samples(min_cluster_size: int) -> int:
     """HDBSCAN ``min_samples``: a third of ``min_cluster_size`` (at least 2); smaller means less noise."""
     return max(2, min_cluster_size // 3)
+
+
+def default_cluster_selection_epsilon(n: int) -> float:
+    """HDBSCAN ``cluster_selection_epsilon``: 0 up to 2,500 rows, rising with ``log10(n)`` to 0.3 at 25,000.
+
+    In units of the clustering projection (UMAP, ``min_dist`` 0, spread 1). Clusters that
+    split below this distance are kept whole, so on large exports the rows along the seams
+    of one region are not thrown out as noise when the region frays into many small
+    pieces: with :func:`default_min_cluster_size`, noise falls from 18% to 8.8% at 20,000
+    rows and from 19% to 4.6% at 100,000 (899 clusters to 439), the largest cluster
+    holding 5-6% of the rows. 0 on small exports keeps their clusters exactly as before.
+    """
+    return round(0.3 * min(max(math.log10(max(n, 1) / 2500), 0.0), 1.0), 4)
 
 
 def import_umap() -> Any:
@@ -122,6 +141,9 @@ class MapAnalyzer(BaseEstimator):
     min_cluster_size, min_samples : int or None
         HDBSCAN parameters; None scales them with the data (:func:`default_min_cluster_size`,
         :func:`default_min_samples`).
+    cluster_selection_epsilon : float or None
+        HDBSCAN's ``cluster_selection_epsilon`` (>= 0); None scales it with the data
+        (:func:`default_cluster_selection_epsilon`: 0 below 2,500 rows).
     cluster_selection_method : {"eom", "leaf"}
         HDBSCAN's cluster selection.
     map_model, reduce_model, cluster_model : estimators or None
@@ -140,13 +162,14 @@ class MapAnalyzer(BaseEstimator):
     n_clusters_ : int
     noise_share_ : float
     min_cluster_size_, min_samples_ : int  the values used
+    cluster_selection_epsilon_ : float  the value used
     """
 
     def __init__(self, *, n_neighbors: int = 15, n_components: int = 5, map_min_dist: float = 0.1,
                  cluster_min_dist: float = 0.0, metric: str = "cosine", random_state: int | None = DEFAULT_SEED,
                  n_epochs: int | None = None, min_cluster_size: int | None = None, min_samples: int | None = None,
-                 cluster_selection_method: str = "eom", map_model: Any = None, reduce_model: Any = None,
-                 cluster_model: Any = None) -> None:
+                 cluster_selection_method: str = "eom", cluster_selection_epsilon: float | None = None,
+                 map_model: Any = None, reduce_model: Any = None, cluster_model: Any = None) -> None:
         self.n_neighbors = n_neighbors
         self.n_components = n_components
         self.map_min_dist = map_min_dist
@@ -157,6 +180,7 @@ class MapAnalyzer(BaseEstimator):
         self.min_cluster_size = min_cluster_size
         self.min_samples = min_samples
         self.cluster_selection_method = cluster_selection_method
+        self.cluster_selection_epsilon = cluster_selection_epsilon
         self.map_model = map_model
         self.reduce_model = reduce_model
         self.cluster_model = cluster_model
@@ -180,6 +204,10 @@ class MapAnalyzer(BaseEstimator):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, (int, np.integer)) or value < (2 if name == "min_cluster_size" else 1)):
                 raise ValueError(f"{name} must be a positive integer (min_cluster_size >= 2) or None, got {value!r}")
+        eps = self.cluster_selection_epsilon
+        if eps is not None and (isinstance(eps, bool) or not isinstance(eps, (int, float, np.number))
+                                or not 0 <= eps < math.inf):
+            raise ValueError(f"cluster_selection_epsilon must be a finite number >= 0 or None, got {eps!r}")
         if self.cluster_selection_method not in SELECTION_METHODS:
             raise ValueError(f"unknown cluster_selection_method {self.cluster_selection_method!r}; "
                              f"valid: {', '.join(SELECTION_METHODS)}")
@@ -198,11 +226,12 @@ class MapAnalyzer(BaseEstimator):
             init="spectral" if len(knn[0]) > n_components + 10 else "random",
         )
 
-    def _hdbscan(self, min_cluster_size: int, min_samples: int) -> Any:
+    def _hdbscan(self, min_cluster_size: int, min_samples: int, epsilon: float) -> Any:
         import hdbscan
 
         return hdbscan.HDBSCAN(min_cluster_size=min_cluster_size, min_samples=min_samples,
-                               cluster_selection_method=self.cluster_selection_method, core_dist_n_jobs=1)
+                               cluster_selection_method=self.cluster_selection_method,
+                               cluster_selection_epsilon=epsilon, core_dist_n_jobs=1)
 
     # -- fitting --------------------------------------------------------------------
 
@@ -243,9 +272,13 @@ class MapAnalyzer(BaseEstimator):
 
         self.min_cluster_size_ = self.min_cluster_size or default_min_cluster_size(n)
         self.min_samples_ = self.min_samples or default_min_samples(self.min_cluster_size_)
+        self.cluster_selection_epsilon_ = float(self.cluster_selection_epsilon
+                                                if self.cluster_selection_epsilon is not None
+                                                else default_cluster_selection_epsilon(n))
         cluster_model = (self.cluster_model if self.cluster_model is not None
-                         else self._hdbscan(self.min_cluster_size_, self.min_samples_))
-        log.info("HDBSCAN (min_cluster_size=%d, min_samples=%d)", self.min_cluster_size_, self.min_samples_)
+                         else self._hdbscan(self.min_cluster_size_, self.min_samples_, self.cluster_selection_epsilon_))
+        log.info("HDBSCAN (min_cluster_size=%d, min_samples=%d, cluster_selection_epsilon=%g)",
+                 self.min_cluster_size_, self.min_samples_, self.cluster_selection_epsilon_)
         cluster_model.fit(self.reduced_)
         self.cluster_model_ = cluster_model
         self.labels_ = np.asarray(cluster_model.labels_, dtype=np.int64)
@@ -276,12 +309,13 @@ class MapAnalyzer(BaseEstimator):
 # -- the pipeline step -------------------------------------------------------------------
 
 ANALYZER_PARAMS = ("n_neighbors", "n_components", "map_min_dist", "cluster_min_dist", "random_state", "n_epochs",
-                   "min_cluster_size", "min_samples", "cluster_selection_method")
+                   "min_cluster_size", "min_samples", "cluster_selection_method", "cluster_selection_epsilon")
 # CLI flag of each parameter, so errors name what the user typed.
 FLAGS = {"n_neighbors": "--n-neighbors", "n_components": "--dims", "map_min_dist": "--map-min-dist",
          "cluster_min_dist": "--cluster-min-dist", "random_state": "--seed", "n_epochs": "--epochs",
          "min_cluster_size": "--min-cluster-size", "min_samples": "--min-samples",
-         "cluster_selection_method": "--cluster-selection", "k_neighbors": "--k-neighbors",
+         "cluster_selection_method": "--cluster-selection", "cluster_selection_epsilon": "--cluster-epsilon",
+         "k_neighbors": "--k-neighbors",
          "min_annotated": "--min-annotated", "top_keywords": "--keywords"}
 
 
@@ -293,6 +327,8 @@ def _check_options(params: dict[str, Any], k_neighbors: int, min_annotated: int,
         "min_cluster_size": params["min_cluster_size"] is None or params["min_cluster_size"] >= 2,
         "min_samples": params["min_samples"] is None or params["min_samples"] >= 1,
         "cluster_selection_method": params["cluster_selection_method"] in SELECTION_METHODS,
+        "cluster_selection_epsilon": (params["cluster_selection_epsilon"] is None
+                                      or 0 <= params["cluster_selection_epsilon"] < math.inf),
         "k_neighbors": k_neighbors >= 1, "min_annotated": min_annotated >= 1, "top_keywords": top_keywords >= 1,
     }
     values = {**params, "k_neighbors": k_neighbors, "min_annotated": min_annotated, "top_keywords": top_keywords}
@@ -300,7 +336,7 @@ def _check_options(params: dict[str, Any], k_neighbors: int, min_annotated: int,
     if bad:
         raise ConfigError(f"invalid analyze option(s): {', '.join(bad)}",
                           hint="n-neighbors/dims/min-cluster-size >= 2, min-samples/k-neighbors/epochs >= 1, "
-                               "min-dist in [0, 1], cluster-selection eom or leaf; see `hl-debug analyze --help`.")
+                               "min-dist in [0, 1], cluster-epsilon >= 0, cluster-selection eom or leaf; see `hl-debug analyze --help`.")
 
 
 def analyze(store: Store, analyzer: MapAnalyzer | None = None, *, k_neighbors: int = 10, min_annotated: int = 5,
@@ -450,6 +486,8 @@ def analyze(store: Store, analyzer: MapAnalyzer | None = None, *, k_neighbors: i
             # the HDBSCAN values actually used (scaled defaults resolved)
             "min_cluster_size": previous.get("min_cluster_size") if reuse_map else analyzer.min_cluster_size_,
             "min_samples": previous.get("min_samples") if reuse_map else analyzer.min_samples_,
+            "cluster_selection_epsilon": (previous.get("cluster_selection_epsilon") if reuse_map
+                                          else analyzer.cluster_selection_epsilon_),
             "n_points": len(ids), "n_clusters": len(stats), "n_noise": n_noise, "noise_share": n_noise / len(ids),
             "keywords": {str(c): kw for c, kw in keywords.items()},
             "impure_clusters": impure, "unannotated_regions": regions,

@@ -11,7 +11,8 @@ from click.testing import CliRunner
 from sklearn.decomposition import PCA
 from sklearn.metrics import adjusted_rand_score
 
-from hl_debug.analyze import MapAnalyzer, analyze, analyze_step, default_min_cluster_size, knn_graph
+from hl_debug.analyze import (MapAnalyzer, analyze, analyze_step, default_cluster_selection_epsilon,
+                              default_min_cluster_size, default_min_samples, knn_graph)
 from hl_debug.cli import cli
 from hl_debug.embed import embed
 from hl_debug.errors import AnalysisError, ConfigError, MissingStepError
@@ -109,6 +110,8 @@ def test_sub_models_can_be_swapped():
         (np.ones((8, 4)), {"cluster_selection_method": "dbscan"}, "valid: eom, leaf"),
         (np.ones((8, 4)), {"min_cluster_size": 1}, "min_cluster_size"),
         (np.ones((8, 4)), {"n_neighbors": 1}, "n_neighbors must be an integer >= 2"),
+        (np.ones((8, 4)), {"cluster_selection_epsilon": -0.1}, "cluster_selection_epsilon must be"),
+        (np.ones((8, 4)), {"cluster_selection_epsilon": float("inf")}, "cluster_selection_epsilon must be"),
     ],
 )
 def test_estimator_rejects_bad_input(X, kwargs, match):
@@ -120,6 +123,28 @@ def test_default_min_cluster_size_scales():
     assert default_min_cluster_size(100) == 5
     assert default_min_cluster_size(2327) == 16
     assert default_min_cluster_size(20000) > default_min_cluster_size(2327)
+
+
+def test_default_hdbscan_parameters_keep_the_bundled_export_and_grow_slowly_beyond():
+    # the bundled export (2,327 rows) keeps the values docs/FINDINGS.md was written with
+    assert (default_min_cluster_size(2327), default_min_samples(16), default_cluster_selection_epsilon(2327)) == (16, 5, 0)
+    # below it, sqrt(n)/3 as before; beyond it the fourth root (sqrt(n)/3 would give 47 and 105)
+    assert [default_min_cluster_size(n) for n in (500, 2000)] == [7, 15]
+    assert [default_min_cluster_size(n) for n in (20_000, 100_000)] == [27, 41]
+    assert [default_min_samples(default_min_cluster_size(n)) for n in (20_000, 100_000)] == [9, 13]
+    eps = [default_cluster_selection_epsilon(n) for n in (1, 2500, 3000, 20_000, 25_000, 100_000, 10**7)]
+    assert eps[:2] == [0, 0] and 0 < eps[2] < eps[3] < 0.3 and eps[4:] == [0.3, 0.3, 0.3]
+    sizes = [default_min_cluster_size(n) for n in range(1, 200_000, 997)]
+    assert sizes == sorted(sizes)
+
+
+def test_cluster_selection_epsilon_reaches_hdbscan_and_merges_close_clusters():
+    X, _ = blobs()
+    default = cheap().fit(X)
+    assert default.cluster_selection_epsilon_ == 0 and default.cluster_model_.cluster_selection_epsilon == 0
+    merged = cheap(cluster_selection_epsilon=1.0).fit(X)
+    assert merged.cluster_model_.cluster_selection_epsilon == 1.0
+    assert merged.n_clusters_ < default.n_clusters_ == 4
 
 
 # -- the pipeline step on a synthetic store ------------------------------------------------
@@ -174,6 +199,7 @@ def test_analyze_writes_points_neighbors_clusters_and_report(synth_store):
     assert all(json.loads(c["label_counts"]) is not None and c["keywords"] for c in clusters)
     report = synth_store.report("analysis")
     assert report["n_points"] == 72 and report["min_cluster_size"] == 5
+    assert report["cluster_selection_epsilon"] == 0
     # the planted mislabel (id 5003, bill_question among card_issue) is a suspect of an impure cluster
     suspects = {s["id"] for r in report["impure_clusters"] for s in r["suspects"]}
     assert 5003 in suspects
@@ -201,6 +227,10 @@ def test_analyze_skips_when_unchanged_and_reuses_map_when_only_labels_change(syn
     assert 5003 not in suspects
     changed = analyze(synth_store, MapAnalyzer(n_epochs=30, min_cluster_size=6), progress=False)
     assert changed["reprojected"]
+    widened = analyze(synth_store, MapAnalyzer(n_epochs=30, min_cluster_size=6, cluster_selection_epsilon=0.5),
+                      progress=False)
+    assert not widened["skipped"]
+    assert synth_store.report("analysis")["cluster_selection_epsilon"] == 0.5
 
 
 def test_analyze_step_reads_options(synth_store):
@@ -263,6 +293,8 @@ def test_cli_analyze_bad_option(tiny_store, db_path):
     embed(tiny_store, FakeEncoder(), progress=False)
     r = CliRunner().invoke(cli, ["--db", str(db_path), "analyze", "--min-cluster-size", "1"], obj={})
     assert r.exit_code != 0 and "--min-cluster-size=1" in r.output and "Hint:" in r.output
+    r = CliRunner().invoke(cli, ["--db", str(db_path), "analyze", "--cluster-epsilon", "-1"], obj={})
+    assert r.exit_code != 0 and "--cluster-epsilon=-1.0" in r.output
 
 
 def test_cli_embed_with_fake_encoder_name_fails_clearly(tiny_store, db_path):
