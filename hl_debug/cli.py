@@ -311,9 +311,12 @@ def embed(ctx: click.Context, encoder: str | None, batch_size: int, encoder_back
 @click.option("--cluster-min-dist", type=float, default=0.0, show_default=True,
               help="UMAP min_dist of the clustering projection.")
 @click.option("--min-cluster-size", type=int, default=None,
-              help="HDBSCAN min_cluster_size.  [default: sqrt(n)/3, at least 5]")
+              help="HDBSCAN min_cluster_size.  [default: min(sqrt(n)/3, 2.3*n^0.25), at least 5]")
 @click.option("--min-samples", type=int, default=None,
               help="HDBSCAN min_samples (smaller: less noise).  [default: min_cluster_size/3, at least 2]")
+@click.option("--cluster-epsilon", "cluster_selection_epsilon", type=float, default=None,
+              help="HDBSCAN cluster_selection_epsilon (larger: fewer clusters, less noise).  "
+                   "[default: 0 up to 2,500 rows, rising to 0.3 at 25,000]")
 @click.option("--cluster-selection", "cluster_selection_method", type=click.Choice(["eom", "leaf"]), default="eom",
               show_default=True, help="HDBSCAN cluster selection (leaf: more, smaller clusters).")
 @click.option("--seed", "random_state", type=int, default=42, show_default=True,
