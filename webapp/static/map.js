@@ -211,6 +211,16 @@
     else go();
   }
 
+  // While the view moves (pan, wheel zoom, resize) repaint at most every VIEW_INTERVAL ms:
+  // Bokeh moves and scales the last image in between, and the last change always paints.
+  const VIEW_INTERVAL = 100;
+  let lastPaint = 0, viewTimer = 0;
+  function viewChanged() {
+    if (viewTimer) return;
+    const wait = Math.max(0, lastPaint + VIEW_INTERVAL - performance.now());
+    viewTimer = window.setTimeout(() => { viewTimer = 0; redraw(); }, wait);
+  }
+
   function paint() {
     if (!view || !marks || !source) return;
     const { plot, plotView } = view;
@@ -238,6 +248,7 @@
     view.raster.data = { image: [view.ndarray(image, { shape: [height, width] })], x: [xr.start], y: [yr.start],
       dw: [xr.end - xr.start], dh: [yr.end - yr.start] };
     paints++;
+    lastPaint = performance.now();
     performance.mark("hl:painted");
   }
 
@@ -454,8 +465,8 @@
       const size = scatter.glyph.size; // plots.MARKER_SIZE: a number or {value}
       view = { plot, plotView, raster, size: typeof size === "number" ? size : (size && size.value) || 7,
         ndarray: window.Bokeh.require("core/util/ndarray").ndarray };
-      for (const model of [plot.x_range, plot.y_range]) model.change.connect(redraw);
-      for (const prop of [plot.properties.inner_width, plot.properties.inner_height]) prop.change.connect(redraw);
+      for (const model of [plot.x_range, plot.y_range]) model.change.connect(() => viewChanged());
+      for (const prop of [plot.properties.inner_width, plot.properties.inner_height]) prop.change.connect(() => viewChanged());
     }
     rebuild();
     performance.mark("hl:filled");
