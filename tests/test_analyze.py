@@ -11,8 +11,9 @@ from click.testing import CliRunner
 from sklearn.decomposition import PCA
 from sklearn.metrics import adjusted_rand_score
 
-from hl_debug.analyze import (MapAnalyzer, analyze, analyze_step, default_cluster_selection_epsilon,
-                              default_min_cluster_size, default_min_samples, knn_graph)
+from hl_debug.analyze import (UMAP_JIT_FUNCTIONS, MapAnalyzer, analyze, analyze_step,
+                              default_cluster_selection_epsilon, default_min_cluster_size, default_min_samples,
+                              enable_jit_cache, import_umap, knn_graph)
 from hl_debug.cli import cli
 from hl_debug.embed import embed
 from hl_debug.errors import AnalysisError, ConfigError, MissingStepError
@@ -83,6 +84,26 @@ def test_same_inputs_give_same_map_and_clusters(umap_fit):
     assert np.allclose(first.embedding_, second.embedding_)
 
 
+def test_umaps_side_by_side_give_the_same_results_as_one_after_the_other(umap_fit):
+    X, _, sequential = umap_fit
+    assert sequential.n_jobs_ == 1  # small data: no second process
+    concurrent = MapAnalyzer(n_epochs=60, n_jobs=2).fit(X)
+    assert concurrent.n_jobs_ == 2
+    assert np.array_equal(concurrent.embedding_, sequential.embedding_)
+    assert np.array_equal(concurrent.reduced_, sequential.reduced_)
+    assert np.array_equal(concurrent.labels_, sequential.labels_)
+
+
+def test_umap_jit_functions_are_cached_on_disk():
+    import importlib
+
+    import_umap()
+    for module_name, name in UMAP_JIT_FUNCTIONS:
+        func = getattr(importlib.import_module(module_name), name)
+        assert type(func._cache).__name__ != "NullCache", f"{module_name}.{name} is not cached"
+    assert enable_jit_cache() == []  # already on: nothing to do
+
+
 def test_sub_models_can_be_swapped():
     class Halves:
         """Stand-in clusterer: left half cluster 0, right half 1, a few noise points."""
@@ -111,6 +132,7 @@ def test_sub_models_can_be_swapped():
         (np.ones((8, 4)), {"min_cluster_size": 1}, "min_cluster_size"),
         (np.ones((8, 4)), {"n_neighbors": 1}, "n_neighbors must be an integer >= 2"),
         (np.ones((8, 4)), {"cluster_selection_epsilon": -0.1}, "cluster_selection_epsilon must be"),
+        (np.ones((8, 4)), {"n_jobs": 4}, "n_jobs must be 1, 2 or None"),
         (np.ones((8, 4)), {"cluster_selection_epsilon": float("inf")}, "cluster_selection_epsilon must be"),
     ],
 )
