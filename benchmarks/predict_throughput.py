@@ -10,11 +10,23 @@
    ``cached`` (vectors the store already holds are reused, as ``hl-debug predict`` does).
    Nothing is written to the prediction cache.
 
-Prints a Markdown table; paste it into ``benchmarks/RESULTS.md`` with the command.
+With ``--scale-db DB`` (a processed database, e.g. a copy of one ``pipeline.py`` left) it
+instead times the two parts of ``hl-debug predict`` that grow with the export, on the
+vectors the database already holds (no encoder is loaded):
+
+* training: the local model as it was (the libraries' default threads, 5 calibration folds:
+  ``before``) and as it is (``after``), with accuracy per split, top-label agreement with the
+  recorded API answers when the database holds them, and agreement between the two;
+* answering: every text in-process (:class:`hl_debug.predict.InProcessScorer`, what
+  ``hl-debug predict`` does now) vs ``--http-n`` texts over the loopback server, 20 per
+  request (what it did before; extrapolated to every text).
+
+Prints Markdown tables; paste them into ``benchmarks/RESULTS.md`` with the command.
 
 Example::
 
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/predict_throughput.py --n 600 --concurrency 1,4
+    .venv/bin/python benchmarks/predict_throughput.py --scale-db /tmp/me/bench-100000.db --http-n 10000
 """
 
 from __future__ import annotations
@@ -54,7 +66,13 @@ def main() -> None:
     ap.add_argument("--modes", default="encode,cached",
                     help="Server modes: 'encode' (encode every text), 'cached' (reuse the store's vectors).")
     ap.add_argument("--repeats", type=int, default=1, help="Timed passes per level (best is reported).")
+    ap.add_argument("--scale-db", default=None, help="Time training and answering on this processed database.")
+    ap.add_argument("--variants", default="before,after", help="--scale-db: training variants to time.")
+    ap.add_argument("--http-n", type=int, default=10000, help="--scale-db: texts asked over HTTP (0: skip).")
     args = ap.parse_args()
+    if args.scale_db:
+        scale(args)
+        return
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -132,6 +150,97 @@ def main() -> None:
     store.close()
     if tmp is not None:
         tmp.cleanup()
+
+
+TRAINING_VARIANTS = {
+    "before": {"cv": 5, "n_threads": None},  # the model up to session 2
+    "after": {},  # the defaults: cv="auto", n_threads=1
+}
+
+
+def scale(args: argparse.Namespace) -> None:
+    """Training and answering at the database's size (see the module docstring)."""
+    import logging
+
+    import numpy as np
+
+    from hl_debug.api_client import PredictClient
+    from hl_debug.local_model import CachedEncoder, LocalIntentModel
+    from hl_debug.model_server import ServerThread, create_model_app
+    from hl_debug.predict import InProcessScorer
+    from hl_debug.store import Store
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    store = Store(args.scale_db)
+    encoder_id = store.db.execute("SELECT encoder FROM embeddings LIMIT 1").fetchone()[0]
+    t0 = time.perf_counter()
+    ids, X = store.load_embeddings(encoder_id)
+    load_s = time.perf_counter() - t0
+    rows = {r["id"]: r for r in store.utterances(columns="id, text_hash, intent, usage")}
+    usage = np.array([rows[i]["usage"] for i in ids.tolist()], dtype=object)
+    intent = np.array([rows[i]["intent"] or "" for i in ids.tolist()], dtype=object).astype(str)
+    hashes = [rows[i]["text_hash"] for i in ids.tolist()]
+    recorded_ep = store.get_meta("recorded_endpoint")
+    recorded = {} if recorded_ep is None else {h: lbl for h, lbl in store.db.execute(
+        "SELECT text_hash, label FROM predictions WHERE endpoint = ? AND label IS NOT NULL", [recorded_ep])}
+    train = (usage == "training") & (intent != "")
+    print(f"Machine: {platform.machine()}, {os.cpu_count()} cores (shared), Python {platform.python_version()}; "
+          f"{args.scale_db}: {len(X)} rows, {int(train.sum())} training rows, {X.shape[1]}-d {encoder_id} "
+          f"(vectors loaded in {load_s:.1f}s); load average {os.getloadavg()[0]:.1f}")
+    print()
+    print("| variant | fit s | validation acc | testing acc | agreement with recorded API | same top label as before |")
+    print("|---|---|---|---|---|---|")
+    models, preds = {}, {}
+    for name in args.variants.split(","):
+        model = LocalIntentModel(encoder=None, **TRAINING_VARIANTS[name])
+        t0 = time.perf_counter()
+        model.fit(X[train], intent[train])
+        fit_s = time.perf_counter() - t0
+        pred = model.predict(X)
+        models[name], preds[name] = model, pred
+        acc = {sp: np.mean(pred[(usage == sp) & (intent != "")] == intent[(usage == sp) & (intent != "")])
+               for sp in ("validation", "testing")}
+        both = [k for k, h in enumerate(hashes) if h in recorded]
+        agree = f"{np.mean([pred[k] == recorded[hashes[k]] for k in both]):.4f} (n={len(both)})" if both else "-"
+        same = f"{np.mean(pred == preds['before']):.4f}" if "before" in preds and name != "before" else "-"
+        print(f"| {name} | {fit_s:.1f} | {acc['validation']:.4f} | {acc['testing']:.4f} | {agree} | {same} |",
+              flush=True)
+
+    model = models[args.variants.split(",")[-1]]
+    served = clone_fitted(model, CachedEncoder(_NoEncoder(encoder_id), {h: X[k] for k, h in enumerate(hashes)}))
+    texts = list(store.texts_by_hash().values())
+    k = len(model.classes_)
+    print()
+    print("| answering | texts | requests | seconds | utterances/s | seconds for every text |")
+    print("|---|---|---|---|---|---|")
+    scorer = InProcessScorer(served, n_best=k)
+    t0 = time.perf_counter()
+    n = sum(len(o.texts) for o in scorer.predict_many(texts))
+    dt = time.perf_counter() - t0
+    print(f"| in-process, chunks of {scorer.chunk_size} | {n} | {scorer.stats.requests} | {dt:.1f} | {n / dt:.0f} "
+          f"| {dt:.1f} |", flush=True)
+    if args.http_n:
+        sub = texts[: args.http_n]
+        key = secrets.token_urlsafe(16)
+        with ServerThread(create_model_app(served, project_id=1, api_key=key)) as server:
+            client = PredictClient(server.url, project_id=1, api_key=key, n_best=k, timeout=120)
+            t0 = time.perf_counter()
+            outcomes = list(client.predict_many(sub, batch_size=20, concurrency=4))
+            dt = time.perf_counter() - t0
+        assert all(o.error is None for o in outcomes), [o.error for o in outcomes if o.error][:1]
+        print(f"| loopback HTTP, 20 per request, concurrency 4 | {len(sub)} | {client.stats.requests} | {dt:.1f} "
+              f"| {len(sub) / dt:.0f} | {dt * len(texts) / len(sub):.1f} (extrapolated) |")
+    store.close()
+
+
+class _NoEncoder:
+    """Stands in for the encoder when every vector is known: encoding anything is a bug here."""
+
+    def __init__(self, identity: str) -> None:
+        self.identity = identity
+
+    def transform(self, texts):
+        raise RuntimeError(f"{len(texts)} text(s) have no cached vector")
 
 
 if __name__ == "__main__":

@@ -499,11 +499,11 @@ def serve_model(ctx: click.Context, host: str, port: int, api_key: str | None, p
 def predict(ctx: click.Context, api_url: str | None, api_key: str | None, project_id: str | None,
             encoder: str | None, encoder_backend: str | None, batch_size: int, concurrency: int, n_best: str,
             timeout: float, max_retries: int, retrain: bool) -> None:
-    """Ask a prediction API for every utterance (the local model server by default).
+    """Ask a prediction API for every utterance (the local model by default).
 
     Answers are cached by (endpoint, text), saved batch by batch: a re-run, or a run
     stopped with Ctrl-C, continues where it stopped. Without --api-url (or HL_API_URL)
-    the local model is trained or loaded and served in-process on a free loopback port.
+    the local model is trained or loaded and scores every text in-process.
 
     \b
     Example:

@@ -11,7 +11,7 @@ Speed at scale (``benchmarks/RESULTS.md``, "Predict step (session 2)"): fitting 
 with one BLAS/OpenMP thread. The work is many small matrix products (one L-BFGS step on 384-d
 vectors), where extra threads buy little and, on a machine whose cores are busy, spin-waiting
 threads cost a lot: at 20k rows the calibrated fit took 116 s with the libraries' default
-threads and 8.4 s with one, same process, same result. With more than
+threads and 8.4 s with one, same process, load average 5, same accuracy. With more than
 :data:`LARGE_TRAINING_ROWS` training rows calibration uses 3 folds instead of 5 (``cv="auto"``):
 each fold still calibrates on thousands of rows, accuracy is unchanged, and the fit is twice as
 fast (100k rows: 74 s -> 38 s).
@@ -20,6 +20,7 @@ fast (100k rows: 74 s -> 38 s).
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 from collections import Counter
@@ -72,8 +73,9 @@ class LocalIntentModel(ClassifierMixin, BaseEstimator):
     n_threads:
         BLAS/OpenMP threads used while fitting and scoring (default 1: fastest for these
         small products, and immune to oversubscription on a busy machine); None leaves the
-        libraries' defaults. It does not change what is learned beyond floating-point noise,
-        so it is not part of the model's identity.
+        libraries' defaults. The limit is process-wide while a call runs (the model server
+        scores under a lock anyway). It does not change what is learned beyond
+        floating-point noise, so it is not part of the model's identity.
 
     Attributes
     ----------
@@ -148,9 +150,7 @@ class LocalIntentModel(ClassifierMixin, BaseEstimator):
         """Context limiting BLAS/OpenMP threads to ``n_threads`` (a no-op for None)."""
         if self.n_threads is None:
             return contextlib.nullcontext()
-        from threadpoolctl import threadpool_limits
-
-        return threadpool_limits(limits=int(self.n_threads))
+        return _thread_controller().limit(limits=int(self.n_threads))
 
     def fit(self, X: Sequence[str] | np.ndarray, y: Sequence[str]) -> LocalIntentModel:
         """Fit on texts (encoded with the encoder) or embeddings ``X`` (shape ``(n, dim)``)
@@ -245,6 +245,16 @@ class LocalIntentModel(ClassifierMixin, BaseEstimator):
         return model
 
 
+@functools.cache
+def _thread_controller() -> Any:
+    """The process's BLAS/OpenMP thread pools, found once: finding them costs ~20 ms, too much
+    per request of ``hl-debug serve-model``; the libraries that matter (NumPy's, SciPy's and
+    scikit-learn's) are loaded by this module's imports."""
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
+
+
 def calibration_folds(class_counts: Iterable[int], *, cv: int | str = "auto") -> int:
     """Calibration folds for training rows with ``class_counts`` rows per intent.
 
@@ -270,8 +280,8 @@ class CachedEncoder:
     """An encoder that reads vectors it already has and encodes only the rest.
 
     ``hl-debug predict`` without ``--api-url`` embeds every utterance to train the local
-    model; wrapping the served model's encoder in this lets the in-process server reuse
-    those vectors instead of encoding each text a second time.
+    model; wrapping the model's encoder in this lets it score those vectors instead of
+    encoding each text a second time.
 
     Parameters
     ----------

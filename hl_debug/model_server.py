@@ -13,7 +13,8 @@ the request's is missing or wrong, 422 ``{"detail": [{"loc", "msg", "type"}]}`` 
 body, 404 for another project id. ``GET /health`` names the model.
 
 :class:`ServerThread` runs any WSGI app on a loopback port in a background thread (used by
-``hl-debug predict`` to talk to the local model over HTTP, and by the tests).
+the tests and benchmarks; ``hl-debug predict`` scores the local model in-process, see
+:mod:`hl_debug.predict`).
 """
 
 from __future__ import annotations
