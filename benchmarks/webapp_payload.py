@@ -21,7 +21,8 @@ the same databases, one row each, so before and after come from one run on one m
 code version; the original is never written): each route's first request on a new app
 (nothing cached) and the best of two more, the review POSTs and the routes after them, and
 how long after the app is created (``hl-debug serve`` starting) the map's data and the
-report are answered when asked for at once. One Markdown row per route and code version::
+report are answered when asked for at once (and the map's data again on a second start, when
+the first one's warm-up has stored it). One Markdown row per route and code version::
 
     .venv/bin/python benchmarks/webapp_payload.py --db /tmp/hl-debug-bench/bench-100000.db --legacy 9aadaf9
 """
@@ -175,7 +176,8 @@ def measure_routes(db: Path) -> dict[str, list[float]]:
     from webapp import create_app
 
     out: dict[str, list[float]] = {}
-    for name, path in (("start -> /api/points answered", "/api/points"), ("start -> /report answered", "/report")):
+    for name, path in (("start -> /api/points answered", "/api/points"), ("start -> /report answered", "/report"),
+                       ("restart -> /api/points answered", "/api/points")):  # after the first start's warm-up
         t0 = time.perf_counter()  # a serving app warms its caches at start (if the code does)
         client = create_app({"DB": str(db)}).test_client()
         assert client.get(path, headers={"Accept-Encoding": "gzip"}).status_code == 200

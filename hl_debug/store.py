@@ -555,11 +555,11 @@ class Store:
     # -- reports --------------------------------------------------------------------
 
     def save_report(self, name: str, body: Any, *, run_id: int | None = None) -> None:
+        # Plain SQL: sqlite-utils' upsert bumps the schema cookie, which map_state() reads as
+        # "a table was rebuilt" (the web app stores its map payload here without changing it).
         with self.transaction():
-            self.db["reports"].upsert(
-                {"name": name, "body": json.dumps(body, default=_json_default), "run_id": run_id, "created_at": now()},
-                pk="name",
-            )
+            self.db.execute("INSERT OR REPLACE INTO reports (name, body, run_id, created_at) VALUES (?, ?, ?, ?)",
+                            [name, json.dumps(body, default=_json_default), run_id, now()])
 
     def report(self, name: str) -> Any | None:
         row = self.db.execute("SELECT body FROM reports WHERE name = ?", [name]).fetchone()

@@ -12,8 +12,8 @@ import pytest
 from hl_debug.store import Store
 from tests.webapp_fixtures import PLANTED_ERROR_ID, fill_synthetic
 from webapp import points
-from webapp.points import (POINT_COLUMNS, PayloadCache, decode_column, encode_categorical, encode_numeric,
-                           encode_points, map_columns)
+from webapp.points import (POINT_COLUMNS, STORED_NAME, PayloadCache, decode_column, encode_categorical,
+                           encode_numeric, encode_points, map_columns)
 
 
 def test_float32_round_trip_with_missing_and_non_finite():
@@ -153,3 +153,28 @@ def test_warm_builds_the_payload_before_the_first_request(store, monkeypatch):
 def test_warm_without_a_database_does_nothing(tmp_path):
     PayloadCache().warm(str(tmp_path / "none.db")).join()
     assert not (tmp_path / "none.db").exists()
+
+
+def test_prepare_stores_the_base_and_the_next_start_reads_it_back(store, monkeypatch):
+    """What ``hl-debug serve``'s start-up thread keeps in the database lets the next start
+    skip the rebuild, and storing it does not change the map's ETag."""
+    first = PayloadCache()
+    etag, zipped = first.get(store, gzipped=True)
+    assert store.report(STORED_NAME) is None  # a request never writes
+    first.prepare(store)
+    assert store.report(STORED_NAME)["key"] and first.etag(store) == etag
+    calls = spy_map_columns(monkeypatch)
+    restarted = PayloadCache()
+    assert restarted.get(store, gzipped=True) == (etag, zipped) and calls == []
+    store.add_annotation(PLANTED_ERROR_ID, "relabel", "chat_settings", "bill_question")  # the overlay still works
+    assert decoded(restarted.get(store)[1]) == plain_body(store) and calls == []
+    restarted.prepare(store)  # read back, so nothing to store again
+    assert calls == []
+
+
+def test_a_stored_base_of_an_earlier_state_is_ignored(store, monkeypatch):
+    PayloadCache().prepare(store)
+    store.replace_rows("points", [{**r, "x": 0.0} for r in store.rows("points")])  # a new analyze run
+    calls = spy_map_columns(monkeypatch)
+    body = decoded(PayloadCache().get(store)[1])
+    assert calls == [1] and set(body["columns"]["x"]) == {0.0} and body == plain_body(store)

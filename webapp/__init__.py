@@ -2,7 +2,8 @@
 
 ``create_app()`` serves the database named by ``HL_DB`` (or ``test_config["DB"]``): the
 ``pages`` blueprint renders the HTML views, the ``api`` blueprint answers ``/api/...``
-with JSON. The app only reads the store, except for appending review decisions.
+with JSON. The app only reads the store, except for appending review decisions and, from
+its start-up thread, keeping the map's encoded data (see ``points.PayloadCache.prepare``).
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ def warm(app: Flask) -> threading.Thread:
     from .points import warm_in_background
 
     def work(store):
-        app.extensions["hl_points"].get(store, gzipped=True)
+        app.extensions["hl_points"].prepare(store)
         app.extensions["hl_reports"].report(store)
 
     return warm_in_background(app.config["DB"], work, name="hl-warm")
