@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import json
 import math
+import sqlite3
 
 import pytest
 
@@ -178,3 +179,15 @@ def test_a_stored_base_of_an_earlier_state_is_ignored(store, monkeypatch):
     calls = spy_map_columns(monkeypatch)
     body = decoded(PayloadCache().get(store)[1])
     assert calls == [1] and set(body["columns"]["x"]) == {0.0} and body == plain_body(store)
+
+
+def test_a_database_that_cannot_be_written_only_costs_the_next_start(store, monkeypatch, caplog):
+    def refuse(*args, **kwargs):
+        raise sqlite3.OperationalError("attempt to write a readonly database")
+
+    monkeypatch.setattr(store, "save_report", refuse)
+    caplog.set_level("INFO", logger="webapp.points")
+    cache = PayloadCache()
+    etag, body = cache.get(store)
+    cache.prepare(store)  # logs, does not raise
+    assert "could not keep the map's data" in caplog.text and cache.get(store) == (etag, body)

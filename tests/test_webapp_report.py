@@ -12,6 +12,7 @@ from tests.webapp_fixtures import ENDPOINT, PLANTED_ERROR_ID, fill_synthetic
 from webapp import create_app
 from webapp import model_report as mr
 from webapp import warm
+from webapp.points import STORED_NAME
 
 
 @pytest.fixture
@@ -132,6 +133,9 @@ def test_warm_prepares_the_map_and_the_report(db_path, tiny_export_path, monkeyp
     fill_synthetic(Store(db_path), tiny_export_path).close()
     app = create_app({"DB": str(db_path), "TESTING": True})
     warm(app).join()
+    s = Store(db_path)
+    assert s.report(STORED_NAME)["key"]  # kept for the next start
+    s.close()
     monkeypatch.setattr(mr, "_columns", lambda *a, **k: pytest.fail("the warmed report was recomputed"))
     monkeypatch.setattr("webapp.points.map_columns", lambda *a: pytest.fail("the warmed payload was rebuilt"))
     client = app.test_client()

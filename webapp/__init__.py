@@ -3,7 +3,7 @@
 ``create_app()`` serves the database named by ``HL_DB`` (or ``test_config["DB"]``): the
 ``pages`` blueprint renders the HTML views, the ``api`` blueprint answers ``/api/...``
 with JSON. The app only reads the store, except for appending review decisions and, from
-its start-up thread, keeping the map's encoded data (see ``points.PayloadCache.prepare``).
+its start-up thread, keeping the map's encoded data (see ``points.PayloadCache.keep``).
 """
 
 from __future__ import annotations
@@ -53,11 +53,13 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 def warm(app: Flask) -> threading.Thread:
     """Build the map's payload, then the active endpoint's model report, in one daemon thread
     (one after the other: on two cores, side by side they would only slow each other down),
-    so the first page loads after ``hl-debug serve`` find them ready. Returns the thread."""
+    so the first page loads after ``hl-debug serve`` find them ready; then keep the payload
+    in the database for the next start. Returns the thread."""
     from .points import warm_in_background
 
     def work(store):
-        app.extensions["hl_points"].prepare(store)
+        app.extensions["hl_points"].get(store, gzipped=True)
         app.extensions["hl_reports"].report(store)
+        app.extensions["hl_points"].keep(store)  # for the next start: last, as it may wait for a write lock
 
     return warm_in_background(app.config["DB"], work, name="hl-warm")

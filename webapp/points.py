@@ -22,6 +22,7 @@ import hashlib
 import json
 import logging
 import math
+import sqlite3
 import threading
 import zlib
 from collections.abc import Callable, Sequence
@@ -157,7 +158,7 @@ class PayloadCache:
     ``Z_SYNC_FLUSH``, and each overlay continues from a copy of that compressor, so a
     decision costs the gzip of the two overlay columns (~0.3 MB at 100k), not of all 9 MB.
 
-    :meth:`warm` also stores the base part in the database (the ``reports`` row
+    :meth:`warm` also keeps the base part in the database (the ``reports`` row
     :data:`STORED_NAME`, with its key), so the next start of the app on an unchanged
     database reads it back (~0.1 s at 100k) instead of rebuilding it (~1.5 s). Requests
     never write it: a pipeline run holding the database's write lock must not stall a page.
@@ -204,14 +205,25 @@ class PayloadCache:
         return warm_in_background(path, self.prepare, name="hl-map-payload")
 
     def prepare(self, store: Store) -> None:
-        """Build (or read back) the store's current payload and its gzip, and store the base
-        part in the database when it was built here (what :meth:`warm` runs)."""
+        """Build (or read back) the store's current payload and its gzip, then :meth:`keep`
+        it (what :meth:`warm` runs)."""
         self.get(store, gzipped=True)
+        self.keep(store)
+
+    def keep(self, store: Store) -> None:
+        """Store the base part in the database when it was built here, for the next start. A
+        database that cannot be written (read-only, locked by a long pipeline run) only
+        costs that next start the rebuild."""
         with self._lock:
             base = self._base.get(store.path)
-        if base is not None and not base.stored:
+        if base is None or base.stored:
+            return
+        try:
             store.save_report(STORED_NAME, base.to_stored())
-            base.stored = True
+        except sqlite3.Error as exc:
+            log.info("could not keep the map's data in %s for the next start: %s", store.path, exc)
+            return
+        base.stored = True
 
     def _build(self, store: Store, state: dict, *, gzipped: bool) -> tuple[str, bytes, bytes | None]:
         data_key = self._etag({k: v for k, v in state.items() if k != "decisions"})
