@@ -19,8 +19,6 @@ fast (100k rows: 74 s -> 38 s).
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import json
 import logging
 from collections import Counter
@@ -35,6 +33,7 @@ from sklearn.linear_model import LogisticRegression
 
 from .errors import ModelError
 from .store import USAGES, Store, hash_json, now, package_versions
+from .threads import limit_threads
 
 log = logging.getLogger(__name__)
 
@@ -148,9 +147,7 @@ class LocalIntentModel(ClassifierMixin, BaseEstimator):
 
     def _threads(self) -> Any:
         """Context limiting BLAS/OpenMP threads to ``n_threads`` (a no-op for None)."""
-        if self.n_threads is None:
-            return contextlib.nullcontext()
-        return _thread_controller().limit(limits=int(self.n_threads))
+        return limit_threads(self.n_threads)
 
     def fit(self, X: Sequence[str] | np.ndarray, y: Sequence[str]) -> LocalIntentModel:
         """Fit on texts (encoded with the encoder) or embeddings ``X`` (shape ``(n, dim)``)
@@ -243,16 +240,6 @@ class LocalIntentModel(ClassifierMixin, BaseEstimator):
         model.n_features_in_ = int(state["n_features_in"])
         model.metadata_ = meta
         return model
-
-
-@functools.cache
-def _thread_controller() -> Any:
-    """The process's BLAS/OpenMP thread pools, found once: finding them costs ~20 ms, too much
-    per request of ``hl-debug serve-model``; the libraries that matter (NumPy's, SciPy's and
-    scikit-learn's) are loaded by this module's imports."""
-    from threadpoolctl import ThreadpoolController
-
-    return ThreadpoolController()
 
 
 def calibration_folds(class_counts: Iterable[int], *, cv: int | str = "auto") -> int:

@@ -16,6 +16,7 @@ import numpy as np
 
 from ..errors import ConfigError, MissingStepError
 from ..store import Store, hash_json, package_versions
+from ..threads import limit_threads
 from .duplicates import duplicate_groups
 from .label_issues import LabelIssueDetector, cleanlab_scores, cluster_label_agreement, encode_labels
 from .queue import coverage_scores, queue_reason, rank_queue, uncertainty_from_probs
@@ -188,7 +189,8 @@ def signals(store: Store, *, options: dict[str, Any] | None = None, force: bool 
 
             from .label_issues import default_classifier
 
-            clf = clone(default_classifier()).fit(X[rows_idx], y_all[rows_idx])
+            with limit_threads(1):  # see hl_debug.threads
+                clf = clone(default_classifier()).fit(X[rows_idx], y_all[rows_idx])
             # The predicted label shown is the active endpoint's (the model being debugged).
             active_ep = store.active_endpoint()
             active = (store.predictions_df(active_ep).set_index("id").loc[ids]
