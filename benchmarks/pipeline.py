@@ -31,7 +31,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL = ROOT.parent / "shared" / "data" / "chatbot_intent_classifier_data.json.zip"
-STEPS = ("ingest", "predict", "embed", "analyze", "signals")
+STEPS = ("ingest", "predict", "embed", "analyze", "signals", "web")
 
 _CHILD = r"""
 import json, resource, sys, time

@@ -1,6 +1,7 @@
 """The whole hl-debug pipeline, in order, each step skipped when its inputs are unchanged.
 
-``ingest`` -> ``predict`` -> ``embed`` -> ``analyze`` -> ``signals``. Steps that are not
+``ingest`` -> ``predict`` -> ``embed`` -> ``analyze`` -> ``signals`` -> ``web`` (the map's
+data for the web app, kept in the database). Steps that are not
 installed yet are reported as such, so ``hl-debug run`` always runs what exists.
 """
 
@@ -26,7 +27,18 @@ STEPS: tuple[tuple[str, str], ...] = (
     ("embed", "hl_debug.embed:embed_step"),
     ("analyze", "hl_debug.analyze:analyze_step"),
     ("signals", "hl_debug.signals:signals_step"),
+    ("web", "pipelines.full:web_step"),
 )
+
+
+def web_step(store: Store, options: dict[str, Any]) -> dict[str, Any]:
+    """Build the web map's data (``/api/points``) and keep it in the database, so the first
+    page after ``hl-debug serve`` does not wait for it (about 2-3 s at 100k rows)."""
+    from webapp.points import PayloadCache
+
+    if not store.rows("points", limit=1):
+        return {"skipped": True}
+    return {"skipped": not PayloadCache().prepare(store)}
 
 
 def _steps() -> list[tuple[str, Step]]:

@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from hl_debug.cli import cli
+from hl_debug.ingest import ingest
 from hl_debug.store import Store
 
 
@@ -57,3 +58,20 @@ def test_run_real_export_maps_and_clusters_everything(db_path, real_export, reco
         assert "skipped=True" in lines[step], lines[step]
     r = runner.invoke(cli, ["--db", str(db_path), "export", "clusters", "--format", "json"], obj={})
     assert len(json.loads(r.stdout)) == len(clusters)
+
+
+def test_web_step_keeps_the_map_data_for_the_next_start(db_path, tiny_export_path):
+    from pipelines.full import web_step
+    from tests.webapp_fixtures import fill_synthetic
+    from webapp.points import STORED_NAME, PayloadCache, decode_column
+
+    store = Store(db_path)
+    ingest(store, tiny_export_path)
+    assert web_step(store, {}) == {"skipped": True}  # nothing mapped yet: nothing to build
+    store.close()
+    store = fill_synthetic(Store(db_path), tiny_export_path)
+    assert web_step(store, {}) == {"skipped": False}  # built and kept
+    assert isinstance(store.report(STORED_NAME), dict)
+    assert web_step(store, {}) == {"skipped": True}  # a fresh process reads it back
+    body = json.loads(PayloadCache().get(store)[1])  # the kept payload is the app's payload
+    assert decode_column(body["columns"]["id"]) == sorted(r["id"] for r in store.rows("points"))

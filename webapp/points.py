@@ -204,11 +204,16 @@ class PayloadCache:
         page load after ``hl-debug serve`` finds it ready (about a second at 100k rows)."""
         return warm_in_background(path, self.prepare, name="hl-map-payload")
 
-    def prepare(self, store: Store) -> None:
+    def prepare(self, store: Store) -> bool:
         """Build (or read back) the store's current payload and its gzip, then :meth:`keep`
-        it (what :meth:`warm` runs)."""
+        it (what :meth:`warm` and the pipeline's last step run). True when it was built here,
+        False when the database already held it."""
         self.get(store, gzipped=True)
+        with self._lock:
+            base = self._base.get(store.path)
+        built = base is not None and not base.stored
         self.keep(store)
+        return built
 
     def keep(self, store: Store) -> None:
         """Store the base part in the database when it was built here, for the next start. A
