@@ -76,7 +76,7 @@ def default_cluster_selection_epsilon(n: int) -> float:
 
 # UMAP's numba functions that are compiled on every fit in a fresh process (umap-learn does
 # not mark them ``cache=True``): the fuzzy-set construction and the epoch of the layout
-# optimisation. Compiling them took ~8 of the ~16 s analyze spent on the bundled export.
+# optimisation. Compiling them took ~9 of the ~20 s analyze spent fitting the bundled export.
 UMAP_JIT_FUNCTIONS = (("umap.umap_", "smooth_knn_dist"), ("umap.umap_", "compute_membership_strengths"),
                       ("umap.layouts", "_nb_optimize_layout_euclidean_single_epoch"))
 # Rows from which the two seeded UMAPs run side by side (the map's in a second process):
@@ -126,12 +126,27 @@ def enable_jit_cache() -> list[str]:
 
 
 def _fit_transform(model: Any, X: np.ndarray) -> np.ndarray:
-    """``model.fit_transform(X)`` quietly (the worker process of :meth:`MapAnalyzer.fit`)."""
-    import_umap()
+    """``model.fit_transform(X)`` quietly (also the worker process of :meth:`MapAnalyzer.fit`)."""
+    if type(model).__module__.startswith("umap."):
+        import_umap()  # in a fresh worker: switch the JIT cache on before the first compilation
     with warnings.catch_warnings():
         # We never call UMAP.transform on new data, so the missing search index is fine.
         warnings.filterwarnings("ignore", message=r"precomputed_knn\[2\]", category=UserWarning)
         return np.asarray(model.fit_transform(X), dtype=np.float64)
+
+
+# The worker of MapAnalyzer._fit_concurrently: fit the pickled model, save the result.
+WORKER_CODE = ("import sys; from hl_debug.analyze import _fit_in_folder; _fit_in_folder(sys.argv[1])")
+
+
+def _fit_in_folder(folder: str) -> None:
+    """Worker-process side of :meth:`MapAnalyzer._fit_concurrently`: ``job.pkl`` -> ``embedding.npy``."""
+    import pickle
+    from pathlib import Path
+
+    with open(Path(folder) / "job.pkl", "rb") as f:
+        model, X = pickle.load(f)
+    np.save(Path(folder) / "embedding.npy", _fit_transform(model, X))
 
 
 def knn_graph(X: np.ndarray, n_neighbors: int, *, metric: str = "cosine") -> tuple[np.ndarray, np.ndarray]:
@@ -325,8 +340,11 @@ class MapAnalyzer(BaseEstimator):
         reduce_model = (self.reduce_model if self.reduce_model is not None
                         else self._umap(self.n_components, self.cluster_min_dist, k, shared))
         self.n_jobs_ = self.n_jobs or (2 if n >= CONCURRENT_MIN_ROWS and (os.cpu_count() or 1) > 1 else 1)
-        if self.n_jobs_ == 2 and self.map_model is None:
-            self.reduced_, self.embedding_ = self._fit_concurrently(reduce_model, map_model, X)
+        if self.map_model is not None:
+            self.n_jobs_ = 1  # a stand-in may not survive pickling into another process
+        fitted = self._fit_concurrently(reduce_model, map_model, X) if self.n_jobs_ == 2 else None
+        if fitted is not None:
+            self.reduced_, self.embedding_ = fitted
         else:
             log.info("UMAP to %d-D for clustering (n=%d, k=%d)", self.n_components, n, k)
             self.reduced_ = _fit_transform(reduce_model, X)
@@ -354,17 +372,44 @@ class MapAnalyzer(BaseEstimator):
         self.nearest_cluster_ = self._nearest_cluster()
         return self
 
-    def _fit_concurrently(self, reduce_model: Any, map_model: Any, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The map's UMAP in a fresh ("spawn": no forked numba threads) worker process, the
-        clustering UMAP here; returns ``(reduced, embedding)``."""
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
+    def _fit_concurrently(self, reduce_model: Any, map_model: Any,
+                          X: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """The map's UMAP in a worker process, the clustering UMAP here; returns ``(reduced,
+        embedding)``, or None when the worker failed (then :meth:`fit` fits both here).
+
+        The worker is a fresh interpreter (:data:`WORKER_CODE`) that reads the model and
+        the vectors from a temporary file: unlike multiprocessing's "spawn" it never
+        re-runs the caller's ``__main__`` (a script without an ``if __name__ ==
+        "__main__"`` guard), and unlike "fork" it inherits no numba/OpenMP threads.
+        """
+        import pickle
+        import subprocess
+        import sys
+        import tempfile
+        from pathlib import Path
 
         log.info("UMAP to %d-D for clustering and to 2-D for the map, side by side (n=%d)", self.n_components, len(X))
-        with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
-            future = pool.submit(_fit_transform, map_model, X)
-            reduced = _fit_transform(reduce_model, X)
-            return reduced, future.result()
+        with tempfile.TemporaryDirectory(prefix="hl-debug-umap-") as tmp:
+            folder = Path(tmp)
+            with open(folder / "job.pkl", "wb") as f:
+                pickle.dump((map_model, X), f, protocol=pickle.HIGHEST_PROTOCOL)
+            package_root = str(Path(__file__).resolve().parents[1])
+            env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root,
+                                                                             os.environ.get("PYTHONPATH")]))}
+            with open(folder / "stderr.txt", "wb") as err:
+                worker = subprocess.Popen([sys.executable, "-c", WORKER_CODE, tmp], env=env,
+                                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
+                try:
+                    reduced = _fit_transform(reduce_model, X)
+                finally:
+                    returncode = worker.wait()
+            if returncode == 0:
+                return reduced, np.load(folder / "embedding.npy")
+            tail = (folder / "stderr.txt").read_text(errors="replace").strip().splitlines()[-1:]
+            log.warning("the map's UMAP failed in a second process (exit %s: %s); fitting it here",
+                        returncode, tail[0] if tail else "no message")
+            self.n_jobs_ = 1
+            return None
 
     def fit_predict(self, X: np.ndarray, y: Any = None, **kwargs: Any) -> np.ndarray:
         return self.fit(X, **kwargs).labels_

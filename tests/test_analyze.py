@@ -94,6 +94,16 @@ def test_umaps_side_by_side_give_the_same_results_as_one_after_the_other(umap_fi
     assert np.array_equal(concurrent.labels_, sequential.labels_)
 
 
+def test_a_failing_worker_process_falls_back_to_one_after_the_other(umap_fit, monkeypatch, caplog):
+    from hl_debug import analyze as an
+
+    monkeypatch.setattr(an, "WORKER_CODE", "raise SystemExit('worker died')")
+    X, _, sequential = umap_fit
+    m = MapAnalyzer(n_epochs=60, n_jobs=2).fit(X)
+    assert m.n_jobs_ == 1 and np.array_equal(m.embedding_, sequential.embedding_)
+    assert "worker died" in caplog.text
+
+
 def test_umap_jit_functions_are_cached_on_disk():
     import importlib
 
