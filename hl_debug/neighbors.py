@@ -37,16 +37,18 @@ def fingerprint(X: np.ndarray) -> str:
     return h.hexdigest()
 
 
-def _compute(X: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+def _compute(X: np.ndarray, k: int, queries: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Top ``k`` of every row of ``X`` (or of the rows ``queries`` of it) against all of ``X``."""
     n = len(X)
-    idx = np.empty((n, k), dtype=np.int64)
-    sim = np.empty((n, k), dtype=np.float32)
-    block = max(1, min(n, BLOCK_FLOATS // max(n, 1)))
-    rows = np.arange(n)
-    for start in range(0, n, block):
-        stop = min(n, start + block)
-        S = X[start:stop] @ X.T  # (block, n) cosine similarities
-        S[rows[: stop - start], rows[start:stop]] = -np.inf  # never your own neighbour
+    queries = np.arange(n) if queries is None else np.asarray(queries)
+    m = len(queries)
+    idx = np.empty((m, k), dtype=np.int64)
+    sim = np.empty((m, k), dtype=np.float32)
+    block = max(1, min(m, BLOCK_FLOATS // max(n, 1)))
+    for start in range(0, m, block):
+        stop = min(m, start + block)
+        S = X[queries[start:stop]] @ X.T  # (block, n) cosine similarities
+        S[np.arange(stop - start), queries[start:stop]] = -np.inf  # never your own neighbour
         part = np.argpartition(-S, k - 1, axis=1)[:, :k]
         psim = np.take_along_axis(S, part, axis=1)
         # Most similar first; ties broken by index so results are deterministic.
@@ -101,6 +103,57 @@ def knn(X: Any, k: int, *, cache: bool = True) -> tuple[np.ndarray, np.ndarray]:
                 _CACHE.pop(next(iter(_CACHE)))
             _CACHE[key] = hit
     return hit[0][:, :k], hit[1][:, :k]
+
+
+def subset_knn(X: Any, rows: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` nearest neighbours of ``X[rows]`` among ``X[rows]``: the same answer as
+    ``knn(X[rows], k)``, read off the shared kNN of all of ``X`` where it lists at least ``k``
+    rows of the subset, computed exactly for the other rows only.
+
+    The label-issue detector needs neighbours among the annotated rows; at 100k rows with 92%
+    annotated that saves a second full pass over the data (~90 s on 2 cores).
+
+    Parameters
+    ----------
+    X : array, shape (n, dim)
+    rows : int array, shape (m,)
+        Strictly increasing row numbers (so ties, broken by index, order the same way).
+    k : int
+        1 <= k < m.
+
+    Returns
+    -------
+    indices : int64 array, shape (m, k)
+        Positions within ``rows`` (not row numbers of ``X``), most similar first.
+    similarities : float32 array, shape (m, k)
+    """
+    X = np.ascontiguousarray(X, dtype=np.float32)
+    rows = np.asarray(rows, dtype=np.int64)
+    n, m = len(X), len(rows)
+    if rows.ndim != 1 or (m and (rows[0] < 0 or rows[-1] >= n)) or np.any(np.diff(rows) <= 0):
+        raise ValueError("rows must be strictly increasing row numbers of X")
+    if not 1 <= k < m:
+        raise ValueError(f"k must be between 1 and len(rows) - 1 ({m - 1}), got {k}")
+    if m == n:
+        return knn(X, k)
+    width = min(n - 1, max(k, MIN_K))
+    full_idx, full_sim = knn(X, width)
+    pos = np.full(n, -1, dtype=np.int64)
+    pos[rows] = np.arange(m)
+    sub = pos[full_idx[rows]]  # (m, width): neighbours' positions in the subset, -1 outside it
+    inside = sub >= 0
+    enough = inside.sum(axis=1) >= k
+    out_idx = np.empty((m, k), dtype=np.int64)
+    out_sim = np.empty((m, k), dtype=np.float32)
+    first = np.argsort(~inside[enough], axis=1, kind="stable")[:, :k]  # the first k inside, in order
+    out_idx[enough] = np.take_along_axis(sub[enough], first, axis=1)
+    out_sim[enough] = np.take_along_axis(full_sim[rows][enough], first, axis=1)
+    rest = np.flatnonzero(~enough)
+    if rest.size:
+        norms = np.linalg.norm(X, axis=1, keepdims=True)
+        Xs = X[rows] / np.where(norms[rows] == 0, 1.0, norms[rows])
+        out_idx[rest], out_sim[rest] = _compute(Xs, k, queries=rest)
+    return out_idx, out_sim
 
 
 def clear_cache() -> None:

@@ -49,3 +49,34 @@ def test_bad_input():
         knn(np.eye(3, dtype=np.float32), 3)
     with pytest.raises(ValueError, match="2-D"):
         knn(np.zeros(3, dtype=np.float32), 1)
+
+
+@pytest.mark.parametrize("share", [0.3, 0.9])
+def test_subset_knn_equals_knn_of_the_subset(share):
+    from hl_debug.neighbors import subset_knn
+
+    neighbors.clear_cache()
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(400, 16)).astype(np.float32)
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    X[7] = X[3]  # an exact duplicate: a tie broken by index
+    rows = np.flatnonzero(rng.random(400) < share)
+    rows = np.union1d(rows, [3, 7])
+    idx, sim = subset_knn(X, rows, 10)
+    want_idx, want_sim = knn(X[rows], 10, cache=False)
+    np.testing.assert_allclose(sim, want_sim, atol=1e-6)
+    # the same rows, in the same order, except among exact ties at the 10th place (where the
+    # direct query may cut either twin; the subset keeps the lower index, as ties rank)
+    below_cut = sim > sim[:, -1:] + 1e-6
+    np.testing.assert_array_equal(np.where(below_cut, idx, -1), np.where(below_cut, want_idx, -1))
+    assert (np.diff(sim, axis=1) <= 1e-7).all()
+
+
+def test_subset_knn_rejects_unsorted_rows_and_bad_k():
+    from hl_debug.neighbors import subset_knn
+
+    X = np.eye(6, dtype=np.float32)
+    with pytest.raises(ValueError, match="strictly increasing"):
+        subset_knn(X, [3, 1, 2], 1)
+    with pytest.raises(ValueError, match="k must be"):
+        subset_knn(X, [0, 1, 2], 3)

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError, MissingStepError
+from ..neighbors import subset_knn
 from ..store import Store, hash_json, package_versions
 from ..threads import limit_threads
 from .duplicates import duplicate_groups
@@ -134,7 +135,9 @@ def signals(store: Store, *, options: dict[str, Any] | None = None, force: bool 
                                            classes)
                 api_conf = api["confidence"].iloc[rows_idx].to_numpy(dtype=float)
             det = LabelIssueDetector(k=opts["k"], n_synthetic=opts["n_synthetic"], random_state=opts["random_state"])
-            det.fit(X[rows_idx], y, n_classes=len(classes),
+            # neighbours among the annotated rows, read off the pipeline's shared kNN
+            nbrs = subset_knn(X, rows_idx, min(opts["k"], len(rows_idx) - 1))
+            det.fit(X[rows_idx], y, n_classes=len(classes), neighbors=nbrs,
                     cluster_ids=clusters[rows_idx] if clusters is not None else None,
                     api_labels=api_labels, api_confidence=api_conf)
             r = np.arange(len(y))
