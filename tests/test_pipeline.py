@@ -23,7 +23,7 @@ def test_run_real_export_maps_and_clusters_everything(db_path, real_export, reco
     assert r.exit_code == 0, r.output
     summary = re.compile(r"^(\w+)\s+[\d.]+s  ")  # "<step>  <seconds>s  <counts>"; progress bars go elsewhere
     steps = [m.group(1) for line in r.stdout.splitlines() if (m := summary.match(line))]
-    assert steps == ["ingest", "import", "predict", "embed", "analyze", "signals"]
+    assert steps == ["ingest", "import", "predict", "embed", "analyze", "signals", "web"]
 
     store = Store(db_path)
     try:
@@ -42,6 +42,7 @@ def test_run_real_export_maps_and_clusters_everything(db_path, real_export, reco
         assert len(store.rows("issues")) == 2134 and len(store.rows("queue")) == 193
         assert any(e["endpoint"].startswith("recorded:") for e in store.endpoints())
         assert store.report("model_report")
+        assert isinstance(store.report("web_map_payload"), dict)  # the web step kept the map's data
     finally:
         store.close()
 
