@@ -1,6 +1,6 @@
 """Time the analyze step's UMAPs: numba compilation, the on-disk JIT cache, side-by-side UMAPs.
 
-Each variant fits :class:`~hl_debug.analyze.MapAnalyzer` on a database's embeddings in a
+Each variant fits :class:`~hl_debug.steps.analyze.MapAnalyzer` on a database's embeddings in a
 fresh Python process (so numba compiles as it would in ``hl-debug analyze``) and prints the
 fit time and a digest of the map, the clustering projection and the labels, which must be
 the same for every variant:
@@ -38,8 +38,8 @@ def fit_once(db: str, variant: str) -> dict:
     """Fit in this process (run through ``--child``); returns time and output digest."""
     import numpy as np
 
-    from hl_debug import analyze as an
-    from hl_debug.store import Store
+    from hl_debug.steps import analyze as an
+    from hl_debug.storage import Store
 
     if variant == "before":
         an.UMAP_JIT_FUNCTIONS = ()

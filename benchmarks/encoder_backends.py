@@ -8,7 +8,7 @@ load at that moment; the load average is printed with each row):
    default thread count and with ``torch.set_num_threads(os.cpu_count())``, and of ``onnx``
    and ``onnx-int8`` at each batch size.
 2. **Vectors**: per-text cosine between each backend's vectors and torch's (mean, min).
-3. **Local model agreement**: the local model (:class:`hl_debug.local_model.LocalIntentModel`)
+3. **Local model agreement**: the local model (:class:`hl_debug.models.intent_model.LocalIntentModel`)
    trained on the ``training`` rows' vectors of each backend, and its top-label agreement
    with the live API's recorded labels (as ``benchmarks/predict_throughput.py`` computes it).
 
@@ -48,7 +48,7 @@ def load_avg() -> str:
 
 def agreement(X: np.ndarray, texts: list[str], rows: list[dict], recorded: list[dict]) -> float:
     """Top-label agreement with the recorded API labels of a local model trained on ``X``'s training rows."""
-    from hl_debug.local_model import LocalIntentModel
+    from hl_debug.models.intent_model import LocalIntentModel
 
     by_text = {t: i for i, t in enumerate(texts)}
     train = [r for r in rows if r["usage"] == "training" and r["intent"]]
@@ -71,8 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     import torch
 
-    from hl_debug.embed import SentenceEncoder
-    from hl_debug.ingest import read_export, validate
+    from hl_debug.steps.embed import SentenceEncoder
+    from hl_debug.steps.ingest import read_export, validate
 
     rows, problems = validate(read_export(args.export))
     if problems:

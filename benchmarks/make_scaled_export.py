@@ -28,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from hl_debug.ingest import read_export  # noqa: E402
+from hl_debug.steps.ingest import read_export  # noqa: E402
 
 log = logging.getLogger("make_scaled_export")
 

@@ -35,7 +35,7 @@ STEPS = ("ingest", "predict", "embed", "analyze", "signals", "web")
 
 _CHILD = r"""
 import json, resource, sys, time
-from hl_debug.store import Store
+from hl_debug.storage import Store
 from pipelines.full import run_pipeline
 t0 = time.perf_counter()
 store = Store(sys.argv[1])
@@ -63,7 +63,7 @@ def run_child(db: Path, export: Path, code: Path = ROOT) -> dict:
 def change_texts(export: Path, out: Path, share: float, seed: int = 0) -> None:
     sys.path.insert(0, str(ROOT))
     from benchmarks.make_scaled_export import write
-    from hl_debug.ingest import read_export
+    from hl_debug.steps.ingest import read_export
 
     records = read_export(export)
     rng = random.Random(seed)

@@ -17,7 +17,7 @@ vectors the database already holds (no encoder is loaded):
 * training: the local model as it was (the libraries' default threads, 5 calibration folds:
   ``before``) and as it is (``after``), with accuracy per split, top-label agreement with the
   recorded API answers when the database holds them, and agreement between the two;
-* answering: every text in-process (:class:`hl_debug.predict.InProcessScorer`, what
+* answering: every text in-process (:class:`hl_debug.steps.predict.InProcessScorer`, what
   ``hl-debug predict`` does now) vs ``--http-n`` texts over the loopback server, 20 per
   request (what it did before; extrapolated to every text).
 
@@ -80,12 +80,12 @@ def main() -> None:
 
     import numpy as np
 
-    from hl_debug.api_client import PredictClient
-    from hl_debug.embed import default_encoder
-    from hl_debug.ingest import ingest
-    from hl_debug.local_model import CachedEncoder, train_or_load
-    from hl_debug.model_server import ServerThread, create_model_app
-    from hl_debug.store import Store, text_hash
+    from hl_debug.sources.remote import PredictClient
+    from hl_debug.steps.embed import default_encoder
+    from hl_debug.steps.ingest import ingest
+    from hl_debug.models.intent_model import CachedEncoder, train_or_load
+    from hl_debug.sources.model_server import ServerThread, create_model_app
+    from hl_debug.storage import Store, text_hash
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     tmp = None
@@ -164,11 +164,11 @@ def scale(args: argparse.Namespace) -> None:
 
     import numpy as np
 
-    from hl_debug.api_client import PredictClient
-    from hl_debug.local_model import CachedEncoder, LocalIntentModel
-    from hl_debug.model_server import ServerThread, create_model_app
-    from hl_debug.predict import InProcessScorer
-    from hl_debug.store import Store
+    from hl_debug.sources.remote import PredictClient
+    from hl_debug.models.intent_model import CachedEncoder, LocalIntentModel
+    from hl_debug.sources.model_server import ServerThread, create_model_app
+    from hl_debug.steps.predict import InProcessScorer
+    from hl_debug.storage import Store
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     store = Store(args.scale_db)

@@ -48,7 +48,7 @@ INTENTS = [f"intent_{k:02d}" for k in range(12)]
 
 
 def build(path: Path, n: int, seed: int = 0) -> None:
-    from hl_debug.store import Store, hash_json, text_hash
+    from hl_debug.storage import Store, hash_json, text_hash
 
     rng = random.Random(seed)
     store = Store(path)

@@ -31,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from hl_debug.store import Store
+from hl_debug.storage import Store
 
 log = logging.getLogger(__name__)
 

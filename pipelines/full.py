@@ -13,8 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from hl_debug.ingest import ingest
-from hl_debug.store import Store
+from hl_debug.steps.ingest import ingest
+from hl_debug.storage import Store
 
 log = logging.getLogger(__name__)
 
@@ -23,10 +23,10 @@ Step = Callable[[Store, dict[str, Any]], dict[str, Any]]
 
 # (step name, "module:function"); each function takes (store, options) and returns counts.
 STEPS: tuple[tuple[str, str], ...] = (
-    ("predict", "hl_debug.predict:predict_step"),
-    ("embed", "hl_debug.embed:embed_step"),
-    ("analyze", "hl_debug.analyze:analyze_step"),
-    ("signals", "hl_debug.signals:signals_step"),
+    ("predict", "hl_debug.steps.predict:predict_step"),
+    ("embed", "hl_debug.steps.embed:embed_step"),
+    ("analyze", "hl_debug.steps.analyze:analyze_step"),
+    ("signals", "hl_debug.steps.signals:signals_step"),
     ("web", "pipelines.full:web_step"),
 )
 
@@ -63,7 +63,7 @@ def _import_recorded(store: Store, path: str | Path) -> dict[str, Any]:
     """Import a file of recorded API answers, unless this exact file was imported already."""
     import hashlib
 
-    from hl_debug.predict import import_predictions
+    from hl_debug.steps.predict import import_predictions
 
     t0 = time.perf_counter()
     digest = hashlib.sha1(Path(path).read_bytes()).hexdigest()

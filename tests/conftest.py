@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from hl_debug.store import Store
+from hl_debug.storage import Store
 
 FIXTURES = Path(__file__).parent / "fixtures"
 TINY_EXPORT = FIXTURES / "tiny_export.json"
@@ -46,7 +46,7 @@ def store(db_path: Path):
 
 @pytest.fixture
 def tiny_store(store: Store) -> Store:
-    from hl_debug.ingest import ingest
+    from hl_debug.steps.ingest import ingest
 
     ingest(store, TINY_EXPORT)
     return store

@@ -11,9 +11,9 @@ from email.utils import formatdate
 import pytest
 from flask import Flask, jsonify, request
 
-from hl_debug.api_client import PredictClient, parse_answer, retry_after_seconds
+from hl_debug.sources.remote import PredictClient, parse_answer, retry_after_seconds
 from hl_debug.errors import AnswerShapeError, PredictionAPIError
-from hl_debug.model_server import ServerThread
+from hl_debug.sources.model_server import ServerThread
 
 LABELS = ("alpha", "beta", "gamma")
 
@@ -208,9 +208,9 @@ def test_retry_after_is_capped(serve):
 
 def test_backoff_grows_exponentially_up_to_the_cap(monkeypatch):
     client = make_client("http://127.0.0.1:9", backoff_base=0.1, backoff_cap=1.0)
-    monkeypatch.setattr("hl_debug.api_client.random.random", lambda: 1.0)  # no jitter
+    monkeypatch.setattr("hl_debug.sources.remote.random.random", lambda: 1.0)  # no jitter
     assert [round(client._delay(n), 6) for n in range(6)] == [0.1, 0.2, 0.4, 0.8, 1.0, 1.0]
-    monkeypatch.setattr("hl_debug.api_client.random.random", lambda: 0.0)  # most jitter: half the delay
+    monkeypatch.setattr("hl_debug.sources.remote.random.random", lambda: 0.0)  # most jitter: half the delay
     assert client._delay(2) == pytest.approx(0.2)
 
 

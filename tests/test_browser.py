@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 from hl_debug.cli import cli
-from hl_debug.store import Store
+from hl_debug.storage import Store
 from tests.webapp_fixtures import PLANTED_ERROR_ID, XSS_ID, fill_synthetic
 
 pytestmark = pytest.mark.browser

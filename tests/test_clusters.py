@@ -1,4 +1,4 @@
-"""Pure cluster statistics and rankings (hl_debug.clusters) on small hand-made inputs."""
+"""Pure cluster statistics and rankings (hl_debug.scoring.clusters) on small hand-made inputs."""
 
 from __future__ import annotations
 
@@ -7,8 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from hl_debug import clusters as cl
-
+from hl_debug.scoring import clusters as cl
 # Three clusters and two noise rows:
 #   0: 4 card_issue + 1 bill_question (the suspect, id 14) - impure
 #   1: 3 bill_question, pure

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hl_debug.signals.duplicates import duplicate_groups, near_duplicate_components
+from hl_debug.scoring.duplicates import duplicate_groups, near_duplicate_components
 
 
 def unit(rows):

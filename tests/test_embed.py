@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hl_debug.embed import SentenceEncoder, embed
+from hl_debug.steps.embed import SentenceEncoder, embed
 from tests.fakes import FakeEncoder
 
 
@@ -24,7 +24,7 @@ def test_embed_only_new_texts(tiny_store, tiny_records, write_export):
     import copy
     import json
 
-    from hl_debug.ingest import ingest
+    from hl_debug.steps.ingest import ingest
 
     enc = FakeEncoder()
     embed(tiny_store, enc, progress=False)
@@ -46,7 +46,7 @@ def test_real_encoder_offline():
 
 
 def test_backend_validation(monkeypatch):
-    from hl_debug.embed import check_backend
+    from hl_debug.steps.embed import check_backend
     from hl_debug.errors import ConfigError
 
     monkeypatch.delenv("HL_ENCODER_BACKEND", raising=False)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from sklearn.decomposition import PCA
 
-from hl_debug.analyze import MapAnalyzer, analyze
-from hl_debug.embed import embed
-from hl_debug.ingest import ingest
+from hl_debug.steps.analyze import MapAnalyzer, analyze
+from hl_debug.steps.embed import embed
+from hl_debug.steps.ingest import ingest
 from pipelines import findings
 from tests.fakes import FakeEncoder
 from tests.test_analyze import synthetic_records

@@ -10,7 +10,7 @@ import zipfile
 import pytest
 
 from hl_debug.errors import ExportError, ValidationError
-from hl_debug.ingest import ingest, read_export, validate
+from hl_debug.steps.ingest import ingest, read_export, validate
 
 
 def _problems(records):
@@ -246,7 +246,7 @@ def test_validation_error_caps_listing(tiny_records):
     recs = [dict(r, score="x") for r in tiny_records * 3]
     for i, r in enumerate(recs):
         r["id"] = i
-    from hl_debug.ingest import MAX_PROBLEMS
+    from hl_debug.steps.ingest import MAX_PROBLEMS
 
     rows, problems = validate(recs)
     err = ValidationError(problems[:MAX_PROBLEMS], total=len(problems), cap=10)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hl_debug.signals.label_issues import (
+from hl_debug.scoring.label_issues import (
     CLEANLAB_METHODS,
     LabelIssueDetector,
     api_disagreement,

@@ -13,15 +13,15 @@ from sklearn.neighbors import KNeighborsClassifier
 from threadpoolctl import threadpool_info
 
 from hl_debug.errors import ModelError
-from hl_debug.ingest import ingest
-from hl_debug.local_model import (
+from hl_debug.steps.ingest import ingest
+from hl_debug.models.intent_model import (
     CachedEncoder,
     LocalIntentModel,
     calibration_folds,
     model_dir_for,
     train_or_load,
 )
-from hl_debug.store import Store
+from hl_debug.storage import Store
 from tests.fakes import FakeEncoder
 
 
@@ -172,7 +172,7 @@ def test_train_or_load_retrains_for_another_encoder_or_parameters(tiny_store):
 
 
 def test_in_memory_store_trains_without_saving():
-    from hl_debug.ingest import ingest as do_ingest
+    from hl_debug.steps.ingest import ingest as do_ingest
     from tests.conftest import TINY_EXPORT
 
     store = Store(":memory:")
@@ -191,7 +191,7 @@ def test_no_training_rows_is_a_model_error(store, tiny_records, write_export):
 
 
 def test_cached_encoder_reads_known_vectors_and_encodes_the_rest(tiny_store):
-    from hl_debug.embed import embed
+    from hl_debug.steps.embed import embed
 
     embed(tiny_store, FakeEncoder(), progress=False)
     inner = FakeEncoder()
@@ -229,7 +229,7 @@ def test_calibration_folds_rejects_bad_cv(cv):
 def test_large_training_sets_calibrate_with_three_folds(monkeypatch):
     X, y = blobs(n_per_class=12)
     assert len(LocalIntentModel().fit(X, y).classifier_.calibrated_classifiers_) == 5
-    monkeypatch.setattr("hl_debug.local_model.LARGE_TRAINING_ROWS", 30)
+    monkeypatch.setattr("hl_debug.models.intent_model.LARGE_TRAINING_ROWS", 30)
     assert len(LocalIntentModel().fit(X, y).classifier_.calibrated_classifiers_) == 3
     assert len(LocalIntentModel(cv=5).fit(X, y).classifier_.calibrated_classifiers_) == 5
 

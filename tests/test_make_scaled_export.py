@@ -7,7 +7,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from hl_debug.ingest import read_export, validate
+from hl_debug.steps.ingest import read_export, validate
 
 _spec = importlib.util.spec_from_file_location(
     "make_scaled_export", Path(__file__).resolve().parents[1] / "benchmarks" / "make_scaled_export.py")

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import requests
 
-from hl_debug.local_model import LocalIntentModel
-from hl_debug.model_server import ServerThread, create_model_app
+from hl_debug.models.intent_model import LocalIntentModel
+from hl_debug.sources.model_server import ServerThread, create_model_app
 from tests.fakes import FakeEncoder
 
 TEXTS = {
@@ -191,7 +191,7 @@ def test_cli_serve_model_trains_reports_accuracy_and_serves(tiny_store, db_path,
 
     from hl_debug.cli import cli
 
-    monkeypatch.setattr("hl_debug.embed.default_encoder", lambda name=None, backend=None: FakeEncoder())
+    monkeypatch.setattr("hl_debug.steps.embed.default_encoder", lambda name=None, backend=None: FakeEncoder())
     made = {}
 
     def fake_make_server(host, port, app, threaded):
@@ -219,7 +219,7 @@ def test_cli_serve_model_port_in_use_is_one_message(tiny_store, db_path, monkeyp
 
     from hl_debug.cli import cli
 
-    monkeypatch.setattr("hl_debug.embed.default_encoder", lambda name=None, backend=None: FakeEncoder())
+    monkeypatch.setattr("hl_debug.steps.embed.default_encoder", lambda name=None, backend=None: FakeEncoder())
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()

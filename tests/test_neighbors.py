@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from sklearn.neighbors import NearestNeighbors
 
-from hl_debug import neighbors
-from hl_debug.neighbors import knn
+from hl_debug.models import neighbors
+from hl_debug.models.neighbors import knn
 
 
 def _unit(rng, n, d):
@@ -53,7 +53,7 @@ def test_bad_input():
 
 @pytest.mark.parametrize("share", [0.3, 0.9])
 def test_subset_knn_equals_knn_of_the_subset(share):
-    from hl_debug.neighbors import subset_knn
+    from hl_debug.models.neighbors import subset_knn
 
     neighbors.clear_cache()
     rng = np.random.default_rng(1)
@@ -73,7 +73,7 @@ def test_subset_knn_equals_knn_of_the_subset(share):
 
 
 def test_subset_knn_rejects_unsorted_rows_and_bad_k():
-    from hl_debug.neighbors import subset_knn
+    from hl_debug.models.neighbors import subset_knn
 
     X = np.eye(6, dtype=np.float32)
     with pytest.raises(ValueError, match="strictly increasing"):

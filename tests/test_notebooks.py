@@ -14,7 +14,7 @@ NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 @pytest.fixture
 def pipeline_db(tmp_path, tiny_export_path) -> Path:
     """The tiny export through `run_pipeline` (fake encoder, short UMAP) into a fresh database."""
-    from hl_debug.store import Store
+    from hl_debug.storage import Store
     from pipelines.full import run_pipeline
 
     path = tmp_path / "nb.db"

@@ -11,8 +11,8 @@ import pytest
 from click.testing import CliRunner
 
 from hl_debug.cli import cli
-from hl_debug.ingest import ingest
-from hl_debug.store import Store
+from hl_debug.steps.ingest import ingest
+from hl_debug.storage import Store
 
 
 @pytest.mark.slow

@@ -10,7 +10,7 @@ import sqlite3
 
 import pytest
 
-from hl_debug.store import Store
+from hl_debug.storage import Store
 from tests.webapp_fixtures import PLANTED_ERROR_ID, fill_synthetic
 from webapp import points
 from webapp.points import (POINT_COLUMNS, STORED_NAME, PayloadCache, decode_column, encode_categorical,

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from hl_debug.api_client import PredictClient
+from hl_debug.sources.remote import PredictClient
 from hl_debug.cli import cli
 from hl_debug.errors import ConfigError, NotFoundError, PredictionsFileError
-from hl_debug.ingest import ingest
-from hl_debug.model_server import ServerThread
-from hl_debug.predict import (
+from hl_debug.steps.ingest import ingest
+from hl_debug.sources.model_server import ServerThread
+from hl_debug.steps.predict import (
     distribution_stats,
     import_predictions,
     local_identity,
@@ -221,10 +221,10 @@ def test_local_server_path_fills_every_row_and_tracks_the_model(tiny_store):
 
 
 def test_local_answers_are_scored_in_process_and_match_the_model_server(tiny_store, monkeypatch):
-    from hl_debug.local_model import LocalIntentModel, model_dir_for
-    from hl_debug.model_server import create_model_app
+    from hl_debug.models.intent_model import LocalIntentModel, model_dir_for
+    from hl_debug.sources.model_server import create_model_app
 
-    monkeypatch.setattr("hl_debug.model_server.ServerThread.start", lambda self: pytest.fail("server started"))
+    monkeypatch.setattr("hl_debug.sources.model_server.ServerThread.start", lambda self: pytest.fail("server started"))
     counts = predict(tiny_store, encoder=FakeEncoder(), progress=False)
     assert counts["requests"] == 1 and counts["n_predicted"] == 24  # one in-process chunk, no HTTP
     run = tiny_store.db.execute("SELECT parameters FROM runs WHERE step = 'predict'").fetchone()
@@ -417,7 +417,7 @@ def test_cli_export_without_predictions_says_what_to_run(tiny_store, db_path):
 
 
 def test_recorded_file_imports_with_38_rows_without_prediction(store, real_export, recorded_predictions):
-    from hl_debug.ingest import ingest
+    from hl_debug.steps.ingest import ingest
 
     ingest(store, real_export)
     counts = import_predictions(store, recorded_predictions)
@@ -435,7 +435,7 @@ def test_real_export_predict_with_local_server(db_path, real_export, recorded_pr
     assert r.exit_code == 0, r.output
     r = invoke(db_path, "import-predictions", recorded_predictions)
     assert r.exit_code == 0 and "38 utterances without prediction" in r.output
-    from hl_debug.store import Store
+    from hl_debug.storage import Store
 
     store = Store(db_path)
     local = store.predictions_df()
@@ -450,7 +450,7 @@ def test_real_export_predict_with_local_server(db_path, real_export, recorded_pr
 
 
 def test_cli_predict_with_the_local_server(tiny_store, db_path, monkeypatch):
-    monkeypatch.setattr("hl_debug.embed.default_encoder", lambda name=None, backend=None: FakeEncoder())
+    monkeypatch.setattr("hl_debug.steps.embed.default_encoder", lambda name=None, backend=None: FakeEncoder())
     r = invoke(db_path, "predict", "--n-best", "2")
     assert r.exit_code == 0, r.output
     assert "Predictions from local:" in r.output and "24 asked now" in r.output

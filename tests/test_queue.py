@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hl_debug.signals.queue import coverage_scores, queue_reason, rank_queue, uncertainty_from_probs
+from hl_debug.scoring.queue import coverage_scores, queue_reason, rank_queue, uncertainty_from_probs
 
 
 def unit(X):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hl_debug.signals.report import SPLITS, confusion_cell, model_report, reliability, summary_text
+from hl_debug.scoring.report import SPLITS, confusion_cell, model_report, reliability, summary_text
 
 
 @pytest.fixture

@@ -12,11 +12,11 @@ import pytest
 from click.testing import CliRunner
 
 from hl_debug.cli import cli
-from hl_debug.embed import embed
+from hl_debug.steps.embed import embed
 from hl_debug.errors import ConfigError, MissingStepError
-from hl_debug.ingest import ingest
-from hl_debug.signals import ISSUE_COLUMNS, QUEUE_COLUMNS, signals, signals_step
-from hl_debug.store import text_hash
+from hl_debug.steps.ingest import ingest
+from hl_debug.steps.signals import ISSUE_COLUMNS, QUEUE_COLUMNS, signals, signals_step
+from hl_debug.storage import text_hash
 from tests.fakes import FakeEncoder
 
 VOCAB = {
@@ -120,7 +120,7 @@ def test_unknown_endpoint_is_a_config_error(sig_store):
 
 
 def test_missing_embed_step(tmp_path, write_export):
-    from hl_debug.store import Store
+    from hl_debug.storage import Store
 
     s = Store(tmp_path / "fresh.db")
     ingest(s, write_export(synthetic_records(), name="fresh.json"))
@@ -170,8 +170,8 @@ def test_cli_exports_before_signals_say_what_to_run(tiny_store, db_path):
 @pytest.mark.slow
 def test_real_export_end_to_end(real_export, recorded_predictions, tmp_path):
     """Every signal on the real export with the real encoder and the recorded API answers."""
-    from hl_debug.predict import import_predictions
-    from hl_debug.store import Store
+    from hl_debug.steps.predict import import_predictions
+    from hl_debug.storage import Store
 
     s = Store(tmp_path / "real.db")
     ingest(s, real_export)

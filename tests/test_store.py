@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from hl_debug.errors import MissingStepError, SchemaVersionError, StoreError
-from hl_debug.store import SCHEMA_VERSION, Store
+from hl_debug.storage import SCHEMA_VERSION, Store
 
 
 def test_new_database_records_schema_version(store):

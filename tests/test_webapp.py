@@ -9,7 +9,7 @@ import json
 import pytest
 from bokeh.models import BoxSelectTool, HoverTool, LassoSelectTool, TapTool
 
-from hl_debug.store import Store
+from hl_debug.storage import Store
 from tests.webapp_fixtures import ENDPOINT, PLANTED_ERROR_ID, XSS_ID, fill_synthetic
 from webapp import create_app
 from webapp.plots import MAP_SELECTION_JS, map_figure

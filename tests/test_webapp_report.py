@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hl_debug.signals.report import SPLITS, model_report
-from hl_debug.store import Store
+from hl_debug.scoring.report import SPLITS, model_report
+from hl_debug.storage import Store
 from tests.webapp_fixtures import ENDPOINT, PLANTED_ERROR_ID, fill_synthetic
 from webapp import create_app
 from webapp import model_report as mr

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from hl_debug.store import Store
+from hl_debug.storage import Store
 from tests.webapp_fixtures import PLANTED_ERROR_ID, fill_synthetic
 from webapp import create_app
 

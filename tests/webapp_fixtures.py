@@ -15,8 +15,8 @@ import math
 
 import numpy as np
 
-from hl_debug.ingest import ingest
-from hl_debug.store import Store
+from hl_debug.steps.ingest import ingest
+from hl_debug.storage import Store
 
 ENDPOINT = "local:test-model"
 CLUSTER_OF = {**{i: 0 for i in range(1000, 1006)}, 1019: 0,

@@ -21,7 +21,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     """Build the app; ``test_config`` overrides settings (``DB``, ``TESTING``, ...)."""
     from hl_debug.settings import resolve
 
-    from . import api, compress, db, errors, model_report, pages, points, security
+    from webapp import api, compress, db, errors, model_report, pages, points, security
 
     app = Flask(__name__)
     # BokehJS resolves references in document order: keep keys as Bokeh wrote them.
@@ -55,7 +55,7 @@ def warm(app: Flask) -> threading.Thread:
     (one after the other: on two cores, side by side they would only slow each other down),
     so the first page loads after ``hl-debug serve`` find them ready; then keep the payload
     in the database for the next start. Returns the thread."""
-    from .points import warm_in_background
+    from webapp.points import warm_in_background
 
     def work(store):
         app.extensions["hl_points"].get(store, gzipped=True)

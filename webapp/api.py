@@ -7,12 +7,12 @@ import json
 
 from flask import Blueprint, abort, current_app, jsonify, request
 
-from hl_debug import annotations
+from hl_debug.steps import review as annotations
 from hl_debug.errors import MissingFieldError
-from hl_debug.store import Store
+from hl_debug.storage import Store
 
-from . import compress
-from .db import get_store
+from webapp import compress
+from webapp.db import get_store
 
 bp = Blueprint("api", __name__)
 

@@ -1,10 +1,10 @@
-"""One :class:`~hl_debug.store.Store` per request, on ``g`` (the flaskr ``get_db`` pattern)."""
+"""One :class:`~hl_debug.storage.Store` per request, on ``g`` (the flaskr ``get_db`` pattern)."""
 
 from __future__ import annotations
 
 from flask import Flask, current_app, g
 
-from hl_debug.store import Store
+from hl_debug.storage import Store
 
 
 def get_store() -> Store:

@@ -1,7 +1,7 @@
 """The model report of one endpoint, read from the store: the numbers behind ``/report``
 and ``/api/confusion``.
 
-The metrics are :mod:`hl_debug.signals.report`'s (the same functions the Signals step
+The metrics are :mod:`hl_debug.scoring.report`'s (the same functions the Signals step
 stores its report with); this module only reads their input arrays from the cached
 predictions, so the page works with any endpoint in the store, and turns an unknown
 split into a :class:`ConfigError` (a 400).
@@ -21,20 +21,20 @@ from typing import Any
 import numpy as np
 
 from hl_debug.errors import ConfigError
-from hl_debug.store import Store
+from hl_debug.storage import Store
 
-from .points import warm_in_background
+from webapp.points import warm_in_background
 
 __all__ = ["ReportCache", "cell_ids", "check_split", "compute", "report_state"]
 
-# hl_debug.signals (and scikit-learn with it) is imported where a report is computed, not
+# hl_debug.steps.signals (and scikit-learn with it) is imported where a report is computed, not
 # here: at 2.5 s on two cores it would delay every start of the app, /report or not.
 
 
 def check_split(split: str) -> str:
-    """``split`` when it names a row selection of ``hl_debug.signals.report.SPLITS``, else a
+    """``split`` when it names a row selection of ``hl_debug.scoring.report.SPLITS``, else a
     ConfigError listing them."""
-    from hl_debug.signals.report import SPLITS
+    from hl_debug.scoring.report import SPLITS
 
     if split not in SPLITS:
         raise ConfigError(f"unknown split {split!r}; valid: {', '.join(SPLITS)}")
@@ -65,20 +65,20 @@ def _columns(store: Store, endpoint: str | None) -> dict[str, Any]:
 
 
 def compute(store: Store, *, endpoint: str | None = None, n_pairs: int = 10) -> dict[str, Any]:
-    """:func:`~hl_debug.signals.report.model_report` of ``endpoint`` (default: the active one)
-    for every split of ``hl_debug.signals.report.SPLITS``."""
+    """:func:`~hl_debug.scoring.report.model_report` of ``endpoint`` (default: the active one)
+    for every split of ``hl_debug.scoring.report.SPLITS``."""
     endpoint = endpoint or store.active_endpoint()
     return _report(_columns(store, endpoint), endpoint, n_pairs)
 
 
 def _report(columns: dict[str, Any], endpoint: str | None, n_pairs: int) -> dict[str, Any]:
-    from hl_debug.signals.report import SPLITS, model_report
+    from hl_debug.scoring.report import SPLITS, model_report
 
     return model_report(**columns, endpoint=endpoint or "", splits=SPLITS, n_pairs=n_pairs)
 
 
 def _cell(columns: dict[str, Any], given: str, predicted: str, split: str) -> list[int]:
-    from hl_debug.signals.report import confusion_cell
+    from hl_debug.scoring.report import confusion_cell
 
     return confusion_cell(ids=columns["ids"], given=columns["given"], usage=columns["usage"],
                           predicted=columns["predicted"], given_label=given, predicted_label=predicted,

@@ -10,8 +10,8 @@ from bokeh.palettes import Category20
 from bokeh.util.paths import bokehjs_path
 from flask import Blueprint, abort, current_app, render_template, request, send_from_directory
 
-from . import plots
-from .db import get_store
+from webapp import plots
+from webapp.db import get_store
 
 bp = Blueprint("pages", __name__)
 
@@ -156,9 +156,9 @@ def queue_view():
 @bp.get("/report")
 def report_view():
     """The model report: per-intent metrics, confusion matrix, reliability, entropy, unanswered rows."""
-    from hl_debug.signals.report import SPLITS
+    from hl_debug.scoring.report import SPLITS
 
-    from .model_report import check_split
+    from webapp.model_report import check_split
 
     store = get_store()
     store.require_utterances()

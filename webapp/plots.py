@@ -102,7 +102,7 @@ def confusion_figure(labels: Sequence[str], matrix: Sequence[Sequence[int]]) -> 
 def reliability_figure(bins: Sequence[dict]) -> figure:
     """Reliability diagram: accuracy vs mean confidence per bin; the diagonal is perfect calibration.
 
-    ``bins`` are :func:`hl_debug.signals.report.reliability`'s: dicts with lo, hi, n,
+    ``bins`` are :func:`hl_debug.scoring.report.reliability`'s: dicts with lo, hi, n,
     confidence and accuracy.
     """
     p = figure(width=420, height=380, x_range=Range1d(0, 1), y_range=Range1d(0, 1.02), tools="save,hover",

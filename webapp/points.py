@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from hl_debug.store import Store
+from hl_debug.storage import Store
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,8 @@ import json
 import logging
 from typing import Any
 
-from .errors import AnnotationError, MissingFieldError
-from .store import USAGES, Store
+from hl_debug.errors import AnnotationError, MissingFieldError
+from hl_debug.storage import USAGES, Store
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ so tests swap in cheap stand-ins.
 :func:`analyze` is the pipeline step: it reads the active encoder's embeddings, fits the
 analyzer, and writes ``points``, ``neighbors`` and ``clusters`` plus the ``analysis``
 report (impure-cluster ranking with suspect rows, unannotated-region ranking) through
-:class:`~hl_debug.store.Store`. It is skipped when embeddings, labels and parameters are
+:class:`~hl_debug.storage.Store`. It is skipped when embeddings, labels and parameters are
 unchanged; when only labels changed the map and clusters are kept and only the cluster
 statistics are recomputed.
 
@@ -30,10 +30,10 @@ from typing import Any
 import numpy as np
 from sklearn.base import BaseEstimator
 
-from . import clusters as cl
-from .errors import AnalysisError, ConfigError, MissingStepError
-from .neighbors import knn as exact_knn
-from .store import Store, hash_json, package_versions
+from hl_debug.scoring import clusters as cl
+from hl_debug.errors import AnalysisError, ConfigError, MissingStepError
+from hl_debug.models.neighbors import knn as exact_knn
+from hl_debug.storage import Store, hash_json, package_versions
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +136,7 @@ def _fit_transform(model: Any, X: np.ndarray) -> np.ndarray:
 
 
 # The worker of MapAnalyzer._fit_concurrently: fit the pickled model, save the result.
-WORKER_CODE = ("import sys; from hl_debug.analyze import _fit_in_folder; _fit_in_folder(sys.argv[1])")
+WORKER_CODE = ("import sys; from hl_debug.steps.analyze import _fit_in_folder; _fit_in_folder(sys.argv[1])")
 
 
 def _fit_in_folder(folder: str) -> None:
@@ -479,8 +479,8 @@ def analyze(store: Store, analyzer: MapAnalyzer | None = None, *, k_neighbors: i
     top_keywords : int
         Class-based TF-IDF keywords per cluster.
     impurity_method, region_method : str
-        Ranking scores, see :func:`hl_debug.clusters.rank_impure_clusters` and
-        :func:`~hl_debug.clusters.rank_unannotated_regions`.
+        Ranking scores, see :func:`hl_debug.scoring.clusters.rank_impure_clusters` and
+        :func:`~hl_debug.scoring.clusters.rank_unannotated_regions`.
     force : bool
         Recompute even when the inputs are unchanged.
 

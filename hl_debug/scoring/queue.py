@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from ..neighbors import knn
+from hl_debug.models.neighbors import knn
 
 UNCERTAINTY_METHODS = ("entropy", "margin")
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ModelError
+from hl_debug.errors import ModelError
 
 log = logging.getLogger(__name__)
 

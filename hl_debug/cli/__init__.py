@@ -14,10 +14,10 @@ from typing import Any
 
 import click
 
-from . import __version__
-from .errors import HLDebugError, ValidationError
-from .settings import resolve, setting
-from .store import Store
+from hl_debug import __version__
+from hl_debug.errors import HLDebugError, ValidationError
+from hl_debug.settings import resolve, setting
+from hl_debug.storage import Store
 
 log = logging.getLogger("hl_debug")
 
@@ -60,7 +60,7 @@ def format_option(*choices: str, default: str = "text"):
 
 def encoder_backend_option(f):
     """--encoder-backend (HL_ENCODER_BACKEND): torch, onnx or onnx-int8."""
-    from .settings import ENCODER_BACKENDS
+    from hl_debug.settings import ENCODER_BACKENDS
 
     s = setting("encoder_backend")
     return click.option(s.option, default=None, envvar=s.env, show_envvar=True, type=click.Choice(ENCODER_BACKENDS),
@@ -107,7 +107,7 @@ def ingest(ctx: click.Context, export: str) -> None:
     Example:
         hl-debug ingest ../shared/data/chatbot_intent_classifier_data.json.zip
     """
-    from .ingest import ingest as do_ingest
+    from hl_debug.steps.ingest import ingest as do_ingest
 
     store = _store(ctx, create=True)
     try:
@@ -188,7 +188,7 @@ def export_options(f):
 
 
 def emit(rows, columns, fmt: str, output: str | None) -> None:
-    from .exporting import write_rows
+    from hl_debug.cli.exporting import write_rows
 
     n = write_rows(rows, columns, fmt=fmt, output=output)
     if output:
@@ -241,7 +241,7 @@ def export_corrected(fmt: str, new_usage: str, output: str | None) -> None:
     Example:
         hl-debug export corrected -o corrected.json
     """
-    from .annotations import corrected_records
+    from hl_debug.steps.review import corrected_records
 
     records = corrected_records(get_store(), new_usage=new_usage)
     if fmt == "csv":
@@ -266,7 +266,7 @@ def export_annotations(fmt: str, output: str | None) -> None:
     Example:
         hl-debug export annotations --format json -o decisions.json
     """
-    from .annotations import annotation_rows
+    from hl_debug.steps.review import annotation_rows
 
     emit(annotation_rows(get_store()), ["id", "utterance_id", "text", "original_label", "action", "label",
                                         "previous_label", "created_at"], fmt, output)
@@ -294,7 +294,7 @@ def embed(ctx: click.Context, encoder: str | None, batch_size: int, encoder_back
         hl-debug embed --encoder sentence-transformers/all-mpnet-base-v2
         hl-debug embed --encoder-backend onnx
     """
-    from .embed import SentenceEncoder, check_backend, embed as do_embed
+    from hl_debug.steps.embed import SentenceEncoder, check_backend, embed as do_embed
 
     store = _store(ctx)
     counts = do_embed(store, SentenceEncoder(resolve("encoder", encoder), batch_size=batch_size,
@@ -341,7 +341,7 @@ def analyze(ctx: click.Context, force: bool, k_neighbors: int, min_annotated: in
         hl-debug analyze
         hl-debug analyze --min-cluster-size 25 --cluster-selection leaf
     """
-    from .analyze import MapAnalyzer, analyze as do_analyze
+    from hl_debug.steps.analyze import MapAnalyzer, analyze as do_analyze
 
     store = _store(ctx)
     counts = do_analyze(store, MapAnalyzer(**params), k_neighbors=k_neighbors, min_annotated=min_annotated,
@@ -451,10 +451,10 @@ def serve_model(ctx: click.Context, host: str, port: int, api_key: str | None, p
     """
     from werkzeug.serving import make_server
 
-    from .embed import default_encoder
-    from .local_model import train_or_load
-    from .model_server import create_model_app
-    from .predict import local_identity, resolve_project_id
+    from hl_debug.steps.embed import default_encoder
+    from hl_debug.models.intent_model import train_or_load
+    from hl_debug.sources.model_server import create_model_app
+    from hl_debug.steps.predict import local_identity, resolve_project_id
 
     store = _store(ctx)
     model = train_or_load(store, encoder=default_encoder(encoder, encoder_backend), retrain=retrain,
@@ -510,8 +510,8 @@ def predict(ctx: click.Context, api_url: str | None, api_key: str | None, projec
         hl-debug predict
         hl-debug predict --api-url https://api.example.com/v1 --api-key "$HL_API_KEY" --concurrency 8
     """
-    from .embed import default_encoder
-    from .predict import predict as do_predict
+    from hl_debug.steps.embed import default_encoder
+    from hl_debug.steps.predict import predict as do_predict
 
     store = _store(ctx)
     counts = do_predict(store, api_url=api_url, api_key=api_key, project_id=project_id, n_best=n_best,
@@ -544,7 +544,7 @@ def import_predictions_cmd(ctx: click.Context, file: str, endpoint: str | None) 
     Example:
         hl-debug import-predictions ../shared/data/recorded_predictions_project411.json
     """
-    from .predict import import_predictions
+    from hl_debug.steps.predict import import_predictions
 
     counts = import_predictions(_store(ctx), file, endpoint=endpoint)
     click.echo(
@@ -567,7 +567,7 @@ def export_predictions(ctx: click.Context, fmt: str, output: str | None, endpoin
         hl-debug export predictions --format csv -o predictions.csv
         hl-debug export predictions --endpoint recorded:recorded_predictions_project411 --format json
     """
-    from .predict import EXPORT_COLUMNS, prediction_rows
+    from hl_debug.steps.predict import EXPORT_COLUMNS, prediction_rows
 
     emit(prediction_rows(_store(ctx), endpoint), EXPORT_COLUMNS, fmt, output)
 
@@ -592,7 +592,7 @@ def signals(ctx: click.Context, force: bool, api_endpoint: str | None, duplicate
         hl-debug signals
         hl-debug export issues --format csv -o issues.csv
     """
-    from .signals import signals as run_signals
+    from hl_debug.steps.signals import signals as run_signals
 
     store = _store(ctx)
     counts = run_signals(store, options={"api_endpoint": api_endpoint, "duplicate_threshold": duplicate_threshold},
@@ -631,7 +631,7 @@ def export_issues(ctx: click.Context, fmt: str, output: str | None, flagged_only
         hl-debug export issues --format csv -o issues.csv
         hl-debug export issues --flagged-only --format json
     """
-    from .signals import ISSUE_COLUMNS
+    from hl_debug.steps.signals import ISSUE_COLUMNS
 
     rows = _joined(_store(ctx), "issues", "score DESC, id")
     if flagged_only:
@@ -649,7 +649,7 @@ def export_queue(ctx: click.Context, fmt: str, output: str | None) -> None:
     Example:
         hl-debug export queue --format csv -o queue.csv
     """
-    from .signals import QUEUE_COLUMNS
+    from hl_debug.steps.signals import QUEUE_COLUMNS
 
     emit(_joined(_store(ctx), "queue", "rank"), QUEUE_COLUMNS, fmt, output)
 
@@ -672,7 +672,7 @@ def _model_report(store: Store) -> dict:
     """The Signals step's stored model report (every endpoint)."""
     body = store.report("model_report")
     if body is None:
-        from .errors import MissingStepError
+        from hl_debug.errors import MissingStepError
 
         raise MissingStepError("the database has no model report yet", step="signals")
     return body
@@ -709,7 +709,7 @@ def report(ctx: click.Context, fmt: str) -> None:
         hl-debug report
         hl-debug report --format json
     """
-    from .signals.report import summary_text
+    from hl_debug.scoring.report import summary_text
 
     store = _store(ctx)
     body = _model_report(store)

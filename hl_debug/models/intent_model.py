@@ -31,9 +31,9 @@ from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.linear_model import LogisticRegression
 
-from .errors import ModelError
-from .store import USAGES, Store, hash_json, now, package_versions
-from .threads import limit_threads
+from hl_debug.errors import ModelError
+from hl_debug.storage import USAGES, Store, hash_json, now, package_versions
+from hl_debug.threads import limit_threads
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ class LocalIntentModel(ClassifierMixin, BaseEstimator):
     ----------
     encoder:
         Any object with ``transform(texts) -> (n, dim) array`` and an ``identity`` string
-        (default: the configured :class:`hl_debug.embed.SentenceEncoder`, loaded lazily
+        (default: the configured :class:`hl_debug.steps.embed.SentenceEncoder`, loaded lazily
         once, on the first text that needs encoding). Only needed when ``fit`` /
         ``predict_proba`` receive texts rather than embeddings.
     classifier:
@@ -104,7 +104,7 @@ class LocalIntentModel(ClassifierMixin, BaseEstimator):
         if self.encoder is not None:
             return self.encoder
         if not hasattr(self, "encoder_"):
-            from .embed import default_encoder
+            from hl_debug.steps.embed import default_encoder
 
             self.encoder_ = default_encoder()
         return self.encoder_
@@ -275,7 +275,7 @@ class CachedEncoder:
     encoder:
         The wrapped encoder (``transform(texts)`` and ``identity``).
     vectors:
-        Known vectors by text hash (:func:`hl_debug.store.text_hash`), each shape ``(dim,)``;
+        Known vectors by text hash (:func:`hl_debug.domain.text_hash`), each shape ``(dim,)``;
         they must come from ``encoder`` (same identity).
     """
 
@@ -294,7 +294,7 @@ class CachedEncoder:
 
     def transform(self, texts: Sequence[str]) -> np.ndarray:
         """Vectors of shape ``(len(texts), dim)``, float32."""
-        from .store import text_hash
+        from hl_debug.storage import text_hash
 
         texts = list(texts)
         found = [self.vectors.get(text_hash(t)) for t in texts]
@@ -344,13 +344,13 @@ def train_or_load(store: Store, *, encoder: Any | None = None, model: LocalInten
                   progress: bool = True) -> LocalIntentModel:
     """The local model for ``store``'s training rows: loaded when a saved one matches, else trained.
 
-    Training embeds every utterance through :func:`hl_debug.embed.embed` (vectors are
+    Training embeds every utterance through :func:`hl_debug.steps.embed.embed` (vectors are
     cached in the store by text hash, so this is fast after the first time), fits on the
     ``training`` rows, reports accuracy on each split and saves the model to ``folder``
     (default :func:`model_dir_for`). ``model.metadata_`` holds ``model_hash``,
     ``encoder``, ``classes``, ``n_train`` and ``accuracy`` (per split).
     """
-    from .embed import embed
+    from hl_debug.steps.embed import embed
 
     store.require_utterances()
     model = model if model is not None else LocalIntentModel(encoder=encoder)

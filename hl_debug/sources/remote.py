@@ -26,7 +26,7 @@ from typing import Any
 
 import requests
 
-from .errors import AnswerShapeError, PredictionAPIError, RetriesExhaustedError
+from hl_debug.errors import AnswerShapeError, PredictionAPIError, RetriesExhaustedError
 
 log = logging.getLogger(__name__)
 

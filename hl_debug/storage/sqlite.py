@@ -37,12 +37,13 @@ from typing import Any
 import numpy as np
 import sqlite_utils
 
-from .errors import MissingStepError, NotFoundError, SchemaVersionError, StoreError
+from hl_debug.domain import SPLITS, hash_json, text_hash  # noqa: F401 (re-exported)
+from hl_debug.errors import MissingStepError, NotFoundError, SchemaVersionError, StoreError
 
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
-USAGES = ("training", "validation", "testing")
+USAGES = SPLITS
 
 # Tables whose rows are replaced wholesale by one step run (pk per table).
 DERIVED_TABLES: dict[str, tuple[str, ...]] = {
@@ -135,22 +136,12 @@ def now() -> str:
     return dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
 
 
-def text_hash(text: str) -> str:
-    """Stable identity of an utterance's text (SHA-1 of its UTF-8 bytes, hex)."""
-    return hashlib.sha1(text.encode("utf-8")).hexdigest()
-
-
-def hash_json(obj: Any) -> str:
-    """Stable hash of a JSON-serialisable object (keys sorted)."""
-    return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
-
-
 def package_versions(*names: str) -> dict[str, str]:
     """Installed versions of the named distributions (plus hl-debug and Python)."""
     import platform
     from importlib import metadata
 
-    from . import __version__
+    from hl_debug import __version__
 
     out = {"hl-debug": __version__, "python": platform.python_version()}
     for name in names:
@@ -334,7 +325,7 @@ class Store:
     def upsert_utterances(self, rows: Sequence[dict]) -> dict[str, int]:
         """Insert new and update changed utterances in one transaction.
 
-        ``rows`` are validated utterance dicts (see :func:`hl_debug.ingest.validate`)
+        ``rows`` are validated utterance dicts (see :func:`hl_debug.steps.ingest.validate`)
         carrying ``row_hash``. Returns counts ``added``, ``changed``, ``unchanged`` and
         ``not_in_export`` (rows in the database the new export no longer has; kept).
         """

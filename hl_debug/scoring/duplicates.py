@@ -21,7 +21,7 @@ import numpy as np
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components
 
-from ..neighbors import MIN_K, knn
+from hl_debug.models.neighbors import MIN_K, knn
 
 KINDS = ("conflicting_labels", "split_leakage")
 EVAL_USAGES = ("validation", "testing")

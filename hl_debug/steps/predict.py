@@ -1,7 +1,7 @@
 """The ``predict`` step: enrich every utterance with a prediction API's answer.
 
-With an ``api_url`` the remote endpoint is asked over HTTP (:mod:`hl_debug.api_client`);
-without one the local model (:mod:`hl_debug.local_model`) is trained or loaded and scores
+With an ``api_url`` the remote endpoint is asked over HTTP (:mod:`hl_debug.sources.remote`);
+without one the local model (:mod:`hl_debug.models.intent_model`) is trained or loaded and scores
 the texts in-process, on the vectors the store already holds. Answers are cached in the
 store by (endpoint identity, text hash), saved batch by batch, so a re-run (or a run
 interrupted with Ctrl-C) only asks what is missing.
@@ -11,7 +11,7 @@ asked 20 texts per request like a remote API. At 100k texts that was 4,999 reque
 113 s of JSON, sockets and thread hand-offs around a model that answers the same 100k rows
 from cached vectors in a few seconds with no server (``benchmarks/RESULTS.md``, "Predict
 step (session 2)"). The answers and cache rows are identical (:meth:`LocalIntentModel.top_k
-<hl_debug.local_model.LocalIntentModel.top_k>` either way; JSON round-trips floats
+<hl_debug.models.intent_model.LocalIntentModel.top_k>` either way; JSON round-trips floats
 exactly), which a test checks against the model server. The HTTP contract is unchanged: it
 is what remote endpoints speak, what ``hl-debug serve-model`` serves, and what the tests
 exercise against the local server.
@@ -36,10 +36,10 @@ from typing import Any
 
 import numpy as np
 
-from .api_client import MAX_BATCH, BatchOutcome, ClientStats, PredictClient, Ranked, parse_item
-from .errors import AnswerShapeError, ConfigError, NotFoundError, PredictionsFileError
-from .settings import resolve
-from .store import Store, hash_json, package_versions, text_hash
+from hl_debug.sources.remote import MAX_BATCH, BatchOutcome, ClientStats, PredictClient, Ranked, parse_item
+from hl_debug.errors import AnswerShapeError, ConfigError, NotFoundError, PredictionsFileError
+from hl_debug.settings import resolve
+from hl_debug.storage import Store, hash_json, package_versions, text_hash
 
 log = logging.getLogger(__name__)
 
@@ -178,10 +178,10 @@ def predict(store: Store, *, api_url: str | None = None, api_key: str | None = N
     n_best:
         Intents asked per text; ``"all"`` asks for the full distribution.
     batch_size, concurrency, timeout, max_retries, backoff_base, backoff_cap:
-        See :class:`hl_debug.api_client.PredictClient`; batches never exceed 20. Remote
+        See :class:`hl_debug.sources.remote.PredictClient`; batches never exceed 20. Remote
         endpoints only: the local model scores in chunks (:class:`InProcessScorer`).
     encoder, model, model_dir, retrain:
-        The local model's encoder, an unfitted :class:`~hl_debug.local_model.LocalIntentModel`
+        The local model's encoder, an unfitted :class:`~hl_debug.models.intent_model.LocalIntentModel`
         to train, where it is saved and whether to force retraining.
     client:
         A ready :class:`PredictClient` (tests); overrides ``api_url``.
@@ -214,8 +214,8 @@ def predict(store: Store, *, api_url: str | None = None, api_key: str | None = N
                                backoff_cap=backoff_cap)
         source = "remote"
     else:
-        from .embed import embed
-        from .local_model import CachedEncoder, train_or_load
+        from hl_debug.steps.embed import embed
+        from hl_debug.models.intent_model import CachedEncoder, train_or_load
 
         fitted = train_or_load(store, encoder=encoder, model=model, folder=model_dir, retrain=retrain,
                                progress=progress)
@@ -245,15 +245,15 @@ def predict(store: Store, *, api_url: str | None = None, api_key: str | None = N
 class InProcessScorer:
     """Answers of a fitted local model, computed in this process in chunks.
 
-    Yields the same :class:`~hl_debug.api_client.BatchOutcome` stream as
-    :meth:`PredictClient.predict_many <hl_debug.api_client.PredictClient.predict_many>`, so
+    Yields the same :class:`~hl_debug.sources.remote.BatchOutcome` stream as
+    :meth:`PredictClient.predict_many <hl_debug.sources.remote.PredictClient.predict_many>`, so
     the predict step saves, counts and resumes both alike; ``stats.requests`` counts chunks.
 
     Parameters
     ----------
     model:
-        A fitted model with ``top_k(texts, k)`` (:class:`~hl_debug.local_model.LocalIntentModel`,
-        usually over a :class:`~hl_debug.local_model.CachedEncoder`).
+        A fitted model with ``top_k(texts, k)`` (:class:`~hl_debug.models.intent_model.LocalIntentModel`,
+        usually over a :class:`~hl_debug.models.intent_model.CachedEncoder`).
     n_best:
         Intents per answer.
     chunk_size:
@@ -327,7 +327,7 @@ def predict_step(store: Store, options: dict[str, Any]) -> dict[str, Any]:
     or an encoder object), ``n_best``, ``concurrency``, ``progress``."""
     enc = options.get("encoder")
     if isinstance(enc, str):
-        from .embed import default_encoder
+        from hl_debug.steps.embed import default_encoder
 
         enc = default_encoder(enc)
     keys = ("api_url", "api_key", "project_id", "n_best", "batch_size", "concurrency", "timeout", "max_retries",

@@ -14,7 +14,7 @@ body, 404 for another project id. ``GET /health`` names the model.
 
 :class:`ServerThread` runs any WSGI app on a loopback port in a background thread (used by
 the tests and benchmarks; ``hl-debug predict`` scores the local model in-process, see
-:mod:`hl_debug.predict`).
+:mod:`hl_debug.steps.predict`).
 """
 
 from __future__ import annotations
@@ -128,7 +128,7 @@ def create_model_app(model: Any = None, *, project_id: int | None = None, api_ke
     ----------
     model:
         A fitted classifier with ``top_k(texts, k) -> [[(label, confidence), ...], ...]``
-        and ``classes_`` (a :class:`hl_debug.local_model.LocalIntentModel`).
+        and ``classes_`` (a :class:`hl_debug.models.intent_model.LocalIntentModel`).
     project_id:
         The only project id served (others get 404); None serves any.
     api_key:

@@ -33,8 +33,8 @@ from sklearn.base import BaseEstimator, clone
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
-from ..neighbors import knn
-from ..threads import limit_threads
+from hl_debug.models.neighbors import knn
+from hl_debug.threads import limit_threads
 
 log = logging.getLogger(__name__)
 

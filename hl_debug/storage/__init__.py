@@ -1,0 +1,12 @@
+"""Storage: the schema of every table and every query hl-debug makes.
+
+Nothing outside this package imports ``sqlite3`` or ``sqlite_utils`` or writes SQL; callers
+ask named questions of a :class:`Store`.
+"""
+
+from __future__ import annotations
+
+from hl_debug.storage.sqlite import DERIVED_TABLES, SCHEMA_VERSION, USAGES, Store, now, package_versions
+from hl_debug.domain import hash_json, text_hash
+
+__all__ = ["DERIVED_TABLES", "SCHEMA_VERSION", "USAGES", "Store", "hash_json", "now", "package_versions", "text_hash"]
