@@ -6,7 +6,22 @@ ask named questions of a :class:`Store`.
 
 from __future__ import annotations
 
-from hl_debug.storage.sqlite import DERIVED_TABLES, SCHEMA_VERSION, USAGES, Store, now, package_versions
 from hl_debug.domain import hash_json, text_hash
+from hl_debug.storage.schema import (
+    CLUSTERS,
+    MAP_TABLES,
+    NEIGHBORS,
+    POINTS,
+    Column,
+    Table,
+)
+from hl_debug.storage.sqlite import (
+    DERIVED_TABLES,
+    SCHEMA_VERSION,
+    USAGES,
+    Store,
+    now,
+    package_versions,
+)
 
-__all__ = ["DERIVED_TABLES", "SCHEMA_VERSION", "USAGES", "Store", "hash_json", "now", "package_versions", "text_hash"]
+__all__ = ["CLUSTERS", "MAP_TABLES", "NEIGHBORS", "POINTS", "Column", "Table", "DERIVED_TABLES", "SCHEMA_VERSION", "USAGES", "Store", "hash_json", "now", "package_versions", "text_hash"]

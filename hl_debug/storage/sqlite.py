@@ -38,7 +38,13 @@ import numpy as np
 import sqlite_utils
 
 from hl_debug.domain import SPLITS, hash_json, text_hash  # noqa: F401 (re-exported)
-from hl_debug.errors import MissingStepError, NotFoundError, SchemaVersionError, StoreError
+from hl_debug.errors import (
+    MissingStepError,
+    NotFoundError,
+    SchemaVersionError,
+    StoreError,
+)
+from hl_debug.storage.derived import DerivedTables
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +158,7 @@ def package_versions(*names: str) -> dict[str, str]:
     return out
 
 
-class Store:
+class Store(DerivedTables):
     """hl-debug's SQLite database.
 
     Parameters

@@ -1,0 +1,115 @@
+"""Commands that load data: ingest, stats, run, import-predictions."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import click
+
+from hl_debug.cli.base import _store, cli, format_option
+from hl_debug.errors import ValidationError
+
+log = logging.getLogger("hl_debug")
+
+
+@cli.command()
+@click.argument("export", type=click.Path(dir_okay=False))
+@click.pass_context
+def ingest(ctx: click.Context, export: str) -> None:
+    """Validate a platform export (.json or .json.zip) and load it into the database.
+
+    Every record is checked before anything is written; on any problem all of them are
+    listed and the database is left as it was. Re-ingesting is a no-op; a newer export
+    updates the rows that changed.
+
+    \b
+    Example:
+        hl-debug ingest ../shared/data/chatbot_intent_classifier_data.json.zip
+    """
+    from hl_debug.steps.ingest import ingest as do_ingest
+
+    store = _store(ctx, create=True)
+    try:
+        counts = do_ingest(store, export)
+    except ValidationError as exc:
+        raise click.ClickException(f"{export}: {exc.message}\nHint: {exc.hint}") from exc
+    click.echo(
+        f"Ingested {counts['n_records']} records into {store.path}: "
+        f"{counts['added']} added, {counts['changed']} changed, {counts['unchanged']} unchanged"
+        + (f", {counts['not_in_export']} in the database but not in this export (kept)" if counts["not_in_export"] else "")
+    )
+
+
+@cli.command()
+@format_option("text", "json")
+@click.pass_context
+def stats(ctx: click.Context, fmt: str) -> None:
+    """Counts of utterances: annotated, unannotated, by usage and by intent.
+
+    \b
+    Example:
+        hl-debug stats --format json
+    """
+    store = _store(ctx)
+    s = store.stats()
+    if fmt == "json":
+        click.echo(json.dumps(s, indent=2))
+        return
+    click.echo(f"Database: {store.path}")
+    click.echo(f"Utterances: {s['n_utterances']}  annotated: {s['n_annotated']}  unannotated: {s['n_unannotated']}")
+    click.echo("By usage:")
+    for k, v in s["by_usage"].items():
+        click.echo(f"  {k:<12} {v:>7}")
+    click.echo("By intent:")
+    for k, v in s["by_intent"].items():
+        click.echo(f"  {k:<24} {v:>7}")
+
+
+@cli.command()
+@click.argument("export", type=click.Path(dir_okay=False), envvar="HL_EXPORT")
+@click.option("--recorded-predictions", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="Also import this file of recorded prediction-API answers (see import-predictions); "
+                   "the label-issue detector then uses them as the API's evidence.")
+@click.pass_context
+def run(ctx: click.Context, export: str, recorded_predictions: str | None) -> None:
+    """Run the whole pipeline on EXPORT: ingest, predict, embed, analyze, signals.
+
+    Each step is skipped when its inputs have not changed since its last run.
+
+    \b
+    Example:
+        hl-debug run ../shared/data/chatbot_intent_classifier_data.json.zip \\
+            --recorded-predictions ../shared/data/recorded_predictions_project411.json
+    """
+    from pipelines.full import run_pipeline
+
+    store = _store(ctx, create=True)
+    for summary in run_pipeline(store, export, recorded_predictions=recorded_predictions):
+        details = ", ".join(f"{k}={v}" for k, v in summary.items() if k not in ("step", "seconds"))
+        click.echo(f"{summary['step']:<10} {summary['seconds']:>7.1f}s  {details}")
+
+
+@cli.command("import-predictions")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--endpoint", default=None, help="Cache identity to file them under [default: recorded:<file stem>].")
+@click.pass_context
+def import_predictions_cmd(ctx: click.Context, file: str, endpoint: str | None) -> None:
+    """Load recorded predict-API answers (a JSON array of answer items) into the cache.
+
+    Items carrying data.text are matched to utterances by text; items without it must be
+    one per utterance, in export order. Nothing is written if any item is malformed.
+
+    \b
+    Example:
+        hl-debug import-predictions ../shared/data/recorded_predictions_project411.json
+    """
+    from hl_debug.steps.predict import import_predictions
+
+    counts = import_predictions(_store(ctx), file, endpoint=endpoint)
+    click.echo(
+        f"Imported {counts['n_items']} answers as {counts['endpoint']}: {counts['n_saved']} distinct texts, "
+        f"{counts['n_without_prediction']} utterances without prediction"
+        + (f", {counts['n_unmatched']} items matched no utterance" if counts["n_unmatched"] else "")
+        + (f", {counts['n_conflicting']} conflicting duplicates (first kept)" if counts["n_conflicting"] else "")
+    )

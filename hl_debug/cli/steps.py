@@ -1,0 +1,265 @@
+"""Commands that run one pipeline step: embed, analyze, predict, serve-model, signals."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import click
+
+from hl_debug.cli.base import _store, cli, encoder_backend_option
+from hl_debug.settings import resolve, setting
+
+log = logging.getLogger("hl_debug")
+
+
+# -- map: embed, analyze, export points / clusters (issue #4) ---------------------------
+
+
+@cli.command()
+@click.option("--encoder", default=None, metavar="NAME", envvar=setting("encoder").env, show_envvar=True,
+              help=f"{setting('encoder').help}  [default: {setting('encoder').default}]")
+@click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True,
+              help="Texts per forward pass of the encoder.")
+@encoder_backend_option
+@click.pass_context
+def embed(ctx: click.Context, encoder: str | None, batch_size: int, encoder_backend: str | None) -> None:
+    """Embed every utterance with a sentence encoder (L2-normalised, cached by text).
+
+    Only texts without a vector for this encoder are embedded, so re-runs are cheap and
+    an interrupted run continues where it stopped.
+
+    \b
+    Example:
+        hl-debug embed
+        hl-debug embed --encoder sentence-transformers/all-mpnet-base-v2
+        hl-debug embed --encoder-backend onnx
+    """
+    from hl_debug.steps.embed import SentenceEncoder, check_backend
+    from hl_debug.steps.embed import embed as do_embed
+
+    store = _store(ctx)
+    counts = do_embed(store, SentenceEncoder(resolve("encoder", encoder), batch_size=batch_size,
+                                             backend=check_backend(encoder_backend)))
+    click.echo(f"Embedded {counts['n_embedded']} text(s), {counts['n_cached']} already cached "
+               f"({counts['n_texts']} distinct texts) with {store.get_meta('active_encoder')}")
+
+
+@cli.command()
+@click.option("--n-neighbors", type=int, default=15, show_default=True, help="UMAP neighbourhood size.")
+@click.option("--dims", "n_components", type=int, default=5, show_default=True,
+              help="Dimensions of the UMAP projection HDBSCAN clusters.")
+@click.option("--map-min-dist", type=float, default=0.1, show_default=True, help="UMAP min_dist of the 2-D map.")
+@click.option("--cluster-min-dist", type=float, default=0.0, show_default=True,
+              help="UMAP min_dist of the clustering projection.")
+@click.option("--min-cluster-size", type=int, default=None,
+              help="HDBSCAN min_cluster_size.  [default: min(sqrt(n)/3, 2.3*n^0.25), at least 5]")
+@click.option("--min-samples", type=int, default=None,
+              help="HDBSCAN min_samples (smaller: less noise).  [default: min_cluster_size/3, at least 2]")
+@click.option("--cluster-epsilon", "cluster_selection_epsilon", type=float, default=None,
+              help="HDBSCAN cluster_selection_epsilon (larger: fewer clusters, less noise).  "
+                   "[default: 0 up to 2,500 rows, rising to 0.3 at 25,000]")
+@click.option("--cluster-selection", "cluster_selection_method", type=click.Choice(["eom", "leaf"]), default="eom",
+              show_default=True, help="HDBSCAN cluster selection (leaf: more, smaller clusters).")
+@click.option("--seed", "random_state", type=int, default=42, show_default=True,
+              help="Random seed (same inputs and seed give the same map and clusters).")
+@click.option("--epochs", "n_epochs", type=int, default=None, help="UMAP optimisation epochs.  [default: UMAP's]")
+@click.option("--k-neighbors", type=int, default=10, show_default=True,
+              help="Nearest neighbours stored per utterance.")
+@click.option("--min-annotated", type=int, default=5, show_default=True,
+              help="Clusters with fewer annotated rows are not ranked for impurity.")
+@click.option("--force", is_flag=True, help="Recompute even if nothing changed.")
+@click.pass_context
+def analyze(ctx: click.Context, force: bool, k_neighbors: int, min_annotated: int, **params: Any) -> None:
+    """Map the embeddings in 2-D (UMAP), cluster them (HDBSCAN) and rank the clusters.
+
+    Writes per-utterance map coordinates, clusters and outlier scores, the 10 nearest
+    neighbours of each utterance, per-cluster statistics (label mix, purity, keywords) and
+    the rankings of label-impure clusters and unannotated regions. Skipped when the
+    embeddings, labels and options are unchanged.
+
+    \b
+    Example:
+        hl-debug analyze
+        hl-debug analyze --min-cluster-size 25 --cluster-selection leaf
+    """
+    from hl_debug.steps.analyze import MapAnalyzer
+    from hl_debug.steps.analyze import analyze as do_analyze
+
+    store = _store(ctx)
+    counts = do_analyze(store, MapAnalyzer(**params), k_neighbors=k_neighbors, min_annotated=min_annotated,
+                        force=force)
+    if counts.get("skipped"):
+        click.echo("Analysis is up to date (embeddings, labels and options unchanged); use --force to recompute.")
+    click.echo(f"{counts['n_points']} points in {counts['n_clusters']} clusters, "
+               f"{counts['n_noise']} noise ({100 * counts['noise_share']:.1f}%); "
+               f"{counts['n_impure']} label-impure clusters, {counts['n_regions']} unannotated regions")
+    report = store.report("analysis") or {}
+    for r in report.get("impure_clusters", [])[:5]:
+        kw = ", ".join(report.get("keywords", {}).get(str(r["cluster_id"]), [])[:3])
+        click.echo(f"  impure #{r['rank']}: cluster {r['cluster_id']} ({kw}) purity {r['purity']:.2f}, "
+                   f"{r['n_minority']} minority-label rows")
+
+
+
+
+# -- predictions ------------------------------------------------------------------------
+
+
+def _predict_settings(f):
+    """--api-key, --project-id, --encoder and --encoder-backend, shared by serve-model and predict."""
+    f = encoder_backend_option(f)
+    f = click.option("--encoder", default=None, envvar=setting("encoder").env, show_envvar=True,
+                     help=setting("encoder").help)(f)
+    f = click.option("--project-id", default=None, envvar=setting("project_id").env, show_envvar=True,
+                     help=setting("project_id").help)(f)
+    return click.option("--api-key", default=None, envvar=setting("api_key").env, show_envvar=True,
+                        help=setting("api_key").help)(f)
+
+
+def _accuracy_line(meta: dict) -> str:
+    acc = meta.get("accuracy") or {}
+    return ", ".join(f"{split} {acc[split]['accuracy']:.3f} (n={acc[split]['n']})"
+                     for split in ("training", "validation", "testing") if split in acc)
+
+
+@cli.command("serve-model")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option("--port", default=8765, show_default=True, type=int, help="Port to listen on.")
+@_predict_settings
+@click.option("--retrain", is_flag=True, help="Retrain the local model even if the saved one is current.")
+@click.pass_context
+def serve_model(ctx: click.Context, host: str, port: int, api_key: str | None, project_id: str | None,
+                encoder: str | None, encoder_backend: str | None, retrain: bool) -> None:
+    """Serve the local intent model on the Humanloop predict contract.
+
+    Trains the model on the database's 'training' rows (or loads the saved one from
+    <db stem>.model/ when the training data is unchanged), reports its accuracy on the
+    validation and testing rows, then answers POST /projects/ID/predict. With --api-key
+    (or HL_API_KEY) requests must send it as X-API-Key.
+
+    \b
+    Example:
+        hl-debug serve-model --port 8765 --project-id 411
+        curl -s localhost:8765/projects/411/predict -H 'Content-Type: application/json' \\
+             -d '{"data": [{"text": "when is my bill due"}], "n_best": 3}'
+    """
+    from werkzeug.serving import make_server
+
+    from hl_debug.models.intent_model import train_or_load
+    from hl_debug.sources.model_server import create_model_app
+    from hl_debug.steps.embed import default_encoder
+    from hl_debug.steps.predict import local_identity, resolve_project_id
+
+    store = _store(ctx)
+    model = train_or_load(store, encoder=default_encoder(encoder, encoder_backend), retrain=retrain,
+                          progress=sys.stderr.isatty())
+    pid = resolve_project_id(store, project_id)
+    identity = local_identity(model.metadata_["model_hash"], None)
+    app = create_model_app(model, project_id=pid, api_key=api_key, identity=identity)
+    click.echo(f"Model {identity}: {len(model.classes_)} intents; accuracy {_accuracy_line(model.metadata_)}")
+    import socket
+
+    try:  # werkzeug's make_server exits the process on a busy port; check first for a clear message
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            probe.bind((host, port))
+        server = make_server(host, port, app, threaded=True)
+    except OSError as exc:
+        raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror or exc}\n"
+                                   "Hint: choose another --port.") from exc
+    click.echo(f"Serving POST http://{host}:{server.server_port}/projects/{pid}/predict"
+               + (" (X-API-Key required)" if api_key else "") + "; Ctrl-C to stop.")
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
+
+
+@cli.command()
+@click.option("--api-url", default=None, envvar=setting("api_url").env, show_envvar=True,
+              help=setting("api_url").help)
+@_predict_settings
+@click.option("--batch-size", default=20, show_default=True, type=click.IntRange(1, 20),
+              help="Texts per request (the contract allows at most 20).")
+@click.option("--concurrency", default=4, show_default=True, type=click.IntRange(1, 64),
+              help="Requests in flight at once.")
+@click.option("--n-best", default="all", show_default=True,
+              help="Intents asked per text: a number, or 'all' for the full distribution.")
+@click.option("--timeout", default=30.0, show_default=True, type=click.FloatRange(0.1),
+              help="Seconds to wait for one answer before retrying.")
+@click.option("--max-retries", default=5, show_default=True, type=click.IntRange(0),
+              help="Retries per batch for 5xx, 429, timeouts and connection errors.")
+@click.option("--retrain", is_flag=True, help="Local model only: retrain even if the saved one is current.")
+@click.pass_context
+def predict(ctx: click.Context, api_url: str | None, api_key: str | None, project_id: str | None,
+            encoder: str | None, encoder_backend: str | None, batch_size: int, concurrency: int, n_best: str,
+            timeout: float, max_retries: int, retrain: bool) -> None:
+    """Ask a prediction API for every utterance (the local model by default).
+
+    Answers are cached by (endpoint, text), saved batch by batch: a re-run, or a run
+    stopped with Ctrl-C, continues where it stopped. Without --api-url (or HL_API_URL)
+    the local model is trained or loaded and scores every text in-process.
+
+    \b
+    Example:
+        hl-debug predict
+        hl-debug predict --api-url https://api.example.com/v1 --api-key "$HL_API_KEY" --concurrency 8
+    """
+    from hl_debug.steps.embed import default_encoder
+    from hl_debug.steps.predict import predict as do_predict
+
+    store = _store(ctx)
+    counts = do_predict(store, api_url=api_url, api_key=api_key, project_id=project_id, n_best=n_best,
+                        batch_size=batch_size, concurrency=concurrency, timeout=timeout, max_retries=max_retries,
+                        encoder=None if api_url else default_encoder(encoder, encoder_backend), retrain=retrain,
+                        progress=sys.stderr.isatty())
+    click.echo(
+        f"Predictions from {counts['endpoint']}: {counts['n_texts']} distinct texts, "
+        f"{counts['n_predicted']} asked now, {counts['n_cached']} already cached, "
+        f"{counts['n_without_prediction']} without prediction"
+        + (f", {counts['retries']} retries" if counts["retries"] else "")
+    )
+    if counts["n_failed"]:
+        raise click.ClickException(
+            f"{counts['n_failed']} text(s) got no usable answer (first error: {counts.get('first_error')}).\n"
+            "Hint: the answers received are saved; run the same command again to retry only the missing ones.")
+
+
+
+
+# -- signals: label issues, duplicates, queue, model report (issue #5) ------------------
+
+
+@cli.command()
+@click.option("--force", is_flag=True, help="Recompute even when the inputs are unchanged.")
+@click.option("--api-endpoint", default=None,
+              help="Endpoint whose answers are label-issue evidence [default: the imported recorded API answers, else the active endpoint].")
+@click.option("--duplicate-threshold", type=click.FloatRange(0, 1, min_open=True), default=0.95, show_default=True,
+              help="Cosine similarity at/above which two utterances are near-duplicates.")
+@click.pass_context
+def signals(ctx: click.Context, force: bool, api_endpoint: str | None, duplicate_threshold: float) -> None:
+    """Compute label issues, near-duplicates/leakage, the annotation queue and the model report.
+
+    Needs `hl-debug embed` (and uses predictions and clusters when present).
+
+    \b
+    Example:
+        hl-debug signals
+        hl-debug export issues --format csv -o issues.csv
+    """
+    from hl_debug.steps.signals import signals as run_signals
+
+    store = _store(ctx)
+    counts = run_signals(store, options={"api_endpoint": api_endpoint, "duplicate_threshold": duplicate_threshold},
+                         force=force)
+    if counts.get("skipped"):
+        click.echo("signals: inputs unchanged, nothing to do (use --force to recompute)")
+        return
+    summary = store.report("label_issues") or {}
+    prec = summary.get("estimated_precision")
+    click.echo(f"Scored {counts['n_issues_scored']} annotated rows: {counts['n_flagged']} flagged as likely errors"
+               + (f" (estimated precision {prec:.0%})" if prec == prec and prec is not None else ""))
+    click.echo(f"Near-duplicates: {counts['n_conflicting_groups']} groups with conflicting labels, "
+               f"{counts['n_leakage_groups']} crossing training/evaluation splits")
+    click.echo(f"Annotation queue: {counts['n_queue']} rows; model report for {counts['n_endpoints_reported']} endpoint(s)")

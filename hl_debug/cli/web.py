@@ -1,0 +1,65 @@
+"""Commands that serve or summarise: serve, report."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import click
+
+from hl_debug.cli.base import _store, cli, format_option
+from hl_debug.cli.exports import _model_report
+
+log = logging.getLogger("hl_debug")
+
+
+# -- web app & annotations (issue #6) -------------------------------------------------
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Interface to bind. The default keeps the app private to this machine.")
+@click.option("--port", default=5000, show_default=True, type=click.IntRange(0, 65535), help="Port to listen on.")
+@click.option("--debug", is_flag=True, help="Flask debug mode (auto-reload; never on a shared network).")
+@click.pass_context
+def serve(ctx: click.Context, host: str, port: int, debug: bool) -> None:
+    """Serve the interactive debugger (map, clusters, issues, queue, report) for --db.
+
+    \b
+    Example:
+        hl-debug --db data/hl_debug.db serve --port 5000
+    """
+    from webapp import create_app
+
+    store = _store(ctx)  # fail early, with a hint, when the database is missing
+    store.require_utterances()
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        click.echo(f"Warning: serving on {host}: anyone who can reach it can read and annotate the data.", err=True)
+    app = create_app({"DB": store.path})
+    click.echo(f"Serving {store.path} on http://{host}:{port}/ (Ctrl-C to stop)", err=True)
+    app.run(host=host, port=port, debug=debug, use_reloader=debug)
+
+
+@cli.command()
+@format_option("text", "json")
+@click.pass_context
+def report(ctx: click.Context, fmt: str) -> None:
+    """Summary of the model report: accuracy, macro-F1, weakest intents, confusions, ECE.
+
+    \b
+    Example:
+        hl-debug report
+        hl-debug report --format json
+    """
+    from hl_debug.scoring.report import summary_text
+
+    store = _store(ctx)
+    body = _model_report(store)
+    if fmt == "json":
+        click.echo(json.dumps(body, indent=1, ensure_ascii=False))
+        return
+    click.echo(summary_text(body))
+    issues = store.report("label_issues")
+    if issues:
+        click.echo(f"Label issues: {issues['n_flagged']} of {issues['n_scored']} annotated rows flagged "
+                   f"(estimated error rate {issues['estimated_error_rate']:.1%})")

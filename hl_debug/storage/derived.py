@@ -1,0 +1,125 @@
+"""Derived tables: written wholesale from a :class:`~hl_debug.storage.schema.Table`
+declaration, read back in one of its named orders.
+
+Mixed into :class:`hl_debug.storage.Store`; callers never pass SQL, only the declaration,
+an order name and equality filters on declared columns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from hl_debug.storage.schema import SQL_TYPES, Table
+
+
+def _order_sql(table: Table, order: str | None, alias: str = "") -> str:
+    prefix = f"{alias}." if alias else ""
+    # NULLs last whatever the direction: an unranked row never comes before a ranked one
+    return ", ".join(f"{prefix}[{c}] IS NULL, {prefix}[{c}]{' DESC' if desc else ''}"
+                     for c, desc in table.sort_keys(order))
+
+
+def _where_sql(table: Table, equals: Mapping[str, Any] | None) -> tuple[list[str], list[Any]]:
+    conds, args = [], []
+    for column, value in (equals or {}).items():
+        if column not in table.column_names:
+            raise ValueError(f"unknown column {column!r} of {table.name}; valid: {', '.join(table.column_names)}")
+        if value is None:
+            conds.append(f"[{column}] IS NULL")
+        else:
+            conds.append(f"[{column}] = ?")
+            args.append(value)
+    return conds, args
+
+
+class DerivedTables:
+    """Store methods for tables declared by a :class:`Table` (the mixin expects ``self.db``,
+    a :class:`sqlite_utils.Database`, and ``self.transaction()``)."""
+
+    db: Any
+
+    def transaction(self) -> Any:  # provided by Store
+        raise NotImplementedError
+
+    def table_exists(self, table: str) -> bool:
+        raise NotImplementedError
+
+    def replace_table(self, table: Table, rows: Iterable[Mapping[str, Any]]) -> int:
+        """Replace every row of ``table`` with ``rows`` in one transaction; returns the count.
+
+        The table is (re)created from its declaration, so an empty result still leaves an
+        empty table with the declared columns. A row key that is not a declared column
+        raises ValueError naming it (nothing is written); a missing key is NULL.
+        """
+        names = table.column_names
+        rows = list(rows)
+        for row in rows:
+            extra = [k for k in row if k not in names]
+            if extra:
+                raise ValueError(f"{table.name}: undeclared column(s) {', '.join(sorted(extra))}; "
+                                 f"declared: {', '.join(names)}")
+        cols = ", ".join(f"[{c.name}] {SQL_TYPES[c.type]}" for c in table.columns)
+        pk = ", ".join(f"[{c}]" for c in table.pk)
+        marks = ", ".join("?" * len(names))
+        with self.transaction():
+            self.db.execute(f"DROP TABLE IF EXISTS [{table.name}]")
+            self.db.execute(f"CREATE TABLE [{table.name}] ({cols}, PRIMARY KEY ({pk}))")
+            for i, index in enumerate(table.indexes):
+                self.db.execute(f"CREATE INDEX [idx_{table.name}_{i}] ON [{table.name}] "
+                                f"({', '.join(f'[{c}]' for c in index)})")
+            self.db.conn.executemany(f"INSERT INTO [{table.name}] ({', '.join(f'[{c}]' for c in names)}) "
+                                     f"VALUES ({marks})", ([row.get(c) for c in names] for row in rows))
+        return len(rows)
+
+    def table_rows(self, table: Table, *, order: str | None = None, equals: Mapping[str, Any] | None = None,
+                   ids: Sequence[int] | None = None, limit: int | None = None, offset: int = 0) -> list[dict]:
+        """Rows of ``table`` in its named ``order`` (empty when the step has not run).
+
+        ``equals`` keeps rows whose columns equal the given values; ``ids`` keeps rows whose
+        first primary-key column is one of them.
+        """
+        if not self.table_exists(table.name):
+            return []
+        conds, args = _where_sql(table, equals)
+        if ids is not None:
+            ids = [int(i) for i in ids]
+            if not ids:
+                return []
+            conds.append(f"[{table.pk[0]}] IN ({','.join('?' * len(ids))})")
+            args += ids
+        sql = f"SELECT * FROM [{table.name}]" + (" WHERE " + " AND ".join(conds) if conds else "")
+        sql += f" ORDER BY {_order_sql(table, order)}"
+        if limit is not None:
+            sql += " LIMIT ? OFFSET ?"
+            args += [int(limit), int(offset)]
+        return list(self.db.query(sql, args))
+
+    def table_count(self, table: Table, *, equals: Mapping[str, Any] | None = None) -> int:
+        """How many rows ``table`` holds (0 when the step has not run)."""
+        if not self.table_exists(table.name):
+            return 0
+        conds, args = _where_sql(table, equals)
+        sql = f"SELECT COUNT(*) FROM [{table.name}]" + (" WHERE " + " AND ".join(conds) if conds else "")
+        return int(self.db.execute(sql, args).fetchone()[0])
+
+    def ranked_page(self, table: Table, *, order: str | None = None, pending_only: bool = False,
+                    equals: Mapping[str, Any] | None = None, limit: int = 50,
+                    offset: int = 0) -> tuple[list[int], int]:
+        """One page of utterance ids of ``table`` in ``order``, and the total the filters keep.
+
+        ``pending_only`` leaves out utterances that already have a review decision. Paging
+        runs on the table alone, so a page costs the same at 100k rows as at 2k.
+        """
+        if not self.table_exists(table.name):
+            return [], 0
+        conds, args = _where_sql(table, equals)
+        key = table.pk[0]
+        if pending_only:
+            conds.append(f"[{key}] NOT IN (SELECT utterance_id FROM annotations)")
+        where = (" WHERE " + " AND ".join(conds)) if conds else ""
+        total = self.db.execute(f"SELECT COUNT(*) FROM [{table.name}]{where}", args).fetchone()[0]
+        page = [r[0] for r in self.db.execute(
+            f"SELECT [{key}] FROM [{table.name}]{where} ORDER BY {_order_sql(table, order)} LIMIT ? OFFSET ?",
+            [*args, int(limit), int(offset)])]
+        return page, int(total)

@@ -1,0 +1,154 @@
+"""Table declarations: the schema of every derived table, as data.
+
+A derived table is replaced wholesale by one step run (the map's points, clusters and
+neighbours; each signal's results). Its :class:`Table` names the columns with their
+Python types, the primary key, the indexes and the named sort orders callers may ask for
+— so no caller ever passes SQL, and a second storage engine builds the same tables from
+the same declarations.
+
+The map's tables are declared here; each signal declares its own table in its file under
+:mod:`hl_debug.signals` (the storage layer materialises whatever :class:`Table` it is
+handed).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+SQL_TYPES: dict[type, str] = {int: "INTEGER", float: "REAL", str: "TEXT", bytes: "BLOB"}
+_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
+
+#: A sort order: ``((column, descending), ...)``.
+SortKeys = tuple[tuple[str, bool], ...]
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column: ``name``, its Python ``type`` (int, float, str or bytes) and what it holds."""
+
+    name: str
+    type: type = str
+    doc: str = ""
+
+    def __post_init__(self) -> None:
+        if not _NAME.match(self.name):
+            raise ValueError(f"invalid column name {self.name!r}: use lower_snake_case")
+        if self.type not in SQL_TYPES:
+            raise ValueError(f"column {self.name!r}: type must be one of int, float, str, bytes")
+
+
+@dataclass(frozen=True)
+class Table:
+    """A derived table's declaration.
+
+    Parameters
+    ----------
+    name:
+        The table's name (lower_snake_case).
+    columns:
+        Its columns, in order.
+    pk:
+        The primary-key columns.
+    orders:
+        Named sort orders, ``{name: ((column, descending), ...)}``; the first is the default.
+        The primary key is always appended as the final tie-break, so every order is total.
+    indexes:
+        Extra indexes, each a tuple of column names.
+    """
+
+    name: str
+    columns: tuple[Column, ...]
+    pk: tuple[str, ...] = ("id",)
+    orders: Mapping[str, SortKeys] = field(default_factory=dict, hash=False, compare=False)
+    indexes: tuple[tuple[str, ...], ...] = ()
+
+    def __post_init__(self) -> None:
+        if not _NAME.match(self.name):
+            raise ValueError(f"invalid table name {self.name!r}: use lower_snake_case")
+        names = self.column_names
+        if len(set(names)) != len(names):
+            raise ValueError(f"table {self.name!r} declares a column twice")
+        for group in (self.pk, *self.indexes, *([c for c, _ in keys] for keys in self.orders.values())):
+            unknown = [c for c in group if c not in names]
+            if unknown:
+                raise ValueError(f"table {self.name!r}: unknown column(s) {', '.join(unknown)}")
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns)
+
+    def sort_keys(self, order: str | None = None) -> SortKeys:
+        """The columns of order ``order`` (default: the first declared, else the primary key),
+        with the primary key appended as a tie-break. Unknown names raise ValueError listing
+        the valid ones."""
+        if order is None:
+            keys: SortKeys = next(iter(self.orders.values()), ())
+        elif order in self.orders:
+            keys = self.orders[order]
+        else:
+            raise ValueError(f"unknown order {order!r} for {self.name}; valid: {', '.join(self.orders) or 'none'}")
+        seen = {c for c, _ in keys}
+        return keys + tuple((c, False) for c in self.pk if c not in seen)
+
+
+POINTS = Table(
+    "points",
+    (
+        Column("id", int, "utterance id"),
+        Column("x", float, "2-D map coordinate"),
+        Column("y", float, "2-D map coordinate"),
+        Column("cluster_id", int, "HDBSCAN cluster (-1: noise)"),
+        Column("nearest_cluster", int, "the cluster a noise point is closest to"),
+        Column("membership", float, "HDBSCAN membership probability"),
+        Column("outlier_score", float, "GLOSH outlier score"),
+    ),
+    orders={"id": (("id", False),)},
+    indexes=(("cluster_id",),),
+)
+
+NEIGHBORS = Table(
+    "neighbors",
+    (
+        Column("id", int, "utterance id"),
+        Column("rank", int, "1 = nearest"),
+        Column("neighbor_id", int, "the neighbour's utterance id"),
+        Column("similarity", float, "cosine similarity"),
+    ),
+    pk=("id", "rank"),
+    orders={"id": (("id", False), ("rank", False))},
+)
+
+CLUSTERS = Table(
+    "clusters",
+    (
+        Column("cluster_id", int),
+        Column("size", int),
+        Column("n_annotated", int),
+        Column("n_unannotated", int),
+        Column("majority_intent", str),
+        Column("purity", float),
+        Column("label_entropy", float),
+        Column("unannotated_share", float),
+        Column("label_counts", str, "JSON {intent: count}"),
+        Column("usage_counts", str, "JSON {split: count}"),
+        Column("keywords", str, "JSON list of class-based TF-IDF keywords"),
+        Column("impurity_score", float),
+        Column("impurity_rank", int),
+        Column("unannotated_rank", int),
+        Column("x", float, "centroid on the 2-D map"),
+        Column("y", float, "centroid on the 2-D map"),
+    ),
+    pk=("cluster_id",),
+    orders={
+        "cluster_id": (("cluster_id", False),),
+        "impurity": (("impurity_rank", False),),
+        "unannotated": (("unannotated_rank", False),),
+        "size": (("size", True),),
+        "purity": (("purity", False),),
+    },
+)
+
+#: The map's tables, written by the analyze step.
+MAP_TABLES: tuple[Table, ...] = (POINTS, NEIGHBORS, CLUSTERS)
