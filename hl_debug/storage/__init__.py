@@ -13,6 +13,7 @@ from hl_debug.storage.schema import (
     NEIGHBORS,
     POINTS,
     Column,
+    Evidence,
     Table,
 )
 from hl_debug.storage.sqlite import (
@@ -24,4 +25,5 @@ from hl_debug.storage.sqlite import (
     package_versions,
 )
 
-__all__ = ["CLUSTERS", "MAP_TABLES", "NEIGHBORS", "POINTS", "Column", "Table", "DERIVED_TABLES", "SCHEMA_VERSION", "USAGES", "Store", "hash_json", "now", "package_versions", "text_hash"]
+__all__ = ["CLUSTERS", "DERIVED_TABLES", "MAP_TABLES", "NEIGHBORS", "POINTS", "SCHEMA_VERSION", "USAGES", "Column",
+           "Evidence", "Store", "Table", "hash_json", "now", "package_versions", "text_hash"]

@@ -152,3 +152,22 @@ CLUSTERS = Table(
 
 #: The map's tables, written by the analyze step.
 MAP_TABLES: tuple[Table, ...] = (POINTS, NEIGHBORS, CLUSTERS)
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """Columns a derived table contributes to the inspector's rows.
+
+    ``columns`` maps each output name (as the inspector and the map payload call it, e.g.
+    ``issue_score``) to a column of ``table`` (``score``). The table's first primary-key
+    column must be the utterance id. Signals declare their evidence next to their table;
+    the storage layer joins whatever evidence it is handed.
+    """
+
+    table: Table
+    columns: Mapping[str, str] = field(hash=False, compare=False)
+
+    def __post_init__(self) -> None:
+        unknown = [c for c in self.columns.values() if c not in self.table.column_names]
+        if unknown:
+            raise ValueError(f"evidence of {self.table.name}: unknown column(s) {', '.join(unknown)}")
