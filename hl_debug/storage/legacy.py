@@ -33,7 +33,7 @@ in :mod:`hl_debug.signals`, and these go when they land.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hl_debug.errors import MissingStepError
 from hl_debug.storage.reviews import LATEST_DECISION_SQL, LATEST_LABEL_SQL
@@ -86,20 +86,21 @@ class LegacyQueries:
     _LATEST_LABEL_SQL = LATEST_LABEL_SQL
     _LATEST_DECISION_SQL = LATEST_DECISION_SQL
 
-    def transaction(self) -> Any:  # provided by Store
-        raise NotImplementedError
+    if TYPE_CHECKING:  # provided by the composed Store
+        def transaction(self) -> Any:
+            ...
 
-    def table_columns(self, table: str) -> list[str]:  # provided by Store
-        raise NotImplementedError
+        def table_columns(self, table: str) -> list[str]:
+            ...
 
-    def table_exists(self, table: str) -> bool:  # provided by Store
-        raise NotImplementedError
+        def table_exists(self, table: str) -> bool:
+            ...
 
-    def active_endpoint(self) -> str | None:  # provided by Store
-        raise NotImplementedError
+        def active_endpoint(self) -> str | None:
+            ...
 
-    def _bump(self) -> None:  # provided by Store
-        raise NotImplementedError
+        def _bump(self) -> None:
+            ...
 
     def utterances(self, *, columns: str = "*", where: str | None = None, params: Sequence = (),
                    order_by: str = "id") -> list[dict]:

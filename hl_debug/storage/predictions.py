@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -23,14 +23,15 @@ class Predictions:
 
     db: Any
 
-    def transaction(self) -> Any:  # provided by Connection
-        raise NotImplementedError
+    if TYPE_CHECKING:  # provided by the composed Store
+        def transaction(self) -> Any:
+            ...
 
-    def _bump(self) -> None:  # provided by Connection
-        raise NotImplementedError
+        def _bump(self) -> None:
+            ...
 
-    def get_meta(self, key: str) -> str | None:  # provided by Connection
-        raise NotImplementedError
+        def get_meta(self, key: str) -> str | None:
+            ...
 
     def cached_prediction_hashes(self, endpoint: str) -> set[str]:
         return {r[0] for r in self.db.execute("SELECT text_hash FROM predictions WHERE endpoint = ?", [endpoint])}
@@ -97,11 +98,12 @@ class Embeddings:
 
     db: Any
 
-    def transaction(self) -> Any:  # provided by Connection
-        raise NotImplementedError
+    if TYPE_CHECKING:  # provided by the composed Store
+        def transaction(self) -> Any:
+            ...
 
-    def _bump(self) -> None:  # provided by Connection
-        raise NotImplementedError
+        def _bump(self) -> None:
+            ...
 
     def embedded_hashes(self, encoder: str) -> set[str]:
         return {r[0] for r in self.db.execute("SELECT text_hash FROM embeddings WHERE encoder = ?", [encoder])}

@@ -10,7 +10,7 @@ each contributes), so a new signal shows up in the inspector without an edit her
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hl_debug.storage.reviews import LATEST_DECISION_SQL, effective_label_join, effective_label_sql
 from hl_debug.storage.schema import CLUSTERS, POINTS, Evidence
@@ -33,14 +33,15 @@ class WebViews:
 
     db: Any
 
-    def table_columns(self, table: str) -> list[str]:  # provided by Store
-        raise NotImplementedError
+    if TYPE_CHECKING:  # provided by the composed Store
+        def table_columns(self, table: str) -> list[str]:
+            ...
 
-    def table_exists(self, table: str) -> bool:  # provided by Store
-        raise NotImplementedError
+        def table_exists(self, table: str) -> bool:
+            ...
 
-    def active_endpoint(self) -> str | None:  # provided by Store
-        raise NotImplementedError
+        def active_endpoint(self) -> str | None:
+            ...
 
     # -- the joined inspector row ------------------------------------------------------
 
