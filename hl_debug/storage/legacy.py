@@ -36,7 +36,7 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from hl_debug.errors import MissingStepError
-from hl_debug.storage.reviews import LATEST_DECISION_SQL, LATEST_LABEL_SQL
+from hl_debug.storage.reviews import LATEST_DECISION_SQL, effective_label_join, effective_label_sql
 from hl_debug.storage.schema import Column, Evidence, Table
 
 # Tables whose rows are replaced wholesale by one step run (pk per table).
@@ -83,8 +83,6 @@ class LegacyQueries:
     """LEGACY fragment methods (see the module docstring); mixed into the SQLite Store."""
 
     db: Any
-    _LATEST_LABEL_SQL = LATEST_LABEL_SQL
-    _LATEST_DECISION_SQL = LATEST_DECISION_SQL
 
     if TYPE_CHECKING:  # provided by the composed Store
         def transaction(self) -> Any:
@@ -159,11 +157,11 @@ class LegacyQueries:
         payload needs 13 of the 22; fewer to materialise at 100k rows).
         """
         endpoint = endpoint or self.active_endpoint()
-        joins, select = [], ["u.id", "u.text", "u.intent", "COALESCE(el.label, u.intent) AS label",
+        joins, select = [], ["u.id", "u.text", "u.intent", f"{effective_label_sql()} AS label",
                              "u.usage", "u.complete"]
         args: list = []
-        joins.append(f"LEFT JOIN ({self._LATEST_LABEL_SQL}) el ON el.utterance_id = u.id")
-        joins.append(f"LEFT JOIN ({self._LATEST_DECISION_SQL}) d ON d.utterance_id = u.id")
+        joins.append(effective_label_join())
+        joins.append(f"LEFT JOIN ({LATEST_DECISION_SQL}) d ON d.utterance_id = u.id")
 
         def optional(table: str, alias: str, on: str, cols: dict[str, str]) -> None:
             have = set(self.table_columns(table))

@@ -105,6 +105,11 @@ class Embeddings:
         def _bump(self) -> None:
             ...
 
+    def encoders(self) -> list[dict]:
+        """Each encoder with cached vectors: ``encoder``, ``n`` vectors, ``dim``; by name."""
+        return list(self.db.query("SELECT encoder, COUNT(*) AS n, MAX(dim) AS dim FROM embeddings "
+                                  "GROUP BY encoder ORDER BY encoder"))
+
     def embedded_hashes(self, encoder: str) -> set[str]:
         return {r[0] for r in self.db.execute("SELECT text_hash FROM embeddings WHERE encoder = ?", [encoder])}
 

@@ -99,6 +99,7 @@ def test_embeddings_round_trip_and_missing(tiny):
     assert ids.tolist() == tiny.utterance_columns(["id"])["id"]
     np.testing.assert_array_equal(X, vecs)
     assert tiny.embedded_hashes("enc") == set(hashes) and tiny.embedded_hashes("other") == set()
+    assert tiny.encoders() == [{"encoder": "enc", "n": len(hashes), "dim": 4}]
 
 
 def test_predictions_cache_and_columns(tiny):
