@@ -14,48 +14,54 @@ from hl_debug.settings import GLOBAL, SETTINGS, Setting, default, for_command, r
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
-#: Where the library repeats a default the CLI declares: setting -> "module:callable" whose
-#: parameter ``Setting.dest`` must default to the same value.
+#: Where the library repeats a default the CLI declares: setting -> callables whose parameter
+#: ``Setting.dest`` must default to the same value. Each callable is "module:qualname"; a
+#: "|" lists where it may live (first found wins) while the models/ and storage/ moves land.
+_MAP = "hl_debug.models.map:MapAnalyzer|hl_debug.steps.analyze:MapAnalyzer"
+_ANALYZE = "hl_debug.steps.analyze:analyze"
+_PREDICT = "hl_debug.steps.predict:PredictOptions|hl_debug.steps.predict:predict"
+_CLIENT = "hl_debug.sources.remote:PredictClient"
 LIBRARY_DEFAULTS: dict[str, tuple[str, ...]] = {
-    "embed_batch_size": ("hl_debug.steps.embed:SentenceEncoder",),
-    "n_neighbors": ("hl_debug.steps.analyze:MapAnalyzer",),
-    "n_components": ("hl_debug.steps.analyze:MapAnalyzer",),
-    "map_min_dist": ("hl_debug.steps.analyze:MapAnalyzer",),
-    "cluster_min_dist": ("hl_debug.steps.analyze:MapAnalyzer",),
-    "min_cluster_size": ("hl_debug.steps.analyze:MapAnalyzer",),
-    "min_samples": ("hl_debug.steps.analyze:MapAnalyzer",),
-    "cluster_selection_epsilon": ("hl_debug.steps.analyze:MapAnalyzer",),
-    "cluster_selection_method": ("hl_debug.steps.analyze:MapAnalyzer",),
-    "random_state": ("hl_debug.steps.analyze:MapAnalyzer",),
-    "n_epochs": ("hl_debug.steps.analyze:MapAnalyzer",),
-    "k_neighbors": ("hl_debug.steps.analyze:analyze",),
-    "min_annotated": ("hl_debug.steps.analyze:analyze",),
-    "force": ("hl_debug.steps.analyze:analyze",),
-    "predict_batch_size": ("hl_debug.steps.predict:predict", "hl_debug.sources.remote:PredictClient.predict_many"),
-    "concurrency": ("hl_debug.steps.predict:predict", "hl_debug.sources.remote:PredictClient.predict_many"),
-    "n_best": ("hl_debug.steps.predict:predict",),
-    "timeout": ("hl_debug.steps.predict:predict", "hl_debug.sources.remote:PredictClient"),
-    "max_retries": ("hl_debug.steps.predict:predict", "hl_debug.sources.remote:PredictClient"),
-    "retrain": ("hl_debug.steps.predict:predict",),
+    "embed_batch_size": ("hl_debug.models.encoders:SentenceEncoder|hl_debug.steps.embed:SentenceEncoder",),
+    **{name: (_MAP,) for name in ("n_neighbors", "n_components", "map_min_dist", "cluster_min_dist",
+                                  "min_cluster_size", "min_samples", "cluster_selection_epsilon",
+                                  "cluster_selection_method", "random_state", "n_epochs")},
+    "k_neighbors": (_ANALYZE,),
+    "min_annotated": (_ANALYZE,),
+    "force": (_ANALYZE,),
+    "predict_batch_size": (_PREDICT, f"{_CLIENT}.predict_many"),
+    "concurrency": (_PREDICT, f"{_CLIENT}.predict_many"),
+    "n_best": (_PREDICT,),
+    "timeout": (_PREDICT, _CLIENT),
+    "max_retries": (_PREDICT, _CLIENT),
+    "retrain": (_PREDICT,),
     "import_endpoint": ("hl_debug.steps.predict:import_predictions",),
     "export_endpoint": ("hl_debug.steps.predict:prediction_rows",),
-    "new_usage": ("hl_debug.steps.review:corrected_records",),
+    "new_usage": ("hl_debug.storage.reviews:corrected_records|hl_debug.steps.review:corrected_records",),
 }
 
 
-def _callable(ref: str):
-    module, qualname = ref.split(":")
-    obj = importlib.import_module(module)
-    for part in qualname.split("."):
-        obj = getattr(obj, part)
-    return obj
+def _parameter(refs: str, name: str) -> tuple[str, inspect.Parameter]:
+    """The parameter ``name`` of the first callable in ``refs`` ("a:b|c:d") that has it."""
+    for ref in refs.split("|"):
+        module, qualname = ref.split(":")
+        try:
+            obj = importlib.import_module(module)
+            for part in qualname.split("."):
+                obj = getattr(obj, part)
+        except (ImportError, AttributeError):
+            continue
+        parameters = inspect.signature(obj).parameters
+        if name in parameters:
+            return ref, parameters[name]
+    raise AssertionError(f"no callable among {refs} takes {name!r}: update LIBRARY_DEFAULTS")
 
 
 @pytest.mark.parametrize("name", sorted(LIBRARY_DEFAULTS))
 def test_library_defaults_are_the_settings(name):
     s = setting(name)
-    for ref in LIBRARY_DEFAULTS[name]:
-        param = inspect.signature(_callable(ref)).parameters[s.dest]
+    for refs in LIBRARY_DEFAULTS[name]:
+        ref, param = _parameter(refs, s.dest)
         assert param.default == s.default, f"{ref}({s.dest}={param.default!r}) but setting {name} = {s.default!r}"
 
 
