@@ -124,3 +124,17 @@ def test_analyze_rejects_a_bad_choice_before_touching_the_database(db_path):
 def test_predict_batch_size_range_is_the_contracts(db_path):
     r = invoke(db_path, "predict", "--batch-size", "21")
     assert r.exit_code == 2 and "1<=x<=20" in r.output
+
+
+def test_every_option_binds_to_a_parameter_of_its_command():
+    """A Setting's ``dest`` must name a parameter of each command it is generated for."""
+    import inspect
+
+    for path, cmd in _commands():
+        if cmd.callback is None:
+            continue
+        parameters = inspect.signature(inspect.unwrap(cmd.callback)).parameters
+        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+            continue
+        names = {p.name for p in cmd.params if p.expose_value}
+        assert names <= set(parameters), f"`hl-debug {path}`: {names - set(parameters)} bind to no parameter"
