@@ -75,6 +75,7 @@ def _readme_rows() -> list[list[str]]:
 
 def test_every_setting_is_documented():
     rows = _readme_rows()
+    assert len(rows) == len(SETTINGS), "README.md's settings table should have one row per setting"
     for s in SETTINGS:
         candidates = [r for r in rows if f"`{s.option}`" in r[0].split(", ")]
         assert candidates, f"{s.option} ({s.name}) has no row in README.md's settings table"
