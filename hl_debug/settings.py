@@ -104,9 +104,7 @@ class Setting:
             return text.strip().lower() in ("1", "true", "yes", "on")
         if self.type in (int, float):
             return self.type(text)
-        if self.type is Path:
-            return text
-        return text
+        return text  # str, and a Path is passed on as the string the user wrote
 
     def resolve(self, value: Any = None) -> Any:
         """Explicit value, else the environment variable, else the default."""
