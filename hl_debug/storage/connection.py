@@ -11,7 +11,8 @@ Core tables
 ``annotations``     review decisions (append-only; see :mod:`hl_debug.storage.reviews`)
 ``hl_meta``         key/value: schema version, data version, active endpoint/encoder
 
-Derived tables (points, clusters, neighbours, each signal's table) are declared as
+Their columns are declared engine-neutrally in :data:`hl_debug.storage.schema.CORE_TABLES`
+(the contract tests check this DDL against them). Derived tables (points, clusters, neighbours, each signal's table) are declared as
 :class:`~hl_debug.storage.schema.Table` values and built by
 :meth:`~hl_debug.storage.derived.DerivedTables.replace_table`.
 """

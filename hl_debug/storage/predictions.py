@@ -11,10 +11,10 @@ import numpy as np
 
 from hl_debug.errors import MissingStepError
 from hl_debug.storage.runs import now
+from hl_debug.storage.schema import PREDICTIONS
 
-#: The ``predictions`` table's columns (its DDL is in :mod:`hl_debug.storage.connection`).
-PREDICTION_COLUMNS = ("endpoint", "text_hash", "label", "confidence", "distribution", "entropy", "margin",
-                      "predicted_at")
+#: The ``predictions`` table's columns (declared in :mod:`hl_debug.storage.schema`).
+PREDICTION_COLUMNS = PREDICTIONS.column_names
 
 
 class Predictions:

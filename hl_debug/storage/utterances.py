@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING, Any
 
 from hl_debug.errors import MissingStepError, NotFoundError
 from hl_debug.storage.runs import now
+from hl_debug.storage.schema import UTTERANCES
 
-#: The ``utterances`` table's columns (its DDL is in :mod:`hl_debug.storage.connection`).
-UTTERANCE_COLUMNS = ("id", "project_id", "text", "intent", "usage", "complete", "score", "text_hash", "position",
-                     "raw", "row_hash", "ingested_at", "updated_at")
+#: The ``utterances`` table's columns (declared in :mod:`hl_debug.storage.schema`).
+UTTERANCE_COLUMNS = UTTERANCES.column_names
 #: Named orders of utterance reads.
 UTTERANCE_ORDERS = {"id": "id", "position": "position, id"}
 

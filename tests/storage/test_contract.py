@@ -23,6 +23,13 @@ def test_engine_implements_the_protocol(engine):
     assert engine.schema_version >= 1 and engine.data_version() == 0
 
 
+def test_core_tables_have_the_declared_columns(engine):
+    from hl_debug.storage.schema import CORE_TABLES
+
+    for table in CORE_TABLES:
+        assert engine.table_columns(table.name) == list(table.column_names), table.name
+
+
 def test_stats(tiny):
     s = tiny.stats()
     assert s["n_utterances"] == 24 and s["n_annotated"] == 19 and s["n_unannotated"] == 5
