@@ -27,18 +27,8 @@ STEPS: tuple[tuple[str, str], ...] = (
     ("embed", "hl_debug.steps.embed:embed_step"),
     ("analyze", "hl_debug.steps.analyze:analyze_step"),
     ("signals", "hl_debug.steps.signals:signals_step"),
-    ("web", "pipelines.full:web_step"),
+    ("web", "hl_debug.steps.web:web_step"),
 )
-
-
-def web_step(store: Store, options: dict[str, Any]) -> dict[str, Any]:
-    """Build the web map's data (``/api/points``) and keep it in the database, so the first
-    page after ``hl-debug serve`` does not wait for it (about 2-3 s at 100k rows)."""
-    from webapp.points import PayloadCache
-
-    if not store.rows("points", limit=1):
-        return {"skipped": True}
-    return {"skipped": not PayloadCache().prepare(store)}
 
 
 def _steps() -> list[tuple[str, Step]]:

@@ -62,9 +62,10 @@ def test_run_real_export_maps_and_clusters_everything(db_path, real_export, reco
 
 
 def test_web_step_keeps_the_map_data_for_the_next_start(db_path, tiny_export_path):
-    from pipelines.full import web_step
+    from hl_debug.mapdata import STORED_NAME, decode_column
+    from hl_debug.steps.web import web_step
     from tests.webapp_fixtures import fill_synthetic
-    from webapp.points import STORED_NAME, PayloadCache, decode_column
+    from webapp.points import PayloadCache
 
     store = Store(db_path)
     ingest(store, tiny_export_path)

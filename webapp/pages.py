@@ -42,8 +42,7 @@ def map_view():
     store.require_utterances()
     missing = _missing("points", "analyze")
     clusters = store.rows("clusters", order_by="cluster_id") if store.table_exists("clusters") else []
-    config = {"labels": store.intents(), "palette": list(Category20[20]), "clusters": [
-        {"id": c["cluster_id"], "keywords": c.get("keywords")} for c in clusters]}
+    config = plots.map_config(labels=store.intents(), clusters=clusters, has_predictions=store.active_endpoint() is not None)
     return render_template("map.html", missing=missing, item=None if missing else json_item(plots.map_figure()),
                            config=config, intents=store.intents(), clusters=clusters, stats=store.stats(),
                            has_predictions=store.active_endpoint() is not None)
