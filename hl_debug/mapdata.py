@@ -119,7 +119,7 @@ def encode_numeric(values: Sequence[Any] | np.ndarray, dtype: str) -> dict:
 def encode_categorical(values: Sequence[str | None] | np.ndarray) -> dict:
     """``values`` (strings or None, length n) -> codes into the sorted distinct values."""
     arr = np.asarray(values, dtype=object) if len(values) else np.zeros(0, dtype=object)
-    known = np.not_equal(arr, None)
+    known = np.not_equal(arr, None)  # type: ignore[call-overload]  # elementwise "is not None" at C speed
     # np.unique sorts by code point, as sorted() does; return_inverse gives every row's code at C speed
     categories, codes = np.unique(arr[known].astype(str), return_inverse=True)
     dtype = "int8" if len(categories) < 128 else "int16" if len(categories) < 32768 else "int32"
