@@ -183,9 +183,8 @@ def decoded(body: bytes) -> dict:
 
 
 def plain_body(store) -> dict:
-    """The payload built from :meth:`Store.web_rows`' joined read (how the map's data is defined), decoded."""
-    cols, rows = store.web_rows(columns=list(POINT_COLUMNS))
-    return decoded(json.dumps(encode_points({c: [r[k] for r in rows] for k, c in enumerate(cols)})).encode())
+    """The payload built from :meth:`Store.map_columns`' joined read (how the map's data is defined), decoded."""
+    return decoded(json.dumps(encode_points(store.map_columns(list(POINT_COLUMNS)))).encode())
 
 
 def test_map_columns_match_the_joined_read(store):
@@ -255,7 +254,7 @@ def test_a_database_that_cannot_be_written_only_costs_the_next_start(store, monk
     def refuse(*args, **kwargs):
         raise StoreError("attempt to write a readonly database")
 
-    monkeypatch.setattr(store, "save_report", refuse)
+    monkeypatch.setattr(store, "save_cache", refuse)
     caplog.set_level("INFO", logger="webapp.points")
     cache = PayloadCache()
     etag, body = cache.get(store)
