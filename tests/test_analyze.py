@@ -1,4 +1,4 @@
-"""The map and clusters (hl_debug.steps.analyze): estimator on synthetic blobs, the pipeline step, CLI."""
+"""The map and clusters: the estimator (hl_debug.models.map) on synthetic blobs, the step (hl_debug.steps.analyze), CLI."""
 
 from __future__ import annotations
 
@@ -11,12 +11,20 @@ from click.testing import CliRunner
 from sklearn.decomposition import PCA
 from sklearn.metrics import adjusted_rand_score
 
-from hl_debug.steps.analyze import (UMAP_JIT_FUNCTIONS, MapAnalyzer, analyze, analyze_step,
-                              default_cluster_selection_epsilon, default_min_cluster_size, default_min_samples,
-                              enable_jit_cache, import_umap, knn_graph)
 from hl_debug.cli import cli
-from hl_debug.steps.embed import embed
 from hl_debug.errors import AnalysisError, ConfigError, MissingStepError
+from hl_debug.models.map import (
+    UMAP_JIT_FUNCTIONS,
+    MapAnalyzer,
+    default_cluster_selection_epsilon,
+    default_min_cluster_size,
+    default_min_samples,
+    enable_jit_cache,
+    import_umap,
+)
+from hl_debug.models.neighbors import knn_graph
+from hl_debug.steps.analyze import analyze, analyze_step
+from hl_debug.steps.embed import embed
 from hl_debug.steps.ingest import ingest
 from tests.fakes import FakeEncoder
 
@@ -95,7 +103,7 @@ def test_umaps_side_by_side_give_the_same_results_as_one_after_the_other(umap_fi
 
 
 def test_a_failing_worker_process_falls_back_to_one_after_the_other(umap_fit, monkeypatch, caplog):
-    from hl_debug.steps import analyze as an
+    from hl_debug.models import map as an
     monkeypatch.setattr(an, "WORKER_CODE", "raise SystemExit('worker died')")
     X, _, sequential = umap_fit
     m = MapAnalyzer(n_epochs=60, n_jobs=2).fit(X)

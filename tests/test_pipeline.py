@@ -23,7 +23,7 @@ def test_run_real_export_maps_and_clusters_everything(db_path, real_export, reco
     assert r.exit_code == 0, r.output
     summary = re.compile(r"^(\w+)\s+[\d.]+s  ")  # "<step>  <seconds>s  <counts>"; progress bars go elsewhere
     steps = [m.group(1) for line in r.stdout.splitlines() if (m := summary.match(line))]
-    assert steps == ["ingest", "import", "predict", "embed", "analyze", "signals", "web"]
+    assert steps == ["ingest", "import", "embed", "predict", "analyze", "signals", "web"]
 
     store = Store(db_path)
     try:

@@ -9,12 +9,14 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from hl_debug.sources.remote import PredictClient
 from hl_debug.cli import cli
-from hl_debug.errors import ConfigError, NotFoundError, PredictionsFileError
-from hl_debug.steps.ingest import ingest
+from hl_debug.errors import ConfigError, MissingStepError, NotFoundError, PredictionsFileError
 from hl_debug.sources.model_server import ServerThread
+from hl_debug.sources.remote import PredictClient, RemoteSource
+from hl_debug.steps.embed import embed
+from hl_debug.steps.ingest import ingest
 from hl_debug.steps.predict import (
+    PredictOptions,
     distribution_stats,
     import_predictions,
     local_identity,
@@ -200,38 +202,64 @@ def test_bad_options_are_config_errors(tiny_store, kwargs, match):
 def test_explicit_client_is_used(tiny_store, flaky_url):
     flaky = FlakyServer()
     client = PredictClient(flaky_url(flaky), project_id=3, n_best=1, backoff_base=0.001)
-    counts = predict(tiny_store, client=client, progress=False)
+    counts = predict(tiny_store, source=RemoteSource(client, n_best=1, source="client"), progress=False)
     assert counts["n_predicted"] == 24 and all(b <= 20 for b in flaky.batch_sizes)
+    assert counts["endpoint"] == remote_identity(client.base_url, 3, 1)
+
+
+def test_options_are_one_frozen_value_and_keywords_override_it(tiny_store, flaky_url):
+    import dataclasses
+
+    options = PredictOptions(api_url=flaky_url(FlakyServer()), project_id=7, n_best=2, **FAST)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        options.n_best = 3
+    assert predict(tiny_store, options, batch_size=4)["endpoint"].endswith("?n_best=2")
+    assert PredictOptions.from_mapping({"n_best": 3, "unknown": 1, "api_url": None}) == PredictOptions(n_best=3)
 
 
 # -- predict with the local model ----------------------------------------------------
 
 
+def local_predict(store, encoder=None, **kwargs):
+    """The embed step, then predict with the local model on its vectors."""
+    encoder = encoder if encoder is not None else FakeEncoder()
+    embed(store, encoder, progress=False)
+    return predict(store, encoder=encoder, progress=False, **kwargs)
+
+
+def test_local_model_needs_the_embed_step_first(tiny_store):
+    with pytest.raises(MissingStepError, match="no embeddings") as info:
+        predict(tiny_store, progress=False)
+    assert info.value.step == "embed"
+
+
 def test_local_server_path_fills_every_row_and_tracks_the_model(tiny_store):
     enc = FakeEncoder()
-    counts = predict(tiny_store, encoder=enc, progress=False)
-    assert enc.texts_seen == 24  # embedded once for training; the server reuses those vectors
+    counts = local_predict(tiny_store, enc)
+    assert enc.texts_seen == 24  # embedded once by the embed step; the model scores those vectors
     assert counts["endpoint"].startswith("local:") and counts["n_predicted"] == 24
     df = tiny_store.predictions_df()
     assert df["label"].notna().all()
     dist = json.loads(df.distribution.iloc[0])
     assert len(dist) == 3 and sum(c for _, c in dist) == pytest.approx(1.0)  # n_best=all: full distribution
-    again = predict(tiny_store, encoder=FakeEncoder(), progress=False)
+    again = local_predict(tiny_store)
     assert again["skipped"] and again["endpoint"] == counts["endpoint"]
 
 
 def test_local_answers_are_scored_in_process_and_match_the_model_server(tiny_store, monkeypatch):
-    from hl_debug.models.intent_model import LocalIntentModel, model_dir_for
+    from hl_debug.models.intent_model import LocalIntentModel
+    from hl_debug.sources.local import EncodedModel
     from hl_debug.sources.model_server import create_model_app
+    from hl_debug.steps.train import model_dir_for
 
     monkeypatch.setattr("hl_debug.sources.model_server.ServerThread.start", lambda self: pytest.fail("server started"))
-    counts = predict(tiny_store, encoder=FakeEncoder(), progress=False)
+    counts = local_predict(tiny_store)
     assert counts["requests"] == 1 and counts["n_predicted"] == 24  # one in-process chunk, no HTTP
     run = tiny_store.db.execute("SELECT parameters FROM runs WHERE step = 'predict'").fetchone()
     assert json.loads(run[0])["mode"] == "in-process"
     monkeypatch.undo()
     # the same model behind the HTTP contract gives byte-identical cache rows
-    model = LocalIntentModel.load(model_dir_for(tiny_store), encoder=FakeEncoder())
+    model = EncodedModel(FakeEncoder(), LocalIntentModel.load(model_dir_for(tiny_store)))
     texts = tiny_store.texts_by_hash()
     with ServerThread(create_model_app(model, project_id=7)) as server:
         client = PredictClient(server.url, project_id=7, n_best=3)
@@ -268,23 +296,24 @@ def test_a_changed_text_is_the_only_one_asked_again_of_a_remote_endpoint(tiny_st
 
 
 def test_local_model_keeps_its_answers_unless_a_training_row_changes(tiny_store, tiny_records, write_export):
-    first = predict(tiny_store, encoder=FakeEncoder(), progress=False)
+    first = local_predict(tiny_store)
     unlabeled = next(i for i, r in enumerate(tiny_records) if r["usage"] is None)
     _change_text(tiny_records, unlabeled)
     ingest(tiny_store, write_export(tiny_records))
     enc = FakeEncoder()
-    second = predict(tiny_store, encoder=enc, progress=False)
+    second = local_predict(tiny_store, enc)
     # same model, same identity: only the new text is embedded and scored
     assert second["endpoint"] == first["endpoint"]
     assert (second["n_predicted"], second["n_cached"], enc.texts_seen) == (1, 23, 1)
     _change_text(tiny_records, 0)  # a training row: the model is retrained and every answer may change
     ingest(tiny_store, write_export(tiny_records))
-    third = predict(tiny_store, encoder=FakeEncoder(), progress=False)
+    third = local_predict(tiny_store)
     assert third["endpoint"] != first["endpoint"] and third["n_predicted"] == 24 and third["requests"] == 1
     assert tiny_store.active_endpoint() == third["endpoint"]
 
 
 def test_predict_step_adapter(tiny_store):
+    embed(tiny_store, FakeEncoder(), progress=False)
     counts = predict_step(tiny_store, {"encoder": FakeEncoder(), "progress": False, "n_best": 2})
     assert counts["endpoint"].endswith("?n_best=2") and counts["n_predicted"] == 24
     dist = json.loads(tiny_store.predictions_df()["distribution"].iloc[0])
@@ -355,7 +384,7 @@ def test_import_missing_file(tiny_store, tmp_path):
 
 
 def test_prediction_rows_unknown_endpoint_lists_valid_ones(tiny_store):
-    predict(tiny_store, encoder=FakeEncoder(), progress=False)
+    local_predict(tiny_store)
     with pytest.raises(NotFoundError, match="valid: local:"):
         prediction_rows(tiny_store, "api:nowhere")
 
@@ -432,6 +461,10 @@ def test_real_export_predict_with_local_server(db_path, real_export, recorded_pr
     r = invoke(db_path, "ingest", real_export)
     assert r.exit_code == 0, r.output
     r = invoke(db_path, "predict", "--concurrency", 2)
+    assert r.exit_code == 1 and "Run `hl-debug embed` first" in r.output
+    r = invoke(db_path, "embed")
+    assert r.exit_code == 0, r.output
+    r = invoke(db_path, "predict", "--concurrency", 2)
     assert r.exit_code == 0, r.output
     r = invoke(db_path, "import-predictions", recorded_predictions)
     assert r.exit_code == 0 and "38 utterances without prediction" in r.output
@@ -450,7 +483,8 @@ def test_real_export_predict_with_local_server(db_path, real_export, recorded_pr
 
 
 def test_cli_predict_with_the_local_server(tiny_store, db_path, monkeypatch):
-    monkeypatch.setattr("hl_debug.steps.embed.default_encoder", lambda name=None, backend=None: FakeEncoder())
+    monkeypatch.setattr("hl_debug.models.encoders.default_encoder", lambda name=None, backend=None: FakeEncoder())
+    embed(tiny_store, FakeEncoder(), progress=False)
     r = invoke(db_path, "predict", "--n-best", "2")
     assert r.exit_code == 0, r.output
     assert "Predictions from local:" in r.output and "24 asked now" in r.output
