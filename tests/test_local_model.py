@@ -138,7 +138,7 @@ def test_loading_a_broken_folder_says_how_to_fix(tmp_path):
 
 def test_train_or_load_trains_saves_and_reports_split_accuracy(tiny_store, db_path):
     enc = FakeEncoder()
-    model = train_or_load(tiny_store, encoder=enc)
+    train_or_load(tiny_store, encoder=enc)
     folder = model_dir_for(tiny_store)
     assert folder == db_path.with_name("hl.model")
     meta = json.loads((folder / "meta.json").read_text())

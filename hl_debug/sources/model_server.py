@@ -25,6 +25,7 @@ import threading
 from typing import Any
 
 from flask import Blueprint, Flask, current_app, jsonify, request
+from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
@@ -145,7 +146,8 @@ def create_model_app(model: Any = None, *, project_id: int | None = None, api_ke
     app = Flask(__name__)
     app.config.update(MODEL=model, MODEL_LOCK=threading.Lock(), PROJECT_ID=project_id, API_KEY=api_key,
                       MODEL_IDENTITY=identity, MAX_ITEMS=MAX_ITEMS, OUTPUT_NAME="intent", JSON_SORT_KEYS=False)
-    app.json.sort_keys = False
+    if isinstance(app.json, DefaultJSONProvider):
+        app.json.sort_keys = False
     if test_config:
         app.config.update(test_config)
     app.register_blueprint(bp)

@@ -213,7 +213,7 @@ class PredictClient:
         texts = list(texts)
         if not 0 < len(texts) <= MAX_BATCH:
             raise ValueError(f"a batch holds 1 to {MAX_BATCH} texts, got {len(texts)}")
-        body = {"data": [{"text": t} for t in texts], "n_best": self.n_best}
+        body: dict[str, Any] = {"data": [{"text": t} for t in texts], "n_best": self.n_best}
         last = ""
         for attempt in range(self.max_retries + 1):
             if self._stop.is_set():
