@@ -106,7 +106,7 @@ def analyze(store: Store, analyzer: MapAnalyzer | None = None, *, k_neighbors: i
     # also on the labels and splits.
     projection_hash = hash_json([encoder, store.utterances_hash("id, text_hash"), params, custom, k_neighbors])
     inputs_hash = hash_json([projection_hash, store.utterances_hash("id, text_hash, intent, usage"), all_params])
-    has_points = bool(store.rows("points", limit=1))
+    has_points = bool(store.table_rows(POINTS, limit=1))
     if not force and not custom and has_points and store.is_up_to_date("analyze", inputs_hash):
         last = store.last_run("analyze") or {}
         return {**last.get("counts", {}), "skipped": True}
@@ -133,11 +133,11 @@ def analyze(store: Store, analyzer: MapAnalyzer | None = None, *, k_neighbors: i
         pos = {int(i): p for p, i in enumerate(ids)}
         if reuse_map:
             log.info("embeddings unchanged: keeping the map and clusters, recomputing cluster statistics")
-            points = {r["id"]: r for r in store.rows("points")}
+            points = {r["id"]: r for r in store.table_rows(POINTS)}
             xy = np.array([[points[i]["x"], points[i]["y"]] for i in ids])
             labels = np.array([points[i]["cluster_id"] for i in ids], dtype=np.int64)
             nearest = np.array([points[i]["nearest_cluster"] for i in ids], dtype=np.int64)
-            nb_rows = store.rows("neighbors", order_by="id, rank")
+            nb_rows = store.table_rows(NEIGHBORS, order="id")
             k_eff = max((r["rank"] for r in nb_rows), default=0)
             nb_idx = np.zeros((len(ids), k_eff), dtype=np.int64)
             for r in nb_rows:
