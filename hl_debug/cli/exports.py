@@ -16,7 +16,7 @@ from hl_debug.cli.base import (
     get_store,
     output_option,
 )
-from hl_debug.storage import Store
+from hl_debug.storage import CLUSTERS, POINTS, Store
 
 log = logging.getLogger("hl_debug")
 
@@ -86,16 +86,15 @@ def export_points(ctx: click.Context, fmt: str, output: str | None) -> None:
         hl-debug export points --format csv -o points.csv
     """
     store = _store(ctx)
-    store.require_table("points", "analyze")
+    store.require_table(POINTS, "analyze")
     predicted: dict[int, str | None] = {}
     if store.active_endpoint():
-        df = store.predictions_df()
-        predicted = {int(i): (None if label is None or label != label else label)  # NaN -> None
-                     for i, label in zip(df["id"].tolist(), df["label"].tolist())}
-    utts = {u["id"]: u for u in store.utterances(columns="id, intent, usage")}
+        cols = store.prediction_columns(["id", "label"], align="id")
+        predicted = dict(zip(cols["id"], cols["label"]))
+    utts = {u["id"]: u for u in store.utterance_rows(["id", "intent", "usage"])}
     rows = [{**p, "intent": utts[p["id"]]["intent"], "usage": utts[p["id"]]["usage"],
              "predicted_label": predicted.get(p["id"])}
-            for p in store.rows("points", order_by="id") if p["id"] in utts]
+            for p in store.table_rows(POINTS, order="id") if p["id"] in utts]
     emit(rows, POINTS_EXPORT_COLUMNS, fmt, output)
 
 
@@ -113,8 +112,8 @@ def export_clusters(ctx: click.Context, fmt: str, output: str | None) -> None:
         hl-debug export clusters --format json -o clusters.json
     """
     store = _store(ctx)
-    store.require_table("clusters", "analyze")
-    emit(store.rows("clusters", order_by="cluster_id"), CLUSTERS_EXPORT_COLUMNS, fmt, output)
+    store.require_table(CLUSTERS, "analyze")
+    emit(store.table_rows(CLUSTERS, order="cluster_id"), CLUSTERS_EXPORT_COLUMNS, fmt, output)
 
 
 @export.command("predictions")
