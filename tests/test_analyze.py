@@ -26,6 +26,7 @@ from hl_debug.models.neighbors import knn_graph
 from hl_debug.steps.analyze import analyze, analyze_step
 from hl_debug.steps.embed import embed
 from hl_debug.steps.ingest import ingest
+from hl_debug.storage import CLUSTERS, NEIGHBORS, POINTS
 from tests.fakes import FakeEncoder
 
 
@@ -227,13 +228,13 @@ def synth_store(store, write_export):
 def test_analyze_writes_points_neighbors_clusters_and_report(synth_store):
     counts = analyze(synth_store, cheap(), progress=False)
     assert counts["n_points"] == 72 and not counts["skipped"] and counts["reprojected"]
-    points = synth_store.rows("points", order_by="id")
+    points = synth_store.table_rows(POINTS, order="id")
     assert len(points) == 72 and {"x", "y", "cluster_id", "nearest_cluster", "outlier_score"} <= set(points[0])
-    nbrs = synth_store.rows("neighbors", where="id = ?", params=[5000], order_by="rank")
+    nbrs = synth_store.table_rows(NEIGHBORS, equals={"id": 5000}, order="id")
     assert [r["rank"] for r in nbrs] == list(range(1, 11)) and all(r["neighbor_id"] != 5000 for r in nbrs)
     assert all(-1 <= r["similarity"] <= 1 for r in nbrs)
     assert [r["similarity"] for r in nbrs] == sorted((r["similarity"] for r in nbrs), reverse=True)
-    clusters = synth_store.rows("clusters", order_by="cluster_id")
+    clusters = synth_store.table_rows(CLUSTERS, order="cluster_id")
     assert clusters and sum(c["size"] for c in clusters) + counts["n_noise"] == 72
     assert all(json.loads(c["label_counts"]) is not None and c["keywords"] for c in clusters)
     report = synth_store.report("analysis")
@@ -255,13 +256,13 @@ def test_analyze_skips_when_unchanged_and_reuses_map_when_only_labels_change(syn
     assert not first["skipped"] and first["reprojected"]
     again = analyze(synth_store, MapAnalyzer(n_epochs=30), progress=False)
     assert again["skipped"] and again["n_clusters"] == first["n_clusters"]
-    points_before = synth_store.rows("points", order_by="id")
+    points_before = synth_store.table_rows(POINTS, order="id")
     recs = synthetic_records()
     recs[3]["data"] = json.dumps({"text": json.loads(recs[3]["data"])["text"], "intent": "card_issue"})
     ingest(synth_store, write_export(recs, "fixed.json"))
     relabelled = analyze(synth_store, MapAnalyzer(n_epochs=30), progress=False)
     assert not relabelled["skipped"] and not relabelled["reprojected"]
-    assert synth_store.rows("points", order_by="id") == points_before
+    assert synth_store.table_rows(POINTS, order="id") == points_before
     suspects = {s["id"] for r in synth_store.report("analysis")["impure_clusters"] for s in r["suspects"]}
     assert 5003 not in suspects
     changed = analyze(synth_store, MapAnalyzer(n_epochs=30, min_cluster_size=6), progress=False)
@@ -275,7 +276,7 @@ def test_analyze_skips_when_unchanged_and_reuses_map_when_only_labels_change(syn
 def test_analyze_step_reads_options(synth_store):
     counts = analyze_step(synth_store, {"n_epochs": 30, "k_neighbors": 3, "progress": False})
     assert counts["n_points"] == 72
-    assert max(r["rank"] for r in synth_store.rows("neighbors")) == 3
+    assert max(r["rank"] for r in synth_store.table_rows(NEIGHBORS)) == 3
     assert synth_store.last_run("analyze")["parameters"]["n_epochs"] == 30
 
 

@@ -29,6 +29,18 @@ from hl_debug.steps.predict import (
 from tests.fakes import FakeEncoder
 from tests.test_api_client import FlakyServer, label_of
 
+
+def predictions_frame(store, endpoint=None):
+    """One row per utterance (id order): its text and ``endpoint``'s cached answer (default: the active one)."""
+    import pandas as pd
+
+    frame = pd.DataFrame(store.prediction_columns(
+        ("id", "label", "confidence", "distribution", "entropy", "margin", "endpoint"),
+        endpoint=endpoint or store.active_endpoint(), align="id"))
+    texts = store.utterance_columns(("id", "text"))
+    return frame.assign(text=texts["text"]) if list(frame["id"]) == texts["id"] else pytest.fail("misaligned")
+
+
 # -- scoring ------------------------------------------------------------------------------
 
 
@@ -103,7 +115,7 @@ def test_predict_fills_the_cache_and_counts_empty_answers(tiny_store, flaky_url)
     counts = predict(tiny_store, api_url=flaky_url(flaky), project_id=7, api_key="k", batch_size=5, **FAST)
     assert counts["n_predicted"] == len(texts) == 24 and counts["n_without_prediction"] == 2 and not counts["skipped"]
     assert counts["endpoint"] == tiny_store.active_endpoint()
-    df = tiny_store.predictions_df()
+    df = predictions_frame(tiny_store)
     assert len(df) == 24 and df["label"].isna().sum() == 2
     row = df[df.text == texts[1]].iloc[0]
     assert row.label == label_of(texts[1]) and row.confidence == 0.7
@@ -142,7 +154,7 @@ def test_flaky_endpoint_nothing_lost_nothing_asked_twice(tiny_store, flaky_url):
     assert sorted(t for t, _ in flaky.log[seen_before:]) == sorted(t for t, o in flaky.log if o == "short")
     # every text answered (and kept) exactly once
     assert flaky.ok_counts() == {t: 1 for t in texts}
-    assert tiny_store.predictions_df()["label"].isna().sum() == 1
+    assert predictions_frame(tiny_store)["label"].isna().sum() == 1
 
 
 def test_interrupted_run_resumes_without_re_asking(tiny_store, flaky_url, monkeypatch):
@@ -238,7 +250,7 @@ def test_local_server_path_fills_every_row_and_tracks_the_model(tiny_store):
     counts = local_predict(tiny_store, enc)
     assert enc.texts_seen == 24  # embedded once by the embed step; the model scores those vectors
     assert counts["endpoint"].startswith("local:") and counts["n_predicted"] == 24
-    df = tiny_store.predictions_df()
+    df = predictions_frame(tiny_store)
     assert df["label"].notna().all()
     dist = json.loads(df.distribution.iloc[0])
     assert len(dist) == 3 and sum(c for _, c in dist) == pytest.approx(1.0)  # n_best=all: full distribution
@@ -267,7 +279,7 @@ def test_local_answers_are_scored_in_process_and_match_the_model_server(tiny_sto
         for outcome in client.predict_many(list(texts.values()), batch_size=20):
             over_http.update(zip(outcome.texts, outcome.answers))
     expected = rows_from_answers(list(texts), [over_http[t] for t in texts.values()])
-    got = tiny_store.predictions_df().drop_duplicates("text").set_index("text")
+    got = predictions_frame(tiny_store).drop_duplicates("text").set_index("text")
     for h, row in zip(texts, expected):
         mine = got.loc[texts[h]]
         assert (mine.label, mine.confidence, mine.entropy, mine.margin) == \
@@ -316,7 +328,7 @@ def test_predict_step_adapter(tiny_store):
     embed(tiny_store, FakeEncoder(), progress=False)
     counts = predict_step(tiny_store, {"encoder": FakeEncoder(), "progress": False, "n_best": 2})
     assert counts["endpoint"].endswith("?n_best=2") and counts["n_predicted"] == 24
-    dist = json.loads(tiny_store.predictions_df()["distribution"].iloc[0])
+    dist = json.loads(predictions_frame(tiny_store)["distribution"].iloc[0])
     assert len(dist) == 2
 
 
@@ -329,20 +341,20 @@ def _answer(text, label=None, conf=0.9):
 
 
 def test_import_matches_by_text(tiny_store, tmp_path):
-    texts = tiny_store.utterances(columns="id, text", order_by="id")
+    texts = tiny_store.utterance_rows(("id", "text"))
     items = [_answer(r["text"], "card_issue" if i % 3 else None) for i, r in enumerate(reversed(texts))]
     path = tmp_path / "answers.json"
     path.write_text(json.dumps(items))
     counts = import_predictions(tiny_store, path)
     assert counts["endpoint"] == "recorded:answers" and counts["n_saved"] == 24
     assert counts["n_without_prediction"] == 8
-    df = tiny_store.predictions_df("recorded:answers")
+    df = predictions_frame(tiny_store, "recorded:answers")
     assert df["label"].isna().sum() == 8
     assert tiny_store.get_meta("recorded_endpoint") == "recorded:answers"
 
 
 def test_import_in_export_order_without_texts(tiny_store, tmp_path):
-    rows = tiny_store.utterances(columns="id, text", order_by="position")
+    rows = tiny_store.utterance_rows(("id", "text"), order="position")
     items = [{"predictions": [{"value": [{"label": f"L{i}", "confidence": 0.5}]}]} for i in range(len(rows))]
     path = tmp_path / "ordered.json"
     path.write_text(json.dumps(items))
@@ -359,7 +371,7 @@ def test_import_without_texts_and_wrong_length_is_an_error(tiny_store, tmp_path)
 
 
 def test_import_reports_every_bad_item_and_writes_nothing(tiny_store, tmp_path):
-    text = tiny_store.utterances(columns="text")[0]["text"]
+    text = tiny_store.utterance_rows(("text",))[0]["text"]
     items = [_answer(text, "a"), {"data": {"text": text}}, _answer(text, "b", conf=7)]
     path = tmp_path / "bad.json"
     path.write_text(json.dumps(items))
@@ -426,7 +438,7 @@ def test_cli_wrong_key_is_one_message(tiny_store, db_path, flaky_url):
 
 
 def test_cli_import_predictions(tiny_store, db_path, tmp_path):
-    text = tiny_store.utterances(columns="text")[0]["text"]
+    text = tiny_store.utterance_rows(("text",))[0]["text"]
     path = tmp_path / "rec.json"
     path.write_text(json.dumps([_answer(text, None), _answer("not in db", "x")]))
     r = invoke(db_path, "import-predictions", path)
@@ -452,7 +464,7 @@ def test_recorded_file_imports_with_38_rows_without_prediction(store, real_expor
     counts = import_predictions(store, recorded_predictions)
     assert counts["n_items"] == 2327 and counts["n_unmatched"] == 0
     assert counts["n_without_prediction"] == 38
-    df = store.predictions_df(counts["endpoint"])
+    df = predictions_frame(store, counts["endpoint"])
     assert len(df) == 2327 and df["label"].isna().sum() == 38
 
 
@@ -471,9 +483,9 @@ def test_real_export_predict_with_local_server(db_path, real_export, recorded_pr
     from hl_debug.storage import Store
 
     store = Store(db_path)
-    local = store.predictions_df()
+    local = predictions_frame(store)
     assert len(local) == 2327 and local["label"].notna().all()
-    recorded = store.predictions_df(store.get_meta("recorded_endpoint"))
+    recorded = predictions_frame(store, store.get_meta("recorded_endpoint"))
     answered = recorded["label"].notna()
     agreement = (local["label"][answered] == recorded["label"][answered]).mean()
     assert agreement >= 0.95

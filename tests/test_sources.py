@@ -15,6 +15,7 @@ from hl_debug.sources.local import LocalSource
 from hl_debug.sources.recorded import read_recorded
 from hl_debug.sources.remote import PredictClient, RemoteSource
 from hl_debug.steps.predict import predict
+from tests.test_predict import predictions_frame
 
 
 class ToySource:
@@ -53,7 +54,7 @@ def test_the_step_saves_what_any_source_answers(tiny_store):
     counts = predict(tiny_store, source=source, progress=False)
     assert counts["endpoint"] == "toy:first-word" and counts["n_predicted"] == 24 and counts["n_failed"] == 0
     assert counts["requests"] == 12 == source.stats.requests
-    df = tiny_store.predictions_df("toy:first-word")
+    df = predictions_frame(tiny_store, "toy:first-word")
     assert (df["label"] == df["text"].str.split().str[0]).all()
     assert predict(tiny_store, source=ToySource(), progress=False)["skipped"]
 

@@ -104,8 +104,8 @@ def analyze(store: Store, analyzer: MapAnalyzer | None = None, *, k_neighbors: i
                   "impurity_method": impurity_method, "region_method": region_method}
     # The map depends on the vectors (encoder + texts) and its parameters; the statistics
     # also on the labels and splits.
-    projection_hash = hash_json([encoder, store.utterances_hash("id, text_hash"), params, custom, k_neighbors])
-    inputs_hash = hash_json([projection_hash, store.utterances_hash("id, text_hash, intent, usage"), all_params])
+    projection_hash = hash_json([encoder, store.utterances_hash(("id", "text_hash")), params, custom, k_neighbors])
+    inputs_hash = hash_json([projection_hash, store.utterances_hash(("id", "text_hash", "intent", "usage")), all_params])
     has_points = bool(store.table_rows(POINTS, limit=1))
     if not force and not custom and has_points and store.is_up_to_date("analyze", inputs_hash):
         last = store.last_run("analyze") or {}
@@ -123,7 +123,7 @@ def analyze(store: Store, analyzer: MapAnalyzer | None = None, *, k_neighbors: i
     with bar, store.run("analyze", parameters=all_params, inputs_hash=inputs_hash,
                         versions=package_versions("umap-learn", "hdbscan", "scikit-learn", "numpy")) as counts:
         ids, X = store.load_embeddings(encoder)
-        rows = {r["id"]: r for r in store.utterances(columns="id, text, intent, usage")}
+        rows = {r["id"]: r for r in store.utterance_rows(("id", "text", "intent", "usage"))}
         texts = [rows[i]["text"] for i in ids]
         intents = [rows[i]["intent"] for i in ids]
         usages = [rows[i]["usage"] for i in ids]

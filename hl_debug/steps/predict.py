@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from hl_debug.errors import ConfigError, NotFoundError
+from hl_debug.errors import ConfigError, MissingStepError, NotFoundError
 from hl_debug.settings import resolve
 from hl_debug.sources.base import AnswerSource, Query, Ranked
 from hl_debug.sources.local import LocalSource, local_identity
@@ -316,7 +316,7 @@ def import_predictions(store: Store, path: str | Path, *, endpoint: str | None =
     ``n_conflicting`` (a text whose answers rank different labels; the first answer is kept).
     """
     store.require_utterances()
-    by_position = [r["text_hash"] for r in store.utterances(columns="text_hash", order_by="position, id")]
+    by_position = store.text_hashes_by_position()
     source = read_recorded(path, by_position, endpoint=endpoint, output=output)
     if source.n_unmatched:
         log.warning("%d answer item(s) of %s match no utterance's text", source.n_unmatched, path)
@@ -344,10 +344,9 @@ def prediction_rows(store: Store, endpoint: str | None = None) -> list[dict[str,
         valid = ", ".join(e["endpoint"] for e in store.endpoints()) or "none yet"
         raise NotFoundError(f"no cached predictions for endpoint {endpoint!r}; valid: {valid}",
                             hint="Run `hl-debug predict` or `hl-debug import-predictions FILE` first.")
-    df = store.predictions_df(endpoint)
-    df = df.astype(object).where(df.notna(), None)
-    return [
-        {"id": int(r["id"]), "label": r["label"], "confidence": r["confidence"], "entropy": r["entropy"],
-         "margin": r["margin"], "endpoint": r["endpoint"]}
-        for r in df.to_dict("records")
-    ]
+    endpoint = endpoint or store.active_endpoint()
+    if endpoint is None:
+        raise MissingStepError("no predictions in the database yet", step="predict")
+    cols = store.prediction_columns(("id", "label", "confidence", "entropy", "margin", "endpoint"),
+                                    endpoint=endpoint, align="id")
+    return [{**dict(zip(cols, values)), "id": int(values[0])} for values in zip(*cols.values())]

@@ -35,8 +35,7 @@ def model_dir_for(store: Store) -> Path | None:
 
 def training_hash(store: Store, encoder_identity: str, params: dict[str, Any]) -> str:
     """Identity of a trained model: its training rows (text hash, intent), encoder and parameters."""
-    rows = [(r["text_hash"], r["intent"]) for r in store.utterances(
-        columns="text_hash, intent", where="usage = 'training' AND intent IS NOT NULL", order_by="id")]
+    rows = [(r["text_hash"], r["intent"]) for r in store.training_examples(("text_hash", "intent"))]
     return hash_json({"rows": rows, "encoder": encoder_identity, "params": params})
 
 
@@ -56,7 +55,8 @@ def load_vectors(store: Store, identity: str) -> tuple[np.ndarray, np.ndarray, d
     """``(ids, X, by_hash)``: the utterances' vectors for ``identity`` in id order, and each text
     hash's vector (shape ``(dim,)``)."""
     ids, X = store.load_embeddings(identity)
-    hashes = {r["id"]: r["text_hash"] for r in store.utterances(columns="id, text_hash")}
+    cols = store.utterance_columns(("id", "text_hash"))
+    hashes = dict(zip(cols["id"], cols["text_hash"]))
     return ids, X, {hashes[i]: X[k] for k, i in enumerate(ids.tolist())}
 
 
@@ -99,9 +99,10 @@ def train_or_load(store: Store, *, encoder: Any = None, model: LocalIntentModel 
         log.info("training data, encoder or parameters changed since %s was saved: retraining", folder)
 
     ids, X = store.load_embeddings(identity)
-    rows = {r["id"]: r for r in store.utterances(columns="id, intent, usage")}
-    usage = np.array([rows[i]["usage"] for i in ids], dtype=object)
-    intent = np.array([rows[i]["intent"] for i in ids], dtype=object)
+    cols = store.utterance_columns(("id", "intent", "usage"))
+    pos = {i: p for p, i in enumerate(cols["id"])}
+    usage = np.array([cols["usage"][pos[i]] for i in ids], dtype=object)
+    intent = np.array([cols["intent"][pos[i]] for i in ids], dtype=object)
     annotated = np.array([i is not None for i in intent])
     train = (usage == "training") & annotated
     if train.sum() == 0:
