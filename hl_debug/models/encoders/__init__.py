@@ -9,7 +9,8 @@ bundled model by :mod:`hl_debug.models.encoders.onnx`).
 Backends register themselves on import (:func:`~hl_debug.models.encoders.base.register_backend`):
 ``torch`` (:mod:`~hl_debug.models.encoders.sentence_transformers`), ``onnx`` and ``onnx-int8``
 (:mod:`~hl_debug.models.encoders.onnx`). A new backend is one module calling
-``register_backend`` plus its import below.
+``register_backend`` plus its import below (and its name in ``settings.ENCODER_BACKENDS``,
+the CLI's choices, which a test keeps equal to :func:`backend_names`).
 """
 
 from __future__ import annotations
