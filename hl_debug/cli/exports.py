@@ -15,6 +15,7 @@ from hl_debug.cli.base import (
     export_options,
     get_store,
     output_option,
+    setting_options,
 )
 from hl_debug.storage import CLUSTERS, POINTS, Store
 
@@ -26,11 +27,7 @@ CLUSTERS_EXPORT_COLUMNS = ("cluster_id", "size", "n_annotated", "n_unannotated",
 
 
 @export.command("corrected")
-@click.option("--format", "fmt", type=click.Choice(["json", "csv"]), default="json", show_default=True,
-              help="json: the platform's own export format, ready to upload; csv: the same records flattened.")
-@click.option("--new-usage", type=click.Choice(["training", "validation", "testing"]), default="training",
-              show_default=True, help="Split given to unannotated rows that were labelled (complete rows need one).")
-@output_option
+@setting_options("export corrected")
 def export_corrected(fmt: str, new_usage: str, output: str | None) -> None:
     """The export with review decisions applied, in the platform's format.
 
@@ -117,8 +114,7 @@ def export_clusters(ctx: click.Context, fmt: str, output: str | None) -> None:
 
 
 @export.command("predictions")
-@export_options
-@click.option("--endpoint", default=None, help="Which cached endpoint [default: the last predict run's].")
+@setting_options("export predictions")
 @click.pass_context
 def export_predictions(ctx: click.Context, fmt: str, output: str | None, endpoint: str | None) -> None:
     """One row per utterance: id, label, confidence, entropy (empty label: no prediction).
