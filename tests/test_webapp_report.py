@@ -6,13 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from hl_debug.mapdata import STORED_NAME
 from hl_debug.scoring.report import SPLITS, model_report
 from hl_debug.storage import Store
 from tests.webapp_fixtures import ENDPOINT, PLANTED_ERROR_ID, fill_synthetic
 from webapp import create_app
 from webapp import model_report as mr
 from webapp import warm
-from webapp.points import STORED_NAME
 
 
 @pytest.fixture
@@ -137,7 +137,7 @@ def test_warm_prepares_the_map_and_the_report(db_path, tiny_export_path, monkeyp
     assert s.report(STORED_NAME)["key"]  # kept for the next start
     s.close()
     monkeypatch.setattr(mr, "_columns", lambda *a, **k: pytest.fail("the warmed report was recomputed"))
-    monkeypatch.setattr("webapp.points.map_columns", lambda *a: pytest.fail("the warmed payload was rebuilt"))
+    monkeypatch.setattr("hl_debug.mapdata.map_columns", lambda *a: pytest.fail("the warmed payload was rebuilt"))
     client = app.test_client()
     assert client.get("/report").status_code == 200
     assert client.get("/api/points", headers={"Accept-Encoding": "gzip"}).status_code == 200
