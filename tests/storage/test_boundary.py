@@ -11,11 +11,7 @@ SQL = re.compile(r"\b(SELECT|INSERT INTO|DELETE FROM|PRAGMA)\b|UPDATE \w+ SET|\b
                  r"|^\s*import sqlite3|^\s*(import|from) sqlite_utils", re.MULTILINE)
 #: Files still calling the legacy fragment methods, owned by other rooms mid-conversion. Empty
 #: this as they convert; a file may leave the list but never join it.
-PENDING = {
-    "hl_debug/models/intent_model.py", "hl_debug/steps/analyze.py", "hl_debug/steps/predict.py",  # models
-    "hl_debug/cli/exports.py",  # signals (the per-signal exports replace _joined)
-    "webapp/points.py",  # frontend (the payload moves into the library)
-}
+PENDING = {"hl_debug/cli/exports.py"}  # signals: the per-signal exports replace _joined
 
 
 def offenders() -> dict[str, list[str]]:
