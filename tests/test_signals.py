@@ -15,7 +15,9 @@ from hl_debug.cli import cli
 from hl_debug.steps.embed import embed
 from hl_debug.errors import ConfigError, MissingStepError
 from hl_debug.steps.ingest import ingest
-from hl_debug.steps.signals import ISSUE_COLUMNS, QUEUE_COLUMNS, signals, signals_step
+from hl_debug.signals.label_issues import LabelIssues
+from hl_debug.signals.queue import Queue
+from hl_debug.steps.signals import signals, signals_step
 from hl_debug.storage import text_hash
 from tests.fakes import FakeEncoder
 
@@ -141,7 +143,7 @@ def test_cli_signals_exports_and_report(sig_store, db_path, tmp_path):
     r = invoke(db_path, "export", "issues", "--format", "csv")
     assert r.exit_code == 0, r.output
     rows = list(csv.DictReader(io.StringIO(r.output)))
-    assert tuple(rows[0].keys()) == ISSUE_COLUMNS
+    assert tuple(rows[0].keys()) == LabelIssues.columns
     assert rows[0]["text"] == PLANTED_TEXT
     scores = [float(x["score"]) for x in rows]
     assert scores == sorted(scores, reverse=True)
@@ -150,7 +152,7 @@ def test_cli_signals_exports_and_report(sig_store, db_path, tmp_path):
     r = invoke(db_path, "export", "queue", "--format", "json", "-o", str(out))
     assert r.exit_code == 0, r.output
     queue = json.loads(out.read_text())
-    assert queue and tuple(queue[0].keys()) == QUEUE_COLUMNS
+    assert queue and tuple(queue[0].keys()) == Queue.columns
 
     r = invoke(db_path, "export", "duplicates")
     assert r.exit_code == 0 and "split_leakage" in r.output

@@ -105,7 +105,8 @@ def knn(X: Any, k: int, *, cache: bool = True) -> tuple[np.ndarray, np.ndarray]:
     return hit[0][:, :k], hit[1][:, :k]
 
 
-def subset_knn(X: Any, rows: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
+def subset_knn(X: Any, rows: Any, k: int, *,
+               graph: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` nearest neighbours of ``X[rows]`` among ``X[rows]``: the same answer as
     ``knn(X[rows], k)``, read off the shared kNN of all of ``X`` where it lists at least ``k``
     rows of the subset, computed exactly for the other rows only.
@@ -120,6 +121,8 @@ def subset_knn(X: Any, rows: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
         Strictly increasing row numbers (so ties, broken by index, order the same way).
     k : int
         1 <= k < m.
+    graph : (indices, similarities), optional
+        The kNN graph of all of ``X`` already computed for the run (used instead of :func:`knn`).
 
     Returns
     -------
@@ -135,9 +138,9 @@ def subset_knn(X: Any, rows: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
     if not 1 <= k < m:
         raise ValueError(f"k must be between 1 and len(rows) - 1 ({m - 1}), got {k}")
     if m == n:
-        return knn(X, k)
+        return (graph[0][:, :k], graph[1][:, :k]) if graph is not None else knn(X, k)
     width = min(n - 1, max(k, MIN_K))
-    full_idx, full_sim = knn(X, width)
+    full_idx, full_sim = graph if graph is not None else knn(X, width)
     pos = np.full(n, -1, dtype=np.int64)
     pos[rows] = np.arange(m)
     sub = pos[full_idx[rows]]  # (m, width): neighbours' positions in the subset, -1 outside it

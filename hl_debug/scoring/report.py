@@ -7,7 +7,7 @@ calibration error; the entropy distribution per split and per intent (quantiles,
 histograms on shared bin edges); and the rows the endpoint gave no prediction for.
 :func:`confusion_cell` lists the rows behind one confusion-matrix cell, and
 :func:`summary_text` renders the short text version the CLI prints. The Signals step
-stores the report; the web app computes it live for any endpoint and split.
+stores the report (every split, per endpoint); the CLI and the web app show it.
 """
 
 from __future__ import annotations
@@ -19,10 +19,11 @@ import numpy as np
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
-EVAL_SPLITS = ("testing", "validation")
+from hl_debug.domain import EVAL_SPLITS, REPORT_SPLITS
+
 # Row selections a report can be asked for: one usage, ``evaluation`` (testing + validation)
 # or ``all`` annotated rows.
-SPLITS = ("evaluation", "testing", "validation", "training", "all")
+SPLITS = REPORT_SPLITS
 # Usages the entropy distributions are broken down by (None = no split: the unannotated rows).
 _USAGES = ("training", "validation", "testing", None)
 _QUANTILES = (0.0, 0.25, 0.5, 0.75, 0.9, 1.0)
