@@ -16,7 +16,7 @@ from __future__ import annotations
 import importlib
 from typing import TypeVar
 
-from hl_debug.errors import ConfigError
+from hl_debug.errors import NotFoundError
 from hl_debug.signals.base import Signal, check_signal
 from hl_debug.storage.schema import Evidence
 
@@ -59,10 +59,10 @@ def all_signals() -> list[type[Signal]]:
 
 
 def get_signal(name: str) -> type[Signal]:
-    """The signal class called ``name``; a ConfigError listing the known names otherwise."""
+    """The signal class called ``name``; a NotFoundError listing the known names otherwise."""
     _load_builtins()
     if name not in _REGISTRY:
-        raise ConfigError(f"unknown signal {name!r}", hint=f"known signals: {', '.join(_REGISTRY)}")
+        raise NotFoundError(f"unknown signal {name!r}", hint=f"known signals: {', '.join(_REGISTRY)}")
     return _REGISTRY[name]
 
 
