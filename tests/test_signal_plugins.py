@@ -19,7 +19,7 @@ from hl_debug.signals.context import Predictions, SignalContext
 from hl_debug.signals.registry import all_signals, evidence, get_signal, register, unregister
 from hl_debug.steps.signals import signals
 from hl_debug.storage.schema import Column, Evidence, Table
-from tests.test_signals import sig_store, synthetic_records  # noqa: F401 (fixtures)
+from tests.test_signals import fill_signal_store
 from webapp import create_app
 
 TOY = Table("toy_lengths", (Column("id", int), Column("n_words", int), Column("long", int)),
@@ -45,6 +45,11 @@ class Toy(Signal):
 
     def summary(self, counts, report=None) -> str:
         return f"Toy: {counts['n_toy']} rows, {report['n_long']} long"
+
+
+@pytest.fixture
+def sig_store(store, write_export):
+    return fill_signal_store(store, write_export)
 
 
 @pytest.fixture

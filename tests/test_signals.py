@@ -7,16 +7,15 @@ import io
 import itertools
 import json
 
-import numpy as np
 import pytest
 from click.testing import CliRunner
 
 from hl_debug.cli import cli
-from hl_debug.steps.embed import embed
 from hl_debug.errors import ConfigError, MissingStepError
-from hl_debug.steps.ingest import ingest
 from hl_debug.signals.label_issues import LabelIssues
 from hl_debug.signals.queue import Queue
+from hl_debug.steps.embed import embed
+from hl_debug.steps.ingest import ingest
 from hl_debug.steps.signals import signals, signals_step
 from hl_debug.storage import text_hash
 from tests.fakes import FakeEncoder
@@ -52,6 +51,11 @@ def synthetic_records() -> list[dict]:
 
 @pytest.fixture
 def sig_store(store, write_export):
+    return fill_signal_store(store, write_export)
+
+
+def fill_signal_store(store, write_export):
+    """The synthetic export ingested and embedded (fake encoder), with a fake endpoint."""
     records = synthetic_records()
     assert any(json.loads(r["data"])["text"] == PLANTED_TEXT and r["complete"] for r in records)
     ingest(store, write_export(records))

@@ -8,9 +8,8 @@ import pytest
 from hl_debug.domain import REPORT_SPLITS
 from hl_debug.storage import Store
 from tests.webapp_fixtures import ENDPOINT, PLANTED_ERROR_ID, fill_synthetic, store_model_report
-from webapp import create_app
+from webapp import create_app, warm
 from webapp import model_report as mr
-from webapp import warm
 from webapp.points import STORED_NAME
 
 

@@ -16,7 +16,6 @@ from hl_debug.domain import REPORT_SPLITS
 from hl_debug.errors import ConfigError, MissingStepError
 from hl_debug.signals.model_report import MODEL_REPORT, endpoint_report
 from hl_debug.storage import Store
-
 from webapp.points import warm_in_background
 
 __all__ = ["ReportCache", "cell_ids", "check_split", "stored_report"]

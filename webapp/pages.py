@@ -157,7 +157,6 @@ def queue_view():
 def report_view():
     """The stored model report: per-intent metrics, confusion matrix, reliability, entropy, unanswered rows."""
     from hl_debug.domain import REPORT_SPLITS
-
     from webapp.model_report import check_split
 
     store = get_store()

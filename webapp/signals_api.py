@@ -11,7 +11,6 @@ from flask import Blueprint, abort, jsonify, request
 
 from hl_debug.signals.base import Signal
 from hl_debug.signals.registry import all_signals, get_signal
-
 from webapp.db import get_store
 
 bp = Blueprint("signals_api", __name__)

@@ -126,7 +126,7 @@ def duplicate_groups(X: Any, *, labels: Sequence[str | None], usages: Sequence[s
     return groups
 
 
-def group_rows(groups: Sequence[dict[str, Any]], *, ids: Sequence[int], labels: Sequence[str | None],
+def group_rows(groups: Sequence[dict[str, Any]], *, ids: Sequence[int] | np.ndarray, labels: Sequence[str | None],
                usages: Sequence[str | None]) -> list[dict[str, Any]]:
     """One row per member of each of :func:`duplicate_groups`' groups: ``group_id`` (from 1,
     in the groups' order), ``id``, ``kind``, ``similarity``, ``intent``, ``usage``."""

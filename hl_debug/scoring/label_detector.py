@@ -273,7 +273,7 @@ def issue_reason(given: str, suggested: str, p_given: float, p_sugg: float, knn_
     return "; ".join(parts)
 
 
-def issue_rows(det: LabelIssueDetector, *, ids: Sequence[int], labels: np.ndarray, classes: Sequence[str],
+def issue_rows(det: LabelIssueDetector, *, ids: Sequence[int] | np.ndarray, labels: np.ndarray, classes: Sequence[str],
                k: int, cluster_ids: np.ndarray | None = None, cluster_purity: np.ndarray | None = None,
                api_labels: np.ndarray | None = None, api_confidence: np.ndarray | None = None) -> list[dict[str, Any]]:
     """One row per utterance scored by a fitted ``det``, most suspicious first, ranked from 1.

@@ -192,7 +192,7 @@ def queue_reason(*, predicted: str | None, uncertainty: float, runner_up: str | 
 
 
 
-def queue_rows(ranked: dict[str, np.ndarray], *, candidates: np.ndarray, ids: Sequence[int], texts: Sequence[str],
+def queue_rows(ranked: dict[str, np.ndarray], *, candidates: np.ndarray, ids: Sequence[int] | np.ndarray, texts: Sequence[str],
                probs: np.ndarray, uncertainty: np.ndarray, coverage: np.ndarray, knn_labeled: np.ndarray,
                classes: Sequence[str], k: int, predicted: Sequence[str | None] | None = None,
                cluster_ids: np.ndarray | None = None, annotated: np.ndarray | None = None) -> list[dict[str, Any]]:

@@ -37,6 +37,7 @@ class Duplicates(Signal):
     defaults = {
         "duplicate_threshold": Knob(0.95, "Cosine similarity at/above which two utterances are near-duplicates."),
     }
+    duplicate_threshold: float
 
     def find(self, context: SignalContext) -> SignalResult:
         from hl_debug.scoring.duplicates import duplicate_groups, group_rows

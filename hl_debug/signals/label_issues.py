@@ -60,6 +60,9 @@ class LabelIssues(Signal):
     evidence = Evidence(ISSUES, {"issue_score": "score", "suggested_label": "suggested_label", "flagged": "flagged",
                                  "issue_reason": "reason", "issue_rank": "rank"})
     report_name = "label_issues"
+    k: int
+    n_synthetic: int
+    random_state: int
 
     def find(self, context: SignalContext) -> SignalResult:
         from hl_debug.scoring.label_detector import LabelIssueDetector, issue_rows

@@ -26,6 +26,8 @@ class ModelReport(Signal):
         "n_examples": Knob(3, "Example utterances per confused pair in the model report.", int),
     }
     report_name = MODEL_REPORT
+    n_pairs: int
+    n_examples: int
 
     def find(self, context: SignalContext) -> SignalResult:
         from hl_debug.scoring.report import model_report

@@ -43,6 +43,8 @@ class Queue(Signal):
                                                "near-duplicate of an earlier pick (moved to the end)."),
     }
     evidence = Evidence(QUEUE, {"queue_rank": "rank", "queue_reason": "reason"})
+    k: int
+    queue_duplicate_threshold: float
 
     def find(self, context: SignalContext) -> SignalResult:
         classes, rows_idx, y_all = context.classes, context.scorable, context.y
