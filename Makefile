@@ -22,7 +22,7 @@ $(STAMP): setup.cfg pyproject.toml requirements/constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -c requirements/constraints.txt -e '.[test]'
+	$(BIN)/python -m pip install --quiet -c requirements/constraints.txt -e '.[test,lint]'
 	touch $(STAMP)
 
 demo: install
@@ -34,6 +34,12 @@ test: install
 
 test-fast: install
 	$(BIN)/python -m pytest -m "not slow and not browser"
+
+# ruff on the code, mypy on the library, import-linter on the import direction (setup.cfg).
+lint: install
+	$(BIN)/ruff check hl_debug webapp pipelines tests benchmarks
+	$(BIN)/mypy
+	$(BIN)/lint-imports --config setup.cfg
 
 clean:
 	rm -rf $(VENV) build *.egg-info
