@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from hl_debug.cli.base import (
+    ExportGroup,
     _store,
     emit,
     export,
@@ -223,4 +224,5 @@ def signal_commands() -> dict[str, click.Command]:
     return out
 
 
+assert isinstance(export, ExportGroup)
 export.commands_factory = signal_commands

@@ -21,7 +21,7 @@ import numpy as np
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components
 
-from hl_debug.models.neighbors import MIN_K, knn
+from hl_debug.scoring.neighbors import MIN_K, exact_knn
 
 KINDS = ("conflicting_labels", "split_leakage")
 EVAL_USAGES = ("validation", "testing")
@@ -61,7 +61,7 @@ def near_duplicate_components(X: Any, *, threshold: float = 0.95,
     # Edges from the shared kNN (exact duplicates included): a group larger than MIN_K + 1
     # stays connected through its members' own neighbour lists.
     if neighbors is None:
-        neighbors = knn(X, min(n - 1, MIN_K), cache=False)
+        neighbors = exact_knn(X, min(n - 1, MIN_K))
     idx, sim = (np.asarray(a) for a in neighbors)
     if idx.shape[0] != n or sim.shape != idx.shape:
         raise ValueError(f"neighbors must be two arrays of shape (n_rows={n}, k), got {idx.shape} and {sim.shape}")
