@@ -163,3 +163,19 @@ def test_cli_and_web_show_the_same_model_report(sig_store, db_path):
             for pair in sel["most_confused"]:
                 assert " ↔ ".join(pair["intents"]) in html
         assert f"Rows without a prediction ({rep['n_without_prediction']})" in html
+
+
+def test_a_shared_knob_must_share_its_default():
+    class Clash(Signal):
+        name = "clash"
+        report_name = "clash"
+        defaults = {"k": Knob(7, "Neighbours.", int)}
+
+    with pytest.raises(ValueError, match="knob 'k' defaults to 7"):
+        register(Clash)
+    assert "clash" not in {cls.name for cls in all_signals()}
+
+
+def test_knob_bounds_become_cli_checks(sig_store, db_path):
+    r = invoke(db_path, "signals", "--duplicate-threshold", "0")
+    assert r.exit_code != 0 and "0<x<=1" in r.output

@@ -242,7 +242,12 @@ def signal_options(f):
         for name, knob in cls.defaults.items():
             knobs.setdefault(name, knob)
     for name, knob in reversed(list(knobs.items())):
-        f = click.option(knob_option(name), name, type=knob.type, default=None,
+        kind: Any = knob.type
+        if knob.type is int and (knob.min is not None or knob.max is not None):
+            kind = click.IntRange(knob.min, knob.max)
+        elif knob.type is float and (knob.min is not None or knob.max is not None):
+            kind = click.FloatRange(knob.min, knob.max, min_open=knob.min_open)
+        f = click.option(knob_option(name), name, type=kind, default=None,
                          help=f"{knob.help}  [default: {knob.default}]")(f)
     return f
 

@@ -39,11 +39,15 @@ UTTERANCE_COLUMNS = ("text", "intent", "usage")
 
 @dataclass(frozen=True)
 class Knob:
-    """One parameter of a signal: its default, its type (for the CLI's option) and help."""
+    """One parameter of a signal: its default, its type and bounds (for the CLI's option,
+    which refuses values outside them) and help. ``min_open``: the lower bound is excluded."""
 
     default: Any
     help: str
     type: type = float
+    min: float | None = None
+    max: float | None = None
+    min_open: bool = False
 
 
 def knob_option(name: str) -> str:

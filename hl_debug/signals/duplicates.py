@@ -35,7 +35,8 @@ class Duplicates(Signal):
     table = DUPLICATES
     columns = ("group_id", "kind", "id", "text", "intent", "usage", "similarity")
     defaults = {
-        "duplicate_threshold": Knob(0.95, "Cosine similarity at/above which two utterances are near-duplicates."),
+        "duplicate_threshold": Knob(0.95, "Cosine similarity at/above which two utterances are near-duplicates.",
+                                    min=0, max=1, min_open=True),
     }
     duplicate_threshold: float
 

@@ -53,8 +53,8 @@ class LabelIssues(Signal):
     order = "score"
     flags = (Flag("flagged-only", {"flagged": 1}, "Only the rows flagged as likely errors."),)
     defaults = {
-        "k": Knob(20, "Neighbours for label agreement and queue coverage.", int),
-        "n_synthetic": Knob(2, "Rounds of synthetic label flips the flags are calibrated on.", int),
+        "k": Knob(20, "Neighbours for label agreement and queue coverage.", int, min=1),
+        "n_synthetic": Knob(2, "Rounds of synthetic label flips the flags are calibrated on.", int, min=1),
         "random_state": Knob(0, "Random seed of the label-issue detector.", int),
     }
     evidence = Evidence(ISSUES, {"issue_score": "score", "suggested_label": "suggested_label", "flagged": "flagged",

@@ -22,8 +22,8 @@ class ModelReport(Signal):
     name = "report"
     description = "The full model report (every endpoint, every split) as JSON."
     defaults = {
-        "n_pairs": Knob(10, "Most-confused intent pairs listed per split in the model report.", int),
-        "n_examples": Knob(3, "Example utterances per confused pair in the model report.", int),
+        "n_pairs": Knob(10, "Most-confused intent pairs listed per split in the model report.", int, min=0),
+        "n_examples": Knob(3, "Example utterances per confused pair in the model report.", int, min=0),
     }
     report_name = MODEL_REPORT
     n_pairs: int

@@ -38,9 +38,10 @@ class Queue(Signal):
     table = QUEUE
     columns = ("id", "text", "predicted_label", "score", "reason")
     defaults = {
-        "k": Knob(20, "Neighbours for label agreement and queue coverage.", int),
+        "k": Knob(20, "Neighbours for label agreement and queue coverage.", int, min=1),
         "queue_duplicate_threshold": Knob(0.9, "Cosine similarity at/above which a candidate counts as a "
-                                               "near-duplicate of an earlier pick (moved to the end)."),
+                                               "near-duplicate of an earlier pick (moved to the end).",
+                                           min=0, max=1, min_open=True),
     }
     evidence = Evidence(QUEUE, {"queue_rank": "rank", "queue_reason": "reason"})
     k: int

@@ -35,6 +35,12 @@ def register(cls: S) -> S:
     if not (isinstance(cls, type) and issubclass(cls, Signal)):
         raise TypeError(f"register expects a Signal subclass, got {cls!r}")
     check_signal(cls)
+    for other in _REGISTRY.values():
+        for key, knob in cls.defaults.items():
+            theirs = other.defaults.get(key)
+            if other.name != cls.name and theirs is not None and theirs.default != knob.default:
+                raise ValueError(f"signal {cls.name!r}: knob {key!r} defaults to {knob.default!r} but signal "
+                                 f"{other.name!r} shares it with {theirs.default!r}; one option sets both")
     _REGISTRY[cls.name] = cls
     return cls
 
