@@ -31,7 +31,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from hl_debug.storage import Store
+from hl_debug.steps.review import signal_table
+from hl_debug.storage import CLUSTERS, Store
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +117,7 @@ def render_map_summary(store: Store) -> str:
 @section("impure_clusters", "Five most label-impure clusters")
 def render_impure_clusters(store: Store, top: int = 5, examples: int = 3) -> str:
     r = _analysis(store)
-    clusters = {c["cluster_id"]: c for c in store.rows("clusters")}
+    clusters = {c["cluster_id"]: c for c in store.table_rows(CLUSTERS)}
     lines = ["| rank | cluster | keywords | size | annotated | purity | label mix | minority-label rows (suspects) |",
              "|---:|---:|---|---:|---:|---:|---|---|"]
     for item in r["impure_clusters"][:top]:
@@ -135,9 +136,9 @@ def render_impure_clusters(store: Store, top: int = 5, examples: int = 3) -> str
 @section("unannotated_regions", "Three densest unannotated regions")
 def render_unannotated_regions(store: Store, top: int = 3, examples: int = 3) -> str:
     r = _analysis(store)
-    clusters = {c["cluster_id"]: c for c in store.rows("clusters")}
+    clusters = {c["cluster_id"]: c for c in store.table_rows(CLUSTERS)}
     keywords = r.get("keywords", {})
-    texts = {u["id"]: u["text"] for u in store.utterances(columns="id, text")}
+    texts = {u["id"]: u["text"] for u in store.utterance_rows(["id", "text"])}
     lines = ["| rank | region | keywords | size | unannotated | share | × overall | majority intent of annotated rows | example unannotated utterances |",
              "|---:|---|---|---:|---:|---:|---:|---|---|"]
     for item in r["unannotated_regions"][:top]:
@@ -160,10 +161,10 @@ def render_unannotated_regions(store: Store, top: int = 3, examples: int = 3) ->
 
 @section("top_suspected_errors", "Top 15 suspected label errors")
 def render_top_suspected_errors(store: Store, top: int = 15) -> str:
-    issues = store.rows("issues", order_by="rank", limit=top)
+    issues = store.table_rows(signal_table("label_issues"), order="rank", limit=top)
     if not issues:
         return "_No label-issue scores yet: run `hl-debug signals`._"
-    texts = {u["id"]: u for u in store.utterances(columns="id, text, usage")}
+    texts = {u["id"]: u for u in store.utterance_rows(["id", "text", "usage"])}
     summary = store.report("label_issues") or {}
     lines = [f"{summary.get('n_flagged', '?')} of {summary.get('n_scored', '?')} annotated rows flagged "
              f"(estimated precision {summary.get('estimated_precision') or float('nan'):.2f}; evidence from "

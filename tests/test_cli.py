@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 
+import click
 from click.testing import CliRunner
 
 from hl_debug.cli import cli
@@ -68,3 +69,72 @@ def test_every_command_has_an_example():
 
     for name, cmd in walk(cli):
         assert "Example:" in (cmd.help or ""), f"`hl-debug {name}` help has no Example:"
+
+
+def _commands():
+    """``[(path, command)]`` for the group and every sub-command, generated ones included."""
+    ctx = click.Context(cli)
+
+    def walk(group, prefix=""):
+        yield prefix, group
+        if isinstance(group, click.Group):
+            for name in group.list_commands(ctx):
+                yield from walk(group.get_command(ctx, name), f"{prefix} {name}".strip())
+
+    return list(walk(cli))
+
+
+#: Options a signal declares next to itself (its knobs, its export filters), not as a Setting:
+#: every option of ``hl-debug signals``, and these of the signals' exports.
+SIGNAL_COMMANDS = {"signals"}
+SIGNAL_OPTIONS = {("export issues", "flagged_only"), ("export report", "fmt")}
+
+
+def test_every_option_comes_from_a_setting():
+    from hl_debug.cli.base import SettingOption
+    from hl_debug.settings import SETTINGS, for_command
+
+    seen = set()
+    for path, cmd in _commands():
+        options = [p for p in cmd.params if isinstance(p, click.Option) and p.name not in ("help", "version")]
+        if path not in SIGNAL_COMMANDS:
+            stray = {p.name for p in options if not isinstance(p, SettingOption)} - {
+                o for c, o in SIGNAL_OPTIONS if c == path}
+            assert not stray, f"`hl-debug {path}` options {stray} are not declared in hl_debug.settings"
+        # a signal may build its options from its own Settings (setting_option(Setting(...)))
+        from_settings = [p.setting.name for p in options if isinstance(p, SettingOption) and p.setting in SETTINGS]
+        assert from_settings == [s.name for s in for_command(path)], f"`hl-debug {path}`"
+        seen.update(from_settings)
+    assert seen == {s.name for s in SETTINGS}, "settings declared for a command that does not exist"
+
+
+def test_every_help_renders(tmp_path):
+    for path, _cmd in _commands():
+        r = CliRunner().invoke(cli, [*path.split(), "--help"], obj={}, env={})
+        assert r.exit_code == 0, (path, r.output)
+        assert "Example:" in r.output, path
+
+
+def test_analyze_rejects_a_bad_choice_before_touching_the_database(db_path):
+    r = invoke(db_path, "analyze", "--cluster-selection", "best")
+    assert r.exit_code == 2 and "'best' is not one of 'eom', 'leaf'" in r.output
+    assert not db_path.exists()
+
+
+def test_predict_batch_size_range_is_the_contracts(db_path):
+    r = invoke(db_path, "predict", "--batch-size", "21")
+    assert r.exit_code == 2 and "1<=x<=20" in r.output
+
+
+def test_every_option_binds_to_a_parameter_of_its_command():
+    """A Setting's ``dest`` must name a parameter of each command it is generated for."""
+    import inspect
+
+    for path, cmd in _commands():
+        if cmd.callback is None:
+            continue
+        parameters = inspect.signature(inspect.unwrap(cmd.callback)).parameters
+        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+            continue
+        names = {p.name for p in cmd.params if p.expose_value}
+        assert names <= set(parameters), f"`hl-debug {path}`: {names - set(parameters)} bind to no parameter"

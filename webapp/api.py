@@ -7,12 +7,11 @@ import json
 
 from flask import Blueprint, abort, current_app, jsonify, request
 
-from hl_debug.steps import review as annotations
 from hl_debug.errors import MissingFieldError
-from hl_debug.storage import Store
-
+from hl_debug.steps import review as annotations
+from hl_debug.storage import CLUSTERS, NEIGHBORS, Store, Table
 from webapp import compress
-from webapp.db import get_store
+from webapp.db import evidence, get_store, signal_table
 
 bp = Blueprint("api", __name__)
 
@@ -34,9 +33,9 @@ def _window() -> tuple[int, int]:
     return _int_arg("limit", 50, lo=1, hi=5000), _int_arg("offset", 0, hi=10**9)
 
 
-def _require_table(store: Store, table: str, what: str, *, step: str) -> None:
+def _require_table(store: Store, table: Table, what: str, *, step: str) -> None:
     """409 naming the step to run when ``table`` (written by ``step``) does not exist yet."""
-    if not store.table_exists(table):
+    if not store.table_exists(table.name):
         abort(409, f"no {what} yet: run `hl-debug {step}` (or `hl-debug run EXPORT`) first")
 
 
@@ -80,7 +79,7 @@ def points():
 def utterances():
     """Full rows for ``?ids=1,2,3`` (unknown ids are listed under ``missing``)."""
     ids = parse_ids(request.args.get("ids"), limit=current_app.config["INSPECTOR_MAX_IDS"])
-    rows = get_store().web_dicts(ids)
+    rows = get_store().inspector_rows(sorted(set(ids)), evidence=evidence())
     found = {r["id"] for r in rows}
     missing = [i for i in ids if i not in found]
     if not rows:
@@ -92,7 +91,7 @@ def utterances():
 def utterance(utterance_id: int):
     """One full row plus its decision history."""
     store = get_store()
-    rows = store.web_dicts([utterance_id])
+    rows = store.inspector_rows([utterance_id], evidence=evidence())
     if not rows:
         abort(404, f"no utterance with id {utterance_id}")
     return jsonify({**rows[0], "annotations": store.annotations(utterance_id)})
@@ -103,7 +102,7 @@ def neighbors(utterance_id: int):
     """The k nearest neighbours of one utterance with their effective labels."""
     store = get_store()
     store.get_utterance(utterance_id)  # 404 for an unknown id
-    _require_table(store, "neighbors", "nearest neighbours", step="analyze")
+    _require_table(store, NEIGHBORS, "nearest neighbours", step="analyze")
     return jsonify({"id": utterance_id, "neighbors": store.neighbors_of(utterance_id)})
 
 
@@ -138,22 +137,20 @@ def _decode_cluster(row: dict) -> dict:
 def clusters():
     """Clusters ranked by impurity (most impure first)."""
     store = get_store()
-    _require_table(store, "clusters", "clusters", step="analyze")
-    order = ("impurity_rank IS NULL, impurity_rank, purity, cluster_id"  # pure clusters have no rank
-                 if "impurity_rank" in store.table_columns("clusters") else "cluster_id")
-    return jsonify({"clusters": [_decode_cluster(r) for r in store.rows("clusters", order_by=order)]})
+    _require_table(store, CLUSTERS, "clusters", step="analyze")
+    return jsonify({"clusters": [_decode_cluster(r) for r in store.table_rows(CLUSTERS, order="impurity")]})
 
 
 @bp.get("/clusters/<int:cluster_id>")
 def cluster(cluster_id: int):
     """One cluster and its rows, minority-label rows first."""
     store = get_store()
-    _require_table(store, "clusters", "clusters", step="analyze")
-    found = store.rows("clusters", where="cluster_id = ?", params=[cluster_id])
-    if not found:
+    _require_table(store, CLUSTERS, "clusters", step="analyze")
+    found = store.cluster(cluster_id)
+    if found is None:
         abort(404, f"no cluster with id {cluster_id}")
-    c = _decode_cluster(found[0])
-    rows = store.web_dicts(where="p.cluster_id = ?", params=[cluster_id])
+    c = _decode_cluster(found)
+    rows = store.cluster_members(cluster_id, evidence=evidence())
     major = c.get("majority_intent")
     minority = [r for r in rows if r["label"] and r["label"] != major]
     return jsonify({"cluster": c, "minority": minority, "ids": [r["id"] for r in rows]})
@@ -163,26 +160,27 @@ def cluster(cluster_id: int):
 def issues():
     """Suspected label errors by score (``?limit=&offset=&pending=1&flagged=1``)."""
     store = get_store()
-    _require_table(store, "issues", "label-issue scores", step="signals")
+    table = signal_table("label_issues")
+    _require_table(store, table, "label-issue scores", step="signals")
     limit, offset = _window()
-    order = "score DESC, id" if "score" in store.table_columns("issues") else "id"
-    ids, total = store.ranked_ids("issues", order_by=order, pending_only=request.args.get("pending") == "1",
-                                  flagged_only=request.args.get("flagged") == "1", limit=limit, offset=offset)
-    return jsonify({"total": total, "offset": offset, "issues": store.web_dicts_in_order(ids)})
+    flagged = request.args.get("flagged") == "1" and "flagged" in store.table_columns(table.name)
+    ids, total = store.ranked_page(table, order="score", pending_only=request.args.get("pending") == "1",
+                                   equals={"flagged": 1} if flagged else None, limit=limit, offset=offset)
+    return jsonify({"total": total, "offset": offset, "issues": store.inspector_rows(ids, evidence=evidence())})
 
 
 @bp.get("/queue")
 def queue():
     """The annotation queue in recommended order, with review progress."""
     store = get_store()
-    _require_table(store, "queue", "annotation queue", step="signals")
+    table = signal_table("queue")
+    _require_table(store, table, "annotation queue", step="signals")
     limit, offset = _window()
-    order = "rank, id" if "rank" in store.table_columns("queue") else "id"
-    ids, total = store.ranked_ids("queue", order_by=order, limit=limit, offset=offset)
-    rows = store.web_dicts_in_order(ids)
-    done = total - store.ranked_ids("queue", order_by="id", pending_only=True, limit=0)[1]
-    labelled = store.web_count(where="q.id IS NOT NULL AND COALESCE(el.label, u.intent) IS NOT NULL")
-    return jsonify({"total": total, "done": done, "labelled": labelled, "offset": offset, "queue": rows})
+    ids, total = store.ranked_page(table, order="rank", limit=limit, offset=offset)
+    rows = store.inspector_rows(ids, evidence=evidence())
+    progress = store.queue_progress(table)
+    return jsonify({"total": total, "done": progress["done"], "labelled": progress["labelled"], "offset": offset,
+                    "queue": rows})
 
 
 @bp.get("/confusion")
@@ -196,7 +194,8 @@ def confusion():
     ids = current_app.extensions["hl_reports"].cell_ids(store, given=given, predicted=predicted, split=split,
                                                           endpoint=request.args.get("endpoint"))
     return jsonify({"given": given, "predicted": predicted, "split": split,
-                    "rows": store.web_dicts(ids[:500], endpoint=request.args.get("endpoint")) if ids else [],
+                    "rows": store.inspector_rows(sorted(ids[:500]), evidence=evidence(),
+                                                 endpoint=request.args.get("endpoint")),
                     "n": len(ids)})
 
 

@@ -1,10 +1,14 @@
-"""One :class:`~hl_debug.storage.Store` per request, on ``g`` (the flaskr ``get_db`` pattern)."""
+"""One :class:`~hl_debug.storage.Store` per request, on ``g`` (the flaskr ``get_db`` pattern),
+and the signal tables and inspector evidence the views ask the store about."""
 
 from __future__ import annotations
 
 from flask import Flask, current_app, g
 
-from hl_debug.storage import Store
+from hl_debug.steps.review import signal_table
+from hl_debug.storage import Evidence, Store
+
+__all__ = ["close_store", "evidence", "get_store", "init_app", "signal_table"]
 
 
 def get_store() -> Store:
@@ -18,6 +22,17 @@ def close_store(exc: BaseException | None = None) -> None:
     store = g.pop("store", None)
     if store is not None:
         store.close()
+
+
+def evidence() -> list[Evidence]:
+    """The inspector's evidence columns: what every registered signal contributes."""
+    try:
+        from hl_debug.signals.registry import evidence as registered
+    except ImportError:  # pragma: no cover - before the signals plug-ins are merged
+        from hl_debug.storage import DEFAULT_EVIDENCE
+
+        return list(DEFAULT_EVIDENCE)
+    return registered()
 
 
 def init_app(app: Flask) -> None:

@@ -10,19 +10,23 @@ from bokeh.palettes import Category20
 from bokeh.util.paths import bokehjs_path
 from flask import Blueprint, abort, current_app, render_template, request, send_from_directory
 
+from hl_debug.storage import CLUSTERS, POINTS, Table
 from webapp import plots
-from webapp.db import get_store
+from webapp.db import evidence, get_store, signal_table
 
 bp = Blueprint("pages", __name__)
 
 BOKEH_FILES = ("bokeh.min.js", "bokeh-gl.min.js")
+#: The clusters page's sorts: orders declared on :data:`~hl_debug.storage.CLUSTERS`.
+SORTS = ("impurity", "unannotated", "size")
+#: Label-issue columns the issues page shows in its own cells (the rest is listed as evidence).
+STANDARD_ISSUE_COLUMNS = frozenset({"id", "rank", "score", "given_label", "suggested_label", "flagged", "reason"})
 
 
-def _missing(table: str, step: str) -> str | None:
+def _missing(table: Table, step: str) -> str | None:
     """A message naming the step to run when ``table`` is missing or empty, else None."""
-    store = get_store()
-    if not store.table_exists(table) or store.db[table].count == 0:
-        return f"No {table} yet. Run `hl-debug {step}` first (or `hl-debug run EXPORT` for the whole pipeline)."
+    if get_store().table_count(table) == 0:
+        return f"No {table.name} yet. Run `hl-debug {step}` first (or `hl-debug run EXPORT` for the whole pipeline)."
     return None
 
 
@@ -40,8 +44,8 @@ def map_view():
     """The map of every utterance with the linked inspector."""
     store = get_store()
     store.require_utterances()
-    missing = _missing("points", "analyze")
-    clusters = store.rows("clusters", order_by="cluster_id") if store.table_exists("clusters") else []
+    missing = _missing(POINTS, "analyze")
+    clusters = store.table_rows(CLUSTERS, order="cluster_id")
     config = {"labels": store.intents(), "palette": list(Category20[20]), "clusters": [
         {"id": c["cluster_id"], "keywords": c.get("keywords")} for c in clusters]}
     return render_template("map.html", missing=missing, item=None if missing else json_item(plots.map_figure()),
@@ -54,53 +58,24 @@ def clusters_view():
     """Clusters ranked by impurity, with label mix and minority-label rows."""
     store = get_store()
     store.require_utterances()
-    missing = _missing("clusters", "analyze")
+    missing = _missing(CLUSTERS, "analyze")
     sort = request.args.get("sort", "impurity")
     rows, minority, n_minority = [], {}, {}
     if not missing:
-        have = set(store.table_columns("clusters"))
-        orders = {  # pure clusters / well-covered ones have no rank: NULLs last
-            "impurity": "impurity_rank IS NULL, impurity_rank, purity, cluster_id",
-            "unannotated": "unannotated_rank IS NULL, unannotated_rank, unannotated_share DESC, cluster_id",
-            "size": "size DESC, cluster_id",
-        }
-        if sort not in orders:
-            abort(400, f"unknown sort {sort!r}; valid: {', '.join(orders)}")
-        needed = {"impurity": "impurity_rank", "unannotated": "unannotated_rank", "size": "size"}[sort]
-        rows = store.rows("clusters", order_by=orders[sort] if needed in have else "cluster_id")
+        if sort not in SORTS:
+            abort(400, f"unknown sort {sort!r}; valid: {', '.join(SORTS)}")
+        rows = store.table_rows(CLUSTERS, order=sort)  # pure / well-covered clusters have no rank: NULLs last
         for c in rows:
             c["label_counts"] = json.loads(c["label_counts"]) if isinstance(c.get("label_counts"), str) else (c.get("label_counts") or {})
             total = sum(c["label_counts"].values()) or 1
             c["mix"] = [(k, v, 100 * v / total) for k, v in sorted(c["label_counts"].items(), key=lambda kv: -kv[1])]
-        if "majority_intent" in store.table_columns("clusters"):
-            minority, n_minority = _minority_rows(store, current_app.config["MINORITY_ROWS"])
+        # At 100k utterances the clusters hold ~8k minority rows (a second of templating): the
+        # page shows the first few of each (the map's inspector lists all of a cluster's rows).
+        minority, n_minority = store.minority_rows(current_app.config["MINORITY_ROWS"], evidence=evidence())
     labels = store.intents()
     colors = {lab: Category20[20][i % 20] for i, lab in enumerate(labels)}
     return render_template("clusters.html", missing=missing, clusters=rows, minority=minority,
                            n_minority=n_minority, colors=colors, sort=sort)
-
-
-def _minority_rows(store, per_cluster: int) -> tuple[dict[int, list[dict]], dict[int, int]]:
-    """The minority-label rows of every cluster, most suspicious (highest issue score) first:
-    ``({cluster: the first per_cluster rows}, {cluster: how many there are})``.
-
-    At 100k utterances the clusters hold ~8k minority rows (a second of templating); the page shows
-    the first few of each (the map's inspector lists all of a cluster's rows), and reads
-    full rows for those only.
-    """
-    where = ("p.cluster_id >= 0 AND COALESCE(el.label, u.intent) != "
-             "(SELECT c.majority_intent FROM clusters c WHERE c.cluster_id = p.cluster_id)")
-    order = "p.cluster_id, i.score DESC, u.id" if store.table_exists("issues") else "p.cluster_id, u.id"
-    counts: dict[int, int] = {}
-    shown: list[int] = []
-    for uid, cluster in store.web_rows(columns=["id", "cluster_id"], where=where, order_by=order)[1]:
-        counts[cluster] = counts.get(cluster, 0) + 1
-        if counts[cluster] <= per_cluster:
-            shown.append(uid)
-    minority: dict[int, list[dict]] = {}
-    for r in store.web_dicts_in_order(shown):
-        minority.setdefault(r["cluster_id"], []).append(r)
-    return minority, counts
 
 
 @bp.get("/issues")
@@ -108,25 +83,24 @@ def issues_view():
     """Suspected label errors, ranked, with evidence and review actions."""
     store = get_store()
     store.require_utterances()
-    missing = _missing("issues", "signals")
+    table = signal_table("label_issues")
+    missing = _missing(table, "signals")
     page, size = _page_args()
     pending = request.args.get("pending", "1") == "1"
     flagged = request.args.get("flagged") == "1"
-    rows, total, evidence = [], 0, []
+    rows, total = [], 0
     if not missing:
-        cols = store.table_columns("issues")
-        standard = {"id", "rank", "score", "given_label", "suggested_label", "flagged", "reason"}
-        evidence = [c for c in cols if c not in standard]
-        ids, total = store.ranked_ids("issues", order_by="score DESC, id" if "score" in cols else "id",
-                                      pending_only=pending, flagged_only=flagged, limit=size,
-                                      offset=(page - 1) * size)
-        rows = store.web_dicts_in_order(ids)
-        if evidence and rows:
-            extra = {r["id"]: r for r in store.rows(
-                "issues", where=f"id IN ({','.join('?' * len(rows))})", params=[r["id"] for r in rows])}
+        cols = store.table_columns(table.name)
+        extra_cols = [c for c in cols if c not in STANDARD_ISSUE_COLUMNS]
+        ids, total = store.ranked_page(table, order="score", pending_only=pending,
+                                       equals={"flagged": 1} if flagged and "flagged" in cols else None,
+                                       limit=size, offset=(page - 1) * size)
+        rows = store.inspector_rows(ids, evidence=evidence())
+        if extra_cols and rows:
+            extra = {r["id"]: r for r in store.table_rows(table, ids=[r["id"] for r in rows])}
             for r in rows:
-                r["evidence"] = {c: extra.get(r["id"], {}).get(c) for c in evidence}
-    n_decided = len(store.decided_labels())
+                r["evidence"] = {c: extra.get(r["id"], {}).get(c) for c in extra_cols}
+    n_decided = store.n_decided()
     summary = store.report("label_issues")
     summary = summary if isinstance(summary, dict) else {}
     return render_template("issues.html", missing=missing, rows=rows, total=total, page=page, size=size,
@@ -139,16 +113,15 @@ def queue_view():
     """The annotation queue with one-key labelling and progress."""
     store = get_store()
     store.require_utterances()
-    missing = _missing("queue", "signals")
+    table = signal_table("queue")
+    missing = _missing(table, "signals")
     page, size = _page_args()
     rows, total, done = [], 0, 0
     if not missing:
-        order = "rank, id" if "rank" in store.table_columns("queue") else "id"
-        total = store.ranked_ids("queue", order_by=order, limit=0)[1]
-        ids, pending = store.ranked_ids("queue", order_by=order, pending_only=True, limit=size,
-                                        offset=(page - 1) * size)
-        done = total - pending
-        rows = store.web_dicts_in_order(ids)
+        ids, pending = store.ranked_page(table, order="rank", pending_only=True, limit=size, offset=(page - 1) * size)
+        progress = store.queue_progress(table)
+        total, done = progress["total"], progress["done"]
+        rows = store.inspector_rows(ids, evidence=evidence())
     return render_template("queue.html", missing=missing, rows=rows, total=total, done=done, page=page,
                            labels=store.intents())
 

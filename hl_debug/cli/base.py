@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Any
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 
 from hl_debug import __version__
 from hl_debug.errors import HLDebugError
-from hl_debug.settings import resolve, setting
+from hl_debug.settings import GLOBAL, Setting, for_command, resolve, setting
 from hl_debug.storage import Store
 
 log = logging.getLogger("hl_debug")
@@ -47,30 +49,99 @@ def get_store(*, create: bool = False) -> Store:
     return _store(click.get_current_context(), create=create)
 
 
-def format_option(*choices: str, default: str = "text"):
-    return click.option("--format", "fmt", type=click.Choice(choices), default=default, show_default=True,
-                        help="Output format.")
+# -- options generated from hl_debug.settings ----------------------------------------
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
-def encoder_backend_option(f):
+class SettingOption(click.Option):
+    """A click option built from a :class:`~hl_debug.settings.Setting` (``.setting``).
+
+    Tests walk every command and check that each option is one of these, so a knob can
+    only be added by declaring it in :data:`hl_debug.settings.SETTINGS`.
+    """
+
+    def __init__(self, *args: Any, setting: Setting, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.setting = setting
+
+
+def _click_type(s: Setting) -> click.ParamType | None:
+    if s.choices is not None:
+        return click.Choice(s.choices)
+    if s.type is Path:
+        return click.Path(dir_okay=False, exists=s.exists, writable=not s.exists)
+    ranged = s.min is not None or s.max is not None
+    if s.type is int:
+        lo, hi = (None if v is None else int(v) for v in (s.min, s.max))
+        return click.IntRange(lo, hi, min_open=s.min_open) if ranged else click.INT
+    if s.type is float:
+        return click.FloatRange(s.min, s.max, min_open=s.min_open) if ranged else click.FLOAT
+    return None
+
+
+def setting_option(s: Setting | str) -> Callable[[F], F]:
+    """The ``click.option`` of setting ``s``: its flag, type, default, help and env var.
+
+    A setting with an environment variable gets ``default=None`` (the library resolves
+    explicit > environment > default, see :func:`hl_debug.settings.resolve`) and its default
+    in the help; a computed default (``None``) is described by ``default_text``.
+    """
+    s = setting(s) if isinstance(s, str) else s
+    decls = [d for d in (s.short, s.option) if d] + [s.dest]
+    kwargs: dict[str, Any] = {"cls": SettingOption, "setting": s, "help": s.help, "metavar": s.metavar}
+    if s.count:
+        kwargs.update(count=True)
+    elif s.is_flag:
+        kwargs.update(is_flag=True, default=s.default)
+    else:
+        kwargs.update(type=_click_type(s))
+    if s.env:
+        kwargs.update(default=None, envvar=s.env, show_envvar=True)
+        if s.default is not None:
+            kwargs["help"] += f"  [default: {s.default}]"
+    elif not s.is_flag and not s.count:
+        kwargs["default"] = s.default
+        if s.default is not None:
+            kwargs["show_default"] = True
+    if s.default is None and s.default_text:
+        kwargs["help"] += f"  [default: {s.default_text}]"
+    return click.option(*decls, **kwargs)
+
+
+def setting_options(command: str) -> Callable[[F], F]:
+    """Every option of ``command`` (``"analyze"``, ``"export corrected"``), in declaration order."""
+    options = [setting_option(s) for s in for_command(command)]
+
+    def decorate(f: F) -> F:
+        for option in reversed(options):
+            f = option(f)
+        return f
+
+    return decorate
+
+
+def format_option(*choices: str, default: str = "text") -> Callable[[F], F]:
+    """``--format text|json`` (setting ``format``) for the commands that print a summary."""
+    s = setting("format")
+    if (choices, default) != (s.choices, s.default):
+        raise ValueError(f"--format {choices}/{default} is not setting 'format'; declare a new Setting")
+    return setting_option(s)
+
+
+def encoder_backend_option(f: F) -> F:
     """--encoder-backend (HL_ENCODER_BACKEND): torch, onnx or onnx-int8."""
-    from hl_debug.settings import ENCODER_BACKENDS
-
-    s = setting("encoder_backend")
-    return click.option(s.option, default=None, envvar=s.env, show_envvar=True, type=click.Choice(ENCODER_BACKENDS),
-                        help=f"{s.help}  [default: {s.default}]")(f)
+    return setting_option("encoder_backend")(f)
 
 
-def output_option(f):
-    return click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), default=None,
-                        help="Write to this file instead of standard output.")(f)
+def output_option(f: F) -> F:
+    """-o/--output FILE (setting ``output``)."""
+    return setting_option("output")(f)
 
 
 @click.group(cls=HLGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="hl-debug")
-@click.option("--db", default=None, metavar="PATH", envvar=setting("db").env, show_envvar=True,
-              help=f"{setting('db').help}  [default: {setting('db').default}]")
-@click.option("-v", "--verbose", count=True, help="More logging (-v info, -vv debug with tracebacks).")
+@setting_options(GLOBAL)
 @click.pass_context
 def cli(ctx: click.Context, db: str | None, verbose: int) -> None:
     """hl-debug: find annotation mistakes, model weaknesses and what to label next.
@@ -113,11 +184,9 @@ def export() -> None:
     """
 
 
-def export_options(f):
-    """The options every ``hl-debug export`` sub-command shares: --format and -o."""
-    f = output_option(f)
-    return click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="csv", show_default=True,
-                        help="Output format.")(f)
+def export_options(f: F) -> F:
+    """The options every ``hl-debug export`` table sub-command shares: --format csv|json and -o."""
+    return setting_option("export_format")(output_option(f))
 
 
 def emit(rows, columns, fmt: str, output: str | None) -> None:

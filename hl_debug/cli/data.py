@@ -7,7 +7,7 @@ import logging
 
 import click
 
-from hl_debug.cli.base import _store, cli, format_option
+from hl_debug.cli.base import _store, cli, setting_options
 from hl_debug.errors import ValidationError
 
 log = logging.getLogger("hl_debug")
@@ -42,7 +42,7 @@ def ingest(ctx: click.Context, export: str) -> None:
 
 
 @cli.command()
-@format_option("text", "json")
+@setting_options("stats")
 @click.pass_context
 def stats(ctx: click.Context, fmt: str) -> None:
     """Counts of utterances: annotated, unannotated, by usage and by intent.
@@ -68,9 +68,7 @@ def stats(ctx: click.Context, fmt: str) -> None:
 
 @cli.command()
 @click.argument("export", type=click.Path(dir_okay=False), envvar="HL_EXPORT")
-@click.option("--recorded-predictions", type=click.Path(dir_okay=False, exists=True), default=None,
-              help="Also import this file of recorded prediction-API answers (see import-predictions); "
-                   "the label-issue detector then uses them as the API's evidence.")
+@setting_options("run")
 @click.pass_context
 def run(ctx: click.Context, export: str, recorded_predictions: str | None) -> None:
     """Run the whole pipeline on EXPORT: ingest, predict, embed, analyze, signals.
@@ -92,7 +90,7 @@ def run(ctx: click.Context, export: str, recorded_predictions: str | None) -> No
 
 @cli.command("import-predictions")
 @click.argument("file", type=click.Path(dir_okay=False))
-@click.option("--endpoint", default=None, help="Cache identity to file them under [default: recorded:<file stem>].")
+@setting_options("import-predictions")
 @click.pass_context
 def import_predictions_cmd(ctx: click.Context, file: str, endpoint: str | None) -> None:
     """Load recorded predict-API answers (a JSON array of answer items) into the cache.

@@ -17,9 +17,10 @@ from hl_debug.cli.base import (
     export_options,
     get_store,
     output_option,
+    setting_options,
 )
 from hl_debug.errors import MissingStepError
-from hl_debug.storage import Store
+from hl_debug.storage import CLUSTERS, POINTS, Store
 
 if TYPE_CHECKING:
     from hl_debug.signals.base import Signal
@@ -32,11 +33,7 @@ CLUSTERS_EXPORT_COLUMNS = ("cluster_id", "size", "n_annotated", "n_unannotated",
 
 
 @export.command("corrected")
-@click.option("--format", "fmt", type=click.Choice(["json", "csv"]), default="json", show_default=True,
-              help="json: the platform's own export format, ready to upload; csv: the same records flattened.")
-@click.option("--new-usage", type=click.Choice(["training", "validation", "testing"]), default="training",
-              show_default=True, help="Split given to unannotated rows that were labelled (complete rows need one).")
-@output_option
+@setting_options("export corrected")
 def export_corrected(fmt: str, new_usage: str, output: str | None) -> None:
     """The export with review decisions applied, in the platform's format.
 
@@ -92,16 +89,15 @@ def export_points(ctx: click.Context, fmt: str, output: str | None) -> None:
         hl-debug export points --format csv -o points.csv
     """
     store = _store(ctx)
-    store.require_table("points", "analyze")
+    store.require_table(POINTS, "analyze")
     predicted: dict[int, str | None] = {}
     if store.active_endpoint():
-        df = store.predictions_df()
-        predicted = {int(i): (None if label is None or label != label else label)  # NaN -> None
-                     for i, label in zip(df["id"].tolist(), df["label"].tolist())}
-    utts = {u["id"]: u for u in store.utterances(columns="id, intent, usage")}
+        cols = store.prediction_columns(["id", "label"], align="id")
+        predicted = dict(zip(cols["id"], cols["label"]))
+    utts = {u["id"]: u for u in store.utterance_rows(["id", "intent", "usage"])}
     rows = [{**p, "intent": utts[p["id"]]["intent"], "usage": utts[p["id"]]["usage"],
              "predicted_label": predicted.get(p["id"])}
-            for p in store.rows("points", order_by="id") if p["id"] in utts]
+            for p in store.table_rows(POINTS, order="id") if p["id"] in utts]
     emit(rows, POINTS_EXPORT_COLUMNS, fmt, output)
 
 
@@ -119,13 +115,12 @@ def export_clusters(ctx: click.Context, fmt: str, output: str | None) -> None:
         hl-debug export clusters --format json -o clusters.json
     """
     store = _store(ctx)
-    store.require_table("clusters", "analyze")
-    emit(store.rows("clusters", order_by="cluster_id"), CLUSTERS_EXPORT_COLUMNS, fmt, output)
+    store.require_table(CLUSTERS, "analyze")
+    emit(store.table_rows(CLUSTERS, order="cluster_id"), CLUSTERS_EXPORT_COLUMNS, fmt, output)
 
 
 @export.command("predictions")
-@export_options
-@click.option("--endpoint", default=None, help="Which cached endpoint [default: the last predict run's].")
+@setting_options("export predictions")
 @click.pass_context
 def export_predictions(ctx: click.Context, fmt: str, output: str | None, endpoint: str | None) -> None:
     """One row per utterance: id, label, confidence, entropy (empty label: no prediction).

@@ -8,8 +8,8 @@ from typing import Any
 
 import click
 
-from hl_debug.cli.base import _store, cli, encoder_backend_option
-from hl_debug.settings import resolve, setting
+from hl_debug.cli.base import _store, cli, setting_options
+from hl_debug.settings import resolve
 
 log = logging.getLogger("hl_debug")
 
@@ -18,11 +18,7 @@ log = logging.getLogger("hl_debug")
 
 
 @cli.command()
-@click.option("--encoder", default=None, metavar="NAME", envvar=setting("encoder").env, show_envvar=True,
-              help=f"{setting('encoder').help}  [default: {setting('encoder').default}]")
-@click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True,
-              help="Texts per forward pass of the encoder.")
-@encoder_backend_option
+@setting_options("embed")
 @click.pass_context
 def embed(ctx: click.Context, encoder: str | None, batch_size: int, encoder_backend: str | None) -> None:
     """Embed every utterance with a sentence encoder (L2-normalised, cached by text).
@@ -47,29 +43,7 @@ def embed(ctx: click.Context, encoder: str | None, batch_size: int, encoder_back
 
 
 @cli.command()
-@click.option("--n-neighbors", type=int, default=15, show_default=True, help="UMAP neighbourhood size.")
-@click.option("--dims", "n_components", type=int, default=5, show_default=True,
-              help="Dimensions of the UMAP projection HDBSCAN clusters.")
-@click.option("--map-min-dist", type=float, default=0.1, show_default=True, help="UMAP min_dist of the 2-D map.")
-@click.option("--cluster-min-dist", type=float, default=0.0, show_default=True,
-              help="UMAP min_dist of the clustering projection.")
-@click.option("--min-cluster-size", type=int, default=None,
-              help="HDBSCAN min_cluster_size.  [default: min(sqrt(n)/3, 2.3*n^0.25), at least 5]")
-@click.option("--min-samples", type=int, default=None,
-              help="HDBSCAN min_samples (smaller: less noise).  [default: min_cluster_size/3, at least 2]")
-@click.option("--cluster-epsilon", "cluster_selection_epsilon", type=float, default=None,
-              help="HDBSCAN cluster_selection_epsilon (larger: fewer clusters, less noise).  "
-                   "[default: 0 up to 2,500 rows, rising to 0.3 at 25,000]")
-@click.option("--cluster-selection", "cluster_selection_method", type=click.Choice(["eom", "leaf"]), default="eom",
-              show_default=True, help="HDBSCAN cluster selection (leaf: more, smaller clusters).")
-@click.option("--seed", "random_state", type=int, default=42, show_default=True,
-              help="Random seed (same inputs and seed give the same map and clusters).")
-@click.option("--epochs", "n_epochs", type=int, default=None, help="UMAP optimisation epochs.  [default: UMAP's]")
-@click.option("--k-neighbors", type=int, default=10, show_default=True,
-              help="Nearest neighbours stored per utterance.")
-@click.option("--min-annotated", type=int, default=5, show_default=True,
-              help="Clusters with fewer annotated rows are not ranked for impurity.")
-@click.option("--force", is_flag=True, help="Recompute even if nothing changed.")
+@setting_options("analyze")
 @click.pass_context
 def analyze(ctx: click.Context, force: bool, k_neighbors: int, min_annotated: int, **params: Any) -> None:
     """Map the embeddings in 2-D (UMAP), cluster them (HDBSCAN) and rank the clusters.
@@ -107,17 +81,6 @@ def analyze(ctx: click.Context, force: bool, k_neighbors: int, min_annotated: in
 # -- predictions ------------------------------------------------------------------------
 
 
-def _predict_settings(f):
-    """--api-key, --project-id, --encoder and --encoder-backend, shared by serve-model and predict."""
-    f = encoder_backend_option(f)
-    f = click.option("--encoder", default=None, envvar=setting("encoder").env, show_envvar=True,
-                     help=setting("encoder").help)(f)
-    f = click.option("--project-id", default=None, envvar=setting("project_id").env, show_envvar=True,
-                     help=setting("project_id").help)(f)
-    return click.option("--api-key", default=None, envvar=setting("api_key").env, show_envvar=True,
-                        help=setting("api_key").help)(f)
-
-
 def _accuracy_line(meta: dict) -> str:
     acc = meta.get("accuracy") or {}
     return ", ".join(f"{split} {acc[split]['accuracy']:.3f} (n={acc[split]['n']})"
@@ -125,10 +88,7 @@ def _accuracy_line(meta: dict) -> str:
 
 
 @cli.command("serve-model")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
-@click.option("--port", default=8765, show_default=True, type=int, help="Port to listen on.")
-@_predict_settings
-@click.option("--retrain", is_flag=True, help="Retrain the local model even if the saved one is current.")
+@setting_options("serve-model")
 @click.pass_context
 def serve_model(ctx: click.Context, host: str, port: int, api_key: str | None, project_id: str | None,
                 encoder: str | None, encoder_backend: str | None, retrain: bool) -> None:
@@ -177,20 +137,7 @@ def serve_model(ctx: click.Context, host: str, port: int, api_key: str | None, p
 
 
 @cli.command()
-@click.option("--api-url", default=None, envvar=setting("api_url").env, show_envvar=True,
-              help=setting("api_url").help)
-@_predict_settings
-@click.option("--batch-size", default=20, show_default=True, type=click.IntRange(1, 20),
-              help="Texts per request (the contract allows at most 20).")
-@click.option("--concurrency", default=4, show_default=True, type=click.IntRange(1, 64),
-              help="Requests in flight at once.")
-@click.option("--n-best", default="all", show_default=True,
-              help="Intents asked per text: a number, or 'all' for the full distribution.")
-@click.option("--timeout", default=30.0, show_default=True, type=click.FloatRange(0.1),
-              help="Seconds to wait for one answer before retrying.")
-@click.option("--max-retries", default=5, show_default=True, type=click.IntRange(0),
-              help="Retries per batch for 5xx, 429, timeouts and connection errors.")
-@click.option("--retrain", is_flag=True, help="Local model only: retrain even if the saved one is current.")
+@setting_options("predict")
 @click.pass_context
 def predict(ctx: click.Context, api_url: str | None, api_key: str | None, project_id: str | None,
             encoder: str | None, encoder_backend: str | None, batch_size: int, concurrency: int, n_best: str,

@@ -7,7 +7,7 @@ import logging
 
 import click
 
-from hl_debug.cli.base import _store, cli, format_option
+from hl_debug.cli.base import _store, cli, format_option, setting_options
 from hl_debug.cli.exports import _model_report
 
 log = logging.getLogger("hl_debug")
@@ -17,10 +17,7 @@ log = logging.getLogger("hl_debug")
 
 
 @cli.command()
-@click.option("--host", default="127.0.0.1", show_default=True,
-              help="Interface to bind. The default keeps the app private to this machine.")
-@click.option("--port", default=5000, show_default=True, type=click.IntRange(0, 65535), help="Port to listen on.")
-@click.option("--debug", is_flag=True, help="Flask debug mode (auto-reload; never on a shared network).")
+@setting_options("serve")
 @click.pass_context
 def serve(ctx: click.Context, host: str, port: int, debug: bool) -> None:
     """Serve the interactive debugger (map, clusters, issues, queue, report) for --db.

@@ -91,6 +91,8 @@ class Signal:
     """
 
     name: ClassVar[str]
+    #: Other names :func:`~hl_debug.signals.registry.get_signal` finds it by (e.g. its module's).
+    aliases: ClassVar[tuple[str, ...]] = ()
     #: One line for ``hl-debug export --help`` and the API.
     description: ClassVar[str] = ""
     table: ClassVar[Table | None] = None

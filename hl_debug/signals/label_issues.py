@@ -45,6 +45,7 @@ ISSUES = Table(
 @register
 class LabelIssues(Signal):
     name = "issues"
+    aliases = ("label_issues",)
     description = "Suspected label errors: one row per annotated utterance, most suspicious first."
     table = ISSUES
     columns = ("id", "text", "given_label", "suggested_label", "score", "flagged", "posterior", "p_given",

@@ -67,9 +67,12 @@ def all_signals() -> list[type[Signal]]:
 def get_signal(name: str) -> type[Signal]:
     """The signal class called ``name``; a NotFoundError listing the known names otherwise."""
     _load_builtins()
-    if name not in _REGISTRY:
-        raise NotFoundError(f"unknown signal {name!r}", hint=f"known signals: {', '.join(_REGISTRY)}")
-    return _REGISTRY[name]
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    for cls in _REGISTRY.values():
+        if name in cls.aliases:
+            return cls
+    raise NotFoundError(f"unknown signal {name!r}", hint=f"known signals: {', '.join(_REGISTRY)}")
 
 
 def evidence() -> list[Evidence]:

@@ -15,19 +15,36 @@ import json
 import logging
 from typing import Any
 
+from hl_debug.domain import ACTIONS, SPLITS
 from hl_debug.errors import AnnotationError, MissingFieldError
-from hl_debug.storage import USAGES, Store
+from hl_debug.storage import Store, Table
 
 log = logging.getLogger(__name__)
 
-ACTIONS = ("relabel", "accept", "keep", "skip")
+__all__ = ["ACTIONS", "annotation_rows", "corrected_records", "record_decision", "signal_table"]
+
+
+def signal_table(name: str) -> Table:
+    """The declared table of signal ``name`` (``label_issues``, ``queue``, ...), from the
+    signals registry (until the plug-ins land: the storage's transitional declarations)."""
+    try:
+        from hl_debug.signals.registry import get_signal
+    except ImportError:  # pragma: no cover - before the signals plug-ins are merged
+        from hl_debug.storage import legacy
+
+        return {"label_issues": legacy.ISSUES, "queue": legacy.QUEUE, "duplicates": legacy.DUPLICATES}[name]
+    table = get_signal(name).table
+    if table is None:
+        raise ValueError(f"signal {name!r} writes no table")
+    return table
 
 
 def _suggestion(store: Store, utterance_id: int) -> str | None:
     """The label the pipeline suggests for a row: the issue's suggestion, else the queue's prediction."""
-    for table, column in (("issues", "suggested_label"), ("queue", "predicted_label")):
-        if column in store.table_columns(table):
-            rows = store.rows(table, where="id = ?", params=[utterance_id])
+    for signal, column in (("label_issues", "suggested_label"), ("queue", "predicted_label")):
+        table = signal_table(signal)
+        if column in store.table_columns(table.name):
+            rows = store.table_rows(table, ids=[utterance_id])
             if rows and rows[0].get(column):
                 return rows[0][column]
     return None
@@ -103,12 +120,12 @@ def corrected_records(store: Store, *, new_usage: str = "training") -> list[dict
     with ``usage`` ``new_usage`` (the platform requires a split for complete rows); the
     annotated rows keep their split.
     """
-    if new_usage not in USAGES:
-        raise AnnotationError(f"unknown usage {new_usage!r} for newly labelled rows; valid: {', '.join(USAGES)}")
+    if new_usage not in SPLITS:
+        raise AnnotationError(f"unknown usage {new_usage!r} for newly labelled rows; valid: {', '.join(SPLITS)}")
     store.require_utterances()
     decided = store.decided_labels()
     out = []
-    for row in store.utterances(columns="id, raw, intent", order_by="position, id"):
+    for row in store.export_records():
         rec = json.loads(row["raw"])
         if row["id"] in decided and decided[row["id"]] is not None:
             label = decided[row["id"]]

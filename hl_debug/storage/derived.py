@@ -13,11 +13,15 @@ from typing import Any
 from hl_debug.storage.schema import SQL_TYPES, Table
 
 
-def _order_sql(table: Table, order: str | None, alias: str = "") -> str:
-    prefix = f"{alias}." if alias else ""
+def _order_sql(table: Table, order: str | None, have: Iterable[str] | None = None) -> str:
+    """ORDER BY of ``order``; keys ``have`` (the stored columns) lacks are left out (a table
+    written before a column was declared sorts as if it were NULL everywhere)."""
+    keys = table.sort_keys(order)
+    if have is not None:
+        have = set(have)
+        keys = tuple((c, d) for c, d in keys if c in have) or tuple((c, False) for c in table.pk if c in have)
     # NULLs last whatever the direction: an unranked row never comes before a ranked one
-    return ", ".join(f"{prefix}[{c}] IS NULL, {prefix}[{c}]{' DESC' if desc else ''}"
-                     for c, desc in table.sort_keys(order))
+    return ", ".join(f"[{c}] IS NULL, [{c}]{' DESC' if desc else ''}" for c, desc in keys)
 
 
 def _where_sql(table: Table, equals: Mapping[str, Any] | None) -> tuple[list[str], list[Any]]:
@@ -45,6 +49,12 @@ class DerivedTables:
     def table_exists(self, table: str) -> bool:
         raise NotImplementedError
 
+    def table_columns(self, table: str) -> list[str]:
+        raise NotImplementedError
+
+    def _bump(self) -> None:
+        raise NotImplementedError
+
     def replace_table(self, table: Table, rows: Iterable[Mapping[str, Any]]) -> int:
         """Replace every row of ``table`` with ``rows`` in one transaction; returns the count.
 
@@ -70,6 +80,7 @@ class DerivedTables:
                                 f"({', '.join(f'[{c}]' for c in index)})")
             self.db.conn.executemany(f"INSERT INTO [{table.name}] ({', '.join(f'[{c}]' for c in names)}) "
                                      f"VALUES ({marks})", ([row.get(c) for c in names] for row in rows))
+            self._bump()
         return len(rows)
 
     def table_rows(self, table: Table, *, order: str | None = None, equals: Mapping[str, Any] | None = None,
@@ -89,7 +100,7 @@ class DerivedTables:
             conds.append(f"[{table.pk[0]}] IN ({','.join('?' * len(ids))})")
             args += ids
         sql = f"SELECT * FROM [{table.name}]" + (" WHERE " + " AND ".join(conds) if conds else "")
-        sql += f" ORDER BY {_order_sql(table, order)}"
+        sql += f" ORDER BY {_order_sql(table, order, self.table_columns(table.name))}"
         if limit is not None:
             sql += " LIMIT ? OFFSET ?"
             args += [int(limit), int(offset)]
@@ -119,7 +130,8 @@ class DerivedTables:
             conds.append(f"[{key}] NOT IN (SELECT utterance_id FROM annotations)")
         where = (" WHERE " + " AND ".join(conds)) if conds else ""
         total = self.db.execute(f"SELECT COUNT(*) FROM [{table.name}]{where}", args).fetchone()[0]
+        order_by = _order_sql(table, order, self.table_columns(table.name))
         page = [r[0] for r in self.db.execute(
-            f"SELECT [{key}] FROM [{table.name}]{where} ORDER BY {_order_sql(table, order)} LIMIT ? OFFSET ?",
+            f"SELECT [{key}] FROM [{table.name}]{where} ORDER BY {order_by} LIMIT ? OFFSET ?",
             [*args, int(limit), int(offset)])]
         return page, int(total)

@@ -143,8 +143,9 @@ CLUSTERS = Table(
     pk=("cluster_id",),
     orders={
         "cluster_id": (("cluster_id", False),),
-        "impurity": (("impurity_rank", False),),
-        "unannotated": (("unannotated_rank", False),),
+        # pure / well-covered clusters have no rank: NULLs last, then the score behind the rank
+        "impurity": (("impurity_rank", False), ("purity", False)),
+        "unannotated": (("unannotated_rank", False), ("unannotated_share", True)),
         "size": (("size", True),),
         "purity": (("purity", False),),
     },

@@ -1,0 +1,252 @@
+"""The SQLite connection: the core tables' DDL (declared once, here), migrations,
+transactions, ``hl_meta`` and the data-version counter.
+
+Core tables
+-----------
+``utterances``      one row per export record (the original labels, never overwritten)
+``runs``            each pipeline step run: parameters, versions, inputs hash, timings, counts
+``predictions``     prediction cache keyed by (endpoint identity, text hash)
+``embeddings``      float32 sentence vectors keyed by (encoder identity, text hash)
+``reports``         JSON documents (model report, findings, the map payload) by name
+``annotations``     review decisions (append-only; see :mod:`hl_debug.storage.reviews`)
+``hl_meta``         key/value: schema version, data version, active endpoint/encoder
+
+Derived tables (points, clusters, neighbours, each signal's table) are declared as
+:class:`~hl_debug.storage.schema.Table` values and built by
+:meth:`~hl_debug.storage.derived.DerivedTables.replace_table`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from hl_debug.errors import MissingStepError, SchemaVersionError, StoreError
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+#: The ``hl_meta`` key of the data-version counter (see :meth:`Connection.data_version`).
+DATA_VERSION_KEY = "data_version"
+#: The ``hl_meta`` key counting review decisions (part of the data version).
+REVIEW_VERSION_KEY = "review_version"
+
+_DDL = """
+CREATE TABLE IF NOT EXISTS hl_meta (
+    key TEXT PRIMARY KEY,
+    value TEXT
+);
+CREATE TABLE IF NOT EXISTS utterances (
+    id INTEGER PRIMARY KEY,
+    project_id INTEGER,
+    text TEXT NOT NULL,
+    intent TEXT,
+    usage TEXT,
+    complete INTEGER NOT NULL,
+    score REAL,
+    text_hash TEXT NOT NULL,
+    position INTEGER,
+    raw TEXT NOT NULL,
+    row_hash TEXT NOT NULL,
+    ingested_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS idx_utterances_text_hash ON utterances(text_hash);
+CREATE INDEX IF NOT EXISTS idx_utterances_intent ON utterances(intent);
+CREATE INDEX IF NOT EXISTS idx_utterances_usage ON utterances(usage);
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    step TEXT NOT NULL,
+    status TEXT NOT NULL,
+    parameters TEXT,
+    versions TEXT,
+    inputs_hash TEXT,
+    counts TEXT,
+    started_at TEXT NOT NULL,
+    finished_at TEXT,
+    duration_s REAL,
+    error TEXT
+);
+CREATE INDEX IF NOT EXISTS idx_runs_step ON runs(step, id);
+CREATE TABLE IF NOT EXISTS predictions (
+    endpoint TEXT NOT NULL,
+    text_hash TEXT NOT NULL,
+    label TEXT,
+    confidence REAL,
+    distribution TEXT,
+    entropy REAL,
+    margin REAL,
+    predicted_at TEXT NOT NULL,
+    PRIMARY KEY (endpoint, text_hash)
+);
+CREATE TABLE IF NOT EXISTS embeddings (
+    encoder TEXT NOT NULL,
+    text_hash TEXT NOT NULL,
+    dim INTEGER NOT NULL,
+    vector BLOB NOT NULL,
+    PRIMARY KEY (encoder, text_hash)
+);
+CREATE TABLE IF NOT EXISTS reports (
+    name TEXT PRIMARY KEY,
+    body TEXT NOT NULL,
+    run_id INTEGER,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS annotations (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    utterance_id INTEGER NOT NULL REFERENCES utterances(id),
+    action TEXT NOT NULL,
+    label TEXT,
+    previous_label TEXT,
+    created_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS idx_annotations_utterance ON annotations(utterance_id, id);
+"""
+
+# Migrations from version N to N+1, applied in order by Store.open.
+_MIGRATIONS: dict[int, str] = {}
+
+
+class Connection:
+    """One SQLite database file (or ``":memory:"``): schema, transactions, meta and the
+    data version. The :class:`~hl_debug.storage.sqlite.Store` composes the query mixins on it.
+
+    Parameters
+    ----------
+    path:
+        File path, or ``":memory:"`` for tests.
+    create:
+        Create the file (and its folder) when it does not exist. When False a missing
+        database raises :class:`StoreError` naming the step to run.
+    """
+
+    def __init__(self, path: str | Path = ":memory:", *, create: bool = True) -> None:
+        self.path = str(path)
+        if self.path != ":memory:":
+            p = Path(self.path)
+            if not p.exists():
+                if not create:
+                    raise MissingStepError(f"no database at {self.path}", step="ingest EXPORT")
+                p.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            conn = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
+            self.db = sqlite_utils.Database(conn)
+            if self.path != ":memory:":
+                self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA foreign_keys=ON")
+            self._init_schema()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path} is not a usable SQLite database: {exc}") from exc
+
+    # -- schema ---------------------------------------------------------------------
+
+    def _init_schema(self) -> None:
+        tables = set(self.db.table_names())
+        if tables and "hl_meta" not in tables:
+            raise StoreError(
+                f"{self.path} is a SQLite database but not an hl-debug one (tables: {', '.join(sorted(tables)[:5])})",
+                hint="Point --db / HL_DB at a new file; hl-debug creates it.",
+            )
+        version = int(self.get_meta("schema_version") or 0) if tables else 0
+        if version > SCHEMA_VERSION:
+            raise SchemaVersionError(
+                f"{self.path} has schema version {version}, newer than this hl-debug understands ({SCHEMA_VERSION})"
+            )
+        if not tables:
+            # One script, one transaction: a new database is either complete or absent.
+            self.db.conn.executescript(
+                "BEGIN;" + _DDL
+                + f"INSERT INTO hl_meta (key, value) VALUES ('schema_version', '{SCHEMA_VERSION}'); COMMIT;"
+            )
+            return
+        with self.transaction():
+            for v in range(version, SCHEMA_VERSION):
+                if v in _MIGRATIONS:
+                    log.info("migrating %s from schema %d to %d", self.path, v, v + 1)
+                    for stmt in _MIGRATIONS[v].split(";"):
+                        if stmt.strip():
+                            self.db.execute(stmt)
+            if version != SCHEMA_VERSION:
+                self._set_meta("schema_version", str(SCHEMA_VERSION))
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One atomic transaction: everything inside commits together or not at all."""
+        conn = self.db.conn
+        if conn.in_transaction:  # nested: join the outer transaction
+            yield
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            conn.rollback()
+            raise
+        else:
+            conn.commit()
+
+    def close(self) -> None:
+        self.db.conn.close()
+
+    def get_meta(self, key: str) -> str | None:
+        try:
+            row = self.db.execute("SELECT value FROM hl_meta WHERE key = ?", [key]).fetchone()
+        except sqlite3.OperationalError:
+            return None
+        return row[0] if row else None
+
+    def _set_meta(self, key: str, value: str | None) -> None:
+        self.db.execute("INSERT OR REPLACE INTO hl_meta (key, value) VALUES (?, ?)", [key, value])
+
+    def set_meta(self, key: str, value: str | None) -> None:
+        """Set one ``hl_meta`` key (and bump the data version: the active endpoint and encoder
+        are meta keys views show)."""
+        with self.transaction():
+            self._set_meta(key, value)
+            if key not in ("schema_version", DATA_VERSION_KEY, REVIEW_VERSION_KEY):
+                self._bump()
+
+    @property
+    def schema_version(self) -> int:
+        return int(self.get_meta("schema_version") or 0)
+
+    # -- the data version ----------------------------------------------------------------
+
+    def _bump(self, key: str = DATA_VERSION_KEY) -> None:
+        """Increment a data-version counter; call inside the transaction of every write that
+        changes what a view shows (utterances, predictions, embeddings, derived tables, reports,
+        active endpoint/encoder: ``data_version``; review decisions: ``review_version``)."""
+        self.db.execute("INSERT INTO hl_meta (key, value) VALUES (?, '1') "
+                        "ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1", [key])
+
+    def data_version(self, *, reviews: bool = True) -> int:
+        """A counter that grows with every write a view can show (0 for a new database);
+        ``reviews=False`` leaves review decisions out (what the model report reads).
+
+        Web caches key on it (through :meth:`map_state`) instead of SQLite's schema cookie,
+        so a second engine can offer the same contract.
+        """
+        data = int(self.get_meta(DATA_VERSION_KEY) or 0)
+        return data + int(self.get_meta(REVIEW_VERSION_KEY) or 0) if reviews else data
+
+    # -- tables ----------------------------------------------------------------------------
+
+    def table_exists(self, table: str) -> bool:
+        """Whether ``table`` (a core or derived table's name) exists yet."""
+        return self.db[table].exists()
+
+    def table_columns(self, table: str) -> list[str]:
+        """The stored columns of ``table`` (empty when it does not exist yet)."""
+        return [c.name for c in self.db[table].columns] if self.db[table].exists() else []
+
+    def require_table(self, table: Any, step: str) -> None:
+        """:class:`MissingStepError` naming ``step`` when ``table`` (a Table or a name) is missing or empty."""
+        name = getattr(table, "name", table)
+        if not self.db[name].exists() or self.db[name].count == 0:
+            raise MissingStepError(f"the database has no {name} yet", step=step)

@@ -1,0 +1,146 @@
+"""The prediction cache (by endpoint and text hash) and the embedding cache (by encoder
+and text hash)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from hl_debug.errors import MissingStepError
+from hl_debug.storage.runs import now
+
+#: The ``predictions`` table's columns (its DDL is in :mod:`hl_debug.storage.connection`).
+PREDICTION_COLUMNS = ("endpoint", "text_hash", "label", "confidence", "distribution", "entropy", "margin",
+                      "predicted_at")
+
+
+class Predictions:
+    """Store methods over ``predictions`` (the mixin expects ``self.db``, ``self.transaction()``,
+    ``self._bump()`` and ``self.get_meta()``)."""
+
+    db: Any
+
+    def transaction(self) -> Any:  # provided by Connection
+        raise NotImplementedError
+
+    def _bump(self) -> None:  # provided by Connection
+        raise NotImplementedError
+
+    def get_meta(self, key: str) -> str | None:  # provided by Connection
+        raise NotImplementedError
+
+    def cached_prediction_hashes(self, endpoint: str) -> set[str]:
+        return {r[0] for r in self.db.execute("SELECT text_hash FROM predictions WHERE endpoint = ?", [endpoint])}
+
+    def save_predictions(self, endpoint: str, rows: Sequence[dict]) -> None:
+        """Cache predictions for ``endpoint``; each row has ``text_hash``, ``label`` (None
+        when the API gave no prediction), ``confidence``, ``distribution`` (list of
+        ``[label, confidence]`` most confident first), ``entropy`` and ``margin``."""
+        stamp = now()
+        records = [
+            (endpoint, r["text_hash"], r.get("label"), r.get("confidence"), json.dumps(r.get("distribution") or []),
+             r.get("entropy"), r.get("margin"), r.get("predicted_at", stamp))
+            for r in rows
+        ]
+        # Called once per answered batch: a plain executemany (no per-call table
+        # introspection) keeps the cache write well below the HTTP round trip.
+        with self.transaction():
+            self.db.conn.executemany(
+                "INSERT OR REPLACE INTO predictions (endpoint, text_hash, label, confidence, distribution, entropy, "
+                "margin, predicted_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                records,
+            )
+            self._bump()
+
+    def endpoints(self) -> list[dict]:
+        return list(self.db.query(
+            "SELECT endpoint, COUNT(*) AS n, SUM(label IS NULL) AS n_without_prediction, MAX(predicted_at) AS last "
+            "FROM predictions GROUP BY endpoint ORDER BY last DESC"))
+
+    def active_endpoint(self) -> str | None:
+        return self.get_meta("active_endpoint")
+
+    def prediction_columns(self, columns: Sequence[str], *, endpoint: str | None = None,
+                           align: str = "text_hash") -> dict[str, list]:
+        """Whole prediction columns of ``endpoint`` (default: the active one) as lists.
+
+        ``align="text_hash"``: the endpoint's cached rows, ordered by text hash (columns the
+        caller aligns itself: cheaper than a join at 100k rows). ``align="id"``: one entry per
+        utterance in id order (None where the text has no cached prediction), and ``id`` is
+        also a valid column.
+        """
+        valid = PREDICTION_COLUMNS + (("id",) if align == "id" else ())
+        if align not in ("text_hash", "id"):
+            raise ValueError(f"unknown align {align!r}; valid: text_hash, id")
+        unknown = [c for c in columns if c not in valid]
+        if unknown:
+            raise ValueError(f"unknown prediction column(s) {', '.join(unknown)}; valid: {', '.join(valid)}")
+        endpoint = endpoint or self.active_endpoint()
+        if align == "text_hash":
+            select = ", ".join(f"[{c}]" for c in columns)
+            rows = self.db.execute(f"SELECT {select} FROM predictions WHERE endpoint = ? ORDER BY text_hash",
+                                   [endpoint]).fetchall()
+        else:
+            select = ", ".join("u.id" if c == "id" else f"p.[{c}]" for c in columns)
+            rows = self.db.execute(f"SELECT {select} FROM utterances u LEFT JOIN predictions p "
+                                   "ON p.text_hash = u.text_hash AND p.endpoint = ? ORDER BY u.id",
+                                   [endpoint]).fetchall()
+        return dict(zip(columns, map(list, zip(*rows)))) if rows else {c: [] for c in columns}
+
+
+
+class Embeddings:
+    """Store methods over ``embeddings``."""
+
+    db: Any
+
+    def transaction(self) -> Any:  # provided by Connection
+        raise NotImplementedError
+
+    def _bump(self) -> None:  # provided by Connection
+        raise NotImplementedError
+
+    def embedded_hashes(self, encoder: str) -> set[str]:
+        return {r[0] for r in self.db.execute("SELECT text_hash FROM embeddings WHERE encoder = ?", [encoder])}
+
+    def save_embeddings(self, encoder: str, hashes: Sequence[str], vectors: np.ndarray) -> None:
+        """Store ``vectors`` (shape ``(n, dim)``) as float32 blobs keyed by (encoder, hash)."""
+        vectors = np.asarray(vectors, dtype=np.float32)
+        if vectors.ndim != 2 or len(vectors) != len(hashes):
+            raise ValueError(f"expected {len(hashes)} vectors of shape (n, dim), got {vectors.shape}")
+        dim = vectors.shape[1]
+        with self.transaction():
+            self.db.conn.executemany(
+                "INSERT OR REPLACE INTO embeddings (encoder, text_hash, dim, vector) VALUES (?, ?, ?, ?)",
+                ((encoder, h, dim, v.tobytes()) for h, v in zip(hashes, vectors)),
+            )
+            self._bump()
+
+    def load_embeddings(self, encoder: str, ids: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Embeddings of every utterance (or of ``ids``), ordered by id.
+
+        Returns ``(ids, X)`` with ``ids`` shape ``(n,)`` and ``X`` shape ``(n, dim)``
+        float32. Raises :class:`MissingStepError` when any utterance lacks a vector.
+        """
+        sql = ("SELECT u.id, e.vector, e.dim FROM utterances u LEFT JOIN embeddings e "
+               "ON e.text_hash = u.text_hash AND e.encoder = ?")
+        params: list = [encoder]
+        if ids is not None:
+            ids = list(ids)
+            sql += f" WHERE u.id IN ({','.join('?' * len(ids))})"
+            params += ids
+        rows = self.db.execute(sql + " ORDER BY u.id", params).fetchall()
+        missing = [r[0] for r in rows if r[1] is None]
+        if missing:
+            raise MissingStepError(
+                f"{len(missing)} utterance(s) have no embedding for encoder {encoder!r} (e.g. id {missing[0]})",
+                step="embed",
+            )
+        if not rows:
+            return np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32)
+        dim = rows[0][2]
+        X = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), dim)
+        return np.array([r[0] for r in rows], dtype=np.int64), X.copy()

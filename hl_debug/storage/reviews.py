@@ -1,0 +1,115 @@
+"""Review decisions: the append-only ``annotations`` table and the ONE definition of the
+effective label.
+
+The *effective* label of an utterance is the label of its latest labelling decision
+(``relabel``, ``accept`` or ``keep``), else its original intent; ``skip`` is recorded (so
+review progress is visible) but never changes it. Every read that shows or exports a
+label builds on :data:`LATEST_LABEL_SQL` / :func:`effective_label_sql` here — nothing else
+restates the rule.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hl_debug.domain import LABELLING_ACTIONS
+from hl_debug.errors import NotFoundError
+from hl_debug.storage.connection import REVIEW_VERSION_KEY
+
+_ACTIONS_SQL = ", ".join(f"'{a}'" for a in LABELLING_ACTIONS)
+
+#: ``(utterance_id, label, action)`` of the latest labelling decision per decided utterance.
+LATEST_LABEL_SQL = (
+    "SELECT a.utterance_id, a.label, a.action FROM annotations a JOIN ("
+    f"SELECT utterance_id, MAX(id) AS mid FROM annotations WHERE action IN ({_ACTIONS_SQL}) "
+    "GROUP BY utterance_id) m ON a.id = m.mid"
+)
+
+#: ``(utterance_id, action, label, created_at)`` of the latest decision (skip included).
+LATEST_DECISION_SQL = (
+    "SELECT a.utterance_id, a.action, a.label, a.created_at FROM annotations a JOIN ("
+    "SELECT utterance_id, MAX(id) AS mid FROM annotations GROUP BY utterance_id) m ON a.id = m.mid"
+)
+
+
+def effective_label_sql(utterances: str = "u", latest: str = "el") -> str:
+    """The effective-label expression over alias ``utterances`` joined (LEFT) with
+    :data:`LATEST_LABEL_SQL` as ``latest`` (see :func:`effective_label_join`)."""
+    return f"COALESCE({latest}.label, {utterances}.intent)"
+
+
+def effective_label_join(utterances: str = "u", latest: str = "el") -> str:
+    """The LEFT JOIN that :func:`effective_label_sql` needs."""
+    return f"LEFT JOIN ({LATEST_LABEL_SQL}) {latest} ON {latest}.utterance_id = {utterances}.id"
+
+
+class Reviews:
+    """Store methods for review decisions (the mixin expects ``self.db``, ``self.transaction()``,
+    ``self.get_utterance()`` and ``self._bump()``)."""
+
+    db: Any
+
+    def transaction(self) -> Any:  # provided by Store
+        raise NotImplementedError
+
+    def _bump(self, key: str = ...) -> None:  # provided by Store
+        raise NotImplementedError
+
+    def get_utterance(self, utterance_id: int) -> dict:  # provided by Store
+        raise NotImplementedError
+
+    def add_annotation(self, utterance_id: int, action: str, label: str | None,
+                       previous_label: str | None) -> dict:
+        """Append one review decision (never updates or deletes earlier ones).
+
+        Validation of the action and label against the project lives in
+        :func:`hl_debug.steps.review.record_decision`; this only writes.
+        """
+        from hl_debug.storage.sqlite import now
+
+        row = {"utterance_id": int(utterance_id), "action": action, "label": label,
+               "previous_label": previous_label, "created_at": now()}
+        with self.transaction():
+            cur = self.db.execute(
+                "INSERT INTO annotations (utterance_id, action, label, previous_label, created_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                [row["utterance_id"], action, label, previous_label, row["created_at"]])
+            row["id"] = cur.lastrowid
+            self._bump(REVIEW_VERSION_KEY)
+        return row
+
+    def annotations(self, utterance_id: int | None = None) -> list[dict]:
+        """Decisions in the order they were made, with the utterance's text and original intent."""
+        sql = ("SELECT a.id, a.utterance_id, u.text, u.intent AS original_label, a.action, a.label, "
+               "a.previous_label, a.created_at FROM annotations a JOIN utterances u ON u.id = a.utterance_id")
+        params: list = []
+        if utterance_id is not None:
+            sql += " WHERE a.utterance_id = ?"
+            params.append(int(utterance_id))
+        return list(self.db.query(sql + " ORDER BY a.id", params))
+
+    def decided_labels(self) -> dict[int, str | None]:
+        """``{utterance id: label}`` of the latest labelling decision per decided utterance."""
+        return {r[0]: r[1] for r in self.db.execute(LATEST_LABEL_SQL)}
+
+    def latest_actions(self) -> dict[int, str]:
+        """``{utterance id: action}`` of the latest decision (any action, skip included) per utterance."""
+        return {r[0]: r[1] for r in self.db.execute(LATEST_DECISION_SQL)}
+
+    def n_decided(self) -> int:
+        """How many utterances have a labelling decision."""
+        return int(self.db.execute(f"SELECT COUNT(*) FROM ({LATEST_LABEL_SQL})").fetchone()[0])
+
+    def effective_label(self, utterance_id: int) -> str | None:
+        """The effective label of one utterance; :class:`NotFoundError` for an unknown id."""
+        row = self.db.execute(
+            f"SELECT {effective_label_sql()} FROM utterances u {effective_label_join()} WHERE u.id = ?",
+            [int(utterance_id)]).fetchone()
+        if row is None:
+            raise NotFoundError(f"no utterance with id {utterance_id}")
+        return row[0]
+
+    def effective_labels(self) -> dict[int, str | None]:
+        """``{utterance id: effective label}`` for every utterance, in id order."""
+        return {r[0]: r[1] for r in self.db.execute(
+            f"SELECT u.id, {effective_label_sql()} FROM utterances u {effective_label_join()} ORDER BY u.id")}
