@@ -25,7 +25,7 @@ def predict_all(store: Store, endpoint: str, label: str) -> None:
     with store.run("predict", parameters={"endpoint": endpoint}):
         store.save_predictions(endpoint, [{"text_hash": u["text_hash"], "label": label, "confidence": 0.9,
                                            "distribution": [[label, 0.9]], "entropy": 0.3, "margin": 0.8}
-                                          for u in store.utterances()])
+                                          for u in store.utterance_rows(["text_hash"])])
 
 
 def test_the_report_is_the_stored_one_with_every_split(store):
@@ -89,7 +89,7 @@ def test_report_page_and_confusion_follow_a_new_signals_run(db_path, tiny_export
     html = client.get("/report").get_data(as_text=True)
     assert '<b id="accuracy">0.833</b>' not in html and '<b id="accuracy">' in html
     body = client.get("/api/confusion?given=bill_question&predicted=card_issue&split=all").json
-    assert body["n"] == sum(1 for u in s.utterances() if u["intent"] == "bill_question")
+    assert body["n"] == sum(1 for u in s.utterance_rows(["intent"]) if u["intent"] == "bill_question")
     s.close()
 
 

@@ -141,14 +141,14 @@ def store_model_report(store: Store) -> None:
     from hl_debug.signals.context import Predictions, SignalContext
     from hl_debug.signals.registry import get_signal
 
-    u = store.utterances_df()
+    u = store.utterance_columns(["id", "text", "intent", "usage"])
     preds = {}
     for e in store.endpoints():
-        p = store.predictions_df(e["endpoint"])
-        preds[e["endpoint"]] = Predictions(e["endpoint"], [v if isinstance(v, str) else None for v in p["label"]],
-                                           p["confidence"].to_numpy(float), p["entropy"].to_numpy(float))
-    context = SignalContext(ids=u["id"].to_numpy(), texts=u["text"].tolist(), vectors=np.zeros((len(u), 0)),
-                            labels=u["intent"].tolist(), splits=u["usage"].tolist(), predictions=preds,
+        p = store.prediction_columns(["label", "confidence", "entropy"], endpoint=e["endpoint"], align="id")
+        preds[e["endpoint"]] = Predictions(e["endpoint"], p["label"], np.array(p["confidence"], dtype=float),
+                                           np.array(p["entropy"], dtype=float))
+    context = SignalContext(ids=np.array(u["id"]), texts=u["text"], vectors=np.zeros((len(u["id"]), 0)),
+                            labels=u["intent"], splits=u["usage"], predictions=preds,
                             active_endpoint=store.active_endpoint())
     signal = get_signal("report")()
     store.save_report(signal.report_name, signal.find(context).report)

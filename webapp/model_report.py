@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from hl_debug.domain import REPORT_SPLITS
+from hl_debug.domain import EVAL_SPLITS, REPORT_SPLITS
 from hl_debug.errors import ConfigError, MissingStepError
 from hl_debug.signals.model_report import MODEL_REPORT, endpoint_report
 from hl_debug.storage import Store
@@ -41,16 +41,11 @@ def stored_report(store: Store, endpoint: str | None = None) -> dict[str, Any]:
 
 def cell_ids(store: Store, *, given: str, predicted: str, split: str = "evaluation",
              endpoint: str | None = None) -> list[int]:
-    """Ids of annotated rows of ``split`` labelled ``given`` and predicted ``predicted``."""
-    from hl_debug.scoring.report import confusion_cell
-
-    endpoint = endpoint or store.active_endpoint()
-    u = store.column_lists("utterances", ["id", "intent", "usage", "text_hash"])
-    pr = store.column_lists("predictions", ["text_hash", "label"], endpoint=endpoint)
-    label_of = dict(zip(pr["text_hash"], pr["label"]))
-    return confusion_cell(ids=u["id"], given=u["intent"], usage=u["usage"],
-                          predicted=[label_of.get(h) for h in u["text_hash"]], given_label=given,
-                          predicted_label=predicted, split=check_split(split))
+    """Ids of annotated rows of ``split`` labelled ``given`` and predicted ``predicted``: the
+    rows behind one cell of the stored report's confusion matrix, asked of storage."""
+    split = check_split(split)
+    usages = None if split == "all" else EVAL_SPLITS if split == "evaluation" else (split,)
+    return store.confusion_cell_ids(given, predicted, usages=usages, endpoint=endpoint)
 
 
 class ReportCache:

@@ -58,7 +58,14 @@ def load_context(store: Store, *, encoder: str, api: str | None) -> SignalContex
     """Read one run's :class:`SignalContext` from the store (the kNN graph is computed
     lazily, once, by the first signal that needs it)."""
     ids, X = store.load_embeddings(encoder)
-    df = store.utterances_df().set_index("id").loc[ids]
+    u = store.utterance_columns(["id", "text", "intent", "usage"])
+    pos = {int(i): k for k, i in enumerate(u["id"])}
+    rows = [pos[int(i)] for i in ids]  # load_embeddings orders by id too; this keeps them aligned whatever
+
+    def take(values: list, *, numeric: bool = False) -> Any:
+        picked = [values[k] for k in rows]
+        return np.array([np.nan if v is None else v for v in picked], dtype=float) if numeric else picked
+
     points = store.table_rows(POINTS)
     clusters = None
     if points:
@@ -66,13 +73,13 @@ def load_context(store: Store, *, encoder: str, api: str | None) -> SignalContex
         clusters = np.array([by_id.get(int(i), -1) for i in ids], dtype=np.int64)
     predictions = {}
     for e in store.endpoints():
-        p = store.predictions_df(e["endpoint"]).set_index("id").loc[ids]
+        p = store.prediction_columns(["label", "confidence", "entropy"], endpoint=e["endpoint"], align="id")
         predictions[e["endpoint"]] = Predictions(
-            endpoint=e["endpoint"], labels=[v if isinstance(v, str) else None for v in p["label"]],
-            confidence=p["confidence"].to_numpy(dtype=float), entropy=p["entropy"].to_numpy(dtype=float))
+            endpoint=e["endpoint"], labels=[v if isinstance(v, str) else None for v in take(p["label"])],
+            confidence=take(p["confidence"], numeric=True), entropy=take(p["entropy"], numeric=True))
     active = store.active_endpoint()
-    return SignalContext(ids=ids, texts=df["text"].tolist(), vectors=X, labels=df["intent"].tolist(),
-                         splits=df["usage"].tolist(), cluster_ids=clusters, predictions=predictions,
+    return SignalContext(ids=ids, texts=take(u["text"]), vectors=X, labels=take(u["intent"]),
+                         splits=take(u["usage"]), cluster_ids=clusters, predictions=predictions,
                          api_endpoint=api, active_endpoint=active if active in predictions else None)
 
 
