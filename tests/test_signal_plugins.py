@@ -40,7 +40,8 @@ class Toy(Signal):
     def find(self, context: SignalContext) -> SignalResult:
         rows = [{"id": int(i), "n_words": len(t.split()), "long": int(len(t.split()) >= self.min_words)}
                 for i, t in zip(context.ids, context.texts)]
-        return SignalResult(rows=rows, report={"n_long": sum(r["long"] for r in rows)},
+        earlier = context.results["issues"].counts["n_flagged"]  # what ran before it in this run
+        return SignalResult(rows=rows, report={"n_long": sum(r["long"] for r in rows), "n_flagged": earlier},
                             counts={"n_toy": len(rows)})
 
     def summary(self, counts, report=None) -> str:
@@ -73,6 +74,7 @@ def test_a_toy_signal_is_run_exported_and_served(toy, sig_store, db_path):
     rows = sig_store.table_rows(TOY, order="longest")
     assert len(rows) == sig_store.stats()["n_utterances"]
     assert sig_store.report("toy")["n_long"] == sum(r["long"] for r in rows)
+    assert sig_store.report("toy")["n_flagged"] == sig_store.report("label_issues")["n_flagged"]
 
     r = invoke(db_path, "export", "toy", "--format", "csv")
     assert r.exit_code == 0, r.output
@@ -91,6 +93,10 @@ def test_a_toy_signal_is_run_exported_and_served(toy, sig_store, db_path):
     assert body["report"] == sig_store.report("toy")
     assert client.get("/api/signals/toy?long-only=1").json["total"] == body["report"]["n_long"]
     assert client.get("/api/signals/toy?order=nope").status_code == 400
+    # the inspector's rows carry the toy's evidence column, read off the registry
+    first = rows[0]
+    inspected = client.get(f"/api/utterances?ids={first['id']}").json["rows"][0]
+    assert inspected["toy_words"] == first["n_words"] and "issue_score" in inspected
 
 
 def test_knobs_reach_the_signal_and_change_the_inputs(toy, sig_store):

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 
@@ -52,6 +53,10 @@ class SignalContext:
     graph : (indices, similarities), shape (n, width) each, or None
         The kNN graph of ``vectors`` (self excluded, most similar first); computed by
         :meth:`build_graph` when not given.
+    results : {signal name: SignalResult}
+        What the signals that ran before in this run found (the step fills it in registry
+        order), so a later signal can build on an earlier one (e.g. a report that summarises
+        the label issues, a queue that leaves out what an out-of-scope signal found).
     """
 
     ids: np.ndarray
@@ -64,6 +69,7 @@ class SignalContext:
     api_endpoint: str | None = None
     active_endpoint: str | None = None
     graph: tuple[np.ndarray, np.ndarray] | None = None
+    results: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.ids = np.asarray(self.ids, dtype=np.int64)

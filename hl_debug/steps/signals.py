@@ -120,6 +120,7 @@ def signals(store: Store, *, options: dict[str, Any] | None = None, force: bool 
         bar.update()
         for signal in instances:
             result = signal.find(context)
+            context.results[signal.name] = result
             if signal.table is not None:
                 store.replace_table(signal.table, result.rows)
             if signal.report_name is not None and result.report is not None:
