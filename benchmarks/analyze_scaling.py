@@ -1,6 +1,6 @@
 """Time the analyze step's UMAPs: numba compilation, the on-disk JIT cache, side-by-side UMAPs.
 
-Each variant fits :class:`~hl_debug.steps.analyze.MapAnalyzer` on a database's embeddings in a
+Each variant fits :class:`~hl_debug.models.map.MapAnalyzer` on a database's embeddings in a
 fresh Python process (so numba compiles as it would in ``hl-debug analyze``) and prints the
 fit time and a digest of the map, the clustering projection and the labels, which must be
 the same for every variant:
@@ -38,14 +38,15 @@ def fit_once(db: str, variant: str) -> dict:
     """Fit in this process (run through ``--child``); returns time and output digest."""
     import numpy as np
 
-    from hl_debug.steps import analyze as an
+    from hl_debug.models import map as an
+    from hl_debug.models.neighbors import knn_graph
     from hl_debug.storage import Store
 
     if variant == "before":
         an.UMAP_JIT_FUNCTIONS = ()
     store = Store(db)
     _, X = store.load_embeddings(store.get_meta("active_encoder"))
-    knn = an.knn_graph(X, 15)
+    knn = knn_graph(X, 15)
     t = time.perf_counter()
     m = an.MapAnalyzer(n_jobs=2 if variant == "concurrent" else 1).fit(X, knn=knn)
     seconds = time.perf_counter() - t

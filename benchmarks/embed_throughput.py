@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from benchmarks._timing import best_of
-    from hl_debug.steps.embed import SentenceEncoder
+    from hl_debug.models.encoders import SentenceEncoder
     from hl_debug.steps.ingest import read_export, validate
 
     rows, problems = validate(read_export(args.export))
@@ -64,8 +64,9 @@ def main(argv: list[str] | None = None) -> int:
         print(out[-1], flush=True)
 
     if args.analyze:
+        from hl_debug.models.map import MapAnalyzer, default_min_cluster_size, default_min_samples, import_umap
+        from hl_debug.models.neighbors import knn_graph
         from hl_debug.scoring import clusters as cl
-        from hl_debug.steps.analyze import MapAnalyzer, default_min_cluster_size, default_min_samples, import_umap, knn_graph
 
         by_text = {t: i for i, t in enumerate(texts)}
         V = X[[by_text[r["text"]] for r in rows]]  # one vector per utterance, as analyze sees them

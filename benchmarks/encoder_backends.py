@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     import torch
 
-    from hl_debug.steps.embed import SentenceEncoder
+    from hl_debug.models.encoders import SentenceEncoder
     from hl_debug.steps.ingest import read_export, validate
 
     rows, problems = validate(read_export(args.export))

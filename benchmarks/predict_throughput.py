@@ -17,7 +17,7 @@ vectors the database already holds (no encoder is loaded):
 * training: the local model as it was (the libraries' default threads, 5 calibration folds:
   ``before``) and as it is (``after``), with accuracy per split, top-label agreement with the
   recorded API answers when the database holds them, and agreement between the two;
-* answering: every text in-process (:class:`hl_debug.steps.predict.InProcessScorer`, what
+* answering: every text in-process (:class:`hl_debug.sources.local.LocalSource`, what
   ``hl-debug predict`` does now) vs ``--http-n`` texts over the loopback server, 20 per
   request (what it did before; extrapolated to every text).
 
@@ -47,12 +47,31 @@ SHARED = ROOT.parent / "shared" / "data"
 
 
 def clone_fitted(model, encoder):
-    """A shallow copy of the fitted ``model`` serving through ``encoder``."""
-    import copy
+    """The fitted vector ``model`` serving texts through ``encoder``."""
+    from hl_debug.sources.local import EncodedModel
 
-    served = copy.copy(model)
-    served.encoder = encoder
-    return served
+    return EncodedModel(encoder, model)
+
+
+class CachedVectors:
+    """An encoder that reads known vectors by text hash and encodes only the rest (the
+    server's "cached" mode; benchmark-only)."""
+
+    def __init__(self, encoder, vectors) -> None:
+        self.encoder, self.vectors = encoder, vectors
+        self.identity = encoder.identity
+
+    def transform(self, texts):
+        import numpy as np
+
+        from hl_debug.domain import text_hash
+
+        found = [self.vectors.get(text_hash(t)) for t in texts]
+        missing = [i for i, v in enumerate(found) if v is None]
+        if missing:
+            for i, v in zip(missing, self.encoder.transform([texts[i] for i in missing]), strict=True):
+                found[i] = v
+        return np.vstack(found).astype(np.float32) if texts else self.encoder.transform([])
 
 
 def main() -> None:
@@ -80,11 +99,12 @@ def main() -> None:
 
     import numpy as np
 
-    from hl_debug.sources.remote import PredictClient
-    from hl_debug.steps.embed import default_encoder
-    from hl_debug.steps.ingest import ingest
-    from hl_debug.models.intent_model import CachedEncoder, train_or_load
+    from hl_debug.models.encoders import default_encoder
     from hl_debug.sources.model_server import ServerThread, create_model_app
+    from hl_debug.sources.remote import PredictClient
+    from hl_debug.steps.embed import embed
+    from hl_debug.steps.ingest import ingest
+    from hl_debug.steps.train import load_vectors, train_or_load
     from hl_debug.storage import Store, text_hash
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
@@ -96,7 +116,8 @@ def main() -> None:
     ingest(store, args.export)
     encoder = default_encoder()
     t0 = time.perf_counter()
-    model = train_or_load(store, encoder=encoder, progress=False)
+    embed(store, encoder, progress=False)
+    model = train_or_load(store, encoder=encoder)
     train_s = time.perf_counter() - t0
 
     # -- quality ----------------------------------------------------------------------
@@ -117,7 +138,7 @@ def main() -> None:
     pid = store.project_ids()[0]
     results = []
     for mode in args.modes.split(","):
-        served = clone_fitted(model, encoder if mode == "encode" else CachedEncoder.from_store(store, encoder))
+        served = clone_fitted(model, encoder if mode == "encode" else CachedVectors(encoder, load_vectors(store, encoder.identity)[2]))
         key = secrets.token_urlsafe(16)
         with ServerThread(create_model_app(served, project_id=pid, api_key=key)) as server:
             client = PredictClient(server.url, project_id=pid, api_key=key, n_best=len(model.classes_), timeout=120)
@@ -164,10 +185,11 @@ def scale(args: argparse.Namespace) -> None:
 
     import numpy as np
 
-    from hl_debug.sources.remote import PredictClient
-    from hl_debug.models.intent_model import CachedEncoder, LocalIntentModel
+    from hl_debug.models.intent_model import LocalIntentModel
+    from hl_debug.sources.base import Query
+    from hl_debug.sources.local import LocalSource
     from hl_debug.sources.model_server import ServerThread, create_model_app
-    from hl_debug.steps.predict import InProcessScorer
+    from hl_debug.sources.remote import PredictClient
     from hl_debug.storage import Store
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
@@ -192,7 +214,7 @@ def scale(args: argparse.Namespace) -> None:
     print("|---|---|---|---|---|---|")
     models, preds = {}, {}
     for name in args.variants.split(","):
-        model = LocalIntentModel(encoder=None, **TRAINING_VARIANTS[name])
+        model = LocalIntentModel(**TRAINING_VARIANTS[name])
         t0 = time.perf_counter()
         model.fit(X[train], intent[train])
         fit_s = time.perf_counter() - t0
@@ -207,15 +229,19 @@ def scale(args: argparse.Namespace) -> None:
               flush=True)
 
     model = models[args.variants.split(",")[-1]]
-    served = clone_fitted(model, CachedEncoder(_NoEncoder(encoder_id), {h: X[k] for k, h in enumerate(hashes)}))
-    texts = list(store.texts_by_hash().values())
+    by_hash = {h: X[k] for k, h in enumerate(hashes)}
+    served = clone_fitted(model, CachedVectors(_NoEncoder(encoder_id), by_hash))
+    texts_by_hash = store.texts_by_hash()
+    texts = list(texts_by_hash.values())
+    vectors = np.vstack([by_hash[h] for h in texts_by_hash])
     k = len(model.classes_)
+    model.metadata_ = {"model_hash": "benchmark"}
     print()
     print("| answering | texts | requests | seconds | utterances/s | seconds for every text |")
     print("|---|---|---|---|---|---|")
-    scorer = InProcessScorer(served, n_best=k)
+    scorer = LocalSource(model, n_best=k)
     t0 = time.perf_counter()
-    n = sum(len(o.texts) for o in scorer.predict_many(texts))
+    n = sum(len(o.texts) for o in scorer.answers(Query(texts, vectors)))
     dt = time.perf_counter() - t0
     print(f"| in-process, chunks of {scorer.chunk_size} | {n} | {scorer.stats.requests} | {dt:.1f} | {n / dt:.0f} "
           f"| {dt:.1f} |", flush=True)

@@ -1,8 +1,8 @@
 """The whole hl-debug pipeline, in order, each step skipped when its inputs are unchanged.
 
-``ingest`` -> ``predict`` -> ``embed`` -> ``analyze`` -> ``signals`` -> ``web`` (the map's
-data for the web app, kept in the database). Steps that are not
-installed yet are reported as such, so ``hl-debug run`` always runs what exists.
+``ingest`` -> ``embed`` -> ``predict`` -> ``analyze`` -> ``signals`` -> ``web`` (the map's
+data for the web app, kept in the database). Recorded API answers, when given, are imported
+right after ingest.
 """
 
 from __future__ import annotations
@@ -13,7 +13,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from hl_debug.steps.analyze import analyze_step
+from hl_debug.steps.embed import embed_step
 from hl_debug.steps.ingest import ingest
+from hl_debug.steps.predict import import_predictions, predict_step
+from hl_debug.steps.signals import signals_step
+from hl_debug.steps.web import web_step
 from hl_debug.storage import Store
 
 log = logging.getLogger(__name__)
@@ -21,49 +26,15 @@ log = logging.getLogger(__name__)
 Step = Callable[[Store, dict[str, Any]], dict[str, Any]]
 
 
-# (step name, "module:function"); each function takes (store, options) and returns counts.
-STEPS: tuple[tuple[str, str], ...] = (
-    ("predict", "hl_debug.steps.predict:predict_step"),
-    ("embed", "hl_debug.steps.embed:embed_step"),
-    ("analyze", "hl_debug.steps.analyze:analyze_step"),
-    ("signals", "hl_debug.steps.signals:signals_step"),
-    ("web", "pipelines.full:web_step"),
-)
-
-
-def web_step(store: Store, options: dict[str, Any]) -> dict[str, Any]:
-    """Build the web map's data (``/api/points``) and keep it in the database, so the first
-    page after ``hl-debug serve`` does not wait for it (about 2-3 s at 100k rows)."""
-    from webapp.points import PayloadCache
-
-    if not store.rows("points", limit=1):
-        return {"skipped": True}
-    return {"skipped": not PayloadCache().prepare(store)}
-
-
-def _steps() -> list[tuple[str, Step]]:
-    """The pipeline's steps after ingest, in order; steps whose module is absent are left out."""
-    import importlib
-
-    steps: list[tuple[str, Step]] = []
-    for name, target in STEPS:
-        module, func = target.split(":")
-        try:
-            steps.append((name, getattr(importlib.import_module(module), func)))
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
-            log.info("step %s is not available yet (%s)", name, module)
-        except AttributeError:  # the module exists but its step function is not written yet
-            log.warning("step %s is not available yet (%s has no %s)", name, module, func)
-    return steps
+def steps() -> tuple[tuple[str, Step], ...]:
+    """The pipeline's steps after ingest, in order; each takes ``(store, options)`` and returns counts."""
+    return (("embed", embed_step), ("predict", predict_step), ("analyze", analyze_step),
+            ("signals", signals_step), ("web", web_step))
 
 
 def _import_recorded(store: Store, path: str | Path) -> dict[str, Any]:
     """Import a file of recorded API answers, unless this exact file was imported already."""
     import hashlib
-
-    from hl_debug.steps.predict import import_predictions
 
     t0 = time.perf_counter()
     digest = hashlib.sha1(Path(path).read_bytes()).hexdigest()
@@ -91,7 +62,7 @@ def run_pipeline(store: Store, export: str | Path, **options: Any) -> list[dict[
     recorded = options.get("recorded_predictions")
     if recorded:
         summaries.append(_import_recorded(store, recorded))
-    for name, step in _steps():
+    for name, step in steps():
         t0 = time.perf_counter()
         log.info("step %s", name)
         result = step(store, options) or {}

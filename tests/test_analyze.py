@@ -1,4 +1,4 @@
-"""The map and clusters (hl_debug.steps.analyze): estimator on synthetic blobs, the pipeline step, CLI."""
+"""The map and clusters: the estimator (hl_debug.models.map) on synthetic blobs, the step (hl_debug.steps.analyze), CLI."""
 
 from __future__ import annotations
 
@@ -11,13 +11,22 @@ from click.testing import CliRunner
 from sklearn.decomposition import PCA
 from sklearn.metrics import adjusted_rand_score
 
-from hl_debug.steps.analyze import (UMAP_JIT_FUNCTIONS, MapAnalyzer, analyze, analyze_step,
-                              default_cluster_selection_epsilon, default_min_cluster_size, default_min_samples,
-                              enable_jit_cache, import_umap, knn_graph)
 from hl_debug.cli import cli
-from hl_debug.steps.embed import embed
 from hl_debug.errors import AnalysisError, ConfigError, MissingStepError
+from hl_debug.models.map import (
+    UMAP_JIT_FUNCTIONS,
+    MapAnalyzer,
+    default_cluster_selection_epsilon,
+    default_min_cluster_size,
+    default_min_samples,
+    enable_jit_cache,
+    import_umap,
+)
+from hl_debug.models.neighbors import knn_graph
+from hl_debug.steps.analyze import analyze, analyze_step
+from hl_debug.steps.embed import embed
 from hl_debug.steps.ingest import ingest
+from hl_debug.storage import CLUSTERS, NEIGHBORS, POINTS
 from tests.fakes import FakeEncoder
 
 
@@ -95,7 +104,7 @@ def test_umaps_side_by_side_give_the_same_results_as_one_after_the_other(umap_fi
 
 
 def test_a_failing_worker_process_falls_back_to_one_after_the_other(umap_fit, monkeypatch, caplog):
-    from hl_debug.steps import analyze as an
+    from hl_debug.models import map as an
     monkeypatch.setattr(an, "WORKER_CODE", "raise SystemExit('worker died')")
     X, _, sequential = umap_fit
     m = MapAnalyzer(n_epochs=60, n_jobs=2).fit(X)
@@ -219,13 +228,13 @@ def synth_store(store, write_export):
 def test_analyze_writes_points_neighbors_clusters_and_report(synth_store):
     counts = analyze(synth_store, cheap(), progress=False)
     assert counts["n_points"] == 72 and not counts["skipped"] and counts["reprojected"]
-    points = synth_store.rows("points", order_by="id")
+    points = synth_store.table_rows(POINTS, order="id")
     assert len(points) == 72 and {"x", "y", "cluster_id", "nearest_cluster", "outlier_score"} <= set(points[0])
-    nbrs = synth_store.rows("neighbors", where="id = ?", params=[5000], order_by="rank")
+    nbrs = synth_store.table_rows(NEIGHBORS, equals={"id": 5000}, order="id")
     assert [r["rank"] for r in nbrs] == list(range(1, 11)) and all(r["neighbor_id"] != 5000 for r in nbrs)
     assert all(-1 <= r["similarity"] <= 1 for r in nbrs)
     assert [r["similarity"] for r in nbrs] == sorted((r["similarity"] for r in nbrs), reverse=True)
-    clusters = synth_store.rows("clusters", order_by="cluster_id")
+    clusters = synth_store.table_rows(CLUSTERS, order="cluster_id")
     assert clusters and sum(c["size"] for c in clusters) + counts["n_noise"] == 72
     assert all(json.loads(c["label_counts"]) is not None and c["keywords"] for c in clusters)
     report = synth_store.report("analysis")
@@ -247,13 +256,13 @@ def test_analyze_skips_when_unchanged_and_reuses_map_when_only_labels_change(syn
     assert not first["skipped"] and first["reprojected"]
     again = analyze(synth_store, MapAnalyzer(n_epochs=30), progress=False)
     assert again["skipped"] and again["n_clusters"] == first["n_clusters"]
-    points_before = synth_store.rows("points", order_by="id")
+    points_before = synth_store.table_rows(POINTS, order="id")
     recs = synthetic_records()
     recs[3]["data"] = json.dumps({"text": json.loads(recs[3]["data"])["text"], "intent": "card_issue"})
     ingest(synth_store, write_export(recs, "fixed.json"))
     relabelled = analyze(synth_store, MapAnalyzer(n_epochs=30), progress=False)
     assert not relabelled["skipped"] and not relabelled["reprojected"]
-    assert synth_store.rows("points", order_by="id") == points_before
+    assert synth_store.table_rows(POINTS, order="id") == points_before
     suspects = {s["id"] for r in synth_store.report("analysis")["impure_clusters"] for s in r["suspects"]}
     assert 5003 not in suspects
     changed = analyze(synth_store, MapAnalyzer(n_epochs=30, min_cluster_size=6), progress=False)
@@ -267,7 +276,7 @@ def test_analyze_skips_when_unchanged_and_reuses_map_when_only_labels_change(syn
 def test_analyze_step_reads_options(synth_store):
     counts = analyze_step(synth_store, {"n_epochs": 30, "k_neighbors": 3, "progress": False})
     assert counts["n_points"] == 72
-    assert max(r["rank"] for r in synth_store.rows("neighbors")) == 3
+    assert max(r["rank"] for r in synth_store.table_rows(NEIGHBORS)) == 3
     assert synth_store.last_run("analyze")["parameters"]["n_epochs"] == 30
 
 

@@ -11,9 +11,9 @@ from email.utils import formatdate
 import pytest
 from flask import Flask, jsonify, request
 
-from hl_debug.sources.remote import PredictClient, parse_answer, retry_after_seconds
 from hl_debug.errors import AnswerShapeError, PredictionAPIError
 from hl_debug.sources.model_server import ServerThread
+from hl_debug.sources.remote import PredictClient, parse_answer, retry_after_seconds
 
 LABELS = ("alpha", "beta", "gamma")
 

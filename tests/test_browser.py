@@ -293,15 +293,38 @@ def test_map_paints_every_point_and_the_selection_stands_out(page, server):
     assert page.errors == []
 
 
-RASTER_JS = Path(__file__).resolve().parents[1] / "webapp" / "static" / "raster.js"
+STATIC = Path(__file__).resolve().parents[1] / "webapp" / "static"
+GOLDEN = Path(__file__).resolve().parent / "fixtures" / "points_payload.json"
+MODULE_ORIGIN = "http://hl-debug.test"  # answered by the route below, never by a network
 
 
 @pytest.fixture
-def raster(browser):
+def module_page(browser):
+    """A blank page whose origin serves ``webapp/static`` (no server), so tests can ``import()``
+    the page's ES modules."""
     context = browser.new_context()
     pg = context.new_page()
-    pg.set_content("<!doctype html><title>raster</title>")
-    pg.add_script_tag(content=RASTER_JS.read_text())
+
+    def serve(route) -> None:
+        path = route.request.url[len(MODULE_ORIGIN):].split("?")[0]
+        if path.startswith("/static/") and (STATIC / path[len("/static/"):]).is_file():
+            route.fulfill(body=(STATIC / path[len("/static/"):]).read_text(encoding="utf-8"),
+                          content_type="text/javascript")
+        elif path == "/":
+            route.fulfill(body="<!doctype html><title>modules</title>", content_type="text/html")
+        else:
+            route.fulfill(status=404, body="not found")
+
+    pg.route(MODULE_ORIGIN + "/**", serve)
+    pg.goto(MODULE_ORIGIN + "/")
+    yield pg
+    context.close()
+
+
+@pytest.fixture
+def raster(module_page):
+    pg = module_page
+    pg.evaluate("import('/static/raster.js').then((m) => { window.hlRaster = m; })")
 
     def run(points: list[dict], *, width: int = 21, height: int = 21, alpha=256, order=None, size: float = 7,
             scale: float = 1, window=(-1.0, 1.0, -1.0, 1.0)) -> list[list[tuple[int, int, int]]]:
@@ -321,8 +344,7 @@ def raster(browser):
         rows = [px[r * width:(r + 1) * width] for r in range(height)]
         return rows[::-1]  # image row 0 is the bottom
 
-    yield run
-    context.close()
+    return run
 
 
 def test_raster_draws_a_point_in_its_colour_at_its_place(raster):
@@ -365,3 +387,62 @@ def test_raster_skips_missing_and_clips_at_the_edges(raster):
     assert corner[20][0] == (0, 0, 0) and corner[0][20] == (255, 255, 255)
     empty = raster([{"x": 0.0, "y": 0.0, "fill": "#000000"}], window=(1.0, 1.0, -1.0, 1.0))  # empty window
     assert all(c == (255, 255, 255) for row in empty for c in row)
+
+
+def test_decode_module_reads_the_golden_payload(module_page):
+    """static/map/decode.js turns each payload of tests/fixtures/points_payload.json into its
+    expected values (tests/test_points.py checks the Python encoder gives those payloads)."""
+    cases = json.loads(GOLDEN.read_text(encoding="utf-8"))["cases"]
+    for case in cases:
+        out = module_page.evaluate("""async (payload) => {
+            const d = await import('/static/map/decode.js');
+            const all = d.decodePayload(payload, payload.format);
+            const values = {}, kinds = {};
+            for (const name of Object.keys(payload.columns)) {
+              values[name] = d.toList(all[name], all.n);
+              kinds[name] = Array.isArray(all[name]) ? 'list' : all[name].codes ? 'codes' : all[name].constructor.name;
+            }
+            return { n: all.n, values, kinds };
+        }""", case["payload"])
+        assert out["n"] == len(case["expected"]["id"]), case["name"]
+        assert out["values"] == case["expected"], case["name"]
+        kinds = out["kinds"]
+        assert kinds["text"] == "list" and kinds["label"] == "codes" and kinds["confidence"] == "Float32Array"
+        assert kinds["id"] == ("Int32Array" if case["name"] == "rows" else "Float64Array"), case["name"]
+
+
+def test_map_falls_back_to_bokeh_painting_on_another_bokeh(page, server):
+    """When the page says another bokeh than the one the private hooks were written for, the map
+    warns in the console and has Bokeh draw the markers; selection and the inspector still work."""
+    import re
+
+    warnings: list[str] = []
+    page.on("console", lambda msg: warnings.append(msg.text) if msg.type == "warning" else None)
+
+    def other_bokeh(route) -> None:
+        response = route.fetch()
+        body = re.sub(r'"bokeh": ?"[^"]*"', '"bokeh": "0.0.1"', response.text())
+        route.fulfill(response=response, body=body)
+
+    page.route(server.url + "/?*", other_bokeh)
+    open_page(page, server.url + "/?color=cluster_id")
+    assert any("private BokehJS" in w and "0.0.1" in w for w in warnings), warnings
+    assert page.evaluate("window.hlDebug.state().painter") == "bokeh"
+    assert page.evaluate("window.hlDebug.state().shown") == 24
+    glyph = page.evaluate("""() => { const r = Bokeh.documents[0].get_model_by_name('scatter');
+        const a = r.glyph.fill_alpha; return [a.value === undefined ? a : a.value, r.glyph.fill_color.field]; }""")
+    assert glyph == [0.8, "fill"]
+    page.wait_for_timeout(300)
+    p = page.evaluate(f"window.hlDebug.screenOf({PLANTED_ERROR_ID})")
+    assert min(pixel(page, p["x"], p["y"])) < 235  # Bokeh drew the marker
+    page.evaluate(f"window.hlDebug.selectIds([{PLANTED_ERROR_ID}], true)")
+    page.wait_for_function("document.querySelectorAll('#inspector tbody tr').length === 1")
+    assert inspector_ids(page) == [PLANTED_ERROR_ID] and page.errors == []
+
+
+def test_map_uses_the_raster_on_the_pinned_bokeh(page, server):
+    warnings: list[str] = []
+    page.on("console", lambda msg: warnings.append(msg.text) if msg.type == "warning" else None)
+    open_page(page, server.url + "/")
+    assert page.evaluate("window.hlDebug.state().painter") == "raster"
+    assert not [w for w in warnings if "BokehJS" in w]

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hl_debug.steps.embed import SentenceEncoder, embed
+from hl_debug.models.encoders import SentenceEncoder
+from hl_debug.steps.embed import embed
 from tests.fakes import FakeEncoder
 
 
@@ -46,8 +47,8 @@ def test_real_encoder_offline():
 
 
 def test_backend_validation(monkeypatch):
-    from hl_debug.steps.embed import check_backend
     from hl_debug.errors import ConfigError
+    from hl_debug.models.encoders import check_backend
 
     monkeypatch.delenv("HL_ENCODER_BACKEND", raising=False)
     assert check_backend(None) == "onnx-int8"

@@ -1,4 +1,4 @@
-"""The local intent model: fit/predict, persistence, retraining when the training data changes."""
+"""The local intent model (vectors in, answers out) and its training step (hl_debug.steps.train)."""
 
 from __future__ import annotations
 
@@ -12,17 +12,21 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.neighbors import KNeighborsClassifier
 from threadpoolctl import threadpool_info
 
-from hl_debug.errors import ModelError
+from hl_debug.errors import MissingStepError, ModelError
+from hl_debug.models.intent_model import LocalIntentModel, calibration_folds
+from hl_debug.steps.embed import embed
 from hl_debug.steps.ingest import ingest
-from hl_debug.models.intent_model import (
-    CachedEncoder,
-    LocalIntentModel,
-    calibration_folds,
-    model_dir_for,
-    train_or_load,
-)
+from hl_debug.steps.train import model_dir_for
+from hl_debug.steps.train import train_or_load as _train_or_load
 from hl_debug.storage import Store
 from tests.fakes import FakeEncoder
+
+
+def train_or_load(store, *, encoder=None, **kwargs):
+    """Embed with ``encoder`` (the step before), then train or load on its vectors."""
+    encoder = encoder if encoder is not None else FakeEncoder()
+    embed(store, encoder)
+    return _train_or_load(store, encoder=encoder, **kwargs)
 
 
 def blobs(n_per_class: int = 12, dim: int = 8, seed: int = 0):
@@ -45,13 +49,18 @@ def test_fit_on_embeddings_predicts_well():
     np.testing.assert_allclose(proba.sum(axis=1), 1.0)
 
 
-def test_fit_on_texts_uses_the_encoder():
+def test_texts_are_encoded_in_front_of_the_model():
+    from hl_debug.sources.local import EncodedModel
+
     enc = FakeEncoder()
     texts = ["lost card", "card stolen", "card blocked", "bill due", "gas bill", "bill amount"]
     labels = ["card"] * 3 + ["bill"] * 3
-    model = LocalIntentModel(encoder=enc, calibration=None).fit(texts, labels)
-    assert enc.texts_seen == 6
-    assert list(model.predict(["my card", "my bill"])) == ["card", "bill"]
+    model = LocalIntentModel(calibration=None).fit(enc.transform(texts), labels)
+    with pytest.raises(TypeError, match="array of sentence vectors"):
+        model.predict(["my card"])
+    served = EncodedModel(enc, model)
+    assert [top[0][0] for top in served.top_k(["my card", "my bill"], 1)] == ["card", "bill"]
+    assert list(served.classes_) == ["bill", "card"] and served.top_k([], 1) == []
 
 
 def test_top_k_is_sorted_and_capped():
@@ -89,15 +98,15 @@ def test_a_custom_classifier_can_be_passed_in():
     ({}, "blobs", ["a"] * 35, ValueError, "X has 36 rows but y has 35"),
     ({}, "blobs", ["a"] * 36, ModelError, "at least 2 intents"),
     ({"calibration": "platt"}, "blobs", None, ValueError, "valid: sigmoid, isotonic, None"),
-    ({}, "not texts", None, TypeError, "list of texts"),
-    ({}, ["ok", 3], ["a", "b"], TypeError, "item 1 is int"),
+    ({}, "not texts", None, TypeError, "array of sentence vectors"),
+    ({}, ["ok", 3], ["a", "b"], TypeError, r"array of sentence vectors, got list of shape \(2,\)"),
 ])
 def test_bad_input_is_a_clear_error(kwargs, X, y, error, match):
     Xb, yb = blobs()
     X = Xb if isinstance(X, str) and X == "blobs" else X
     y = yb if y is None else y
     with pytest.raises(error, match=match):
-        LocalIntentModel(encoder=FakeEncoder(), **kwargs).fit(X, y)
+        LocalIntentModel(**kwargs).fit(X, y)
 
 
 def test_predicting_before_fit_or_with_wrong_dimension_is_a_model_error():
@@ -129,7 +138,7 @@ def test_loading_a_broken_folder_says_how_to_fix(tmp_path):
 
 def test_train_or_load_trains_saves_and_reports_split_accuracy(tiny_store, db_path):
     enc = FakeEncoder()
-    model = train_or_load(tiny_store, encoder=enc, progress=False)
+    train_or_load(tiny_store, encoder=enc)
     folder = model_dir_for(tiny_store)
     assert folder == db_path.with_name("hl.model")
     meta = json.loads((folder / "meta.json").read_text())
@@ -137,37 +146,37 @@ def test_train_or_load_trains_saves_and_reports_split_accuracy(tiny_store, db_pa
     assert set(meta["accuracy"]) == {"training", "validation", "testing"}
     assert meta["accuracy"]["validation"]["n"] == 3 and 0 <= meta["accuracy"]["testing"]["accuracy"] <= 1
     assert meta["classes"] == ["bill_question", "card_issue", "chat_settings"]
-    # the vectors were cached in the store through the embed step, not re-encoded
-    assert len(tiny_store.embedded_hashes("fake:bow-64")) == 24
+    # trained on the vectors the embed step saved, not re-encoded
+    assert len(tiny_store.embedded_hashes("fake:bow-64")) == 24 and enc.texts_seen == 24
 
 
 def test_train_or_load_reuses_the_saved_model(tiny_store):
-    first = train_or_load(tiny_store, encoder=FakeEncoder(), progress=False)
+    first = train_or_load(tiny_store, encoder=FakeEncoder())
     enc = FakeEncoder()
-    second = train_or_load(tiny_store, encoder=enc, progress=False)
+    second = train_or_load(tiny_store, encoder=enc)
     assert second.metadata_["model_hash"] == first.metadata_["model_hash"]
     assert second.metadata_["trained_at"] == first.metadata_["trained_at"]
-    assert enc.calls == 0  # neither encoded nor retrained
+    assert enc.calls == 0  # neither encoded nor retrained (the vectors were cached by the first embed)
 
 
 def test_train_or_load_retrains_when_training_data_changes(tiny_store, tiny_records, write_export):
-    first = train_or_load(tiny_store, encoder=FakeEncoder(), progress=False)
+    first = train_or_load(tiny_store, encoder=FakeEncoder())
     changed = copy.deepcopy(tiny_records)
     data = json.loads(changed[0]["data"])
     data["intent"] = "bill_question"
     changed[0]["data"] = json.dumps(data)
     ingest(tiny_store, write_export(changed))
-    second = train_or_load(tiny_store, encoder=FakeEncoder(), progress=False)
+    second = train_or_load(tiny_store, encoder=FakeEncoder())
     assert second.metadata_["model_hash"] != first.metadata_["model_hash"]
 
 
 def test_train_or_load_retrains_for_another_encoder_or_parameters(tiny_store):
-    first = train_or_load(tiny_store, encoder=FakeEncoder(), progress=False)
+    first = train_or_load(tiny_store, encoder=FakeEncoder())
     other = FakeEncoder(dim=32)
     other.identity = "fake:bow-32"
-    assert train_or_load(tiny_store, encoder=other, progress=False).metadata_["model_hash"] != \
+    assert train_or_load(tiny_store, encoder=other).metadata_["model_hash"] != \
         first.metadata_["model_hash"]
-    tuned = train_or_load(tiny_store, model=LocalIntentModel(encoder=FakeEncoder(), C=0.5), progress=False)
+    tuned = train_or_load(tiny_store, model=LocalIntentModel(C=0.5))
     assert tuned.metadata_["model_hash"] != first.metadata_["model_hash"]
 
 
@@ -177,7 +186,7 @@ def test_in_memory_store_trains_without_saving():
 
     store = Store(":memory:")
     do_ingest(store, TINY_EXPORT)
-    model = train_or_load(store, encoder=FakeEncoder(), progress=False)
+    model = train_or_load(store, encoder=FakeEncoder())
     assert model_dir_for(store) is None and model.metadata_["n_train"] == 13
 
 
@@ -187,21 +196,27 @@ def test_no_training_rows_is_a_model_error(store, tiny_records, write_export):
             r["usage"] = "validation"
     ingest(store, write_export(tiny_records))
     with pytest.raises(ModelError, match="no annotated 'training' rows"):
-        train_or_load(store, encoder=FakeEncoder(), progress=False)
+        train_or_load(store, encoder=FakeEncoder())
 
 
-def test_cached_encoder_reads_known_vectors_and_encodes_the_rest(tiny_store):
-    from hl_debug.steps.embed import embed
-
+def test_training_needs_the_embed_step_first(tiny_store, tiny_records, write_export):
+    with pytest.raises(MissingStepError, match="no embeddings") as info:
+        _train_or_load(tiny_store)
+    assert "hl-debug embed" in info.value.hint
     embed(tiny_store, FakeEncoder(), progress=False)
-    inner = FakeEncoder()
-    cached = CachedEncoder.from_store(tiny_store, inner)
-    known = [r["text"] for r in tiny_store.utterances(columns="text")[:3]]
-    out = cached.transform([known[0], "a text nobody has seen", known[2]])
-    np.testing.assert_allclose(out, FakeEncoder().transform([known[0], "a text nobody has seen", known[2]]),
-                               atol=1e-6)
-    assert (cached.hits, cached.misses) == (2, 1) and inner.texts_seen == 1
-    assert cached.identity == inner.identity and out.dtype == np.float32
+    assert _train_or_load(tiny_store).metadata_["encoder"] == "fake:bow-64"  # the active encoder by default
+    tiny_records[0]["data"] = json.dumps({**json.loads(tiny_records[0]["data"]), "text": "a new one"})
+    ingest(tiny_store, write_export(tiny_records))
+    with pytest.raises(MissingStepError, match="1 text\\(s\\) have no vector for encoder fake:bow-64"):
+        _train_or_load(tiny_store, encoder="fake:bow-64")
+
+
+def test_the_model_identity_is_unchanged():
+    """The training hash (and so ``local:<hash>``) hashes the same parameters as before the refactor."""
+    from hl_debug.models.intent_model import model_params
+
+    assert model_params(LocalIntentModel()) == {"C": 10.0, "calibration": "sigmoid", "cv": "auto",
+                                                "max_iter": 2000, "classifier": None}
 
 
 # -- speed settings: calibration folds and threads ------------------------------------------
@@ -263,6 +278,6 @@ def test_fit_and_scoring_run_single_threaded_by_default():
 
 
 def test_thread_count_is_not_part_of_the_model_identity(tiny_store):
-    first = train_or_load(tiny_store, encoder=FakeEncoder(), progress=False)
-    other = train_or_load(tiny_store, model=LocalIntentModel(encoder=FakeEncoder(), n_threads=2), progress=False)
+    first = train_or_load(tiny_store, encoder=FakeEncoder())
+    other = train_or_load(tiny_store, model=LocalIntentModel(n_threads=2))
     assert other.metadata_["trained_at"] == first.metadata_["trained_at"]

@@ -7,6 +7,7 @@ import pytest
 import requests
 
 from hl_debug.models.intent_model import LocalIntentModel
+from hl_debug.sources.local import EncodedModel
 from hl_debug.sources.model_server import ServerThread, create_model_app
 from tests.fakes import FakeEncoder
 
@@ -21,10 +22,11 @@ TEXTS = {
 
 
 @pytest.fixture
-def model() -> LocalIntentModel:
+def model() -> EncodedModel:
     texts = [t for ts in TEXTS.values() for t in ts]
     labels = [lbl for lbl, ts in TEXTS.items() for _ in ts]
-    return LocalIntentModel(encoder=FakeEncoder(), calibration=None).fit(texts, labels)
+    enc = FakeEncoder()
+    return EncodedModel(enc, LocalIntentModel(calibration=None).fit(enc.transform(texts), labels))
 
 
 @pytest.fixture
@@ -78,7 +80,7 @@ def test_confidences_match_the_model(client, model):
     text = "how much is the gas bill"
     r = post(client, {"data": [{"text": text}], "n_best": 3})
     got = {v["label"]: v["confidence"] for v in r.get_json()[0]["predictions"][0]["value"]}
-    proba = model.predict_proba([text])[0]
+    proba = model.model.predict_proba(model.encoder.transform([text]))[0]
     np.testing.assert_allclose([got[c] for c in model.classes_], proba)
 
 
@@ -191,7 +193,7 @@ def test_cli_serve_model_trains_reports_accuracy_and_serves(tiny_store, db_path,
 
     from hl_debug.cli import cli
 
-    monkeypatch.setattr("hl_debug.steps.embed.default_encoder", lambda name=None, backend=None: FakeEncoder())
+    monkeypatch.setattr("hl_debug.models.encoders.default_encoder", lambda name=None, backend=None: FakeEncoder())
     made = {}
 
     def fake_make_server(host, port, app, threaded):
@@ -219,7 +221,7 @@ def test_cli_serve_model_port_in_use_is_one_message(tiny_store, db_path, monkeyp
 
     from hl_debug.cli import cli
 
-    monkeypatch.setattr("hl_debug.steps.embed.default_encoder", lambda name=None, backend=None: FakeEncoder())
+    monkeypatch.setattr("hl_debug.models.encoders.default_encoder", lambda name=None, backend=None: FakeEncoder())
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()

@@ -36,12 +36,35 @@ def test_exact_duplicates_are_each_others_nearest():
 def test_cached_by_content_and_sliced_for_smaller_k():
     neighbors.clear_cache()
     X = _unit(np.random.default_rng(2), 60, 8)
-    idx10, _ = knn(X, 10)
-    idx3, sim3 = knn(X.copy(), 3)  # same content, another array: a cache hit
+    idx10, _ = knn(X, 10, cache=True)
+    idx3, sim3 = knn(X.copy(), 3, cache=True)  # same content, another array: a cache hit
     np.testing.assert_array_equal(idx3, idx10[:, :3])
     assert len(neighbors._CACHE) == 1
     with pytest.raises(ValueError):
         idx3[0, 0] = 1  # shared results are read-only
+
+
+def test_the_memo_is_opt_in_and_results_do_not_depend_on_it():
+    neighbors.clear_cache()
+    X = _unit(np.random.default_rng(3), 50, 8)
+    X[7] = X[8] = X[9]  # ties at the boundary are broken alike with or without the memo
+    plain = knn(X, 2)
+    assert not neighbors._CACHE
+    memo = knn(X, 2, cache=True)
+    np.testing.assert_array_equal(plain[0], memo[0])
+    np.testing.assert_array_equal(plain[1], memo[1])
+    assert len(neighbors._CACHE) == 1
+
+
+def test_subset_knn_reads_a_full_knn_handed_to_it():
+    from hl_debug.models.neighbors import subset_knn
+
+    neighbors.clear_cache()
+    X = _unit(np.random.default_rng(4), 80, 8)
+    rows = np.arange(0, 80, 2)
+    full = knn(X, 40)
+    np.testing.assert_array_equal(subset_knn(X, rows, 5, full=full)[0], subset_knn(X, rows, 5)[0])
+    assert not neighbors._CACHE
 
 
 def test_bad_input():

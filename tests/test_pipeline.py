@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from hl_debug.cli import cli
 from hl_debug.steps.ingest import ingest
-from hl_debug.storage import Store
+from hl_debug.storage import CLUSTERS, NEIGHBORS, POINTS, Store
 
 
 @pytest.mark.slow
@@ -23,18 +23,18 @@ def test_run_real_export_maps_and_clusters_everything(db_path, real_export, reco
     assert r.exit_code == 0, r.output
     summary = re.compile(r"^(\w+)\s+[\d.]+s  ")  # "<step>  <seconds>s  <counts>"; progress bars go elsewhere
     steps = [m.group(1) for line in r.stdout.splitlines() if (m := summary.match(line))]
-    assert steps == ["ingest", "import", "predict", "embed", "analyze", "signals", "web"]
+    assert steps == ["ingest", "import", "embed", "predict", "analyze", "signals", "web"]
 
     store = Store(db_path)
     try:
-        points = store.rows("points")
+        points = store.table_rows(POINTS)
         assert len(points) == 2327
         noise = sum(p["cluster_id"] == -1 for p in points) / len(points)
         assert noise < 0.10
-        clusters = store.rows("clusters")
+        clusters = store.table_rows(CLUSTERS)
         assert len(clusters) >= 12 and sum(c["size"] for c in clusters) == 2327 - round(noise * 2327)
         assert all(c["keywords"] for c in clusters)
-        assert len(store.rows("neighbors")) == 2327 * 10
+        assert store.table_count(NEIGHBORS) == 2327 * 10
         report = store.report("analysis")
         assert len(report["impure_clusters"]) >= 5 and len(report["unannotated_regions"]) >= 3
         assert all(r["suspects"] for r in report["impure_clusters"])
@@ -62,9 +62,10 @@ def test_run_real_export_maps_and_clusters_everything(db_path, real_export, reco
 
 
 def test_web_step_keeps_the_map_data_for_the_next_start(db_path, tiny_export_path):
-    from pipelines.full import web_step
+    from hl_debug.mapdata import STORED_NAME, decode_column
+    from hl_debug.steps.web import web_step
     from tests.webapp_fixtures import fill_synthetic
-    from webapp.points import STORED_NAME, PayloadCache, decode_column
+    from webapp.points import PayloadCache
 
     store = Store(db_path)
     ingest(store, tiny_export_path)

@@ -1,20 +1,33 @@
-"""The map's compact payload (webapp/points.py): every encoding round-trips, and the cache
-rebuilds only what changed."""
+"""The map's compact payload (hl_debug/mapdata.py, served by webapp/points.py): every encoding
+round-trips, the wire format is the golden payload's, and the cache rebuilds only what changed."""
 
 from __future__ import annotations
 
 import gzip
 import json
 import math
-import sqlite3
+import re
+from pathlib import Path
 
 import pytest
 
+from hl_debug import mapdata
+from hl_debug.errors import StoreError
+from hl_debug.mapdata import (
+    POINT_COLUMNS,
+    STORED_NAME,
+    decode_column,
+    encode_categorical,
+    encode_numeric,
+    encode_points,
+    map_columns,
+)
 from hl_debug.storage import Store
 from tests.webapp_fixtures import PLANTED_ERROR_ID, fill_synthetic
-from webapp import points
-from webapp.points import (POINT_COLUMNS, STORED_NAME, PayloadCache, decode_column, encode_categorical,
-                           encode_numeric, encode_points, map_columns)
+from webapp.points import PayloadCache
+
+ROOT = Path(__file__).resolve().parents[1]
+GOLDEN = ROOT / "tests" / "fixtures" / "points_payload.json"
 
 
 def test_float32_round_trip_with_missing_and_non_finite():
@@ -62,6 +75,63 @@ def test_encode_points_round_trips_every_column():
     assert out["predicted_label"] == [None] * 3 and out["entropy"] == [None] * 3  # absent columns: all missing
 
 
+def golden_cases() -> list[dict]:
+    return json.loads(GOLDEN.read_text(encoding="utf-8"))["cases"]
+
+
+@pytest.mark.parametrize("case", golden_cases(), ids=lambda c: c["name"])
+def test_encoding_the_golden_input_gives_exactly_the_golden_payload(case):
+    """The wire format of /api/points is the fixture's (tests/test_browser.py decodes the same
+    payloads in the browser): a change here is a FORMAT bump and a new fixture."""
+    assert json.loads(json.dumps(encode_points(case["input"]))) == case["payload"]
+    assert case["payload"]["format"] == mapdata.FORMAT
+    assert {k: decode_column(c) for k, c in case["payload"]["columns"].items()} == case["expected"]
+
+
+def test_golden_payload_covers_every_wire_dtype():
+    dtypes = {c["dtype"] for case in golden_cases() for c in case["payload"]["columns"].values()}
+    assert {"int8", "int32", "float16", "float32", "float64", "str"} <= dtypes
+    rows = golden_cases()[0]
+    assert set(rows["input"]) == set(POINT_COLUMNS)
+    assert all(None in v or name == "text" for name, v in rows["input"].items() if name != "id"), "a missing value each"
+
+
+def test_ids_travel_as_integers():
+    col = encode_points({"id": [5, 2, 9]})["columns"]["id"]
+    assert col["dtype"] == "int32" and decode_column(col) == [5, 2, 9]
+
+
+def test_the_columns_are_declared_once_and_sent_to_the_page():
+    from webapp.plots import MAP_COLUMNS, SOURCE_COLUMNS, map_config
+
+    config = map_config(labels=["a", "b"], clusters=[{"cluster_id": 1, "keywords": "k"}], has_predictions=False)
+    assert list(config["columns"]) == list(POINT_COLUMNS) and config["format"] == mapdata.FORMAT
+    assert config["columns"]["id"] == "int32" and config["columns"]["label"] == "category"
+    assert set(MAP_COLUMNS) == set(config["source"]) and {c for c, _ in SOURCE_COLUMNS.values()} <= set(POINT_COLUMNS)
+    assert {c["value"] for c in config["color_by"]} == {"label", "cluster_id", "issue_score", "usage", "annotated"}
+    with_predictions = map_config(labels=[], clusters=[], has_predictions=True)
+    assert {"predicted_label", "entropy"} <= {c["value"] for c in with_predictions["color_by"]}
+    import bokeh
+
+    assert config["bokeh"] == bokeh.__version__ and config["clusters"] == [{"id": 1, "keywords": "k"}]
+
+
+def test_the_private_bokehjs_hooks_are_written_for_the_pinned_bokeh():
+    """static/map/bokeh.js checks the loaded BokehJS against the version its two private hooks
+    were written for; that version is the one requirements/constraints.txt pins."""
+    pinned = re.search(r"^bokeh==(\S+)", (ROOT / "requirements" / "constraints.txt").read_text(), re.M).group(1)
+    js = (ROOT / "webapp" / "static" / "map" / "bokeh.js").read_text(encoding="utf-8")
+    assert re.search(r'HOOKED_BOKEH = "([^"]+)"', js).group(1) == pinned
+    # both hooks live in privateHooks() and nowhere else
+    hooks = js[js.index("// The only place that touches BokehJS internals"):js.index("// The public-API painter")]
+    rest = js.replace(hooks, "")
+    for private in ("Bokeh.require", "._paint"):
+        assert private in hooks and private not in rest
+    for other in (ROOT / "webapp" / "static").rglob("*.js"):
+        if other.name != "bokeh.js":
+            assert "Bokeh.require" not in other.read_text(encoding="utf-8") and "_paint" not in other.read_text(encoding="utf-8"), other
+
+
 @pytest.fixture
 def store(db_path, tiny_export_path):
     s = fill_synthetic(Store(db_path), tiny_export_path)
@@ -72,7 +142,7 @@ def store(db_path, tiny_export_path):
 def spy_map_columns(monkeypatch) -> list:
     """Count the pipeline-data reads of the payload cache."""
     calls: list = []
-    monkeypatch.setattr(points, "map_columns", lambda store: calls.append(1) or map_columns(store))
+    monkeypatch.setattr(mapdata, "map_columns", lambda store: calls.append(1) or map_columns(store))
     return calls
 
 
@@ -113,9 +183,8 @@ def decoded(body: bytes) -> dict:
 
 
 def plain_body(store) -> dict:
-    """The payload built from :meth:`Store.web_rows`' joined read (how the map's data is defined), decoded."""
-    cols, rows = store.web_rows(columns=list(POINT_COLUMNS))
-    return decoded(json.dumps(encode_points({c: [r[k] for r in rows] for k, c in enumerate(cols)})).encode())
+    """The payload built from :meth:`Store.map_columns`' joined read (how the map's data is defined), decoded."""
+    return decoded(json.dumps(encode_points(store.map_columns(list(POINT_COLUMNS)))).encode())
 
 
 def test_map_columns_match_the_joined_read(store):
@@ -146,7 +215,7 @@ def test_map_columns_before_analysis_and_without_predictions(db_path, tiny_expor
 def test_warm_builds_the_payload_before_the_first_request(store, monkeypatch):
     cache = PayloadCache()
     cache.warm(store.path).join()
-    monkeypatch.setattr(points, "map_columns", lambda store: pytest.fail("the warmed payload was rebuilt"))
+    monkeypatch.setattr(mapdata, "map_columns", lambda store: pytest.fail("the warmed payload was rebuilt"))
     etag, zipped = cache.get(store, gzipped=True)
     assert json.loads(gzip.decompress(zipped))["n"] == 24
 
@@ -183,11 +252,17 @@ def test_a_stored_base_of_an_earlier_state_is_ignored(store, monkeypatch):
 
 def test_a_database_that_cannot_be_written_only_costs_the_next_start(store, monkeypatch, caplog):
     def refuse(*args, **kwargs):
-        raise sqlite3.OperationalError("attempt to write a readonly database")
+        raise StoreError("attempt to write a readonly database")
 
-    monkeypatch.setattr(store, "save_report", refuse)
+    monkeypatch.setattr(store, "save_cache", refuse)
     caplog.set_level("INFO", logger="webapp.points")
     cache = PayloadCache()
     etag, body = cache.get(store)
     cache.prepare(store)  # logs, does not raise
     assert "could not keep the map's data" in caplog.text and cache.get(store) == (etag, body)
+
+
+def test_the_map_page_preloads_every_map_module():
+    html = (ROOT / "webapp" / "templates" / "map.html").read_text(encoding="utf-8")
+    modules = {p.relative_to(ROOT / "webapp" / "static").as_posix() for p in (ROOT / "webapp" / "static" / "map").glob("*.js")}
+    assert modules and all(f"'{m}'" in html for m in modules | {"map.js", "raster.js"})

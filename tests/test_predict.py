@@ -9,12 +9,14 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from hl_debug.sources.remote import PredictClient
 from hl_debug.cli import cli
-from hl_debug.errors import ConfigError, NotFoundError, PredictionsFileError
-from hl_debug.steps.ingest import ingest
+from hl_debug.errors import ConfigError, MissingStepError, NotFoundError, PredictionsFileError
 from hl_debug.sources.model_server import ServerThread
+from hl_debug.sources.remote import PredictClient, RemoteSource
+from hl_debug.steps.embed import embed
+from hl_debug.steps.ingest import ingest
 from hl_debug.steps.predict import (
+    PredictOptions,
     distribution_stats,
     import_predictions,
     local_identity,
@@ -26,6 +28,18 @@ from hl_debug.steps.predict import (
 )
 from tests.fakes import FakeEncoder
 from tests.test_api_client import FlakyServer, label_of
+
+
+def predictions_frame(store, endpoint=None):
+    """One row per utterance (id order): its text and ``endpoint``'s cached answer (default: the active one)."""
+    import pandas as pd
+
+    frame = pd.DataFrame(store.prediction_columns(
+        ("id", "label", "confidence", "distribution", "entropy", "margin", "endpoint"),
+        endpoint=endpoint or store.active_endpoint(), align="id"))
+    texts = store.utterance_columns(("id", "text"))
+    return frame.assign(text=texts["text"]) if list(frame["id"]) == texts["id"] else pytest.fail("misaligned")
+
 
 # -- scoring ------------------------------------------------------------------------------
 
@@ -101,7 +115,7 @@ def test_predict_fills_the_cache_and_counts_empty_answers(tiny_store, flaky_url)
     counts = predict(tiny_store, api_url=flaky_url(flaky), project_id=7, api_key="k", batch_size=5, **FAST)
     assert counts["n_predicted"] == len(texts) == 24 and counts["n_without_prediction"] == 2 and not counts["skipped"]
     assert counts["endpoint"] == tiny_store.active_endpoint()
-    df = tiny_store.predictions_df()
+    df = predictions_frame(tiny_store)
     assert len(df) == 24 and df["label"].isna().sum() == 2
     row = df[df.text == texts[1]].iloc[0]
     assert row.label == label_of(texts[1]) and row.confidence == 0.7
@@ -140,7 +154,7 @@ def test_flaky_endpoint_nothing_lost_nothing_asked_twice(tiny_store, flaky_url):
     assert sorted(t for t, _ in flaky.log[seen_before:]) == sorted(t for t, o in flaky.log if o == "short")
     # every text answered (and kept) exactly once
     assert flaky.ok_counts() == {t: 1 for t in texts}
-    assert tiny_store.predictions_df()["label"].isna().sum() == 1
+    assert predictions_frame(tiny_store)["label"].isna().sum() == 1
 
 
 def test_interrupted_run_resumes_without_re_asking(tiny_store, flaky_url, monkeypatch):
@@ -200,38 +214,64 @@ def test_bad_options_are_config_errors(tiny_store, kwargs, match):
 def test_explicit_client_is_used(tiny_store, flaky_url):
     flaky = FlakyServer()
     client = PredictClient(flaky_url(flaky), project_id=3, n_best=1, backoff_base=0.001)
-    counts = predict(tiny_store, client=client, progress=False)
+    counts = predict(tiny_store, source=RemoteSource(client, n_best=1, source="client"), progress=False)
     assert counts["n_predicted"] == 24 and all(b <= 20 for b in flaky.batch_sizes)
+    assert counts["endpoint"] == remote_identity(client.base_url, 3, 1)
+
+
+def test_options_are_one_frozen_value_and_keywords_override_it(tiny_store, flaky_url):
+    import dataclasses
+
+    options = PredictOptions(api_url=flaky_url(FlakyServer()), project_id=7, n_best=2, **FAST)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        options.n_best = 3
+    assert predict(tiny_store, options, batch_size=4)["endpoint"].endswith("?n_best=2")
+    assert PredictOptions.from_mapping({"n_best": 3, "unknown": 1, "api_url": None}) == PredictOptions(n_best=3)
 
 
 # -- predict with the local model ----------------------------------------------------
 
 
+def local_predict(store, encoder=None, **kwargs):
+    """The embed step, then predict with the local model on its vectors."""
+    encoder = encoder if encoder is not None else FakeEncoder()
+    embed(store, encoder, progress=False)
+    return predict(store, encoder=encoder, progress=False, **kwargs)
+
+
+def test_local_model_needs_the_embed_step_first(tiny_store):
+    with pytest.raises(MissingStepError, match="no embeddings") as info:
+        predict(tiny_store, progress=False)
+    assert info.value.step == "embed"
+
+
 def test_local_server_path_fills_every_row_and_tracks_the_model(tiny_store):
     enc = FakeEncoder()
-    counts = predict(tiny_store, encoder=enc, progress=False)
-    assert enc.texts_seen == 24  # embedded once for training; the server reuses those vectors
+    counts = local_predict(tiny_store, enc)
+    assert enc.texts_seen == 24  # embedded once by the embed step; the model scores those vectors
     assert counts["endpoint"].startswith("local:") and counts["n_predicted"] == 24
-    df = tiny_store.predictions_df()
+    df = predictions_frame(tiny_store)
     assert df["label"].notna().all()
     dist = json.loads(df.distribution.iloc[0])
     assert len(dist) == 3 and sum(c for _, c in dist) == pytest.approx(1.0)  # n_best=all: full distribution
-    again = predict(tiny_store, encoder=FakeEncoder(), progress=False)
+    again = local_predict(tiny_store)
     assert again["skipped"] and again["endpoint"] == counts["endpoint"]
 
 
 def test_local_answers_are_scored_in_process_and_match_the_model_server(tiny_store, monkeypatch):
-    from hl_debug.models.intent_model import LocalIntentModel, model_dir_for
+    from hl_debug.models.intent_model import LocalIntentModel
+    from hl_debug.sources.local import EncodedModel
     from hl_debug.sources.model_server import create_model_app
+    from hl_debug.steps.train import model_dir_for
 
     monkeypatch.setattr("hl_debug.sources.model_server.ServerThread.start", lambda self: pytest.fail("server started"))
-    counts = predict(tiny_store, encoder=FakeEncoder(), progress=False)
+    counts = local_predict(tiny_store)
     assert counts["requests"] == 1 and counts["n_predicted"] == 24  # one in-process chunk, no HTTP
     run = tiny_store.db.execute("SELECT parameters FROM runs WHERE step = 'predict'").fetchone()
     assert json.loads(run[0])["mode"] == "in-process"
     monkeypatch.undo()
     # the same model behind the HTTP contract gives byte-identical cache rows
-    model = LocalIntentModel.load(model_dir_for(tiny_store), encoder=FakeEncoder())
+    model = EncodedModel(FakeEncoder(), LocalIntentModel.load(model_dir_for(tiny_store)))
     texts = tiny_store.texts_by_hash()
     with ServerThread(create_model_app(model, project_id=7)) as server:
         client = PredictClient(server.url, project_id=7, n_best=3)
@@ -239,7 +279,7 @@ def test_local_answers_are_scored_in_process_and_match_the_model_server(tiny_sto
         for outcome in client.predict_many(list(texts.values()), batch_size=20):
             over_http.update(zip(outcome.texts, outcome.answers))
     expected = rows_from_answers(list(texts), [over_http[t] for t in texts.values()])
-    got = tiny_store.predictions_df().drop_duplicates("text").set_index("text")
+    got = predictions_frame(tiny_store).drop_duplicates("text").set_index("text")
     for h, row in zip(texts, expected):
         mine = got.loc[texts[h]]
         assert (mine.label, mine.confidence, mine.entropy, mine.margin) == \
@@ -268,26 +308,27 @@ def test_a_changed_text_is_the_only_one_asked_again_of_a_remote_endpoint(tiny_st
 
 
 def test_local_model_keeps_its_answers_unless_a_training_row_changes(tiny_store, tiny_records, write_export):
-    first = predict(tiny_store, encoder=FakeEncoder(), progress=False)
+    first = local_predict(tiny_store)
     unlabeled = next(i for i, r in enumerate(tiny_records) if r["usage"] is None)
     _change_text(tiny_records, unlabeled)
     ingest(tiny_store, write_export(tiny_records))
     enc = FakeEncoder()
-    second = predict(tiny_store, encoder=enc, progress=False)
+    second = local_predict(tiny_store, enc)
     # same model, same identity: only the new text is embedded and scored
     assert second["endpoint"] == first["endpoint"]
     assert (second["n_predicted"], second["n_cached"], enc.texts_seen) == (1, 23, 1)
     _change_text(tiny_records, 0)  # a training row: the model is retrained and every answer may change
     ingest(tiny_store, write_export(tiny_records))
-    third = predict(tiny_store, encoder=FakeEncoder(), progress=False)
+    third = local_predict(tiny_store)
     assert third["endpoint"] != first["endpoint"] and third["n_predicted"] == 24 and third["requests"] == 1
     assert tiny_store.active_endpoint() == third["endpoint"]
 
 
 def test_predict_step_adapter(tiny_store):
+    embed(tiny_store, FakeEncoder(), progress=False)
     counts = predict_step(tiny_store, {"encoder": FakeEncoder(), "progress": False, "n_best": 2})
     assert counts["endpoint"].endswith("?n_best=2") and counts["n_predicted"] == 24
-    dist = json.loads(tiny_store.predictions_df()["distribution"].iloc[0])
+    dist = json.loads(predictions_frame(tiny_store)["distribution"].iloc[0])
     assert len(dist) == 2
 
 
@@ -300,20 +341,20 @@ def _answer(text, label=None, conf=0.9):
 
 
 def test_import_matches_by_text(tiny_store, tmp_path):
-    texts = tiny_store.utterances(columns="id, text", order_by="id")
+    texts = tiny_store.utterance_rows(("id", "text"))
     items = [_answer(r["text"], "card_issue" if i % 3 else None) for i, r in enumerate(reversed(texts))]
     path = tmp_path / "answers.json"
     path.write_text(json.dumps(items))
     counts = import_predictions(tiny_store, path)
     assert counts["endpoint"] == "recorded:answers" and counts["n_saved"] == 24
     assert counts["n_without_prediction"] == 8
-    df = tiny_store.predictions_df("recorded:answers")
+    df = predictions_frame(tiny_store, "recorded:answers")
     assert df["label"].isna().sum() == 8
     assert tiny_store.get_meta("recorded_endpoint") == "recorded:answers"
 
 
 def test_import_in_export_order_without_texts(tiny_store, tmp_path):
-    rows = tiny_store.utterances(columns="id, text", order_by="position")
+    rows = tiny_store.utterance_rows(("id", "text"), order="position")
     items = [{"predictions": [{"value": [{"label": f"L{i}", "confidence": 0.5}]}]} for i in range(len(rows))]
     path = tmp_path / "ordered.json"
     path.write_text(json.dumps(items))
@@ -330,7 +371,7 @@ def test_import_without_texts_and_wrong_length_is_an_error(tiny_store, tmp_path)
 
 
 def test_import_reports_every_bad_item_and_writes_nothing(tiny_store, tmp_path):
-    text = tiny_store.utterances(columns="text")[0]["text"]
+    text = tiny_store.utterance_rows(("text",))[0]["text"]
     items = [_answer(text, "a"), {"data": {"text": text}}, _answer(text, "b", conf=7)]
     path = tmp_path / "bad.json"
     path.write_text(json.dumps(items))
@@ -355,7 +396,7 @@ def test_import_missing_file(tiny_store, tmp_path):
 
 
 def test_prediction_rows_unknown_endpoint_lists_valid_ones(tiny_store):
-    predict(tiny_store, encoder=FakeEncoder(), progress=False)
+    local_predict(tiny_store)
     with pytest.raises(NotFoundError, match="valid: local:"):
         prediction_rows(tiny_store, "api:nowhere")
 
@@ -397,7 +438,7 @@ def test_cli_wrong_key_is_one_message(tiny_store, db_path, flaky_url):
 
 
 def test_cli_import_predictions(tiny_store, db_path, tmp_path):
-    text = tiny_store.utterances(columns="text")[0]["text"]
+    text = tiny_store.utterance_rows(("text",))[0]["text"]
     path = tmp_path / "rec.json"
     path.write_text(json.dumps([_answer(text, None), _answer("not in db", "x")]))
     r = invoke(db_path, "import-predictions", path)
@@ -423,7 +464,7 @@ def test_recorded_file_imports_with_38_rows_without_prediction(store, real_expor
     counts = import_predictions(store, recorded_predictions)
     assert counts["n_items"] == 2327 and counts["n_unmatched"] == 0
     assert counts["n_without_prediction"] == 38
-    df = store.predictions_df(counts["endpoint"])
+    df = predictions_frame(store, counts["endpoint"])
     assert len(df) == 2327 and df["label"].isna().sum() == 38
 
 
@@ -432,15 +473,19 @@ def test_real_export_predict_with_local_server(db_path, real_export, recorded_pr
     r = invoke(db_path, "ingest", real_export)
     assert r.exit_code == 0, r.output
     r = invoke(db_path, "predict", "--concurrency", 2)
+    assert r.exit_code == 1 and "Run `hl-debug embed` first" in r.output
+    r = invoke(db_path, "embed")
+    assert r.exit_code == 0, r.output
+    r = invoke(db_path, "predict", "--concurrency", 2)
     assert r.exit_code == 0, r.output
     r = invoke(db_path, "import-predictions", recorded_predictions)
     assert r.exit_code == 0 and "38 utterances without prediction" in r.output
     from hl_debug.storage import Store
 
     store = Store(db_path)
-    local = store.predictions_df()
+    local = predictions_frame(store)
     assert len(local) == 2327 and local["label"].notna().all()
-    recorded = store.predictions_df(store.get_meta("recorded_endpoint"))
+    recorded = predictions_frame(store, store.get_meta("recorded_endpoint"))
     answered = recorded["label"].notna()
     agreement = (local["label"][answered] == recorded["label"][answered]).mean()
     assert agreement >= 0.95
@@ -450,7 +495,8 @@ def test_real_export_predict_with_local_server(db_path, real_export, recorded_pr
 
 
 def test_cli_predict_with_the_local_server(tiny_store, db_path, monkeypatch):
-    monkeypatch.setattr("hl_debug.steps.embed.default_encoder", lambda name=None, backend=None: FakeEncoder())
+    monkeypatch.setattr("hl_debug.models.encoders.default_encoder", lambda name=None, backend=None: FakeEncoder())
+    embed(tiny_store, FakeEncoder(), progress=False)
     r = invoke(db_path, "predict", "--n-best", "2")
     assert r.exit_code == 0, r.output
     assert "Predictions from local:" in r.output and "24 asked now" in r.output

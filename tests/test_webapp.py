@@ -9,11 +9,11 @@ import json
 import pytest
 from bokeh.models import BoxSelectTool, HoverTool, LassoSelectTool, TapTool
 
+from hl_debug.mapdata import POINT_COLUMNS, decode_column
 from hl_debug.storage import Store
 from tests.webapp_fixtures import ENDPOINT, PLANTED_ERROR_ID, XSS_ID, fill_synthetic, store_model_report
 from webapp import create_app
 from webapp.plots import MAP_SELECTION_JS, map_figure
-from webapp.points import POINT_COLUMNS, decode_column
 
 XSS = "<img src=x onerror=alert(1)>"
 PAGES = ("/", "/clusters", "/issues", "/queue", "/report")

@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 
 from hl_debug.domain import REPORT_SPLITS
+from hl_debug.mapdata import STORED_NAME
 from hl_debug.storage import Store
 from tests.webapp_fixtures import ENDPOINT, PLANTED_ERROR_ID, fill_synthetic, store_model_report
 from webapp import create_app, warm
 from webapp import model_report as mr
-from webapp.points import STORED_NAME
 
 
 @pytest.fixture
@@ -118,7 +118,7 @@ def test_warm_prepares_the_map_and_reads_the_report(db_path, tiny_export_path, m
     s = Store(db_path)
     assert s.report(STORED_NAME)["key"]  # kept for the next start
     s.close()
-    monkeypatch.setattr("webapp.points.map_columns", lambda *a: pytest.fail("the warmed payload was rebuilt"))
+    monkeypatch.setattr("hl_debug.mapdata.map_columns", lambda *a: pytest.fail("the warmed payload was rebuilt"))
     client = app.test_client()
     assert client.get("/report").status_code == 200
     assert client.get("/api/points", headers={"Accept-Encoding": "gzip"}).status_code == 200

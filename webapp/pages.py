@@ -46,8 +46,7 @@ def map_view():
     store.require_utterances()
     missing = _missing(POINTS, "analyze")
     clusters = store.table_rows(CLUSTERS, order="cluster_id")
-    config = {"labels": store.intents(), "palette": list(Category20[20]), "clusters": [
-        {"id": c["cluster_id"], "keywords": c.get("keywords")} for c in clusters]}
+    config = plots.map_config(labels=store.intents(), clusters=clusters, has_predictions=store.active_endpoint() is not None)
     return render_template("map.html", missing=missing, item=None if missing else json_item(plots.map_figure()),
                            config=config, intents=store.intents(), clusters=clusters, stats=store.stats(),
                            has_predictions=store.active_endpoint() is not None)

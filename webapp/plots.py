@@ -9,11 +9,27 @@ a named constant that calls into ``static/*.js``.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
-from bokeh.models import (BasicTicker, BoxSelectTool, ColorBar, ColumnDataSource, CustomJS, HoverTool, LassoSelectTool,
-                          LinearColorMapper, Range1d, TapTool)
-from bokeh.palettes import Blues256, Category10
+import bokeh
+from bokeh.models import (
+    BasicTicker,
+    BoxSelectTool,
+    ColorBar,
+    ColumnDataSource,
+    CustomJS,
+    HoverTool,
+    LassoSelectTool,
+    LinearColorMapper,
+    Range1d,
+    Scatter,
+    TapTool,
+)
+from bokeh.palettes import Blues256, Category10, Category20
 from bokeh.plotting import figure
+
+from hl_debug import mapdata
+from hl_debug.domain import SPLITS
 
 # Selection on the map -> the inspector (static/map.js defines window.hlDebug).
 MAP_SELECTION_JS = "window.hlDebug && window.hlDebug.onSelect(source.selected.indices);"
@@ -21,20 +37,68 @@ MAP_SELECTION_JS = "window.hlDebug && window.hlDebug.onSelect(source.selected.in
 CONFUSION_TAP_JS = ("const i = source.selected.indices[0];"
                     "if (i !== undefined && window.hlReport) window.hlReport.onCell(source.data.given[i], source.data.predicted[i]);")
 
-MAP_COLUMNS = ("x", "y", "id", "text", "label", "predicted_label", "cluster")
+# The map's Bokeh source (hit testing and hover): each column filled by static/map.js from
+# a payload column (hl_debug.mapdata.COLUMNS), categorical and integer ones as text with what
+# stands for a missing value (None: copied as numbers).
+SOURCE_COLUMNS: dict[str, tuple[str, str | None]] = {
+    "x": ("x", None), "y": ("y", None), "id": ("id", None), "text": ("text", None),
+    "label": ("label", "(unannotated)"), "predicted_label": ("predicted_label", "(none)"), "cluster": ("cluster_id", ""),
+}
+MAP_COLUMNS = tuple(SOURCE_COLUMNS)
 MARKER_SIZE = 7  # CSS pixels; static/raster.js draws the markers at this size
+
+
+@dataclass(frozen=True)
+class ColorBy:
+    """One "Colour by" choice of the map: a payload column (or ``annotated``), its title, how
+    static/map/colours.js colours it (``intent``, ``cluster``, ``ramp``, ``split``,
+    ``annotated``), and whether it only makes sense once there are predictions."""
+
+    value: str
+    title: str
+    kind: str
+    needs_predictions: bool = False
+
+
+COLOR_BY: tuple[ColorBy, ...] = (
+    ColorBy("label", "annotated intent", "intent"),
+    ColorBy("predicted_label", "predicted intent", "intent", needs_predictions=True),
+    ColorBy("cluster_id", "cluster", "cluster"),
+    ColorBy("issue_score", "label-issue score", "ramp"),
+    ColorBy("entropy", "entropy", "ramp", needs_predictions=True),
+    ColorBy("usage", "split", "split"),
+    ColorBy("annotated", "annotated / unannotated", "annotated"),
+)
+
+
+def map_config(*, labels: Sequence[str], clusters: Sequence[dict], has_predictions: bool) -> dict:
+    """What the map page's JS is told (the ``map-config`` JSON): the intents in palette order,
+    the palette, the clusters, the payload's columns and format, the Bokeh source's columns,
+    the colour-by choices, the splits, and the installed bokeh's version (the private BokehJS
+    hooks in static/map/bokeh.js check it)."""
+    return {
+        "labels": list(labels), "palette": list(Category20[20]),
+        "clusters": [{"id": c["cluster_id"], "keywords": c.get("keywords")} for c in clusters],
+        "format": mapdata.FORMAT, "columns": mapdata.wire_types(),
+        "source": {name: {"from": col, "missing": missing} for name, (col, missing) in SOURCE_COLUMNS.items()},
+        "color_by": [{"value": c.value, "title": c.title, "kind": c.kind}
+                     for c in COLOR_BY if has_predictions or not c.needs_predictions],
+        "splits": list(SPLITS), "split_colors": dict(zip(SPLITS, Category10[10], strict=False)),
+        "bokeh": bokeh.__version__, "marker_size": MARKER_SIZE,
+    }
 
 
 def map_figure(*, height: int = 640) -> figure:
     """The utterance map: an empty ``points`` source the page fills from ``/api/points``.
 
     The points are painted by ``static/raster.js`` into one RGBA image (the ``raster``
-    image renderer, redrawn by ``map.js`` on every view, colour or selection change), not
+    image renderer, redrawn by ``static/map.js`` on every view, colour or selection change), not
     by Bokeh marker by marker: without a GPU, Bokeh's WebGL or canvas markers cost seconds per
     repaint at 100k points (benchmarks/RESULTS.md, "Web map at 100k"). The ``scatter``
     renderer stays for hit testing and hover — lasso, box and tap select on it, the hover
     tool shows the text (escaped by Bokeh: tooltip fields are rendered as text, not HTML) —
-    but ``map.js`` switches its painting off. Both ranges follow the scatter only, so the
+    but ``static/map/bokeh.js`` switches its painting off (or, when the loaded BokehJS is not
+    the version its hooks were written for, has Bokeh paint the markers instead). Both ranges follow the scatter only, so the
     image (which always covers the current view) never widens them. WebGL output backend:
     the image is one texture.
     """
@@ -49,6 +113,10 @@ def map_figure(*, height: int = 640) -> figure:
                toolbar_location="above", match_aspect=False)
     p.image_rgba(image="image", x="x", y="y", dw="dw", dh="dh", source=raster, name="points_image")
     scatter = p.scatter("x", "y", source=source, size=MARKER_SIZE, fill_alpha=0, line_alpha=0, name="scatter")
+    # Explicit (invisible) selection glyphs, so that static/map/bokeh.js can make Bokeh draw the markers
+    # itself when the raster's private BokehJS hooks do not fit the loaded BokehJS.
+    scatter.selection_glyph = Scatter(x="x", y="y", size=MARKER_SIZE, fill_alpha=0, line_alpha=0)
+    scatter.nonselection_glyph = Scatter(x="x", y="y", size=MARKER_SIZE, fill_alpha=0, line_alpha=0)
     p.x_range.renderers = [scatter]
     p.y_range.renderers = [scatter]
     for tool in (lasso, p.select_one(BoxSelectTool), p.select_one(TapTool)):

@@ -1,123 +1,28 @@
-"""The map's data in compact form: what ``/api/points`` sends, built once per database state.
+"""Serving the map's data: ``/api/points`` from the payload the web step keeps, with the reviews.
 
-At 100k utterances a JSON list of numbers or label strings per column costs ~20 MB and ~2 s
-of ``json.dumps``; typed arrays cost a few bytes per point. Each column is one of:
-
-* numeric — ``{"dtype": "float32"|"float16"|"int32"|"int8"|"float64", "data": base64}``:
-  little-endian values (what ``Float32Array``/``Int32Array`` read in the browser). A missing float is
-  NaN; a missing integer is ``"null"`` (the column says which value stands for it).
-* categorical — ``{"dtype": "int8"|"int16"|"int32", "categories": [...], "data": base64}``:
-  one code per row indexing ``categories``; ``-1`` is missing. Intents, splits and
-  decisions have a few dozen values, so a row costs one byte.
-* text — ``{"dtype": "str", "data": [...]}``: a plain JSON list (the hover shows it).
-
-:func:`decode_column` turns any of them back into a Python list (``None`` for missing), for
-tests and scripts; ``static/map.js`` does the same with typed arrays.
+The payload's format, its columns and its encoders live in :mod:`hl_debug.mapdata`; the web
+step (:mod:`hl_debug.steps.web`) builds the pipeline's part and keeps it in the database.
+Here :class:`PayloadCache` reads that part back (or builds it, for a database the web step
+has not seen), splices in the effective label and the latest decision, and keeps the body
+and its gzip per database state; the ETag is that state's key.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import json
 import logging
-import math
-import sqlite3
 import threading
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
+from hl_debug import mapdata
+from hl_debug.errors import StoreError
+from hl_debug.mapdata import BasePayload, encode_column
 from hl_debug.storage import Store
 
 log = logging.getLogger(__name__)
-
-FORMAT = 2  # bump when the payload's shape changes: it is part of the ETag
-
-# Scores only colour the map (the inspector shows the database's values): float16's three
-# significant digits are plenty and halve their size.
-NUMERIC = {"x": "float32", "y": "float32", "cluster_id": "int32", "confidence": "float16", "entropy": "float16",
-           "issue_score": "float16", "flagged": "int8"}
-CATEGORICAL = ("label", "intent", "usage", "predicted_label", "suggested_label", "decision")
-TEXT = ("text",)
-# Columns /api/points sends: enough to colour, filter, hover and fill the inspector's first view.
-POINT_COLUMNS = ("id", "x", "y", "text", "label", "intent", "usage", "cluster_id", "predicted_label",
-                 "confidence", "entropy", "issue_score", "suggested_label", "flagged", "decision")
-
-_INT_NULL = {"int8": -128, "int16": -32768, "int32": -(2**31)}
-STORED_NAME = "web_map_payload"  # the reports row PayloadCache.keep stores the payload's base in
-
-
-def _b64(arr: np.ndarray) -> str:
-    return base64.b64encode(np.ascontiguousarray(arr).astype(arr.dtype.newbyteorder("<"), copy=False)
-                            .tobytes()).decode("ascii")
-
-
-def encode_numeric(values: Sequence[Any], dtype: str) -> dict:
-    """``values`` (numbers or None, length n) -> a numeric column of ``dtype``.
-
-    Integers that do not fit ``dtype`` are sent as float64 (exact up to 2**53) rather than
-    wrapped around.
-    """
-    arr = np.array(values, dtype=np.float64)  # None -> NaN
-    if dtype.startswith("float"):
-        with np.errstate(over="ignore"):  # beyond float32's range: inf, then NaN below
-            out = arr.astype(dtype)
-        out[~np.isfinite(out)] = np.nan
-        return {"dtype": dtype, "data": _b64(out)}
-    null, info = _INT_NULL[dtype], np.iinfo(dtype)
-    known = arr[~np.isnan(arr)]
-    if known.size and (known.min() <= info.min or known.max() > info.max or (known % 1).any()):
-        return encode_numeric(values, "float64")  # info.min is the null marker
-    return {"dtype": dtype, "null": null, "data": _b64(np.where(np.isnan(arr), null, arr).astype(dtype))}
-
-
-def encode_categorical(values: Sequence[str | None] | np.ndarray) -> dict:
-    """``values`` (strings or None, length n) -> codes into the sorted distinct values."""
-    arr = np.asarray(values, dtype=object) if len(values) else np.zeros(0, dtype=object)
-    known = np.not_equal(arr, None)
-    # np.unique sorts by code point, as sorted() does; return_inverse gives every row's code at C speed
-    categories, codes = np.unique(arr[known].astype(str), return_inverse=True)
-    dtype = "int8" if len(categories) < 128 else "int16" if len(categories) < 32768 else "int32"
-    out = np.full(len(arr), -1, dtype=dtype)
-    out[known] = codes
-    return {"dtype": dtype, "categories": categories.tolist(), "data": _b64(out)}
-
-
-def decode_column(col: dict) -> list:
-    """Any encoded column back to a list of Python values (None for missing)."""
-    if col["dtype"] == "str":
-        return list(col["data"])
-    arr = np.frombuffer(base64.b64decode(col["data"]), dtype=np.dtype(col["dtype"]).newbyteorder("<"))
-    if "categories" in col:
-        cats = col["categories"]
-        return [None if c < 0 else cats[c] for c in arr.tolist()]
-    if arr.dtype.kind == "f":
-        return [None if math.isnan(v) else v for v in arr.tolist()]
-    null = col.get("null")
-    return [None if v == null else v for v in arr.tolist()]
-
-
-def encode_points(columns: dict[str, list]) -> dict:
-    """Plain column lists (``{name: [value per row]}``, ``id`` required) -> the ``/api/points`` body."""
-    n = len(columns["id"])
-    return {"format": FORMAT, "n": n, "has_map": any(v is not None for v in columns.get("x", ())),
-            "columns": {name: encode_column(name, columns.get(name, [None] * n)) for name in POINT_COLUMNS}}
-
-
-def encode_column(name: str, values: Sequence[Any]) -> dict:
-    """One of :data:`POINT_COLUMNS` in its compact form."""
-    if name in NUMERIC:
-        return encode_numeric(values, NUMERIC[name])
-    if name in CATEGORICAL:
-        return encode_categorical(values)
-    return {"dtype": "str", "data": values.tolist() if isinstance(values, np.ndarray) else list(values)}
-
-
-def _dumps(obj: Any) -> bytes:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
 def _positions(keys: np.ndarray, wanted: np.ndarray) -> np.ndarray:
@@ -128,43 +33,29 @@ def _positions(keys: np.ndarray, wanted: np.ndarray) -> np.ndarray:
     return np.where(keys[pos] == wanted, pos, -1)
 
 
-def map_columns(store: Store) -> dict[str, Any]:
-    """The payload's columns except the review overlay (``label``, ``decision``), one entry per
-    utterance in id order, from one joined read (:meth:`Store.web_rows`).
-
-    ``id`` comes back as int64, numeric columns as float arrays (NaN for missing), the
-    others as object arrays (None for missing), ready for the vectorised encoders. (Reading
-    the tables one by one and aligning them here costs more CPU at 100k rows: 1.0 s against
-    the join's 0.8 s.)
-    """
-    names = [c for c in POINT_COLUMNS if c not in PayloadCache.OVERLAY]
-    cols, rows = store.web_rows(columns=names)
-    values = dict(zip(cols, zip(*rows))) if rows else {c: () for c in cols}
-    return {c: np.array(values[c], dtype=np.int64 if c == "id" else np.float64 if c in NUMERIC else object)
-            for c in cols}
-
-
 class PayloadCache:
     """The encoded ``/api/points`` body (and its gzipped form) per database, rebuilt only when
     the database changes.
 
     Two levels, because they change at very different rates: everything a pipeline run
-    writes (points, predictions, issues: ~1 s of SQL and encoding at 100k rows) is keyed on
-    :meth:`Store.map_state` without the decisions; the effective label and the latest
-    decision — which change with every review click — are recomputed from the small
-    ``annotations`` table and spliced in. The key of both is the response's ETag.
+    writes (points, predictions, issues: ~1 s of SQL and encoding at 100k rows) is the
+    :class:`~hl_debug.mapdata.BasePayload`, keyed on :meth:`Store.map_state` without the
+    decisions; the effective label and the latest decision — which change with every review
+    click — are recomputed from the small ``annotations`` table and spliced in. The key of
+    both is the response's ETag.
 
     The gzipped body is built the same way: the base part is compressed once, up to a
     ``Z_SYNC_FLUSH``, and each overlay continues from a copy of that compressor, so a
     decision costs the gzip of the two overlay columns (~0.3 MB at 100k), not of all 9 MB.
 
-    :meth:`warm` also keeps the base part in the database (the ``reports`` row
-    :data:`STORED_NAME`, with its key), so the next start of the app on an unchanged
-    database reads it back (0.3 s at 100k, its gzip included) instead of rebuilding it (~2 s). Requests
-    never write it: a pipeline run holding the database's write lock must not stall a page.
+    The base is read from the database (the ``reports`` row :data:`~hl_debug.mapdata.STORED_NAME`
+    the web step keeps; 0.3 s at 100k, its gzip included) when it holds the current state's,
+    else built here (~2 s); :meth:`keep` (run by the app's start-up thread, never by a request:
+    a pipeline run holding the database's write lock must not stall a page) stores a base
+    built here for the next start.
     """
 
-    OVERLAY = ("label", "decision")
+    OVERLAY = mapdata.OVERLAY
 
     def __init__(self, *, gzip_level: int = 1) -> None:
         # level 1: at 100k rows 0.3 s for 3.9 MB, where level 5 takes 0.7 s for 3.4 MB; the
@@ -175,18 +66,14 @@ class PayloadCache:
         self._base: dict[str, _Base] = {}  # path -> the pipeline's part of the payload
         self._full: dict[str, tuple[str, bytes, bytes | None]] = {}  # path -> (etag, body, gzipped body)
 
-    @staticmethod
-    def _etag(state: dict) -> str:
-        return hashlib.sha1(_dumps([FORMAT, state])).hexdigest()[:20]
-
     def etag(self, store: Store) -> str:
         """The ETag of the store's current map data (cheap: a few tiny queries)."""
-        return self._etag(store.map_state())
+        return mapdata.state_key(store.map_state())
 
     def get(self, store: Store, *, gzipped: bool = False) -> tuple[str, bytes]:
         """``(etag, body)`` for the store's current state; ``gzipped`` gives the gzip-encoded body."""
         state = store.map_state()
-        etag = self._etag(state)
+        etag = mapdata.state_key(state)
         with self._lock:
             full = self._full.get(store.path)
         if not (full and full[0] == etag and (full[2] is not None or not gzipped)):
@@ -206,8 +93,7 @@ class PayloadCache:
 
     def prepare(self, store: Store) -> bool:
         """Build (or read back) the store's current payload and its gzip, then :meth:`keep`
-        it (what :meth:`warm` and the pipeline's last step run). True when it was built here,
-        False when the database already held it."""
+        it. True when it was built here, False when the database already held it."""
         self.get(store, gzipped=True)
         with self._lock:
             base = self._base.get(store.path)
@@ -224,26 +110,25 @@ class PayloadCache:
         if base is None or base.stored:
             return
         try:
-            store.save_report(STORED_NAME, base.to_stored())
-        except sqlite3.Error as exc:
+            mapdata.keep_base(store, base.payload)
+        except StoreError as exc:
             log.info("could not keep the map's data in %s for the next start: %s", store.path, exc)
             return
         base.stored = True
 
     def _build(self, store: Store, state: dict, *, gzipped: bool) -> tuple[str, bytes, bytes | None]:
-        data_key = self._etag({k: v for k, v in state.items() if k != "decisions"})
+        key = mapdata.data_key(state)
         with self._lock:
             base = self._base.get(store.path)
-        if not (base and base.key == data_key):
-            stored = store.report(STORED_NAME)
-            base = (_Base.from_stored(stored, self.gzip_level) if isinstance(stored, dict)
-                    and stored.get("key") == data_key else _Base.encode(data_key, map_columns(store), self.gzip_level))
+        if not (base and base.payload.key == key):
+            stored = mapdata.stored_base(store, key)
+            base = _Base(stored or mapdata.build_base(store, key), self.gzip_level, stored=stored is not None)
             with self._lock:
                 self._base[store.path] = base
-        ids = base.ids
+        ids = base.payload.ids
         actions = store.latest_actions()
         decided = {i: lab for i, lab in store.decided_labels().items() if lab is not None}  # None keeps the intent
-        labels = base.intents
+        labels = base.payload.intents
         if decided:
             labels = labels.copy()
             pos = _positions(ids, np.fromiter(decided, dtype=np.int64, count=len(decided)))
@@ -252,49 +137,27 @@ class PayloadCache:
         if actions:
             pos = _positions(ids, np.fromiter(actions, dtype=np.int64, count=len(actions)))
             decisions[pos[pos >= 0]] = np.array(list(actions.values()), dtype=object)[pos >= 0]
-        tail = _dumps({"label": encode_column("label", labels),
-                       "decision": encode_column("decision", decisions)})[1:-1] + b"}}"
-        return self._etag(state), base.prefix + tail, base.gzip(tail) if gzipped else None
+        tail = mapdata.dumps({"label": encode_column("label", labels),
+                              "decision": encode_column("decision", decisions)})[1:-1] + b"}}"
+        return mapdata.state_key(state), base.payload.prefix + tail, base.gzip(tail) if gzipped else None
 
 
 class _Base:
-    """The pipeline's part of one payload: the JSON up to the overlay columns, the ids and
-    original intents the overlay is made from, and (made on first use) a gzip stream of the
-    JSON flushed to a byte boundary, ready to be continued."""
+    """A :class:`~hl_debug.mapdata.BasePayload` being served: whether the database holds it,
+    and (made on first use) a gzip stream of its JSON flushed to a byte boundary, ready to be
+    continued by each overlay."""
 
-    def __init__(self, key: str, prefix: bytes, ids: np.ndarray, intents: np.ndarray, gzip_level: int,
-                 *, stored: bool = False) -> None:
-        self.key, self.prefix, self.ids, self.intents = key, prefix, ids, intents
+    def __init__(self, payload: BasePayload, gzip_level: int, *, stored: bool = False) -> None:
+        self.payload = payload
         self.stored = stored  # whether the database holds this base (see PayloadCache.keep)
         self._level = gzip_level
         self._zip: tuple[bytes, Any] | None = None
-
-    @classmethod
-    def encode(cls, key: str, columns: dict[str, Any], gzip_level: int) -> _Base:
-        """From :func:`map_columns`' columns."""
-        names = [c for c in POINT_COLUMNS if c not in PayloadCache.OVERLAY]
-        body = _dumps({"format": FORMAT, "n": len(columns["id"]), "has_map": bool((~np.isnan(columns["x"])).any()),
-                       "columns": {c: encode_column(c, columns[c]) for c in names}})
-        # the overlay's columns follow the comma
-        return cls(key, body[:-2] + b",", columns["id"], columns["intent"], gzip_level)
-
-    def to_stored(self) -> dict[str, Any]:
-        """A JSON document holding this base (ids as base64 int64, intents as a categorical column)."""
-        return {"key": self.key, "ids": _b64(self.ids.astype(np.int64)), "intents": encode_categorical(self.intents),
-                "prefix": self.prefix.decode("utf-8")}
-
-    @classmethod
-    def from_stored(cls, doc: dict[str, Any], gzip_level: int) -> _Base:
-        """The inverse of :meth:`to_stored`."""
-        ids = np.frombuffer(base64.b64decode(doc["ids"]), dtype="<i8").astype(np.int64)
-        intents = np.array(decode_column(doc["intents"]), dtype=object)
-        return cls(doc["key"], doc["prefix"].encode("utf-8"), ids, intents, gzip_level, stored=True)
 
     def gzip(self, tail: bytes) -> bytes:
         """gzip of ``prefix + tail``: one valid gzip member, deterministic for given bytes."""
         if self._zip is None:
             z = zlib.compressobj(self._level, zlib.DEFLATED, 31)  # 31: gzip header, mtime 0
-            self._zip = (z.compress(self.prefix) + z.flush(zlib.Z_SYNC_FLUSH), z)
+            self._zip = (z.compress(self.payload.prefix) + z.flush(zlib.Z_SYNC_FLUSH), z)
         head, z = self._zip
         z = z.copy()
         return head + z.compress(tail) + z.flush()

@@ -32,7 +32,7 @@ def embed(ctx: click.Context, encoder: str | None, batch_size: int, encoder_back
         hl-debug embed --encoder sentence-transformers/all-mpnet-base-v2
         hl-debug embed --encoder-backend onnx
     """
-    from hl_debug.steps.embed import SentenceEncoder, check_backend
+    from hl_debug.models.encoders import SentenceEncoder, check_backend
     from hl_debug.steps.embed import embed as do_embed
 
     store = _store(ctx)
@@ -58,7 +58,7 @@ def analyze(ctx: click.Context, force: bool, k_neighbors: int, min_annotated: in
         hl-debug analyze
         hl-debug analyze --min-cluster-size 25 --cluster-selection leaf
     """
-    from hl_debug.steps.analyze import MapAnalyzer
+    from hl_debug.models.map import MapAnalyzer
     from hl_debug.steps.analyze import analyze as do_analyze
 
     store = _store(ctx)
@@ -107,17 +107,20 @@ def serve_model(ctx: click.Context, host: str, port: int, api_key: str | None, p
     """
     from werkzeug.serving import make_server
 
-    from hl_debug.models.intent_model import train_or_load
+    from hl_debug.models.encoders import default_encoder
+    from hl_debug.sources.local import EncodedModel, local_identity
     from hl_debug.sources.model_server import create_model_app
-    from hl_debug.steps.embed import default_encoder
-    from hl_debug.steps.predict import local_identity, resolve_project_id
+    from hl_debug.steps.embed import embed as do_embed
+    from hl_debug.steps.predict import resolve_project_id
+    from hl_debug.steps.train import train_or_load
 
     store = _store(ctx)
-    model = train_or_load(store, encoder=default_encoder(encoder, encoder_backend), retrain=retrain,
-                          progress=sys.stderr.isatty())
+    enc = default_encoder(encoder, encoder_backend)
+    do_embed(store, enc, progress=sys.stderr.isatty())  # the model trains on the stored vectors
+    model = train_or_load(store, encoder=enc.identity, retrain=retrain)
     pid = resolve_project_id(store, project_id)
     identity = local_identity(model.metadata_["model_hash"], None)
-    app = create_model_app(model, project_id=pid, api_key=api_key, identity=identity)
+    app = create_model_app(EncodedModel(enc, model), project_id=pid, api_key=api_key, identity=identity)
     click.echo(f"Model {identity}: {len(model.classes_)} intents; accuracy {_accuracy_line(model.metadata_)}")
     import socket
 
@@ -146,21 +149,24 @@ def predict(ctx: click.Context, api_url: str | None, api_key: str | None, projec
 
     Answers are cached by (endpoint, text), saved batch by batch: a re-run, or a run
     stopped with Ctrl-C, continues where it stopped. Without --api-url (or HL_API_URL)
-    the local model is trained or loaded and scores every text in-process.
+    the local model is trained or loaded on the vectors of `hl-debug embed` (run it
+    first) and scores every text in-process.
 
     \b
     Example:
         hl-debug predict
         hl-debug predict --api-url https://api.example.com/v1 --api-key "$HL_API_KEY" --concurrency 8
     """
-    from hl_debug.steps.embed import default_encoder
+    from hl_debug.models.encoders import default_encoder
+    from hl_debug.steps.predict import PredictOptions
     from hl_debug.steps.predict import predict as do_predict
 
     store = _store(ctx)
-    counts = do_predict(store, api_url=api_url, api_key=api_key, project_id=project_id, n_best=n_best,
-                        batch_size=batch_size, concurrency=concurrency, timeout=timeout, max_retries=max_retries,
-                        encoder=None if api_url else default_encoder(encoder, encoder_backend), retrain=retrain,
-                        progress=sys.stderr.isatty())
+    options = PredictOptions(api_url=api_url, api_key=api_key, project_id=project_id, n_best=n_best,
+                             batch_size=batch_size, concurrency=concurrency, timeout=timeout, max_retries=max_retries,
+                             encoder=None if api_url else default_encoder(encoder, encoder_backend).identity,
+                             retrain=retrain, progress=sys.stderr.isatty())
+    counts = do_predict(store, options)
     click.echo(
         f"Predictions from {counts['endpoint']}: {counts['n_texts']} distinct texts, "
         f"{counts['n_predicted']} asked now, {counts['n_cached']} already cached, "

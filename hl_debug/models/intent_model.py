@@ -1,11 +1,11 @@
-"""The local intent model: a calibrated classifier on sentence embeddings.
+"""The local intent model: a calibrated classifier on sentence vectors (arrays in, arrays out).
 
 This is the model behind ``hl-debug serve-model`` (and ``hl-debug predict`` with no
-``--api-url``). It is trained on the database's ``training`` rows, evaluated on the
-``validation`` and ``testing`` rows, and saved beside the database
-(``<db stem>.model/``: ``model.joblib`` plus ``meta.json`` with the training-data hash,
-the encoder identity and the per-split accuracy). :func:`train_or_load` retrains only
-when the training data, the encoder or the model's parameters change.
+``--api-url``). It never sees texts or storage: it is fitted on the vectors handed to it
+(``fit(X, y)``, ``X`` of shape ``(n, dim)``), answers ``predict_proba(X)`` / ``top_k(X, k)``
+and saves itself to a folder (``model.joblib`` plus ``meta.json``). The step that trains it
+on a database's ``training`` rows, evaluates it per split and keeps it beside the database
+is :mod:`hl_debug.steps.train`.
 
 Speed at scale (``benchmarks/RESULTS.md``, "Predict step (session 2)"): fitting and scoring run
 with one BLAS/OpenMP thread. The work is many small matrix products (one L-BFGS step on 384-d
@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,6 @@ from sklearn.calibration import CalibratedClassifierCV
 from sklearn.linear_model import LogisticRegression
 
 from hl_debug.errors import ModelError
-from hl_debug.storage import USAGES, Store, hash_json, now, package_versions
 from hl_debug.threads import limit_threads
 
 log = logging.getLogger(__name__)
@@ -49,11 +48,6 @@ class LocalIntentModel(ClassifierMixin, BaseEstimator):
 
     Parameters
     ----------
-    encoder:
-        Any object with ``transform(texts) -> (n, dim) array`` and an ``identity`` string
-        (default: the configured :class:`hl_debug.steps.embed.SentenceEncoder`, loaded lazily
-        once, on the first text that needs encoding). Only needed when ``fit`` /
-        ``predict_proba`` receive texts rather than embeddings.
     classifier:
         An unfitted scikit-learn classifier with ``predict_proba``. None means
         ``LogisticRegression(C=C)``, wrapped in :class:`~sklearn.calibration.CalibratedClassifierCV`
@@ -86,10 +80,8 @@ class LocalIntentModel(ClassifierMixin, BaseEstimator):
         Embedding dimension seen in ``fit``.
     """
 
-    def __init__(self, encoder: Any | None = None, classifier: Any | None = None, *, C: float = 10.0,
-                 calibration: str | None = "sigmoid", cv: int | str = "auto", max_iter: int = 2000,
-                 n_threads: int | None = 1) -> None:
-        self.encoder = encoder
+    def __init__(self, classifier: Any | None = None, *, C: float = 10.0, calibration: str | None = "sigmoid",
+                 cv: int | str = "auto", max_iter: int = 2000, n_threads: int | None = 1) -> None:
         self.classifier = classifier
         self.C = C
         self.calibration = calibration
@@ -97,38 +89,16 @@ class LocalIntentModel(ClassifierMixin, BaseEstimator):
         self.max_iter = max_iter
         self.n_threads = n_threads
 
-    # -- encoding -------------------------------------------------------------------
+    # -- input ----------------------------------------------------------------------
 
-    def get_encoder(self) -> Any:
-        """The encoder (the default one is created on first use and reused)."""
-        if self.encoder is not None:
-            return self.encoder
-        if not hasattr(self, "encoder_"):
-            from hl_debug.steps.embed import default_encoder
-
-            self.encoder_ = default_encoder()
-        return self.encoder_
-
-    @property
-    def encoder_identity(self) -> str:
-        return str(self.get_encoder().identity)
-
-    def embed(self, X: Sequence[str] | np.ndarray) -> np.ndarray:
-        """Embeddings of ``X``: a 2-D numeric array is returned as is, texts are encoded.
-
-        Returns an array of shape ``(n, dim)``, float32.
-        """
-        if isinstance(X, np.ndarray) and X.ndim == 2 and np.issubdtype(X.dtype, np.number):
-            return X.astype(np.float32, copy=False)
-        if isinstance(X, (str, bytes)) or not isinstance(X, (Sequence, np.ndarray)):
-            raise TypeError(f"expected a list of texts or an (n, dim) embedding array, got {type(X).__name__}")
-        texts = list(X)
-        bad = next((i for i, t in enumerate(texts) if not isinstance(t, str)), None)
-        if bad is not None:
-            raise TypeError(f"item {bad} is {type(texts[bad]).__name__}, expected str (or pass an (n, dim) array)")
-        if not texts:
-            return np.zeros((0, getattr(self, "n_features_in_", 0)), dtype=np.float32)
-        return np.asarray(self.get_encoder().transform(texts), dtype=np.float32)
+    @staticmethod
+    def _vectors(X: Any) -> np.ndarray:
+        """``X`` as a float32 array of shape ``(n, dim)``; anything else is a TypeError."""
+        arr = np.asarray(X) if not isinstance(X, (str, bytes)) else None
+        if arr is None or arr.ndim != 2 or not np.issubdtype(arr.dtype, np.number):
+            raise TypeError(f"expected an (n, dim) array of sentence vectors, got {type(X).__name__}"
+                            + (f" of shape {arr.shape}" if arr is not None else ""))
+        return arr.astype(np.float32, copy=False)
 
     # -- estimator ------------------------------------------------------------------
 
@@ -149,14 +119,13 @@ class LocalIntentModel(ClassifierMixin, BaseEstimator):
         """Context limiting BLAS/OpenMP threads to ``n_threads`` (a no-op for None)."""
         return limit_threads(self.n_threads)
 
-    def fit(self, X: Sequence[str] | np.ndarray, y: Sequence[str]) -> LocalIntentModel:
-        """Fit on texts (encoded with the encoder) or embeddings ``X`` (shape ``(n, dim)``)
-        and labels ``y`` (shape ``(n,)``)."""
+    def fit(self, X: np.ndarray, y: Iterable[str]) -> LocalIntentModel:
+        """Fit on sentence vectors ``X`` (shape ``(n, dim)``) and labels ``y`` (shape ``(n,)``)."""
         y_arr = np.asarray(list(y), dtype=object)
         missing = [i for i, label in enumerate(y_arr) if not isinstance(label, str) or not label]
         if missing:
             raise ValueError(f"label {missing[0]} is {y_arr[missing[0]]!r}: every training row needs an intent")
-        emb = self.embed(X)
+        emb = self._vectors(X)
         if len(emb) != len(y_arr):
             raise ValueError(f"X has {len(emb)} rows but y has {len(y_arr)} labels")
         y_arr = y_arr.astype(str)
@@ -174,12 +143,12 @@ class LocalIntentModel(ClassifierMixin, BaseEstimator):
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "classifier_"):
-            raise ModelError("the local model is not trained yet", hint="Call fit() or train_or_load() first.")
+            raise ModelError("the local model is not trained yet", hint="Call fit() first (or hl_debug.steps.train.train_or_load).")
 
-    def predict_proba(self, X: Sequence[str] | np.ndarray) -> np.ndarray:
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """Class probabilities, shape ``(n, n_classes)`` in the order of ``classes_``."""
         self._check_fitted()
-        emb = self.embed(X)
+        emb = self._vectors(X)
         if len(emb) == 0:
             return np.zeros((0, len(self.classes_)))
         if emb.shape[1] != self.n_features_in_:
@@ -190,12 +159,12 @@ class LocalIntentModel(ClassifierMixin, BaseEstimator):
         with self._threads():
             return self.classifier_.predict_proba(emb)
 
-    def predict(self, X: Sequence[str] | np.ndarray) -> np.ndarray:
+    def predict(self, X: np.ndarray) -> np.ndarray:
         """Most probable intent per row, shape ``(n,)``."""
         proba = self.predict_proba(X)
         return self.classes_[np.argmax(proba, axis=1)] if len(proba) else np.asarray([], dtype=str)
 
-    def top_k(self, X: Sequence[str] | np.ndarray, k: int | None = None) -> list[list[tuple[str, float]]]:
+    def top_k(self, X: np.ndarray, k: int | None = None) -> list[list[tuple[str, float]]]:
         """The ``k`` most probable ``(label, confidence)`` per row, most confident first
         (``k=None``: all classes)."""
         proba = self.predict_proba(X)
@@ -206,7 +175,7 @@ class LocalIntentModel(ClassifierMixin, BaseEstimator):
     # -- persistence ----------------------------------------------------------------
 
     def save(self, folder: str | Path, metadata: dict[str, Any] | None = None) -> Path:
-        """Write ``model.joblib`` (the fitted classifier, not the encoder) and ``meta.json``."""
+        """Write ``model.joblib`` (the fitted classifier) and ``meta.json`` (:func:`model_params` plus ``metadata``)."""
         import joblib
 
         self._check_fitted()
@@ -216,14 +185,14 @@ class LocalIntentModel(ClassifierMixin, BaseEstimator):
         joblib.dump({"classifier": self.classifier_, "classes": self.classes_,
                      "n_features_in": self.n_features_in_}, tmp)
         tmp.replace(folder / MODEL_FILE)
-        meta = {"params": _params(self), **(metadata or {})}
+        meta = {"params": model_params(self), **(metadata or {})}
         (folder / META_FILE).write_text(json.dumps(meta, indent=1, sort_keys=True, default=str), encoding="utf-8")
         self.metadata_ = meta
         return folder
 
     @classmethod
-    def load(cls, folder: str | Path, *, encoder: Any | None = None) -> LocalIntentModel:
-        """Load a model saved by :meth:`save`; ``encoder`` encodes texts at predict time."""
+    def load(cls, folder: str | Path) -> LocalIntentModel:
+        """Load a model saved by :meth:`save`."""
         import joblib
 
         folder = Path(folder)
@@ -234,7 +203,7 @@ class LocalIntentModel(ClassifierMixin, BaseEstimator):
             raise ModelError(f"could not load the local model from {folder}: {exc}",
                              hint=f"Delete {folder} to retrain it.") from exc
         params = {k: v for k, v in meta.get("params", {}).items() if k in ("C", "calibration", "cv", "max_iter")}
-        model = cls(encoder=encoder, **params)  # n_threads: this machine's default, not the saver's
+        model = cls(**params)  # n_threads: this machine's default, not the saver's
         model.classifier_ = state["classifier"]
         model.classes_ = np.asarray(state["classes"])
         model.n_features_in_ = int(state["n_features_in"])
@@ -263,143 +232,9 @@ def calibration_folds(class_counts: Iterable[int], *, cv: int | str = "auto") ->
     return min(folds, min(counts))
 
 
-class CachedEncoder:
-    """An encoder that reads vectors it already has and encodes only the rest.
-
-    ``hl-debug predict`` without ``--api-url`` embeds every utterance to train the local
-    model; wrapping the model's encoder in this lets it score those vectors instead of
-    encoding each text a second time.
-
-    Parameters
-    ----------
-    encoder:
-        The wrapped encoder (``transform(texts)`` and ``identity``).
-    vectors:
-        Known vectors by text hash (:func:`hl_debug.domain.text_hash`), each shape ``(dim,)``;
-        they must come from ``encoder`` (same identity).
-    """
-
-    def __init__(self, encoder: Any, vectors: dict[str, np.ndarray]) -> None:
-        self.encoder = encoder
-        self.vectors = vectors
-        self.hits = 0
-        self.misses = 0
-
-    @property
-    def identity(self) -> str:
-        return str(self.encoder.identity)
-
-    def fit(self, X: Any = None, y: Any = None) -> CachedEncoder:
-        return self
-
-    def transform(self, texts: Sequence[str]) -> np.ndarray:
-        """Vectors of shape ``(len(texts), dim)``, float32."""
-        from hl_debug.storage import text_hash
-
-        texts = list(texts)
-        found = [self.vectors.get(text_hash(t)) for t in texts]
-        missing = [i for i, v in enumerate(found) if v is None]
-        self.hits += len(texts) - len(missing)
-        self.misses += len(missing)
-        if missing:
-            encoded = np.asarray(self.encoder.transform([texts[i] for i in missing]), dtype=np.float32)
-            for i, v in zip(missing, encoded):
-                found[i] = v
-        if not texts:
-            return np.asarray(self.encoder.transform([]), dtype=np.float32)
-        return np.vstack(found).astype(np.float32, copy=False)
-
-    @classmethod
-    def from_store(cls, store: Store, encoder: Any) -> CachedEncoder:
-        """Wrap ``encoder`` with every vector ``store`` holds for it (by the utterances' text hashes)."""
-        ids, X = store.load_embeddings(encoder.identity)
-        hashes = {r["id"]: r["text_hash"] for r in store.utterances(columns="id, text_hash")}
-        return cls(encoder, {hashes[i]: X[k] for k, i in enumerate(ids.tolist())})
-
-
-def _params(model: LocalIntentModel) -> dict[str, Any]:
-    """The model's parameters that define what it learns (the encoder is identified separately)."""
+def model_params(model: LocalIntentModel) -> dict[str, Any]:
+    """The model's parameters that define what it learns (part of its identity; the encoder
+    and the thread count are not)."""
     clf = model.classifier
     return {"C": model.C, "calibration": model.calibration, "cv": model.cv, "max_iter": model.max_iter,
             "classifier": None if clf is None else f"{type(clf).__name__}{sorted(clf.get_params().items())}"}
-
-
-def model_dir_for(store: Store) -> Path | None:
-    """Where the local model of ``store`` lives: ``<db folder>/<db stem>.model/`` (None in memory)."""
-    if store.path == ":memory:":
-        return None
-    p = Path(store.path)
-    return p.with_name(p.stem + ".model")
-
-
-def training_hash(store: Store, encoder_identity: str, params: dict[str, Any]) -> str:
-    """Identity of a trained model: its training rows (text hash, intent), encoder and parameters."""
-    rows = [(r["text_hash"], r["intent"]) for r in store.utterances(
-        columns="text_hash, intent", where="usage = 'training' AND intent IS NOT NULL", order_by="id")]
-    return hash_json({"rows": rows, "encoder": encoder_identity, "params": params})
-
-
-def train_or_load(store: Store, *, encoder: Any | None = None, model: LocalIntentModel | None = None,
-                  folder: str | Path | None = None, retrain: bool = False,
-                  progress: bool = True) -> LocalIntentModel:
-    """The local model for ``store``'s training rows: loaded when a saved one matches, else trained.
-
-    Training embeds every utterance through :func:`hl_debug.steps.embed.embed` (vectors are
-    cached in the store by text hash, so this is fast after the first time), fits on the
-    ``training`` rows, reports accuracy on each split and saves the model to ``folder``
-    (default :func:`model_dir_for`). ``model.metadata_`` holds ``model_hash``,
-    ``encoder``, ``classes``, ``n_train`` and ``accuracy`` (per split).
-    """
-    from hl_debug.steps.embed import embed
-
-    store.require_utterances()
-    model = model if model is not None else LocalIntentModel(encoder=encoder)
-    if model.encoder is None and encoder is not None:
-        model.set_params(encoder=encoder)
-    identity = model.encoder_identity
-    digest = training_hash(store, identity, _params(model))
-    folder = Path(folder) if folder is not None else model_dir_for(store)
-    if folder is not None and not retrain and (folder / META_FILE).exists():
-        try:
-            saved = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
-        except ValueError:
-            saved = {}
-        if saved.get("model_hash") == digest:
-            loaded = LocalIntentModel.load(folder, encoder=model.get_encoder())
-            log.info("loaded local model %s from %s", digest[:12], folder)
-            return loaded
-        log.info("training data, encoder or parameters changed since %s was saved: retraining", folder)
-
-    embed(store, model.get_encoder(), progress=progress)
-    ids, X = store.load_embeddings(identity)
-    rows = {r["id"]: r for r in store.utterances(columns="id, intent, usage")}
-    usage = np.array([rows[i]["usage"] for i in ids], dtype=object)
-    intent = np.array([rows[i]["intent"] for i in ids], dtype=object)
-    train = (usage == "training") & np.array([i is not None for i in intent])
-    if train.sum() == 0:
-        raise ModelError("the database has no annotated 'training' rows to train the local model on",
-                         hint="Ingest an export with annotated rows whose usage is 'training', or pass --api-url.")
-    model.fit(X[train], intent[train])
-    pred = model.predict(X)
-    accuracy: dict[str, Any] = {}
-    for split in USAGES:
-        mask = (usage == split) & np.array([i is not None for i in intent])
-        if mask.any():
-            accuracy[split] = {"accuracy": round(float(np.mean(pred[mask] == intent[mask])), 4), "n": int(mask.sum())}
-    for split, acc in accuracy.items():
-        log.info("local model accuracy on %s: %.3f (n=%d)", split, acc["accuracy"], acc["n"])
-    meta = {
-        "model_hash": digest,
-        "encoder": identity,
-        "classes": [str(c) for c in model.classes_],
-        "n_train": int(train.sum()),
-        "accuracy": accuracy,
-        "trained_at": now(),
-        "versions": package_versions("scikit-learn"),
-    }
-    if folder is not None:
-        model.save(folder, meta)
-        log.info("saved local model %s to %s", digest[:12], folder)
-    else:
-        model.metadata_ = {"params": _params(model), **meta}
-    return model

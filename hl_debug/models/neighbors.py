@@ -1,11 +1,12 @@
-"""Exact cosine k-nearest neighbours, computed once per process and shared.
+"""Exact cosine k-nearest neighbours (arrays in, arrays out).
 
 The map (UMAP's graph, the ``neighbors`` table), the label-issue detector, the annotation
 queue and the near-duplicate finder all need the nearest neighbours of the same vectors.
-:func:`knn` computes them once (blocked ``X @ X.T`` on L2-normalised float32 vectors, so
-memory stays bounded at any n) and memoises the result by the vectors' content, so a
-pipeline run pays for one pass over the data per distinct set of vectors, whichever step
-asks first.
+:func:`knn` computes them with a blocked ``X @ X.T`` on L2-normalised float32 vectors (memory
+stays bounded at any n). Callers share one result by passing it along (the signals context
+carries the kNN graph); the process-global memo of earlier versions is opt-in
+(``cache=True``). Either way at least :data:`MIN_K` neighbours are computed and the first
+``k`` returned, so a result never depends on whether it came from the memo.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ def _compute(X: np.ndarray, k: int, queries: np.ndarray | None = None) -> tuple[
     return idx, np.clip(sim, -1.0, 1.0)
 
 
-def knn(X: Any, k: int, *, cache: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def knn(X: Any, k: int, *, cache: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` most cosine-similar other rows of every row of ``X``.
 
     Parameters
@@ -70,7 +71,8 @@ def knn(X: Any, k: int, *, cache: bool = True) -> tuple[np.ndarray, np.ndarray]:
         Neighbours per row, 1 <= k < n. The row itself is never among them; an exact
         duplicate of it is.
     cache : bool
-        Memoise by content for later calls in this process.
+        Memoise by content for later calls in this process (off by default: pass the
+        result along instead).
 
     Returns
     -------
@@ -88,13 +90,14 @@ def knn(X: Any, k: int, *, cache: bool = True) -> tuple[np.ndarray, np.ndarray]:
     n = len(X)
     if not 1 <= k < n:
         raise ValueError(f"k must be between 1 and n_rows - 1 ({n - 1}), got {k}")
+    width = min(n - 1, max(k, MIN_K))  # ties at the k-th place are then broken alike with or without the memo
     if not cache:
-        return _compute(X, k)
+        idx, sim = _compute(X, width)
+        return idx[:, :k], sim[:, :k]
     key = fingerprint(X)
     with _LOCK:
         hit = _CACHE.get(key)
         if hit is None or hit[0].shape[1] < k:
-            width = min(n - 1, max(k, MIN_K))
             log.info("computing %d nearest neighbours of %d vectors", width, n)
             hit = _compute(X, width)
             for arr in hit:  # shared between callers: read-only, so nobody edits another's result
@@ -105,8 +108,8 @@ def knn(X: Any, k: int, *, cache: bool = True) -> tuple[np.ndarray, np.ndarray]:
     return hit[0][:, :k], hit[1][:, :k]
 
 
-def subset_knn(X: Any, rows: Any, k: int, *,
-               graph: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+def subset_knn(X: Any, rows: Any, k: int, *, full: tuple[np.ndarray, np.ndarray] | None = None,
+               cache: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` nearest neighbours of ``X[rows]`` among ``X[rows]``: the same answer as
     ``knn(X[rows], k)``, read off the shared kNN of all of ``X`` where it lists at least ``k``
     rows of the subset, computed exactly for the other rows only.
@@ -121,8 +124,9 @@ def subset_knn(X: Any, rows: Any, k: int, *,
         Strictly increasing row numbers (so ties, broken by index, order the same way).
     k : int
         1 <= k < m.
-    graph : (indices, similarities), optional
-        The kNN graph of all of ``X`` already computed for the run (used instead of :func:`knn`).
+    full : (indices, similarities), optional
+        :func:`knn` of all of ``X`` with at least ``min(n - 1, max(k, MIN_K))`` columns, when the
+        caller has it; computed (or read from the memo with ``cache=True``) when None.
 
     Returns
     -------
@@ -137,10 +141,13 @@ def subset_knn(X: Any, rows: Any, k: int, *,
         raise ValueError("rows must be strictly increasing row numbers of X")
     if not 1 <= k < m:
         raise ValueError(f"k must be between 1 and len(rows) - 1 ({m - 1}), got {k}")
-    if m == n:
-        return (graph[0][:, :k], graph[1][:, :k]) if graph is not None else knn(X, k)
     width = min(n - 1, max(k, MIN_K))
-    full_idx, full_sim = graph if graph is not None else knn(X, width)
+    if full is not None and full[0].shape[1] >= width:
+        full_idx, full_sim = full[0][:, :width], full[1][:, :width]
+    else:
+        full_idx, full_sim = knn(X, width, cache=cache)
+    if m == n:
+        return full_idx[:, :k], full_sim[:, :k]
     pos = np.full(n, -1, dtype=np.int64)
     pos[rows] = np.arange(m)
     sub = pos[full_idx[rows]]  # (m, width): neighbours' positions in the subset, -1 outside it
@@ -157,6 +164,44 @@ def subset_knn(X: Any, rows: Any, k: int, *,
         Xs = X[rows] / np.where(norms[rows] == 0, 1.0, norms[rows])
         out_idx[rest], out_sim[rest] = _compute(Xs, k, queries=rest)
     return out_idx, out_sim
+
+
+def knn_graph(X: np.ndarray, n_neighbors: int, *, metric: str = "cosine") -> tuple[np.ndarray, np.ndarray]:
+    """Exact k-nearest-neighbour graph, each row's own index first (as UMAP expects).
+
+    Parameters
+    ----------
+    X : array, shape (n, dim)
+    n_neighbors : int
+        Columns of the result, self included (so ``n_neighbors - 1`` true neighbours).
+
+    Returns
+    -------
+    indices : int array, shape (n, n_neighbors)
+    distances : float32 array, shape (n, n_neighbors)
+        Metric distances (cosine distance = 1 - cosine similarity); column 0 is 0.
+
+    Exact duplicates have distance 0 to each other, so the query may list a twin before
+    the row itself; the row is moved to column 0 explicitly.
+    """
+    n = len(X)
+    if not 2 <= n_neighbors <= n:
+        raise ValueError(f"n_neighbors must be between 2 and the number of rows ({n}), got {n_neighbors}")
+    out_idx = np.empty((n, n_neighbors), dtype=np.int64)
+    out_dist = np.empty((n, n_neighbors), dtype=np.float32)
+    out_idx[:, 0], out_dist[:, 0] = np.arange(n), 0.0
+    if metric == "cosine":
+        idx, sim = knn(X, n_neighbors - 1)
+        out_idx[:, 1:], out_dist[:, 1:] = idx, np.maximum(1.0 - sim, 0.0)
+        return out_idx, out_dist
+    from sklearn.neighbors import NearestNeighbors
+
+    dist, idx = NearestNeighbors(n_neighbors=n_neighbors, metric=metric, algorithm="brute").fit(X).kneighbors(X)
+    others = idx != np.arange(n)[:, None]
+    others[others.sum(axis=1) == n_neighbors, -1] = False  # the row itself was not listed: drop the farthest
+    out_idx[:, 1:] = idx[others].reshape(n, n_neighbors - 1)
+    out_dist[:, 1:] = np.maximum(dist[others].reshape(n, n_neighbors - 1), 0.0)
+    return out_idx, out_dist
 
 
 def clear_cache() -> None:

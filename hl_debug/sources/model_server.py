@@ -14,7 +14,7 @@ body, 404 for another project id. ``GET /health`` names the model.
 
 :class:`ServerThread` runs any WSGI app on a loopback port in a background thread (used by
 the tests and benchmarks; ``hl-debug predict`` scores the local model in-process, see
-:mod:`hl_debug.steps.predict`).
+:mod:`hl_debug.sources.local`).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import threading
 from typing import Any
 
 from flask import Blueprint, Flask, current_app, jsonify, request
+from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
@@ -127,8 +128,9 @@ def create_model_app(model: Any = None, *, project_id: int | None = None, api_ke
     Parameters
     ----------
     model:
-        A fitted classifier with ``top_k(texts, k) -> [[(label, confidence), ...], ...]``
-        and ``classes_`` (a :class:`hl_debug.models.intent_model.LocalIntentModel`).
+        A fitted classifier of texts with ``top_k(texts, k) -> [[(label, confidence), ...], ...]``
+        and ``classes_``: the local intent model behind its encoder
+        (:class:`hl_debug.sources.local.EncodedModel`).
     project_id:
         The only project id served (others get 404); None serves any.
     api_key:
@@ -139,11 +141,13 @@ def create_model_app(model: Any = None, *, project_id: int | None = None, api_ke
         Flask config overrides (e.g. ``{"TESTING": True, "MAX_ITEMS": 5}``).
     """
     if model is None or not hasattr(model, "top_k"):
-        raise TypeError("create_model_app needs a fitted model with top_k(texts, k) (e.g. LocalIntentModel)")
+        raise TypeError("create_model_app needs a fitted model with top_k(texts, k) "
+                        "(e.g. EncodedModel(encoder, LocalIntentModel))")
     app = Flask(__name__)
     app.config.update(MODEL=model, MODEL_LOCK=threading.Lock(), PROJECT_ID=project_id, API_KEY=api_key,
                       MODEL_IDENTITY=identity, MAX_ITEMS=MAX_ITEMS, OUTPUT_NAME="intent", JSON_SORT_KEYS=False)
-    app.json.sort_keys = False
+    if isinstance(app.json, DefaultJSONProvider):
+        app.json.sort_keys = False
     if test_config:
         app.config.update(test_config)
     app.register_blueprint(bp)

@@ -1,4 +1,7 @@
-"""HTTP client for the Humanloop predict contract (remote API or the local model server).
+"""The remote answer source: an HTTP client of the Humanloop predict contract.
+
+:class:`RemoteSource` is the :class:`~hl_debug.sources.base.AnswerSource` over a
+:class:`PredictClient` (a remote API or the local model server).
 
 :class:`PredictClient` sends batches of at most 20 texts to
 ``POST {base}/projects/{project_id}/predict``, several at once, and retries what is
@@ -21,42 +24,17 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
 from typing import Any
 
 import requests
 
 from hl_debug.errors import AnswerShapeError, PredictionAPIError, RetriesExhaustedError
+from hl_debug.sources.base import BatchOutcome, ClientStats, Query, Ranked
 
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 20
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
-
-Ranked = list[tuple[str, float]]
-
-
-@dataclass
-class BatchOutcome:
-    """What happened to one batch: its texts, their answers (None when it failed), the error."""
-
-    index: int
-    texts: list[str]
-    answers: list[Ranked] | None = None
-    error: str | None = None
-    attempts: int = 0
-
-
-@dataclass
-class ClientStats:
-    requests: int = 0
-    retries: int = 0
-    texts_sent: int = 0
-    by_status: dict[str, int] = field(default_factory=dict)
-
-    def count(self, status: str) -> None:
-        self.by_status[status] = self.by_status.get(status, 0) + 1
-
 
 def parse_answer(payload: Any, texts: Sequence[str], *, output: str | None = "intent") -> list[Ranked]:
     """Validate one predict answer against the ``texts`` asked and return their rankings.
@@ -235,7 +213,7 @@ class PredictClient:
         texts = list(texts)
         if not 0 < len(texts) <= MAX_BATCH:
             raise ValueError(f"a batch holds 1 to {MAX_BATCH} texts, got {len(texts)}")
-        body = {"data": [{"text": t} for t in texts], "n_best": self.n_best}
+        body: dict[str, Any] = {"data": [{"text": t} for t in texts], "n_best": self.n_best}
         last = ""
         for attempt in range(self.max_retries + 1):
             if self._stop.is_set():
@@ -323,6 +301,52 @@ class PredictClient:
         finally:
             self._stop.set()
             pool.shutdown(wait=True, cancel_futures=True)
+
+
+def remote_identity(api_url: str, project_id: int | str, n_best: int | None) -> str:
+    """Cache identity of a remote endpoint: URL + project (+ n_best when not all); never the key."""
+    return f"api:{api_url.rstrip('/')}/projects/{project_id}" + ("" if n_best is None else f"?n_best={n_best}")
+
+
+class RemoteSource:
+    """Answers from a :class:`PredictClient`, batches of ``batch_size`` (<= 20), ``concurrency`` at once.
+
+    Parameters
+    ----------
+    client:
+        The configured client (its ``n_best`` is what each text is asked for).
+    n_best:
+        What the user asked for (None: the full distribution); names the cache identity.
+    batch_size, concurrency:
+        See :meth:`PredictClient.predict_many`.
+    """
+
+    needs_vectors = False
+
+    def __init__(self, client: PredictClient, *, n_best: int | None = None, batch_size: int = MAX_BATCH,
+                 concurrency: int = 4, source: str = "remote") -> None:
+        self.client = client
+        self.n_best = n_best
+        self.batch_size = int(batch_size)
+        self.concurrency = int(concurrency)
+        self.source = source
+
+    @property
+    def identity(self) -> str:
+        return remote_identity(self.client.base_url, self.client.project_id, self.n_best)
+
+    @property
+    def parameters(self) -> dict[str, Any]:
+        return {"endpoint": self.identity, "source": self.source, "n_best": self.client.n_best,
+                "batch_size": self.batch_size, "concurrency": self.concurrency, "timeout": self.client.timeout,
+                "max_retries": self.client.max_retries}
+
+    @property
+    def stats(self) -> ClientStats:
+        return self.client.stats
+
+    def answers(self, query: Query) -> Iterator[BatchOutcome]:
+        return self.client.predict_many(query.texts, batch_size=self.batch_size, concurrency=self.concurrency)
 
 
 def _detail_text(resp: requests.Response) -> str:

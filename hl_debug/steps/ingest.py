@@ -14,7 +14,7 @@ import logging
 import math
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from hl_debug.errors import ExportError, Problem, ValidationError
 from hl_debug.storage import Store, hash_json, text_hash
@@ -121,8 +121,8 @@ def validate(records: list[Any]) -> tuple[list[dict], list[Problem]]:
     for index, rec in enumerate(records):
         bad = len(problems)
 
-        def problem(field: str, expected: str, got: Any = ..., _i=index) -> None:
-            rid = rec.get("id") if isinstance(rec, dict) and _is_int(rec.get("id")) else None
+        def problem(field: str, expected: str, got: Any = ..., _i: int = index, _rec: Any = rec) -> None:
+            rid = _rec.get("id") if isinstance(_rec, dict) and _is_int(_rec.get("id")) else None
             problems.append(Problem(_i, rid, field, expected, "" if got is ... else _show(got)))
 
         if not isinstance(rec, dict):
@@ -135,10 +135,10 @@ def validate(records: list[Any]) -> tuple[list[dict], list[Problem]]:
         if "id" in rec:
             if not _is_int(rid):
                 problem("id", "an integer", rid)
-            elif rid in first_index:
-                problem("id", f"a unique id (record #{first_index[rid]} has the same id)", rid)
+            elif cast(int, rid) in first_index:
+                problem("id", f"a unique id (record #{first_index[cast(int, rid)]} has the same id)", rid)
             else:
-                first_index[rid] = index
+                first_index[cast(int, rid)] = index
         if "project_id" in rec and not _is_int(rec["project_id"]):
             problem("project_id", "an integer", rec["project_id"])
         complete = rec.get("complete")
@@ -176,13 +176,15 @@ def validate(records: list[Any]) -> tuple[list[dict], list[Problem]]:
             problem("usage", "training, validation or testing, because complete is true", usage)
         if len(problems) > bad:
             continue
+        # validated above: text and intent are strings
+        text, intent = cast(str, text), cast(str, intent)
         row = {
             "id": rid,
             "project_id": rec["project_id"],
             "text": text,
             "intent": intent.strip() if complete else None,
             "usage": usage,
-            "complete": int(complete),
+            "complete": int(cast(bool, complete)),
             "score": float(rec["score"]),
             "text_hash": text_hash(text),
             "position": index,

@@ -1,20 +1,11 @@
-"""The ``predict`` step: enrich every utterance with a prediction API's answer.
+"""The ``predict`` step: every utterance's answer from one answer source, cached in the store.
 
-With an ``api_url`` the remote endpoint is asked over HTTP (:mod:`hl_debug.sources.remote`);
-without one the local model (:mod:`hl_debug.models.intent_model`) is trained or loaded and scores
-the texts in-process, on the vectors the store already holds. Answers are cached in the
-store by (endpoint identity, text hash), saved batch by batch, so a re-run (or a run
-interrupted with Ctrl-C) only asks what is missing.
-
-Why the local model is not asked over HTTP: it used to be served on a loopback port and
-asked 20 texts per request like a remote API. At 100k texts that was 4,999 requests and
-113 s of JSON, sockets and thread hand-offs around a model that answers the same 100k rows
-from cached vectors in a few seconds with no server (``benchmarks/RESULTS.md``, "Predict
-step (session 2)"). The answers and cache rows are identical (:meth:`LocalIntentModel.top_k
-<hl_debug.models.intent_model.LocalIntentModel.top_k>` either way; JSON round-trips floats
-exactly), which a test checks against the model server. The HTTP contract is unchanged: it
-is what remote endpoints speak, what ``hl-debug serve-model`` serves, and what the tests
-exercise against the local server.
+The source (:mod:`hl_debug.sources`) is the remote endpoint over HTTP when an ``api_url`` is
+given, else the local model (:mod:`hl_debug.steps.train` trains or loads it), which scores the
+vectors the embed step saved, in-process. Answers are cached in the store by (source identity,
+text hash), saved batch by batch, so a re-run (or a run interrupted with Ctrl-C) only asks
+what is missing. The embed step runs first; without its vectors the local model raises
+:class:`~hl_debug.errors.MissingStepError`.
 
 Small changes: answers are keyed by text hash, so a changed utterance costs one answer.
 A remote endpoint is asked only the new texts. The local model keeps its identity (and
@@ -23,25 +14,35 @@ change touches a training row it is retrained, every answer may differ, and ever
 scored again under the new identity: correct, and cheap in-process (seconds at 100k).
 
 Per text the cache holds the top label, its confidence, the top-k distribution and the
-entropy and margin computed from it (:func:`distribution_stats`).
+entropy and margin computed from it (:func:`distribution_stats`). Recorded answers (a file)
+are imported by :func:`import_predictions` (:mod:`hl_debug.sources.recorded`).
 """
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import logging
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from hl_debug.sources.remote import MAX_BATCH, BatchOutcome, ClientStats, PredictClient, Ranked, parse_item
-from hl_debug.errors import AnswerShapeError, ConfigError, NotFoundError, PredictionsFileError
+from hl_debug.errors import ConfigError, MissingStepError, NotFoundError
 from hl_debug.settings import resolve
-from hl_debug.storage import Store, hash_json, package_versions, text_hash
+from hl_debug.sources.base import AnswerSource, Query, Ranked
+from hl_debug.sources.local import LocalSource, local_identity
+from hl_debug.sources.recorded import read_recorded
+from hl_debug.sources.remote import MAX_BATCH, PredictClient, RemoteSource, remote_identity
+from hl_debug.steps.train import load_vectors, resolve_encoder_identity, train_or_load
+from hl_debug.storage import Store, hash_json, package_versions
 
 log = logging.getLogger(__name__)
+
+__all__ = ["EXPORT_COLUMNS", "PredictOptions", "distribution_stats", "import_predictions", "local_identity",
+           "make_source", "predict", "predict_step", "prediction_rows", "remote_identity", "resolve_project_id",
+           "rows_from_answers"]
 
 EXPORT_COLUMNS = ("id", "label", "confidence", "entropy")
 
@@ -114,17 +115,59 @@ def rows_from_answers(hashes: Sequence[str], answers: Sequence[Ranked]) -> list[
     return rows
 
 
-# -- identities ---------------------------------------------------------------------
+# -- options and the source ---------------------------------------------------------
 
 
-def remote_identity(api_url: str, project_id: int | str, n_best: int | None) -> str:
-    """Cache identity of a remote endpoint: URL + project (+ n_best when not all); never the key."""
-    return f"api:{api_url.rstrip('/')}/projects/{project_id}" + ("" if n_best is None else f"?n_best={n_best}")
+@dataclass(frozen=True)
+class PredictOptions:
+    """What the predict step asks, and of whom.
 
+    Attributes
+    ----------
+    n_best:
+        Intents asked per text; ``"all"`` (or None) asks for the full distribution.
+    progress:
+        Show a progress bar.
+    api_url:
+        Base URL of a remote endpoint; None (and no ``HL_API_URL``) uses the local model.
+    api_key:
+        ``X-API-Key`` for the remote endpoint (default ``HL_API_KEY``); never logged or stored.
+    project_id:
+        Project id in the URL (default ``HL_PROJECT_ID``, else the export's).
+    batch_size, concurrency, timeout, max_retries, backoff_base, backoff_cap:
+        Remote endpoints only, see :class:`~hl_debug.sources.remote.PredictClient`; batches never
+        exceed 20. The local model scores in chunks (:class:`~hl_debug.sources.local.LocalSource`).
+    encoder:
+        Local model: the encoder whose stored vectors it trains on and scores (an encoder object
+        or its identity; None: the store's active encoder).
+    model, model_dir, retrain:
+        Local model: an unfitted :class:`~hl_debug.models.intent_model.LocalIntentModel` to
+        train, where it is saved, and whether to force retraining.
+    """
 
-def local_identity(model_hash: str, n_best: int | None) -> str:
-    """Cache identity of the local model: changes whenever the model is retrained differently."""
-    return f"local:{model_hash[:12]}" + ("" if n_best is None else f"?n_best={n_best}")
+    n_best: int | str | None = "all"
+    progress: bool = True
+    # remote endpoint
+    api_url: str | None = None
+    api_key: str | None = None
+    project_id: int | str | None = None
+    batch_size: int = MAX_BATCH
+    concurrency: int = 4
+    timeout: float = 30.0
+    max_retries: int = 5
+    backoff_base: float = 0.5
+    backoff_cap: float = 30.0
+    # local model
+    encoder: Any = None
+    model: Any = None
+    model_dir: str | Path | None = None
+    retrain: bool = False
+
+    @classmethod
+    def from_mapping(cls, options: dict[str, Any]) -> PredictOptions:
+        """The options named in ``options`` (pipeline options; unknown keys and None values ignored)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in options.items() if k in names and v is not None})
 
 
 def _parse_n_best(n_best: int | str | None) -> int | None:
@@ -155,36 +198,41 @@ def resolve_project_id(store: Store, project_id: int | str | None) -> int:
         raise ConfigError(f"--project-id must be an integer, got {value!r}") from None
 
 
+def make_source(store: Store, options: PredictOptions) -> AnswerSource:
+    """The answer source ``options`` name: the remote endpoint, else the local model (trained or loaded)."""
+    if not 1 <= int(options.batch_size) <= MAX_BATCH:
+        raise ConfigError(f"--batch-size must be between 1 and {MAX_BATCH}, got {options.batch_size}")
+    if int(options.concurrency) < 1:
+        raise ConfigError(f"--concurrency must be at least 1, got {options.concurrency}")
+    k = _parse_n_best(options.n_best)
+    api_url = options.api_url or resolve("api_url")
+    if api_url:
+        pid = resolve_project_id(store, options.project_id)
+        n_ask = k if k is not None else max(1, len(store.intents()))
+        client = PredictClient(api_url, project_id=pid, api_key=options.api_key or resolve("api_key"), n_best=n_ask,
+                               timeout=options.timeout, max_retries=options.max_retries,
+                               backoff_base=options.backoff_base, backoff_cap=options.backoff_cap)
+        return RemoteSource(client, n_best=k, batch_size=options.batch_size, concurrency=options.concurrency)
+    fitted = train_or_load(store, encoder=options.encoder, model=options.model, folder=options.model_dir,
+                           retrain=options.retrain)
+    return LocalSource(fitted, n_best=k)
+
+
 # -- the step -----------------------------------------------------------------------
 
 
-def predict(store: Store, *, api_url: str | None = None, api_key: str | None = None,
-            project_id: int | str | None = None, n_best: int | str | None = "all", batch_size: int = MAX_BATCH,
-            concurrency: int = 4, timeout: float = 30.0, max_retries: int = 5, backoff_base: float = 0.5,
-            backoff_cap: float = 30.0, encoder: Any | None = None, model: Any | None = None,
-            model_dir: str | Path | None = None, retrain: bool = False, progress: bool = True,
-            client: PredictClient | None = None) -> dict[str, Any]:
-    """Ask the endpoint for every utterance whose text has no cached answer yet.
+def predict(store: Store, options: PredictOptions | None = None, *, source: AnswerSource | None = None,
+            **overrides: Any) -> dict[str, Any]:
+    """Ask ``source`` (default: :func:`make_source`) for every utterance whose text has no cached answer yet.
 
     Parameters
     ----------
-    api_url:
-        Base URL of a remote endpoint; None (and no ``HL_API_URL``) uses the local model,
-        scored in-process (see the module docstring).
-    api_key:
-        ``X-API-Key`` for the remote endpoint (default ``HL_API_KEY``); never logged or stored.
-    project_id:
-        Project id in the URL (default ``HL_PROJECT_ID``, else the export's).
-    n_best:
-        Intents asked per text; ``"all"`` asks for the full distribution.
-    batch_size, concurrency, timeout, max_retries, backoff_base, backoff_cap:
-        See :class:`hl_debug.sources.remote.PredictClient`; batches never exceed 20. Remote
-        endpoints only: the local model scores in chunks (:class:`InProcessScorer`).
-    encoder, model, model_dir, retrain:
-        The local model's encoder, an unfitted :class:`~hl_debug.models.intent_model.LocalIntentModel`
-        to train, where it is saved and whether to force retraining.
-    client:
-        A ready :class:`PredictClient` (tests); overrides ``api_url``.
+    options:
+        :class:`PredictOptions`; keyword ``overrides`` replace its fields
+        (``predict(store, api_url=..., n_best=3)``).
+    source:
+        A ready :class:`~hl_debug.sources.base.AnswerSource` (tests, other callers); overrides
+        the one ``options`` name.
 
     Returns
     -------
@@ -196,105 +244,26 @@ def predict(store: Store, *, api_url: str | None = None, api_key: str | None = N
     from tqdm.auto import tqdm
 
     store.require_utterances()
-    if not 1 <= int(batch_size) <= MAX_BATCH:
-        raise ConfigError(f"--batch-size must be between 1 and {MAX_BATCH}, got {batch_size}")
-    if int(concurrency) < 1:
-        raise ConfigError(f"--concurrency must be at least 1, got {concurrency}")
-    k = _parse_n_best(n_best)
-    api_url = api_url or resolve("api_url")
-    if client is not None:
-        endpoint = remote_identity(client.base_url, client.project_id, k)
-        source = "client"
-    elif api_url:
-        pid = resolve_project_id(store, project_id)
-        endpoint = remote_identity(api_url, pid, k)
-        n_ask = k if k is not None else max(1, len(store.intents()))
-        client = PredictClient(api_url, project_id=pid, api_key=api_key or resolve("api_key"), n_best=n_ask,
-                               timeout=timeout, max_retries=max_retries, backoff_base=backoff_base,
-                               backoff_cap=backoff_cap)
-        source = "remote"
-    else:
-        from hl_debug.steps.embed import embed
-        from hl_debug.models.intent_model import CachedEncoder, train_or_load
-
-        fitted = train_or_load(store, encoder=encoder, model=model, folder=model_dir, retrain=retrain,
-                               progress=progress)
-        endpoint = local_identity(fitted.metadata_["model_hash"], k)
-        n_ask = k if k is not None else len(fitted.classes_)
-        scorer = InProcessScorer(fitted, n_best=n_ask)
-
-        def source_of_answers(texts: list[str]) -> Iterator[BatchOutcome]:
-            # the texts are embedded (and cached) anyway: score those vectors, encode only unknown texts
-            embed(store, fitted.get_encoder(), progress=progress)
-            fitted.set_params(encoder=CachedEncoder.from_store(store, fitted.get_encoder()))
-            return scorer.predict_many(texts)
-
-        params = {"endpoint": endpoint, "source": "local", "mode": "in-process", "n_best": n_ask,
-                  "chunk_size": scorer.chunk_size}
-        return _run(store, endpoint, source_of_answers, params=params, stats=scorer.stats, progress=progress,
-                    tqdm=tqdm)
-    params = {"endpoint": endpoint, "source": source, "n_best": client.n_best, "batch_size": int(batch_size),
-              "concurrency": int(concurrency), "timeout": client.timeout, "max_retries": client.max_retries}
-    http_client = client
-    return _run(store, endpoint,
-                lambda texts: http_client.predict_many(texts, batch_size=int(batch_size),
-                                                       concurrency=int(concurrency)),
-                params=params, stats=client.stats, progress=progress, tqdm=tqdm)
-
-
-class InProcessScorer:
-    """Answers of a fitted local model, computed in this process in chunks.
-
-    Yields the same :class:`~hl_debug.sources.remote.BatchOutcome` stream as
-    :meth:`PredictClient.predict_many <hl_debug.sources.remote.PredictClient.predict_many>`, so
-    the predict step saves, counts and resumes both alike; ``stats.requests`` counts chunks.
-
-    Parameters
-    ----------
-    model:
-        A fitted model with ``top_k(texts, k)`` (:class:`~hl_debug.models.intent_model.LocalIntentModel`,
-        usually over a :class:`~hl_debug.models.intent_model.CachedEncoder`).
-    n_best:
-        Intents per answer.
-    chunk_size:
-        Texts scored (and saved) at once: large enough that per-chunk overhead vanishes,
-        small enough that Ctrl-C loses little.
-    """
-
-    def __init__(self, model: Any, *, n_best: int, chunk_size: int = 2048) -> None:
-        if chunk_size < 1:
-            raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
-        self.model = model
-        self.n_best = n_best
-        self.chunk_size = chunk_size
-        self.stats = ClientStats()
-
-    def predict_many(self, texts: Sequence[str]) -> Iterator[BatchOutcome]:
-        """Answers for ``texts`` in chunks of ``chunk_size``, in order."""
-        texts = list(texts)
-        for index, start in enumerate(range(0, len(texts), self.chunk_size)):
-            chunk = texts[start:start + self.chunk_size]
-            answers: list[Ranked] = self.model.top_k(chunk, self.n_best)
-            self.stats.requests += 1
-            self.stats.texts_sent += len(chunk)
-            yield BatchOutcome(index=index, texts=chunk, answers=answers, attempts=1)
-
-
-def _run(store: Store, endpoint: str, source_of_answers: Callable[[list[str]], Iterable[BatchOutcome]], *,
-         params: dict[str, Any], stats: ClientStats, progress: bool, tqdm: Any) -> dict[str, Any]:
+    options = dataclasses.replace(options or PredictOptions(), **overrides)
+    source = source if source is not None else make_source(store, options)
+    endpoint, stats = source.identity, source.stats
     texts = store.texts_by_hash()
     cached = store.cached_prediction_hashes(endpoint)
     todo = sorted(h for h in texts if h not in cached)
     counts: dict[str, Any] = {"endpoint": endpoint, "n_texts": len(texts), "n_cached": len(texts) - len(todo),
                               "n_predicted": 0, "n_failed": 0, "requests": 0, "retries": 0, "skipped": not todo}
     if todo:
+        vectors = None
+        if source.needs_vectors:
+            _, _, by_hash = load_vectors(store, resolve_encoder_identity(store, options.encoder))
+            vectors = np.vstack([by_hash[h] for h in todo]).astype(np.float32, copy=False)
         errors: list[str] = []
-        with store.run("predict", parameters=params, inputs_hash=hash_json([endpoint, todo]),
+        with store.run("predict", parameters=source.parameters, inputs_hash=hash_json([endpoint, todo]),
                        versions=package_versions("requests", "scikit-learn")) as run_counts:
-            bar = tqdm(total=len(todo), desc="predict", unit="utt", disable=not progress)
+            bar = tqdm(total=len(todo), desc="predict", unit="utt", disable=not options.progress)
             try:
                 by_text = {texts[h]: h for h in todo}
-                for outcome in source_of_answers([texts[h] for h in todo]):
+                for outcome in source.answers(Query([texts[h] for h in todo], vectors)):
                     if outcome.answers is None:
                         counts["n_failed"] += len(outcome.texts)
                         errors.append(outcome.error or "unknown error")
@@ -323,17 +292,14 @@ def _run(store: Store, endpoint: str, source_of_answers: Callable[[list[str]], I
 
 
 def predict_step(store: Store, options: dict[str, Any]) -> dict[str, Any]:
-    """Pipeline adapter: options ``api_url``, ``api_key``, ``project_id``, ``encoder`` (a name
-    or an encoder object), ``n_best``, ``concurrency``, ``progress``."""
-    enc = options.get("encoder")
-    if isinstance(enc, str):
-        from hl_debug.steps.embed import default_encoder
+    """Pipeline adapter: the :class:`PredictOptions` named in ``options``; ``encoder`` may be a
+    name (with ``encoder_backend``) or an encoder object, as for the embed step."""
+    from hl_debug.steps.embed import encoder_from_options
 
-        enc = default_encoder(enc)
-    keys = ("api_url", "api_key", "project_id", "n_best", "batch_size", "concurrency", "timeout", "max_retries",
-            "model_dir", "retrain", "progress")
-    kwargs = {k: options[k] for k in keys if options.get(k) is not None}
-    return predict(store, encoder=enc, **kwargs)
+    opts = PredictOptions.from_mapping(options)
+    if options.get("encoder") is not None:  # else the store's active encoder: the one the embed step used
+        opts = dataclasses.replace(opts, encoder=encoder_from_options(options).identity)
+    return predict(store, opts)
 
 
 # -- recorded answers ---------------------------------------------------------------
@@ -341,76 +307,30 @@ def predict_step(store: Store, options: dict[str, Any]) -> dict[str, Any]:
 
 def import_predictions(store: Store, path: str | Path, *, endpoint: str | None = None,
                        output: str | None = "intent") -> dict[str, Any]:
-    """Load recorded predict answers into the cache under ``endpoint`` (default
-    ``recorded:<file stem>``).
+    """Load recorded predict answers (:func:`~hl_debug.sources.recorded.read_recorded`) into the
+    cache under ``endpoint`` (default ``recorded:<file stem>``).
 
-    The file is a JSON array of answer items (``{"data": {"text": ...}, "predictions":
-    [...]}``). Items carrying ``data.text`` are matched to utterances by text; items
-    without it must be one per utterance in export order. Every item is validated before
-    anything is written. Returns counts ``endpoint``, ``n_items``, ``n_saved`` (distinct
-    texts), ``n_without_prediction`` (utterances whose answer was empty), ``n_unmatched``
-    (items whose text is not in the database) and ``n_conflicting`` (a text whose
-    answers rank different labels; the first answer is kept).
+    Every item is validated before anything is written. Returns counts ``endpoint``,
+    ``n_items``, ``n_saved`` (distinct texts), ``n_without_prediction`` (utterances whose
+    answer was empty), ``n_unmatched`` (items whose text is not in the database) and
+    ``n_conflicting`` (a text whose answers rank different labels; the first answer is kept).
     """
     store.require_utterances()
-    path = Path(path)
-    try:
-        items = json.loads(path.read_text(encoding="utf-8-sig"))
-    except OSError as exc:
-        raise PredictionsFileError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise PredictionsFileError(f"{path} is not valid JSON: {exc}") from exc
-    if not isinstance(items, list) or not items:
-        raise PredictionsFileError(f"{path}: expected a non-empty JSON array of answer items")
-    endpoint = endpoint or f"recorded:{path.name.split('.')[0]}"
-    by_position = [r["text_hash"] for r in store.utterances(columns="text_hash", order_by="position, id")]
-    known = set(by_position)
-    answers: dict[str, Ranked] = {}
-    n_unmatched = n_conflicting = 0
-    problems: list[str] = []
-    for i, item in enumerate(items):
-        data = item.get("data") if isinstance(item, dict) else None
-        text = data.get("text") if isinstance(data, dict) else None
-        try:
-            ranked = parse_item(item, i, output=output)
-        except AnswerShapeError as exc:
-            problems.append(exc.message)
-            continue
-        if isinstance(text, str):
-            h = text_hash(text)
-            if h not in known:
-                n_unmatched += 1
-                continue
-        elif len(items) == len(by_position):
-            h = by_position[i]
-        else:
-            problems.append(f"answer item {i}: no 'data.text' to match it by, and the file has {len(items)} "
-                            f"items for {len(by_position)} utterances (so export order cannot be used)")
-            continue
-        if h in answers:
-            n_conflicting += int([lbl for lbl, _ in answers[h]] != [lbl for lbl, _ in ranked])
-            continue
-        answers[h] = ranked
-    if problems:
-        shown = "\n".join(f"  - {p}" for p in problems[:20])
-        more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
-        raise PredictionsFileError(f"{path} has {len(problems)} invalid answer item(s); nothing was imported:\n"
-                                   f"{shown}{more}")
-    if not answers:
-        raise PredictionsFileError(f"none of the {len(items)} answer items of {path} matches an utterance's text",
-                                   hint="Import answers recorded for this export (check --db).")
-    if n_unmatched:
-        log.warning("%d answer item(s) of %s match no utterance's text", n_unmatched, path)
+    by_position = store.text_hashes_by_position()
+    source = read_recorded(path, by_position, endpoint=endpoint, output=output)
+    if source.n_unmatched:
+        log.warning("%d answer item(s) of %s match no utterance's text", source.n_unmatched, path)
+    answers: dict[str, Ranked] = source.answers_by_hash
     hashes = list(answers)
-    with store.run("import-predictions", parameters={"file": str(path), "endpoint": endpoint},
-                   inputs_hash=hash_json(hashes)) as run_counts:
-        store.save_predictions(endpoint, rows_from_answers(hashes, [answers[h] for h in hashes]))
+    with store.run("import-predictions", parameters=source.parameters, inputs_hash=hash_json(hashes)) as run_counts:
+        store.save_predictions(source.identity, rows_from_answers(hashes, [answers[h] for h in hashes]))
         empty = {h for h, a in answers.items() if not a}
         n_without = sum(1 for h in by_position if h in empty)
-        counts = {"endpoint": endpoint, "n_items": len(items), "n_saved": len(hashes),
-                  "n_without_prediction": n_without, "n_unmatched": n_unmatched, "n_conflicting": n_conflicting}
+        counts = {"endpoint": source.identity, "n_items": source.n_items, "n_saved": len(hashes),
+                  "n_without_prediction": n_without, "n_unmatched": source.n_unmatched,
+                  "n_conflicting": source.n_conflicting}
         run_counts.update(counts)
-    store.set_meta("recorded_endpoint", endpoint)
+    store.set_meta("recorded_endpoint", source.identity)
     return counts
 
 
@@ -424,10 +344,9 @@ def prediction_rows(store: Store, endpoint: str | None = None) -> list[dict[str,
         valid = ", ".join(e["endpoint"] for e in store.endpoints()) or "none yet"
         raise NotFoundError(f"no cached predictions for endpoint {endpoint!r}; valid: {valid}",
                             hint="Run `hl-debug predict` or `hl-debug import-predictions FILE` first.")
-    df = store.predictions_df(endpoint)
-    df = df.astype(object).where(df.notna(), None)
-    return [
-        {"id": int(r["id"]), "label": r["label"], "confidence": r["confidence"], "entropy": r["entropy"],
-         "margin": r["margin"], "endpoint": r["endpoint"]}
-        for r in df.to_dict("records")
-    ]
+    endpoint = endpoint or store.active_endpoint()
+    if endpoint is None:
+        raise MissingStepError("no predictions in the database yet", step="predict")
+    cols = store.prediction_columns(("id", "label", "confidence", "entropy", "margin", "endpoint"),
+                                    endpoint=endpoint, align="id")
+    return [{**dict(zip(cols, values)), "id": int(values[0])} for values in zip(*cols.values())]

@@ -25,6 +25,13 @@ from pathlib import Path
 import numpy as np
 
 from hl_debug.errors import ModelError
+from hl_debug.models.encoders.base import (
+    default_cache_dir,
+    load_once,
+    package_version,
+    register_backend,
+    resolve_model_path,
+)
 
 log = logging.getLogger(__name__)
 
@@ -173,3 +180,37 @@ class OnnxSentenceModel:
                 vecs = vecs / np.clip(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12, None)
             out[idx] = vecs
         return out
+
+
+def load_onnx_model(name: str, backend: str, cache_dir: str | Path | None = None) -> OnnxSentenceModel:
+    """``name`` run by ONNX Runtime (loaded once per process), exported to ``cache_dir`` first if needed."""
+    folder = cache_folder(cache_dir or default_cache_dir(), name, package_version(name))
+
+    def build() -> OnnxSentenceModel:
+        path = resolve_model_path(name)
+        try:
+            if not Path(path).is_dir():  # a hub name: its folder in the Hugging Face cache (offline)
+                from huggingface_hub import snapshot_download
+
+                path = snapshot_download(path if "/" in path else f"sentence-transformers/{path}")
+            onnx_file = ensure_exported(path, folder, backend)
+            model = OnnxSentenceModel(path, onnx_file)
+        except ModelError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any export/load failure is a configuration problem
+            raise ModelError(f"could not load sentence encoder {name!r} with backend {backend!r}: {exc}") from exc
+        log.info("loaded sentence encoder %s (%s) from %s", name, backend, onnx_file)
+        return model
+
+    return load_once((name, backend, str(folder.resolve())), build)
+
+
+def _loader(backend: str):  # noqa: ANN202
+    def load(name: str, *, device: str = "cpu", cache_dir: str | Path | None = None) -> OnnxSentenceModel:
+        return load_onnx_model(name, backend, cache_dir)  # ONNX Runtime runs on the CPU whatever device says
+
+    return load
+
+
+for _name in ONNX_BACKENDS:
+    register_backend(_name, _loader(_name))

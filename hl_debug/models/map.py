@@ -1,0 +1,382 @@
+"""The map analyzer: a 2-D map and HDBSCAN clusters of sentence vectors (arrays in, arrays out).
+
+:class:`MapAnalyzer` is a scikit-learn style estimator: one cosine k-nearest-neighbour
+graph of the sentence vectors (exact, :func:`knn_graph`) is built once and shared by two
+UMAPs - a 2-D one for the map and a ~5-D one for clustering - then HDBSCAN clusters the
+reduced vectors. Sub-models can be passed in (``map_model``, ``reduce_model``,
+``cluster_model``) so tests swap in cheap stand-ins; None builds the defaults, whose HDBSCAN
+parameters scale with the data (:func:`default_min_cluster_size` and friends).
+
+Noise is kept honest: HDBSCAN's noise points keep ``cluster_id = -1``; ``nearest_cluster_``
+says which cluster each one is closest to (k-nearest clustered points in the reduced space),
+so nothing is silently forced into a cluster. The step that reads and writes the store is
+:mod:`hl_debug.steps.analyze`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import warnings
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator
+
+from hl_debug.models.neighbors import knn_graph
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SEED = 42
+#: HDBSCAN's label of noise points.
+NOISE = -1
+SELECTION_METHODS = ("eom", "leaf")
+
+
+def default_min_cluster_size(n: int) -> int:
+    """HDBSCAN ``min_cluster_size`` scaled with the data: ``min(sqrt(n) / 3, 2.3 * n ** 0.25)``, at least 5.
+
+    Gives 16 for the bundled export's 2,327 rows, 27 for 20,000 and 41 for 100,000. Up to
+    ~2,300 rows it is ``sqrt(n) / 3``, tuned on the bundled export: clusters small enough to
+    split an intent into its sub-topics (where mislabels stand out) and large enough to
+    read. Beyond that it grows with the fourth root: at ``sqrt(n) / 3`` (105 at 100k rows)
+    the many small dense pockets of a large export (one sub-topic, paraphrases of one
+    request) cannot become clusters and their rows end as noise - 28% of 100k rows, against
+    4.6% with 41 (see ``benchmarks/RESULTS.md``, "Clusters at scale").
+    """
+    n = max(n, 1)
+    return max(5, min(round(min(math.sqrt(n) / 3, 2.3 * n ** 0.25)), max(n // 2, 2)))
+
+
+def default_min_samples(min_cluster_size: int) -> int:
+    """HDBSCAN ``min_samples``: a third of ``min_cluster_size`` (at least 2); smaller means less noise."""
+    return max(2, min_cluster_size // 3)
+
+
+def default_cluster_selection_epsilon(n: int) -> float:
+    """HDBSCAN ``cluster_selection_epsilon``: 0 up to 2,500 rows, rising with ``log10(n)`` to 0.3 at 25,000.
+
+    In units of the clustering projection (UMAP, ``min_dist`` 0, spread 1). Clusters that
+    split below this distance are kept whole, so on large exports the rows along the seams
+    of one region are not thrown out as noise when the region frays into many small
+    pieces: with :func:`default_min_cluster_size`, noise falls from 18% to 8.8% at 20,000
+    rows and from 19% to 4.6% at 100,000 (899 clusters to 439), the largest cluster
+    holding 5-6% of the rows. 0 on small exports keeps their clusters exactly as before.
+    """
+    return round(0.3 * min(max(math.log10(max(n, 1) / 2500), 0.0), 1.0), 4)
+
+
+# UMAP's numba functions that are compiled on every fit in a fresh process (umap-learn does
+# not mark them ``cache=True``): the fuzzy-set construction and the epoch of the layout
+# optimisation. Compiling them took ~9 of the ~20 s analyze spent fitting the bundled export.
+UMAP_JIT_FUNCTIONS = (("umap.umap_", "smooth_knn_dist"), ("umap.umap_", "compute_membership_strengths"),
+                      ("umap.layouts", "_nb_optimize_layout_euclidean_single_epoch"))
+# Rows from which the two seeded UMAPs run side by side (the map's in a second process):
+# below it, starting that process costs more than it saves.
+CONCURRENT_MIN_ROWS = 5000
+
+
+def import_umap() -> Any:
+    """``import umap`` without its ImportWarning about the optional TensorFlow (ParametricUMAP),
+    with numba's on-disk cache switched on for :data:`UMAP_JIT_FUNCTIONS`."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Tensorflow not installed", category=ImportWarning)
+        import umap
+    enable_jit_cache()
+    return umap
+
+
+def enable_jit_cache() -> list[str]:
+    """Let numba cache UMAP's compiled functions on disk, so only the first process compiles them.
+
+    numba keeps the machine code beside the package (``__pycache__``) or, where that is
+    not writable, in the user's cache (``NUMBA_CACHE_DIR`` overrides both) and recompiles
+    when umap-learn's source, numba or the CPU changes. The compiled code is the same as a
+    fresh compilation's, so results do not change. Functions that are missing (another
+    umap-learn version) or cannot be cached are skipped.
+
+    Returns
+    -------
+    list of str
+        The functions whose cache was switched on by this call.
+    """
+    import importlib
+
+    enabled = []
+    for module_name, name in UMAP_JIT_FUNCTIONS:
+        func = getattr(importlib.import_module(module_name), name, None)
+        cache = getattr(func, "_cache", None)
+        if func is None or not hasattr(func, "enable_caching") or type(cache).__name__ != "NullCache":
+            continue
+        try:
+            func.enable_caching()
+        except RuntimeError as exc:  # no writable cache location
+            log.debug("numba cannot cache %s.%s: %s", module_name, name, exc)
+            continue
+        enabled.append(f"{module_name}.{name}")
+    return enabled
+
+
+def _fit_transform(model: Any, X: np.ndarray) -> np.ndarray:
+    """``model.fit_transform(X)`` quietly (also the worker process of :meth:`MapAnalyzer.fit`)."""
+    if type(model).__module__.startswith("umap."):
+        import_umap()  # in a fresh worker: switch the JIT cache on before the first compilation
+    with warnings.catch_warnings():
+        # We never call UMAP.transform on new data, so the missing search index is fine.
+        warnings.filterwarnings("ignore", message=r"precomputed_knn\[2\]", category=UserWarning)
+        return np.asarray(model.fit_transform(X), dtype=np.float64)
+
+
+# The worker of MapAnalyzer._fit_concurrently: fit the pickled model, save the result.
+WORKER_CODE = "import sys; from hl_debug.models.map import _fit_in_folder; _fit_in_folder(sys.argv[1])"
+
+
+def _fit_in_folder(folder: str) -> None:
+    """Worker-process side of :meth:`MapAnalyzer._fit_concurrently`: ``job.pkl`` -> ``embedding.npy``."""
+    import pickle
+    from pathlib import Path
+
+    with open(Path(folder) / "job.pkl", "rb") as f:
+        model, X = pickle.load(f)
+    np.save(Path(folder) / "embedding.npy", _fit_transform(model, X))
+
+
+class MapAnalyzer(BaseEstimator):
+    """2-D map + clustering of sentence vectors (UMAP, UMAP, HDBSCAN).
+
+    Parameters
+    ----------
+    n_neighbors : int
+        UMAP neighbourhood size (self included); capped at ``n - 1`` for tiny data.
+    n_components : int
+        Dimensions of the clustering UMAP (HDBSCAN works poorly on 384-D vectors).
+    map_min_dist, cluster_min_dist : float
+        UMAP ``min_dist`` of the map (spread for readability) and of the clustering
+        projection (0: pack dense regions tightly, which HDBSCAN likes).
+    metric : str
+        Metric of the input vectors' kNN graph.
+    random_state : int or None
+        Seed; None lets UMAP run in parallel but results then vary run to run.
+    n_epochs : int or None
+        UMAP optimisation epochs (None: UMAP's default). Small values make tests fast.
+    min_cluster_size, min_samples : int or None
+        HDBSCAN parameters; None scales them with the data (:func:`default_min_cluster_size`,
+        :func:`default_min_samples`).
+    cluster_selection_epsilon : float or None
+        HDBSCAN's ``cluster_selection_epsilon`` (>= 0); None scales it with the data
+        (:func:`default_cluster_selection_epsilon`: 0 below 2,500 rows).
+    cluster_selection_method : {"eom", "leaf"}
+        HDBSCAN's cluster selection.
+    map_model, reduce_model, cluster_model : estimators or None
+        Stand-ins for the 2-D UMAP, the clustering UMAP and HDBSCAN (each needs
+        ``fit_transform`` / ``fit`` + ``labels_``). None builds the defaults.
+    n_jobs : int or None
+        2 fits the map's UMAP in a second process while the clustering UMAP runs here (a
+        seeded UMAP is single-threaded; the results are identical to one after the other);
+        1 fits them one after the other. None: 2 from :data:`CONCURRENT_MIN_ROWS` rows when
+        the machine has more than one CPU. Does not change results, so it is not recorded
+        with the run's parameters.
+
+    Attributes
+    ----------
+    embedding_ : array, shape (n, 2)
+    reduced_ : array, shape (n, n_components)
+    labels_ : int array, shape (n,)  (-1 = noise)
+    probabilities_ : array, shape (n,)  HDBSCAN membership strength (NaN if unavailable)
+    outlier_scores_ : array, shape (n,)  GLOSH outlier score (NaN if unavailable)
+    nearest_cluster_ : int array, shape (n,)  own cluster, or for noise the closest one
+    knn_indices_, knn_distances_ : arrays, shape (n, n_neighbors)  the shared graph
+    n_clusters_ : int
+    noise_share_ : float
+    min_cluster_size_, min_samples_ : int  the values used
+    n_jobs_ : int  UMAPs fitted at once
+    cluster_selection_epsilon_ : float  the value used
+    """
+
+    def __init__(self, *, n_neighbors: int = 15, n_components: int = 5, map_min_dist: float = 0.1,
+                 cluster_min_dist: float = 0.0, metric: str = "cosine", random_state: int | None = DEFAULT_SEED,
+                 n_epochs: int | None = None, min_cluster_size: int | None = None, min_samples: int | None = None,
+                 cluster_selection_method: str = "eom", cluster_selection_epsilon: float | None = None,
+                 map_model: Any = None, reduce_model: Any = None, cluster_model: Any = None,
+                 n_jobs: int | None = None) -> None:
+        self.n_neighbors = n_neighbors
+        self.n_components = n_components
+        self.map_min_dist = map_min_dist
+        self.cluster_min_dist = cluster_min_dist
+        self.metric = metric
+        self.random_state = random_state
+        self.n_epochs = n_epochs
+        self.min_cluster_size = min_cluster_size
+        self.min_samples = min_samples
+        self.cluster_selection_method = cluster_selection_method
+        self.cluster_selection_epsilon = cluster_selection_epsilon
+        self.map_model = map_model
+        self.reduce_model = reduce_model
+        self.cluster_model = cluster_model
+        self.n_jobs = n_jobs
+
+    # -- validation -----------------------------------------------------------------
+
+    def _validate(self, X: np.ndarray) -> np.ndarray:
+        X = np.asarray(X, dtype=np.float32)
+        if X.ndim != 2:
+            raise ValueError(f"X must have shape (n, dim), got {X.shape}")
+        if len(X) < 5:
+            raise ValueError(f"need at least 5 rows to build a map, got {len(X)}")
+        if not np.isfinite(X).all():
+            bad = int(np.flatnonzero(~np.isfinite(X).all(axis=1))[0])
+            raise ValueError(f"X has non-finite values (first in row {bad})")
+        for name in ("n_neighbors", "n_components"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, np.integer)) or value < 2:
+                raise ValueError(f"{name} must be an integer >= 2, got {value!r}")
+        for name in ("min_cluster_size", "min_samples"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, (int, np.integer)) or value < (2 if name == "min_cluster_size" else 1)):
+                raise ValueError(f"{name} must be a positive integer (min_cluster_size >= 2) or None, got {value!r}")
+        eps = self.cluster_selection_epsilon
+        if eps is not None and (isinstance(eps, bool) or not isinstance(eps, (int, float, np.number))
+                                or not 0 <= eps < math.inf):
+            raise ValueError(f"cluster_selection_epsilon must be a finite number >= 0 or None, got {eps!r}")
+        if self.n_jobs not in (None, 1, 2):
+            raise ValueError(f"n_jobs must be 1, 2 or None, got {self.n_jobs!r}")
+        if self.cluster_selection_method not in SELECTION_METHODS:
+            raise ValueError(f"unknown cluster_selection_method {self.cluster_selection_method!r}; "
+                             f"valid: {', '.join(SELECTION_METHODS)}")
+        return X
+
+    # -- sub-models -----------------------------------------------------------------
+
+    def _umap(self, n_components: int, min_dist: float, n_neighbors: int, knn: tuple) -> Any:
+        umap = import_umap()
+        return umap.UMAP(
+            n_components=n_components, n_neighbors=n_neighbors, min_dist=min_dist, metric=self.metric,
+            random_state=self.random_state, n_epochs=self.n_epochs, precomputed_knn=knn,
+            # a seed makes UMAP single-threaded anyway; saying so avoids its warning
+            n_jobs=1 if self.random_state is not None else -1,
+            # tiny data: spectral init needs more rows than dimensions
+            init="spectral" if len(knn[0]) > n_components + 10 else "random",
+        )
+
+    def _hdbscan(self, min_cluster_size: int, min_samples: int, epsilon: float) -> Any:
+        import hdbscan
+
+        return hdbscan.HDBSCAN(min_cluster_size=min_cluster_size, min_samples=min_samples,
+                               cluster_selection_method=self.cluster_selection_method,
+                               cluster_selection_epsilon=epsilon, core_dist_n_jobs=1)
+
+    # -- fitting --------------------------------------------------------------------
+
+    def fit(self, X: np.ndarray, y: Any = None, *, knn: tuple[np.ndarray, np.ndarray] | None = None) -> MapAnalyzer:
+        """Fit the map and the clusters.
+
+        Parameters
+        ----------
+        X : array, shape (n, dim)
+            Sentence vectors (L2-normalised for cosine).
+        knn : (indices, distances), each shape (n, >= n_neighbors), optional
+            A precomputed graph from :func:`knn_graph` (self first); built when None.
+        """
+        X = self._validate(X)
+        n = len(X)
+        k = min(self.n_neighbors, n - 1)
+        if knn is None:
+            knn = knn_graph(X, k, metric=self.metric)
+        idx, dist = (np.asarray(a) for a in knn)
+        if idx.shape[0] != n or idx.shape[1] < k or dist.shape != idx.shape:
+            raise ValueError(f"knn must be two arrays of shape ({n}, >= {k}), got {idx.shape} and {dist.shape}")
+        # UMAP prunes a wider graph only on large data, so hand it exactly k columns.
+        self.knn_indices_, self.knn_distances_ = idx[:, :k], dist[:, :k].astype(np.float32)
+        shared = (self.knn_indices_, self.knn_distances_, None)
+
+        map_model = self.map_model if self.map_model is not None else self._umap(2, self.map_min_dist, k, shared)
+        reduce_model = (self.reduce_model if self.reduce_model is not None
+                        else self._umap(self.n_components, self.cluster_min_dist, k, shared))
+        self.n_jobs_ = self.n_jobs or (2 if n >= CONCURRENT_MIN_ROWS and (os.cpu_count() or 1) > 1 else 1)
+        if self.map_model is not None:
+            self.n_jobs_ = 1  # a stand-in may not survive pickling into another process
+        fitted = self._fit_concurrently(reduce_model, map_model, X) if self.n_jobs_ == 2 else None
+        if fitted is not None:
+            self.reduced_, self.embedding_ = fitted
+        else:
+            log.info("UMAP to %d-D for clustering (n=%d, k=%d)", self.n_components, n, k)
+            self.reduced_ = _fit_transform(reduce_model, X)
+            log.info("UMAP to 2-D for the map")
+            self.embedding_ = _fit_transform(map_model, X)
+        if self.embedding_.shape != (n, 2):
+            raise ValueError(f"map_model must return shape ({n}, 2), got {self.embedding_.shape}")
+
+        self.min_cluster_size_ = self.min_cluster_size or default_min_cluster_size(n)
+        self.min_samples_ = self.min_samples or default_min_samples(self.min_cluster_size_)
+        self.cluster_selection_epsilon_ = float(self.cluster_selection_epsilon
+                                                if self.cluster_selection_epsilon is not None
+                                                else default_cluster_selection_epsilon(n))
+        cluster_model = (self.cluster_model if self.cluster_model is not None
+                         else self._hdbscan(self.min_cluster_size_, self.min_samples_, self.cluster_selection_epsilon_))
+        log.info("HDBSCAN (min_cluster_size=%d, min_samples=%d, cluster_selection_epsilon=%g)",
+                 self.min_cluster_size_, self.min_samples_, self.cluster_selection_epsilon_)
+        cluster_model.fit(self.reduced_)
+        self.cluster_model_ = cluster_model
+        self.labels_ = np.asarray(cluster_model.labels_, dtype=np.int64)
+        self.probabilities_ = np.asarray(getattr(cluster_model, "probabilities_", np.full(n, np.nan)), dtype=float)
+        self.outlier_scores_ = np.asarray(getattr(cluster_model, "outlier_scores_", np.full(n, np.nan)), dtype=float)
+        self.n_clusters_ = int(len(set(self.labels_.tolist()) - {NOISE}))
+        self.noise_share_ = float((self.labels_ == NOISE).mean())
+        self.nearest_cluster_ = self._nearest_cluster()
+        return self
+
+    def _fit_concurrently(self, reduce_model: Any, map_model: Any,
+                          X: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """The map's UMAP in a worker process, the clustering UMAP here; returns ``(reduced,
+        embedding)``, or None when the worker failed (then :meth:`fit` fits both here).
+
+        The worker is a fresh interpreter (:data:`WORKER_CODE`) that reads the model and
+        the vectors from a temporary file: unlike multiprocessing's "spawn" it never
+        re-runs the caller's ``__main__`` (a script without an ``if __name__ ==
+        "__main__"`` guard), and unlike "fork" it inherits no numba/OpenMP threads.
+        """
+        import pickle
+        import subprocess
+        import sys
+        import tempfile
+        from pathlib import Path
+
+        log.info("UMAP to %d-D for clustering and to 2-D for the map, side by side (n=%d)", self.n_components, len(X))
+        with tempfile.TemporaryDirectory(prefix="hl-debug-umap-") as tmp:
+            folder = Path(tmp)
+            with open(folder / "job.pkl", "wb") as f:
+                pickle.dump((map_model, X), f, protocol=pickle.HIGHEST_PROTOCOL)
+            package_root = str(Path(__file__).resolve().parents[2])  # the folder holding hl_debug/
+            env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root,
+                                                                             os.environ.get("PYTHONPATH")]))}
+            with open(folder / "stderr.txt", "wb") as err:
+                worker = subprocess.Popen([sys.executable, "-c", WORKER_CODE, tmp], env=env,
+                                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
+                try:
+                    reduced = _fit_transform(reduce_model, X)
+                finally:
+                    returncode = worker.wait()
+            if returncode == 0:
+                return reduced, np.load(folder / "embedding.npy")
+            tail = (folder / "stderr.txt").read_text(errors="replace").strip().splitlines()[-1:]
+            log.warning("the map's UMAP failed in a second process (exit %s: %s); fitting it here",
+                        returncode, tail[0] if tail else "no message")
+            self.n_jobs_ = 1
+            return None
+
+    def fit_predict(self, X: np.ndarray, y: Any = None, **kwargs: Any) -> np.ndarray:
+        return self.fit(X, **kwargs).labels_
+
+    def _nearest_cluster(self) -> np.ndarray:
+        """Own cluster for clustered points; for noise, the vote of the 5 nearest clustered points."""
+        from sklearn.neighbors import KNeighborsClassifier
+
+        out = self.labels_.copy()
+        noise = out == NOISE
+        if not noise.any() or noise.all():
+            return out
+        k = min(5, int((~noise).sum()))
+        clf = KNeighborsClassifier(n_neighbors=k, weights="distance").fit(self.reduced_[~noise], out[~noise])
+        out[noise] = clf.predict(self.reduced_[noise])
+        return out
