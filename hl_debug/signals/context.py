@@ -143,4 +143,4 @@ class SignalContext:
     def subset_neighbors(self, rows: Sequence[int] | np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` nearest neighbours of ``rows`` among ``rows`` (positions within
         ``rows``), read off the run's graph (exact for rows it lists too few of)."""
-        return subset_knn(self.vectors, np.asarray(rows), k, graph=self.build_graph(k))
+        return subset_knn(self.vectors, np.asarray(rows), k, full=self.build_graph(k))
