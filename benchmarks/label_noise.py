@@ -7,7 +7,7 @@ same embeddings and classifier (logistic regression, 5-fold out-of-fold):
 
 * **cleanlab** — ``get_label_quality_scores(method="self_confidence")`` on the
   out-of-fold probabilities (the standard confident-learning ranking);
-* **hl-debug** — :class:`hl_debug.scoring.label_issues.LabelIssueDetector` score: the
+* **hl-debug** — :class:`hl_debug.scoring.label_detector.LabelIssueDetector` score: the
   out-of-fold probabilities averaged with the 20 nearest neighbours' labels, ranked by the
   rank average of self-confidence and normalised margin (nothing fitted on the rows it
   scores; flags calibrated on synthetic flips injected on top of the noisy labels, so it
@@ -46,8 +46,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from sklearn.metrics import average_precision_score, roc_auc_score  # noqa: E402
 
+from hl_debug.scoring.label_detector import LabelIssueDetector  # noqa: E402
 from hl_debug.scoring.label_issues import (  # noqa: E402
-    LabelIssueDetector,
     cleanlab_scores,
     confusable_classes,
     encode_labels,

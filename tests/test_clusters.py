@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from hl_debug.scoring import clusters as cl
+
 # Three clusters and two noise rows:
 #   0: 4 card_issue + 1 bill_question (the suspect, id 14) - impure
 #   1: 3 bill_question, pure

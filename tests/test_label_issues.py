@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from hl_debug.scoring.label_detector import LabelIssueDetector, prior_shift
 from hl_debug.scoring.label_issues import (
     CLEANLAB_METHODS,
-    LabelIssueDetector,
     api_disagreement,
     api_distribution,
     cleanlab_issue_mask,
@@ -21,7 +21,6 @@ from hl_debug.scoring.label_issues import (
     issue_scores,
     knn_label_distribution,
     out_of_fold_probabilities,
-    prior_shift,
 )
 
 PLANTED = (3, 47, 95, 130)

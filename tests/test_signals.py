@@ -7,16 +7,18 @@ import io
 import itertools
 import json
 
-import numpy as np
 import pytest
 from click.testing import CliRunner
 
 from hl_debug.cli import cli
-from hl_debug.steps.embed import embed
 from hl_debug.errors import ConfigError, MissingStepError
+from hl_debug.signals.duplicates import DUPLICATES
+from hl_debug.signals.label_issues import ISSUES, LabelIssues
+from hl_debug.signals.queue import QUEUE, Queue
+from hl_debug.steps.embed import embed
 from hl_debug.steps.ingest import ingest
-from hl_debug.steps.signals import ISSUE_COLUMNS, QUEUE_COLUMNS, signals, signals_step
-from hl_debug.storage import text_hash
+from hl_debug.steps.signals import signals, signals_step
+from hl_debug.storage import POINTS, text_hash
 from tests.fakes import FakeEncoder
 
 VOCAB = {
@@ -50,6 +52,11 @@ def synthetic_records() -> list[dict]:
 
 @pytest.fixture
 def sig_store(store, write_export):
+    return fill_signal_store(store, write_export)
+
+
+def fill_signal_store(store, write_export):
+    """The synthetic export ingested and embedded (fake encoder), with a fake endpoint."""
     records = synthetic_records()
     assert any(json.loads(r["data"])["text"] == PLANTED_TEXT and r["complete"] for r in records)
     ingest(store, write_export(records))
@@ -74,20 +81,20 @@ def _text_of(store, utterance_id):
 def test_signals_find_the_planted_error_and_write_every_table(sig_store):
     counts = signals(sig_store, progress=False)
     assert counts["skipped"] is False and counts["n_issues_scored"] == 38
-    issues = sig_store.rows("issues", order_by="rank")
+    issues = sig_store.table_rows(ISSUES, order="rank")
     top = issues[0]
     assert _text_of(sig_store, top["id"]) == PLANTED_TEXT
     assert top["given_label"] == "bill_question" and top["suggested_label"] == "card_issue" and top["flagged"] == 1
     assert top["api_label"] == "card_issue" and "API says card_issue" in top["reason"]
     assert [r["score"] for r in issues] == sorted((r["score"] for r in issues), reverse=True)
 
-    dups = sig_store.rows("duplicates")
+    dups = sig_store.table_rows(DUPLICATES)
     kinds = {d["kind"] for d in dups}
     assert kinds == {"conflicting_labels", "split_leakage"}
     conflict_texts = {_text_of(sig_store, d["id"]) for d in dups if d["kind"] == "conflicting_labels"}
     assert "bill electricity invoice due" in conflict_texts
 
-    queue = sig_store.rows("queue", order_by="rank")
+    queue = sig_store.table_rows(QUEUE, order="rank")
     n_unannotated = sig_store.stats()["n_unannotated"]
     assert len(queue) == n_unannotated and all(q["predicted_label"] in VOCAB and q["reason"] for q in queue)
     assert [q["score"] for q in queue] == sorted((q["score"] for q in queue), reverse=True)
@@ -106,12 +113,12 @@ def test_unchanged_inputs_skip_and_force_recomputes(sig_store):
 
 
 def test_clusters_are_used_when_present(sig_store):
-    ids = [u["id"] for u in sig_store.utterances(columns="id")]
-    sig_store.replace_rows("points", [{"id": i, "x": 0.0, "y": 0.0, "cluster_id": 0, "outlier_score": 0.0}
+    ids = sig_store.utterance_columns(["id"])["id"]
+    sig_store.replace_table(POINTS, [{"id": i, "x": 0.0, "y": 0.0, "cluster_id": 0, "outlier_score": 0.0}
                                       for i in ids])
     signals(sig_store, progress=False)
     assert sig_store.report("label_issues")["uses_clusters"] is True
-    assert all(r["cluster_id"] == 0 for r in sig_store.rows("issues"))
+    assert all(r["cluster_id"] == 0 for r in sig_store.table_rows(ISSUES))
 
 
 def test_unknown_endpoint_is_a_config_error(sig_store):
@@ -141,7 +148,7 @@ def test_cli_signals_exports_and_report(sig_store, db_path, tmp_path):
     r = invoke(db_path, "export", "issues", "--format", "csv")
     assert r.exit_code == 0, r.output
     rows = list(csv.DictReader(io.StringIO(r.output)))
-    assert tuple(rows[0].keys()) == ISSUE_COLUMNS
+    assert tuple(rows[0].keys()) == LabelIssues.columns
     assert rows[0]["text"] == PLANTED_TEXT
     scores = [float(x["score"]) for x in rows]
     assert scores == sorted(scores, reverse=True)
@@ -150,7 +157,7 @@ def test_cli_signals_exports_and_report(sig_store, db_path, tmp_path):
     r = invoke(db_path, "export", "queue", "--format", "json", "-o", str(out))
     assert r.exit_code == 0, r.output
     queue = json.loads(out.read_text())
-    assert queue and tuple(queue[0].keys()) == QUEUE_COLUMNS
+    assert queue and tuple(queue[0].keys()) == Queue.columns
 
     r = invoke(db_path, "export", "duplicates")
     assert r.exit_code == 0 and "split_leakage" in r.output
@@ -179,7 +186,7 @@ def test_real_export_end_to_end(real_export, recorded_predictions, tmp_path):
     import_predictions(s, recorded_predictions)
     counts = signals(s, progress=False)
     assert counts["n_issues_scored"] == 2134 and counts["n_queue"] == 193
-    issues = s.rows("issues", order_by="rank")
+    issues = s.table_rows(ISSUES, order="rank")
     assert all(r["suggested_label"] != r["given_label"] for r in issues)
     summary = s.report("label_issues")
     assert summary["api_endpoint"].startswith("recorded:")
@@ -187,7 +194,7 @@ def test_real_export_end_to_end(real_export, recorded_predictions, tmp_path):
     assert 10 <= summary["n_flagged"] <= 200 and summary["estimated_precision"] > 0.5
     assert all(r["flagged"] for r in issues[:15])
     # The export holds the same sentence annotated two ways.
-    conflicts = {s.get_utterance(d["id"])["text"] for d in s.rows("duplicates", where="kind = 'conflicting_labels'")}
+    conflicts = {s.get_utterance(d["id"])["text"] for d in s.table_rows(DUPLICATES, equals={"kind": "conflicting_labels"})}
     assert "please tell me my spending limit" in conflicts
     rep = s.report("model_report")["endpoints"][0]
     assert rep["n_without_prediction"] == 38 and rep["splits"]["testing"]["accuracy"] > 0.8

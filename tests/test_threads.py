@@ -7,7 +7,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 from threadpoolctl import threadpool_info
 
-from hl_debug.scoring.label_issues import LabelIssueDetector
+from hl_debug.scoring.label_detector import LabelIssueDetector
 from hl_debug.threads import limit_threads
 
 

@@ -11,7 +11,7 @@ from bokeh.models import BoxSelectTool, HoverTool, LassoSelectTool, TapTool
 
 from hl_debug.mapdata import POINT_COLUMNS, decode_column
 from hl_debug.storage import Store
-from tests.webapp_fixtures import ENDPOINT, PLANTED_ERROR_ID, XSS_ID, fill_synthetic
+from tests.webapp_fixtures import ENDPOINT, PLANTED_ERROR_ID, XSS_ID, fill_synthetic, store_model_report
 from webapp import create_app
 from webapp.plots import MAP_SELECTION_JS, map_figure
 
@@ -143,6 +143,7 @@ def test_report_page_and_confusion_cells_for_any_endpoint(web_db):
     s.save_predictions("other:model", [{"text_hash": u["text_hash"], "label": "card_issue", "confidence": 0.9,
                                         "distribution": [["card_issue", 0.9]], "entropy": 0.3, "margin": 0.8}
                                        for u in s.utterances()])
+    store_model_report(s)  # the signals step stores the report of every endpoint
     s.close()
     client = create_app({"DB": str(web_db), "TESTING": True}).test_client()
     html = client.get("/report?endpoint=other:model").get_data(as_text=True)

@@ -131,11 +131,24 @@ def fill_synthetic(store: Store, export_path, *, with_analysis: bool = True) -> 
         {"group_id": 1, "id": 1006, "kind": "split_leakage", "similarity": 0.93},
         {"group_id": 1, "id": 1009, "kind": "split_leakage", "similarity": 0.93},
     ])
-    store.save_report("model_report", {"active_endpoint": ENDPOINT, "endpoints": [{
-        "endpoint": ENDPOINT, "n_rows": len(rows), "n_without_prediction": 1,
-        "splits": {"testing": {"n": 3, "accuracy": 0.667, "most_confused": [{
-            "intents": ["bill_question", "card_issue"], "count": 1,
-            "examples": [{"id": 1010, "text": "did my internet bill go through", "given": "bill_question",
-                          "predicted": "card_issue", "confidence": 0.6}]}]}},
-        "calibration": {"ece": 0.04, "bins": []}}]})
+    store_model_report(store)
     return store
+
+
+def store_model_report(store: Store) -> None:
+    """Store the model report of every endpoint, as the signals step does (its ``report``
+    signal on a context without vectors: the report needs none)."""
+    from hl_debug.signals.context import Predictions, SignalContext
+    from hl_debug.signals.registry import get_signal
+
+    u = store.utterance_columns(["id", "text", "intent", "usage"])
+    preds = {}
+    for e in store.endpoints():
+        p = store.prediction_columns(["label", "confidence", "entropy"], endpoint=e["endpoint"], align="id")
+        preds[e["endpoint"]] = Predictions(e["endpoint"], p["label"], np.array(p["confidence"], dtype=float),
+                                           np.array(p["entropy"], dtype=float))
+    context = SignalContext(ids=np.array(u["id"]), texts=u["text"], vectors=np.zeros((len(u["id"]), 0)),
+                            labels=u["intent"], splits=u["usage"], predictions=preds,
+                            active_endpoint=store.active_endpoint())
+    signal = get_signal("report")()
+    store.save_report(signal.report_name, signal.find(context).report)

@@ -127,9 +127,8 @@ def queue_view():
 
 @bp.get("/report")
 def report_view():
-    """The model report: per-intent metrics, confusion matrix, reliability, entropy, unanswered rows."""
-    from hl_debug.scoring.report import SPLITS
-
+    """The stored model report: per-intent metrics, confusion matrix, reliability, entropy, unanswered rows."""
+    from hl_debug.domain import REPORT_SPLITS
     from webapp.model_report import check_split
 
     store = get_store()
@@ -137,12 +136,17 @@ def report_view():
     endpoints = [e["endpoint"] for e in store.endpoints()]
     if not endpoints:
         return render_template("report.html", missing="No predictions yet. Run `hl-debug predict` first "
-                               "(or `hl-debug run EXPORT` for the whole pipeline).", endpoints=[], splits=SPLITS)
+                               "(or `hl-debug run EXPORT` for the whole pipeline).", endpoints=[], splits=REPORT_SPLITS)
     endpoint = request.args.get("endpoint") or store.active_endpoint() or endpoints[0]
     if endpoint not in endpoints:
         abort(404, f"no predictions for endpoint {endpoint!r}; known: {', '.join(endpoints)}")
     split = check_split(request.args.get("split", "evaluation"))
     rep = current_app.extensions["hl_reports"].report(store, endpoint)
+    if rep is None or split not in rep["splits"]:
+        what = "No model report" if rep is None else f"No '{split}' rows in the stored model report"
+        return render_template("report.html", missing=f"{what} for {endpoint} yet. Run `hl-debug signals` "
+                               "(with --force for a report stored by an older version) or `hl-debug run EXPORT`.",
+                               endpoints=endpoints, splits=REPORT_SPLITS)
     sel, ent = rep["splits"][split], rep["entropy"]
     items = {
         "confusion": json_item(plots.confusion_figure(**sel["confusion"])) if sel["confusion"] else None,
@@ -152,7 +156,7 @@ def report_view():
                            if any(d["n"] for d in ent["by_intent"].values()) else None),
     }
     return render_template("report.html", missing=None, rep=rep, sel=sel, items=items, endpoint=endpoint,
-                           endpoints=endpoints, split=split, splits=SPLITS,
+                           endpoints=endpoints, split=split, splits=REPORT_SPLITS,
                            config={"endpoint": endpoint, "split": split})
 
 

@@ -158,7 +158,23 @@ def cli(ctx: click.Context, db: str | None, verbose: int) -> None:
     ctx.obj.update({"db": resolve("db", db), "verbose": verbose})
 
 
-@cli.group()
+class ExportGroup(click.Group):
+    """``hl-debug export``: its own sub-commands plus those ``commands()`` makes on demand
+    (one per registered signal, so a signal registered at any time has its export)."""
+
+    commands_factory: Any = None  # () -> {name: click.Command}; set by hl_debug.cli.exports
+
+    def _dynamic(self) -> dict[str, click.Command]:
+        return self.commands_factory() if self.commands_factory else {}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self._dynamic()})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        return super().get_command(ctx, cmd_name) or self._dynamic().get(cmd_name)
+
+
+@cli.group(cls=ExportGroup)
 def export() -> None:
     """Export results as CSV or JSON (one sub-command per table).
 

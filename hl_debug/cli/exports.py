@@ -1,14 +1,16 @@
-"""``hl-debug export ...``: one sub-command per table, CSV or JSON."""
+"""``hl-debug export ...``: one sub-command per table, CSV or JSON; one per registered signal."""
 
 from __future__ import annotations
 
 import json
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from hl_debug.cli.base import (
+    ExportGroup,
     _store,
     emit,
     export,
@@ -17,7 +19,11 @@ from hl_debug.cli.base import (
     output_option,
     setting_options,
 )
+from hl_debug.errors import MissingStepError
 from hl_debug.storage import CLUSTERS, POINTS, Store
+
+if TYPE_CHECKING:
+    from hl_debug.signals.base import Signal
 
 log = logging.getLogger("hl_debug")
 
@@ -129,90 +135,89 @@ def export_predictions(ctx: click.Context, fmt: str, output: str | None, endpoin
     emit(prediction_rows(_store(ctx), endpoint), EXPORT_COLUMNS, fmt, output)
 
 
-def _joined(store: Store, table: str, order_by: str) -> list[dict]:
-    store.require_table(table, "signals")
-    texts = {u["id"]: u for u in store.utterances(columns="id, text, usage")}
-    return [{**texts.get(r["id"], {}), **r} for r in store.rows(table, order_by=order_by)]
+# -- one export per registered signal (hl_debug.signals.registry) ------------------------
 
 
-@export.command("issues")
-@export_options
-@click.option("--flagged-only", is_flag=True, help="Only the rows flagged as likely errors.")
-@click.pass_context
-def export_issues(ctx: click.Context, fmt: str, output: str | None, flagged_only: bool) -> None:
-    """Suspected label errors: one row per annotated utterance, most suspicious first.
-
-    Columns: id, text, given_label, suggested_label, score (higher = more likely
-    mislabelled), then the evidence (flagged, posterior, p_given, cleanlab scores,
-    neighbour agreement, cluster purity, API answer) and a reason.
-
-    \b
-    Example:
-        hl-debug export issues --format csv -o issues.csv
-        hl-debug export issues --flagged-only --format json
-    """
-    from hl_debug.steps.signals import ISSUE_COLUMNS
-
-    rows = _joined(_store(ctx), "issues", "score DESC, id")
-    if flagged_only:
-        rows = [r for r in rows if r.get("flagged")]
-    emit(rows, ISSUE_COLUMNS, fmt, output)
-
-
-@export.command("queue")
-@export_options
-@click.pass_context
-def export_queue(ctx: click.Context, fmt: str, output: str | None) -> None:
-    """The annotation queue: unannotated utterances in recommended labelling order.
-
-    \b
-    Example:
-        hl-debug export queue --format csv -o queue.csv
-    """
-    from hl_debug.steps.signals import QUEUE_COLUMNS
-
-    emit(_joined(_store(ctx), "queue", "rank"), QUEUE_COLUMNS, fmt, output)
-
-
-@export.command("duplicates")
-@export_options
-@click.pass_context
-def export_duplicates(ctx: click.Context, fmt: str, output: str | None) -> None:
-    """Near-duplicate groups with conflicting labels or crossing training/evaluation splits.
-
-    \b
-    Example:
-        hl-debug export duplicates --format csv -o duplicates.csv
-    """
-    rows = _joined(_store(ctx), "duplicates", "kind, group_id, id")
-    emit(rows, ("group_id", "kind", "id", "text", "intent", "usage", "similarity"), fmt, output)
+def signal_rows(store: Store, cls: type[Signal], *, equals: dict[str, Any] | None = None) -> list[dict]:
+    """The rows of signal ``cls``'s table in its export order, with the utterance's text and
+    split joined (the table's own columns win)."""
+    assert cls.table is not None
+    store.require_table(cls.table, "signals")
+    texts = {u["id"]: u for u in store.utterance_rows(["id", "text", "usage"])}
+    return [{**texts.get(r["id"], {}), **r} for r in store.table_rows(cls.table, order=cls.order, equals=equals)]
 
 
 def _model_report(store: Store) -> dict:
     """The Signals step's stored model report (every endpoint)."""
-    body = store.report("model_report")
-    if body is None:
-        from hl_debug.errors import MissingStepError
+    from hl_debug.signals.model_report import MODEL_REPORT
 
+    body = store.report(MODEL_REPORT)
+    if body is None:
         raise MissingStepError("the database has no model report yet", step="signals")
     return body
 
 
-@export.command("report")
-@output_option
-@click.option("--format", "fmt", type=click.Choice(["json"]), default="json", show_default=True, help="Output format.")
-@click.pass_context
-def export_report(ctx: click.Context, output: str | None, fmt: str) -> None:
-    """The full model report (every endpoint) as JSON.
+def stored_report(store: Store, cls: type[Signal]) -> Any:
+    """Signal ``cls``'s stored report; MissingStepError naming the signals step when absent."""
+    body = store.report(cls.report_name) if cls.report_name else None
+    if body is None:
+        what = "model report" if cls.report_name == "model_report" else f"{cls.name} report"
+        raise MissingStepError(f"the database has no {what} yet", step="signals")
+    return body
 
-    \b
-    Example:
-        hl-debug export report --format json -o model_report.json
-    """
-    body = _model_report(_store(ctx))
-    text = json.dumps(body, indent=1, ensure_ascii=False) + "\n"
-    if output:
-        Path(output).write_text(text, encoding="utf-8")
-        click.echo(f"Wrote the model report to {output}", err=True)
-    else:
-        click.echo(text, nl=False)
+
+def _table_export(cls: type[Signal]) -> click.Command:
+    flags = {flag.name.replace("-", "_"): flag for flag in cls.flags}
+
+    @click.pass_context
+    def command(ctx: click.Context, fmt: str, output: str | None, **chosen: bool) -> None:
+        equals: dict[str, Any] = {}
+        for key, on in chosen.items():
+            if on:
+                equals.update(flags[key].equals)
+        emit(signal_rows(_store(ctx), cls, equals=equals or None), cls.export_columns(), fmt, output)
+
+    for flag in reversed(cls.flags):
+        command = click.option(f"--{flag.name}", is_flag=True, help=flag.help)(command)
+    command = export_options(command)
+    help_text = (f"{cls.description}\n\nColumns: {', '.join(cls.export_columns())}.\n\n\b\nExample:\n"
+                 f"    hl-debug export {cls.name} --format csv -o {cls.name}.csv")
+    return click.command(cls.name, help=help_text)(command)
+
+
+def _report_export(cls: type[Signal]) -> click.Command:
+    @output_option
+    @click.option("--format", "fmt", type=click.Choice(["json"]), default="json", show_default=True,
+                  help="Output format.")
+    @click.pass_context
+    def command(ctx: click.Context, output: str | None, fmt: str) -> None:
+        text = json.dumps(stored_report(_store(ctx), cls), indent=1, ensure_ascii=False) + "\n"
+        if output:
+            Path(output).write_text(text, encoding="utf-8")
+            click.echo(f"Wrote the {cls.name} to {output}", err=True)
+        else:
+            click.echo(text, nl=False)
+
+    help_text = (f"{cls.description}\n\n\b\nExample:\n    hl-debug export {cls.name} --format json "
+                 f"-o {cls.report_name or cls.name}.json")
+    return click.command(cls.name, help=help_text)(command)
+
+
+_made: dict[type[Signal], click.Command] = {}
+
+
+def signal_commands() -> dict[str, click.Command]:
+    """``{name: command}``: one ``hl-debug export <name>`` per registered signal (a table
+    export with the signal's columns, order and flags, or a JSON report export)."""
+    from hl_debug.signals.registry import all_signals
+
+    out = {}
+    for cls in all_signals():
+        if cls not in _made:
+            _made[cls] = _table_export(cls) if cls.table is not None else _report_export(cls)
+        out[cls.name] = _made[cls]
+    return out
+
+
+assert isinstance(export, ExportGroup)
+export.commands_factory = signal_commands

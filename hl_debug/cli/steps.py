@@ -184,35 +184,54 @@ def predict(ctx: click.Context, api_url: str | None, api_key: str | None, projec
 # -- signals: label issues, duplicates, queue, model report (issue #5) ------------------
 
 
+def signal_options(f):
+    """One option per knob of the registered signals (``--duplicate-threshold``, ...), the
+    signal's default shown; a knob two signals share (``k``) is one option."""
+    from hl_debug.signals.base import knob_option
+    from hl_debug.signals.registry import all_signals
+
+    knobs = {}
+    for cls in all_signals():
+        for name, knob in cls.defaults.items():
+            knobs.setdefault(name, knob)
+    for name, knob in reversed(list(knobs.items())):
+        kind: Any = knob.type
+        if knob.type is int and (knob.min is not None or knob.max is not None):
+            kind = click.IntRange(knob.min, knob.max)
+        elif knob.type is float and (knob.min is not None or knob.max is not None):
+            kind = click.FloatRange(knob.min, knob.max, min_open=knob.min_open)
+        f = click.option(knob_option(name), name, type=kind, default=None,
+                         help=f"{knob.help}  [default: {knob.default}]")(f)
+    return f
+
+
 @cli.command()
 @click.option("--force", is_flag=True, help="Recompute even when the inputs are unchanged.")
 @click.option("--api-endpoint", default=None,
-              help="Endpoint whose answers are label-issue evidence [default: the imported recorded API answers, else the active endpoint].")
-@click.option("--duplicate-threshold", type=click.FloatRange(0, 1, min_open=True), default=0.95, show_default=True,
-              help="Cosine similarity at/above which two utterances are near-duplicates.")
+              help="Endpoint whose answers are label-issue evidence [default: the imported recorded API answers, "
+                   "else the active endpoint].")
+@signal_options
 @click.pass_context
-def signals(ctx: click.Context, force: bool, api_endpoint: str | None, duplicate_threshold: float) -> None:
-    """Compute label issues, near-duplicates/leakage, the annotation queue and the model report.
+def signals(ctx: click.Context, force: bool, api_endpoint: str | None, **knobs: Any) -> None:
+    """Compute every registered signal: label issues, near-duplicates/leakage, the annotation
+    queue and the model report.
 
     Needs `hl-debug embed` (and uses predictions and clusters when present).
 
     \b
     Example:
         hl-debug signals
+        hl-debug signals --duplicate-threshold 0.9
         hl-debug export issues --format csv -o issues.csv
     """
     from hl_debug.steps.signals import signals as run_signals
+    from hl_debug.steps.signals import summary_lines
 
     store = _store(ctx)
-    counts = run_signals(store, options={"api_endpoint": api_endpoint, "duplicate_threshold": duplicate_threshold},
-                         force=force)
+    options = {"api_endpoint": api_endpoint, **{k: v for k, v in knobs.items() if v is not None}}
+    counts = run_signals(store, options=options, force=force)
     if counts.get("skipped"):
         click.echo("signals: inputs unchanged, nothing to do (use --force to recompute)")
         return
-    summary = store.report("label_issues") or {}
-    prec = summary.get("estimated_precision")
-    click.echo(f"Scored {counts['n_issues_scored']} annotated rows: {counts['n_flagged']} flagged as likely errors"
-               + (f" (estimated precision {prec:.0%})" if prec == prec and prec is not None else ""))
-    click.echo(f"Near-duplicates: {counts['n_conflicting_groups']} groups with conflicting labels, "
-               f"{counts['n_leakage_groups']} crossing training/evaluation splits")
-    click.echo(f"Annotation queue: {counts['n_queue']} rows; model report for {counts['n_endpoints_reported']} endpoint(s)")
+    for line in summary_lines(store, counts):
+        click.echo(line)

@@ -143,7 +143,7 @@ def cluster_keywords(texts: Sequence[str], cluster_ids: Sequence[int] | np.ndarr
     if n == 0:
         return {}
     classes = np.unique(labels)
-    docs = [" ".join(str(texts[i]) for i in np.flatnonzero(labels == c)) for c in classes]
+    docs = [" ".join(str(texts[int(i)]) for i in np.flatnonzero(labels == c)) for c in classes]
     if stop_words is None:
         stop_words = sorted(ENGLISH_STOP_WORDS - CONTENT_WORDS)
     vectorizer = CountVectorizer(ngram_range=ngram_range, stop_words=stop_words)
@@ -198,11 +198,11 @@ def cluster_stats(cluster_ids: Sequence[int] | np.ndarray, intents: Sequence[str
     out = []
     for c in np.unique(labels[labels != NOISE]):
         idx = np.flatnonzero(labels == c)
-        annotated = [intents[i] for i in idx if intents[i]]
+        annotated = [intents[int(i)] for i in idx if intents[int(i)]]
         counts = Counter(annotated)
         ordered = dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
         majority = next(iter(ordered), None)
-        usage = Counter(usages[i] or "none" for i in idx)
+        usage = Counter(usages[int(i)] or "none" for i in idx)
         row: dict[str, Any] = {
             "cluster_id": int(c),
             "size": int(idx.size),
@@ -266,7 +266,7 @@ def rank_impure_clusters(stats: Sequence[dict[str, Any]], cluster_ids: Sequence[
     n_min = np.array([s["n_annotated"] - s["label_counts"][s["majority_intent"]] for s in eligible])
     score = _share_scores(n_min, n_ann, method)
     order = sorted(range(len(eligible)), key=lambda j: (-score[j], -n_min[j], eligible[j]["cluster_id"]))
-    out = []
+    out: list[dict[str, Any]] = []
     for j in order:
         s = eligible[j]
         if n_min[j] == 0:
@@ -274,7 +274,7 @@ def rank_impure_clusters(stats: Sequence[dict[str, Any]], cluster_ids: Sequence[
         members = np.flatnonzero(labels == s["cluster_id"])
         suspects = []
         for i in members:
-            label = intents[i]
+            label = intents[int(i)]
             if label and label != s["majority_intent"]:
                 item = {"id": int(ids[i]), "intent": label, "label_count": int(s["label_counts"][label])}
                 if neighbor_agreement is not None:
@@ -350,10 +350,10 @@ def rank_unannotated_regions(cluster_ids: Sequence[int] | np.ndarray, intents: S
         })
     if not regions:
         return []
-    k = np.array([r["n_unannotated"] for r in regions])
+    n_unann = np.array([r["n_unannotated"] for r in regions])
     size = np.array([r["size"] for r in regions])
-    score = _share_scores(k, size, method)
-    order = sorted(range(len(regions)), key=lambda j: (-score[j], -k[j], regions[j]["region"]))
+    score = _share_scores(n_unann, size, method)
+    order = sorted(range(len(regions)), key=lambda j: (-score[j], -n_unann[j], regions[j]["region"]))
     out = []
     for rank, j in enumerate(order, start=1):
         out.append({**regions[j], "rank": rank, "score": float(score[j])})

@@ -21,13 +21,14 @@ import numpy as np
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components
 
-from hl_debug.models.neighbors import MIN_K, knn
+from hl_debug.scoring.neighbors import MIN_K, exact_knn
 
 KINDS = ("conflicting_labels", "split_leakage")
 EVAL_USAGES = ("validation", "testing")
 
 
-def near_duplicate_components(X: Any, *, threshold: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+def near_duplicate_components(X: Any, *, threshold: float = 0.95,
+                              neighbors: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Connected components of the "cosine similarity >= threshold" graph.
 
     Parameters
@@ -35,6 +36,10 @@ def near_duplicate_components(X: Any, *, threshold: float = 0.95) -> tuple[np.nd
     X : array, shape (n, dim)
         L2-normalised embeddings.
     threshold : float in (0, 1]
+    neighbors : (indices, similarities), optional
+        The run's kNN graph of ``X``, shape (n, >= 1) each, most similar first (computed
+        here when not given; a group larger than its width + 1 stays connected through its
+        members' own lists).
 
     Returns
     -------
@@ -55,7 +60,11 @@ def near_duplicate_components(X: Any, *, threshold: float = 0.95) -> tuple[np.nd
         return np.zeros(1, dtype=np.int64), np.full(1, np.nan)
     # Edges from the shared kNN (exact duplicates included): a group larger than MIN_K + 1
     # stays connected through its members' own neighbour lists.
-    idx, sim = knn(X, min(n - 1, MIN_K))
+    if neighbors is None:
+        neighbors = exact_knn(X, min(n - 1, MIN_K))
+    idx, sim = (np.asarray(a) for a in neighbors)
+    if idx.shape[0] != n or sim.shape != idx.shape:
+        raise ValueError(f"neighbors must be two arrays of shape (n_rows={n}, k), got {idx.shape} and {sim.shape}")
     r, pos = np.nonzero(sim >= threshold - 1e-6)
     c, s_ = idx[r, pos], sim[r, pos]
     adj = csr_matrix((np.ones(len(r)), (r, c)), shape=(n, n))
@@ -66,7 +75,8 @@ def near_duplicate_components(X: Any, *, threshold: float = 0.95) -> tuple[np.nd
 
 
 def duplicate_groups(X: Any, *, labels: Sequence[str | None], usages: Sequence[str | None],
-                     threshold: float = 0.95) -> list[dict[str, Any]]:
+                     threshold: float = 0.95,
+                     neighbors: tuple[np.ndarray, np.ndarray] | None = None) -> list[dict[str, Any]]:
     """Near-duplicate groups with conflicting labels or crossing splits.
 
     Parameters
@@ -79,6 +89,8 @@ def duplicate_groups(X: Any, *, labels: Sequence[str | None], usages: Sequence[s
         ``training`` / ``validation`` / ``testing`` / None.
     threshold : float
         Cosine similarity at or above which two rows are near-duplicates.
+    neighbors : (indices, similarities), optional
+        The run's kNN graph (see :func:`near_duplicate_components`).
 
     Returns
     -------
@@ -93,7 +105,7 @@ def duplicate_groups(X: Any, *, labels: Sequence[str | None], usages: Sequence[s
     # Missing values may arrive as None or as pandas' NaN; only strings count.
     labels = [v if isinstance(v, str) else None for v in labels]
     usages = [v if isinstance(v, str) else None for v in usages]
-    component, best = near_duplicate_components(X, threshold=threshold)
+    component, best = near_duplicate_components(X, threshold=threshold, neighbors=neighbors)
     groups: list[dict[str, Any]] = []
     order = np.argsort(component, kind="stable")
     bounds = np.flatnonzero(np.diff(component[order])) + 1
@@ -112,3 +124,12 @@ def duplicate_groups(X: Any, *, labels: Sequence[str | None], usages: Sequence[s
                            "similarity": [float(best[i]) for i in sorted(members)]})
     groups.sort(key=lambda g: (KINDS.index(g["kind"]), -len(g["members"]), g["members"][0]))
     return groups
+
+
+def group_rows(groups: Sequence[dict[str, Any]], *, ids: Sequence[int] | np.ndarray, labels: Sequence[str | None],
+               usages: Sequence[str | None]) -> list[dict[str, Any]]:
+    """One row per member of each of :func:`duplicate_groups`' groups: ``group_id`` (from 1,
+    in the groups' order), ``id``, ``kind``, ``similarity``, ``intent``, ``usage``."""
+    return [{"group_id": g, "id": int(ids[m]), "kind": grp["kind"], "similarity": s, "intent": labels[m],
+             "usage": usages[m]}
+            for g, grp in enumerate(groups, 1) for m, s in zip(grp["members"], grp["similarity"])]

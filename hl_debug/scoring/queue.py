@@ -16,11 +16,12 @@ labelling one of them teaches the model the others.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from hl_debug.models.neighbors import knn
+from hl_debug.scoring.neighbors import exact_knn
 
 UNCERTAINTY_METHODS = ("entropy", "margin")
 
@@ -41,7 +42,8 @@ def uncertainty_from_probs(probs: Any, *, method: str = "entropy") -> np.ndarray
     return 1.0 - (top[:, 1] - top[:, 0])
 
 
-def coverage_scores(X: Any, labeled: Any, *, k: int = 10, cluster_ids: Any = None) -> tuple[np.ndarray, np.ndarray]:
+def coverage_scores(X: Any, labeled: Any, *, k: int = 10, cluster_ids: Any = None,
+                    neighbors: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Unlabelled share around each row (higher = less covered by annotations).
 
     Parameters
@@ -53,6 +55,8 @@ def coverage_scores(X: Any, labeled: Any, *, k: int = 10, cluster_ids: Any = Non
         Neighbours considered (self excluded).
     cluster_ids : int array, shape (n,), optional
         Cluster per row (-1 noise); a cluster's unlabelled share is averaged in.
+    neighbors : int array, shape (n, >= k), optional
+        The run's kNN indices of ``X``, most similar first (computed here when not given).
 
     Returns
     -------
@@ -69,7 +73,12 @@ def coverage_scores(X: Any, labeled: Any, *, k: int = 10, cluster_ids: Any = Non
     k = min(k, n - 1)
     if k < 1:
         return np.ones(n), np.zeros(n, dtype=np.int64)
-    idx, _ = knn(X, k)
+    if neighbors is None:
+        idx, _ = exact_knn(X, k)
+    else:
+        idx = np.asarray(neighbors)[:, :k]
+        if idx.shape != (n, k):
+            raise ValueError(f"neighbors must have shape ({n}, >= {k}), got {np.asarray(neighbors).shape}")
     knn_labeled = labeled[idx].sum(axis=1)
     coverage = 1.0 - knn_labeled / k
     if cluster_ids is not None:
@@ -181,3 +190,39 @@ def queue_reason(*, predicted: str | None, uncertainty: float, runner_up: str | 
         parts.append(f"near-duplicate of queued '{duplicate_of_text[:40]}'")
     return "; ".join(parts)
 
+
+
+def queue_rows(ranked: dict[str, np.ndarray], *, candidates: np.ndarray, ids: Sequence[int] | np.ndarray, texts: Sequence[str],
+               probs: np.ndarray, uncertainty: np.ndarray, coverage: np.ndarray, knn_labeled: np.ndarray,
+               classes: Sequence[str], k: int, predicted: Sequence[str | None] | None = None,
+               cluster_ids: np.ndarray | None = None, annotated: np.ndarray | None = None) -> list[dict[str, Any]]:
+    """One row per candidate in :func:`rank_queue`'s order, ranked from 1, with its reason.
+
+    ``candidates`` (m,) are the candidates' row numbers among all n rows; ``ids``, ``texts``,
+    ``coverage``, ``knn_labeled``, ``predicted`` (the active endpoint's labels, None: none),
+    ``cluster_ids`` and ``annotated`` are per row (n); ``probs`` (m, n_classes) and
+    ``uncertainty`` (m,) per candidate. A candidate without an endpoint label shows the
+    classifier's most likely class.
+    """
+    share: dict[int, float] = {}
+    if cluster_ids is not None and annotated is not None:
+        for c in np.unique(cluster_ids):
+            share[int(c)] = float(annotated[cluster_ids == c].mean())
+    rows = []
+    for rank, (pos, score, dup) in enumerate(zip(ranked["order"], ranked["score"], ranked["duplicate_of"]), 1):
+        i = candidates[pos]
+        ranked_classes = [classes[c] for c in np.argsort(-probs[pos])]
+        ep_label = predicted[i] if predicted is not None else None
+        label = ep_label if isinstance(ep_label, str) else ranked_classes[0]
+        cl = int(cluster_ids[i]) if cluster_ids is not None else None
+        rows.append({
+            "id": int(ids[i]), "rank": rank, "score": float(score), "predicted_label": label,
+            "uncertainty": float(uncertainty[pos]), "coverage": float(coverage[i]), "cluster_id": cl,
+            "near_duplicate_of": int(ids[candidates[dup]]) if dup >= 0 else None,
+            "reason": queue_reason(predicted=label, uncertainty=float(uncertainty[pos]),
+                                   runner_up=next(c for c in ranked_classes if c != label),
+                                   knn_labeled=int(knn_labeled[i]), k=k, cluster_id=cl,
+                                   cluster_labeled_share=share.get(cl) if cl is not None else None,
+                                   duplicate_of_text=texts[candidates[dup]] if dup >= 0 else None),
+        })
+    return rows

@@ -7,7 +7,7 @@ calibration error; the entropy distribution per split and per intent (quantiles,
 histograms on shared bin edges); and the rows the endpoint gave no prediction for.
 :func:`confusion_cell` lists the rows behind one confusion-matrix cell, and
 :func:`summary_text` renders the short text version the CLI prints. The Signals step
-stores the report; the web app computes it live for any endpoint and split.
+stores the report (every split, per endpoint); the CLI and the web app show it.
 """
 
 from __future__ import annotations
@@ -19,10 +19,11 @@ import numpy as np
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
-EVAL_SPLITS = ("testing", "validation")
+from hl_debug.domain import EVAL_SPLITS, REPORT_SPLITS
+
 # Row selections a report can be asked for: one usage, ``evaluation`` (testing + validation)
 # or ``all`` annotated rows.
-SPLITS = ("evaluation", "testing", "validation", "training", "all")
+SPLITS = REPORT_SPLITS
 # Usages the entropy distributions are broken down by (None = no split: the unannotated rows).
 _USAGES = ("training", "validation", "testing", None)
 _QUANTILES = (0.0, 0.25, 0.5, 0.75, 0.9, 1.0)
@@ -192,38 +193,40 @@ def model_report(*, ids: Sequence[int], texts: Sequence[str], given: Sequence[st
         ``histogram`` {edges, counts {split: counts}} over the rows with a prediction).
     """
     n = len(ids)
-    ids = [int(i) for i in ids]
+    id_list = [int(i) for i in ids]
     texts = list(texts)
     if len(texts) != n:
         raise ValueError(f"texts has {len(texts)} entries but ids has {n}")
-    given = _as_str_array(given, n, "given")
-    usage = _as_str_array(usage, n, "usage")
-    predicted = _as_str_array(predicted, n, "predicted")
+    given_a = _as_str_array(given, n, "given")
+    usage_a = _as_str_array(usage, n, "usage")
+    predicted_a = _as_str_array(predicted, n, "predicted")
     confidence = np.asarray(confidence, dtype=np.float64).reshape(-1)
     entropy = np.asarray(entropy, dtype=np.float64).reshape(-1)
     if len(confidence) != n or len(entropy) != n:
         raise ValueError(f"confidence ({len(confidence)}) and entropy ({len(entropy)}) need {n} entries")
-    splits = _check_splits(splits)
+    split_names = _check_splits(splits)
     for name, value in (("n_bins", n_bins), ("n_entropy_bins", n_entropy_bins)):
         if value < 1:
             raise ValueError(f"{name} must be >= 1, got {value}")
     if n_pairs < 0 or n_examples < 0:
         raise ValueError(f"n_pairs and n_examples must be >= 0, got {n_pairs} and {n_examples}")
 
-    annotated = np.array([g is not None for g in given], dtype=bool)
-    has_pred = np.array([p is not None for p in predicted], dtype=bool)
-    intents = sorted(set(given[annotated]) | set(predicted[has_pred]))
-    common = dict(ids=ids, texts=texts, given=given, predicted=predicted, confidence=confidence, intents=intents,
+    annotated = np.array([g is not None for g in given_a], dtype=bool)
+    has_pred = np.array([p is not None for p in predicted_a], dtype=bool)
+    intents = sorted(set(given_a[annotated]) | set(predicted_a[has_pred]))
+    common = dict(ids=id_list, texts=texts, given=given_a, predicted=predicted_a, confidence=confidence,
+                  intents=intents,
                   n_bins=n_bins, n_pairs=n_pairs, n_examples=n_examples)
 
     def entry(split: str) -> dict[str, Any]:
-        rows = _in_split(usage, split) & annotated
+        rows = _in_split(usage_a, split) & annotated
         return _split_entry(np.flatnonzero(rows), np.flatnonzero(rows & has_pred), **common)
 
-    out_splits = {split: entry(split) for split in splits}
+    out_splits = {split: entry(split) for split in split_names}
     evaluation = out_splits["evaluation"] if "evaluation" in out_splits else entry("evaluation")
-    key = np.where(annotated, given, predicted)  # annotated rows by given intent, the rest by predicted
-    missing = [{"id": ids[i], "text": texts[i], "usage": usage[i], "given": given[i]} for i in np.flatnonzero(~has_pred)]
+    key = np.where(annotated, given_a, predicted_a)  # annotated rows by given intent, the rest by predicted
+    missing = [{"id": id_list[i], "text": texts[i], "usage": usage_a[i], "given": given_a[i]}
+               for i in np.flatnonzero(~has_pred)]
     return {
         "endpoint": endpoint,
         "n_rows": n,
@@ -231,7 +234,7 @@ def model_report(*, ids: Sequence[int], texts: Sequence[str], given: Sequence[st
         "without_prediction": missing,
         "splits": out_splits,
         "calibration": evaluation["calibration"],
-        "entropy": _entropy(entropy, usage, key, has_pred, intents, n_entropy_bins),
+        "entropy": _entropy(entropy, usage_a, key, has_pred, intents, n_entropy_bins),
     }
 
 
@@ -246,10 +249,11 @@ def confusion_cell(*, ids: Sequence[int], given: Sequence[str | None], usage: Se
     """
     n = len(ids)
     (split,) = _check_splits(split)
-    given = _as_str_array(given, n, "given")
-    predicted = _as_str_array(predicted, n, "predicted")
-    hit = _in_split(_as_str_array(usage, n, "usage"), split) & (given == given_label) & (predicted == predicted_label)
-    return [int(ids[i]) for i in np.flatnonzero(hit)]
+    given_a = _as_str_array(given, n, "given")
+    predicted_a = _as_str_array(predicted, n, "predicted")
+    hit = (_in_split(_as_str_array(usage, n, "usage"), split) & (given_a == given_label)
+           & (predicted_a == predicted_label))
+    return [int(ids[int(i)]) for i in np.flatnonzero(hit)]
 
 
 def summary_text(report: dict[str, Any]) -> str:

@@ -1,0 +1,109 @@
+"""The ``issues`` signal: annotated utterances whose label is probably wrong, most
+suspicious first, with a suggested label and the evidence (classifier, neighbours,
+cluster, prediction API). Its summary report ``label_issues`` holds the flag count and the
+estimated precision and error rate."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from hl_debug.signals.base import Flag, Knob, Signal, SignalResult
+from hl_debug.signals.context import SignalContext
+from hl_debug.signals.registry import register
+from hl_debug.storage.schema import Column, Evidence, Table
+
+ISSUES = Table(
+    "issues",
+    (
+        Column("id", int, "utterance id"),
+        Column("rank", int, "1 = most suspicious"),
+        Column("score", float, "issue score (higher = more likely mislabelled)"),
+        Column("given_label", str),
+        Column("suggested_label", str, "the most likely other label"),
+        Column("flagged", int, "1: likely an error (calibrated posterior >= 0.5)"),
+        Column("reason", str, "what the evidence says, in words"),
+        Column("posterior", float, "calibrated probability that the label is wrong"),
+        Column("p_given", float),
+        Column("p_suggested", float),
+        Column("cl_self_confidence", float),
+        Column("cl_normalized_margin", float),
+        Column("cl_issue", int, "1: cleanlab's find_label_issues flags it"),
+        Column("knn_agreement", float, "share of the neighbours with the same label"),
+        Column("cluster_id", int),
+        Column("cluster_purity", float),
+        Column("api_label", str),
+        Column("api_confidence", float),
+    ),
+    orders={"score": (("score", True),), "rank": (("rank", False),)},
+)
+
+
+@register
+class LabelIssues(Signal):
+    name = "issues"
+    aliases = ("label_issues",)
+    description = "Suspected label errors: one row per annotated utterance, most suspicious first."
+    table = ISSUES
+    columns = ("id", "text", "given_label", "suggested_label", "score", "flagged", "posterior", "p_given",
+               "p_suggested", "cl_self_confidence", "cl_normalized_margin", "cl_issue", "knn_agreement",
+               "cluster_id", "cluster_purity", "api_label", "api_confidence", "reason")
+    order = "score"
+    flags = (Flag("flagged-only", {"flagged": 1}, "Only the rows flagged as likely errors."),)
+    defaults = {
+        "k": Knob(20, "Neighbours for label agreement and queue coverage.", int, min=1),
+        "n_synthetic": Knob(2, "Rounds of synthetic label flips the flags are calibrated on.", int, min=1),
+        "random_state": Knob(0, "Random seed of the label-issue detector.", int),
+    }
+    evidence = Evidence(ISSUES, {"issue_score": "score", "suggested_label": "suggested_label", "flagged": "flagged",
+                                 "issue_reason": "reason", "issue_rank": "rank"})
+    report_name = "label_issues"
+    k: int
+    n_synthetic: int
+    random_state: int
+
+    def find(self, context: SignalContext) -> SignalResult:
+        from hl_debug.scoring.label_detector import LabelIssueDetector, issue_rows
+        from hl_debug.scoring.label_issues import cluster_label_agreement, encode_labels
+
+        classes, rows_idx = context.classes, context.scorable
+        y_all = context.y
+        det = None
+        rows: list[dict[str, Any]] = []
+        if len(rows_idx) and len(set(y_all[rows_idx])) >= 2:
+            y = y_all[rows_idx]
+            api = context.predictions_of(context.api_endpoint)
+            api_labels = api_conf = None
+            if api is not None:
+                api_labels = encode_labels([api.labels[i] for i in rows_idx], classes)
+                api_conf = np.asarray(api.confidence, dtype=float)[rows_idx]
+            clusters = context.cluster_ids[rows_idx] if context.cluster_ids is not None else None
+            det = LabelIssueDetector(k=self.k, n_synthetic=self.n_synthetic, random_state=self.random_state)
+            # neighbours among the annotated rows, read off the run's kNN graph
+            nbrs = context.subset_neighbors(rows_idx, min(self.k, len(rows_idx) - 1))
+            det.fit(context.vectors[rows_idx], y, n_classes=len(classes), neighbors=nbrs, cluster_ids=clusters,
+                    api_labels=api_labels, api_confidence=api_conf)
+            purity = (cluster_label_agreement(y, clusters, n_classes=len(classes)) if clusters is not None
+                      else None)
+            rows = issue_rows(det, ids=context.ids[rows_idx], labels=y, classes=classes, k=min(self.k, len(y) - 1),
+                              cluster_ids=clusters, cluster_purity=purity, api_labels=api_labels,
+                              api_confidence=api_conf)
+        n_flagged = int(det.flagged_.sum()) if det is not None else 0
+        summary = {
+            "n_scored": len(rows), "api_endpoint": context.api_endpoint,
+            "uses_clusters": context.cluster_ids is not None, "n_flagged": n_flagged,
+            "estimated_precision": det.estimated_precision_ if det is not None else None,
+            "estimated_error_rate": det.noise_rate_ if det is not None else None,
+            "n_cleanlab_issues": int(det.cleanlab_issues_.sum()) if det is not None else 0,
+            "not_scored_single_row_intents": [classes[c] for c in np.flatnonzero(context.class_counts == 1)],
+        }
+        return SignalResult(rows=rows, report=json.loads(json.dumps(summary, default=float)),
+                            counts={"n_issues_scored": len(rows), "n_flagged": n_flagged})
+
+    def summary(self, counts: Mapping[str, Any], report: Mapping[str, Any] | None = None) -> str:
+        prec = (report or {}).get("estimated_precision")
+        return (f"Scored {counts['n_issues_scored']} annotated rows: {counts['n_flagged']} flagged as likely errors"
+                + (f" (estimated precision {prec:.0%})" if prec == prec and prec is not None else ""))
