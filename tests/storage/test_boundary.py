@@ -11,7 +11,7 @@ SQL = re.compile(r"\b(SELECT|INSERT INTO|DELETE FROM|PRAGMA)\b|UPDATE \w+ SET|\b
                  r"|^\s*import sqlite3|^\s*(import|from) sqlite_utils", re.MULTILINE)
 #: Files still calling the legacy fragment methods, owned by other rooms mid-conversion. Empty
 #: this as they convert; a file may leave the list but never join it.
-PENDING = {"hl_debug/cli/exports.py"}  # signals: the per-signal exports replace _joined
+PENDING: set[str] = set()
 
 
 def offenders() -> dict[str, list[str]]:
