@@ -24,10 +24,12 @@ legacy                                     read model
 
 A method goes once ``grep`` over every worktree finds no caller left.
 
-The signal tables (issues, queue, duplicates) are declared here *for now* (:data:`ISSUES`,
-:data:`QUEUE`, :data:`DUPLICATES`, :data:`DEFAULT_EVIDENCE`), matching what
-``hl_debug/steps/signals.py`` writes today; the signals plug-ins declare their own tables
-in :mod:`hl_debug.signals`, and these go when they land.
+:data:`ISSUES`, :data:`QUEUE` and :data:`DUPLICATES` restate the signals' tables (declared in
+:mod:`hl_debug.signals`, which storage may not import) only for :data:`DEFAULT_EVIDENCE`:
+the evidence :meth:`~hl_debug.storage.views.WebViews.inspector_rows` and ``map_columns`` join
+when a caller passes none. They go once every caller passes
+``evidence=hl_debug.signals.registry.evidence()`` (the web app does; ``hl_debug/mapdata.py``
+and ``tests/test_points.py`` do not yet).
 """
 
 from __future__ import annotations
