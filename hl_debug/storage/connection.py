@@ -24,11 +24,11 @@ import logging
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import sqlite_utils
 
 from hl_debug.errors import MissingStepError, SchemaVersionError, StoreError
+from hl_debug.storage.schema import Table
 
 log = logging.getLogger(__name__)
 
@@ -246,8 +246,8 @@ class Connection:
         """The stored columns of ``table`` (empty when it does not exist yet)."""
         return [c.name for c in self.db[table].columns] if self.db[table].exists() else []
 
-    def require_table(self, table: Any, step: str) -> None:
+    def require_table(self, table: Table | str, step: str) -> None:
         """:class:`MissingStepError` naming ``step`` when ``table`` (a Table or a name) is missing or empty."""
-        name = getattr(table, "name", table)
+        name = table if isinstance(table, str) else table.name
         if not self.db[name].exists() or self.db[name].count == 0:
             raise MissingStepError(f"the database has no {name} yet", step=step)

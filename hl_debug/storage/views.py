@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from hl_debug.storage.reviews import LATEST_DECISION_SQL, effective_label_join, effective_label_sql
-from hl_debug.storage.schema import CLUSTERS, POINTS, Evidence
+from hl_debug.storage.schema import CLUSTERS, POINTS, Evidence, Table
 
 #: The inspector's own columns, in output order, around the evidence columns.
 UTTERANCE_FIELDS = ("id", "text", "intent", "label", "usage", "complete")
@@ -185,11 +185,11 @@ class WebViews:
             minority.setdefault(r["cluster_id"], []).append(r)
         return minority, counts
 
-    def queue_progress(self, table: Any = None) -> dict[str, int]:
+    def queue_progress(self, table: Table | str | None = None) -> dict[str, int]:
         """Review progress over the annotation queue ``table`` (a Table or its name; default
         ``queue``): ``total`` rows, ``pending`` (no decision yet), ``done`` (decided) and
         ``labelled`` (effective label set). All 0 before the step has run."""
-        name = "queue" if table is None else getattr(table, "name", table)
+        name = "queue" if table is None else table if isinstance(table, str) else table.name
         if not self.table_exists(name):
             return {"total": 0, "pending": 0, "done": 0, "labelled": 0}
         total = self.db.execute(f"SELECT COUNT(*) FROM [{name}]").fetchone()[0]
