@@ -7,10 +7,10 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from hl_debug.steps.review import ACTIONS, corrected_records, record_decision
 from hl_debug.cli import cli
 from hl_debug.errors import AnnotationError, MissingFieldError, NotFoundError
 from hl_debug.steps.ingest import ingest, read_export
+from hl_debug.steps.review import ACTIONS, corrected_records, record_decision
 from hl_debug.storage import Store
 from tests.webapp_fixtures import PLANTED_ERROR_ID, fill_synthetic
 

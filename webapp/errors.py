@@ -5,8 +5,14 @@ from __future__ import annotations
 from flask import Flask, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
-from hl_debug.errors import (AnnotationError, ConfigError, HLDebugError, MissingFieldError, MissingStepError,
-                             NotFoundError)
+from hl_debug.errors import (
+    AnnotationError,
+    ConfigError,
+    HLDebugError,
+    MissingFieldError,
+    MissingStepError,
+    NotFoundError,
+)
 
 
 def status_of(exc: HLDebugError) -> int:
