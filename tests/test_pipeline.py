@@ -16,14 +16,30 @@ from hl_debug.storage import CLUSTERS, NEIGHBORS, POINTS, Store
 
 
 @pytest.mark.slow
-def test_run_real_export_maps_and_clusters_everything(db_path, real_export, recorded_predictions, tmp_path):
+def test_run_real_export_maps_and_clusters_everything(db_path, real_export, recorded_predictions, tmp_path,
+                                                      monkeypatch):
+    from hl_debug.models import neighbors
+
+    full_passes = []
+    compute = neighbors._compute
+
+    def counting(X, k, queries=None):
+        if queries is None:
+            full_passes.append(len(X))
+        return compute(X, k, queries)
+
+    monkeypatch.setattr(neighbors, "_compute", counting)
     runner = CliRunner()
     args = ["--db", str(db_path), "run", str(real_export), "--recorded-predictions", str(recorded_predictions)]
     r = runner.invoke(cli, args, obj={})
     assert r.exit_code == 0, r.output
+    assert full_passes == [2327]  # one exact kNN per run: analyze computes it, signals reads it from the run's memo
     summary = re.compile(r"^(\w+)\s+[\d.]+s  ")  # "<step>  <seconds>s  <counts>"; progress bars go elsewhere
     steps = [m.group(1) for line in r.stdout.splitlines() if (m := summary.match(line))]
     assert steps == ["ingest", "import", "embed", "predict", "analyze", "signals", "web"]
+    # then one line per registered signal, from the registry
+    assert "\n  Scored 2134 annotated rows: 27 flagged as likely errors" in r.stdout
+    assert "\n  Annotation queue: 193 rows" in r.stdout
 
     store = Store(db_path)
     try:

@@ -20,7 +20,6 @@ log = logging.getLogger(__name__)
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     """Build the app; ``test_config`` overrides settings (``DB``, ``TESTING``, ...)."""
     from hl_debug.settings import resolve
-
     from webapp import api, compress, db, errors, model_report, pages, points, security, signals_api
 
     app = Flask(__name__)
