@@ -2,7 +2,8 @@
 
 Nothing outside this package imports ``sqlite3`` or ``sqlite_utils`` or writes SQL; callers
 ask named questions of a :class:`Store` — the read models :class:`StoreProtocol` lists.
-The fragment methods of :mod:`hl_debug.storage.legacy` remain only while callers convert.
+No store method takes SQL: columns are declared names, orders are names declared on a
+:class:`Table`, filters are equality on declared columns.
 """
 
 from __future__ import annotations

@@ -10,7 +10,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from hl_debug.storage.schema import SQL_TYPES, Table
+from hl_debug.storage.schema import CORE_TABLES, SQL_TYPES, Table
+
+#: Tables a step may never replace wholesale (the export, runs, caches, reviews).
+CORE_NAMES = frozenset(t.name for t in CORE_TABLES)
 
 
 def _order_sql(table: Table, order: str | None, have: Iterable[str] | None = None) -> str:
@@ -61,8 +64,12 @@ class DerivedTables:
 
         The table is (re)created from its declaration, so an empty result still leaves an
         empty table with the declared columns. A row key that is not a declared column
-        raises ValueError naming it (nothing is written); a missing key is NULL.
+        raises ValueError naming it (nothing is written); a missing key is NULL. A core
+        table (utterances, runs, annotations, ...) is refused: only derived tables are
+        replaced wholesale.
         """
+        if table.name in CORE_NAMES:
+            raise ValueError(f"{table.name} is a core table, not a derived one: it is never replaced wholesale")
         names = table.column_names
         rows = list(rows)
         for row in rows:

@@ -35,10 +35,6 @@ def package_versions(*names: str) -> dict[str, str]:
 
 
 
-#: Reports that are caches of other data (see :meth:`Runs.save_cache`).
-CACHE_NAMES = ("web_map_payload",)
-
-
 class Runs:
     """Store methods for runs and reports (the mixin expects ``self.db``, ``self.transaction()``
     and ``self._bump()``)."""
@@ -120,8 +116,7 @@ class Runs:
         show reports. A cache derived from other data (the map payload) uses :meth:`save_cache`."""
         with self.transaction():
             self._put_report(name, body, run_id)
-            if name not in CACHE_NAMES:  # LEGACY: callers still saving a cache through save_report
-                self._bump()
+            self._bump()
 
     def save_cache(self, name: str, body: Any) -> None:
         """Store a cache derived from the data (e.g. the map payload's base) WITHOUT bumping

@@ -10,11 +10,11 @@ module                 responsibility
 ``derived``            derived tables from :class:`~hl_debug.storage.schema.Table` declarations
 ``reviews``            review decisions and the one effective-label rule
 ``views``              the web app's read models (inspector rows, map columns, ...)
-``legacy``             LEGACY SQL-fragment methods, kept while callers convert
 =====================  ==================================================================
 
-Its public methods are the ones :class:`~hl_debug.storage.protocol.StoreProtocol` lists
-(plus the legacy ones); a second engine implements that protocol.
+Its public methods are exactly the ones :class:`~hl_debug.storage.protocol.StoreProtocol`
+lists (``tests/storage/test_boundary.py`` checks it): named read models and writes, none of
+which takes SQL. A second engine implements that protocol.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from __future__ import annotations
 from hl_debug.domain import SPLITS
 from hl_debug.storage.connection import SCHEMA_VERSION, Connection
 from hl_debug.storage.derived import DerivedTables
-from hl_debug.storage.legacy import LegacyQueries
 from hl_debug.storage.predictions import Embeddings, Predictions
 from hl_debug.storage.reviews import Reviews
 from hl_debug.storage.runs import Runs, now, package_versions
@@ -34,7 +33,7 @@ USAGES = SPLITS
 __all__ = ["SCHEMA_VERSION", "USAGES", "Store", "now", "package_versions"]
 
 
-class Store(Connection, Utterances, Predictions, Embeddings, Runs, Reviews, WebViews, DerivedTables, LegacyQueries):
+class Store(Connection, Utterances, Predictions, Embeddings, Runs, Reviews, WebViews, DerivedTables):
     """hl-debug's SQLite database (see the module docstring for its parts).
 
     Parameters

@@ -16,13 +16,14 @@ UTTERANCE_COLUMNS = UTTERANCES.column_names
 UTTERANCE_ORDERS = {"id": "id", "position": "position, id"}
 
 
-def _select(columns: Sequence[str] | str | None) -> tuple[list[str], str]:
-    """Validated column names (a sequence, a comma-separated string of names, or None for
-    every column but the raw record) and their SELECT list."""
+def _select(columns: Sequence[str] | None) -> tuple[list[str], str]:
+    """Validated column names (a sequence of declared names, or None for every column but
+    the raw record) and their SELECT list. A string is refused, not split: callers name
+    columns, they never write a SELECT list."""
     if columns is None:
         names = [c for c in UTTERANCE_COLUMNS if c not in ("raw", "row_hash", "ingested_at", "updated_at")]
     elif isinstance(columns, str):
-        names = [c.strip() for c in columns.split(",")]
+        raise TypeError(f"columns must be a sequence of column names, not the string {columns!r}")
     else:
         names = list(columns)
     unknown = [c for c in names if c not in UTTERANCE_COLUMNS]
@@ -142,7 +143,7 @@ class Utterances:
         """The text hash of every utterance in the export's order (position, then id)."""
         return [r[0] for r in self.db.execute(f"SELECT text_hash FROM utterances ORDER BY {_order('position')}")]
 
-    def utterances_hash(self, columns: Sequence[str] | str = ("id", "text_hash", "intent", "usage")) -> str:
+    def utterances_hash(self, columns: Sequence[str] = ("id", "text_hash", "intent", "usage")) -> str:
         """Hash of the named utterance columns in id order: the input identity of downstream steps."""
         _, select = _select(columns)
         h = hashlib.sha1()

@@ -43,3 +43,16 @@ def tiny(engine) -> StoreProtocol:
 
     ingest(engine, TINY_EXPORT)
     return engine
+
+
+@pytest.fixture
+def synthetic(engine) -> StoreProtocol:
+    """Each engine holding :func:`tests.webapp_fixtures.fill_synthetic` (the tiny export plus
+    every derived table, predictions and the model report) and two decisions: the planted
+    error 1018 relabelled ``bill_question`` -> ``chat_settings``, and a ``skip`` of 1000."""
+    from tests.webapp_fixtures import PLANTED_ERROR_ID, fill_synthetic
+
+    fill_synthetic(engine, TINY_EXPORT)
+    engine.add_annotation(PLANTED_ERROR_ID, "relabel", "chat_settings", "bill_question")
+    engine.add_annotation(1000, "skip", None, "card_issue")
+    return engine

@@ -4,11 +4,19 @@ passes by adding itself to ``tests/storage/conftest.py``."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
+from hl_debug.domain import EVAL_SPLITS
 from hl_debug.errors import MissingStepError, NotFoundError
+from hl_debug.signals.label_issues import ISSUES
+from hl_debug.signals.queue import QUEUE
+from hl_debug.signals.registry import evidence, get_signal
 from hl_debug.storage import CLUSTERS, POINTS, Column, Evidence, StoreProtocol, Table
+from hl_debug.storage.schema import UTTERANCES
+from tests.webapp_fixtures import CLUSTER_OF, PLANTED_ERROR_ID
 
 TOY = Table("toy", (Column("id", int), Column("score", float), Column("kind", str)),
             orders={"score": (("score", True),), "kind": (("kind", False), ("score", True))})
@@ -94,6 +102,8 @@ def test_utterance_reads(tiny):
     assert tiny.utterances_hash(["id", "text_hash"]) != tiny.utterances_hash(["id", "intent"])
     with pytest.raises(ValueError, match="unknown utterance column"):
         tiny.utterance_rows(["text; DROP TABLE utterances"])
+    with pytest.raises(TypeError, match="sequence of column names"):  # never a SELECT list
+        tiny.utterances_hash("id, text_hash")  # type: ignore[arg-type]
 
 
 def test_embeddings_round_trip_and_missing(tiny):
@@ -151,6 +161,17 @@ def test_derived_tables_from_declarations(tiny):
     assert tiny.table_count(TOY) == 3  # the failed replace wrote nothing
     tiny.replace_table(TOY, [])
     assert tiny.table_exists("toy") and tiny.table_count(TOY) == 0
+
+
+def test_replace_table_replaces_every_row_of_derived_tables_only(tiny):
+    tiny.replace_table(CLUSTERS, [{"cluster_id": 1, "size": 3}, {"cluster_id": 2, "size": 4}])
+    assert [r["size"] for r in tiny.table_rows(CLUSTERS, order="cluster_id")] == [3, 4]
+    tiny.replace_table(CLUSTERS, [{"cluster_id": 9, "size": 1}])
+    assert tiny.table_rows(CLUSTERS) == [{**dict.fromkeys(CLUSTERS.column_names), "cluster_id": 9, "size": 1}]
+    with pytest.raises(ValueError, match="core table"):
+        tiny.replace_table(UTTERANCES, [])
+    assert tiny.count_utterances() == 24
+    assert tiny.table_rows(ISSUES) == [] and tiny.table_count(ISSUES) == 0  # the step has not run
 
 
 def test_effective_label_and_append_only_reviews(tiny):
@@ -238,6 +259,8 @@ def test_data_version_grows_with_every_view_write_and_keys_map_state(tiny):
     bumped()
     tiny.replace_table(TOY, [])
     bumped()
+    tiny.replace_table(POINTS, [{"id": tiny.utterance_columns(["id"])["id"][0], "x": 0.0, "y": 0.0}])
+    bumped()
     tiny.save_report("analysis", {})
     bumped()
     tiny.add_annotation(tiny.utterance_columns(["id"])["id"][0], "skip", None, None)
@@ -246,3 +269,279 @@ def test_data_version_grows_with_every_view_write_and_keys_map_state(tiny):
     tiny.save_cache("a_cache", {"x": 1})  # caches never invalidate themselves
     assert tiny.data_version() == versions[-1] and tiny.map_state() == states[-1]
     assert tiny.report("a_cache") == {"x": 1}
+
+
+# -- read models over the synthetic store (tests/webapp_fixtures.fill_synthetic) ---------
+# Every expected value below is a row fill_synthetic writes: ids 1000-1023 (position = id -
+# 1000; 1019-1023 unannotated), clusters per CLUSTER_OF, issues for the annotated 1000-1018
+# (1018 flagged, score 0.95), the queue 1019-1023 in rank order, predictions of every row but
+# 1023 (1010 predicted card_issue, 1018 chat_settings); decisions: 1018 relabelled to
+# chat_settings, 1000 skipped (the ``synthetic`` fixture).
+
+IDS = list(range(1000, 1024))
+UNANNOTATED = [1019, 1020, 1021, 1022, 1023]
+INSPECTOR = ("id", "text", "intent", "label", "usage", "complete", "x", "y", "cluster_id", "outlier_score",
+             "predicted_label", "confidence", "entropy", "margin", "issue_score", "suggested_label", "flagged",
+             "issue_reason", "issue_rank", "queue_rank", "queue_reason", "decision")
+#: Issue ids by score, highest first, ties by id.
+ISSUES_BY_SCORE = [1018, 1000, 1007, 1014, 1006, 1013, 1005, 1012, 1004, 1011, 1003, 1010, 1017, 1002, 1009,
+                   1016, 1001, 1008, 1015]
+PREDICTED = (["card_issue"] * 6 + ["bill_question"] * 4 + ["card_issue", "bill_question"] + ["chat_settings"] * 7
+             + ["card_issue", "bill_question", "chat_settings", "bill_question", None])
+
+
+def test_inspector_rows_join_every_table_in_the_order_asked(synthetic):
+    ev = evidence()
+    assert synthetic.inspector_columns(ev) == INSPECTOR
+    rows = synthetic.inspector_rows([1018, 1000, 1023, 1005, 99_999], evidence=ev)
+    assert [r["id"] for r in rows] == [1018, 1000, 1023, 1005]  # asked order; the unknown id left out
+    assert all(tuple(r) == INSPECTOR for r in rows)
+    planted, skipped, unanswered, plain = rows
+    assert (planted["intent"], planted["label"], planted["decision"]) == ("bill_question", "chat_settings", "relabel")
+    assert (planted["cluster_id"], planted["predicted_label"], planted["usage"]) == (2, "chat_settings", "training")
+    assert planted["confidence"] == pytest.approx(0.79)
+    assert (planted["issue_score"], planted["flagged"], planted["suggested_label"], planted["issue_rank"]) == (
+        0.95, 1, "chat_settings", 1)
+    assert planted["queue_rank"] is None and planted["queue_reason"] is None
+    point = synthetic.table_rows(POINTS, ids=[1018])[0]
+    assert (planted["x"], planted["y"], planted["outlier_score"]) == (point["x"], point["y"], point["outlier_score"])
+    assert (skipped["label"], skipped["decision"], skipped["issue_rank"], skipped["issue_score"]) == (
+        "card_issue", "skip", 2, 0.35)  # skip changes no label
+    assert (unanswered["label"], unanswered["cluster_id"], unanswered["complete"]) == (None, -1, 0)
+    assert all(unanswered[c] is None for c in ("predicted_label", "confidence", "entropy", "margin",
+                                                "issue_score", "flagged", "issue_rank", "decision"))
+    assert (unanswered["queue_rank"], unanswered["queue_reason"]) == (5, "uncertain; few labels nearby")
+    assert plain["decision"] is None and plain["label"] == plain["intent"] == "card_issue"
+    # a subset of columns, still in the asked order; no evidence asked, none joined
+    assert synthetic.inspector_rows([1005, 1000], columns=["label", "decision"]) == [
+        {"label": "card_issue", "decision": None}, {"label": "card_issue", "decision": "skip"}]
+    assert "issue_score" not in synthetic.inspector_rows([1000])[0]
+    other = synthetic.inspector_rows([1018], endpoint="not-an-endpoint")[0]
+    assert other["predicted_label"] is None and other["confidence"] is None
+    assert synthetic.inspector_rows([]) == [] and synthetic.inspector_rows([99_999]) == []
+    with pytest.raises(ValueError, match="unknown column"):
+        synthetic.inspector_rows([1000], columns=["u.id"])
+
+
+def test_inspector_rows_of_many_ids_keep_every_one_in_order(synthetic):
+    ids = IDS[::-1] * 50  # 1,200 ids, duplicates included
+    assert [r["id"] for r in synthetic.inspector_rows(ids, columns=["id"])] == ids
+    labels = synthetic.inspector_rows(ids, columns=["label"], evidence=evidence())
+    assert len(labels) == 1200 and labels[5] == {"label": "chat_settings"}  # 1018, relabelled
+
+
+def test_inspector_columns_come_from_the_evidence(synthetic):
+    toy = Table("toy", (Column("id", int), Column("oddness", float)))
+    synthetic.replace_table(toy, [{"id": 1000, "oddness": 0.5}])
+    ev = (Evidence(toy, {"toy_oddness": "oddness"}),)
+    assert synthetic.inspector_columns(ev) == (*INSPECTOR[:14], "toy_oddness", "decision")
+    rows = synthetic.inspector_rows([1000, 1001], evidence=ev)
+    assert [r["toy_oddness"] for r in rows] == [0.5, None] and "issue_score" not in rows[0]
+    missing = (Evidence(Table("not_yet", (Column("id", int), Column("v", int))), {"v": "v"}),)
+    assert synthetic.inspector_rows([1000], evidence=missing)[0]["v"] is None  # step not run: NULL
+
+
+def test_map_columns_are_whole_columns_in_id_order(synthetic):
+    names = ["id", "x", "y", "text", "intent", "label", "usage", "cluster_id", "predicted_label", "confidence",
+             "entropy", "issue_score", "suggested_label", "flagged", "queue_rank"]
+    cols = synthetic.map_columns(names, evidence=evidence())
+    assert list(cols) == names and cols["id"] == IDS and all(len(v) == 24 for v in cols.values())
+    assert cols["cluster_id"] == [CLUSTER_OF[i] for i in IDS]
+    points = synthetic.table_rows(POINTS, order="id")
+    assert cols["x"] == [p["x"] for p in points] and cols["y"] == [p["y"] for p in points]
+    assert cols["text"] == synthetic.utterance_columns(["text"])["text"]
+    assert cols["predicted_label"] == PREDICTED
+    preds = synthetic.prediction_columns(["confidence", "entropy"], align="id")
+    assert cols["confidence"] == preds["confidence"] and cols["entropy"] == preds["entropy"]
+    scores = {r["id"]: r["score"] for r in synthetic.table_rows(ISSUES)}
+    assert cols["issue_score"] == [scores.get(i) for i in IDS] and cols["issue_score"][-5:] == [None] * 5
+    assert [i for i, f in zip(IDS, cols["flagged"]) if f] == [PLANTED_ERROR_ID]
+    assert cols["queue_rank"] == [None] * 19 + [1, 2, 3, 4, 5]
+    assert (cols["intent"][18], cols["label"][18]) == ("bill_question", "chat_settings")  # original, effective
+    assert cols["label"][-5:] == [None] * 5
+    assert synthetic.map_columns(["id"], endpoint="nope") == {"id": IDS}
+    assert synthetic.map_columns(["predicted_label"], endpoint="nope") == {"predicted_label": [None] * 24}
+    with pytest.raises(ValueError, match="unknown column"):
+        synthetic.map_columns(["id", "u.text"])
+
+
+def test_cluster_and_its_members(synthetic):
+    c0 = synthetic.cluster(0)
+    assert (c0["cluster_id"], c0["size"], c0["n_annotated"], c0["majority_intent"]) == (0, 7, 6, "card_issue")
+    assert synthetic.cluster(2)["impurity_rank"] == 1 and synthetic.cluster(12345) is None
+    members = synthetic.cluster_members(0, evidence=evidence())
+    assert [r["id"] for r in members] == [1000, 1001, 1002, 1003, 1004, 1005, 1019]
+    assert {r["cluster_id"] for r in members} == {0} and tuple(members[0]) == INSPECTOR
+    assert members == synthetic.inspector_rows([r["id"] for r in members], evidence=evidence())
+    assert [r["id"] for r in synthetic.cluster_members(2)] == [1012, 1013, 1014, 1015, 1016, 1017, 1018, 1021]
+    assert [r["id"] for r in synthetic.cluster_members(-1)] == [1023] and synthetic.cluster_members(7) == []
+
+
+def test_minority_rows_follow_effective_labels_most_suspicious_first(synthetic):
+    # the planted error (bill_question among chat_settings) is relabelled, so no cluster has one
+    assert synthetic.minority_rows(5, evidence=evidence()) == ({}, {})
+    synthetic.add_annotation(1001, "relabel", "bill_question", "card_issue")  # cluster 0, issue score 0.05
+    synthetic.add_annotation(1002, "relabel", "chat_settings", "card_issue")  # cluster 0, issue score 0.1
+    synthetic.add_annotation(1019, "accept", "chat_settings", None)  # cluster 0, unannotated: no issue row
+    synthetic.add_annotation(1023, "relabel", "bill_question", None)  # noise is never a minority
+    synthetic.add_annotation(1003, "skip", None, "card_issue")  # skip changes no label
+    synthetic.add_annotation(PLANTED_ERROR_ID, "keep", "bill_question", "chat_settings")  # back to its intent
+    minority, counts = synthetic.minority_rows(2, evidence=evidence())
+    assert counts == {0: 3, 2: 1}
+    assert {c: [r["id"] for r in rows] for c, rows in minority.items()} == {0: [1002, 1001], 2: [1018]}
+    assert [r["label"] for r in minority[0]] == ["chat_settings", "bill_question"]
+    assert tuple(minority[0][0]) == INSPECTOR and minority[2][0]["issue_score"] == 0.95
+    everything, _ = synthetic.minority_rows(5, evidence=evidence())
+    assert [r["id"] for r in everything[0]] == [1002, 1001, 1019]  # no score sorts last
+    by_id, counts = synthetic.minority_rows(5)  # no evidence, no score: by id
+    assert [r["id"] for r in by_id[0]] == [1001, 1002, 1019] and counts == {0: 3, 2: 1}
+    by_queue, _ = synthetic.minority_rows(5, score=Evidence(QUEUE, {"s": "score"}))
+    assert [r["id"] for r in by_queue[0]] == [1019, 1001, 1002]  # 1019 alone has a queue score
+
+
+def test_queue_progress_counts_decisions_over_the_queue(synthetic):
+    assert synthetic.queue_progress() == {"total": 5, "pending": 5, "done": 0, "labelled": 0}
+    synthetic.add_annotation(1019, "relabel", "card_issue", None)
+    synthetic.add_annotation(1020, "skip", None, None)  # done, but still unlabelled
+    progress = {"total": 5, "pending": 3, "done": 2, "labelled": 1}
+    assert synthetic.queue_progress() == synthetic.queue_progress(QUEUE) == synthetic.queue_progress("queue") == progress
+    mixed = Table("mixed_queue", (Column("id", int), Column("rank", int)))
+    synthetic.replace_table(mixed, [{"id": 1000, "rank": 1}, {"id": 1021, "rank": 2}])  # 1000 skipped, annotated
+    assert synthetic.queue_progress(mixed) == {"total": 2, "pending": 1, "done": 1, "labelled": 1}
+    assert synthetic.queue_progress("not_yet") == {"total": 0, "pending": 0, "done": 0, "labelled": 0}
+
+
+@pytest.mark.parametrize("pending, flagged, page", [
+    (False, False, (ISSUES_BY_SCORE[2:7], 19)),
+    (True, False, ([1006, 1013, 1005, 1012, 1004], 17)),  # 1018 and 1000 have decisions
+    (False, True, ([], 1)),  # one flagged row: page 2 of it is empty
+])
+def test_ranked_page_of_issues(synthetic, pending, flagged, page):
+    equals = {"flagged": 1} if flagged else None
+    assert synthetic.ranked_page(ISSUES, order="score", pending_only=pending, equals=equals, limit=5, offset=2) == page
+    first = synthetic.ranked_page(ISSUES, order="score", pending_only=pending, equals=equals, limit=50)
+    assert first[1] == page[1] and first[0][2:7] == page[0]
+
+
+def test_ranked_pages_in_every_declared_order(synthetic):
+    assert synthetic.ranked_page(ISSUES, order="score", limit=50) == (ISSUES_BY_SCORE, 19)
+    assert synthetic.ranked_page(ISSUES, order="rank", limit=50) == (ISSUES_BY_SCORE, 19)
+    assert synthetic.ranked_page(ISSUES, equals={"flagged": 1}) == ([PLANTED_ERROR_ID], 1)
+    assert synthetic.ranked_page(QUEUE, order="rank") == (UNANNOTATED, 5)
+    synthetic.add_annotation(1020, "skip", None, None)
+    assert synthetic.ranked_page(QUEUE, order="rank", pending_only=True) == ([1019, 1021, 1022, 1023], 4)
+    assert synthetic.ranked_page(QUEUE, order="rank", limit=2, offset=3) == ([1022, 1023], 5)
+
+
+@pytest.mark.parametrize("order, ids", [
+    ("impurity", [2, 0, 1]),  # only cluster 2 is impure: the unranked pure ones after it (NULLs last)
+    ("unannotated", [1, 0, 2]),  # shares 0.25, 1/7, 0.125
+    ("size", [1, 2, 0]),  # 8, 8 (tie by id), 7
+    ("cluster_id", [0, 1, 2]),
+    ("purity", [2, 0, 1]),
+])
+def test_cluster_orders(synthetic, order, ids):
+    rows = synthetic.table_rows(CLUSTERS, order=order)
+    assert [r["cluster_id"] for r in rows] == ids and set(rows[0]) == set(CLUSTERS.column_names)
+
+
+def test_utterance_reads_by_named_columns_and_orders(engine, tmp_path):
+    from hl_debug.steps.ingest import ingest
+    from tests.storage.conftest import TINY_EXPORT
+
+    records = json.loads(TINY_EXPORT.read_text(encoding="utf-8"))[::-1]  # the export lists 1023 first
+    path = tmp_path / "reversed.json"
+    path.write_text(json.dumps(records), encoding="utf-8")
+    ingest(engine, path)
+    assert engine.utterance_rows(["id", "text_hash"])[0].keys() == {"id", "text_hash"}
+    assert [r["id"] for r in engine.utterance_rows(["id"])] == IDS
+    assert [r["id"] for r in engine.utterance_rows(["id", "position"], order="position")] == IDS[::-1]
+    assert engine.utterance_columns(["id"], order="position") == {"id": IDS[::-1]}
+    by_id = engine.utterance_columns(["id", "text_hash", "intent", "usage"])
+    assert by_id["id"] == IDS and by_id["intent"][-5:] == [None] * 5
+    assert engine.text_hashes_by_position() == by_id["text_hash"][::-1]
+    records_out = engine.export_records()
+    assert [r["id"] for r in records_out] == IDS[::-1] and set(records_out[0]) == {"id", "raw", "intent"}
+    assert all(json.loads(r["raw"])["id"] == r["id"] for r in records_out)
+    training = engine.training_examples(["id", "intent", "usage"])
+    assert [r["id"] for r in training] == [1000, 1001, 1002, 1005, 1006, 1007, 1008, 1011, 1012, 1013, 1014,
+                                           1017, 1018]
+    assert {r["usage"] for r in training} == {"training"} and all(r["intent"] for r in training)
+    assert engine.training_examples()[0].keys() == {"text_hash", "intent"}
+    digest = engine.utterances_hash(["id", "text_hash"])
+    assert len(digest) == 40 and digest == engine.utterances_hash(("id", "text_hash"))
+    assert digest != engine.utterances_hash(["id", "intent"])
+    for bad in (["id; DROP TABLE x"], ["u.id"], []):
+        with pytest.raises(ValueError, match="unknown utterance column"):
+            engine.utterance_rows(bad)
+    with pytest.raises(ValueError, match="unknown order"):
+        engine.utterance_rows(["id"], order="text")
+
+
+def test_prediction_columns_by_hash_and_by_id(synthetic):
+    by_id = synthetic.prediction_columns(["id", "label", "confidence"], align="id")
+    assert by_id["id"] == IDS and by_id["label"] == PREDICTED
+    assert by_id["confidence"][18] == pytest.approx(0.79) and by_id["confidence"][-1] is None
+    hashes = synthetic.utterance_columns(["text_hash"])["text_hash"]
+    cached = synthetic.prediction_columns(["text_hash", "label"])
+    assert cached["text_hash"] == sorted(hashes)  # 1023's unanswered row is cached too
+    assert dict(zip(cached["text_hash"], cached["label"])) == dict(zip(hashes, PREDICTED))
+    assert synthetic.prediction_columns(["label"], endpoint="nope") == {"label": []}
+    assert synthetic.prediction_columns(["label"], endpoint="nope", align="id") == {"label": [None] * 24}
+    with pytest.raises(ValueError, match="unknown prediction column"):
+        synthetic.prediction_columns(["id"])  # id only with align="id"
+    with pytest.raises(ValueError, match="unknown align"):
+        synthetic.prediction_columns(["label"], align="position")
+
+
+def test_confusion_cells_are_the_rows_behind_the_stored_report(synthetic):
+    (report,) = synthetic.report(get_signal("report").report_name)["endpoints"]
+    usages = {"evaluation": EVAL_SPLITS, "testing": ["testing"], "validation": ["validation"],
+              "training": ["training"], "all": None}
+    assert set(report["splits"]) == set(usages)
+    for split, body in report["splits"].items():
+        labels, matrix = body["confusion"]["labels"], body["confusion"]["matrix"]
+        for i, given in enumerate(labels):
+            for j, predicted in enumerate(labels):
+                cell = synthetic.confusion_cell_ids(given, predicted, usages=usages[split])
+                assert len(cell) == matrix[i][j], (split, given, predicted)
+        for pair in body["most_confused"]:
+            for example in pair["examples"]:
+                assert example["id"] in synthetic.confusion_cell_ids(
+                    example["given"], example["predicted"], usages=usages[split])
+    assert synthetic.confusion_cell_ids("bill_question", "card_issue") == [1010]
+    assert synthetic.confusion_cell_ids("bill_question", "card_issue", usages=EVAL_SPLITS) == [1010]
+    assert synthetic.confusion_cell_ids("bill_question", "chat_settings") == [1018]  # the original intent counts
+    assert synthetic.confusion_cell_ids("bill_question", "chat_settings", usages=EVAL_SPLITS) == []
+    assert synthetic.confusion_cell_ids("card_issue", "card_issue", usages=["testing"]) == [1004]
+    assert synthetic.confusion_cell_ids("card_issue", "card_issue", usages=[]) == []
+    assert synthetic.confusion_cell_ids("card_issue", "card_issue", endpoint="nope") == []
+
+
+def test_effective_labels_after_decisions(synthetic):
+    labels = synthetic.effective_labels()
+    assert list(labels) == IDS and labels[PLANTED_ERROR_ID] == "chat_settings"  # relabelled
+    assert labels[1000] == "card_issue"  # skipped: its intent
+    assert [i for i, lab in labels.items() if lab is None] == UNANNOTATED
+    intents = dict(zip(IDS, synthetic.utterance_columns(["intent"])["intent"]))
+    assert {i: lab for i, lab in labels.items() if lab != intents[i]} == {PLANTED_ERROR_ID: "chat_settings"}
+    assert all(synthetic.effective_label(i) == lab for i, lab in labels.items())
+    assert synthetic.decided_labels() == {PLANTED_ERROR_ID: "chat_settings"}
+    assert synthetic.latest_actions() == {PLANTED_ERROR_ID: "relabel", 1000: "skip"} and synthetic.n_decided() == 1
+    assert {r["id"]: r["label"] for r in synthetic.inspector_rows(IDS)} == labels
+    assert dict(zip(IDS, synthetic.map_columns(["label"])["label"])) == labels
+
+
+def test_search_and_neighbours(synthetic):
+    assert synthetic.search_ids("CAFé CRèME") == [1023] and synthetic.search_ids("<img") == [1022]
+    assert synthetic.search_ids("bill") == [1006, 1007, 1008, 1009, 1010, 1020, 1022]
+    assert synthetic.search_ids("BILL", limit=2) == [1006, 1007]
+    assert synthetic.search_ids("%") == [] and synthetic.search_ids("_") == []  # literal, not LIKE patterns
+    neighbours = synthetic.neighbors_of(1000)
+    assert [(n["rank"], n["id"], n["similarity"]) for n in neighbours] == [
+        (1, 1001, 0.85), (2, 1002, 0.8), (3, 1003, 0.75), (4, 1004, 0.7), (5, 1005, 0.65)]
+    assert neighbours[0]["text"] == "i lost my debit card yesterday" and neighbours[0]["usage"] == "training"
+    synthetic.add_annotation(1002, "relabel", "bill_question", "card_issue")
+    relabelled = synthetic.neighbors_of(1000)[1]
+    assert (relabelled["intent"], relabelled["label"]) == ("card_issue", "bill_question")
+    assert synthetic.neighbors_of(99_999) == []

@@ -1,5 +1,4 @@
-"""What only the SQLite engine does: its file, its schema version and migrations, the legacy
-fragment methods (until their last callers convert)."""
+"""What only the SQLite engine does: its file, its schema version and migrations."""
 
 from __future__ import annotations
 
@@ -61,20 +60,3 @@ def test_missing_database_without_create(tmp_path):
         Store(tmp_path / "nope.db", create=False)
     assert "hl-debug ingest" in exc.value.hint
 
-
-def test_legacy_replace_rows_only_for_derived_tables(store):
-    store.replace_rows("clusters", [{"cluster_id": 1, "size": 3}, {"cluster_id": 2, "size": 4}])
-    assert [r["size"] for r in store.rows("clusters", order_by="cluster_id")] == [3, 4]
-    store.replace_rows("clusters", [{"cluster_id": 9, "size": 1}])
-    assert store.rows("clusters") == [{"cluster_id": 9, "size": 1}]
-    with pytest.raises(ValueError, match="valid: points"):
-        store.replace_rows("utterances", [])
-    assert store.rows("issues") == []
-
-
-def test_legacy_predictions_df(tiny_store):
-    rows = tiny_store.utterance_rows(["id", "text_hash"])
-    tiny_store.save_predictions("ep", [{"text_hash": rows[0]["text_hash"], "label": "card_issue"}])
-    tiny_store.set_meta("active_endpoint", "ep")
-    df = tiny_store.predictions_df()
-    assert len(df) == 24 and df["label"].notna().sum() == 1
