@@ -1,11 +1,13 @@
-"""Storage owns SQL: nothing outside ``hl_debug/storage/`` imports SQLite or writes SQL, no
-store method takes a SQL fragment (``where=``, ``order_by=``, ``params=``, a comma-joined
-``columns=`` string), and nothing calls the fragment methods the read models replaced."""
+"""Storage owns SQL: nothing outside ``hl_debug/storage/`` (the notebooks included) imports
+SQLite or writes SQL, no store method takes a SQL fragment (``where=``, ``order_by=``,
+``params=``, a comma-joined ``columns=`` string), and nothing calls the fragment methods the
+read models replaced."""
 
 from __future__ import annotations
 
 import importlib.util
 import inspect
+import json
 import re
 import types
 import typing
@@ -38,6 +40,12 @@ def offenders() -> dict[str, list[str]]:
             hits = [m.group(0) for m in SQL.finditer(path.read_text(encoding="utf-8"))]
             if hits:
                 found[rel] = hits
+    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):  # the notebooks read through the Store too
+        cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+        code = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+        hits = [m.group(0) for m in SQL.finditer(code)]
+        if hits:
+            found[path.relative_to(ROOT).as_posix()] = hits
     return found
 
 
