@@ -267,8 +267,7 @@ def test_local_answers_are_scored_in_process_and_match_the_model_server(tiny_sto
     monkeypatch.setattr("hl_debug.sources.model_server.ServerThread.start", lambda self: pytest.fail("server started"))
     counts = local_predict(tiny_store)
     assert counts["requests"] == 1 and counts["n_predicted"] == 24  # one in-process chunk, no HTTP
-    run = tiny_store.db.execute("SELECT parameters FROM runs WHERE step = 'predict'").fetchone()
-    assert json.loads(run[0])["mode"] == "in-process"
+    assert tiny_store.last_run("predict")["parameters"]["mode"] == "in-process"
     monkeypatch.undo()
     # the same model behind the HTTP contract gives byte-identical cache rows
     model = EncodedModel(FakeEncoder(), LocalIntentModel.load(model_dir_for(tiny_store)))

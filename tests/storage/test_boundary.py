@@ -17,7 +17,8 @@ from hl_debug.storage import Store, StoreProtocol
 
 ROOT = Path(__file__).resolve().parents[2]
 SQL = re.compile(r"\b(SELECT|INSERT INTO|DELETE FROM|PRAGMA)\b|UPDATE \w+ SET|\b(where|order_by)=\"|columns=\"[^\"]*,"
-                 r"|^\s*import sqlite3|^\s*(import|from) sqlite_utils", re.MULTILINE)
+                 r"|^\s*import sqlite3|^\s*(import|from) sqlite_utils"
+                 r"|\.db\.(execute|query|conn)\b|\.db\[", re.MULTILINE)  # the SQLite engine's own connection
 #: Parameters that would carry SQL into the store.
 FRAGMENT_PARAMETERS = frozenset({"where", "order_by", "params", "sql"})
 #: The removed SQL-fragment methods (hl_debug.storage.legacy) and the names they lived under.
