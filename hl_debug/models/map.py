@@ -248,7 +248,9 @@ class MapAnalyzer(BaseEstimator):
 
     # -- sub-models -----------------------------------------------------------------
 
-    def _umap(self, n_components: int, min_dist: float, n_neighbors: int, knn: tuple) -> Any:
+    def umap_model(self, n_components: int, min_dist: float, n_neighbors: int, knn: tuple) -> Any:
+        """The default UMAP :meth:`fit` builds (unfitted), on the precomputed ``knn`` graph
+        ``(indices, distances, None)``; public so a benchmark can time each stage alone."""
         umap = import_umap()
         return umap.UMAP(
             n_components=n_components, n_neighbors=n_neighbors, min_dist=min_dist, metric=self.metric,
@@ -259,7 +261,8 @@ class MapAnalyzer(BaseEstimator):
             init="spectral" if len(knn[0]) > n_components + 10 else "random",
         )
 
-    def _hdbscan(self, min_cluster_size: int, min_samples: int, epsilon: float) -> Any:
+    def hdbscan_model(self, min_cluster_size: int, min_samples: int, epsilon: float) -> Any:
+        """The default HDBSCAN :meth:`fit` builds (unfitted) for these parameters."""
         import hdbscan
 
         return hdbscan.HDBSCAN(min_cluster_size=min_cluster_size, min_samples=min_samples,
@@ -290,9 +293,9 @@ class MapAnalyzer(BaseEstimator):
         self.knn_indices_, self.knn_distances_ = idx[:, :k], dist[:, :k].astype(np.float32)
         shared = (self.knn_indices_, self.knn_distances_, None)
 
-        map_model = self.map_model if self.map_model is not None else self._umap(2, self.map_min_dist, k, shared)
+        map_model = self.map_model if self.map_model is not None else self.umap_model(2, self.map_min_dist, k, shared)
         reduce_model = (self.reduce_model if self.reduce_model is not None
-                        else self._umap(self.n_components, self.cluster_min_dist, k, shared))
+                        else self.umap_model(self.n_components, self.cluster_min_dist, k, shared))
         self.n_jobs_ = self.n_jobs or (2 if n >= CONCURRENT_MIN_ROWS and (os.cpu_count() or 1) > 1 else 1)
         if self.map_model is not None:
             self.n_jobs_ = 1  # a stand-in may not survive pickling into another process
@@ -313,7 +316,7 @@ class MapAnalyzer(BaseEstimator):
                                                 if self.cluster_selection_epsilon is not None
                                                 else default_cluster_selection_epsilon(n))
         cluster_model = (self.cluster_model if self.cluster_model is not None
-                         else self._hdbscan(self.min_cluster_size_, self.min_samples_, self.cluster_selection_epsilon_))
+                         else self.hdbscan_model(self.min_cluster_size_, self.min_samples_, self.cluster_selection_epsilon_))
         log.info("HDBSCAN (min_cluster_size=%d, min_samples=%d, cluster_selection_epsilon=%g)",
                  self.min_cluster_size_, self.min_samples_, self.cluster_selection_epsilon_)
         cluster_model.fit(self.reduced_)

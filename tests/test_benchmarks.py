@@ -1,0 +1,145 @@
+"""Every benchmark script runs: each in its quick mode, as a subprocess from the repository root.
+
+The benchmarks are scripts a person runs by hand, so nothing else would notice when one of
+them drifts from the library (one called a private method with a missing argument for
+months). Each test runs one script as ``python benchmarks/<script>.py <quick flags>`` and
+checks it exits 0 and prints a figure row of its table, not only that it finished. The ones
+that load the real encoder or the real export are ``slow``; the Chromium one is ``browser``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REAL_EXPORT
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_script(name: str, *args: str, timeout: int = 300) -> str:
+    """Run ``benchmarks/<name>.py`` with ``args``; returns what it printed and logged (fails with its stderr)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / f"{name}.py"), *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, f"{name} exited {proc.returncode}:\n{proc.stderr[-4000:]}"
+    return proc.stdout + "\n" + proc.stderr  # figures on stdout; scripts that log say what they wrote on stderr
+
+
+def figure_row(out: str, first_cell: str) -> list[str]:
+    """The cells of the first Markdown table row of ``out`` whose first cell is ``first_cell``."""
+    for line in out.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("|") and cells[0] == first_cell:
+            return cells
+    raise AssertionError(f"no table row starting with {first_cell!r} in:\n{out}")
+
+
+NUMBER = re.compile(r"^-?[\d,]+(\.\d+)?$")
+
+
+def is_number(cell: str) -> bool:
+    return bool(NUMBER.match(cell))
+
+
+@pytest.fixture
+def shared_export() -> Path:
+    if not REAL_EXPORT.exists():
+        pytest.skip(f"shared export not found at {REAL_EXPORT}")
+    return REAL_EXPORT
+
+
+# -- quick, synthetic data: no model to load ---------------------------------------------
+
+
+def test_webapp_payload_times_the_map_data_on_a_synthetic_database():
+    row = figure_row(run_script("webapp_payload", "--sizes", "300"), "300")
+    assert row[1] == "after"
+    assert all(is_number(c) for c in row[2:]), row  # every figure is a number (none missing)
+
+
+def test_webapp_payload_times_every_route_on_a_synthetic_database():
+    out = run_script("webapp_payload", "--routes-synthetic", "300")
+    for route in ("GET /api/points", "GET /api/neighbors/<id>", "POST relabel", "start -> /api/points answered"):
+        assert is_number(figure_row(out, route)[1]), route
+
+
+def test_predict_throughput_times_training_and_answering_on_a_synthetic_database():
+    out = run_script("predict_throughput", "--synthetic", "300", "--http-n", "60")
+    before, after = figure_row(out, "before"), figure_row(out, "after")
+    assert is_number(before[1]) and is_number(after[1])
+    assert after[5] == "1.0000"  # the two training variants give the same top labels on this data
+    assert figure_row(out, "in-process, chunks of 2048")[1] == "300"
+    assert figure_row(out, "loopback HTTP, 20 per request, concurrency 4")[1] == "60"
+
+
+def test_make_scaled_export_writes_an_export(shared_export, tmp_path):
+    out = tmp_path / "scaled.json.zip"
+    printed = run_script("make_scaled_export", "--rows", "300", "--out", str(out), "--seed", "0")
+    assert re.search(r"wrote 300 records to .*\(\d+ planted flips", printed), printed
+    assert out.exists() and Path(str(out) + ".truth.json").exists()
+
+
+# -- the real encoder or the real export ---------------------------------------------------
+
+
+@pytest.mark.slow
+def test_embed_throughput_and_analyze_stages(shared_export):
+    out = run_script("embed_throughput", "--limit", "200", "--batch-sizes", "32", "--analyze")
+    assert is_number(figure_row(out, "32")[2])
+    assert is_number(figure_row(out, "UMAP 2-D (map)")[1])
+    assert re.search(r"\| HDBSCAN \(min_cluster_size=\d+, min_samples=\d+, cluster_selection_epsilon=[\d.]+\) \| [\d.]+ \|",
+                     out)
+
+
+@pytest.mark.slow
+def test_encoder_backends(shared_export):
+    out = run_script("encoder_backends", "--limit", "200", "--backends", "onnx-int8", "--batch-sizes", "32")
+    assert is_number(figure_row(out, "onnx-int8")[4])  # utt/s
+
+
+@pytest.mark.slow
+def test_analyze_scaling_gives_the_same_map_each_fit():
+    out = run_script("analyze_scaling", "--synthetic", "300", "--variants", "cache-warm,cache-warm", "--numba-cache", "existing")
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in out.splitlines() if line.startswith("| 300 |")]
+    cold, warm = rows
+    assert cold[1] == warm[1] == "cache-warm"
+    assert is_number(cold[2]) and is_number(warm[2])
+    assert cold[4] == warm[4], "a seeded fit gives the same map every time"
+
+
+@pytest.mark.slow
+def test_label_noise(shared_export, tmp_path):
+    out = run_script("label_noise", "--seeds", "1", "--rates", "0.05", "--kinds", "uniform",
+                     "--limit", "600", "--db", str(tmp_path / "noise.db"))
+    row = figure_row(out, "uniform")
+    assert row[1] == "5%" and row[2] == "cleanlab self-conf."
+    assert re.match(r"0\.\d{3} ± 0\.000", row[3]), row
+
+
+@pytest.mark.slow
+def test_predict_throughput_against_the_local_model_server(shared_export, tmp_path):
+    out = run_script("predict_throughput", "--n", "40", "--concurrency", "1", "--modes", "encode,cached", "--limit", "400",
+                     "--db", str(tmp_path / "predict.db"))
+    assert figure_row(out, "encode")[2] == "40" and figure_row(out, "cached")[2] == "40"
+
+
+@pytest.mark.slow
+def test_pipeline_times_each_step(shared_export, tmp_path):
+    out = run_script("pipeline", "--sizes", "300", "--scenarios", "cold", "--workdir", str(tmp_path))
+    row = figure_row(out, "300")
+    assert row[1] == "cold" and all(is_number(c) for c in row[2:]), row
+
+
+@pytest.mark.browser
+def test_webapp_browser_on_a_synthetic_database():
+    if shutil.which("chromium") is None and not Path("/usr/bin/chromium").exists():
+        pytest.skip("chromium not installed")
+    row = figure_row(run_script("webapp_browser", "--synthetic", "300"), "300")
+    assert row[1] == "after" and is_number(row[2])
