@@ -172,18 +172,23 @@ def route_list(db: Path) -> list[tuple[str, str, dict | None]]:
 
 def measure_routes(db: Path) -> dict[str, list[float]]:
     """``{route: [first (s), again (s)]}`` for :func:`route_list`, plus the start-up waits."""
-    from webapp import create_app, warm
+    from webapp import create_app
 
+    try:
+        from webapp import warm
+    except ImportError:  # an older revision (--legacy) that warms inside create_app, with no handle
+        warm = None
     out: dict[str, list[float]] = {}
     for name, path in (("start -> /api/points answered", "/api/points"), ("start -> /report answered", "/report"),
                        ("restart -> /api/points answered", "/api/points")):  # after the first start's warm-up
         t0 = time.perf_counter()  # a serving app warms its caches at start, as create_app does
-        app = create_app({"DB": str(db), "WARM_MAP": False})
-        warming = warm(app)
+        app = create_app({"DB": str(db)} if warm is None else {"DB": str(db), "WARM_MAP": False})
+        warming = warm(app) if warm is not None else None
         client = app.test_client()
         assert client.get(path, headers={"Accept-Encoding": "gzip"}).status_code == 200
         out[name] = [time.perf_counter() - t0, float("nan")]
-        warming.join()  # let the warm-up finish before the next measurement
+        if warming is not None:
+            warming.join()  # let the warm-up finish before the next measurement
     client = create_app({"DB": str(db), "TESTING": True}).test_client()
     gz = {"Accept-Encoding": "gzip"}
     for name, path, body in route_list(db):
