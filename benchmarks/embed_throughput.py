@@ -11,6 +11,7 @@ Each figure is the best of ``--repeat`` runs. Prints Markdown tables (copied int
 Example::
 
     HF_HUB_OFFLINE=1 python benchmarks/embed_throughput.py --batch-sizes 32,64,128 --analyze
+    HF_HUB_OFFLINE=1 python benchmarks/embed_throughput.py --limit 200 --batch-sizes 32 --analyze   # a quick check
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ Prints Markdown tables for ``benchmarks/RESULTS.md`` ("Encoder backends").
 Example::
 
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/encoder_backends.py --batch-sizes 32,128
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/encoder_backends.py --limit 200 --backends onnx-int8 --batch-sizes 32
 """
 
 from __future__ import annotations

@@ -27,7 +27,8 @@ Example::
 
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/predict_throughput.py --n 600 --concurrency 1,4
     .venv/bin/python benchmarks/predict_throughput.py --scale-db /tmp/me/bench-100000.db --http-n 10000
-    .venv/bin/python benchmarks/predict_throughput.py --synthetic 300 --http-n 100   # a quick check
+    .venv/bin/python benchmarks/predict_throughput.py --synthetic 300 --http-n 100   # quick checks
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/predict_throughput.py --limit 400 --n 40 --concurrency 1
 """
 
 from __future__ import annotations
@@ -222,9 +223,12 @@ def scale(args: argparse.Namespace) -> None:
     intent = np.array([cols["intent"][k] or "" for k in order], dtype=object).astype(str)
     hashes = [cols["text_hash"][k] for k in order]
     # the recorded API's answers when imported (what the signals step compares against), else none
+    # (api_endpoint prefers imported recorded answers over the active endpoint, the local model)
     recorded_ep = api_endpoint(store, None)
+    if recorded_ep == store.active_endpoint() and not str(recorded_ep).startswith("recorded:"):
+        recorded_ep = None
     recorded: dict[str, str] = {}
-    if recorded_ep is not None and recorded_ep.startswith("recorded:"):
+    if recorded_ep is not None:
         answers = store.prediction_columns(("text_hash", "label"), endpoint=recorded_ep)
         recorded = {h: lbl for h, lbl in zip(answers["text_hash"], answers["label"], strict=True) if lbl is not None}
     train = (usage == "training") & (intent != "")

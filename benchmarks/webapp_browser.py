@@ -5,6 +5,7 @@ Usage::
     .venv/bin/python benchmarks/webapp_browser.py --db data/hl_debug.db      # a real database
     .venv/bin/python benchmarks/webapp_browser.py --synthetic 100000          # a generated one
     .venv/bin/python benchmarks/webapp_browser.py --synthetic 100000 --legacy f70892b~1   # before/after
+    .venv/bin/python benchmarks/webapp_browser.py --synthetic 300             # a quick check
 
 Prints the time from navigation until the map is drawn with every point (``/api/points``
 fetched, colours computed, source filled, the points painted, one frame) on a freshly started

@@ -5,8 +5,9 @@ Usage::
     .venv/bin/python benchmarks/webapp_payload.py --sizes 2327 20000 100000
     .venv/bin/python benchmarks/webapp_payload.py --sizes 2327 100000 --legacy f70892b~1   # before/after
 
-Builds a synthetic database per size (utterances, points, predictions, issues, queue —
-no models needed), then times, through Flask's test client: ``GET /api/points`` (the
+Builds a synthetic database per size (:func:`build`: a synthetic export ingested, random
+answers through the predict step, random points, clusters, issues and queue rows written
+through the store's public API — no models needed), then times, through Flask's test client: ``GET /api/points`` (the
 map's data: the first request after start, then again, a reload with ``If-None-Match``,
 and the first one after a review decision; bytes sent without and with
 ``Accept-Encoding: gzip``), ``GET /api/utterances?ids=`` for 200 ids (what a lasso
@@ -25,6 +26,11 @@ report are answered when asked for at once (and the map's data again on a second
 the first one's warm-up has stored it). One Markdown row per route and code version::
 
     .venv/bin/python benchmarks/webapp_payload.py --db /tmp/hl-debug-bench/bench-100000.db --legacy 9aadaf9
+
+``--routes-synthetic N`` does the same on a synthetic database of N utterances. Quick checks::
+
+    .venv/bin/python benchmarks/webapp_payload.py --sizes 300
+    .venv/bin/python benchmarks/webapp_payload.py --routes-synthetic 300
 """
 
 from __future__ import annotations

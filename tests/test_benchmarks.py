@@ -4,7 +4,8 @@ The benchmarks are scripts a person runs by hand, so nothing else would notice w
 them drifts from the library (one called a private method with a missing argument for
 months). Each test runs one script as ``python benchmarks/<script>.py <quick flags>`` and
 checks it exits 0 and prints a figure row of its table, not only that it finished. The ones
-that load the real encoder or the real export are ``slow``; the Chromium one is ``browser``.
+that load the real encoder are ``slow``; the Chromium one is ``browser``. The ones that read
+the real export (``../shared/data``, beside the repository) take the ``real_export`` fixture.
 """
 
 from __future__ import annotations
@@ -17,8 +18,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from tests.conftest import REAL_EXPORT
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,13 +47,6 @@ def is_number(cell: str) -> bool:
     return bool(NUMBER.match(cell))
 
 
-@pytest.fixture
-def shared_export() -> Path:
-    if not REAL_EXPORT.exists():
-        pytest.skip(f"shared export not found at {REAL_EXPORT}")
-    return REAL_EXPORT
-
-
 # -- quick, synthetic data: no model to load ---------------------------------------------
 
 
@@ -79,7 +71,7 @@ def test_predict_throughput_times_training_and_answering_on_a_synthetic_database
     assert figure_row(out, "loopback HTTP, 20 per request, concurrency 4")[1] == "60"
 
 
-def test_make_scaled_export_writes_an_export(shared_export, tmp_path):
+def test_make_scaled_export_writes_an_export(real_export, tmp_path):
     out = tmp_path / "scaled.json.zip"
     printed = run_script("make_scaled_export", "--rows", "300", "--out", str(out), "--seed", "0")
     assert re.search(r"wrote 300 records to .*\(\d+ planted flips", printed), printed
@@ -90,7 +82,7 @@ def test_make_scaled_export_writes_an_export(shared_export, tmp_path):
 
 
 @pytest.mark.slow
-def test_embed_throughput_and_analyze_stages(shared_export):
+def test_embed_throughput_and_analyze_stages(real_export):
     out = run_script("embed_throughput", "--limit", "200", "--batch-sizes", "32", "--analyze")
     assert is_number(figure_row(out, "32")[2])
     assert is_number(figure_row(out, "UMAP 2-D (map)")[1])
@@ -99,7 +91,7 @@ def test_embed_throughput_and_analyze_stages(shared_export):
 
 
 @pytest.mark.slow
-def test_encoder_backends(shared_export):
+def test_encoder_backends(real_export):
     out = run_script("encoder_backends", "--limit", "200", "--backends", "onnx-int8", "--batch-sizes", "32")
     assert is_number(figure_row(out, "onnx-int8")[4])  # utt/s
 
@@ -115,7 +107,7 @@ def test_analyze_scaling_gives_the_same_map_each_fit():
 
 
 @pytest.mark.slow
-def test_label_noise(shared_export, tmp_path):
+def test_label_noise(real_export, tmp_path):
     out = run_script("label_noise", "--seeds", "1", "--rates", "0.05", "--kinds", "uniform",
                      "--limit", "600", "--db", str(tmp_path / "noise.db"))
     row = figure_row(out, "uniform")
@@ -124,14 +116,14 @@ def test_label_noise(shared_export, tmp_path):
 
 
 @pytest.mark.slow
-def test_predict_throughput_against_the_local_model_server(shared_export, tmp_path):
+def test_predict_throughput_against_the_local_model_server(real_export, tmp_path):
     out = run_script("predict_throughput", "--n", "40", "--concurrency", "1", "--modes", "encode,cached", "--limit", "400",
                      "--db", str(tmp_path / "predict.db"))
     assert figure_row(out, "encode")[2] == "40" and figure_row(out, "cached")[2] == "40"
 
 
 @pytest.mark.slow
-def test_pipeline_times_each_step(shared_export, tmp_path):
+def test_pipeline_times_each_step(real_export, tmp_path):
     out = run_script("pipeline", "--sizes", "300", "--scenarios", "cold", "--workdir", str(tmp_path))
     row = figure_row(out, "300")
     assert row[1] == "cold" and all(is_number(c) for c in row[2:]), row
