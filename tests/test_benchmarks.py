@@ -83,7 +83,7 @@ def test_make_scaled_export_writes_an_export(real_export, tmp_path):
 
 @pytest.mark.slow
 def test_embed_throughput_and_analyze_stages(real_export):
-    out = run_script("embed_throughput", "--limit", "200", "--batch-sizes", "32", "--analyze")
+    out = run_script("embed_throughput", "--limit", "150", "--batch-sizes", "32", "--analyze")
     assert is_number(figure_row(out, "32")[2])
     assert is_number(figure_row(out, "UMAP 2-D (map)")[1])
     assert re.search(r"\| HDBSCAN \(min_cluster_size=\d+, min_samples=\d+, cluster_selection_epsilon=[\d.]+\) \| [\d.]+ \|",
@@ -96,20 +96,18 @@ def test_encoder_backends(real_export):
     assert is_number(figure_row(out, "onnx-int8")[4])  # utt/s
 
 
-@pytest.mark.slow
-def test_analyze_scaling_gives_the_same_map_each_fit():
-    out = run_script("analyze_scaling", "--synthetic", "300", "--variants", "cache-warm,cache-warm", "--numba-cache", "existing")
-    rows = [[c.strip() for c in line.strip("|").split("|")] for line in out.splitlines() if line.startswith("| 300 |")]
-    cold, warm = rows
-    assert cold[1] == warm[1] == "cache-warm"
-    assert is_number(cold[2]) and is_number(warm[2])
-    assert cold[4] == warm[4], "a seeded fit gives the same map every time"
+@pytest.mark.slow  # numba compiles UMAP in the child process unless its cache is warm
+def test_analyze_scaling_fits_in_a_fresh_process():
+    out = run_script("analyze_scaling", "--synthetic", "200", "--variants", "cache-warm", "--numba-cache", "existing")
+    row = figure_row(out, "200")
+    assert row[1] == "cache-warm" and is_number(row[2]) and is_number(row[3])
+    assert re.fullmatch(r"[0-9a-f]{16}", row[4]) and is_number(row[5]), row
 
 
 @pytest.mark.slow
 def test_label_noise(real_export, tmp_path):
     out = run_script("label_noise", "--seeds", "1", "--rates", "0.05", "--kinds", "uniform",
-                     "--limit", "600", "--db", str(tmp_path / "noise.db"))
+                     "--limit", "400", "--db", str(tmp_path / "noise.db"))
     row = figure_row(out, "uniform")
     assert row[1] == "5%" and row[2] == "cleanlab self-conf."
     assert re.match(r"0\.\d{3} ± 0\.000", row[3]), row
@@ -124,8 +122,8 @@ def test_predict_throughput_against_the_local_model_server(real_export, tmp_path
 
 @pytest.mark.slow
 def test_pipeline_times_each_step(real_export, tmp_path):
-    out = run_script("pipeline", "--sizes", "300", "--scenarios", "cold", "--workdir", str(tmp_path))
-    row = figure_row(out, "300")
+    out = run_script("pipeline", "--sizes", "200", "--scenarios", "cold", "--workdir", str(tmp_path))
+    row = figure_row(out, "200")
     assert row[1] == "cold" and all(is_number(c) for c in row[2:]), row
 
 
