@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from hl_debug.models.neighbors import KnnMemo
 from hl_debug.steps.analyze import analyze_step
 from hl_debug.steps.embed import embed_step
 from hl_debug.steps.ingest import ingest
@@ -56,6 +57,8 @@ def run_pipeline(store: Store, export: str | Path, **options: Any) -> list[dict[
     signals step then uses them as the API's evidence).
     """
     summaries = []
+    # one exact kNN per run: the analyze step computes it, the signals step reads it back
+    options.setdefault("knn_memo", KnnMemo())
     t0 = time.perf_counter()
     counts = ingest(store, export)
     summaries.append({"step": "ingest", "seconds": round(time.perf_counter() - t0, 2), **counts})

@@ -39,7 +39,7 @@ def test_cached_by_content_and_sliced_for_smaller_k():
     idx10, _ = knn(X, 10, cache=True)
     idx3, sim3 = knn(X.copy(), 3, cache=True)  # same content, another array: a cache hit
     np.testing.assert_array_equal(idx3, idx10[:, :3])
-    assert len(neighbors._CACHE) == 1
+    assert len(neighbors._GLOBAL) == 1
     with pytest.raises(ValueError):
         idx3[0, 0] = 1  # shared results are read-only
 
@@ -49,11 +49,11 @@ def test_the_memo_is_opt_in_and_results_do_not_depend_on_it():
     X = _unit(np.random.default_rng(3), 50, 8)
     X[7] = X[8] = X[9]  # ties at the boundary are broken alike with or without the memo
     plain = knn(X, 2)
-    assert not neighbors._CACHE
+    assert not len(neighbors._GLOBAL)
     memo = knn(X, 2, cache=True)
     np.testing.assert_array_equal(plain[0], memo[0])
     np.testing.assert_array_equal(plain[1], memo[1])
-    assert len(neighbors._CACHE) == 1
+    assert len(neighbors._GLOBAL) == 1
 
 
 def test_subset_knn_reads_a_full_knn_handed_to_it():
@@ -64,7 +64,7 @@ def test_subset_knn_reads_a_full_knn_handed_to_it():
     rows = np.arange(0, 80, 2)
     full = knn(X, 40)
     np.testing.assert_array_equal(subset_knn(X, rows, 5, full=full)[0], subset_knn(X, rows, 5)[0])
-    assert not neighbors._CACHE
+    assert not len(neighbors._GLOBAL)
 
 
 def test_bad_input():
@@ -103,3 +103,20 @@ def test_subset_knn_rejects_unsorted_rows_and_bad_k():
         subset_knn(X, [3, 1, 2], 1)
     with pytest.raises(ValueError, match="k must be"):
         subset_knn(X, [0, 1, 2], 3)
+
+
+def test_a_run_memo_is_shared_explicitly_and_never_global():
+    from hl_debug.models.neighbors import KnnMemo, knn_graph
+
+    neighbors.clear_cache()
+    X = _unit(np.random.default_rng(6), 70, 8)
+    memo = KnnMemo()
+    graph = knn_graph(X, 11, memo=memo)  # the analyze step's UMAP graph
+    assert len(memo) == 1 and not len(neighbors._GLOBAL)
+    idx, sim = knn(X.copy(), 20, memo=memo)  # the signals step: same vectors, a hit (width >= 32 was computed)
+    assert len(memo) == 1
+    np.testing.assert_array_equal(idx[:, :10], graph[0][:, 1:])
+    np.testing.assert_array_equal((idx, sim), knn(X, 20))  # the same answer as computing afresh
+    knn(_unit(np.random.default_rng(7), 70, 8), 3, memo=memo)
+    knn(_unit(np.random.default_rng(8), 70, 8), 3, memo=memo)
+    assert len(memo) == memo.max_entries  # bounded: the oldest entry went

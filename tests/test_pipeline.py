@@ -11,19 +11,36 @@ import pytest
 from click.testing import CliRunner
 
 from hl_debug.cli import cli
+from hl_debug.signals.registry import get_signal
 from hl_debug.steps.ingest import ingest
 from hl_debug.storage import CLUSTERS, NEIGHBORS, POINTS, Store
 
 
 @pytest.mark.slow
-def test_run_real_export_maps_and_clusters_everything(db_path, real_export, recorded_predictions, tmp_path):
+def test_run_real_export_maps_and_clusters_everything(db_path, real_export, recorded_predictions, tmp_path,
+                                                      monkeypatch):
+    from hl_debug.models import neighbors
+
+    full_passes = []
+    compute = neighbors._compute
+
+    def counting(X, k, queries=None):
+        if queries is None:
+            full_passes.append(len(X))
+        return compute(X, k, queries)
+
+    monkeypatch.setattr(neighbors, "_compute", counting)
     runner = CliRunner()
     args = ["--db", str(db_path), "run", str(real_export), "--recorded-predictions", str(recorded_predictions)]
     r = runner.invoke(cli, args, obj={})
     assert r.exit_code == 0, r.output
+    assert full_passes == [2327]  # one exact kNN per run: analyze computes it, signals reads it from the run's memo
     summary = re.compile(r"^(\w+)\s+[\d.]+s  ")  # "<step>  <seconds>s  <counts>"; progress bars go elsewhere
     steps = [m.group(1) for line in r.stdout.splitlines() if (m := summary.match(line))]
     assert steps == ["ingest", "import", "embed", "predict", "analyze", "signals", "web"]
+    # then one line per registered signal, from the registry
+    assert "\n  Scored 2134 annotated rows: 27 flagged as likely errors" in r.stdout
+    assert "\n  Annotation queue: 193 rows" in r.stdout
 
     store = Store(db_path)
     try:
@@ -39,7 +56,8 @@ def test_run_real_export_maps_and_clusters_everything(db_path, real_export, reco
         assert len(report["impure_clusters"]) >= 5 and len(report["unannotated_regions"]) >= 3
         assert all(r["suspects"] for r in report["impure_clusters"])
         # the debug signals cover every annotated row and every unannotated one
-        assert len(store.rows("issues")) == 2134 and len(store.rows("queue")) == 193
+        assert store.table_count(get_signal("issues").table) == 2134
+        assert store.table_count(get_signal("queue").table) == 193
         assert any(e["endpoint"].startswith("recorded:") for e in store.endpoints())
         assert store.report("model_report")
         assert isinstance(store.report("web_map_payload"), dict)  # the web step kept the map's data
@@ -76,4 +94,4 @@ def test_web_step_keeps_the_map_data_for_the_next_start(db_path, tiny_export_pat
     assert isinstance(store.report(STORED_NAME), dict)
     assert web_step(store, {}) == {"skipped": True}  # a fresh process reads it back
     body = json.loads(PayloadCache().get(store)[1])  # the kept payload is the app's payload
-    assert decode_column(body["columns"]["id"]) == sorted(r["id"] for r in store.rows("points"))
+    assert decode_column(body["columns"]["id"]) == sorted(r["id"] for r in store.table_rows(POINTS))

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from hl_debug.models.neighbors import MIN_K, knn, subset_knn
+from hl_debug.models.neighbors import MIN_K, KnnMemo, knn, subset_knn
 
 
 @dataclass(frozen=True)
@@ -70,6 +70,7 @@ class SignalContext:
     active_endpoint: str | None = None
     graph: tuple[np.ndarray, np.ndarray] | None = None
     results: dict[str, Any] = field(default_factory=dict)
+    knn_memo: KnnMemo | None = None
 
     def __post_init__(self) -> None:
         self.ids = np.asarray(self.ids, dtype=np.int64)
@@ -131,7 +132,7 @@ class SignalContext:
         n = len(self)
         width = min(n - 1, max(k, MIN_K))
         if self.graph is None or self.graph[0].shape[1] < width:
-            self.graph = knn(self.vectors, width, cache=False) if width >= 1 else (
+            self.graph = knn(self.vectors, width, memo=self.knn_memo) if width >= 1 else (
                 np.zeros((n, 0), dtype=np.int64), np.zeros((n, 0), dtype=np.float32))
         return self.graph
 

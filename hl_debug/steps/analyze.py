@@ -19,7 +19,7 @@ import numpy as np
 
 from hl_debug.errors import AnalysisError, ConfigError, MissingStepError
 from hl_debug.models.map import SELECTION_METHODS, MapAnalyzer
-from hl_debug.models.neighbors import knn_graph
+from hl_debug.models.neighbors import KnnMemo, knn_graph
 from hl_debug.scoring import clusters as cl
 from hl_debug.storage import CLUSTERS, NEIGHBORS, POINTS, Store, hash_json, package_versions
 
@@ -58,7 +58,7 @@ def _check_options(params: dict[str, Any], k_neighbors: int, min_annotated: int,
 
 def analyze(store: Store, analyzer: MapAnalyzer | None = None, *, k_neighbors: int = 10, min_annotated: int = 5,
             top_keywords: int = 5, impurity_method: str = "wilson", region_method: str = "wilson",
-            force: bool = False, progress: bool = True) -> dict[str, Any]:
+            force: bool = False, progress: bool = True, knn_memo: KnnMemo | None = None) -> dict[str, Any]:
     """Map, cluster and describe every utterance; write points, neighbors, clusters, report.
 
     Parameters
@@ -144,7 +144,7 @@ def analyze(store: Store, analyzer: MapAnalyzer | None = None, *, k_neighbors: i
                 nb_idx[pos[r["id"]], r["rank"] - 1] = pos[r["neighbor_id"]]
         else:
             k_graph = min(max(analyzer.n_neighbors, k_neighbors + 1), len(ids))
-            knn = knn_graph(X, k_graph, metric=analyzer.metric)
+            knn = knn_graph(X, k_graph, metric=analyzer.metric, memo=knn_memo)
             stage("knn")
             try:
                 analyzer.fit(X, knn=knn)
@@ -238,5 +238,6 @@ def analyze_step(store: Store, options: dict[str, Any]) -> dict[str, Any]:
     """Pipeline adapter: ``options`` may hold :class:`MapAnalyzer` parameters, ``k_neighbors``,
     ``min_annotated``, ``top_keywords``, ``force`` and ``progress``."""
     analyzer = options.get("analyzer") or analyzer_from_options(options)
-    keys = ("k_neighbors", "min_annotated", "top_keywords", "impurity_method", "region_method", "force", "progress")
+    keys = ("k_neighbors", "min_annotated", "top_keywords", "impurity_method", "region_method", "force", "progress",
+            "knn_memo")
     return analyze(store, analyzer, **{k: options[k] for k in keys if options.get(k) is not None})

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from hl_debug.errors import ConfigError, MissingStepError
+from hl_debug.models.neighbors import KnnMemo
 from hl_debug.signals.context import Predictions, SignalContext
 from hl_debug.signals.registry import all_signals
 from hl_debug.storage import POINTS, Store, hash_json, package_versions
@@ -54,7 +55,7 @@ def api_endpoint(store: Store, name: str | None) -> str | None:
     return names[0] if names else None
 
 
-def load_context(store: Store, *, encoder: str, api: str | None) -> SignalContext:
+def load_context(store: Store, *, encoder: str, api: str | None, knn_memo: KnnMemo | None = None) -> SignalContext:
     """Read one run's :class:`SignalContext` from the store (the kNN graph is computed
     lazily, once, by the first signal that needs it)."""
     ids, X = store.load_embeddings(encoder)
@@ -80,11 +81,12 @@ def load_context(store: Store, *, encoder: str, api: str | None) -> SignalContex
     active = store.active_endpoint()
     return SignalContext(ids=ids, texts=take(u["text"]), vectors=X, labels=take(u["intent"]),
                          splits=take(u["usage"]), cluster_ids=clusters, predictions=predictions,
-                         api_endpoint=api, active_endpoint=active if active in predictions else None)
+                         api_endpoint=api, active_endpoint=active if active in predictions else None,
+                         knn_memo=knn_memo)
 
 
 def signals(store: Store, *, options: dict[str, Any] | None = None, force: bool = False,
-            progress: bool = True) -> dict[str, Any]:
+            progress: bool = True, knn_memo: KnnMemo | None = None) -> dict[str, Any]:
     """Compute every registered signal and write it to the store; returns counts.
 
     ``options`` overrides :func:`defaults` (unknown keys are ignored). Skipped
@@ -116,7 +118,7 @@ def signals(store: Store, *, options: dict[str, Any] | None = None, force: bool 
     with store.run("signals", parameters=opts, inputs_hash=inputs_hash,
                    versions=package_versions("scikit-learn", "cleanlab", "numpy")) as counts, \
             tqdm(total=len(instances) + 1, desc="signals", unit="signal", disable=not progress) as bar:
-        context = load_context(store, encoder=encoder, api=api_ep)
+        context = load_context(store, encoder=encoder, api=api_ep, knn_memo=knn_memo)
         bar.update()
         for signal in instances:
             result = signal.find(context)
@@ -148,4 +150,4 @@ def summary_lines(store: Store, counts: dict[str, Any]) -> list[str]:
 def signals_step(store: Store, options: dict[str, Any]) -> dict[str, Any]:
     """Pipeline adapter for :func:`signals` (``options`` may hold any :func:`defaults` key)."""
     return signals(store, options=options, force=bool(options.get("force_signals")),
-                   progress=options.get("progress", True))
+                   progress=options.get("progress", True), knn_memo=options.get("knn_memo"))

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from hl_debug.domain import NO_SPLIT
 from hl_debug.errors import MissingStepError, NotFoundError
 from hl_debug.storage.runs import now
+from hl_debug.storage.schema import UTTERANCES
 
-#: The ``utterances`` table's columns (its DDL is in :mod:`hl_debug.storage.connection`).
-UTTERANCE_COLUMNS = ("id", "project_id", "text", "intent", "usage", "complete", "score", "text_hash", "position",
-                     "raw", "row_hash", "ingested_at", "updated_at")
+#: The ``utterances`` table's columns (declared in :mod:`hl_debug.storage.schema`).
+UTTERANCE_COLUMNS = UTTERANCES.column_names
 #: Named orders of utterance reads.
 UTTERANCE_ORDERS = {"id": "id", "position": "position, id"}
 
@@ -45,11 +46,12 @@ class Utterances:
     db: Any
     path: str
 
-    def transaction(self) -> Any:  # provided by Connection
-        raise NotImplementedError
+    if TYPE_CHECKING:  # provided by the composed Store
+        def transaction(self) -> Any:
+            ...
 
-    def _bump(self) -> None:  # provided by Connection
-        raise NotImplementedError
+        def _bump(self) -> None:
+            ...
 
 
     def count_utterances(self) -> int:
@@ -154,7 +156,7 @@ class Utterances:
         q = self.db.execute
         n = q("SELECT COUNT(*) FROM utterances").fetchone()[0]
         n_ann = q("SELECT COUNT(*) FROM utterances WHERE intent IS NOT NULL").fetchone()[0]
-        by_usage = {(u if u is not None else "none"): c for u, c in q(
+        by_usage = {(u if u is not None else NO_SPLIT): c for u, c in q(
             "SELECT usage, COUNT(*) FROM utterances GROUP BY usage ORDER BY usage IS NULL, usage")}
         by_intent = {i: c for i, c in q(
             "SELECT intent, COUNT(*) FROM utterances WHERE intent IS NOT NULL GROUP BY intent ORDER BY COUNT(*) DESC, intent")}

@@ -10,21 +10,15 @@ each contributes), so a new signal shows up in the inspector without an edit her
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hl_debug.storage.reviews import LATEST_DECISION_SQL, effective_label_join, effective_label_sql
-from hl_debug.storage.schema import CLUSTERS, POINTS, Evidence
+from hl_debug.storage.schema import CLUSTERS, POINTS, Evidence, Table
 
 #: The inspector's own columns, in output order, around the evidence columns.
 UTTERANCE_FIELDS = ("id", "text", "intent", "label", "usage", "complete")
 POINT_FIELDS = {"x": "x", "y": "y", "cluster_id": "cluster_id", "outlier_score": "outlier_score"}
 PREDICTION_FIELDS = {"predicted_label": "label", "confidence": "confidence", "entropy": "entropy", "margin": "margin"}
-
-
-def _default_evidence() -> tuple[Evidence, ...]:
-    from hl_debug.storage.legacy import DEFAULT_EVIDENCE
-
-    return DEFAULT_EVIDENCE
 
 
 class WebViews:
@@ -33,21 +27,22 @@ class WebViews:
 
     db: Any
 
-    def table_columns(self, table: str) -> list[str]:  # provided by Store
-        raise NotImplementedError
+    if TYPE_CHECKING:  # provided by the composed Store
+        def table_columns(self, table: str) -> list[str]:
+            ...
 
-    def table_exists(self, table: str) -> bool:  # provided by Store
-        raise NotImplementedError
+        def table_exists(self, table: str) -> bool:
+            ...
 
-    def active_endpoint(self) -> str | None:  # provided by Store
-        raise NotImplementedError
+        def active_endpoint(self) -> str | None:
+            ...
 
     # -- the joined inspector row ------------------------------------------------------
 
     def inspector_columns(self, evidence: Sequence[Evidence] | None = None) -> tuple[str, ...]:
-        """The output columns of :meth:`inspector_rows` for ``evidence`` (default: the current
-        signal tables' evidence), in order."""
-        ev = _default_evidence() if evidence is None else tuple(evidence)
+        """The output columns of :meth:`inspector_rows` for ``evidence`` (default: none;
+        callers pass the signal registry's), in order."""
+        ev = () if evidence is None else tuple(evidence)
         return (*UTTERANCE_FIELDS, *POINT_FIELDS, *PREDICTION_FIELDS,
                 *(name for e in ev for name in e.columns), "decision")
 
@@ -55,7 +50,7 @@ class WebViews:
                          endpoint: str | None, where: list[str], args: list[Any]) -> tuple[list[str], str, list]:
         """``(names, sql, args)`` of the joined read; joins only what ``columns`` need (each
         join is on a unique key, so leaving one out never changes the rows)."""
-        ev = _default_evidence() if evidence is None else tuple(evidence)
+        ev = () if evidence is None else tuple(evidence)
         names = list(self.inspector_columns(ev) if columns is None else columns)
         valid = self.inspector_columns(ev)
         unknown = [c for c in names if c not in valid]
@@ -102,7 +97,8 @@ class WebViews:
         Each row: id, text, intent (original), label (effective), usage, complete, x, y,
         cluster_id, outlier_score, predicted_label, confidence, entropy, margin (of
         ``endpoint``, default the active one), one column per output name of ``evidence``
-        (default: the signal tables' evidence), decision (the latest action). Columns of
+        (default: none; callers pass the
+        signal registry's :func:`~hl_debug.signals.registry.evidence`), decision (the latest action). Columns of
         steps not run yet are NULL, so the inspector works after any prefix of the pipeline.
         """
         ids = [int(i) for i in ids]
@@ -156,13 +152,13 @@ class WebViews:
         ``({cluster: its first per_cluster inspector rows}, {cluster: how many there are})``.
 
         ``score`` orders rows within a cluster: its table's column of its first output name,
-        highest first, NULLs last (default: the label-issue score); then by id.
+        highest first, NULLs last (default: ``issue_score`` of ``evidence``); then by id.
         """
         if not (self.table_exists(POINTS.name) and "majority_intent" in self.table_columns(CLUSTERS.name)):
             return {}, {}
-        if score is None:
+        if score is None:  # the label-issue score, when the evidence carries it
             score = next((Evidence(e.table, {"issue_score": e.columns["issue_score"]})
-                          for e in _default_evidence() if "issue_score" in e.columns), None)
+                          for e in evidence or () if "issue_score" in e.columns), None)
         join, order = "", "p.cluster_id, u.id"
         if score is not None:
             col = next(iter(score.columns.values()))
@@ -184,11 +180,11 @@ class WebViews:
             minority.setdefault(r["cluster_id"], []).append(r)
         return minority, counts
 
-    def queue_progress(self, table: Any = None) -> dict[str, int]:
+    def queue_progress(self, table: Table | str | None = None) -> dict[str, int]:
         """Review progress over the annotation queue ``table`` (a Table or its name; default
         ``queue``): ``total`` rows, ``pending`` (no decision yet), ``done`` (decided) and
         ``labelled`` (effective label set). All 0 before the step has run."""
-        name = "queue" if table is None else getattr(table, "name", table)
+        name = "queue" if table is None else table if isinstance(table, str) else table.name
         if not self.table_exists(name):
             return {"total": 0, "pending": 0, "done": 0, "labelled": 0}
         total = self.db.execute(f"SELECT COUNT(*) FROM [{name}]").fetchone()[0]
