@@ -78,6 +78,16 @@ def test_make_scaled_export_writes_an_export(real_export, tmp_path):
     assert out.exists() and Path(str(out) + ".truth.json").exists()
 
 
+def test_make_banking_export_writes_an_export(tmp_path):
+    source = ROOT.parent / "shared" / "data" / "banking77"
+    if not (source / "train.csv").exists():
+        pytest.skip(f"banking77 not found at {source}")
+    out = tmp_path / "banking.json"
+    printed = run_script("make_banking_export", "--out", str(out), "--rows", "300")
+    assert re.search(r"banking77 export: 300 rows, \d+ intents, \d+ annotated", printed), printed
+    assert out.exists() and Path(str(out) + ".truth.json").exists()
+
+
 # -- the real encoder or the real export ---------------------------------------------------
 
 
