@@ -125,7 +125,11 @@ def main(argv: list[str] | None = None) -> int:
                     help="comma-separated subset of cold, warm, changed (warm 1%% changed)")
     ap.add_argument("--baseline", default=None, metavar="GIT_REF",
                     help="also time the code at this git revision (in a worktree), in the same run")
+    ap.add_argument("--write", action="store_true", help=argparse.SUPPRESS)  # gone: RESULTS.md is curated
     args = ap.parse_args(argv)
+    if args.write:
+        ap.error("--write no longer appends to benchmarks/RESULTS.md (a curated page): run without it and "
+                 "replace the page's table with the printed one")
     args.workdir.mkdir(parents=True, exist_ok=True)
     load_before = os.getloadavg()[0]
     lines = ["| N | scenario | " + " | ".join(STEPS) + " | total s | peak RSS MB |",
