@@ -161,7 +161,7 @@ def render_unannotated_regions(store: Store, top: int = 3, examples: int = 3) ->
 
 @section("top_suspected_errors", "Top 15 suspected label errors")
 def render_top_suspected_errors(store: Store, top: int = 15) -> str:
-    issues = store.table_rows(signal_table("label_issues"), order="rank", limit=top)
+    issues = store.table_rows(signal_table("issues"), order="rank", limit=top)
     if not issues:
         return "_No label-issue scores yet: run `hl-debug signals`._"
     texts = {u["id"]: u for u in store.utterance_rows(["id", "text", "usage"])}

@@ -142,7 +142,7 @@ def test_report_page_and_confusion_cells_for_any_endpoint(web_db):
     s = Store(web_db)  # a second endpoint that answers card_issue for every row
     s.save_predictions("other:model", [{"text_hash": u["text_hash"], "label": "card_issue", "confidence": 0.9,
                                         "distribution": [["card_issue", 0.9]], "entropy": 0.3, "margin": 0.8}
-                                       for u in s.utterances()])
+                                       for u in s.utterance_rows(["text_hash"])])
     store_model_report(s)  # the signals step stores the report of every endpoint
     s.close()
     client = create_app({"DB": str(web_db), "TESTING": True}).test_client()

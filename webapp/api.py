@@ -160,7 +160,7 @@ def cluster(cluster_id: int):
 def issues():
     """Suspected label errors by score (``?limit=&offset=&pending=1&flagged=1``)."""
     store = get_store()
-    table = signal_table("label_issues")
+    table = signal_table("issues")
     _require_table(store, table, "label-issue scores", step="signals")
     limit, offset = _window()
     flagged = request.args.get("flagged") == "1" and "flagged" in store.table_columns(table.name)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from flask import Flask, current_app, g
 
+from hl_debug.signals.registry import evidence as registered_evidence
 from hl_debug.steps.review import signal_table
 from hl_debug.storage import Evidence, Store
 
@@ -26,13 +27,7 @@ def close_store(exc: BaseException | None = None) -> None:
 
 def evidence() -> list[Evidence]:
     """The inspector's evidence columns: what every registered signal contributes."""
-    try:
-        from hl_debug.signals.registry import evidence as registered
-    except ImportError:  # pragma: no cover - before the signals plug-ins are merged
-        from hl_debug.storage import DEFAULT_EVIDENCE
-
-        return list(DEFAULT_EVIDENCE)
-    return registered()
+    return registered_evidence()
 
 
 def init_app(app: Flask) -> None:

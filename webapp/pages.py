@@ -82,7 +82,7 @@ def issues_view():
     """Suspected label errors, ranked, with evidence and review actions."""
     store = get_store()
     store.require_utterances()
-    table = signal_table("label_issues")
+    table = signal_table("issues")
     missing = _missing(table, "signals")
     page, size = _page_args()
     pending = request.args.get("pending", "1") == "1"

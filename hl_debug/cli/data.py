@@ -71,21 +71,28 @@ def stats(ctx: click.Context, fmt: str) -> None:
 @setting_options("run")
 @click.pass_context
 def run(ctx: click.Context, export: str, recorded_predictions: str | None) -> None:
-    """Run the whole pipeline on EXPORT: ingest, predict, embed, analyze, signals.
+    """Run the whole pipeline on EXPORT: ingest, embed, predict, analyze, signals, web.
 
-    Each step is skipped when its inputs have not changed since its last run.
+    Each step is skipped when its inputs have not changed since its last run. After the
+    per-step lines comes one line per signal (what it found).
 
     \b
     Example:
         hl-debug run ../shared/data/chatbot_intent_classifier_data.json.zip \\
             --recorded-predictions ../shared/data/recorded_predictions_project411.json
     """
+    from hl_debug.steps.signals import summary_lines
     from pipelines.full import run_pipeline
 
     store = _store(ctx, create=True)
+    signal_counts = None
     for summary in run_pipeline(store, export, recorded_predictions=recorded_predictions):
         details = ", ".join(f"{k}={v}" for k, v in summary.items() if k not in ("step", "seconds"))
         click.echo(f"{summary['step']:<10} {summary['seconds']:>7.1f}s  {details}")
+        if summary["step"] == "signals" and not summary.get("skipped"):
+            signal_counts = summary
+    for line in summary_lines(store, signal_counts) if signal_counts else ():
+        click.echo(f"  {line}")
 
 
 @cli.command("import-predictions")

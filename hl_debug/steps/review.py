@@ -17,6 +17,7 @@ from typing import Any
 
 from hl_debug.domain import ACTIONS, SPLITS
 from hl_debug.errors import AnnotationError, MissingFieldError
+from hl_debug.signals.registry import get_signal
 from hl_debug.storage import Store, Table
 
 log = logging.getLogger(__name__)
@@ -25,14 +26,7 @@ __all__ = ["ACTIONS", "annotation_rows", "corrected_records", "record_decision",
 
 
 def signal_table(name: str) -> Table:
-    """The declared table of signal ``name`` (``label_issues``, ``queue``, ...), from the
-    signals registry (until the plug-ins land: the storage's transitional declarations)."""
-    try:
-        from hl_debug.signals.registry import get_signal
-    except ImportError:  # pragma: no cover - before the signals plug-ins are merged
-        from hl_debug.storage import legacy
-
-        return {"label_issues": legacy.ISSUES, "queue": legacy.QUEUE, "duplicates": legacy.DUPLICATES}[name]
+    """The declared table of the registered signal ``name`` (``issues``, ``queue``, ...)."""
     table = get_signal(name).table
     if table is None:
         raise ValueError(f"signal {name!r} writes no table")
@@ -41,7 +35,7 @@ def signal_table(name: str) -> Table:
 
 def _suggestion(store: Store, utterance_id: int) -> str | None:
     """The label the pipeline suggests for a row: the issue's suggestion, else the queue's prediction."""
-    for signal, column in (("label_issues", "suggested_label"), ("queue", "predicted_label")):
+    for signal, column in (("issues", "suggested_label"), ("queue", "predicted_label")):
         table = signal_table(signal)
         if column in store.table_columns(table.name):
             rows = store.table_rows(table, ids=[utterance_id])

@@ -8,10 +8,10 @@ The fragment methods of :mod:`hl_debug.storage.legacy` remain only while callers
 from __future__ import annotations
 
 from hl_debug.domain import hash_json, text_hash
-from hl_debug.storage.legacy import DEFAULT_EVIDENCE, DERIVED_TABLES, DUPLICATES, ISSUES, QUEUE
 from hl_debug.storage.protocol import StoreProtocol
 from hl_debug.storage.schema import (
     CLUSTERS,
+    CORE_TABLES,
     MAP_TABLES,
     NEIGHBORS,
     POINTS,
@@ -21,6 +21,6 @@ from hl_debug.storage.schema import (
 )
 from hl_debug.storage.sqlite import SCHEMA_VERSION, USAGES, Store, now, package_versions
 
-__all__ = ["CLUSTERS", "DEFAULT_EVIDENCE", "DERIVED_TABLES", "DUPLICATES", "ISSUES", "MAP_TABLES", "NEIGHBORS",
-           "POINTS", "QUEUE", "SCHEMA_VERSION", "USAGES", "Column", "Evidence", "Store", "StoreProtocol", "Table",
+__all__ = ["CLUSTERS", "CORE_TABLES", "MAP_TABLES", "NEIGHBORS",
+           "POINTS", "SCHEMA_VERSION", "USAGES", "Column", "Evidence", "Store", "StoreProtocol", "Table",
            "hash_json", "now", "package_versions", "text_hash"]

@@ -11,7 +11,8 @@ Core tables
 ``annotations``     review decisions (append-only; see :mod:`hl_debug.storage.reviews`)
 ``hl_meta``         key/value: schema version, data version, active endpoint/encoder
 
-Derived tables (points, clusters, neighbours, each signal's table) are declared as
+Their columns are declared engine-neutrally in :data:`hl_debug.storage.schema.CORE_TABLES`
+(the contract tests check this DDL against them). Derived tables (points, clusters, neighbours, each signal's table) are declared as
 :class:`~hl_debug.storage.schema.Table` values and built by
 :meth:`~hl_debug.storage.derived.DerivedTables.replace_table`.
 """
@@ -23,11 +24,11 @@ import logging
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import sqlite_utils
 
 from hl_debug.errors import MissingStepError, SchemaVersionError, StoreError
+from hl_debug.storage.schema import Table
 
 log = logging.getLogger(__name__)
 
@@ -245,8 +246,8 @@ class Connection:
         """The stored columns of ``table`` (empty when it does not exist yet)."""
         return [c.name for c in self.db[table].columns] if self.db[table].exists() else []
 
-    def require_table(self, table: Any, step: str) -> None:
+    def require_table(self, table: Table | str, step: str) -> None:
         """:class:`MissingStepError` naming ``step`` when ``table`` (a Table or a name) is missing or empty."""
-        name = getattr(table, "name", table)
+        name = table if isinstance(table, str) else table.name
         if not self.db[name].exists() or self.db[name].count == 0:
             raise MissingStepError(f"the database has no {name} yet", step=step)

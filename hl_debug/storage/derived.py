@@ -8,7 +8,7 @@ an order name and equality filters on declared columns.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hl_debug.storage.schema import SQL_TYPES, Table
 
@@ -43,17 +43,18 @@ class DerivedTables:
 
     db: Any
 
-    def transaction(self) -> Any:  # provided by Store
-        raise NotImplementedError
+    if TYPE_CHECKING:  # provided by the composed Store
+        def transaction(self) -> Any:
+            ...
 
-    def table_exists(self, table: str) -> bool:
-        raise NotImplementedError
+        def table_exists(self, table: str) -> bool:
+            ...
 
-    def table_columns(self, table: str) -> list[str]:
-        raise NotImplementedError
+        def table_columns(self, table: str) -> list[str]:
+            ...
 
-    def _bump(self) -> None:
-        raise NotImplementedError
+        def _bump(self) -> None:
+            ...
 
     def replace_table(self, table: Table, rows: Iterable[Mapping[str, Any]]) -> int:
         """Replace every row of ``table`` with ``rows`` in one transaction; returns the count.

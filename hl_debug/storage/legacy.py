@@ -24,19 +24,21 @@ legacy                                     read model
 
 A method goes once ``grep`` over every worktree finds no caller left.
 
-The signal tables (issues, queue, duplicates) are declared here *for now* (:data:`ISSUES`,
-:data:`QUEUE`, :data:`DUPLICATES`, :data:`DEFAULT_EVIDENCE`), matching what
-``hl_debug/steps/signals.py`` writes today; the signals plug-ins declare their own tables
-in :mod:`hl_debug.signals`, and these go when they land.
+:data:`ISSUES`, :data:`QUEUE` and :data:`DUPLICATES` restate the signals' tables (declared in
+:mod:`hl_debug.signals`, which storage may not import) only for :data:`DEFAULT_EVIDENCE`:
+the evidence :meth:`~hl_debug.storage.views.WebViews.inspector_rows` and ``map_columns`` join
+when a caller passes none. They go once every caller passes
+``evidence=hl_debug.signals.registry.evidence()`` (the web app does; ``hl_debug/mapdata.py``
+and ``tests/test_points.py`` do not yet).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hl_debug.errors import MissingStepError
-from hl_debug.storage.reviews import LATEST_DECISION_SQL, LATEST_LABEL_SQL
+from hl_debug.storage.reviews import LATEST_DECISION_SQL, effective_label_join, effective_label_sql
 from hl_debug.storage.schema import Column, Evidence, Table
 
 # Tables whose rows are replaced wholesale by one step run (pk per table).
@@ -83,23 +85,22 @@ class LegacyQueries:
     """LEGACY fragment methods (see the module docstring); mixed into the SQLite Store."""
 
     db: Any
-    _LATEST_LABEL_SQL = LATEST_LABEL_SQL
-    _LATEST_DECISION_SQL = LATEST_DECISION_SQL
 
-    def transaction(self) -> Any:  # provided by Store
-        raise NotImplementedError
+    if TYPE_CHECKING:  # provided by the composed Store
+        def transaction(self) -> Any:
+            ...
 
-    def table_columns(self, table: str) -> list[str]:  # provided by Store
-        raise NotImplementedError
+        def table_columns(self, table: str) -> list[str]:
+            ...
 
-    def table_exists(self, table: str) -> bool:  # provided by Store
-        raise NotImplementedError
+        def table_exists(self, table: str) -> bool:
+            ...
 
-    def active_endpoint(self) -> str | None:  # provided by Store
-        raise NotImplementedError
+        def active_endpoint(self) -> str | None:
+            ...
 
-    def _bump(self) -> None:  # provided by Store
-        raise NotImplementedError
+        def _bump(self) -> None:
+            ...
 
     def utterances(self, *, columns: str = "*", where: str | None = None, params: Sequence = (),
                    order_by: str = "id") -> list[dict]:
@@ -158,11 +159,11 @@ class LegacyQueries:
         payload needs 13 of the 22; fewer to materialise at 100k rows).
         """
         endpoint = endpoint or self.active_endpoint()
-        joins, select = [], ["u.id", "u.text", "u.intent", "COALESCE(el.label, u.intent) AS label",
+        joins, select = [], ["u.id", "u.text", "u.intent", f"{effective_label_sql()} AS label",
                              "u.usage", "u.complete"]
         args: list = []
-        joins.append(f"LEFT JOIN ({self._LATEST_LABEL_SQL}) el ON el.utterance_id = u.id")
-        joins.append(f"LEFT JOIN ({self._LATEST_DECISION_SQL}) d ON d.utterance_id = u.id")
+        joins.append(effective_label_join())
+        joins.append(f"LEFT JOIN ({LATEST_DECISION_SQL}) d ON d.utterance_id = u.id")
 
         def optional(table: str, alias: str, on: str, cols: dict[str, str]) -> None:
             have = set(self.table_columns(table))

@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from hl_debug.errors import MissingStepError
 from hl_debug.storage.runs import now
+from hl_debug.storage.schema import PREDICTIONS
 
-#: The ``predictions`` table's columns (its DDL is in :mod:`hl_debug.storage.connection`).
-PREDICTION_COLUMNS = ("endpoint", "text_hash", "label", "confidence", "distribution", "entropy", "margin",
-                      "predicted_at")
+#: The ``predictions`` table's columns (declared in :mod:`hl_debug.storage.schema`).
+PREDICTION_COLUMNS = PREDICTIONS.column_names
 
 
 class Predictions:
@@ -23,14 +23,15 @@ class Predictions:
 
     db: Any
 
-    def transaction(self) -> Any:  # provided by Connection
-        raise NotImplementedError
+    if TYPE_CHECKING:  # provided by the composed Store
+        def transaction(self) -> Any:
+            ...
 
-    def _bump(self) -> None:  # provided by Connection
-        raise NotImplementedError
+        def _bump(self) -> None:
+            ...
 
-    def get_meta(self, key: str) -> str | None:  # provided by Connection
-        raise NotImplementedError
+        def get_meta(self, key: str) -> str | None:
+            ...
 
     def cached_prediction_hashes(self, endpoint: str) -> set[str]:
         return {r[0] for r in self.db.execute("SELECT text_hash FROM predictions WHERE endpoint = ?", [endpoint])}
@@ -97,11 +98,17 @@ class Embeddings:
 
     db: Any
 
-    def transaction(self) -> Any:  # provided by Connection
-        raise NotImplementedError
+    if TYPE_CHECKING:  # provided by the composed Store
+        def transaction(self) -> Any:
+            ...
 
-    def _bump(self) -> None:  # provided by Connection
-        raise NotImplementedError
+        def _bump(self) -> None:
+            ...
+
+    def encoders(self) -> list[dict]:
+        """Each encoder with cached vectors: ``encoder``, ``n`` vectors, ``dim``; by name."""
+        return list(self.db.query("SELECT encoder, COUNT(*) AS n, MAX(dim) AS dim FROM embeddings "
+                                  "GROUP BY encoder ORDER BY encoder"))
 
     def embedded_hashes(self, encoder: str) -> set[str]:
         return {r[0] for r in self.db.execute("SELECT text_hash FROM embeddings WHERE encoder = ?", [encoder])}

@@ -151,6 +151,63 @@ CLUSTERS = Table(
     },
 )
 
+# -- core tables: their columns, engine-neutral (each engine's DDL must match; a contract
+# test checks it). The SQLite DDL, with constraints and indexes, is in storage/connection.py.
+
+UTTERANCES = Table(
+    "utterances",
+    (
+        Column("id", int, "the platform's utterance id"),
+        Column("project_id", int),
+        Column("text", str),
+        Column("intent", str, "the export's label (None: unannotated); never overwritten"),
+        Column("usage", str, "the split (None: none)"),
+        Column("complete", int),
+        Column("score", float),
+        Column("text_hash", str, "identity of the text (hl_debug.domain.text_hash)"),
+        Column("position", int, "index in the export"),
+        Column("raw", str, "the export record, JSON"),
+        Column("row_hash", str),
+        Column("ingested_at", str),
+        Column("updated_at", str),
+    ),
+)
+PREDICTIONS = Table(
+    "predictions",
+    (
+        Column("endpoint", str), Column("text_hash", str), Column("label", str), Column("confidence", float),
+        Column("distribution", str, "JSON [[label, confidence], ...], most confident first"),
+        Column("entropy", float), Column("margin", float), Column("predicted_at", str),
+    ),
+    pk=("endpoint", "text_hash"),
+)
+EMBEDDINGS = Table(
+    "embeddings",
+    (Column("encoder", str), Column("text_hash", str), Column("dim", int), Column("vector", bytes, "float32")),
+    pk=("encoder", "text_hash"),
+)
+RUNS = Table(
+    "runs",
+    (
+        Column("id", int), Column("step", str), Column("status", str), Column("parameters", str),
+        Column("versions", str), Column("inputs_hash", str), Column("counts", str), Column("started_at", str),
+        Column("finished_at", str), Column("duration_s", float), Column("error", str),
+    ),
+)
+REPORTS = Table("reports", (Column("name", str), Column("body", str), Column("run_id", int),
+                            Column("created_at", str)), pk=("name",))
+ANNOTATIONS = Table(
+    "annotations",
+    (
+        Column("id", int), Column("utterance_id", int), Column("action", str), Column("label", str),
+        Column("previous_label", str), Column("created_at", str),
+    ),
+)
+META = Table("hl_meta", (Column("key", str), Column("value", str)), pk=("key",))
+
+#: The core tables every engine creates on a new database.
+CORE_TABLES: tuple[Table, ...] = (META, UTTERANCES, RUNS, PREDICTIONS, EMBEDDINGS, REPORTS, ANNOTATIONS)
+
 #: The map's tables, written by the analyze step.
 MAP_TABLES: tuple[Table, ...] = (POINTS, NEIGHBORS, CLUSTERS)
 

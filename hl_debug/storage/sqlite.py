@@ -22,7 +22,7 @@ from __future__ import annotations
 from hl_debug.domain import SPLITS
 from hl_debug.storage.connection import SCHEMA_VERSION, Connection
 from hl_debug.storage.derived import DerivedTables
-from hl_debug.storage.legacy import DERIVED_TABLES, LegacyQueries
+from hl_debug.storage.legacy import LegacyQueries
 from hl_debug.storage.predictions import Embeddings, Predictions
 from hl_debug.storage.reviews import Reviews
 from hl_debug.storage.runs import Runs, now, package_versions
@@ -31,7 +31,7 @@ from hl_debug.storage.views import WebViews
 
 USAGES = SPLITS
 
-__all__ = ["DERIVED_TABLES", "SCHEMA_VERSION", "USAGES", "Store", "now", "package_versions"]
+__all__ = ["SCHEMA_VERSION", "USAGES", "Store", "now", "package_versions"]
 
 
 class Store(Connection, Utterances, Predictions, Embeddings, Runs, Reviews, WebViews, DerivedTables, LegacyQueries):

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hl_debug.errors import MissingStepError, NotFoundError
 from hl_debug.storage.runs import now
+from hl_debug.storage.schema import UTTERANCES
 
-#: The ``utterances`` table's columns (its DDL is in :mod:`hl_debug.storage.connection`).
-UTTERANCE_COLUMNS = ("id", "project_id", "text", "intent", "usage", "complete", "score", "text_hash", "position",
-                     "raw", "row_hash", "ingested_at", "updated_at")
+#: The ``utterances`` table's columns (declared in :mod:`hl_debug.storage.schema`).
+UTTERANCE_COLUMNS = UTTERANCES.column_names
 #: Named orders of utterance reads.
 UTTERANCE_ORDERS = {"id": "id", "position": "position, id"}
 
@@ -45,11 +45,12 @@ class Utterances:
     db: Any
     path: str
 
-    def transaction(self) -> Any:  # provided by Connection
-        raise NotImplementedError
+    if TYPE_CHECKING:  # provided by the composed Store
+        def transaction(self) -> Any:
+            ...
 
-    def _bump(self) -> None:  # provided by Connection
-        raise NotImplementedError
+        def _bump(self) -> None:
+            ...
 
 
     def count_utterances(self) -> int:

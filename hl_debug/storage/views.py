@@ -10,10 +10,10 @@ each contributes), so a new signal shows up in the inspector without an edit her
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hl_debug.storage.reviews import LATEST_DECISION_SQL, effective_label_join, effective_label_sql
-from hl_debug.storage.schema import CLUSTERS, POINTS, Evidence
+from hl_debug.storage.schema import CLUSTERS, POINTS, Evidence, Table
 
 #: The inspector's own columns, in output order, around the evidence columns.
 UTTERANCE_FIELDS = ("id", "text", "intent", "label", "usage", "complete")
@@ -33,14 +33,15 @@ class WebViews:
 
     db: Any
 
-    def table_columns(self, table: str) -> list[str]:  # provided by Store
-        raise NotImplementedError
+    if TYPE_CHECKING:  # provided by the composed Store
+        def table_columns(self, table: str) -> list[str]:
+            ...
 
-    def table_exists(self, table: str) -> bool:  # provided by Store
-        raise NotImplementedError
+        def table_exists(self, table: str) -> bool:
+            ...
 
-    def active_endpoint(self) -> str | None:  # provided by Store
-        raise NotImplementedError
+        def active_endpoint(self) -> str | None:
+            ...
 
     # -- the joined inspector row ------------------------------------------------------
 
@@ -184,11 +185,11 @@ class WebViews:
             minority.setdefault(r["cluster_id"], []).append(r)
         return minority, counts
 
-    def queue_progress(self, table: Any = None) -> dict[str, int]:
+    def queue_progress(self, table: Table | str | None = None) -> dict[str, int]:
         """Review progress over the annotation queue ``table`` (a Table or its name; default
         ``queue``): ``total`` rows, ``pending`` (no decision yet), ``done`` (decided) and
         ``labelled`` (effective label set). All 0 before the step has run."""
-        name = "queue" if table is None else getattr(table, "name", table)
+        name = "queue" if table is None else table if isinstance(table, str) else table.name
         if not self.table_exists(name):
             return {"total": 0, "pending": 0, "done": 0, "labelled": 0}
         total = self.db.execute(f"SELECT COUNT(*) FROM [{name}]").fetchone()[0]
