@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Final
 import numpy as np
 
 if TYPE_CHECKING:
-    from hl_debug.storage import Store
+    from hl_debug.storage import Evidence, Store
 
 FORMAT: Final = 3  # bump when the payload's shape changes: it is part of the ETag (3: ids as int32)
 
@@ -173,16 +173,17 @@ def data_key(state: dict) -> str:
     return state_key({k: v for k, v in state.items() if k != "decisions"})
 
 
-def map_columns(store: Store) -> dict[str, np.ndarray]:
+def map_columns(store: Store, evidence: Sequence[Evidence] = ()) -> dict[str, np.ndarray]:
     """The payload's pipeline columns (:data:`BASE_COLUMNS`), one entry per utterance in id
-    order, from the store's joined read model (:meth:`Store.map_columns`).
+    order, from the store's joined read model (:meth:`Store.map_columns`). ``evidence`` is the
+    signal registry's (:func:`hl_debug.signals.registry.evidence`): where the scores come from.
 
     ``id`` comes back as int64, numeric columns as float arrays (NaN for missing), the
     others as object arrays (None for missing), ready for the vectorised encoders. (Reading
     the tables one by one and aligning them here costs more CPU at 100k rows: 1.0 s against
     the join's 0.8 s.)
     """
-    values = store.map_columns(list(BASE_COLUMNS))
+    values = store.map_columns(list(BASE_COLUMNS), evidence=evidence)
     return {c: np.array(values[c], dtype=np.int64 if c == "id" else np.float64 if c in NUMERIC else object)
             for c in BASE_COLUMNS}
 
@@ -219,9 +220,9 @@ class BasePayload:
         return cls(doc["key"], doc["prefix"].encode("utf-8"), ids, intents)
 
 
-def build_base(store: Store, key: str) -> BasePayload:
-    """Encode the store's pipeline columns now."""
-    return BasePayload.encode(key, map_columns(store))
+def build_base(store: Store, key: str, evidence: Sequence[Evidence] = ()) -> BasePayload:
+    """Encode the store's pipeline columns now (``evidence`` as for :func:`map_columns`)."""
+    return BasePayload.encode(key, map_columns(store, evidence))
 
 
 def stored_base(store: Store, key: str) -> BasePayload | None:

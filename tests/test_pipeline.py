@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from hl_debug.cli import cli
+from hl_debug.signals.registry import get_signal
 from hl_debug.steps.ingest import ingest
 from hl_debug.storage import CLUSTERS, NEIGHBORS, POINTS, Store
 
@@ -55,7 +56,8 @@ def test_run_real_export_maps_and_clusters_everything(db_path, real_export, reco
         assert len(report["impure_clusters"]) >= 5 and len(report["unannotated_regions"]) >= 3
         assert all(r["suspects"] for r in report["impure_clusters"])
         # the debug signals cover every annotated row and every unannotated one
-        assert len(store.rows("issues")) == 2134 and len(store.rows("queue")) == 193
+        assert store.table_count(get_signal("issues").table) == 2134
+        assert store.table_count(get_signal("queue").table) == 193
         assert any(e["endpoint"].startswith("recorded:") for e in store.endpoints())
         assert store.report("model_report")
         assert isinstance(store.report("web_map_payload"), dict)  # the web step kept the map's data
@@ -92,4 +94,4 @@ def test_web_step_keeps_the_map_data_for_the_next_start(db_path, tiny_export_pat
     assert isinstance(store.report(STORED_NAME), dict)
     assert web_step(store, {}) == {"skipped": True}  # a fresh process reads it back
     body = json.loads(PayloadCache().get(store)[1])  # the kept payload is the app's payload
-    assert decode_column(body["columns"]["id"]) == sorted(r["id"] for r in store.rows("points"))
+    assert decode_column(body["columns"]["id"]) == sorted(r["id"] for r in store.table_rows(POINTS))

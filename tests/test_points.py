@@ -22,7 +22,8 @@ from hl_debug.mapdata import (
     encode_points,
     map_columns,
 )
-from hl_debug.storage import Store
+from hl_debug.signals.registry import evidence
+from hl_debug.storage import POINTS, Store
 from tests.webapp_fixtures import PLANTED_ERROR_ID, fill_synthetic
 from webapp.points import PayloadCache
 
@@ -142,7 +143,7 @@ def store(db_path, tiny_export_path):
 def spy_map_columns(monkeypatch) -> list:
     """Count the pipeline-data reads of the payload cache."""
     calls: list = []
-    monkeypatch.setattr(mapdata, "map_columns", lambda store: calls.append(1) or map_columns(store))
+    monkeypatch.setattr(mapdata, "map_columns", lambda *a: calls.append(1) or map_columns(*a))
     return calls
 
 
@@ -158,7 +159,7 @@ def test_cache_rebuilds_only_what_changed(store, monkeypatch):
     assert etag2 != etag and len(calls) == 1
     assert (cols["label"][k], cols["intent"][k], cols["decision"][k]) == ("chat_settings", "bill_question", "relabel")
     # a rebuilt derived table (a new analyze run) re-reads everything
-    store.replace_rows("points", [{**r, "x": 0.0} for r in store.rows("points")])
+    store.replace_table(POINTS, [{**r, "x": 0.0} for r in store.table_rows(POINTS)])
     etag3, body3 = cache.get(store)
     assert etag3 != etag2 and len(calls) == 2
     assert set(decode_column(json.loads(body3)["columns"]["x"])) == {0.0}
@@ -184,7 +185,7 @@ def decoded(body: bytes) -> dict:
 
 def plain_body(store) -> dict:
     """The payload built from :meth:`Store.map_columns`' joined read (how the map's data is defined), decoded."""
-    return decoded(json.dumps(encode_points(store.map_columns(list(POINT_COLUMNS)))).encode())
+    return decoded(json.dumps(encode_points(store.map_columns(list(POINT_COLUMNS), evidence=evidence()))).encode())
 
 
 def test_map_columns_match_the_joined_read(store):
@@ -215,7 +216,7 @@ def test_map_columns_before_analysis_and_without_predictions(db_path, tiny_expor
 def test_warm_builds_the_payload_before_the_first_request(store, monkeypatch):
     cache = PayloadCache()
     cache.warm(store.path).join()
-    monkeypatch.setattr(mapdata, "map_columns", lambda store: pytest.fail("the warmed payload was rebuilt"))
+    monkeypatch.setattr(mapdata, "map_columns", lambda *a: pytest.fail("the warmed payload was rebuilt"))
     etag, zipped = cache.get(store, gzipped=True)
     assert json.loads(gzip.decompress(zipped))["n"] == 24
 
@@ -244,7 +245,7 @@ def test_prepare_stores_the_base_and_the_next_start_reads_it_back(store, monkeyp
 
 def test_a_stored_base_of_an_earlier_state_is_ignored(store, monkeypatch):
     PayloadCache().prepare(store)
-    store.replace_rows("points", [{**r, "x": 0.0} for r in store.rows("points")])  # a new analyze run
+    store.replace_table(POINTS, [{**r, "x": 0.0} for r in store.table_rows(POINTS)])  # a new analyze run
     calls = spy_map_columns(monkeypatch)
     body = decoded(PayloadCache().get(store)[1])
     assert calls == [1] and set(body["columns"]["x"]) == {0.0} and body == plain_body(store)

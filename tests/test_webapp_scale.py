@@ -7,6 +7,7 @@ import re
 
 import pytest
 
+from hl_debug.signals.registry import get_signal
 from hl_debug.storage import Store
 from tests.webapp_fixtures import PLANTED_ERROR_ID, fill_synthetic
 from webapp import create_app
@@ -27,7 +28,7 @@ def minority_ids(html: str, cluster: int) -> list[int]:
 
 def test_clusters_page_lists_the_most_suspicious_minority_rows_with_the_full_count(web_db):
     s = Store(web_db)
-    scores = {r["id"]: r["score"] for r in s.rows("issues")}
+    scores = {r["id"]: r["score"] for r in s.table_rows(get_signal("issues").table)}
     s.close()
     top = max((1013, PLANTED_ERROR_ID), key=lambda i: (scores[i], -i))
     html = create_app({"DB": str(web_db), "TESTING": True, "MINORITY_ROWS": 1}).test_client() \

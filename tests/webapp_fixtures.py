@@ -15,8 +15,9 @@ import math
 
 import numpy as np
 
+from hl_debug.signals.registry import get_signal
 from hl_debug.steps.ingest import ingest
-from hl_debug.storage import Store
+from hl_debug.storage import CLUSTERS, NEIGHBORS, POINTS, Store
 
 ENDPOINT = "local:test-model"
 CLUSTER_OF = {**{i: 0 for i in range(1000, 1006)}, 1019: 0,
@@ -41,7 +42,7 @@ def fill_synthetic(store: Store, export_path, *, with_analysis: bool = True) -> 
     ingest(store, export_path)
     if not with_analysis:
         return store
-    rows = store.utterances()
+    rows = store.utterance_rows()
     intents = store.intents()
     rng = np.random.default_rng(0)
     points, preds = [], []
@@ -61,7 +62,7 @@ def fill_synthetic(store: Store, export_path, *, with_analysis: bool = True) -> 
         preds.append({"text_hash": r["text_hash"], "label": label, "confidence": conf if label else None,
                       "distribution": dist if label else [], "entropy": ent if label else None,
                       "margin": conf - rest if label else None})
-    store.replace_rows("points", points)
+    store.replace_table(POINTS, points)
     store.save_predictions(ENDPOINT, preds)
     store.set_meta("active_endpoint", ENDPOINT)
 
@@ -95,14 +96,14 @@ def fill_synthetic(store: Store, export_path, *, with_analysis: bool = True) -> 
         c["impurity_rank"] = impure.index(c) + 1 if c in impure else None
     for rank, c in enumerate(sorted(clusters, key=lambda c: -c["unannotated_share"]), 1):
         c["unannotated_rank"] = rank
-    store.replace_rows("clusters", clusters)
+    store.replace_table(CLUSTERS, clusters)
 
     neighbors = []
     for r in rows:
         same = [m for m in by_cluster[CLUSTER_OF[r["id"]]] if m["id"] != r["id"]] or [m for m in rows if m["id"] != r["id"]]
         for rank, m in enumerate(same[:5], 1):
             neighbors.append({"id": r["id"], "rank": rank, "neighbor_id": m["id"], "similarity": round(0.9 - 0.05 * rank, 3)})
-    store.replace_rows("neighbors", neighbors)
+    store.replace_table(NEIGHBORS, neighbors)
 
     issues = []
     for r in rows:
@@ -119,15 +120,15 @@ def fill_synthetic(store: Store, export_path, *, with_analysis: bool = True) -> 
     issues.sort(key=lambda i: -i["score"])
     for rank, i in enumerate(issues, 1):
         i["rank"] = rank
-    store.replace_rows("issues", issues)
+    store.replace_table(get_signal("issues").table, issues)
 
     queue = []
     for rank, r in enumerate([r for r in rows if not r["intent"]], 1):
         queue.append({"id": r["id"], "rank": rank, "score": round(1 - rank / 10, 3),
                       "predicted_label": _label_of(r), "reason": "uncertain; few labels nearby"})
-    store.replace_rows("queue", queue)
+    store.replace_table(get_signal("queue").table, queue)
     store.save_report("label_issues", {"n_scored": len(issues), "n_flagged": 1, "estimated_precision": 0.9})
-    store.replace_rows("duplicates", [
+    store.replace_table(get_signal("duplicates").table, [
         {"group_id": 1, "id": 1006, "kind": "split_leakage", "similarity": 0.93},
         {"group_id": 1, "id": 1009, "kind": "split_leakage", "similarity": 0.93},
     ])

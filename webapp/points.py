@@ -20,6 +20,7 @@ import numpy as np
 from hl_debug import mapdata
 from hl_debug.errors import StoreError
 from hl_debug.mapdata import BasePayload, encode_column
+from hl_debug.signals.registry import evidence
 from hl_debug.storage import Store
 
 log = logging.getLogger(__name__)
@@ -122,7 +123,7 @@ class PayloadCache:
             base = self._base.get(store.path)
         if not (base and base.payload.key == key):
             stored = mapdata.stored_base(store, key)
-            base = _Base(stored or mapdata.build_base(store, key), self.gzip_level, stored=stored is not None)
+            base = _Base(stored or mapdata.build_base(store, key, evidence()), self.gzip_level, stored=stored is not None)
             with self._lock:
                 self._base[store.path] = base
         ids = base.payload.ids

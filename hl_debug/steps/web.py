@@ -8,6 +8,7 @@ import logging
 from typing import Any
 
 from hl_debug import mapdata
+from hl_debug.signals.registry import evidence
 from hl_debug.storage import POINTS, Store
 
 log = logging.getLogger(__name__)
@@ -24,7 +25,7 @@ def web_step(store: Store, options: dict[str, Any]) -> dict[str, Any]:
     key = mapdata.data_key(store.map_state())
     if mapdata.stored_base(store, key) is not None:
         return {"skipped": True}
-    base = mapdata.build_base(store, key)
+    base = mapdata.build_base(store, key, evidence())
     mapdata.keep_base(store, base)
     log.info("web: kept the map's data (%d points, %.1f MB)", len(base.ids), len(base.prefix) / 1e6)
     return {"skipped": False}

@@ -21,12 +21,6 @@ POINT_FIELDS = {"x": "x", "y": "y", "cluster_id": "cluster_id", "outlier_score":
 PREDICTION_FIELDS = {"predicted_label": "label", "confidence": "confidence", "entropy": "entropy", "margin": "margin"}
 
 
-def _default_evidence() -> tuple[Evidence, ...]:
-    from hl_debug.storage.legacy import DEFAULT_EVIDENCE
-
-    return DEFAULT_EVIDENCE
-
-
 class WebViews:
     """Store methods the web app reads through (the mixin expects ``self.db``,
     ``self.table_columns()`` and ``self.active_endpoint()``)."""
@@ -46,9 +40,9 @@ class WebViews:
     # -- the joined inspector row ------------------------------------------------------
 
     def inspector_columns(self, evidence: Sequence[Evidence] | None = None) -> tuple[str, ...]:
-        """The output columns of :meth:`inspector_rows` for ``evidence`` (default: the current
-        signal tables' evidence), in order."""
-        ev = _default_evidence() if evidence is None else tuple(evidence)
+        """The output columns of :meth:`inspector_rows` for ``evidence`` (default: none;
+        callers pass the signal registry's), in order."""
+        ev = () if evidence is None else tuple(evidence)
         return (*UTTERANCE_FIELDS, *POINT_FIELDS, *PREDICTION_FIELDS,
                 *(name for e in ev for name in e.columns), "decision")
 
@@ -56,7 +50,7 @@ class WebViews:
                          endpoint: str | None, where: list[str], args: list[Any]) -> tuple[list[str], str, list]:
         """``(names, sql, args)`` of the joined read; joins only what ``columns`` need (each
         join is on a unique key, so leaving one out never changes the rows)."""
-        ev = _default_evidence() if evidence is None else tuple(evidence)
+        ev = () if evidence is None else tuple(evidence)
         names = list(self.inspector_columns(ev) if columns is None else columns)
         valid = self.inspector_columns(ev)
         unknown = [c for c in names if c not in valid]
@@ -103,7 +97,8 @@ class WebViews:
         Each row: id, text, intent (original), label (effective), usage, complete, x, y,
         cluster_id, outlier_score, predicted_label, confidence, entropy, margin (of
         ``endpoint``, default the active one), one column per output name of ``evidence``
-        (default: the signal tables' evidence), decision (the latest action). Columns of
+        (default: none; callers pass the
+        signal registry's :func:`~hl_debug.signals.registry.evidence`), decision (the latest action). Columns of
         steps not run yet are NULL, so the inspector works after any prefix of the pipeline.
         """
         ids = [int(i) for i in ids]
@@ -157,13 +152,13 @@ class WebViews:
         ``({cluster: its first per_cluster inspector rows}, {cluster: how many there are})``.
 
         ``score`` orders rows within a cluster: its table's column of its first output name,
-        highest first, NULLs last (default: the label-issue score); then by id.
+        highest first, NULLs last (default: ``issue_score`` of ``evidence``); then by id.
         """
         if not (self.table_exists(POINTS.name) and "majority_intent" in self.table_columns(CLUSTERS.name)):
             return {}, {}
-        if score is None:
+        if score is None:  # the label-issue score, when the evidence carries it
             score = next((Evidence(e.table, {"issue_score": e.columns["issue_score"]})
-                          for e in _default_evidence() if "issue_score" in e.columns), None)
+                          for e in evidence or () if "issue_score" in e.columns), None)
         join, order = "", "p.cluster_id, u.id"
         if score is not None:
             col = next(iter(score.columns.values()))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from hl_debug.signals.label_issues import ISSUES
+from hl_debug.signals.registry import evidence
 from hl_debug.signals.queue import QUEUE
 from hl_debug.storage import CLUSTERS, Column, Evidence, Store, Table
 from tests.webapp_fixtures import ENDPOINT, PLANTED_ERROR_ID, fill_synthetic
@@ -20,11 +21,11 @@ def web(db_path, tiny_export_path) -> Store:
 
 def test_inspector_rows_equal_the_legacy_join_in_the_order_asked(web):
     ids = [1018, 1000, 1023, 1005, 99999]
-    assert web.inspector_rows(ids) == web.web_dicts_in_order(ids)
-    assert web.inspector_rows(sorted(ids)) == web.web_dicts(ids)
-    assert [r["id"] for r in web.inspector_rows(ids)] == [1018, 1000, 1023, 1005]
-    assert web.inspector_rows([]) == []
-    row = web.inspector_rows([PLANTED_ERROR_ID])[0]
+    assert web.inspector_rows(ids, evidence=evidence()) == web.web_dicts_in_order(ids)
+    assert web.inspector_rows(sorted(ids), evidence=evidence()) == web.web_dicts(ids)
+    assert [r["id"] for r in web.inspector_rows(ids, evidence=evidence())] == [1018, 1000, 1023, 1005]
+    assert web.inspector_rows([], evidence=evidence()) == []
+    row = web.inspector_rows([PLANTED_ERROR_ID], evidence=evidence())[0]
     assert row["label"] == "chat_settings" and row["decision"] == "relabel"
 
 
@@ -48,14 +49,14 @@ def test_map_columns_equal_the_legacy_columns_in_id_order(web):
     names = ["id", "x", "y", "text", "intent", "usage", "cluster_id", "predicted_label", "confidence",
              "entropy", "issue_score", "suggested_label", "flagged"]
     cols, rows = web.web_rows(columns=names)
-    assert web.map_columns(names) == {c: [r[k] for r in rows] for k, c in enumerate(cols)}
+    assert web.map_columns(names, evidence=evidence()) == {c: [r[k] for r in rows] for k, c in enumerate(cols)}
     with pytest.raises(ValueError, match="unknown column"):
         web.map_columns(["id", "u.text"])
 
 
 def test_cluster_and_its_members(web):
     assert web.cluster(0)["cluster_id"] == 0 and web.cluster(12345) is None
-    assert web.cluster_members(0) == web.web_dicts(where="p.cluster_id = ?", params=[0])
+    assert web.cluster_members(0, evidence=evidence()) == web.web_dicts(where="p.cluster_id = ?", params=[0])
 
 
 def test_minority_rows_match_the_clusters_page_query(web):
