@@ -25,6 +25,7 @@ import numpy as np
 from sklearn.base import BaseEstimator
 
 from hl_debug.models.neighbors import knn_graph
+from hl_debug.settings import default
 
 log = logging.getLogger(__name__)
 
@@ -194,10 +195,13 @@ class MapAnalyzer(BaseEstimator):
     cluster_selection_epsilon_ : float  the value used
     """
 
-    def __init__(self, *, n_neighbors: int = 15, n_components: int = 5, map_min_dist: float = 0.1,
-                 cluster_min_dist: float = 0.0, metric: str = "cosine", random_state: int | None = DEFAULT_SEED,
-                 n_epochs: int | None = None, min_cluster_size: int | None = None, min_samples: int | None = None,
-                 cluster_selection_method: str = "eom", cluster_selection_epsilon: float | None = None,
+    def __init__(self, *, n_neighbors: int = default("n_neighbors"), n_components: int = default("n_components"),
+                 map_min_dist: float = default("map_min_dist"), cluster_min_dist: float = default("cluster_min_dist"),
+                 metric: str = "cosine", random_state: int | None = default("random_state"),
+                 n_epochs: int | None = default("n_epochs"), min_cluster_size: int | None = default("min_cluster_size"),
+                 min_samples: int | None = default("min_samples"),
+                 cluster_selection_method: str = default("cluster_selection_method"),
+                 cluster_selection_epsilon: float | None = default("cluster_selection_epsilon"),
                  map_model: Any = None, reduce_model: Any = None, cluster_model: Any = None,
                  n_jobs: int | None = None) -> None:
         self.n_neighbors = n_neighbors
