@@ -11,6 +11,7 @@ Each figure is the best of ``--repeat`` runs. Prints Markdown tables (copied int
 Example::
 
     HF_HUB_OFFLINE=1 python benchmarks/embed_throughput.py --batch-sizes 32,64,128 --analyze
+    HF_HUB_OFFLINE=1 python benchmarks/embed_throughput.py --limit 200 --batch-sizes 32 --analyze   # a quick check
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--encoder", default=None, help="sentence-transformers name/path (default: HL_ENCODER or bundled)")
     ap.add_argument("--batch-sizes", default="32,64,128")
     ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--limit", type=int, default=None, help="only N of the export's rows, spread over it (a quick check)")
     ap.add_argument("--analyze", action="store_true", help="also time the analyze stages")
     args = ap.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -40,12 +42,14 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from benchmarks._timing import best_of
+    from benchmarks.synthetic import spread
     from hl_debug.models.encoders import SentenceEncoder
     from hl_debug.steps.ingest import read_export, validate
 
     rows, problems = validate(read_export(args.export))
     if problems:
         raise SystemExit(f"{args.export}: {len(problems)} invalid field(s), first: {problems[0]}")
+    rows = spread(rows, args.limit)
     texts = sorted({r["text"] for r in rows})
     out: list[str] = []
     t0 = time.perf_counter()
@@ -58,13 +62,19 @@ def main(argv: list[str] | None = None) -> int:
     print("\n".join(out), flush=True)
     X = None
     for bs in (int(b) for b in args.batch_sizes.split(",")):
-        enc.batch_size = bs
+        enc.set_params(batch_size=bs)
         secs, X = best_of(args.repeat, lambda: enc.transform(texts))
         out.append(f"| {bs} | {secs:.1f} | {len(texts) / secs:.0f} |")
         print(out[-1], flush=True)
 
     if args.analyze:
-        from hl_debug.models.map import MapAnalyzer, default_min_cluster_size, default_min_samples, import_umap
+        from hl_debug.models.map import (
+            MapAnalyzer,
+            default_cluster_selection_epsilon,
+            default_min_cluster_size,
+            default_min_samples,
+            import_umap,
+        )
         from hl_debug.models.neighbors import knn_graph
         from hl_debug.scoring import clusters as cl
 
@@ -83,16 +93,17 @@ def main(argv: list[str] | None = None) -> int:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=r"precomputed_knn\[2\]")
             t0 = time.perf_counter()
-            m._umap(5, 0.0, 15, shared).fit_transform(V)
+            m.umap_model(5, 0.0, 15, shared).fit_transform(V)
             stages.append(("UMAP 5-D, first call (includes numba JIT)", time.perf_counter() - t0))
-            secs, reduced = best_of(args.repeat, lambda: m._umap(5, 0.0, 15, shared).fit_transform(V))
+            secs, reduced = best_of(args.repeat, lambda: m.umap_model(5, 0.0, 15, shared).fit_transform(V))
             stages.append(("UMAP 5-D (clustering)", secs))
-            secs, xy = best_of(args.repeat, lambda: m._umap(2, 0.1, 15, shared).fit_transform(V))
+            secs, xy = best_of(args.repeat, lambda: m.umap_model(2, 0.1, 15, shared).fit_transform(V))
             stages.append(("UMAP 2-D (map)", secs))
         mcs = default_min_cluster_size(len(V))
         ms = default_min_samples(mcs)
-        secs, h = best_of(args.repeat, lambda: m._hdbscan(mcs, ms).fit(reduced))
-        stages.append((f"HDBSCAN (min_cluster_size={mcs}, min_samples={ms})", secs))
+        eps = default_cluster_selection_epsilon(len(V))
+        secs, h = best_of(args.repeat, lambda: m.hdbscan_model(mcs, ms, eps).fit(reduced))
+        stages.append((f"HDBSCAN (min_cluster_size={mcs}, min_samples={ms}, cluster_selection_epsilon={eps:g})", secs))
         labels = h.labels_
 
         def stats():

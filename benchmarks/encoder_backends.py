@@ -19,6 +19,7 @@ Prints Markdown tables for ``benchmarks/RESULTS.md`` ("Encoder backends").
 Example::
 
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/encoder_backends.py --batch-sizes 32,128
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/encoder_backends.py --limit 200 --backends onnx-int8 --batch-sizes 32
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ sys.path.insert(0, str(ROOT))
 SHARED = ROOT.parent / "shared" / "data"
 
 from benchmarks._timing import best_of  # noqa: E402
+from benchmarks.synthetic import spread  # noqa: E402
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -68,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch-sizes", default="32,64,128")
     ap.add_argument("--backends", default="torch,onnx,onnx-int8")
     ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--limit", type=int, default=None, help="only N of the export's rows, spread over it (a quick check)")
     ap.add_argument("--cache-dir", default=None, help="ONNX export folder (default: encoders/ beside HL_DB)")
     args = ap.parse_args(argv)
     import torch
@@ -78,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     rows, problems = validate(read_export(args.export))
     if problems:
         raise SystemExit(f"{args.export}: {len(problems)} invalid field(s), first: {problems[0]}")
+    rows = spread(rows, args.limit)
     texts = sorted({r["text"] for r in rows})
     sizes = [int(b) for b in args.batch_sizes.split(",")]
     default_threads = torch.get_num_threads()
@@ -94,8 +98,8 @@ def main(argv: list[str] | None = None) -> int:
             if backend == "torch":
                 torch.set_num_threads(n_threads)
             for bs in sizes:
-                enc.batch_size = bs
-                secs, X = best_of(args.repeat, lambda: enc.transform(texts))
+                enc.set_params(batch_size=bs)
+                secs, X = best_of(args.repeat, lambda enc=enc: enc.transform(texts))
                 speed[f"{backend}/{label}/{bs}"] = len(texts) / secs
                 vectors.setdefault(backend, X)
                 print(f"| {backend} | {label} ({n_threads or 'ORT default'}) | {bs} | {secs:.1f} | "

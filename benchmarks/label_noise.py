@@ -25,6 +25,7 @@ Run::
 
     .venv/bin/python benchmarks/label_noise.py            # 3 seeds (≈7 min on 2 cores)
     .venv/bin/python benchmarks/label_noise.py --quick    # 2 seeds
+    .venv/bin/python benchmarks/label_noise.py --seeds 1 --rates 0.05 --kinds uniform --limit 600   # a quick check
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import json
 import logging
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -46,6 +48,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from sklearn.metrics import average_precision_score, roc_auc_score  # noqa: E402
 
+from benchmarks.synthetic import export_subset  # noqa: E402
 from hl_debug.scoring.label_detector import LabelIssueDetector  # noqa: E402
 from hl_debug.scoring.label_issues import (  # noqa: E402
     cleanlab_scores,
@@ -62,15 +65,19 @@ log = logging.getLogger("label_noise")
 
 def load(export: Path, recorded: Path | None, db: str) -> dict:
     """Ingest + embed the export into ``db`` (cached) and return arrays of the annotated rows."""
+    import pandas as pd
+
+    from hl_debug.models.encoders import default_encoder
     from hl_debug.steps.embed import embed
     from hl_debug.steps.ingest import ingest
     from hl_debug.storage import Store
 
     store = Store(db)
     ingest(store, export)
-    embed(store, progress=False)
-    ids, X = store.load_embeddings(store.get_meta("active_encoder"))
-    df = store.utterances_df().set_index("id").loc[ids]
+    encoder = default_encoder()
+    embed(store, encoder, progress=False)
+    ids, X = store.load_embeddings(encoder.identity)
+    df = pd.DataFrame(store.utterance_columns(("id", "intent", "text"))).set_index("id").loc[ids]
     mask = df["intent"].notna().to_numpy()
     classes = sorted(df.loc[mask, "intent"].unique())
     out = {"X": X[mask], "labels": encode_labels(df.loc[mask, "intent"].tolist(), classes), "classes": classes}
@@ -104,11 +111,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rates", default="0.02,0.05,0.10")
     ap.add_argument("--kinds", default="uniform,confusable")
     ap.add_argument("--with-api", action="store_true", help="also score hl-debug with the (leaky) API evidence")
+    ap.add_argument("--limit", type=int, default=None, help="only N of the export's rows, spread over it (a quick check)")
     ap.add_argument("--json", type=Path, default=None, help="write per-run results here")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     seeds = 2 if args.quick else args.seeds
-    data = load(args.export, args.recorded if args.with_api else None, args.db)
+    with tempfile.TemporaryDirectory() as tmp:
+        export = export_subset(args.export, args.limit, Path(tmp))
+        data = load(export, args.recorded if args.with_api else None, args.db)
     X, clean = data["X"], data["labels"]
     K = len(data["classes"])
     log.info("%d annotated rows, %d intents", len(clean), K)

@@ -8,12 +8,14 @@ counted and peak RSS is that run's own):
 * ``warm``   - the same export again, nothing changed;
 * ``warm1%`` - 1% of the rows' texts changed.
 
-Prints a Markdown table (per-step seconds, total, peak RSS) and, with ``--write``, appends
-it to ``benchmarks/RESULTS.md`` with the machine's cores and the command.
+Prints a Markdown table (per-step seconds, total, peak RSS) under a line with the date, the
+machine, the command and the load average, ready to replace the "Pipeline timings" table of
+``benchmarks/RESULTS.md`` by hand (the page is curated: nothing is appended to it).
 
 Example::
 
-    python benchmarks/pipeline.py --sizes real,20000 --write
+    python benchmarks/pipeline.py --sizes real,20000
+    python benchmarks/pipeline.py --sizes 300 --scenarios cold   # a quick check
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL = ROOT.parent / "shared" / "data" / "chatbot_intent_classifier_data.json.zip"
-STEPS = ("ingest", "predict", "embed", "analyze", "signals", "web")
+STEPS = ("ingest", "embed", "predict", "analyze", "signals", "web")  # the pipeline's order
 
 _CHILD = r"""
 import json, resource, sys, time
@@ -123,8 +125,11 @@ def main(argv: list[str] | None = None) -> int:
                     help="comma-separated subset of cold, warm, changed (warm 1%% changed)")
     ap.add_argument("--baseline", default=None, metavar="GIT_REF",
                     help="also time the code at this git revision (in a worktree), in the same run")
-    ap.add_argument("--write", action="store_true", help="append the table to benchmarks/RESULTS.md")
+    ap.add_argument("--write", action="store_true", help=argparse.SUPPRESS)  # gone: RESULTS.md is curated
     args = ap.parse_args(argv)
+    if args.write:
+        ap.error("--write no longer appends to benchmarks/RESULTS.md (a curated page): run without it and "
+                 "replace the page's table with the printed one")
     args.workdir.mkdir(parents=True, exist_ok=True)
     load_before = os.getloadavg()[0]
     lines = ["| N | scenario | " + " | ".join(STEPS) + " | total s | peak RSS MB |",
@@ -160,14 +165,9 @@ def main(argv: list[str] | None = None) -> int:
                 if (base, scenario) in totals and ("", scenario) in totals:
                     ratio = totals[(base, scenario)] / max(totals[("", scenario)], 1e-9)
                     speedups.append(f"N={size} {scenario}: {ratio:.2f}x faster than the baseline")
-    if args.write:
-        header = (f"\n### Pipeline timings ({time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores, "
-                  f"{platform.processor() or platform.machine()})\n\n"
-                  f"Command: `python benchmarks/pipeline.py --sizes {args.sizes} --scenarios {args.scenarios}"
-                  + (f" --baseline {args.baseline}" if args.baseline else "") + " --write`"
-                  f" (1-min load average before: {load_before:.1f}, after: {os.getloadavg()[0]:.1f})\n\n")
-        with open(ROOT / "benchmarks" / "RESULTS.md", "a", encoding="utf-8") as fh:
-            fh.write(header + "\n".join(lines) + "\n" + "".join(f"\n- {x}" for x in speedups) + "\n")
+    command = " ".join(["python benchmarks/pipeline.py", *(argv if argv is not None else sys.argv[1:])])
+    print(f"\n({time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores, {platform.processor() or platform.machine()}; "
+          f"`{command}`; 1-min load average before: {load_before:.1f}, after: {os.getloadavg()[0]:.1f})")
     for x in speedups:
         print(x)
     return 0

@@ -27,6 +27,8 @@ Example::
 
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/predict_throughput.py --n 600 --concurrency 1,4
     .venv/bin/python benchmarks/predict_throughput.py --scale-db /tmp/me/bench-100000.db --http-n 10000
+    .venv/bin/python benchmarks/predict_throughput.py --synthetic 300 --http-n 100   # quick checks
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/predict_throughput.py --limit 400 --n 40 --concurrency 1
 """
 
 from __future__ import annotations
@@ -88,7 +90,18 @@ def main() -> None:
     ap.add_argument("--scale-db", default=None, help="Time training and answering on this processed database.")
     ap.add_argument("--variants", default="before,after", help="--scale-db: training variants to time.")
     ap.add_argument("--http-n", type=int, default=10000, help="--scale-db: texts asked over HTTP (0: skip).")
+    ap.add_argument("--limit", type=int, default=None, help="only N of the export's rows, spread over it (a quick check)")
+    ap.add_argument("--synthetic", type=int, metavar="N",
+                    help="--scale-db on a synthetic database of N utterances (stand-in vectors; a quick check)")
     args = ap.parse_args()
+    if args.synthetic:
+        from benchmarks.synthetic import ingested_store
+
+        with tempfile.TemporaryDirectory() as tmp:
+            args.scale_db = str(Path(tmp) / f"synthetic-{args.synthetic}.db")
+            ingested_store(Path(args.scale_db), args.synthetic, embed=True).close()
+            scale(args)
+        return
     if args.scale_db:
         scale(args)
         return
@@ -112,8 +125,10 @@ def main() -> None:
     if args.db is None:
         tmp = tempfile.TemporaryDirectory()
         args.db = str(Path(tmp.name) / "bench.db")
+    from benchmarks.synthetic import export_subset
+
     store = Store(args.db)
-    ingest(store, args.export)
+    ingest(store, export_subset(Path(args.export), args.limit, Path(args.db).parent))
     encoder = default_encoder()
     t0 = time.perf_counter()
     embed(store, encoder, progress=False)
@@ -122,12 +137,13 @@ def main() -> None:
 
     # -- quality ----------------------------------------------------------------------
     ids, X = store.load_embeddings(encoder.identity)
-    rows = {r["id"]: r for r in store.utterances(columns="id, text_hash, intent, usage")}
-    pred = dict(zip(ids.tolist(), model.predict(X)))
-    by_hash = {rows[i]["text_hash"]: pred[i] for i in ids.tolist()}
+    cols = store.utterance_columns(("id", "text_hash"))
+    hash_of = dict(zip(cols["id"], cols["text_hash"], strict=True))
+    by_hash = {hash_of[i]: p for i, p in zip(ids.tolist(), model.predict(X), strict=True)}
     recorded = json.loads(Path(args.recorded).read_text(encoding="utf-8"))
     answered = [(text_hash(it["data"]["text"]), it["predictions"][0]["value"][0]["label"])
                 for it in recorded if it["predictions"] and it["predictions"][0]["value"]]
+    answered = [(h, lbl) for h, lbl in answered if h in by_hash]  # all of them unless --limit
     agree = np.mean([by_hash[h] == lbl for h, lbl in answered])
     meta = model.metadata_
 
@@ -190,21 +206,31 @@ def scale(args: argparse.Namespace) -> None:
     from hl_debug.sources.local import LocalSource
     from hl_debug.sources.model_server import ServerThread, create_model_app
     from hl_debug.sources.remote import PredictClient
+    from hl_debug.steps.signals import api_endpoint
+    from hl_debug.steps.train import resolve_encoder_identity
     from hl_debug.storage import Store
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     store = Store(args.scale_db)
-    encoder_id = store.db.execute("SELECT encoder FROM embeddings LIMIT 1").fetchone()[0]
+    encoder_id = resolve_encoder_identity(store)  # the active encoder (the one `hl-debug embed` recorded)
     t0 = time.perf_counter()
     ids, X = store.load_embeddings(encoder_id)
     load_s = time.perf_counter() - t0
-    rows = {r["id"]: r for r in store.utterances(columns="id, text_hash, intent, usage")}
-    usage = np.array([rows[i]["usage"] for i in ids.tolist()], dtype=object)
-    intent = np.array([rows[i]["intent"] or "" for i in ids.tolist()], dtype=object).astype(str)
-    hashes = [rows[i]["text_hash"] for i in ids.tolist()]
-    recorded_ep = store.get_meta("recorded_endpoint")
-    recorded = {} if recorded_ep is None else {h: lbl for h, lbl in store.db.execute(
-        "SELECT text_hash, label FROM predictions WHERE endpoint = ? AND label IS NOT NULL", [recorded_ep])}
+    cols = store.utterance_columns(("id", "text_hash", "intent", "usage"))
+    at = {i: k for k, i in enumerate(cols["id"])}
+    order = [at[i] for i in ids.tolist()]
+    usage = np.array([cols["usage"][k] for k in order], dtype=object)
+    intent = np.array([cols["intent"][k] or "" for k in order], dtype=object).astype(str)
+    hashes = [cols["text_hash"][k] for k in order]
+    # the recorded API's answers when imported (what the signals step compares against), else none
+    # (api_endpoint prefers imported recorded answers over the active endpoint, the local model)
+    recorded_ep = api_endpoint(store, None)
+    if recorded_ep == store.active_endpoint() and not str(recorded_ep).startswith("recorded:"):
+        recorded_ep = None
+    recorded: dict[str, str] = {}
+    if recorded_ep is not None:
+        answers = store.prediction_columns(("text_hash", "label"), endpoint=recorded_ep)
+        recorded = {h: lbl for h, lbl in zip(answers["text_hash"], answers["label"], strict=True) if lbl is not None}
     train = (usage == "training") & (intent != "")
     print(f"Machine: {platform.machine()}, {os.cpu_count()} cores (shared), Python {platform.python_version()}; "
           f"{args.scale_db}: {len(X)} rows, {int(train.sum())} training rows, {X.shape[1]}-d {encoder_id} "
@@ -235,11 +261,10 @@ def scale(args: argparse.Namespace) -> None:
     texts = list(texts_by_hash.values())
     vectors = np.vstack([by_hash[h] for h in texts_by_hash])
     k = len(model.classes_)
-    model.metadata_ = {"model_hash": "benchmark"}
     print()
     print("| answering | texts | requests | seconds | utterances/s | seconds for every text |")
     print("|---|---|---|---|---|---|")
-    scorer = LocalSource(model, n_best=k)
+    scorer = LocalSource(_Named(model), n_best=k)
     t0 = time.perf_counter()
     n = sum(len(o.texts) for o in scorer.answers(Query(texts, vectors)))
     dt = time.perf_counter() - t0
@@ -257,6 +282,18 @@ def scale(args: argparse.Namespace) -> None:
         print(f"| loopback HTTP, 20 per request, concurrency 4 | {len(sub)} | {client.stats.requests} | {dt:.1f} "
               f"| {len(sub) / dt:.0f} | {dt * len(texts) / len(sub):.1f} (extrapolated) |")
     store.close()
+
+
+class _Named:
+    """A fitted model under a fixed name (:class:`~hl_debug.sources.local.LocalSource` names its
+    answers by ``metadata_["model_hash"]``, which only a saved model has)."""
+
+    def __init__(self, model) -> None:
+        self.model, self.classes_ = model, model.classes_
+        self.metadata_ = {"model_hash": "benchmark"}
+
+    def top_k(self, X, k=None):
+        return self.model.top_k(X, k)
 
 
 class _NoEncoder:

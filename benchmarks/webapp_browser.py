@@ -5,6 +5,7 @@ Usage::
     .venv/bin/python benchmarks/webapp_browser.py --db data/hl_debug.db      # a real database
     .venv/bin/python benchmarks/webapp_browser.py --synthetic 100000          # a generated one
     .venv/bin/python benchmarks/webapp_browser.py --synthetic 100000 --legacy f70892b~1   # before/after
+    .venv/bin/python benchmarks/webapp_browser.py --synthetic 300             # a quick check
 
 Prints the time from navigation until the map is drawn with every point (``/api/points``
 fetched, colours computed, source filled, the points painted, one frame) on a freshly started
@@ -61,12 +62,14 @@ FILLED = "() => (performance.getEntriesByName('hl:filled')[0] || {startTime: NaN
 
 
 def measure(db: Path) -> dict[str, float]:
+    import logging
+
     from playwright.sync_api import sync_playwright
-    from werkzeug.serving import WSGIRequestHandler, make_server
+    from werkzeug.serving import make_server
 
     from webapp import create_app
 
-    WSGIRequestHandler.log_request = lambda *a, **k: None  # type: ignore[method-assign]
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
     server = make_server("127.0.0.1", 0, create_app({"DB": str(db)}), threaded=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_port}/"

@@ -5,8 +5,9 @@ Usage::
     .venv/bin/python benchmarks/webapp_payload.py --sizes 2327 20000 100000
     .venv/bin/python benchmarks/webapp_payload.py --sizes 2327 100000 --legacy f70892b~1   # before/after
 
-Builds a synthetic database per size (utterances, points, predictions, issues, queue —
-no models needed), then times, through Flask's test client: ``GET /api/points`` (the
+Builds a synthetic database per size (:func:`build`: a synthetic export ingested, random
+answers through the predict step, random points, clusters, issues and queue rows written
+through the store's public API — no models needed), then times, through Flask's test client: ``GET /api/points`` (the
 map's data: the first request after start, then again, a reload with ``If-None-Match``,
 and the first one after a review decision; bytes sent without and with
 ``Accept-Encoding: gzip``), ``GET /api/utterances?ids=`` for 200 ids (what a lasso
@@ -25,6 +26,11 @@ report are answered when asked for at once (and the map's data again on a second
 the first one's warm-up has stored it). One Markdown row per route and code version::
 
     .venv/bin/python benchmarks/webapp_payload.py --db /tmp/hl-debug-bench/bench-100000.db --legacy 9aadaf9
+
+``--routes-synthetic N`` does the same on a synthetic database of N utterances. Quick checks::
+
+    .venv/bin/python benchmarks/webapp_payload.py --sizes 300
+    .venv/bin/python benchmarks/webapp_payload.py --routes-synthetic 300
 """
 
 from __future__ import annotations
@@ -44,39 +50,39 @@ if "--root" in sys.argv:  # measure another checkout's web app (see --legacy)
     sys.path.insert(0, sys.argv[sys.argv.index("--root") + 1])
 sys.path.insert(1 if "--root" in sys.argv else 0, str(ROOT))
 
-INTENTS = [f"intent_{k:02d}" for k in range(12)]
-
-
 def build(path: Path, n: int, seed: int = 0) -> None:
-    from hl_debug.storage import Store, hash_json, text_hash
+    """A synthetic database of ``n`` utterances for the web app, made through the public API:
+    a synthetic export ingested, random answers through the predict step (so it is the active
+    endpoint), and random points, clusters, neighbours, label issues and queue rows written with
+    :meth:`~hl_debug.storage.StoreProtocol.replace_table` (no models needed)."""
+    from benchmarks.synthetic import INTENTS, RandomAnswers, ingested_store
+    from hl_debug.signals.label_issues import ISSUES
+    from hl_debug.signals.queue import QUEUE
+    from hl_debug.steps.predict import predict
+    from hl_debug.storage import CLUSTERS, NEIGHBORS, POINTS
 
     rng = random.Random(seed)
-    store = Store(path)
-    rows = []
-    for i in range(n):
-        annotated = rng.random() > 0.1
-        text = f"utterance {i} about {rng.choice(['bills', 'cards', 'voice', 'weather', 'music'])} {rng.random():.6f}"
-        intent = rng.choice(INTENTS) if annotated else None
-        rec = {"id": i, "project_id": 1, "complete": annotated, "score": 0.1,
-               "usage": rng.choice(["training", "validation", "testing"]) if annotated else None,
-               "data": json.dumps({"text": text, "intent": intent or ""})}
-        row = {"id": i, "project_id": 1, "text": text, "intent": intent, "usage": rec["usage"],
-               "complete": int(annotated), "score": 0.1, "text_hash": text_hash(text), "position": i,
-               "raw": json.dumps(rec)}
-        row["row_hash"] = hash_json(row)
-        rows.append(row)
-    store.upsert_utterances(rows)
-    store.replace_rows("points", [{"id": r["id"], "x": rng.gauss(0, 5), "y": rng.gauss(0, 5),
-                                   "cluster_id": rng.randrange(-1, 60), "outlier_score": rng.random()} for r in rows])
-    store.save_predictions("bench", [{"text_hash": r["text_hash"], "label": rng.choice(INTENTS),
-                                      "confidence": rng.random(), "entropy": rng.random(), "margin": rng.random(),
-                                      "distribution": []} for r in rows])
-    store.set_meta("active_endpoint", "bench")
-    store.replace_rows("issues", [{"id": r["id"], "rank": k, "score": rng.random(), "given_label": r["intent"],
-                                   "suggested_label": rng.choice(INTENTS), "flagged": 0, "reason": "bench"}
-                                  for k, r in enumerate(x for x in rows if x["intent"])])
-    store.replace_rows("queue", [{"id": r["id"], "rank": k, "score": rng.random(), "predicted_label": INTENTS[0],
-                                  "reason": "bench"} for k, r in enumerate(x for x in rows if not x["intent"])])
+    store = ingested_store(path, n, seed)
+    predict(store, source=RandomAnswers("bench", seed=seed), progress=False)
+    cols = store.utterance_columns(("id", "intent"))
+    rows = [{"id": i, "intent": intent} for i, intent in zip(cols["id"], cols["intent"], strict=True)]
+    store.replace_table(POINTS, [{"id": r["id"], "x": rng.gauss(0, 5), "y": rng.gauss(0, 5),
+                                  "cluster_id": rng.randrange(-1, 60), "outlier_score": rng.random()} for r in rows])
+    sizes: dict[int, int] = {}
+    for point in store.table_rows(POINTS):
+        sizes[point["cluster_id"]] = sizes.get(point["cluster_id"], 0) + 1
+    store.replace_table(CLUSTERS, [{"cluster_id": c, "size": size, "n_annotated": size, "n_unannotated": 0,
+                                    "majority_intent": rng.choice(INTENTS), "purity": rng.random(),
+                                    "label_counts": "{}", "usage_counts": "{}", "keywords": "[]"}
+                                   for c, size in sorted(sizes.items()) if c >= 0])
+    ids = [r["id"] for r in rows]
+    store.replace_table(NEIGHBORS, [{"id": i, "rank": k, "neighbor_id": rng.choice(ids), "similarity": rng.random()}
+                                    for i in ids for k in (1, 2, 3)])
+    store.replace_table(ISSUES, [{"id": r["id"], "rank": k, "score": rng.random(), "given_label": r["intent"],
+                                  "suggested_label": rng.choice(INTENTS), "flagged": 0, "reason": "bench"}
+                                 for k, r in enumerate(x for x in rows if x["intent"])])
+    store.replace_table(QUEUE, [{"id": r["id"], "rank": k, "score": rng.random(), "predicted_label": INTENTS[0],
+                                 "reason": "bench"} for k, r in enumerate(x for x in rows if not x["intent"])])
     store.close()
 
 
@@ -128,20 +134,22 @@ def measure(db: Path, n: int) -> dict[str, float]:
 def measure_elsewhere(root: Path, db: Path, n: int, *, routes: bool = False) -> dict:
     """:func:`measure` (or :func:`measure_routes`) in a subprocess that imports ``webapp`` from ``root``."""
     cmd = [sys.executable, __file__, "--root", str(root), "--measure", str(db), "--sizes", str(n)]
-    proc = subprocess.run(cmd + (["--routes"] if routes else []), check=True, capture_output=True, text=True)
+    proc = subprocess.run(cmd + (["--routes"] if routes else []), capture_output=True, text=True)
+    if proc.returncode:
+        raise SystemExit(f"measuring {db} with the web app of {root} failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def route_list(db: Path) -> list[tuple[str, str, dict | None]]:
     """``(name, path, POST body or None)`` of every page and API route, with ids from ``db``."""
-    import sqlite3
+    from hl_debug.storage import CLUSTERS, Store
 
-    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    ids = [r[0] for r in con.execute("SELECT id FROM utterances ORDER BY id")]
-    intents = [r[0] for r in con.execute("SELECT DISTINCT intent FROM utterances WHERE intent IS NOT NULL "
-                                         "ORDER BY 1 LIMIT 2")]
-    cluster = con.execute("SELECT cluster_id FROM clusters ORDER BY size DESC LIMIT 1").fetchone()[0]
-    con.close()
+    store = Store(db, create=False)
+    ids = store.utterance_columns(("id",))["id"]
+    intents = store.intents()[:2]
+    biggest = store.table_rows(CLUSTERS, order="size", limit=1)
+    cluster = biggest[0]["cluster_id"] if biggest else -1
+    store.close()
     pick = ",".join(str(i) for i in ids[:: max(1, len(ids) // 200)][:200])
     one = ids[len(ids) // 3]
     cell = f"given={intents[0]}&predicted={intents[-1]}"
@@ -170,20 +178,23 @@ def route_list(db: Path) -> list[tuple[str, str, dict | None]]:
 
 def measure_routes(db: Path) -> dict[str, list[float]]:
     """``{route: [first (s), again (s)]}`` for :func:`route_list`, plus the start-up waits."""
-    import threading
-
     from webapp import create_app
 
+    try:
+        from webapp import warm
+    except ImportError:  # an older revision (--legacy) that warms inside create_app, with no handle
+        warm = None
     out: dict[str, list[float]] = {}
     for name, path in (("start -> /api/points answered", "/api/points"), ("start -> /report answered", "/report"),
                        ("restart -> /api/points answered", "/api/points")):  # after the first start's warm-up
-        t0 = time.perf_counter()  # a serving app warms its caches at start (if the code does)
-        client = create_app({"DB": str(db)}).test_client()
+        t0 = time.perf_counter()  # a serving app warms its caches at start, as create_app does
+        app = create_app({"DB": str(db)} if warm is None else {"DB": str(db), "WARM_MAP": False})
+        warming = warm(app) if warm is not None else None
+        client = app.test_client()
         assert client.get(path, headers={"Accept-Encoding": "gzip"}).status_code == 200
         out[name] = [time.perf_counter() - t0, float("nan")]
-        for t in threading.enumerate():  # let warm-up threads finish before the next measurement
-            if t.name.startswith("hl-"):
-                t.join()
+        if warming is not None:
+            warming.join()  # let the warm-up finish before the next measurement
     client = create_app({"DB": str(db), "TESTING": True}).test_client()
     gz = {"Accept-Encoding": "gzip"}
     for name, path, body in route_list(db):
@@ -235,6 +246,8 @@ def main() -> None:
     ap.add_argument("--legacy", metavar="REV", help="also measure the web app at this git revision")
     ap.add_argument("--root", help=argparse.SUPPRESS)  # internal: import webapp from here
     ap.add_argument("--db", type=Path, help="time every route on a copy of this database instead")
+    ap.add_argument("--routes-synthetic", type=int, metavar="N",
+                    help="time every route on a synthetic database of N utterances (as --db)")
     ap.add_argument("--measure", help=argparse.SUPPRESS)  # internal: measure this database, print JSON
     ap.add_argument("--routes", action="store_true", help=argparse.SUPPRESS)  # internal: with --measure
     args = ap.parse_args()
@@ -242,9 +255,13 @@ def main() -> None:
         result = measure_routes(Path(args.measure)) if args.routes else measure(Path(args.measure), args.sizes[0])
         print(json.dumps(result))
         return
-    if args.db:
+    if args.db or args.routes_synthetic:
         with tempfile.TemporaryDirectory() as tmp:
-            print_routes(args.db, args.legacy, Path(tmp))
+            db = args.db
+            if db is None:
+                db = Path(tmp) / f"synthetic-{args.routes_synthetic}.db"
+                build(db, args.routes_synthetic)
+            print_routes(db, args.legacy, Path(tmp))
         return
     print("| utterances | code | /api/points first (s) | again (s) | reload, 304 (s) | after a decision (s) "
           "| sent (MB) | gzipped (MB) | inspector 200 ids (s) | map page (KB) | /issues (s) | POST decision (s) |")

@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from hl_debug.cli.base import _store, cli, setting_options
+from hl_debug.domain import SPLITS
 from hl_debug.settings import resolve
 
 log = logging.getLogger("hl_debug")
@@ -84,7 +85,7 @@ def analyze(ctx: click.Context, force: bool, k_neighbors: int, min_annotated: in
 def _accuracy_line(meta: dict) -> str:
     acc = meta.get("accuracy") or {}
     return ", ".join(f"{split} {acc[split]['accuracy']:.3f} (n={acc[split]['n']})"
-                     for split in ("training", "validation", "testing") if split in acc)
+                     for split in SPLITS if split in acc)
 
 
 @cli.command("serve-model")

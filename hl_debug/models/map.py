@@ -25,6 +25,7 @@ import numpy as np
 from sklearn.base import BaseEstimator
 
 from hl_debug.models.neighbors import knn_graph
+from hl_debug.settings import default
 
 log = logging.getLogger(__name__)
 
@@ -194,10 +195,13 @@ class MapAnalyzer(BaseEstimator):
     cluster_selection_epsilon_ : float  the value used
     """
 
-    def __init__(self, *, n_neighbors: int = 15, n_components: int = 5, map_min_dist: float = 0.1,
-                 cluster_min_dist: float = 0.0, metric: str = "cosine", random_state: int | None = DEFAULT_SEED,
-                 n_epochs: int | None = None, min_cluster_size: int | None = None, min_samples: int | None = None,
-                 cluster_selection_method: str = "eom", cluster_selection_epsilon: float | None = None,
+    def __init__(self, *, n_neighbors: int = default("n_neighbors"), n_components: int = default("n_components"),
+                 map_min_dist: float = default("map_min_dist"), cluster_min_dist: float = default("cluster_min_dist"),
+                 metric: str = "cosine", random_state: int | None = default("random_state"),
+                 n_epochs: int | None = default("n_epochs"), min_cluster_size: int | None = default("min_cluster_size"),
+                 min_samples: int | None = default("min_samples"),
+                 cluster_selection_method: str = default("cluster_selection_method"),
+                 cluster_selection_epsilon: float | None = default("cluster_selection_epsilon"),
                  map_model: Any = None, reduce_model: Any = None, cluster_model: Any = None,
                  n_jobs: int | None = None) -> None:
         self.n_neighbors = n_neighbors
@@ -248,7 +252,9 @@ class MapAnalyzer(BaseEstimator):
 
     # -- sub-models -----------------------------------------------------------------
 
-    def _umap(self, n_components: int, min_dist: float, n_neighbors: int, knn: tuple) -> Any:
+    def umap_model(self, n_components: int, min_dist: float, n_neighbors: int, knn: tuple) -> Any:
+        """The default UMAP :meth:`fit` builds (unfitted), on the precomputed ``knn`` graph
+        ``(indices, distances, None)``; public so a benchmark can time each stage alone."""
         umap = import_umap()
         return umap.UMAP(
             n_components=n_components, n_neighbors=n_neighbors, min_dist=min_dist, metric=self.metric,
@@ -259,7 +265,8 @@ class MapAnalyzer(BaseEstimator):
             init="spectral" if len(knn[0]) > n_components + 10 else "random",
         )
 
-    def _hdbscan(self, min_cluster_size: int, min_samples: int, epsilon: float) -> Any:
+    def hdbscan_model(self, min_cluster_size: int, min_samples: int, epsilon: float) -> Any:
+        """The default HDBSCAN :meth:`fit` builds (unfitted) for these parameters."""
         import hdbscan
 
         return hdbscan.HDBSCAN(min_cluster_size=min_cluster_size, min_samples=min_samples,
@@ -290,9 +297,9 @@ class MapAnalyzer(BaseEstimator):
         self.knn_indices_, self.knn_distances_ = idx[:, :k], dist[:, :k].astype(np.float32)
         shared = (self.knn_indices_, self.knn_distances_, None)
 
-        map_model = self.map_model if self.map_model is not None else self._umap(2, self.map_min_dist, k, shared)
+        map_model = self.map_model if self.map_model is not None else self.umap_model(2, self.map_min_dist, k, shared)
         reduce_model = (self.reduce_model if self.reduce_model is not None
-                        else self._umap(self.n_components, self.cluster_min_dist, k, shared))
+                        else self.umap_model(self.n_components, self.cluster_min_dist, k, shared))
         self.n_jobs_ = self.n_jobs or (2 if n >= CONCURRENT_MIN_ROWS and (os.cpu_count() or 1) > 1 else 1)
         if self.map_model is not None:
             self.n_jobs_ = 1  # a stand-in may not survive pickling into another process
@@ -313,7 +320,7 @@ class MapAnalyzer(BaseEstimator):
                                                 if self.cluster_selection_epsilon is not None
                                                 else default_cluster_selection_epsilon(n))
         cluster_model = (self.cluster_model if self.cluster_model is not None
-                         else self._hdbscan(self.min_cluster_size_, self.min_samples_, self.cluster_selection_epsilon_))
+                         else self.hdbscan_model(self.min_cluster_size_, self.min_samples_, self.cluster_selection_epsilon_))
         log.info("HDBSCAN (min_cluster_size=%d, min_samples=%d, cluster_selection_epsilon=%g)",
                  self.min_cluster_size_, self.min_samples_, self.cluster_selection_epsilon_)
         cluster_model.fit(self.reduced_)

@@ -28,8 +28,11 @@ from typing import Any
 
 import numpy as np
 
+from hl_debug.domain import NO_SPLIT
+from hl_debug.domain import SPLITS as DOMAIN_SPLITS
+
 NOISE = -1
-SPLITS = ("training", "validation", "testing", "none")
+SPLITS = (*DOMAIN_SPLITS, NO_SPLIT)
 IMPURITY_METHODS = ("wilson", "share", "count")
 # scikit-learn's English stop-word list also drops content words that matter for intents
 # ("bill" in a bills chatbot, "call", "name", "move", ...); keep those.
@@ -192,7 +195,7 @@ def cluster_stats(cluster_ids: Sequence[int] | np.ndarray, intents: Sequence[str
         points_2d = np.asarray(points_2d, dtype=float)
         if points_2d.shape != (len(labels), 2):
             raise ValueError(f"points_2d must have shape ({len(labels)}, 2), got {points_2d.shape}")
-    bad = sorted({u for u in usages if u not in (None, "", "training", "validation", "testing")})
+    bad = sorted({u for u in usages if u not in (None, "", *DOMAIN_SPLITS)})
     if bad:
         raise ValueError(f"unknown usage value(s) {bad}; valid: training, validation, testing, None")
     out = []
@@ -202,7 +205,7 @@ def cluster_stats(cluster_ids: Sequence[int] | np.ndarray, intents: Sequence[str
         counts = Counter(annotated)
         ordered = dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
         majority = next(iter(ordered), None)
-        usage = Counter(usages[int(i)] or "none" for i in idx)
+        usage = Counter(usages[int(i)] or NO_SPLIT for i in idx)
         row: dict[str, Any] = {
             "cluster_id": int(c),
             "size": int(idx.size),

@@ -21,10 +21,11 @@ import numpy as np
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components
 
+from hl_debug.domain import EVAL_SPLITS, TRAINING
 from hl_debug.scoring.neighbors import MIN_K, exact_knn
 
 KINDS = ("conflicting_labels", "split_leakage")
-EVAL_USAGES = ("validation", "testing")
+EVAL_USAGES = EVAL_SPLITS
 
 
 def near_duplicate_components(X: Any, *, threshold: float = 0.95,
@@ -117,7 +118,7 @@ def duplicate_groups(X: Any, *, labels: Sequence[str | None], usages: Sequence[s
         kinds = []
         if len(intents) > 1:
             kinds.append("conflicting_labels")
-        if "training" in splits and splits & set(EVAL_USAGES):
+        if TRAINING in splits and splits & set(EVAL_USAGES):
             kinds.append("split_leakage")
         for kind in kinds:
             groups.append({"kind": kind, "members": [int(i) for i in sorted(members)],

@@ -20,12 +20,13 @@ from sklearn.calibration import calibration_curve
 from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
 from hl_debug.domain import EVAL_SPLITS, REPORT_SPLITS
+from hl_debug.domain import SPLITS as DOMAIN_SPLITS
 
 # Row selections a report can be asked for: one usage, ``evaluation`` (testing + validation)
 # or ``all`` annotated rows.
 SPLITS = REPORT_SPLITS
 # Usages the entropy distributions are broken down by (None = no split: the unannotated rows).
-_USAGES = ("training", "validation", "testing", None)
+_USAGES = (*DOMAIN_SPLITS, None)
 _QUANTILES = (0.0, 0.25, 0.5, 0.75, 0.9, 1.0)
 
 

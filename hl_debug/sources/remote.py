@@ -29,6 +29,7 @@ from typing import Any
 import requests
 
 from hl_debug.errors import AnswerShapeError, PredictionAPIError, RetriesExhaustedError
+from hl_debug.settings import default
 from hl_debug.sources.base import BatchOutcome, ClientStats, Query, Ranked
 
 log = logging.getLogger(__name__)
@@ -151,7 +152,7 @@ class PredictClient:
     """
 
     def __init__(self, base_url: str, *, project_id: int | str, api_key: str | None = None, n_best: int = 1,
-                 timeout: float = 30.0, max_retries: int = 5, backoff_base: float = 0.5, backoff_cap: float = 30.0,
+                 timeout: float = default("timeout"), max_retries: int = default("max_retries"), backoff_base: float = 0.5, backoff_cap: float = 30.0,
                  retry_after_cap: float = 120.0, output: str | None = "intent",
                  session_factory: Callable[[], requests.Session] | None = None) -> None:
         if not base_url or not str(base_url).startswith(("http://", "https://")):
@@ -257,7 +258,8 @@ class PredictClient:
                     raise PredictionAPIError("stopped")
         raise RetriesExhaustedError(f"{self.url} failed {self.max_retries + 1} times; last: {last}")
 
-    def predict_many(self, texts: Sequence[str], *, batch_size: int = MAX_BATCH, concurrency: int = 4,
+    def predict_many(self, texts: Sequence[str], *, batch_size: int = default("predict_batch_size"),
+                     concurrency: int = default("concurrency"),
                      ) -> Iterator[BatchOutcome]:
         """Ask for ``texts`` in batches, ``concurrency`` at a time; yield each batch's outcome
         as it completes (in completion order), so the caller can save it at once.
@@ -323,8 +325,8 @@ class RemoteSource:
 
     needs_vectors = False
 
-    def __init__(self, client: PredictClient, *, n_best: int | None = None, batch_size: int = MAX_BATCH,
-                 concurrency: int = 4, source: str = "remote") -> None:
+    def __init__(self, client: PredictClient, *, n_best: int | None = None, batch_size: int = default("predict_batch_size"),
+                 concurrency: int = default("concurrency"), source: str = "remote") -> None:
         self.client = client
         self.n_best = n_best
         self.batch_size = int(batch_size)

@@ -21,6 +21,7 @@ from hl_debug.errors import AnalysisError, ConfigError, MissingStepError
 from hl_debug.models.map import SELECTION_METHODS, MapAnalyzer
 from hl_debug.models.neighbors import KnnMemo, knn_graph
 from hl_debug.scoring import clusters as cl
+from hl_debug.settings import default
 from hl_debug.storage import CLUSTERS, NEIGHBORS, POINTS, Store, hash_json, package_versions
 
 log = logging.getLogger(__name__)
@@ -56,9 +57,10 @@ def _check_options(params: dict[str, Any], k_neighbors: int, min_annotated: int,
                                "min-dist in [0, 1], cluster-epsilon >= 0, cluster-selection eom or leaf; see `hl-debug analyze --help`.")
 
 
-def analyze(store: Store, analyzer: MapAnalyzer | None = None, *, k_neighbors: int = 10, min_annotated: int = 5,
+def analyze(store: Store, analyzer: MapAnalyzer | None = None, *, k_neighbors: int = default("k_neighbors"),
+            min_annotated: int = default("min_annotated"),
             top_keywords: int = 5, impurity_method: str = "wilson", region_method: str = "wilson",
-            force: bool = False, progress: bool = True, knn_memo: KnnMemo | None = None) -> dict[str, Any]:
+            force: bool = default("force"), progress: bool = True, knn_memo: KnnMemo | None = None) -> dict[str, Any]:
     """Map, cluster and describe every utterance; write points, neighbors, clusters, report.
 
     Parameters

@@ -16,12 +16,13 @@ import zipfile
 from pathlib import Path
 from typing import Any, cast
 
+from hl_debug.domain import SPLITS
 from hl_debug.errors import ExportError, Problem, ValidationError
 from hl_debug.storage import Store, hash_json, text_hash
 
 log = logging.getLogger(__name__)
 
-USAGES = ("training", "validation", "testing")
+USAGES = SPLITS
 REQUIRED_FIELDS = ("id", "project_id", "complete", "usage", "score", "data")
 MAX_PROBLEMS = 50
 

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from hl_debug.errors import ConfigError, MissingStepError, NotFoundError
-from hl_debug.settings import resolve
+from hl_debug.settings import default, resolve
 from hl_debug.sources.base import AnswerSource, Query, Ranked
 from hl_debug.sources.local import LocalSource, local_identity
 from hl_debug.sources.recorded import read_recorded
@@ -145,23 +145,23 @@ class PredictOptions:
         train, where it is saved, and whether to force retraining.
     """
 
-    n_best: int | str | None = "all"
+    n_best: int | str | None = default("n_best")
     progress: bool = True
     # remote endpoint
     api_url: str | None = None
     api_key: str | None = None
     project_id: int | str | None = None
-    batch_size: int = MAX_BATCH
-    concurrency: int = 4
-    timeout: float = 30.0
-    max_retries: int = 5
+    batch_size: int = default("predict_batch_size")
+    concurrency: int = default("concurrency")
+    timeout: float = default("timeout")
+    max_retries: int = default("max_retries")
     backoff_base: float = 0.5
     backoff_cap: float = 30.0
     # local model
     encoder: Any = None
     model: Any = None
     model_dir: str | Path | None = None
-    retrain: bool = False
+    retrain: bool = default("retrain")
 
     @classmethod
     def from_mapping(cls, options: dict[str, Any]) -> PredictOptions:
@@ -305,7 +305,7 @@ def predict_step(store: Store, options: dict[str, Any]) -> dict[str, Any]:
 # -- recorded answers ---------------------------------------------------------------
 
 
-def import_predictions(store: Store, path: str | Path, *, endpoint: str | None = None,
+def import_predictions(store: Store, path: str | Path, *, endpoint: str | None = default("import_endpoint"),
                        output: str | None = "intent") -> dict[str, Any]:
     """Load recorded predict answers (:func:`~hl_debug.sources.recorded.read_recorded`) into the
     cache under ``endpoint`` (default ``recorded:<file stem>``).
@@ -337,7 +337,7 @@ def import_predictions(store: Store, path: str | Path, *, endpoint: str | None =
 # -- export -------------------------------------------------------------------------
 
 
-def prediction_rows(store: Store, endpoint: str | None = None) -> list[dict[str, Any]]:
+def prediction_rows(store: Store, endpoint: str | None = default("export_endpoint")) -> list[dict[str, Any]]:
     """One row per utterance (by id): ``id, label, confidence, entropy, margin, endpoint``;
     label None where there is no prediction. ``endpoint`` defaults to the active one."""
     if endpoint is not None and endpoint not in {e["endpoint"] for e in store.endpoints()}:

@@ -17,6 +17,7 @@ from typing import Any
 
 from hl_debug.domain import ACTIONS, SPLITS
 from hl_debug.errors import AnnotationError, MissingFieldError
+from hl_debug.settings import default
 from hl_debug.signals.registry import get_signal
 from hl_debug.storage import Store, Table
 
@@ -106,7 +107,7 @@ def record_decision(store: Store, utterance_id: Any, action: Any, label: Any = N
     return row
 
 
-def corrected_records(store: Store, *, new_usage: str = "training") -> list[dict]:
+def corrected_records(store: Store, *, new_usage: str = default("new_usage")) -> list[dict]:
     """The export in the platform's format, in its original order, with decisions applied.
 
     Each record keeps every original field; ``data`` stays a JSON string whose ``intent``

@@ -6,6 +6,7 @@ import hashlib
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from hl_debug.domain import NO_SPLIT
 from hl_debug.errors import MissingStepError, NotFoundError
 from hl_debug.storage.runs import now
 from hl_debug.storage.schema import UTTERANCES
@@ -156,7 +157,7 @@ class Utterances:
         q = self.db.execute
         n = q("SELECT COUNT(*) FROM utterances").fetchone()[0]
         n_ann = q("SELECT COUNT(*) FROM utterances WHERE intent IS NOT NULL").fetchone()[0]
-        by_usage = {(u if u is not None else "none"): c for u, c in q(
+        by_usage = {(u if u is not None else NO_SPLIT): c for u, c in q(
             "SELECT usage, COUNT(*) FROM utterances GROUP BY usage ORDER BY usage IS NULL, usage")}
         by_intent = {i: c for i, c in q(
             "SELECT intent, COUNT(*) FROM utterances WHERE intent IS NOT NULL GROUP BY intent ORDER BY COUNT(*) DESC, intent")}

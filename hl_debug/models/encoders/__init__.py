@@ -23,6 +23,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 
 # Backend modules, imported for their registration; the order is that of the valid names in errors.
 # isort: off
+from hl_debug.settings import default
 from hl_debug.models.encoders import sentence_transformers as _sentence_transformers  # noqa: F401
 from hl_debug.models.encoders import onnx as _onnx  # noqa: F401
 # isort: on
@@ -78,7 +79,7 @@ class SentenceEncoder(BaseEstimator, TransformerMixin):
     fitted_backend_ : str
     """
 
-    def __init__(self, model_name: str | None = None, *, batch_size: int = 128, device: str = "cpu",
+    def __init__(self, model_name: str | None = None, *, batch_size: int = default("embed_batch_size"), device: str = "cpu",
                  normalize: bool = True, backend: str | None = None, cache_dir: str | None = None) -> None:
         self.model_name = model_name
         self.batch_size = batch_size

@@ -1,0 +1,145 @@
+"""Every benchmark script runs: each in its quick mode, as a subprocess from the repository root.
+
+The benchmarks are scripts a person runs by hand, so nothing else would notice when one of
+them drifts from the library (one called a private method with a missing argument for
+months). Each test runs one script as ``python benchmarks/<script>.py <quick flags>`` and
+checks it exits 0 and prints a figure row of its table, not only that it finished. The ones
+that load the real encoder are ``slow``; the Chromium one is ``browser``. The ones that read
+the real export (``../shared/data``, beside the repository) take the ``real_export`` fixture.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_script(name: str, *args: str, timeout: int = 300) -> str:
+    """Run ``benchmarks/<name>.py`` with ``args``; returns what it printed and logged (fails with its stderr)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / f"{name}.py"), *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, f"{name} exited {proc.returncode}:\n{proc.stderr[-4000:]}"
+    return proc.stdout + "\n" + proc.stderr  # figures on stdout; scripts that log say what they wrote on stderr
+
+
+def figure_row(out: str, first_cell: str) -> list[str]:
+    """The cells of the first Markdown table row of ``out`` whose first cell is ``first_cell``."""
+    for line in out.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("|") and cells[0] == first_cell:
+            return cells
+    raise AssertionError(f"no table row starting with {first_cell!r} in:\n{out}")
+
+
+NUMBER = re.compile(r"^-?[\d,]+(\.\d+)?$")
+
+
+def is_number(cell: str) -> bool:
+    return bool(NUMBER.match(cell))
+
+
+# -- quick, synthetic data: no model to load ---------------------------------------------
+
+
+def test_webapp_payload_times_the_map_data_on_a_synthetic_database():
+    row = figure_row(run_script("webapp_payload", "--sizes", "300"), "300")
+    assert row[1] == "after"
+    assert all(is_number(c) for c in row[2:]), row  # every figure is a number (none missing)
+
+
+def test_webapp_payload_times_every_route_on_a_synthetic_database():
+    out = run_script("webapp_payload", "--routes-synthetic", "300")
+    for route in ("GET /api/points", "GET /api/neighbors/<id>", "POST relabel", "start -> /api/points answered"):
+        assert is_number(figure_row(out, route)[1]), route
+
+
+def test_predict_throughput_times_training_and_answering_on_a_synthetic_database():
+    out = run_script("predict_throughput", "--synthetic", "300", "--http-n", "60")
+    before, after = figure_row(out, "before"), figure_row(out, "after")
+    assert is_number(before[1]) and is_number(after[1])
+    assert after[5] == "1.0000"  # the two training variants give the same top labels on this data
+    assert figure_row(out, "in-process, chunks of 2048")[1] == "300"
+    assert figure_row(out, "loopback HTTP, 20 per request, concurrency 4")[1] == "60"
+
+
+def test_make_scaled_export_writes_an_export(real_export, tmp_path):
+    out = tmp_path / "scaled.json.zip"
+    printed = run_script("make_scaled_export", "--rows", "300", "--out", str(out), "--seed", "0")
+    assert re.search(r"wrote 300 records to .*\(\d+ planted flips", printed), printed
+    assert out.exists() and Path(str(out) + ".truth.json").exists()
+
+
+def test_make_banking_export_writes_an_export(tmp_path):
+    source = ROOT.parent / "shared" / "data" / "banking77"
+    if not (source / "train.csv").exists():
+        pytest.skip(f"banking77 not found at {source}")
+    out = tmp_path / "banking.json"
+    printed = run_script("make_banking_export", "--out", str(out), "--rows", "300")
+    assert re.search(r"banking77 export: 300 rows, \d+ intents, \d+ annotated", printed), printed
+    assert out.exists() and Path(str(out) + ".truth.json").exists()
+
+
+# -- the real encoder or the real export ---------------------------------------------------
+
+
+@pytest.mark.slow
+def test_embed_throughput_and_analyze_stages(real_export):
+    out = run_script("embed_throughput", "--limit", "150", "--batch-sizes", "32", "--analyze")
+    assert is_number(figure_row(out, "32")[2])
+    assert is_number(figure_row(out, "UMAP 2-D (map)")[1])
+    assert re.search(r"\| HDBSCAN \(min_cluster_size=\d+, min_samples=\d+, cluster_selection_epsilon=[\d.]+\) \| [\d.]+ \|",
+                     out)
+
+
+@pytest.mark.slow
+def test_encoder_backends(real_export):
+    out = run_script("encoder_backends", "--limit", "200", "--backends", "onnx-int8", "--batch-sizes", "32")
+    assert is_number(figure_row(out, "onnx-int8")[4])  # utt/s
+
+
+@pytest.mark.slow  # numba compiles UMAP in the child process unless its cache is warm
+def test_analyze_scaling_fits_in_a_fresh_process():
+    out = run_script("analyze_scaling", "--synthetic", "200", "--variants", "cache-warm", "--numba-cache", "existing")
+    row = figure_row(out, "200")
+    assert row[1] == "cache-warm" and is_number(row[2]) and is_number(row[3])
+    assert re.fullmatch(r"[0-9a-f]{16}", row[4]) and is_number(row[5]), row
+
+
+@pytest.mark.slow
+def test_label_noise(real_export, tmp_path):
+    out = run_script("label_noise", "--seeds", "1", "--rates", "0.05", "--kinds", "uniform",
+                     "--limit", "400", "--db", str(tmp_path / "noise.db"))
+    row = figure_row(out, "uniform")
+    assert row[1] == "5%" and row[2] == "cleanlab self-conf."
+    assert re.match(r"0\.\d{3} ± 0\.000", row[3]), row
+
+
+@pytest.mark.slow
+def test_predict_throughput_against_the_local_model_server(real_export, tmp_path):
+    out = run_script("predict_throughput", "--n", "40", "--concurrency", "1", "--modes", "encode,cached", "--limit", "400",
+                     "--db", str(tmp_path / "predict.db"))
+    assert figure_row(out, "encode")[2] == "40" and figure_row(out, "cached")[2] == "40"
+
+
+@pytest.mark.slow
+def test_pipeline_times_each_step(real_export, tmp_path):
+    out = run_script("pipeline", "--sizes", "200", "--scenarios", "cold", "--workdir", str(tmp_path))
+    row = figure_row(out, "200")
+    assert row[1] == "cold" and all(is_number(c) for c in row[2:]), row
+
+
+@pytest.mark.browser
+def test_webapp_browser_on_a_synthetic_database():
+    if shutil.which("chromium") is None and not Path("/usr/bin/chromium").exists():
+        pytest.skip("chromium not installed")
+    row = figure_row(run_script("webapp_browser", "--synthetic", "300"), "300")
+    assert row[1] == "after" and is_number(row[2])
