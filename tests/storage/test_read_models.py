@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from hl_debug.signals.label_issues import ISSUES
-from hl_debug.signals.registry import evidence
 from hl_debug.signals.queue import QUEUE
+from hl_debug.signals.registry import evidence
 from hl_debug.storage import CLUSTERS, Column, Evidence, Store, Table
 from tests.webapp_fixtures import ENDPOINT, PLANTED_ERROR_ID, fill_synthetic
 
