@@ -8,7 +8,7 @@ import json
 from flask import Blueprint, abort, current_app, jsonify, request
 
 from hl_debug.errors import MissingFieldError
-from hl_debug.steps import review as annotations
+from hl_debug.steps import review
 from hl_debug.storage import CLUSTERS, NEIGHBORS, Store, Table
 from webapp import compress
 from webapp.db import evidence, get_store, signal_table
@@ -214,5 +214,5 @@ def post_annotation():
     unknown = sorted(set(body) - {"id", "action", "label"})
     if unknown:
         abort(400, f"unknown field(s) {', '.join(unknown)}; expected id, action, label")
-    row = annotations.record_decision(get_store(), body.get("id"), body.get("action"), body.get("label"))
+    row = review.record_decision(get_store(), body.get("id"), body.get("action"), body.get("label"))
     return jsonify(row), 201
