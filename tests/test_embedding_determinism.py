@@ -46,7 +46,7 @@ def test_per_token_rewrite_makes_a_row_independent_of_its_batch(tmp_path):
     assert np.abs(alone - batched).max() > 1e-3  # per-tensor scales: the batch-mate changes the result
     per_token = rewrite_per_token(dynamic)
     ops = {n.op_type for n in per_token.graph.node}
-    assert "DynamicQuantizeLinear" not in ops and "MatMulInteger" in ops  # still an integer product
+    assert "DynamicQuantizeLinear" not in ops and "MatMulIntegerToFloat" in ops  # still an integer product
     alone, batched = _run(per_token, x)[0], _run(per_token, np.concatenate([x, loud]))[0]
     assert np.abs(alone - batched).max() <= 1e-6
     exact = x[0] @ w
