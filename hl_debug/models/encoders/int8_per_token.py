@@ -17,8 +17,9 @@ by ``MatMulIntegerToFloat`` (scale_w per output channel) followed by a ``Mul`` w
 token's scale. The activation scale must leave the product: ONNX Runtime itself fuses that
 chain into ``MatMulIntegerToFloat``, which takes the activation scale as a scalar, so a
 per-token scale left inside it gives a wrong model (cosine to fp32 0.85 instead of 0.995).
-Written this way the per-token model runs at the speed of the dynamic one (on the bundled
-export about 0.9x onnx-int8 and 1.8x fp32 ONNX; benchmarks/encoder_determinism.py).
+Written this way the per-token model runs at 0.9x the dynamic one's speed on one thread; on two
+free cores 0.7x, as the per-token reductions and rescaling run on one thread (on the bundled
+export 1.4-2.6x torch, 1-2x fp32 ONNX, depending on the load; benchmarks/encoder_determinism.py).
 """
 
 from __future__ import annotations
