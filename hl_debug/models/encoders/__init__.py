@@ -7,8 +7,9 @@ with int8 weights (``--encoder-backend`` / ``HL_ENCODER_BACKEND``; exported once
 bundled model by :mod:`hl_debug.models.encoders.onnx`).
 
 Backends register themselves on import (:func:`~hl_debug.models.encoders.base.register_backend`):
-``torch`` (:mod:`~hl_debug.models.encoders.sentence_transformers`), ``onnx`` and ``onnx-int8``
-(:mod:`~hl_debug.models.encoders.onnx`). A new backend is one module calling
+``torch`` (:mod:`~hl_debug.models.encoders.sentence_transformers`), ``onnx``, ``onnx-int8`` and
+``onnx-int8-token`` (:mod:`~hl_debug.models.encoders.onnx`; the last one's per-token int8 rewrite,
+whose vectors do not depend on the batch, is :mod:`~hl_debug.models.encoders.int8_per_token`). A new backend is one module calling
 ``register_backend`` plus its import below (and its name in ``settings.ENCODER_BACKENDS``,
 the CLI's choices, which a test keeps equal to :func:`backend_names`).
 """
@@ -64,7 +65,8 @@ class SentenceEncoder(BaseEstimator, TransformerMixin):
     normalize:
         L2-normalise the vectors (so dot product = cosine similarity).
     backend:
-        A registered backend (:func:`backend_names`: ``torch``, ``onnx``, ``onnx-int8``); None
+        A registered backend (:func:`backend_names`: ``torch``, ``onnx``, ``onnx-int8``,
+        ``onnx-int8-token``); None
         means the setting ``encoder_backend`` (``HL_ENCODER_BACKEND``, default onnx-int8: 2.6x
         faster than torch on CPU with the same label-issue results, see benchmarks/RESULTS.md
         "Encoder backends"). The ONNX backends run on the CPU whatever ``device`` says.

@@ -1,10 +1,14 @@
-"""ONNX Runtime backends for the sentence encoder (``--encoder-backend onnx`` / ``onnx-int8``).
+"""ONNX Runtime backends for the sentence encoder (``--encoder-backend onnx`` / ``onnx-int8`` /
+``onnx-int8-token``).
 
 sentence-transformers' own ONNX backend needs ``optimum-onnx``, whose releases require
 transformers < 4.58 while sentence-transformers 6 requires transformers 5, so this module
 does the same work directly: it exports the model's transformer to ONNX once (torch's
 exporter), optionally quantises its weights to int8 (ONNX Runtime dynamic quantisation),
 and runs it with ONNX Runtime plus the model's own tokenizer, pooling and normalisation.
+``onnx-int8-token`` rewrites the int8 model to quantise each token's activations on their own
+(:mod:`~hl_debug.models.encoders.int8_per_token`): the dynamic model's per-batch scales make a
+text's vector depend on its batch-mates; fp32 and per-token int8 vectors do not.
 
 Supported models are the common sentence-transformers layout ``Transformer → Pooling
 (mean or CLS) [→ Normalize]`` (all-MiniLM-L6-v2 and most of its family). Exported files
@@ -32,11 +36,12 @@ from hl_debug.models.encoders.base import (
     register_backend,
     resolve_model_path,
 )
+from hl_debug.models.encoders.int8_per_token import export_per_token
 
 log = logging.getLogger(__name__)
 
-ONNX_BACKENDS = ("onnx", "onnx-int8")
-_FILES = {"onnx": "model.onnx", "onnx-int8": "model_int8.onnx"}
+ONNX_BACKENDS = ("onnx", "onnx-int8", "onnx-int8-token")
+_FILES = {"onnx": "model.onnx", "onnx-int8": "model_int8.onnx", "onnx-int8-token": "model_int8_token.onnx"}
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
@@ -113,9 +118,13 @@ def ensure_exported(model_path: str, folder: Path, backend: str) -> Path:
         if not fp32.exists():
             log.info("exporting %s to ONNX in %s (once)", model_path, folder)
             _export_fp32(model_path, fp32)
-        if backend == "onnx-int8" and not target.exists():
+        int8 = folder / _FILES["onnx-int8"]
+        if backend != "onnx" and not int8.exists():
             log.info("quantising %s to int8 (once)", fp32)
-            _export_int8(fp32, target)
+            _export_int8(fp32, int8)
+        if backend == "onnx-int8-token" and not target.exists():
+            log.info("rewriting %s to per-token activation scales (once)", int8)
+            export_per_token(int8, target)
     return target
 
 
