@@ -43,7 +43,7 @@ def fit_once(db: str, variant: str) -> dict:
     import numpy as np
 
     from hl_debug.models.map import MapAnalyzer
-    from hl_debug.models.neighbors import knn_graph
+    from hl_debug.neighbors import knn_graph
     from hl_debug.steps.train import resolve_encoder_identity
     from hl_debug.storage import Store
 

@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
             default_min_samples,
             import_umap,
         )
-        from hl_debug.models.neighbors import knn_graph
+        from hl_debug.neighbors import knn_graph
         from hl_debug.scoring import clusters as cl
 
         by_text = {t: i for i, t in enumerate(texts)}

@@ -12,7 +12,7 @@ onnx-int8-token):
 3. **Agreement**: mean / min cosine of each text's vector to torch's.
 4. **Findings**: near-duplicate pairs (distinct texts at cosine >= 0.99) and train/eval leak
    pairs (a text with a ``training`` row and another with a ``validation``/``testing`` row at
-   cosine >= 0.95), from :func:`hl_debug.models.neighbors.knn`, and how many of torch's each
+   cosine >= 0.95), from :func:`hl_debug.neighbors.knn`, and how many of torch's each
    backend misses.
 
 Prints Markdown tables for ``benchmarks/RESULTS.md``. ``--quick`` takes a few hundred texts and
@@ -49,7 +49,7 @@ def load_avg() -> str:
 
 def pairs_at(X: np.ndarray, threshold: float) -> set[tuple[int, int]]:
     """Unordered pairs ``(i, j)``, ``i < j``, of rows at cosine >= ``threshold`` (among each row's K nearest)."""
-    from hl_debug.models.neighbors import knn
+    from hl_debug.neighbors import knn
 
     idx, sim = knn(X, min(K, len(X) - 1))
     if (sim[:, -1] >= threshold).any():

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from hl_debug.models.neighbors import KnnMemo
+from hl_debug.neighbors import KnnMemo
 from hl_debug.steps.analyze import analyze_step
 from hl_debug.steps.embed import embed_step
 from hl_debug.steps.ingest import ingest

@@ -22,7 +22,7 @@ from hl_debug.models.map import (
     enable_jit_cache,
     import_umap,
 )
-from hl_debug.models.neighbors import knn_graph
+from hl_debug.neighbors import knn_graph
 from hl_debug.steps.analyze import analyze, analyze_step
 from hl_debug.steps.embed import embed
 from hl_debug.steps.ingest import ingest

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from sklearn.neighbors import NearestNeighbors
 
-from hl_debug.models import neighbors
-from hl_debug.models.neighbors import knn
+from hl_debug import neighbors
+from hl_debug.neighbors import knn
 
 
 def _unit(rng, n, d):
@@ -57,7 +57,7 @@ def test_the_memo_is_opt_in_and_results_do_not_depend_on_it():
 
 
 def test_subset_knn_reads_a_full_knn_handed_to_it():
-    from hl_debug.models.neighbors import subset_knn
+    from hl_debug.neighbors import subset_knn
 
     neighbors.clear_cache()
     X = _unit(np.random.default_rng(4), 80, 8)
@@ -76,7 +76,7 @@ def test_bad_input():
 
 @pytest.mark.parametrize("share", [0.3, 0.9])
 def test_subset_knn_equals_knn_of_the_subset(share):
-    from hl_debug.models.neighbors import subset_knn
+    from hl_debug.neighbors import subset_knn
 
     neighbors.clear_cache()
     rng = np.random.default_rng(1)
@@ -96,7 +96,7 @@ def test_subset_knn_equals_knn_of_the_subset(share):
 
 
 def test_subset_knn_rejects_unsorted_rows_and_bad_k():
-    from hl_debug.models.neighbors import subset_knn
+    from hl_debug.neighbors import subset_knn
 
     X = np.eye(6, dtype=np.float32)
     with pytest.raises(ValueError, match="strictly increasing"):
@@ -106,7 +106,7 @@ def test_subset_knn_rejects_unsorted_rows_and_bad_k():
 
 
 def test_a_run_memo_is_shared_explicitly_and_never_global():
-    from hl_debug.models.neighbors import KnnMemo, knn_graph
+    from hl_debug.neighbors import KnnMemo, knn_graph
 
     neighbors.clear_cache()
     X = _unit(np.random.default_rng(6), 70, 8)

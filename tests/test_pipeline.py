@@ -19,7 +19,7 @@ from hl_debug.storage import CLUSTERS, NEIGHBORS, POINTS, Store
 @pytest.mark.slow
 def test_run_real_export_maps_and_clusters_everything(db_path, real_export, recorded_predictions, tmp_path,
                                                       monkeypatch):
-    from hl_debug.models import neighbors
+    from hl_debug import neighbors
 
     full_passes = []
     compute = neighbors._compute

@@ -135,7 +135,7 @@ def test_the_context_holds_one_knn_graph():
     graph = ctx.build_graph()
     assert graph[0].shape == (40, 32) and ctx.neighbors(5)[0].base is not None
     assert ctx.build_graph() is graph  # computed once per context
-    from hl_debug.models.neighbors import knn
+    from hl_debug.neighbors import knn
 
     np.testing.assert_array_equal(ctx.neighbors(5)[0], knn(X, 5, cache=False)[0])
     with pytest.raises(ValueError, match="labels has 3 entries"):

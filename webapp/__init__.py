@@ -51,15 +51,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
 
 def warm(app: Flask) -> threading.Thread:
-    """Build the map's payload, then the active endpoint's model report, in one daemon thread
-    (one after the other: on two cores, side by side they would only slow each other down),
-    so the first page loads after ``hl-debug serve`` find them ready; then keep the payload
-    in the database for the next start. Returns the thread."""
-    from webapp.points import warm_in_background
-
-    def work(store):
-        app.extensions["hl_points"].get(store, gzipped=True)
-        app.extensions["hl_reports"].report(store)
-        app.extensions["hl_points"].keep(store)  # for the next start: last, as it may wait for a write lock
-
-    return warm_in_background(app.config["DB"], work, name="hl-warm")
+    """Build the map's payload in a daemon thread, so the first page load after ``hl-debug
+    serve`` finds it ready, then keep it in the database for the next start (the model report
+    needs no warming: it is the stored document). Returns the thread."""
+    return app.extensions["hl_points"].warm(app.config["DB"])

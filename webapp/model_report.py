@@ -2,21 +2,18 @@
 stored (:mod:`hl_debug.signals.model_report`), never recomputed here — so the page, ``hl-debug
 report`` and ``hl-debug export report`` show the same numbers.
 
-:class:`ReportCache` keeps the parsed stored report until the signals step stores a new one
-(at 100k utterances the JSON document takes a moment to parse); a confusion-cell click asks
-storage for the cell's ids.
+:class:`ReportCache` is what the app asks (``app.extensions["hl_reports"]``): the stored report,
+read per request, and — for a confusion-cell click — the cell's ids, asked of storage.
 """
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 from hl_debug.domain import EVAL_SPLITS, REPORT_SPLITS
 from hl_debug.errors import ConfigError, MissingStepError
 from hl_debug.signals.model_report import MODEL_REPORT, endpoint_report
 from hl_debug.storage import Store
-from webapp.points import warm_in_background
 
 __all__ = ["ReportCache", "cell_ids", "check_split", "stored_report"]
 
@@ -62,7 +59,3 @@ class ReportCache:
                  endpoint: str | None = None) -> list[int]:
         """:func:`cell_ids` (the rows behind one confusion-matrix cell)."""
         return cell_ids(store, given=given, predicted=predicted, split=split, endpoint=endpoint)
-
-    def warm(self, path: str) -> threading.Thread:
-        """Read the stored report for the database at ``path`` in a daemon thread."""
-        return warm_in_background(path, self.report, name="hl-model-report")

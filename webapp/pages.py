@@ -46,10 +46,10 @@ def map_view():
     store.require_utterances()
     missing = _missing(POINTS, "analyze")
     clusters = store.table_rows(CLUSTERS, order="cluster_id")
-    config = plots.map_config(labels=store.intents(), clusters=clusters, has_predictions=store.active_endpoint() is not None)
+    intents = store.intents()
+    config = plots.map_config(labels=intents, clusters=clusters, has_predictions=store.active_endpoint() is not None)
     return render_template("map.html", missing=missing, item=None if missing else json_item(plots.map_figure()),
-                           config=config, intents=store.intents(), clusters=clusters, stats=store.stats(),
-                           has_predictions=store.active_endpoint() is not None)
+                           config=config, intents=intents, clusters=clusters, stats=store.stats())
 
 
 @bp.get("/clusters")
@@ -118,8 +118,8 @@ def queue_view():
     rows, total, done = [], 0, 0
     if not missing:
         ids, pending = store.ranked_page(table, order="rank", pending_only=True, limit=size, offset=(page - 1) * size)
-        progress = store.queue_progress(table)
-        total, done = progress["total"], progress["done"]
+        total = store.table_count(table)
+        done = total - pending
         rows = store.inspector_rows(ids, evidence=evidence())
     return render_template("queue.html", missing=missing, rows=rows, total=total, done=done, page=page,
                            labels=store.intents())

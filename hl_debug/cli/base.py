@@ -66,17 +66,25 @@ class SettingOption(click.Option):
         self.setting = setting
 
 
+def range_type(kind: Any, lo: float | None, hi: float | None, *, min_open: bool = False) -> Any:
+    """The click type of an int or float knob bounded by ``lo``/``hi`` (either may be None);
+    other types come back as they are (shared by settings and signal knobs)."""
+    if lo is None and hi is None:
+        return {int: click.INT, float: click.FLOAT}.get(kind, kind)
+    if kind is int:
+        return click.IntRange(None if lo is None else int(lo), None if hi is None else int(hi), min_open=min_open)
+    if kind is float:
+        return click.FloatRange(lo, hi, min_open=min_open)
+    return kind
+
+
 def _click_type(s: Setting) -> click.ParamType | None:
     if s.choices is not None:
         return click.Choice(s.choices)
     if s.type is Path:
         return click.Path(dir_okay=False, exists=s.exists, writable=not s.exists)
-    ranged = s.min is not None or s.max is not None
-    if s.type is int:
-        lo, hi = (None if v is None else int(v) for v in (s.min, s.max))
-        return click.IntRange(lo, hi, min_open=s.min_open) if ranged else click.INT
-    if s.type is float:
-        return click.FloatRange(s.min, s.max, min_open=s.min_open) if ranged else click.FLOAT
+    if s.type in (int, float):
+        return range_type(s.type, s.min, s.max, min_open=s.min_open)
     return None
 
 
@@ -127,11 +135,6 @@ def format_option(*choices: str, default: str = "text") -> Callable[[F], F]:
     if (choices, default) != (s.choices, s.default):
         raise ValueError(f"--format {choices}/{default} is not setting 'format'; declare a new Setting")
     return setting_option(s)
-
-
-def encoder_backend_option(f: F) -> F:
-    """--encoder-backend (HL_ENCODER_BACKEND): torch, onnx or onnx-int8."""
-    return setting_option("encoder_backend")(f)
 
 
 def output_option(f: F) -> F:

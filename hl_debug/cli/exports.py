@@ -147,16 +147,6 @@ def signal_rows(store: Store, cls: type[Signal], *, equals: dict[str, Any] | Non
     return [{**texts.get(r["id"], {}), **r} for r in store.table_rows(cls.table, order=cls.order, equals=equals)]
 
 
-def _model_report(store: Store) -> dict:
-    """The Signals step's stored model report (every endpoint)."""
-    from hl_debug.signals.model_report import MODEL_REPORT
-
-    body = store.report(MODEL_REPORT)
-    if body is None:
-        raise MissingStepError("the database has no model report yet", step="signals")
-    return body
-
-
 def stored_report(store: Store, cls: type[Signal]) -> Any:
     """Signal ``cls``'s stored report; MissingStepError naming the signals step when absent."""
     body = store.report(cls.report_name) if cls.report_name else None

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from hl_debug.cli.base import _store, cli, setting_options
+from hl_debug.cli.base import _store, cli, range_type, setting_options
 from hl_debug.domain import SPLITS
 from hl_debug.settings import resolve
 
@@ -196,11 +196,8 @@ def signal_options(f):
         for name, knob in cls.defaults.items():
             knobs.setdefault(name, knob)
     for name, knob in reversed(list(knobs.items())):
-        kind: Any = knob.type
-        if knob.type is int and (knob.min is not None or knob.max is not None):
-            kind = click.IntRange(knob.min, knob.max)
-        elif knob.type is float and (knob.min is not None or knob.max is not None):
-            kind = click.FloatRange(knob.min, knob.max, min_open=knob.min_open)
+        kind = range_type(knob.type, knob.min, knob.max, min_open=knob.min_open) if knob.type in (int, float) \
+            else knob.type
         f = click.option(knob_option(name), name, type=kind, default=None,
                          help=f"{knob.help}  [default: {knob.default}]")(f)
     return f

@@ -8,7 +8,7 @@ import logging
 import click
 
 from hl_debug.cli.base import _store, cli, format_option, setting_options
-from hl_debug.cli.exports import _model_report
+from hl_debug.cli.exports import stored_report
 
 log = logging.getLogger("hl_debug")
 
@@ -51,7 +51,9 @@ def report(ctx: click.Context, fmt: str) -> None:
     from hl_debug.scoring.report import summary_text
 
     store = _store(ctx)
-    body = _model_report(store)
+    from hl_debug.signals.registry import get_signal
+
+    body = stored_report(store, get_signal("report"))
     if fmt == "json":
         click.echo(json.dumps(body, indent=1, ensure_ascii=False))
         return

@@ -24,12 +24,11 @@ from typing import Any
 import numpy as np
 from sklearn.base import BaseEstimator
 
-from hl_debug.models.neighbors import knn_graph
+from hl_debug.neighbors import knn_graph
 from hl_debug.settings import default
 
 log = logging.getLogger(__name__)
 
-DEFAULT_SEED = 42
 #: HDBSCAN's label of noise points.
 NOISE = -1
 SELECTION_METHODS = ("eom", "leaf")

@@ -22,10 +22,9 @@ from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components
 
 from hl_debug.domain import EVAL_SPLITS, TRAINING
-from hl_debug.scoring.neighbors import MIN_K, exact_knn
+from hl_debug.neighbors import MIN_K, knn
 
 KINDS = ("conflicting_labels", "split_leakage")
-EVAL_USAGES = EVAL_SPLITS
 
 
 def near_duplicate_components(X: Any, *, threshold: float = 0.95,
@@ -62,7 +61,7 @@ def near_duplicate_components(X: Any, *, threshold: float = 0.95,
     # Edges from the shared kNN (exact duplicates included): a group larger than MIN_K + 1
     # stays connected through its members' own neighbour lists.
     if neighbors is None:
-        neighbors = exact_knn(X, min(n - 1, MIN_K))
+        neighbors = knn(X, min(n - 1, MIN_K))
     idx, sim = (np.asarray(a) for a in neighbors)
     if idx.shape[0] != n or sim.shape != idx.shape:
         raise ValueError(f"neighbors must be two arrays of shape (n_rows={n}, k), got {idx.shape} and {sim.shape}")
@@ -118,7 +117,7 @@ def duplicate_groups(X: Any, *, labels: Sequence[str | None], usages: Sequence[s
         kinds = []
         if len(intents) > 1:
             kinds.append("conflicting_labels")
-        if TRAINING in splits and splits & set(EVAL_USAGES):
+        if TRAINING in splits and splits & set(EVAL_SPLITS):
             kinds.append("split_leakage")
         for kind in kinds:
             groups.append({"kind": kind, "members": [int(i) for i in sorted(members)],

@@ -22,6 +22,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, clone
 from sklearn.linear_model import LogisticRegression
 
+from hl_debug.neighbors import knn
 from hl_debug.scoring.label_issues import (
     _check_embeddings,
     _check_labels,
@@ -38,7 +39,6 @@ from hl_debug.scoring.label_issues import (
     knn_label_distribution,
     out_of_fold_probabilities,
 )
-from hl_debug.scoring.neighbors import exact_knn
 from hl_debug.threads import limit_threads
 
 log = logging.getLogger(__name__)
@@ -183,7 +183,7 @@ class LabelIssueDetector(BaseEstimator):
             api_probs = api_distribution(api_labels, api_confidence, n_classes=K)
         if neighbors is None:
             k = min(self.k, n - 1)
-            neighbors = exact_knn(X, k)
+            neighbors = knn(X, k)
 
         members = self._members(X, labels, K, neighbors, cluster_ids, api_probs, self.random_state)
         self.pred_probs_, self.knn_probs_ = members[0], members[1]
@@ -207,7 +207,7 @@ class LabelIssueDetector(BaseEstimator):
         if self.max_calibration_rows is not None and n > self.max_calibration_rows:
             sub = np.sort(rng.choice(n, size=self.max_calibration_rows, replace=False))
             cal_X, cal_labels, known = X[sub], labels[sub], known[sub]
-            cal_nbrs = exact_knn(cal_X, min(neighbors[0].shape[1], len(sub) - 1))
+            cal_nbrs = knn(cal_X, min(neighbors[0].shape[1], len(sub) - 1))
             cal_clusters = cluster_ids[sub] if cluster_ids is not None else None
             cal_api = api_probs[sub] if api_probs is not None else None
         s_train, t_train = [], []

@@ -30,7 +30,7 @@ from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
-from hl_debug.scoring.neighbors import exact_knn
+from hl_debug.neighbors import knn
 
 log = logging.getLogger(__name__)
 
@@ -186,7 +186,7 @@ def knn_label_distribution(X: Any, labels: Any, *, n_classes: int | None = None,
         if n < 2:
             raise ValueError("kNN label agreement needs at least two labelled rows")
         k = min(k, n - 1)
-        idx, sim = exact_knn(X, k)  # the row itself excluded (callers in a run pass the run's graph)
+        idx, sim = knn(X, k)  # the row itself excluded (callers in a run pass the run's graph)
     else:
         idx, sim = (np.asarray(a) for a in neighbors)
         if idx.shape != sim.shape or len(idx) != n:

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from hl_debug.scoring.neighbors import exact_knn
+from hl_debug.neighbors import knn
 
 UNCERTAINTY_METHODS = ("entropy", "margin")
 
@@ -74,7 +74,7 @@ def coverage_scores(X: Any, labeled: Any, *, k: int = 10, cluster_ids: Any = Non
     if k < 1:
         return np.ones(n), np.zeros(n, dtype=np.int64)
     if neighbors is None:
-        idx, _ = exact_knn(X, k)
+        idx, _ = knn(X, k)
     else:
         idx = np.asarray(neighbors)[:, :k]
         if idx.shape != (n, k):

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from hl_debug.models.neighbors import MIN_K, KnnMemo, knn, subset_knn
+from hl_debug.neighbors import MIN_K, KnnMemo, knn, subset_knn
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from hl_debug.models.neighbors import MIN_K
+from hl_debug.neighbors import MIN_K
 from hl_debug.signals.base import Knob, Signal, SignalResult
 from hl_debug.signals.context import SignalContext
 from hl_debug.signals.registry import register

@@ -79,7 +79,3 @@ def evidence() -> list[Evidence]:
     """The inspector columns every registered signal contributes."""
     return [cls.evidence for cls in all_signals() if cls.evidence is not None]
 
-
-def with_tables() -> list[type[Signal]]:
-    """The registered signals that write a table."""
-    return [cls for cls in all_signals() if cls.table is not None]

@@ -19,7 +19,7 @@ import numpy as np
 
 from hl_debug.errors import AnalysisError, ConfigError, MissingStepError
 from hl_debug.models.map import SELECTION_METHODS, MapAnalyzer
-from hl_debug.models.neighbors import KnnMemo, knn_graph
+from hl_debug.neighbors import KnnMemo, knn_graph
 from hl_debug.scoring import clusters as cl
 from hl_debug.settings import default
 from hl_debug.storage import CLUSTERS, NEIGHBORS, POINTS, Store, hash_json, package_versions

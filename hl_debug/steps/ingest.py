@@ -22,7 +22,6 @@ from hl_debug.storage import Store, hash_json, text_hash
 
 log = logging.getLogger(__name__)
 
-USAGES = SPLITS
 REQUIRED_FIELDS = ("id", "project_id", "complete", "usage", "score", "data")
 MAX_PROBLEMS = 50
 
@@ -146,7 +145,7 @@ def validate(records: list[Any]) -> tuple[list[dict], list[Problem]]:
         if "complete" in rec and not isinstance(complete, bool):
             problem("complete", "true or false", complete)
         usage = rec.get("usage")
-        if "usage" in rec and usage is not None and usage not in USAGES:
+        if "usage" in rec and usage is not None and usage not in SPLITS:
             problem("usage", "one of training, validation, testing or null", usage)
         if "score" in rec and not _is_number(rec["score"]):
             problem("score", "a finite number (entropy of the model's softmax)", rec["score"])

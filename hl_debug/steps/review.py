@@ -79,9 +79,8 @@ def record_decision(store: Store, utterance_id: Any, action: Any, label: Any = N
         raise AnnotationError(f"unknown action {action!r}; valid: {', '.join(ACTIONS)}")
     if label is not None and not isinstance(label, str):
         raise AnnotationError(f"field 'label' must be a string, got {type(label).__name__}")
-    store.get_utterance(uid)  # NotFoundError for an unknown id
+    current = store.effective_label(uid)  # NotFoundError for an unknown id
     intents = store.intents()
-    current = store.effective_label(uid)
     if action == "relabel":
         if not label:
             raise MissingFieldError("missing field 'label': action 'relabel' needs the new label")

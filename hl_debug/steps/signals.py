@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from hl_debug.errors import ConfigError, MissingStepError
-from hl_debug.models.neighbors import KnnMemo
+from hl_debug.neighbors import KnnMemo
 from hl_debug.signals.context import Predictions, SignalContext
 from hl_debug.signals.registry import all_signals
 from hl_debug.storage import POINTS, Store, hash_json, package_versions
@@ -96,7 +96,8 @@ def signals(store: Store, *, options: dict[str, Any] | None = None, force: bool 
     from tqdm.auto import tqdm
 
     classes = all_signals()
-    opts = {**defaults(), **{k: v for k, v in (options or {}).items() if k in defaults()}}
+    known = defaults()
+    opts = {**known, **{k: v for k, v in (options or {}).items() if k in known}}
     store.require_utterances()
     encoder = store.get_meta("active_encoder")
     if encoder is None:

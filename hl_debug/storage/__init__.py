@@ -13,15 +13,14 @@ from hl_debug.storage.protocol import StoreProtocol
 from hl_debug.storage.schema import (
     CLUSTERS,
     CORE_TABLES,
-    MAP_TABLES,
     NEIGHBORS,
     POINTS,
     Column,
     Evidence,
     Table,
 )
-from hl_debug.storage.sqlite import SCHEMA_VERSION, USAGES, Store, now, package_versions
+from hl_debug.storage.sqlite import SCHEMA_VERSION, Store, now, package_versions
 
-__all__ = ["CLUSTERS", "CORE_TABLES", "MAP_TABLES", "NEIGHBORS",
-           "POINTS", "SCHEMA_VERSION", "USAGES", "Column", "Evidence", "Store", "StoreProtocol", "Table",
+__all__ = ["CLUSTERS", "CORE_TABLES", "NEIGHBORS",
+           "POINTS", "SCHEMA_VERSION", "Column", "Evidence", "Store", "StoreProtocol", "Table",
            "hash_json", "now", "package_versions", "text_hash"]

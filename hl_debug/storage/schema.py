@@ -208,8 +208,6 @@ META = Table("hl_meta", (Column("key", str), Column("value", str)), pk=("key",))
 #: The core tables every engine creates on a new database.
 CORE_TABLES: tuple[Table, ...] = (META, UTTERANCES, RUNS, PREDICTIONS, EMBEDDINGS, REPORTS, ANNOTATIONS)
 
-#: The map's tables, written by the analyze step.
-MAP_TABLES: tuple[Table, ...] = (POINTS, NEIGHBORS, CLUSTERS)
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,6 @@ which takes SQL. A second engine implements that protocol.
 
 from __future__ import annotations
 
-from hl_debug.domain import SPLITS
 from hl_debug.storage.connection import SCHEMA_VERSION, Connection
 from hl_debug.storage.derived import DerivedTables
 from hl_debug.storage.predictions import Embeddings, Predictions
@@ -28,9 +27,7 @@ from hl_debug.storage.runs import Runs, now, package_versions
 from hl_debug.storage.utterances import Utterances
 from hl_debug.storage.views import WebViews
 
-USAGES = SPLITS
-
-__all__ = ["SCHEMA_VERSION", "USAGES", "Store", "now", "package_versions"]
+__all__ = ["SCHEMA_VERSION", "Store", "now", "package_versions"]
 
 
 class Store(Connection, Utterances, Predictions, Embeddings, Runs, Reviews, WebViews, DerivedTables):

@@ -51,8 +51,8 @@ class WebViews:
         """``(names, sql, args)`` of the joined read; joins only what ``columns`` need (each
         join is on a unique key, so leaving one out never changes the rows)."""
         ev = () if evidence is None else tuple(evidence)
-        names = list(self.inspector_columns(ev) if columns is None else columns)
         valid = self.inspector_columns(ev)
+        names = list(valid if columns is None else columns)
         unknown = [c for c in names if c not in valid]
         if unknown:
             raise ValueError(f"unknown column(s) {', '.join(unknown)}; valid: {', '.join(valid)}")

@@ -1,7 +1,8 @@
 """Exact cosine k-nearest neighbours (arrays in, arrays out).
 
 The map (UMAP's graph, the ``neighbors`` table), the label-issue detector, the annotation
-queue and the near-duplicate finder all need the nearest neighbours of the same vectors.
+queue and the near-duplicate finder all need the nearest neighbours of the same vectors, so this
+module sits below both ``hl_debug.models`` and ``hl_debug.scoring`` (it imports only numpy).
 :func:`knn` computes them with a blocked ``X @ X.T`` on L2-normalised float32 vectors (memory
 stays bounded at any n). Callers share one result by passing it along (the signals context
 carries the kNN graph); the process-global memo of earlier versions is opt-in
