@@ -37,7 +37,10 @@ STEPS = ("ingest", "embed", "predict", "analyze", "signals", "web")  # the pipel
 
 _CHILD = r"""
 import json, resource, sys, time
-from hl_debug.storage import Store
+try:
+    from hl_debug.storage import Store
+except ImportError:  # a --baseline revision from before the storage package (hl_debug/store.py)
+    from hl_debug.store import Store
 from pipelines.full import run_pipeline
 t0 = time.perf_counter()
 store = Store(sys.argv[1])
