@@ -161,10 +161,11 @@ SETTINGS: tuple[Setting, ...] = (
             env="HL_ENCODER", metavar="NAME", commands=_ENCODING),
     Setting("embed_batch_size", 128, "Texts per forward pass of the encoder.", type=int, min=1,
             flag="--batch-size", param="batch_size", commands=("embed",)),
-    Setting("encoder_backend", "onnx-int8",
-            "How the encoder runs: onnx-int8 (default; ONNX Runtime with int8 weights, 2.6x torch's speed), "
-            "onnx-int8-token (int8 with per-token scales: a text's vector never depends on its batch), "
-            "onnx (ONNX Runtime, fp32) or torch. ONNX files are exported once into "
+    Setting("encoder_backend", "onnx",
+            "How the encoder runs: onnx (default; ONNX Runtime, fp32: torch's vectors, 1.2x its speed, and a "
+            "text's vector never depends on its batch), onnx-int8-token (int8 weights, per-token scales: "
+            "batch-independent too, ~2x torch, near-duplicates less exact), onnx-int8 (int8 with per-batch "
+            "scales: fastest, but a vector depends on its batch-mates) or torch. ONNX files are exported once into "
             "$XDG_CACHE_HOME/hl-debug/encoders (default ~/.cache/hl-debug/encoders).",
             env="HL_ENCODER_BACKEND", choices=ENCODER_BACKENDS, commands=_ENCODING),
     Setting("predict_batch_size", 20, "Texts per request (the contract allows at most 20).", type=int, min=1, max=20,

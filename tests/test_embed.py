@@ -51,12 +51,12 @@ def test_backend_validation(monkeypatch):
     from hl_debug.models.encoders import check_backend
 
     monkeypatch.delenv("HL_ENCODER_BACKEND", raising=False)
-    assert check_backend(None) == "onnx-int8"
+    assert check_backend(None) == "onnx"
     assert check_backend("onnx-int8") == "onnx-int8"
     with pytest.raises(ConfigError, match="torch, onnx, onnx-int8"):
         check_backend("tensorflow")
-    monkeypatch.setenv("HL_ENCODER_BACKEND", "onnx")
-    assert check_backend(None) == "onnx" and SentenceEncoder().identity.endswith("+onnx")
+    monkeypatch.setenv("HL_ENCODER_BACKEND", "onnx-int8")
+    assert check_backend(None) == "onnx-int8" and SentenceEncoder().identity.endswith("+onnx-int8")
     monkeypatch.setenv("HL_ENCODER_BACKEND", "int4")
     with pytest.raises(ConfigError, match="valid: torch, onnx, onnx-int8"):
         SentenceEncoder().fit()
@@ -67,7 +67,7 @@ def test_identity_differs_per_backend(monkeypatch):
     ids = {b: SentenceEncoder(backend=b).identity for b in ("torch", "onnx", "onnx-int8")}
     assert len(set(ids.values())) == 3
     # torch keeps the historical key, so vectors cached before backends existed stay valid
-    assert "+" not in ids["torch"] and SentenceEncoder().identity == ids["onnx-int8"]
+    assert "+" not in ids["torch"] and SentenceEncoder().identity == ids["onnx"]
     assert SentenceEncoder(backend="onnx", normalize=False).identity.endswith("+onnx:raw")
 
 

