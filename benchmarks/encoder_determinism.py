@@ -14,6 +14,11 @@ onnx-int8-token):
    pairs (a text with a ``training`` row and another with a ``validation``/``testing`` row at
    cosine >= 0.95), from :func:`hl_debug.neighbors.knn`, and how many of torch's each
    backend misses.
+5. **Effect on the label-issue finding** (``--findings``): uniform flips planted at 5% in the
+   annotated rows (``--seeds`` seeds), scored on each backend's vectors with the same
+   5-fold logistic regression: AUPRC of cleanlab's self-confidence and of hl-debug's
+   :class:`~hl_debug.scoring.label_detector.LabelIssueDetector`, and the accuracy of a
+   k-NN (k = 10) vote on the evaluation rows trained on the training rows.
 
 Prints Markdown tables for ``benchmarks/RESULTS.md``. ``--quick`` takes a few hundred texts and
 no extra repeats (a CI smoke test).
@@ -21,6 +26,7 @@ no extra repeats (a CI smoke test).
 Example::
 
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/encoder_determinism.py --repeat 2
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/encoder_determinism.py --repeat 0 --findings --seeds 3
 """
 
 from __future__ import annotations
@@ -64,6 +70,33 @@ def leak_pairs(X: np.ndarray, in_train: np.ndarray, in_eval: np.ndarray) -> set[
             if (in_train[i] and in_eval[j]) or (in_eval[i] and in_train[j])}
 
 
+def finding_effect(X_text: np.ndarray, pos: dict[str, int], rows: list[dict], seeds: int) -> dict[str, float]:
+    """Label-issue AUPRC (cleanlab self-confidence, hl-debug's detector) with 5% planted uniform
+    flips over ``seeds`` seeds, and k-NN accuracy on the evaluation rows, on one backend's vectors."""
+    from sklearn.metrics import average_precision_score
+    from sklearn.neighbors import KNeighborsClassifier
+
+    from hl_debug.domain import EVAL_SPLITS
+    from hl_debug.scoring.label_detector import LabelIssueDetector
+    from hl_debug.scoring.label_issues import cleanlab_scores, encode_labels, inject_noise, out_of_fold_probabilities
+
+    annotated = [r for r in rows if r.get("intent") and r["text"] in pos]
+    X = X_text[[pos[r["text"]] for r in annotated]]
+    classes = sorted({r["intent"] for r in annotated})
+    y = encode_labels([r["intent"] for r in annotated], classes)
+    cl, hl = [], []
+    for seed in range(seeds):
+        noisy, flipped = inject_noise(y, rate=0.05, kind="uniform", n_classes=len(classes), random_state=seed)
+        probs = out_of_fold_probabilities(X, noisy, n_classes=len(classes), random_state=seed)
+        cl.append(average_precision_score(flipped, -cleanlab_scores(noisy, probs)))
+        det = LabelIssueDetector(random_state=seed).fit(X, noisy, n_classes=len(classes))
+        hl.append(average_precision_score(flipped, det.scores_))
+    train = np.array([r["usage"] == "training" for r in annotated])
+    test = np.array([r["usage"] in EVAL_SPLITS for r in annotated])
+    knn = KNeighborsClassifier(10, metric="cosine").fit(X[train], y[train])
+    return {"cleanlab": float(np.mean(cl)), "hl": float(np.mean(hl)), "knn_acc": float(knn.score(X[test], y[test]))}
+
+
 def shuffled(enc, texts: list[str], seed: int, batch_size: int) -> tuple[float, np.ndarray]:  # noqa: ANN001
     """Seconds taken and the vectors (in ``texts``' order) of one shuffled run."""
     order = np.random.default_rng(seed).permutation(len(texts))
@@ -83,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch-sizes", default="32,128", help="two batch sizes; speed is timed at the last")
     ap.add_argument("--repeat", type=int, default=2, help="extra timed runs per backend (interleaved)")
     ap.add_argument("--quick", action="store_true", help="300 texts, no extra repeats (smoke test)")
+    ap.add_argument("--findings", action="store_true", help="also measure the effect on the label-issue finding")
+    ap.add_argument("--seeds", type=int, default=3, help="planted-flip seeds for --findings")
     ap.add_argument("--cache-dir", default=None, help="ONNX export folder (default: the user cache)")
     args = ap.parse_args(argv)
 
@@ -140,6 +175,13 @@ def main(argv: list[str] | None = None) -> int:
             if "torch" in found else ("", "")
         print(f"| {b} | {speed:.0f} | {ratio} | {cos.min():.4f} | {np.median(cos):.4f} | {diff:.2g} | "
               f"{to_ref.mean():.4f} | {to_ref.min():.4f} | {len(dups)}{missed[0]} | {len(leaks)}{missed[1]} |")
+    if args.findings:
+        print(f"\n| backend | label-issue AUPRC, cleanlab self-confidence | hl-debug detector | "
+              f"k-NN accuracy on evaluation rows |  (5% uniform flips, {args.seeds} seeds)")
+        print("|---|---:|---:|---:|")
+        for b in backends:
+            e = finding_effect(runs[b][0], pos, rows, args.seeds)
+            print(f"| {b} | {e['cleanlab']:.4f} | {e['hl']:.4f} | {e['knn_acc']:.4f} |", flush=True)
     print(f"\n({time.strftime('%Y-%m-%d %H:%M')}, load average {load_avg()} at end)")
     return 0
 

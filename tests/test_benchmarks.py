@@ -106,6 +106,15 @@ def test_encoder_backends(real_export):
     assert is_number(figure_row(out, "onnx-int8")[4])  # utt/s
 
 
+@pytest.mark.slow
+def test_encoder_determinism_and_its_effect_on_findings(real_export):
+    out = run_script("encoder_determinism", "--quick", "--backends", "onnx,onnx-int8", "--findings", "--seeds", "1")
+    row = figure_row(out, "onnx")
+    assert row[3] == "1.0000" and row[5] == "0"  # fp32: a text's vector never depends on its batch
+    effect = figure_row(out.split("label-issue AUPRC", 1)[1], "onnx-int8")  # the findings table
+    assert len(effect) == 4 and all(is_number(c) and 0 <= float(c) <= 1 for c in effect[1:]), effect
+
+
 @pytest.mark.slow  # numba compiles UMAP in the child process unless its cache is warm
 def test_analyze_scaling_fits_in_a_fresh_process():
     out = run_script("analyze_scaling", "--synthetic", "200", "--variants", "cache-warm", "--numba-cache", "existing")
