@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import json
 
-from hl_debug.errors import NotFoundError
 from hl_debug.signals.base import Signal, SignalResult
 from hl_debug.signals.registry import get_signal, register, unregister
 from hl_debug.storage import Store
 from hl_debug.storage.schema import Column, Evidence, Table
+from webapp.discover import optional_table
 
 OOS = Table(
     "oos",
@@ -67,9 +67,7 @@ def install() -> list[str]:
     names registered (give them to :func:`uninstall`)."""
     added = []
     for cls in (StandInScores, StandInGroups):
-        try:
-            get_signal(cls.name)
-        except NotFoundError:
+        if optional_table(cls.table.name) is None:
             register(cls)
             added.append(cls.name)
     return added
@@ -84,7 +82,8 @@ def fill_oos(store: Store, *, with_groups: bool = True) -> Store:
     """Write the ``oos`` rows (every utterance), the groups and the report into a store
     :func:`fill_synthetic` filled; the queue's candidates lose their pre-selected label and
     carry their group, as the queue signal does when the out-of-scope signal ran."""
-    scores, groups = get_signal("oos").table, get_signal("new_intents").table
+    scores, groups = optional_table(OOS.name), optional_table(NEW_INTENTS.name)
+    assert scores is not None and groups is not None, "call install() first"
     group_of = {i: g for g, ids in GROUPS.items() for i in ids}
     utterances = store.utterance_rows(["id", "intent"])
     rows = []

@@ -244,3 +244,14 @@ def test_inspector_rows_carry_the_out_of_scope_evidence(client):
     rows = {r["id"]: r for r in client.get("/api/utterances?ids=1016,1000").get_json()["rows"]}
     assert rows[1016]["oos_group"] == PHRASING_GROUP and rows[1016]["oos_score"] == pytest.approx(0.87)
     assert rows[1000]["oos_group"] is None
+
+
+def test_a_batch_is_stored_in_one_transaction(store):
+    rows = [{"utterance_id": 1019, "action": "out_of_scope", "label": OUT_OF_SCOPE, "previous_label": None},
+            {"utterance_id": 424242, "action": "out_of_scope", "label": OUT_OF_SCOPE, "previous_label": None}]
+    version = store.data_version()
+    with pytest.raises(Exception, match="FOREIGN KEY"):  # the second row fails after the first was inserted
+        store.add_annotations(rows)
+    assert store.annotations() == [] and store.data_version() == version
+    stored = store.add_annotations(rows[:1])
+    assert [r["utterance_id"] for r in stored] == [1019] and stored[0]["id"] and store.effective_label(1019) == OUT_OF_SCOPE

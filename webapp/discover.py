@@ -20,6 +20,7 @@ from flask import Blueprint, current_app, render_template
 
 from hl_debug.domain import OUT_OF_SCOPE
 from hl_debug.errors import NotFoundError
+from hl_debug.signals.registry import all_signals
 from hl_debug.storage import Store, Table
 from webapp.db import evidence, get_store, signal_table
 
@@ -34,11 +35,12 @@ MISSING = ("No out-of-scope analysis yet. Run `hl-debug signals` (or `hl-debug r
 
 
 def optional_table(name: str) -> Table | None:
-    """The table of the registered signal ``name``; None when no such signal is installed."""
+    """The table of the registered signal ``name`` (or of the one whose table is called
+    ``name``); None when no such signal is installed."""
     try:
         return signal_table(name)
     except NotFoundError:
-        return None
+        return next((cls.table for cls in all_signals() if cls.table is not None and cls.table.name == name), None)
 
 
 def parse_ids(raw: Any) -> list[int]:
