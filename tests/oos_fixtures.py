@@ -78,6 +78,14 @@ def uninstall(names: list[str]) -> None:
         unregister(name)
 
 
+def queue_table() -> Table:
+    """The queue signal's table, with the ``oos_group_id`` column the interface adds to it."""
+    queue = get_signal("queue").table
+    if "oos_group_id" not in queue.column_names:  # until the queue signal declares it
+        queue = Table(queue.name, (*queue.columns, Column("oos_group_id", int)), queue.pk, queue.orders)
+    return queue
+
+
 def fill_oos(store: Store, *, with_groups: bool = True) -> Store:
     """Write the ``oos`` rows (every utterance), the groups and the report into a store
     :func:`fill_synthetic` filled; the queue's candidates lose their pre-selected label and
@@ -111,9 +119,7 @@ def fill_oos(store: Store, *, with_groups: bool = True) -> Store:
     else:
         store.replace_table(groups, [])
     store.save_report("out_of_scope", REPORT)
-    queue = get_signal("queue").table
-    if "oos_group_id" not in queue.column_names:  # until the queue signal declares it
-        queue = Table(queue.name, (*queue.columns, Column("oos_group_id", int)), queue.pk, queue.orders)
+    queue = queue_table()
     store.replace_table(queue, [{**r, **({"predicted_label": None, "oos_group_id": group_of[r["id"]]}
                                          if r["id"] in group_of else {})}
                                 for r in store.table_rows(queue)])

@@ -255,3 +255,39 @@ def test_a_batch_is_stored_in_one_transaction(store):
     assert store.annotations() == [] and store.data_version() == version
     stored = store.add_annotations(rows[:1])
     assert [r["utterance_id"] for r in stored] == [1019] and stored[0]["id"] and store.effective_label(1019) == OUT_OF_SCOPE
+
+
+def test_queue_never_preselects_for_a_candidate_even_without_the_queue_knowing(store, client):
+    """Before the queue carries ``oos_group_id`` (and with its predictions still set), the page
+    groups candidates by the out-of-scope evidence; a candidate in no group is not pre-selected
+    either."""
+    from hl_debug.signals.registry import get_signal
+    from hl_debug.storage.schema import Table
+    from webapp.discover import optional_table
+
+    q = get_signal("queue").table
+    plain = Table(q.name, tuple(c for c in q.columns if c.name != "oos_group_id"), q.pk, q.orders)
+    store.replace_table(plain, [{k: v for k, v in r.items() if k != "oos_group_id"} | {"predicted_label": "card_issue"}
+                                for r in store.table_rows(q)])
+    scores = optional_table("oos")
+    store.replace_table(scores, [r | {"is_candidate": 1} if r["id"] == 1019 else r for r in store.table_rows(scores)])
+    html = client.get("/queue").get_data(as_text=True)
+    assert html.index('data-id="1021"') > html.index('id="queue-group-2"')
+    for uid in (1019, 1021, 1023):
+        card = html[html.index(f'data-id="{uid}"'):]
+        assert '<option value="" selected>' in card[:card.index("</li>")], uid
+    card = html[html.index('data-id="1020"'):]
+    assert '<option value="bill_question" selected>' in card[:card.index("</li>")]  # not a candidate: the model's label
+
+
+def test_queue_follows_a_queue_row_without_a_predicted_label(store, client):
+    """The queue's own rule (a row that fits no intent gets no predicted_label) is honoured
+    without any out-of-scope result."""
+    q = oos_fixtures.queue_table()
+    store.replace_table(q, [r | {"predicted_label": None, "oos_group_id": None} if r["id"] == 1020 else r
+                            for r in store.table_rows(q)])
+    html = client.get("/queue").get_data(as_text=True)
+    card = html[html.index('data-id="1020"'):]
+    assert '<option value="" selected>' in card[:card.index("</li>")] and 'data-suggested=""' in card[:200]
+    card = html[html.index('data-id="1019"'):]
+    assert '<option value="card_issue" selected>' in card[:card.index("</li>")]

@@ -97,6 +97,42 @@ def candidate_groups(store: Store, table: Table, *, members: int) -> list[dict]:
     return groups
 
 
+def queue_groups(store: Store, queue: Table, rows: list[dict]) -> tuple[list[dict], dict[int, dict]]:
+    """Split a page of the annotation ``queue`` into its in-scope rows and ``{group id:
+    {"group": the group's new_intents row or {}, "rows": [...]}}``.
+
+    A row's group is the queue's ``oos_group_id`` (else, before the queue carries it, the
+    out-of-scope evidence ``oos_group``). The page pre-selects the model's label, except for a
+    grouped row, any out-of-scope candidate (``is_candidate`` in the ``oos`` table) and a row
+    whose queue ``predicted_label`` is empty (the queue's own "fits no intent" rule): offering
+    an in-scope intent for those would invite a wrong label.
+    """
+    columns = store.table_columns(queue.name)
+    queued = {r["id"]: r for r in store.table_rows(queue, ids=[r["id"] for r in rows])}
+    for r in rows:
+        mine = queued.get(r["id"], {})
+        r["oos_group_id"] = mine.get("oos_group_id") if "oos_group_id" in columns else r.get("oos_group")
+        if "predicted_label" in columns and r["id"] in queued and mine.get("predicted_label") is None:
+            r["predicted_label"] = None  # the queue decided not to suggest a label for it
+    scores = optional_table(SCORES_SIGNAL)
+    if scores is not None and "is_candidate" in store.table_columns(scores.name):
+        candidates = {r["id"] for r in store.table_rows(scores, ids=[r["id"] for r in rows], equals={"is_candidate": 1})}
+        for r in rows:
+            if r["id"] in candidates:
+                r["predicted_label"] = None
+    grouped = [r for r in rows if r["oos_group_id"] is not None]
+    if not grouped:
+        return rows, {}
+    table = optional_table(GROUPS_SIGNAL)
+    known = ({g["group_id"]: g for g in store.table_rows(table, ids=sorted({r["oos_group_id"] for r in grouped}))}
+             if table is not None else {})
+    groups: dict[int, dict] = {}
+    for r in grouped:
+        r["predicted_label"] = None
+        groups.setdefault(r["oos_group_id"], {"group": known.get(r["oos_group_id"], {}), "rows": []})["rows"].append(r)
+    return [r for r in rows if r["oos_group_id"] is None], groups
+
+
 @bp.get("/discover")
 def discover_view():
     """Candidate new intents among the out-of-scope rows, with one action per group."""

@@ -12,10 +12,10 @@ from bokeh.util.paths import bokehjs_path
 from flask import Blueprint, abort, current_app, render_template, request, send_from_directory
 
 from hl_debug.domain import OUT_OF_SCOPE
-from hl_debug.storage import CLUSTERS, POINTS, Store, Table
+from hl_debug.storage import CLUSTERS, POINTS, Table
 from webapp import plots
 from webapp.db import evidence, get_store, signal_table
-from webapp.discover import GROUPS_SIGNAL, optional_table
+from webapp.discover import queue_groups
 
 bp = Blueprint("pages", __name__)
 
@@ -127,30 +127,6 @@ def queue_view():
         rows, groups = queue_groups(store, table, store.inspector_rows(ids, evidence=evidence()))
     return render_template("queue.html", missing=missing, rows=rows, total=total, done=done, page=page,
                            labels=[lab for lab in store.review_labels() if lab != OUT_OF_SCOPE], groups=groups)
-
-
-def queue_groups(store: Store, table: Table, rows: list[dict]) -> tuple[list[dict], dict[int, dict]]:
-    """Split a queue page into its in-scope rows and ``{group id: {"group": the group's
-    new_intents row or {}, "rows": [...]}}``: a row's group is the queue's ``oos_group_id``
-    (else the out-of-scope evidence ``oos_group``); a grouped row has no pre-selected label."""
-    if "oos_group_id" in store.table_columns(table.name):
-        by_id = {r["id"]: r.get("oos_group_id") for r in store.table_rows(table, ids=[r["id"] for r in rows])}
-        for r in rows:
-            r["oos_group_id"] = by_id.get(r["id"])
-    else:
-        for r in rows:
-            r["oos_group_id"] = r.get("oos_group")
-    grouped = [r for r in rows if r["oos_group_id"] is not None]
-    if not grouped:
-        return rows, {}
-    groups_table = optional_table(GROUPS_SIGNAL)
-    known = ({g["group_id"]: g for g in store.table_rows(groups_table, ids=sorted({r["oos_group_id"] for r in grouped}))}
-             if groups_table is not None else {})
-    groups: dict[int, dict] = {}
-    for r in grouped:
-        r["predicted_label"] = None
-        groups.setdefault(r["oos_group_id"], {"group": known.get(r["oos_group_id"], {}), "rows": []})["rows"].append(r)
-    return [r for r in rows if r["oos_group_id"] is None], groups
 
 
 @bp.get("/report")
