@@ -291,3 +291,11 @@ def test_queue_follows_a_queue_row_without_a_predicted_label(store, client):
     assert '<option value="" selected>' in card[:card.index("</li>")] and 'data-suggested=""' in card[:200]
     card = html[html.index('data-id="1019"'):]
     assert '<option value="card_issue" selected>' in card[:card.index("</li>")]
+
+
+def test_queue_badges_only_the_candidates(client):
+    html = client.get("/queue").get_data(as_text=True)
+    badge = html[html.index('data-id="1023"'):]
+    assert "out of scope 0.90</span>" in badge[:badge.index("</li>")]
+    card = html[html.index('data-id="1019"'):]
+    assert 'class="oos"' not in card[:card.index("</li>")]  # a low score is no finding

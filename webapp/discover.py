@@ -120,6 +120,7 @@ def queue_groups(store: Store, queue: Table, rows: list[dict]) -> tuple[list[dic
         for r in rows:
             if r["id"] in candidates:
                 r["predicted_label"] = None
+                r["oos_candidate"] = True
     grouped = [r for r in rows if r["oos_group_id"] is not None]
     if not grouped:
         return rows, {}
@@ -129,6 +130,7 @@ def queue_groups(store: Store, queue: Table, rows: list[dict]) -> tuple[list[dic
     groups: dict[int, dict] = {}
     for r in grouped:
         r["predicted_label"] = None
+        r["oos_candidate"] = True
         groups.setdefault(r["oos_group_id"], {"group": known.get(r["oos_group_id"], {}), "rows": []})["rows"].append(r)
     return [r for r in rows if r["oos_group_id"] is None], groups
 
