@@ -299,3 +299,11 @@ def test_queue_badges_only_the_candidates(client):
     assert "out of scope 0.90</span>" in badge[:badge.index("</li>")]
     card = html[html.index('data-id="1019"'):]
     assert 'class="oos"' not in card[:card.index("</li>")]  # a low score is no finding
+
+
+def test_one_row_can_name_a_new_intent_through_the_single_decision_route(client, store):
+    r = client.post("/api/annotations", json={"id": 1020, "action": "relabel", "label": "cable_tv", "new_intent": True})
+    assert r.status_code == 201 and r.get_json()["effective_label"] == "cable_tv"
+    r = client.post("/api/annotations", json={"id": 1019, "action": "out_of_scope"})
+    assert r.status_code == 201 and store.effective_label(1019) == OUT_OF_SCOPE
+    assert store.review_labels() == ["bill_question", "cable_tv", "card_issue", "chat_settings", OUT_OF_SCOPE]
