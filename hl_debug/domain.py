@@ -23,9 +23,14 @@ NO_SPLIT: Final = "none"
 #: How an utterance without an intent is named where a name is needed.
 UNANNOTATED: Final = "unannotated"
 
-#: Review decisions. ``relabel``/``accept``/``keep`` set the effective label; ``skip`` never does.
-ACTIONS: Final = ("relabel", "accept", "keep", "skip")
-LABELLING_ACTIONS: Final = ("relabel", "accept", "keep")
+#: Review decisions. ``relabel``/``accept``/``keep``/``out_of_scope`` set the effective label;
+#: ``skip`` never does. ``out_of_scope`` labels a row with :data:`OUT_OF_SCOPE`.
+ACTIONS: Final = ("relabel", "accept", "keep", "skip", "out_of_scope")
+LABELLING_ACTIONS: Final = ("relabel", "accept", "keep", "out_of_scope")
+#: The reserved intent name of utterances that fit no intent (the ``out_of_scope`` action's label).
+OUT_OF_SCOPE: Final = "out_of_scope"
+#: The longest intent name a review may create.
+MAX_INTENT_NAME: Final = 100
 
 
 def text_hash(text: str) -> str:

@@ -36,7 +36,7 @@ import numpy as np
 if TYPE_CHECKING:
     from hl_debug.storage import Evidence, Store
 
-FORMAT: Final = 3  # bump when the payload's shape changes: it is part of the ETag (3: ids as int32)
+FORMAT: Final = 4  # bump when the payload's shape changes: it is part of the ETag (3: ids as int32, 4: oos_score)
 
 CATEGORY: Final = "category"  # wire kinds besides the numeric dtypes
 TEXT: Final = "str"
@@ -74,6 +74,7 @@ COLUMNS: Final[tuple[MapColumn, ...]] = (
     MapColumn("issue_score", "float16"),
     MapColumn("suggested_label", CATEGORY),
     MapColumn("flagged", "int8"),
+    MapColumn("oos_score", "float16"),  # the out-of-scope signal's score (missing before it ran)
     MapColumn("decision", CATEGORY, overlay=True),  # the latest review action
 )
 POINT_COLUMNS: Final = tuple(c.name for c in COLUMNS)
@@ -181,10 +182,14 @@ def map_columns(store: Store, evidence: Sequence[Evidence] = ()) -> dict[str, np
     ``id`` comes back as int64, numeric columns as float arrays (NaN for missing), the
     others as object arrays (None for missing), ready for the vectorised encoders. (Reading
     the tables one by one and aligning them here costs more CPU at 100k rows: 1.0 s against
-    the join's 0.8 s.)
+    the join's 0.8 s.) A column that no registered signal provides (``oos_score`` without
+    the out-of-scope signal) comes back all missing.
     """
-    values = store.map_columns(list(BASE_COLUMNS), evidence=evidence)
-    return {c: np.array(values[c], dtype=np.int64 if c == "id" else np.float64 if c in NUMERIC else object)
+    have = set(store.inspector_columns(evidence))  # a column no registered signal provides is all missing
+    values = store.map_columns([c for c in BASE_COLUMNS if c in have], evidence=evidence)
+    n = len(values["id"])
+    return {c: np.array(values[c] if c in values else [None] * n,
+                        dtype=np.int64 if c == "id" else np.float64 if c in NUMERIC else object)
             for c in BASE_COLUMNS}
 
 

@@ -76,7 +76,7 @@ def test_accept_without_a_suggestion_is_refused(store, tiny_export_path):
 
 
 def test_actions_are_the_documented_ones():
-    assert ACTIONS == ("relabel", "accept", "keep", "skip")
+    assert ACTIONS == ("relabel", "accept", "keep", "skip", "out_of_scope")
 
 
 def test_corrected_export_applies_decisions_in_platform_format(web_store, tiny_export_path, tiny_records, tmp_path):

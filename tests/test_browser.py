@@ -1,6 +1,7 @@
 """The web app in headless Chromium (Playwright): the map's lasso fills the inspector without
 a reload, a suggestion accepted on /issues reaches ``export corrected``, a queue item is
-labelled with one key, a confusion cell lists its rows, and injected markup stays inert.
+labelled with one key, a confusion cell lists its rows, injected markup stays inert, and a
+group of out-of-scope candidates named as a new intent on /discover reaches ``export corrected``.
 
 Needs Debian's ``chromium`` at /usr/bin/chromium; skipped with a reason when it is absent.
 """
@@ -18,6 +19,7 @@ from click.testing import CliRunner
 
 from hl_debug.cli import cli
 from hl_debug.storage import Store
+from tests import oos_fixtures
 from tests.webapp_fixtures import PLANTED_ERROR_ID, XSS_ID, fill_synthetic
 
 pytestmark = pytest.mark.browser
@@ -199,7 +201,7 @@ def test_confusion_cell_lists_its_rows(page, server):
 
 
 def test_injected_markup_stays_inert_everywhere(page, server):
-    for path in ("/", "/clusters", "/issues?pending=0", "/queue", "/report"):
+    for path in ("/", "/clusters", "/issues?pending=0", "/queue", "/report", "/discover"):
         page.goto(server.url + path)
         page.wait_for_load_state("networkidle")
         assert page.evaluate("document.querySelectorAll('img[src=\"x\"]').length") == 0, path
@@ -446,3 +448,83 @@ def test_map_uses_the_raster_on_the_pinned_bokeh(page, server):
     open_page(page, server.url + "/")
     assert page.evaluate("window.hlDebug.state().painter") == "raster"
     assert not [w for w in warnings if "BokehJS" in w]
+
+
+@pytest.fixture
+def oos_server(db_path, tiny_export_path) -> Iterator[LiveServer]:
+    """The app on a database where the out-of-scope signals have run (tests/oos_fixtures.py)."""
+    added = oos_fixtures.install()
+    oos_fixtures.fill_oos(fill_synthetic(Store(db_path), tiny_export_path)).close()
+    s = LiveServer(db_path)
+    yield s
+    s.stop()
+    oos_fixtures.uninstall(added)
+
+
+def test_name_a_new_intent_from_a_group_reaches_export_corrected(page, oos_server, db_path):
+    open_page(page, oos_server.url + "/discover")
+    assert page.evaluate("document.querySelectorAll('li.group').length") == 2
+    group = page.locator("#group-2")
+    group.locator("input.intent-name").fill("voice_change")
+    group.locator("button[data-action='name']").click()
+    page.wait_for_function("document.querySelector('#group-2 .outcome').textContent === '2 rows labelled voice_change'")
+    assert "decided" in group.get_attribute("class")
+    out = db_path.parent / "corrected.json"
+    result = CliRunner().invoke(cli, ["--db", str(db_path), "export", "corrected", "-o", str(out)], obj={})
+    assert result.exit_code == 0, result.output
+    records = {r["id"]: r for r in json.loads(out.read_text(encoding="utf-8"))}
+    assert {json.loads(records[i]["data"])["intent"] for i in oos_fixtures.GROUPS[2]} == {"voice_change"}
+    # the name is now a known label: naming the other group with it is a plain relabel of the ticked row
+    other = page.locator("#group-1")
+    other.locator("details.members summary").click()
+    other.locator("input.pick[value='1023']").check()
+    other.locator("input.intent-name").fill("voice_change")
+    other.locator("input.intent-name").press("Enter")
+    page.wait_for_function("document.querySelector('#group-1 .outcome').textContent === '1 row labelled voice_change'")
+    # a clashing name is refused with the server's message, naming the field
+    other.locator("input.pick[value='1023']").uncheck()
+    other.locator("input.intent-name").fill("Card_Issue")
+    other.locator("button[data-action='name']").click()
+    page.wait_for_function("document.querySelector('#group-1 .outcome').textContent.includes(\"field 'label'\")")
+    assert "clashes with the existing intent 'card_issue'" in other.locator(".outcome").inner_text()
+    other.locator("button[data-action='out_of_scope']").click()
+    page.wait_for_function("document.querySelector('#group-1 .outcome').textContent === '2 rows labelled out_of_scope'")
+    store = Store(db_path)
+    try:
+        assert store.effective_label(1023) == store.effective_label(XSS_ID) == "out_of_scope"
+        assert store.get_utterance(1016)["intent"] == "chat_settings"  # originals kept
+    finally:
+        store.close()
+    assert page.evaluate("document.querySelectorAll('img[src=\"x\"]').length") == 0 and page.errors == []
+
+
+def test_a_group_opens_on_the_map_coloured_by_out_of_scope_score(page, oos_server):
+    open_page(page, oos_server.url + "/discover")
+    page.click("#group-1 a.on-map")
+    page.wait_for_selector("body[data-ready='1']", state="attached", timeout=20_000)
+    page.wait_for_function("document.querySelectorAll('#inspector tbody tr').length === 2")
+    assert sorted(inspector_ids(page)) == sorted(oos_fixtures.GROUPS[1])
+    assert page.input_value("#color-by") == "oos_score" and "high (0.90)" in page.inner_text("#legend")
+    cell = page.locator("#inspector tbody tr[data-id='1023'] td").nth(6)
+    assert cell.inner_text() == "0.90"
+    page.wait_for_function("document.querySelector(\"#inspector tbody tr[data-id='1023'] td:nth-child(7)\").title"
+                           " === 'out-of-scope candidate, group 1'")
+    assert page.errors == []
+
+
+def test_queue_candidates_wait_for_a_choice_and_o_marks_them_out_of_scope(page, oos_server, db_path):
+    open_page(page, oos_server.url + "/queue")
+    card = page.locator("li.card[data-id='1021']")
+    assert card.locator("select.relabel").input_value() == ""  # no intent pre-selected
+    card.focus()
+    page.keyboard.press("Enter")
+    page.wait_for_function("document.querySelector(\"li.card[data-id='1021'] .outcome\").textContent"
+                           ".startsWith('choose an intent first')")
+    page.keyboard.press("o")
+    page.wait_for_function("document.querySelector(\"li.card[data-id='1021'] .outcome\").textContent === 'out of scope'")
+    store = Store(db_path)
+    try:
+        assert store.effective_label(1021) == "out_of_scope" and store.n_decided() == 1
+    finally:
+        store.close()
+    assert page.errors == []

@@ -109,7 +109,8 @@ def test_the_columns_are_declared_once_and_sent_to_the_page():
     assert list(config["columns"]) == list(POINT_COLUMNS) and config["format"] == mapdata.FORMAT
     assert config["columns"]["id"] == "int32" and config["columns"]["label"] == "category"
     assert set(MAP_COLUMNS) == set(config["source"]) and {c for c, _ in SOURCE_COLUMNS.values()} <= set(POINT_COLUMNS)
-    assert {c["value"] for c in config["color_by"]} == {"label", "cluster_id", "issue_score", "usage", "annotated"}
+    assert {c["value"] for c in config["color_by"]} == {"label", "cluster_id", "issue_score", "oos_score", "usage",
+                                                              "annotated"}
     with_predictions = map_config(labels=[], clusters=[], has_predictions=True)
     assert {"predicted_label", "entropy"} <= {c["value"] for c in with_predictions["color_by"]}
     import bokeh
@@ -185,7 +186,9 @@ def decoded(body: bytes) -> dict:
 
 def plain_body(store) -> dict:
     """The payload built from :meth:`Store.map_columns`' joined read (how the map's data is defined), decoded."""
-    return decoded(json.dumps(encode_points(store.map_columns(list(POINT_COLUMNS), evidence=evidence()))).encode())
+    have = store.inspector_columns(evidence())  # oos_score only once the out-of-scope signal is installed
+    columns = store.map_columns([c for c in POINT_COLUMNS if c in have], evidence=evidence())
+    return decoded(json.dumps(encode_points(columns)).encode())
 
 
 def test_map_columns_match_the_joined_read(store):

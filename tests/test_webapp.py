@@ -16,7 +16,7 @@ from webapp import create_app
 from webapp.plots import MAP_SELECTION_JS, map_figure
 
 XSS = "<img src=x onerror=alert(1)>"
-PAGES = ("/", "/clusters", "/issues", "/queue", "/report")
+PAGES = ("/", "/clusters", "/issues", "/queue", "/report", "/discover")
 
 
 @pytest.fixture
@@ -167,7 +167,7 @@ def test_bad_page_number_is_400(client):
 
 
 @pytest.mark.parametrize(("path", "step"), [("/", "analyze"), ("/clusters", "analyze"), ("/issues", "signals"),
-                                            ("/queue", "signals"), ("/report", "predict")])
+                                            ("/queue", "signals"), ("/report", "predict"), ("/discover", "signals")])
 def test_pages_before_analysis_say_what_to_run(db_path, tiny_export_path, path, step):
     fill_synthetic(Store(db_path), tiny_export_path, with_analysis=False).close()
     client = create_app({"DB": str(db_path), "TESTING": True}).test_client()

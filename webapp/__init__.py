@@ -1,7 +1,7 @@
 """The hl-debug web app (Flask app factory + blueprints).
 
 ``create_app()`` serves the database named by ``HL_DB`` (or ``test_config["DB"]``): the
-``pages`` blueprint renders the HTML views, the ``api`` blueprint answers ``/api/...``
+``pages`` blueprint renders the HTML views (``discover`` the out-of-scope page), the ``api`` blueprint answers ``/api/...``
 with JSON. The app only reads the store, except for appending review decisions and, from
 its start-up thread, keeping the map's encoded data (see ``points.PayloadCache.keep``).
 """
@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     """Build the app; ``test_config`` overrides settings (``DB``, ``TESTING``, ...)."""
     from hl_debug.settings import resolve
-    from webapp import api, compress, db, errors, model_report, pages, points, security, signals_api
+    from webapp import api, compress, db, discover, errors, model_report, pages, points, security, signals_api
 
     app = Flask(__name__)
     # BokehJS resolves references in document order: keep keys as Bokeh wrote them.
@@ -31,7 +31,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         MAX_CONTENT_LENGTH=1 << 20,  # decisions are tiny; refuse anything big
         INSPECTOR_MAX_IDS=1000,
         PAGE_SIZE=50,
-        MINORITY_ROWS=10,  # minority-label rows listed per cluster on /clusters (the map lists all)
+        MINORITY_ROWS=10,
+        DISCOVER_MEMBERS=20,  # rows listed per candidate group on /discover (the action covers all of them)  # minority-label rows listed per cluster on /clusters (the map lists all)
         WARM_MAP=True,  # build the map's payload and model report at start (not when TESTING: tests control timing)
     )
     if test_config:
@@ -45,6 +46,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         warm(app)
     errors.init_app(app)
     app.register_blueprint(pages.bp)
+    app.register_blueprint(discover.bp)
     app.register_blueprint(api.bp, url_prefix="/api")
     app.register_blueprint(signals_api.bp, url_prefix="/api/signals")
     return app

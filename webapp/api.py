@@ -118,8 +118,8 @@ def search():
 
 @bp.get("/labels")
 def labels():
-    """The project's intents (valid labels for decisions)."""
-    return jsonify({"labels": get_store().intents()})
+    """The labels a decision may use: the project's intents plus those reviews created."""
+    return jsonify({"labels": get_store().review_labels()})
 
 
 def _decode_cluster(row: dict) -> dict:
@@ -205,14 +205,39 @@ def list_annotations():
     return jsonify({"annotations": get_store().annotations()})
 
 
-@bp.post("/annotations")
-def post_annotation():
-    """Record a decision ``{"id", "action", "label"}``; 201 with the stored row."""
+DECISION_FIELDS = ("id", "action", "label", "new_intent", "allow_clash")
+
+
+def _decision_body(fields: tuple[str, ...]) -> dict:
+    """The JSON object of a decision POST, refusing fields other than ``fields`` (400)."""
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
-        raise MissingFieldError("the body must be a JSON object {\"id\": ..., \"action\": ..., \"label\": ...}")
-    unknown = sorted(set(body) - {"id", "action", "label"})
+        raise MissingFieldError(f"the body must be a JSON object with {', '.join(fields)}")
+    unknown = sorted(set(body) - set(fields))
     if unknown:
-        abort(400, f"unknown field(s) {', '.join(unknown)}; expected id, action, label")
-    row = review.record_decision(get_store(), body.get("id"), body.get("action"), body.get("label"))
+        abort(400, f"unknown field(s) {', '.join(unknown)}; expected {', '.join(fields)}")
+    return body
+
+
+@bp.post("/annotations")
+def post_annotation():
+    """Record a decision ``{"id", "action", "label"}`` (``"new_intent": true`` creates the
+    label as a new intent; ``"allow_clash": true`` allows one differing from an existing
+    intent only in case); 201 with the stored row."""
+    body = _decision_body(DECISION_FIELDS)
+    row = review.record_decision(get_store(), body.get("id"), body.get("action"), body.get("label"),
+                                 new_intent=body.get("new_intent", False), allow_clash=body.get("allow_clash", False))
     return jsonify(row), 201
+
+
+@bp.post("/annotations/batch")
+def post_annotations():
+    """Record one decision for many rows ``{"ids": [...], "action", "label", "new_intent",
+    "allow_clash"}`` in one transaction (a candidate group named as a new intent, or marked
+    ``out_of_scope``); 201 with ``{"n", "effective_label", "rows"}``."""
+    body = _decision_body(("ids", *DECISION_FIELDS[1:]))
+    rows = review.record_decisions(get_store(), body.get("ids"), body.get("action"), body.get("label"),
+                                   new_intent=body.get("new_intent", False),
+                                   allow_clash=body.get("allow_clash", False),
+                                   limit=current_app.config["INSPECTOR_MAX_IDS"] * 10)
+    return jsonify({"n": len(rows), "effective_label": rows[0]["effective_label"], "rows": rows}), 201

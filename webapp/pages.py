@@ -1,4 +1,5 @@
-"""The HTML pages: map, clusters, issues, queue, model report; plus BokehJS from the installed package."""
+"""The HTML pages: map, clusters, issues, queue, model report; plus BokehJS from the installed package.
+(``/discover`` is its own blueprint: :mod:`webapp.discover`.)"""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ from bokeh.palettes import Category20
 from bokeh.util.paths import bokehjs_path
 from flask import Blueprint, abort, current_app, render_template, request, send_from_directory
 
+from hl_debug.domain import OUT_OF_SCOPE
 from hl_debug.storage import CLUSTERS, POINTS, Table
 from webapp import plots
 from webapp.db import evidence, get_store, signal_table
+from webapp.discover import queue_groups
 
 bp = Blueprint("pages", __name__)
 
@@ -46,7 +49,7 @@ def map_view():
     store.require_utterances()
     missing = _missing(POINTS, "analyze")
     clusters = store.table_rows(CLUSTERS, order="cluster_id")
-    intents = store.intents()
+    intents = store.review_labels()  # the export's intents and those reviews created
     config = plots.map_config(labels=intents, clusters=clusters, has_predictions=store.active_endpoint() is not None)
     return render_template("map.html", missing=missing, item=None if missing else json_item(plots.map_figure()),
                            config=config, intents=intents, clusters=clusters, stats=store.stats())
@@ -109,20 +112,21 @@ def issues_view():
 
 @bp.get("/queue")
 def queue_view():
-    """The annotation queue with one-key labelling and progress."""
+    """The annotation queue with one-key labelling and progress. Rows the out-of-scope signal
+    puts in a candidate group are listed under their group, with no intent pre-selected."""
     store = get_store()
     store.require_utterances()
     table = signal_table("queue")
     missing = _missing(table, "signals")
     page, size = _page_args()
-    rows, total, done = [], 0, 0
+    rows, total, done, groups = [], 0, 0, {}
     if not missing:
         ids, pending = store.ranked_page(table, order="rank", pending_only=True, limit=size, offset=(page - 1) * size)
         total = store.table_count(table)
         done = total - pending
-        rows = store.inspector_rows(ids, evidence=evidence())
+        rows, groups = queue_groups(store, table, store.inspector_rows(ids, evidence=evidence()))
     return render_template("queue.html", missing=missing, rows=rows, total=total, done=done, page=page,
-                           labels=store.intents())
+                           labels=[lab for lab in store.review_labels() if lab != OUT_OF_SCOPE], groups=groups)
 
 
 @bp.get("/report")

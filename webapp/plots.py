@@ -65,6 +65,7 @@ COLOR_BY: tuple[ColorBy, ...] = (
     ColorBy("predicted_label", "predicted intent", "intent", needs_predictions=True),
     ColorBy("cluster_id", "cluster", "cluster"),
     ColorBy("issue_score", "label-issue score", "ramp"),
+    ColorBy("oos_score", "out-of-scope score", "ramp"),
     ColorBy("entropy", "entropy", "ramp", needs_predictions=True),
     ColorBy("usage", "split", "split"),
     ColorBy("annotated", "annotated / unannotated", "annotated"),

@@ -38,7 +38,8 @@ def export_corrected(fmt: str, new_usage: str, output: str | None) -> None:
     """The export with review decisions applied, in the platform's format.
 
     Same records, same fields, same order; `data` stays a JSON string whose `intent` is
-    the effective label. Unannotated rows that were labelled become complete.
+    the effective label — new intents named in review and `out_of_scope` included, so the
+    file ingests back as it is. Unannotated rows that were labelled become complete.
 
     \b
     Example:

@@ -2,7 +2,7 @@
 effective label.
 
 The *effective* label of an utterance is the label of its latest labelling decision
-(``relabel``, ``accept`` or ``keep``), else its original intent; ``skip`` is recorded (so
+(``relabel``, ``accept``, ``keep`` or ``out_of_scope``), else its original intent; ``skip`` is recorded (so
 review progress is visible) but never changes it. Every read that shows or exports a
 label builds on :data:`LATEST_LABEL_SQL` / :func:`effective_label_sql` here — nothing else
 restates the rule.
@@ -10,6 +10,7 @@ restates the rule.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from hl_debug.domain import LABELLING_ACTIONS
@@ -59,6 +60,9 @@ class Reviews:
         def get_utterance(self, utterance_id: int) -> dict:
             ...
 
+        def intents(self) -> list[str]:
+            ...
+
     def add_annotation(self, utterance_id: int, action: str, label: str | None,
                        previous_label: str | None) -> dict:
         """Append one review decision (never updates or deletes earlier ones).
@@ -78,6 +82,39 @@ class Reviews:
             row["id"] = cur.lastrowid
             self._bump(REVIEW_VERSION_KEY)
         return row
+
+    def add_annotations(self, rows: Sequence[dict]) -> list[dict]:
+        """Append several decisions (``utterance_id``, ``action``, ``label``,
+        ``previous_label`` each) in ONE transaction: all are stored, or none (a group's
+        labelling is one decision for the user). Validation lives in
+        :func:`hl_debug.steps.review.record_decisions`."""
+        from hl_debug.storage.sqlite import now
+
+        stamp = now()
+        out = [{"utterance_id": int(r["utterance_id"]), "action": r["action"], "label": r["label"],
+                "previous_label": r["previous_label"], "created_at": stamp} for r in rows]
+        with self.transaction():
+            for row in out:
+                cur = self.db.execute(
+                    "INSERT INTO annotations (utterance_id, action, label, previous_label, created_at) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    [row["utterance_id"], row["action"], row["label"], row["previous_label"], stamp])
+                row["id"] = cur.lastrowid
+            if out:
+                self._bump(REVIEW_VERSION_KEY)
+        return out
+
+    def created_labels(self) -> list[str]:
+        """Labels that decisions introduced and no original intent has (new intents named in
+        review, and :data:`~hl_debug.domain.OUT_OF_SCOPE`), sorted."""
+        return [r[0] for r in self.db.execute(
+            "SELECT DISTINCT label FROM annotations WHERE label IS NOT NULL AND label NOT IN "
+            "(SELECT intent FROM utterances WHERE intent IS NOT NULL) ORDER BY 1")]
+
+    def review_labels(self) -> list[str]:
+        """Every label a decision may use without creating it: the original intents plus
+        :meth:`created_labels`, sorted."""
+        return sorted({*self.intents(), *self.created_labels()})
 
     def annotations(self, utterance_id: int | None = None) -> list[dict]:
         """Decisions in the order they were made, with the utterance's text and original intent."""

@@ -1,5 +1,6 @@
 // Review pages (/issues and /queue): buttons and keyboard shortcuts post decisions to
-// /api/annotations; the card shows the outcome and focus moves to the next one.
+// /api/annotations; the card shows the outcome and focus moves to the next one. On /queue a
+// card without a pre-selected intent (a likely out-of-scope row) waits for the user's choice.
 (function () {
   "use strict";
   const hl = window.hl;
@@ -29,13 +30,21 @@
 
   async function decide(card, action) {
     const body = { id: Number(card.dataset.id), action };
-    if (action === "relabel") body.label = card.querySelector("select.relabel").value;
     const outcome = card.querySelector(".outcome");
+    if (action === "relabel") {
+      body.label = card.querySelector("select.relabel").value;
+      if (!body.label) { // nothing pre-selected (a likely out-of-scope row): the user chooses
+        outcome.textContent = "choose an intent first (or o: out of scope)";
+        card.classList.add("failed");
+        return;
+      }
+    }
     const wasDecided = card.classList.contains("decided");
     outcome.textContent = "saving…";
     try {
       const row = await hl.postJSON("/api/annotations", body);
-      outcome.textContent = action === "skip" ? "skipped" : `${action}: ${row.effective_label}`;
+      outcome.textContent = action === "skip" ? "skipped" : action === "out_of_scope" ? "out of scope"
+        : `${action}: ${row.effective_label}`;
       card.classList.remove("failed");
       card.classList.add("decided");
       card.dataset.decision = action;
@@ -82,8 +91,11 @@
     else if (kind === "issues" && key === "a" && card.dataset.suggested) decide(card, "accept");
     else if (kind === "issues" && key === "c") decide(card, "keep");
     else if (kind === "issues" && key === "l") { ev.preventDefault(); select.focus(); }
-    else if (kind === "queue" && /^[1-9]$/.test(key) && Number(key) <= select.options.length) {
-      select.selectedIndex = Number(key) - 1;
+    else if (kind === "queue" && key === "o") decide(card, "out_of_scope");
+    else if (kind === "queue" && /^[1-9]$/.test(key)) {
+      const options = Array.from(select.options).filter((o) => o.value); // not the "choose" placeholder
+      if (Number(key) > options.length) return;
+      select.value = options[Number(key) - 1].value;
       decide(card, "relabel");
     }
   });

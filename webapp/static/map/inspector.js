@@ -44,6 +44,8 @@ function inspectorRow(r) {
   hl.cell(tr, r.predicted_label === null || r.predicted_label === undefined ? "" : `${r.predicted_label} ${hl.pct(r.confidence)}`);
   hl.cell(tr, r.cluster_id);
   hl.cell(tr, hl.fmt(r.issue_score, 3));
+  const oos = hl.cell(tr, hl.fmt(r.oos_score, 2)); // the out-of-scope signal's score, when it ran
+  if (r.oos_group !== null && r.oos_group !== undefined) oos.title = `out-of-scope candidate, group ${r.oos_group}`;
   // a suggestion the detector did not flag is shown muted: it is the runner-up, not a verdict
   const sug = hl.cell(tr, r.suggested_label && r.suggested_label !== r.label ? r.suggested_label : "",
     r.flagged === 0 ? "weak" : r.flagged === 1 ? "flagged" : "");
@@ -61,7 +63,7 @@ function fillInspector(tbody, rows) {
       const fresh = inspectorRow(r);
       [...fresh.cells].forEach((td, c) => {
         const cur = old[j].cells[c];
-        if (cur.textContent !== td.textContent || cur.className !== td.className) old[j].replaceChild(td, cur);
+        if (cur.textContent !== td.textContent || cur.className !== td.className || cur.title !== td.title) old[j].replaceChild(td, cur);
       });
     });
     return;
