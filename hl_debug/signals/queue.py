@@ -92,8 +92,7 @@ class Queue(Signal):
         X, clusters = context.vectors, context.cluster_ids
         from sklearn.linear_model import LogisticRegression
 
-        from hl_debug.scoring.queue import (coverage_graph, coverage_scores, density, rank_queue,
-                                            uncertainty_from_probs)
+        from hl_debug.scoring.queue import coverage_graph, coverage_scores, density, rank_queue, uncertainty_from_probs
         from hl_debug.scoring.queue_rows import fits_no_intent, place_out_of_scope, queue_rows
 
         with limit_threads(1):  # see hl_debug.threads
