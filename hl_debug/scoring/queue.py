@@ -130,9 +130,7 @@ def coverage_graph(neighbors: Any, similarities: Any) -> sparse.csr_matrix:
     n, k = idx.shape
     A = sparse.csr_matrix((np.clip(sim.ravel(), 0.0, 1.0), (np.repeat(np.arange(n), k), idx.ravel())),
                           shape=(n, n))
-    A = A.maximum(A.T).tolil()
-    A.setdiag(1.0)
-    A = A.tocsr()
+    A = A.maximum(A.T).maximum(sparse.identity(n, format="csr")).tocsr()  # similarities are <= 1
     A.sort_indices()
     return A
 
