@@ -6,13 +6,13 @@ labelled or already-queued row, and each pick is the unannotated row whose label
 raise the total weighted coverage most. The weight of covering a row is ``0.3 +`` the
 model's uncertainty about it, times its :func:`density`, so dense, unlabelled, uncertain
 regions come first and an outlier that resembles nothing (it covers only itself, and
-little of that) is demoted. Two diversity terms keep consecutive picks apart: a pick lowers the gain of its
-graph neighbours by ``1 − diversity × similarity``, and of the candidates the model
-assigns to the same intent by ``group_decay`` per pick; a candidate nearly duplicating an
-earlier pick (cosine ≥ ``duplicate_threshold``) goes to the end — labelling one of them
-teaches the model the others. The order is one list for every batch size; its top N is
-the greedy choice for N. ``benchmarks/queue_simulation.py`` measures it by simulated
-annotation against random, entropy and farthest-first orders.
+little of that) is demoted. Two diversity terms keep consecutive picks apart: a pick
+lowers the gain of its graph neighbours by ``1 − diversity × similarity``, and of the
+candidates the model assigns to the same intent by ``group_decay`` per pick; a candidate
+nearly duplicating an earlier pick (cosine ≥ ``duplicate_threshold``) goes to the end —
+labelling one of them teaches the model the others. The order is one list for every
+batch size; its top N is the greedy choice for N. ``benchmarks/queue_simulation.py``
+measures it by simulated annotation against random, entropy and farthest-first orders.
 
 :func:`uncertainty_from_probs` and :func:`coverage_scores` give the per-row figures the
 queue shows (uncertainty; unlabelled share of the neighbours and the cluster).
