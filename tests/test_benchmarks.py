@@ -133,6 +133,19 @@ def test_label_noise(real_export, tmp_path):
 
 
 @pytest.mark.slow
+def test_queue_simulation(real_export):
+    if not (ROOT.parent / "shared" / "data" / "banking77" / "train.csv").exists():
+        pytest.skip("banking77 not found")
+    out = run_script("queue_simulation", "--quick", "--topics", "40")
+    for method in ("hl-debug", "random", "entropy", "farthest-first"):
+        row = figure_row(out, method)
+        assert all(re.fullmatch(r"0\.\d{3} ± 0\.\d{3}", c) for c in row[1:4]), row  # accuracy at N = 50, 100, 200
+        assert is_number(row[4]) and is_number(row[5]), row  # intents in the top 20 / 50
+    topics = figure_row(out, "40")
+    assert all(is_number(c) for c in topics[1:5]), topics
+
+
+@pytest.mark.slow
 def test_predict_throughput_against_the_local_model_server(real_export, tmp_path):
     out = run_script("predict_throughput", "--n", "40", "--concurrency", "1", "--modes", "encode,cached", "--limit", "400",
                      "--db", str(tmp_path / "predict.db"))
