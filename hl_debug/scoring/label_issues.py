@@ -35,7 +35,7 @@ from hl_debug.neighbors import knn
 log = logging.getLogger(__name__)
 
 CLEANLAB_METHODS = ("self_confidence", "normalized_margin", "confidence_weighted_entropy")
-NOISE_KINDS = ("uniform", "confusable", "mixed")
+NOISE_KINDS = ("uniform", "confusable", "mixed", "transition")
 _EPS = 1e-6
 
 
@@ -256,15 +256,48 @@ def confusable_classes(pred_probs: Any, labels: Any, *, n_classes: int | None = 
     return C.argmax(axis=1)
 
 
+def noise_transition(labels: Any, pred_probs: Any, *, n_classes: int | None = None,
+                     uniform: float = 0.2) -> np.ndarray:
+    """The data's own estimated flip pattern: row ``i`` is the distribution of the label a
+    row of true class ``i`` is wrongly given, from cleanlab's confident joint (rows labelled
+    ``j`` confidently predicted ``i``), mixed with ``uniform`` of a uniform spread so every
+    class stays reachable. Zero diagonal; shape ``(n_classes, n_classes)``.
+
+    Synthetic flips drawn from it look like the data's real mistakes (spread out when they
+    are random, concentrated on a neighbour when annotators confuse two intents), so what is
+    learnt on them transfers to the real labels.
+    """
+    from cleanlab.count import compute_confident_joint
+
+    labels = _check_labels(labels, n_classes)
+    P = _check_probs(pred_probs, len(labels))
+    K = P.shape[1]
+    present = np.flatnonzero(np.bincount(labels, minlength=K))
+    cj = np.zeros((K, K))
+    try:
+        sub = compute_confident_joint(np.searchsorted(present, labels), P[:, present])
+        cj[np.ix_(present, present)] = sub
+    except Exception as exc:  # noqa: BLE001 - cleanlab refuses degenerate inputs
+        log.warning("confident joint failed (%s); synthetic flips are uniform", exc)
+    T = cj.T.copy()  # T[i, j]: rows of true class i given label j
+    np.fill_diagonal(T, 0.0)
+    spread = np.ones((K, K)) - np.eye(K)
+    spread /= spread.sum(axis=1, keepdims=True)
+    mass = T.sum(axis=1, keepdims=True)
+    learnt = np.divide(T, mass, out=spread.copy(), where=mass > 0)
+    return (1 - uniform) * learnt + uniform * spread
+
+
 def inject_noise(labels: Any, *, rate: float, kind: str = "uniform", n_classes: int | None = None,
-                 pred_probs: Any = None, confusable: Any = None,
+                 pred_probs: Any = None, confusable: Any = None, transition: Any = None,
                  random_state: int | np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Flip a ``rate`` share of the labels; returns ``(noisy_labels, flipped_mask)``.
 
     ``kind``: ``uniform`` (to any other class), ``confusable`` (to the class's most
     confusable class, given by ``confusable`` or derived from ``pred_probs``), or
     ``mixed`` (to a class drawn from the row's own out-of-fold probabilities over the
-    other classes — realistic confusions; needs ``pred_probs``).
+    other classes — realistic confusions; needs ``pred_probs``), or ``transition`` (to a
+    class drawn from row ``label`` of ``transition``, e.g. :func:`noise_transition`).
     """
     if kind not in NOISE_KINDS:
         raise ValueError(f"unknown noise kind {kind!r}; valid: {', '.join(NOISE_KINDS)}")
@@ -289,6 +322,14 @@ def inject_noise(labels: Any, *, rate: float, kind: str = "uniform", n_classes: 
                 raise ValueError("kind='confusable' needs confusable= or pred_probs=")
             confusable = confusable_classes(pred_probs, labels, n_classes=K)
         noisy[idx] = np.asarray(confusable)[labels[idx]]
+    elif kind == "transition":
+        if transition is None:
+            raise ValueError("kind='transition' needs transition=")
+        T = np.asarray(transition, dtype=np.float64)[labels[idx]].copy()
+        T[np.arange(len(idx)), labels[idx]] = 0.0
+        T /= T.sum(axis=1, keepdims=True)
+        u = rng.random(len(idx))[:, None]
+        noisy[idx] = (T.cumsum(axis=1) < u).sum(axis=1).clip(max=K - 1)
     else:
         if pred_probs is None:
             raise ValueError("kind='mixed' needs pred_probs=")
