@@ -38,6 +38,7 @@ from hl_debug.scoring.label_issues import (
     cluster_label_distribution,
     confusable_classes,
     ensemble_distribution,
+    inject_grouped_noise,
     inject_noise,
     issue_scores,
     knn_label_distribution,
@@ -251,7 +252,8 @@ class LabelIssueDetector(BaseEstimator):
         kinds = self.synthetic_kinds or (("uniform", "transition") if self.combine == "stack"
                                          else ("uniform", "confusable"))
         confusable = confusable_classes(self.pred_probs_, labels, n_classes=K)
-        transition = noise_transition(labels, self.pred_probs_, n_classes=K) if "transition" in kinds else None
+        transition = (noise_transition(labels, self.pred_probs_, n_classes=K)
+                      if {"transition", "grouped"} & set(kinds) else None)
         # Rows confident learning already suspects have an unknown status in the synthetic
         # data (perhaps genuine errors, labelled "not flipped").
         known = ~self.cleanlab_issues_
@@ -267,9 +269,12 @@ class LabelIssueDetector(BaseEstimator):
         comps, blend, target, rows, status = [], [], [], [], []
         for r in range(self.n_synthetic):
             kind = kinds[r % len(kinds)]
-            noisy, flipped = inject_noise(cal_labels, rate=self.synthetic_rate, kind=kind,
-                                          n_classes=K, confusable=confusable, transition=transition,
-                                          random_state=rng)
+            if kind == "grouped":
+                noisy, flipped = inject_grouped_noise(cal_labels, cal_nbrs, rate=self.synthetic_rate,
+                                                      transition=transition, random_state=rng)
+            else:
+                noisy, flipped = inject_noise(cal_labels, rate=self.synthetic_rate, kind=kind, n_classes=K,
+                                              confusable=confusable, transition=transition, random_state=rng)
             P, Q, C, A = self._members(cal_X, noisy, K, cal_nbrs, cal_clusters, cal_api, self.random_state + r + 1)
             comps.append(component_scores(noisy, P, Q, cluster_probs=C, api_probs=A)[1])
             E = ensemble_distribution(*[m for m in (P, Q, C, A) if m is not None])

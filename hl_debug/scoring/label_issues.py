@@ -343,6 +343,40 @@ def inject_noise(labels: Any, *, rate: float, kind: str = "uniform", n_classes: 
     return noisy, noisy != labels
 
 
+def inject_grouped_noise(labels: Any, neighbors: tuple[np.ndarray, np.ndarray], *, rate: float, transition: Any,
+                         group_size: int = 5, random_state: int | np.random.Generator | None = None,
+                         ) -> tuple[np.ndarray, np.ndarray]:
+    """Flip ``rate`` of the labels in groups, as an annotator who systematically confuses a
+    sub-topic does: a random row and up to ``group_size - 1`` of its nearest neighbours with
+    the same label all get one other label, drawn from row ``label`` of ``transition``.
+
+    ``neighbors`` are (indices, similarities), shape (n, k), self excluded. Returns
+    ``(noisy_labels, flipped_mask)``.
+    """
+    if not 0 < rate < 1:
+        raise ValueError(f"rate must be in (0, 1), got {rate}")
+    labels = _check_labels(labels)
+    idx = np.asarray(neighbors[0])
+    T = np.asarray(transition, dtype=np.float64)
+    rng = np.random.default_rng(random_state)
+    n, target = len(labels), max(1, int(round(rate * len(labels))))
+    noisy, flipped = labels.copy(), np.zeros(len(labels), dtype=bool)
+    for seed in rng.permutation(n):
+        if flipped.sum() >= target:
+            break
+        if flipped[seed]:
+            continue
+        y = labels[seed]
+        members = [seed] + [j for j in idx[seed] if labels[j] == y and not flipped[j]][: group_size - 1]
+        members = members[: target - int(flipped.sum())]
+        p = T[y].copy()
+        p[y] = 0.0
+        new = rng.choice(len(p), p=p / p.sum())
+        noisy[members] = new
+        flipped[members] = True
+    return noisy, noisy != labels
+
+
 # -- combination ------------------------------------------------------------------------
 
 
