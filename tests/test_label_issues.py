@@ -413,3 +413,17 @@ def test_issues_and_report_pages_show_the_estimates(signal_store, db_path):
         html = client.get(page).get_data(as_text=True)
         assert 'id="label-issue-figures"' in html and figure in html, page
         assert f"{summary['n_flagged']} flagged</a>" in html and "estimated recall" in html, page
+
+
+def test_grouped_noise_flips_neighbours_together(planted):
+    from hl_debug.neighbors import knn
+    from hl_debug.scoring.label_issues import inject_grouped_noise
+
+    X, truth, _ = planted
+    T = np.full((4, 4), 1 / 3)
+    np.fill_diagonal(T, 0.0)
+    noisy, mask = inject_grouped_noise(truth, knn(X, 6), rate=0.1, transition=T, group_size=4, random_state=0)
+    assert mask.sum() == 16 and (noisy[mask] != truth[mask]).all() and (noisy[~mask] == truth[~mask]).all()
+    # groups: flipped rows come in runs of one class turned into one other class
+    pairs = {(t, v) for t, v in zip(truth[mask], noisy[mask])}
+    assert len(pairs) <= 4 + 1
