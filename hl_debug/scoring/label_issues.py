@@ -12,11 +12,12 @@ each computed without the row scoring itself:
   that carries its label;
 * the prediction **API's confident disagreement** (:func:`api_disagreement`).
 
-:class:`~hl_debug.scoring.label_detector.LabelIssueDetector` averages the evidence into
-one distribution per row and ranks rows by the rank average of two confident-learning views
-of it (self-confidence and normalised margin, :func:`issue_scores`) — a fixed, principled
-combination with nothing fitted on the rows it scores; the detector calibrates it on
-synthetic flips only.
+:class:`~hl_debug.scoring.label_detector.LabelIssueDetector` turns the evidence into
+component scores and learns how to combine them per dataset on synthetic flips
+(:mod:`hl_debug.scoring.stacking`), which :func:`inject_noise` (uniform, confusable, mixed, or
+the data's own flip pattern from :func:`noise_transition`) and :func:`inject_grouped_noise`
+plant; :func:`issue_scores` is the previous fixed combination (the rank mean of the evidence
+average's self-confidence and normalised margin), kept as a baseline.
 """
 
 from __future__ import annotations
