@@ -36,15 +36,12 @@ from hl_debug.scoring.label_issues import (
     api_distribution,
     cleanlab_issue_mask,
     cluster_label_distribution,
-    confusable_classes,
     ensemble_distribution,
-    inject_grouped_noise,
-    inject_noise,
     issue_scores,
     knn_label_distribution,
-    noise_transition,
     out_of_fold_probabilities,
 )
+from hl_debug.scoring.noise import confusable_classes, inject_grouped_noise, inject_noise, noise_transition
 from hl_debug.scoring.stacking import StackedScore, component_scores
 from hl_debug.threads import limit_threads
 
