@@ -1,31 +1,33 @@
-"""Label-noise benchmark: does hl-debug find injected label errors better than cleanlab?
+"""Label-noise benchmark: does hl-debug rank planted label errors above cleanlab, and are its counts honest?
 
-Known noise is injected into the real export's annotated rows — uniform flips (to any
-other intent) and flips towards each intent's most confusable intent — at 2%, 5% and
-10%, over several seeds. For each noisy copy of the labels, in the same run and with the
-same embeddings and classifier (logistic regression, 5-fold out-of-fold):
+Every cell is a :mod:`benchmarks.cases` case with planted flips and known truth:
+banking77 with 2/5/10% uniform and confusable flips, the bundled export grown to 20k rows
+(3% flips), and the bundled export with 5% planted uniform flips. In each cell, in the same
+run, with the same vectors and the same out-of-fold logistic regression (5-fold), the
+methods ranked are:
 
-* **cleanlab** — ``get_label_quality_scores(method="self_confidence")`` on the
-  out-of-fold probabilities (the standard confident-learning ranking);
-* **hl-debug** — :class:`hl_debug.scoring.label_detector.LabelIssueDetector` score: the
-  out-of-fold probabilities averaged with the 20 nearest neighbours' labels, ranked by the
-  rank average of self-confidence and normalised margin (nothing fitted on the rows it
-  scores; flags calibrated on synthetic flips injected on top of the noisy labels, so it
-  never sees which rows were injected);
-* **hl-debug + API** (``--with-api``) — the same with the recorded prediction API's
-  answers as extra evidence. Caution: the API's model was trained on the *clean* labels,
-  so on injected rows it disagrees with the (noisy) label almost by construction — a
-  leak a real user never has. It is reported separately, never as the headline.
+* **hl-debug** — :class:`~hl_debug.scoring.label_detector.LabelIssueDetector` (the shipped
+  default: stacking learnt on synthetic flips, never below its best component there);
+* **cleanlab self-conf.** — ``get_label_quality_scores(method="self_confidence")`` on the
+  detector's own out-of-fold probabilities (the standard confident-learning ranking);
+* **fixed blend** — the previous detector's ranking, the rank mean of self-confidence and
+  normalised margin of the evidence average, from the same components;
+* **entropy** of the out-of-fold probabilities, and **random**.
 
-Reported: AUPRC (average precision), AUROC, and precision at k (k = number of injected
-errors), mean ± std over seeds. The real export already holds some genuine annotation
-mistakes; they count as negatives here (only injected flips are known positives).
+Reported: AUPRC (average precision), AUROC and precision at k (k = number of planted flips).
+Then the counts: the planted errors against hl-debug's estimated number of errors (with its
+90% interval), cleanlab's confident-joint count (``find_label_issues``, the same
+probabilities) and the previous detector's count (``combine="blend"``: its posteriors' sum);
+the flagged rows and their real vs estimated precision and recall. Truth is the planted flips:
+banking77's own labels are taken as right; the bundled export's own genuine mistakes are
+unknown, so its cell also runs the detector on the unflipped export and states the truth
+both as "planted" and as "planted + the clean export's estimate".
 
 Run::
 
-    .venv/bin/python benchmarks/label_noise.py            # 3 seeds (≈7 min on 2 cores)
-    .venv/bin/python benchmarks/label_noise.py --quick    # 2 seeds
-    .venv/bin/python benchmarks/label_noise.py --seeds 1 --rates 0.05 --kinds uniform --limit 600   # a quick check
+    python benchmarks/label_noise.py            # every cell (about 10 min on 2 busy cores)
+    python benchmarks/label_noise.py --quick    # 3,000 banking rows, 5% uniform, and the bundled cell (< 1 min)
+    python benchmarks/label_noise.py --cells banking-confusable-0.05,bundled-0.05 --no-blend-detector
 """
 
 from __future__ import annotations
@@ -35,7 +37,6 @@ import json
 import logging
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -45,139 +46,190 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+from scipy.stats import entropy  # noqa: E402
 from sklearn.metrics import average_precision_score, roc_auc_score  # noqa: E402
 
-from benchmarks.synthetic import export_subset  # noqa: E402
+from benchmarks import cases  # noqa: E402
 from hl_debug.scoring.label_detector import LabelIssueDetector  # noqa: E402
-from hl_debug.scoring.label_issues import (  # noqa: E402
-    cleanlab_scores,
-    confusable_classes,
-    encode_labels,
-    inject_noise,
-    out_of_fold_probabilities,
-)
+from hl_debug.scoring.label_issues import cleanlab_scores, encode_labels, issue_scores  # noqa: E402
 
-DEFAULT_EXPORT = ROOT.parent / "shared" / "data" / "chatbot_intent_classifier_data.json.zip"
-DEFAULT_RECORDED = ROOT.parent / "shared" / "data" / "recorded_predictions_project411.json"
 log = logging.getLogger("label_noise")
 
+ALL_CELLS = tuple(f"banking-{mode}-{rate}" for mode in ("uniform", "confusable") for rate in ("0.02", "0.05", "0.10")
+                  ) + ("grown-20000", "bundled-0.05")
+QUICK_CELLS = ("banking-uniform-0.05@3000", "bundled-0.05")
 
-def load(export: Path, recorded: Path | None, db: str) -> dict:
-    """Ingest + embed the export into ``db`` (cached) and return arrays of the annotated rows."""
-    import pandas as pd
 
-    from hl_debug.models.encoders import default_encoder
-    from hl_debug.steps.embed import embed
-    from hl_debug.steps.ingest import ingest
-    from hl_debug.storage import Store
+def load_cell(cell: str) -> cases.Case:
+    """``banking-<mode>-<rate>[@rows]``, ``grown-<rows>`` or ``bundled-<rate>``."""
+    name, _, rows = cell.partition("@")
+    kind, *rest = name.split("-")
+    if kind == "banking":
+        return cases.banking(flip_mode=rest[0], flip_rate=float(rest[1]), rows=int(rows) if rows else None)
+    if kind == "grown":
+        return cases.grown(int(rest[0]))
+    if kind == "bundled":
+        return cases.bundled(flip_rate=float(rest[0]))
+    raise SystemExit(f"unknown cell {cell!r}; known: {', '.join(ALL_CELLS)}")
 
-    store = Store(db)
-    ingest(store, export)
-    encoder = default_encoder()
-    embed(store, encoder, progress=False)
-    ids, X = store.load_embeddings(encoder.identity)
-    df = pd.DataFrame(store.utterance_columns(("id", "intent", "text"))).set_index("id").loc[ids]
-    mask = df["intent"].notna().to_numpy()
-    classes = sorted(df.loc[mask, "intent"].unique())
-    out = {"X": X[mask], "labels": encode_labels(df.loc[mask, "intent"].tolist(), classes), "classes": classes}
-    if recorded and recorded.exists():
-        answers = json.loads(recorded.read_text(encoding="utf-8"))
-        by_text = {}
-        for a in answers:
-            value = (a.get("predictions") or [{}])[0].get("value") or []
-            by_text[a["data"]["text"]] = (value[0]["label"], value[0]["confidence"]) if value else (None, np.nan)
-        texts = df.loc[mask, "text"].tolist()
-        out["api_labels"] = encode_labels([by_text.get(t, (None, 0))[0] for t in texts], classes)
-        out["api_confidence"] = np.array([by_text.get(t, (None, np.nan))[1] for t in texts], dtype=float)
-    store.close()
-    return out
+
+def arrays(case: cases.Case) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Vectors, label indices and planted-flip mask of the annotated rows; number of classes."""
+    m = case.annotated
+    classes = case.intents
+    y = encode_labels([v for v, a in zip(case.labels, m) if a], classes)
+    return case.vectors[m], y, case.flipped[m], len(classes)
 
 
 def metrics(truth: np.ndarray, score: np.ndarray) -> dict[str, float]:
     k = int(truth.sum())
     top = np.argsort(-score, kind="stable")[:k]
-    return {"auprc": average_precision_score(truth, score), "auroc": roc_auc_score(truth, score),
+    return {"auprc": float(average_precision_score(truth, score)), "auroc": float(roc_auc_score(truth, score)),
             "p_at_k": float(truth[top].mean())}
+
+
+def counts(det: LabelIssueDetector, truth: np.ndarray) -> dict[str, float]:
+    f = det.flagged_
+    n_true = int(truth.sum())
+    return {"estimated": det.estimated_errors_, "low": det.estimated_errors_low_, "high": det.estimated_errors_high_,
+            "flagged": int(f.sum()), "precision": float(truth[f].mean()) if f.any() else float("nan"),
+            "precision_est": det.estimated_precision_,
+            "recall": float(truth[f].sum() / n_true) if n_true else float("nan"), "recall_est": det.estimated_recall_}
+
+
+_CLEAN: dict[str, dict] = {}
+
+
+DETECTOR: dict = {}  # extra LabelIssueDetector parameters (--synthetic-kinds)
+
+
+def clean_run(cell: str, seed: int) -> dict | None:
+    """The detector on the same data without planted flips (banking, bundled; once each):
+    its estimate of the data's own errors, and the ids cleanlab's ``find_label_issues``
+    suspects there — rows whose real status is unknown."""
+    family = cell.split("-")[0]
+    if family not in ("banking", "bundled"):
+        return None
+    rows = cell.partition("@")[2]
+    key = family + rows
+    if key not in _CLEAN:
+        case = cases.banking(flip_rate=0.0, rows=int(rows) if rows else None) if family == "banking" \
+            else cases.bundled(flip_rate=0.0)
+        X, y, _, K = arrays(case)
+        det = LabelIssueDetector(random_state=seed, use_api=False, **DETECTOR).fit(X, y, n_classes=K)
+        _CLEAN[key] = {"estimate": det.estimated_errors_,
+                       "suspects": set(case.ids[case.annotated][det.cleanlab_issues_].tolist())}
+    return _CLEAN[key]
+
+
+def run_cell(cell: str, *, blend_detector: bool, seed: int = 0) -> dict:
+    t0 = time.perf_counter()
+    case = load_cell(cell)
+    X, y, truth, K = arrays(case)
+    clean = clean_run(cell, seed)
+    det = LabelIssueDetector(random_state=seed, use_api=False, **DETECTOR).fit(X, y, n_classes=K)
+    fit_s = time.perf_counter() - t0
+    rng = np.random.default_rng(seed)
+    scores = {
+        "hl-debug": det.scores_,
+        "cleanlab self-conf.": -cleanlab_scores(y, det.pred_probs_),
+        "fixed blend (previous)": issue_scores(y, det.distribution_),
+        "entropy": entropy(np.clip(det.pred_probs_, 1e-12, 1), axis=1),
+        "random": rng.random(len(y)),
+    }
+    row = {"cell": cell, "name": case.name, "n": len(y), "intents": K, "planted": int(truth.sum()),
+           "fit_s": round(fit_s, 1), "choice": det.combination_.choice_,
+           "synthetic_auprc": det.combination_.synthetic_auprc_,
+           "ranking": {m: metrics(truth, s) for m, s in scores.items()},
+           "ranking_known": {},
+           "counts": counts(det, truth), "cleanlab_count": int(det.cleanlab_issues_.sum())}
+    if blend_detector:
+        old = LabelIssueDetector(random_state=seed, use_api=False, combine="blend").fit(X, y, n_classes=K)
+        row["blend_counts"] = counts(old, truth)
+    if clean is not None:
+        row["clean_estimate"] = clean["estimate"]
+        known = truth | ~np.isin(case.ids[case.annotated], list(clean["suspects"]))
+        row["n_unknown"] = int((~known).sum())
+        row["ranking_known"] = {m: metrics(truth[known], s[known]) for m, s in scores.items()}
+    row["seconds"] = round(time.perf_counter() - t0, 1)
+    r = row["ranking"]
+    log.info("%-28s AUPRC hl-debug %.3f  cleanlab %.3f  blend %.3f (%s)  errors %d est %.0f  %.0fs", cell,
+             r["hl-debug"]["auprc"], r["cleanlab self-conf."]["auprc"], r["fixed blend (previous)"]["auprc"],
+             row["choice"], row["planted"], row["counts"]["estimated"], row["seconds"])
+    return row
+
+
+def ranking_table(runs: list[dict]) -> str:
+    lines = ["| cell | method | AUPRC | AUROC | P@k | AUPRC, unknown-status rows left out |",
+             "|---|---|---|---|---|---|"]
+    for run in runs:
+        for method, m in run["ranking"].items():
+            bold = "**" if method == "hl-debug" else ""
+            known = run["ranking_known"].get(method)
+            known_cell = f"{known['auprc']:.3f}" if known else ""
+            lines.append(f"| {run['name']} | {bold}{method}{bold} | {m['auprc']:.3f} | {m['auroc']:.3f} | "
+                         f"{m['p_at_k']:.3f} | {known_cell} |")
+    gaps = [r["ranking"]["hl-debug"]["auprc"] - r["ranking"]["cleanlab self-conf."]["auprc"] for r in runs]
+    lines.append(f"\nhl-debug − cleanlab AUPRC: mean {np.mean(gaps):+.3f}, min {min(gaps):+.3f}; "
+                 f"hl-debug ≥ cleanlab in {sum(g >= 0 for g in gaps)} of {len(gaps)} cells. Combination chosen: "
+                 + ", ".join(f"{r['name']}: {r['choice']}" for r in runs) + ".")
+    return "\n".join(lines)
+
+
+def _rel(est: float, true: float) -> str:
+    return f"{(est - true) / true:+.0%}" if true else "n/a"
+
+
+def counts_table(runs: list[dict]) -> str:
+    lines = ["| cell | true errors | hl-debug estimate [90% interval] | cleanlab count | previous estimate | "
+             "flagged | precision real / est. | recall real / est. |", "|---|---|---|---|---|---|---|---|"]
+    for run in runs:
+        c, true = run["counts"], run["planted"]
+        truth = f"{true}"
+        if "clean_estimate" in run:
+            truth += f" (+{run['clean_estimate']:.0f} genuine est. = {true + run['clean_estimate']:.0f})"
+        old = run.get("blend_counts")
+        old_cell = f"{old['estimated']:.0f} ({_rel(old['estimated'], true)})" if old else ""
+        lines.append(
+            f"| {run['name']} | {truth} | {c['estimated']:.0f} [{c['low']:.0f}, {c['high']:.0f}] "
+            f"({_rel(c['estimated'], true)}) | {run['cleanlab_count']} ({_rel(run['cleanlab_count'], true)}) | "
+            f"{old_cell} | {c['flagged']} | {c['precision']:.2f} / {c['precision_est']:.2f} | "
+            f"{c['recall']:.2f} / {c['recall_est']:.2f} |")
+        if old:
+            lines.append(f"| {run['name']} (previous detector) | | | | | {old['flagged']} | "
+                         f"{old['precision']:.2f} / {old['precision_est']:.2f} | "
+                         f"{old['recall']:.2f} / {old['recall_est']:.2f} |")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--export", type=Path, default=DEFAULT_EXPORT)
-    ap.add_argument("--recorded", type=Path, default=DEFAULT_RECORDED)
-    ap.add_argument("--db", default="/tmp/hl_label_noise.db", help="scratch database (embeddings cached)")
-    ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--quick", action="store_true", help="2 seeds")
-    ap.add_argument("--rates", default="0.02,0.05,0.10")
-    ap.add_argument("--kinds", default="uniform,confusable")
-    ap.add_argument("--with-api", action="store_true", help="also score hl-debug with the (leaky) API evidence")
-    ap.add_argument("--limit", type=int, default=None, help="only N of the export's rows, spread over it (a quick check)")
-    ap.add_argument("--json", type=Path, default=None, help="write per-run results here")
+    ap.add_argument("--cells", default=None, help=f"comma-separated cells (default all: {', '.join(ALL_CELLS)})")
+    ap.add_argument("--quick", action="store_true", help=f"only {', '.join(QUICK_CELLS)}, no previous detector")
+    ap.add_argument("--no-blend-detector", action="store_true", help="skip fitting the previous detector")
+    ap.add_argument("--seed", type=int, default=0, help="detector seed")
+    ap.add_argument("--synthetic-kinds", default=None,
+                    help="the detector's synthetic noise kinds, comma-separated (default: its own)")
+    ap.add_argument("--json", type=Path, default=None, help="write per-cell results here")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    seeds = 2 if args.quick else args.seeds
-    with tempfile.TemporaryDirectory() as tmp:
-        export = export_subset(args.export, args.limit, Path(tmp))
-        data = load(export, args.recorded if args.with_api else None, args.db)
-    X, clean = data["X"], data["labels"]
-    K = len(data["classes"])
-    log.info("%d annotated rows, %d intents", len(clean), K)
-    # The confusable map comes from the clean labels' out-of-fold confusions (a property of
-    # the task, fixed across seeds), as a systematic annotator mistake would be.
-    confusable = confusable_classes(out_of_fold_probabilities(X, clean, n_classes=K), clean, n_classes=K)
-    log.info("most confusable: %s", {data["classes"][i]: data["classes"][j] for i, j in enumerate(confusable)})
-
-    runs = []
-    t_start = time.perf_counter()
-    for kind in args.kinds.split(","):
-        for rate in (float(r) for r in args.rates.split(",")):
-            for seed in range(seeds):
-                noisy, truth = inject_noise(clean, rate=rate, kind=kind, n_classes=K, confusable=confusable,
-                                            random_state=1000 + seed)
-                t0 = time.perf_counter()
-                det = LabelIssueDetector(random_state=seed, use_api=False).fit(X, noisy, n_classes=K)
-                row = {"kind": kind, "rate": rate, "seed": seed, "n_injected": int(truth.sum())}
-                row["cleanlab"] = metrics(truth, -cleanlab_scores(noisy, det.pred_probs_))
-                row["hl_debug"] = metrics(truth, det.scores_)
-                row["flagged"] = int(det.flagged_.sum())
-                row["flag_precision"] = float(truth[det.flagged_].mean()) if det.flagged_.any() else float("nan")
-                row["flag_precision_estimated"] = det.estimated_precision_
-                if args.with_api:
-                    det_api = LabelIssueDetector(random_state=seed).fit(
-                        X, noisy, n_classes=K, api_labels=data["api_labels"], api_confidence=data["api_confidence"])
-                    row["hl_debug_api"] = metrics(truth, det_api.scores_)
-                row["seconds"] = round(time.perf_counter() - t0, 1)
-                runs.append(row)
-                log.info("%-10s %.2f seed %d: cleanlab AUPRC %.3f  hl-debug %.3f%s  (%.1fs)", kind, rate, seed,
-                         row["cleanlab"]["auprc"], row["hl_debug"]["auprc"],
-                         f"  +api {row['hl_debug_api']['auprc']:.3f}" if args.with_api else "", row["seconds"])
-    print(table(runs, with_api=args.with_api, seeds=seeds, total_s=time.perf_counter() - t_start))
+    if args.synthetic_kinds:
+        kinds = tuple(args.synthetic_kinds.split(","))
+        DETECTOR.update(synthetic_kinds=kinds, n_synthetic=len(kinds))
+    cells = args.cells.split(",") if args.cells else list(QUICK_CELLS if args.quick else ALL_CELLS)
+    t0 = time.perf_counter()
+    load = os.getloadavg()[0]
+    runs = [run_cell(c, blend_detector=not (args.quick or args.no_blend_detector), seed=args.seed) for c in cells]
+    print(ranking_table(runs))
+    print()
+    print(counts_table(runs))
+    print(f"\n{len(runs)} cells, total {time.perf_counter() - t0:.0f} s, load average {load:.2f} at start, "
+          f"{time.strftime('%Y-%m-%d')}.")
     if args.json:
-        args.json.write_text(json.dumps(runs, indent=1))
+        args.json.write_text(json.dumps(runs, indent=1, default=float))
     return 0
-
-
-def table(runs: list[dict], *, with_api: bool, seeds: int, total_s: float) -> str:
-    methods = ["cleanlab", "hl_debug"] + (["hl_debug_api"] if with_api else [])
-    names = {"cleanlab": "cleanlab self-conf.", "hl_debug": "hl-debug", "hl_debug_api": "hl-debug + API (leaky)"}
-    head = "| noise | rate | method | AUPRC | AUROC | P@k | flagged (precision: real / estimated) |"
-    lines = [head, "|" + "---|" * 7]
-    keys = sorted({(r["kind"], r["rate"]) for r in runs}, key=lambda t: (t[0] != "uniform", t[1]))
-    for kind, rate in keys:
-        group = [r for r in runs if r["kind"] == kind and r["rate"] == rate]
-        for m in methods:
-            cells = []
-            for metric in ("auprc", "auroc", "p_at_k"):
-                v = np.array([r[m][metric] for r in group])
-                cells.append(f"{v.mean():.3f} ± {v.std():.3f}")
-            flag = ""
-            if m == "hl_debug":
-                flag = (f"{np.mean([r['flagged'] for r in group]):.0f} "
-                        f"({np.nanmean([r['flag_precision'] for r in group]):.2f} / "
-                        f"{np.nanmean([r['flag_precision_estimated'] for r in group]):.2f})")
-            lines.append(f"| {kind} | {rate:.0%} | {names[m]} | " + " | ".join(cells) + f" | {flag} |")
-    lines.append(f"\n{seeds} seeds per row; k = number of injected flips; total {total_s:.0f}s.")
-    return "\n".join(lines)
 
 
 if __name__ == "__main__":

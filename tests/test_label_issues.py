@@ -194,3 +194,236 @@ def test_encode_labels():
 def test_bad_input_is_a_clear_error(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+# -- stacking, the safeguard, honest counts -----------------------------------------------
+
+
+def _components(n: int = 2000, seed: int = 0):
+    """Synthetic rows with planted truth: component 0 separates flips well, 1 weakly, 2 not."""
+    rng = np.random.default_rng(seed)
+    kinds = np.zeros(n, dtype=int)
+    kinds[rng.choice(n, n // 10, replace=False)] = 1
+    flipped = kinds > 0
+    F = np.column_stack([rng.normal(size=n) + 2.5 * flipped, rng.normal(size=n) + 0.7 * flipped,
+                         rng.normal(size=n)])
+    return F, kinds, ["good", "weak", "noise"]
+
+
+class _Backwards:
+    """A sabotaged meta model: a logistic regression whose answer is inverted."""
+
+    def __init__(self):
+        from sklearn.linear_model import LogisticRegression
+
+        self.lr = LogisticRegression()
+
+    def get_params(self, deep=True):
+        return {}
+
+    def fit(self, X, y, sample_weight=None):
+        self.lr.fit(X, y, sample_weight=sample_weight)
+        self.classes_ = self.lr.classes_
+        return self
+
+    def predict_proba(self, X):
+        return self.lr.predict_proba(X)[:, ::-1]
+
+
+def test_stacking_learns_the_combination_and_calibrates():
+    from hl_debug.scoring.stacking import StackedScore
+
+    F, kinds, names = _components()
+    real, real_kinds, _ = _components(seed=1)
+    comb = StackedScore(random_state=0).fit(F, kinds, real, names=names)
+    assert comb.choice_ in ("stack", "good")
+    assert comb.synthetic_auprc_["good"] > comb.synthetic_auprc_["weak"] > comb.synthetic_auprc_["noise"]
+    # The real rows have the same 10% of mistakes: the estimated count is close to it.
+    assert abs(comb.posterior_.sum() - (real_kinds > 0).sum()) < 0.2 * (real_kinds > 0).sum()
+    assert len(comb.totals_) >= 15 and comb.noise_rate_ == pytest.approx(comb.posterior_.mean())
+
+
+def test_safeguard_never_ranks_below_the_best_component():
+    """A combination worse than its best part on the synthetic rows is never the score."""
+    from sklearn.metrics import average_precision_score
+
+    from hl_debug.scoring.stacking import StackedScore
+
+    F, kinds, names = _components()
+    comb = StackedScore(meta_model=_Backwards(), random_state=0).fit(F, kinds, F, names=names)
+    best = max(comb.synthetic_auprc_[n] for n in names)
+    assert comb.synthetic_auprc_["stack"] < best  # the sabotaged stack is worse ...
+    assert comb.choice_ == "good"                 # ... so the best component is the score
+    chosen = average_precision_score(kinds > 0, comb.scores_)
+    assert chosen >= max(average_precision_score(kinds > 0, F[:, j]) for j in range(3))
+
+
+@pytest.mark.parametrize("meta_model", [None, _Backwards()], ids=["default", "sabotaged"])
+def test_detector_ranks_no_worse_than_its_best_component_on_a_planted_case(meta_model):
+    """On planted flips among overlapping classes: the chosen score is at least as good as
+    every component on the synthetic validation (strictly, even with a sabotaged stacker),
+    and on the planted truth within 0.01 of the best component and above cleanlab's
+    self-confidence within the same 0.01."""
+    from sklearn.metrics import average_precision_score
+
+    X, truth = blobs(n_per=120, n_classes=6, dim=12, seed=3)
+    X = X + np.random.default_rng(3).normal(scale=0.12, size=X.shape).astype(np.float32)
+    noisy, flipped = inject_noise(truth, rate=0.06, kind="uniform", n_classes=6, random_state=5)
+    det = LabelIssueDetector(k=10, random_state=0, meta_model=meta_model).fit(X, noisy, n_classes=6)
+    syn = det.combination_.synthetic_auprc_
+    assert syn[det.combination_.choice_] >= max(syn[n] for n in det.component_names_)
+    ours = average_precision_score(flipped, det.scores_)
+    parts = {n: average_precision_score(flipped, det.components_[:, j]) for j, n in enumerate(det.component_names_)}
+    assert ours >= max(parts.values()) - 0.01, (ours, parts)
+    assert ours >= average_precision_score(flipped, -cleanlab_scores(noisy, det.pred_probs_)) - 0.01
+
+
+def test_detector_counts_are_honest_on_a_planted_case():
+    X, truth = blobs(n_per=120, n_classes=6, dim=12, seed=4)
+    noisy, flipped = inject_noise(truth, rate=0.08, kind="uniform", n_classes=6, random_state=6)
+    det = LabelIssueDetector(k=10, random_state=0).fit(X, noisy, n_classes=6)
+    n_true = flipped.sum()
+    assert abs(det.estimated_errors_ - n_true) <= 0.25 * n_true
+    assert det.estimated_errors_low_ <= det.estimated_errors_ <= det.estimated_errors_high_
+    real_precision = flipped[det.flagged_].mean()
+    real_recall = flipped[det.flagged_].sum() / n_true
+    assert abs(det.estimated_precision_ - real_precision) <= 0.2
+    assert abs(det.estimated_recall_ - real_recall) <= 0.2
+    # A target precision flags fewer, surer rows.
+    strict = LabelIssueDetector(k=10, random_state=0, target_precision=0.99).fit(X, noisy, n_classes=6)
+    assert strict.flagged_.sum() <= det.flagged_.sum() and strict.estimated_precision_ >= 0.99
+
+
+def test_blend_is_the_previous_detector():
+    X, truth, noisy = blobs()[0], *blobs()[1:], None
+    noisy = truth.copy()
+    for i in PLANTED:
+        noisy[i] = (truth[i] + 1) % 4
+    det = LabelIssueDetector(k=10, combine="blend").fit(X, noisy, n_classes=4)
+    np.testing.assert_allclose(det.scores_, issue_scores(noisy, det.distribution_))
+    assert det.combination_ is None and det.threshold_ == 0.5
+    with pytest.raises(ValueError, match="valid: stack, blend"):
+        LabelIssueDetector(combine="mean").fit(X, noisy)
+
+
+def test_em_prior_recovers_the_rate_of_calibrated_posteriors():
+    from hl_debug.scoring.error_estimate import em_prior, prior_shift
+
+    rng = np.random.default_rng(0)
+    wrong = rng.random(20_000) < 0.03
+    # Posteriors of a calibrated model trained where half the rows were wrong.
+    score = rng.normal(size=len(wrong)) + 2.0 * wrong
+    lr = np.exp(2.0 * score - 2.0)  # likelihood ratio N(2,1) / N(0,1)
+    post_half = lr / (1 + lr)
+    rate = em_prior(post_half, from_prior=0.5)
+    assert rate == pytest.approx(wrong.mean(), rel=0.15)
+    shifted = prior_shift(post_half, from_prior=0.5, to_prior=rate)
+    assert shifted.sum() == pytest.approx(wrong.sum(), rel=0.15)
+
+
+def test_flag_threshold_maximises_expected_f1_or_meets_the_target():
+    from hl_debug.scoring.error_estimate import error_interval, flag_summary, flag_threshold
+
+    p = np.array([0.95, 0.9, 0.8, 0.6, 0.4, 0.3, 0.1, 0.05, 0.02, 0.01])
+    t = flag_threshold(p)
+
+    def expected_f1(th):
+        f = p >= th
+        return 2 * p[f].sum() / (f.sum() + p.sum())
+
+    assert expected_f1(t) == pytest.approx(max(expected_f1(th) for th in p))
+    t90 = flag_threshold(p, target_precision=0.9)
+    assert (p >= t90).sum() == 2 and p[p >= t90].mean() >= 0.9  # 0.95, 0.9; with 0.8 the mean is 0.88
+    assert flag_threshold(p, target_precision=1.0) > p.max()  # nothing reaches it: nothing flagged
+    s = flag_summary(p, p >= t)
+    assert s["estimated_errors"] == pytest.approx(p.sum()) and s["n_flagged"] == int((p >= t).sum())
+    assert s["estimated_recall"] == pytest.approx(p[p >= t].sum() / p.sum())
+    low, high = error_interval(p)
+    assert low < p.sum() < high
+    wide = error_interval(p, [3.0, 5.0, 4.0, 6.0])
+    assert wide[0] < low and wide[1] > high
+
+
+def test_noise_transition_follows_the_confusions(planted):
+    from hl_debug.scoring.label_issues import noise_transition
+
+    X, truth, noisy = planted
+    P = np.full((len(truth), 4), 0.02)
+    P[np.arange(len(truth)), truth] = 0.94
+    confused = np.flatnonzero(truth == 0)[:10]
+    P[confused] = [0.02, 0.02, 0.94, 0.02]  # class 0 rows the model takes for class 2
+    T = noise_transition(truth, P, n_classes=4, uniform=0.2)
+    np.testing.assert_allclose(T.sum(axis=1), 1.0)
+    assert (np.diag(T) == 0).all()
+    assert T[0].argmax() == 2 or T[2].argmax() == 0
+    noisy, mask = inject_noise(truth, rate=0.2, kind="transition", transition=T, random_state=0)
+    assert mask.any() and (noisy[mask] != truth[mask]).all()
+
+
+# -- the signal: its report, the model report's label_issues, the CLI and the pages -------
+
+
+@pytest.fixture
+def signal_store(store, write_export):
+    from tests.test_signals import fill_signal_store
+
+    return fill_signal_store(store, write_export)
+
+
+def test_signal_reports_estimated_errors_precision_and_recall(signal_store, db_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from hl_debug.cli import cli
+    from hl_debug.signals.label_issues import SUMMARY_KEYS
+    from hl_debug.steps.signals import signals
+
+    signals(signal_store, progress=False)
+    summary = signal_store.report("label_issues")
+    assert summary["estimated_errors_low"] <= summary["estimated_errors"] <= summary["estimated_errors_high"]
+    assert summary["n_flagged"] >= 1 and 0 < summary["estimated_precision"] <= 1
+    assert 0 < summary["estimated_recall"] <= 1 and summary["target_precision"] is None
+    # The model report carries the same figures, so `export report` shows them.
+    r = CliRunner().invoke(cli, ["--db", str(db_path), "export", "report", "--format", "json"], obj={})
+    assert r.exit_code == 0, r.output
+    body = json.loads(r.output)
+    assert body["label_issues"] == {k: summary[k] for k in SUMMARY_KEYS}
+    r = CliRunner().invoke(cli, ["--db", str(db_path), "report"], obj={})
+    assert "estimated label errors" in r.output and "recall" in r.output
+    # --target-precision overrides the best-F1 flags.
+    r = CliRunner().invoke(cli, ["--db", str(db_path), "signals", "--force", "--target-precision", "0.999"], obj={})
+    assert r.exit_code == 0, r.output
+    strict = signal_store.report("label_issues")
+    assert strict["target_precision"] == 0.999 and strict["n_flagged"] <= summary["n_flagged"]
+    assert strict["n_flagged"] == 0 or strict["estimated_precision"] >= 0.999
+    r = CliRunner().invoke(cli, ["--db", str(db_path), "signals", "--force", "--target-precision", "1.5"], obj={})
+    assert r.exit_code != 0 and "1.5" in r.output
+
+
+def test_issues_and_report_pages_show_the_estimates(signal_store, db_path):
+    from hl_debug.steps.signals import signals
+    from webapp import create_app
+
+    signals(signal_store, progress=False)
+    summary = signal_store.report("label_issues")
+    client = create_app({"DB": str(db_path), "TESTING": True}).test_client()
+    figure = f"<b>{summary['estimated_errors']:.0f}</b>"
+    for page in ("/issues", "/report"):
+        html = client.get(page).get_data(as_text=True)
+        assert 'id="label-issue-figures"' in html and figure in html, page
+        assert f"{summary['n_flagged']} flagged</a>" in html and "estimated recall" in html, page
+
+
+def test_grouped_noise_flips_neighbours_together(planted):
+    from hl_debug.neighbors import knn
+    from hl_debug.scoring.label_issues import inject_grouped_noise
+
+    X, truth, _ = planted
+    T = np.full((4, 4), 1 / 3)
+    np.fill_diagonal(T, 0.0)
+    noisy, mask = inject_grouped_noise(truth, knn(X, 6), rate=0.1, transition=T, group_size=4, random_state=0)
+    assert mask.sum() == 16 and (noisy[mask] != truth[mask]).all() and (noisy[~mask] == truth[~mask]).all()
+    # groups: flipped rows come in runs of one class turned into one other class
+    pairs = {(t, v) for t, v in zip(truth[mask], noisy[mask])}
+    assert len(pairs) <= 4 + 1

@@ -107,7 +107,8 @@ def issues_view():
     summary = summary if isinstance(summary, dict) else {}
     return render_template("issues.html", missing=missing, rows=rows, total=total, page=page, size=size,
                            pending=pending, flagged=flagged, labels=store.intents(), n_decided=n_decided,
-                           n_flagged=summary.get("n_flagged"), precision=summary.get("estimated_precision"))
+                           n_flagged=summary.get("n_flagged"), precision=summary.get("estimated_precision"),
+                           label_issues=summary)
 
 
 @bp.get("/queue")
@@ -159,8 +160,10 @@ def report_view():
         "intent_entropy": (json_item(plots.intent_entropy_figure(ent["by_intent"]))
                            if any(d["n"] for d in ent["by_intent"].values()) else None),
     }
+    label_issues = store.report("label_issues")
     return render_template("report.html", missing=None, rep=rep, sel=sel, items=items, endpoint=endpoint,
                            endpoints=endpoints, split=split, splits=REPORT_SPLITS,
+                           label_issues=label_issues if isinstance(label_issues, dict) else None,
                            config={"endpoint": endpoint, "split": split})
 
 

@@ -60,5 +60,13 @@ def report(ctx: click.Context, fmt: str) -> None:
     click.echo(summary_text(body))
     issues = store.report("label_issues")
     if issues:
-        click.echo(f"Label issues: {issues['n_flagged']} of {issues['n_scored']} annotated rows flagged "
-                   f"(estimated error rate {issues['estimated_error_rate']:.1%})")
+        line = f"Label issues: {issues['n_flagged']} of {issues['n_scored']} annotated rows flagged"
+        if issues.get("estimated_precision") is not None and issues.get("estimated_recall") is not None:
+            line += (f" (estimated precision {issues['estimated_precision']:.0%}, "
+                     f"recall {issues['estimated_recall']:.0%})")
+        if issues.get("estimated_errors") is not None:
+            line += (f"; estimated label errors {issues['estimated_errors']:.0f} "
+                     f"(90% interval {issues['estimated_errors_low']:.0f}-{issues['estimated_errors_high']:.0f})")
+        elif issues.get("estimated_error_rate") is not None:
+            line += f" (estimated error rate {issues['estimated_error_rate']:.1%})"
+        click.echo(line)

@@ -1,21 +1,19 @@
-"""The label-issue detector: the evidence of :mod:`hl_debug.scoring.label_issues` combined,
-calibrated on synthetic flips, and turned into flags, suggestions and the rows the
-``issues`` signal stores.
+"""The label-issue detector: the evidence of :mod:`hl_debug.scoring.label_issues` combined
+by stacking on synthetic flips (:mod:`hl_debug.scoring.stacking`), calibrated, and turned
+into flags, an estimated number of label errors and suggestions.
 
-:class:`LabelIssueDetector` averages the evidence into one distribution per row and
-ranks rows by the rank average of two confident-learning views of it (self-confidence and
-normalised margin). Its score is calibrated on *synthetic* label flips injected into the
-data (and re-scored out of fold), never on the real labels, and the calibrated probability
-is shifted from the synthetic flip rate to the real error rate estimated by confident
-learning (:func:`prior_shift`), which gives the flags and an estimated precision of the
-flagged subset. :func:`issue_rows` assembles one result row per scored utterance, with the
-:func:`issue_reason` a reviewer reads.
+Nothing is fitted on the real labels' status: the detector flips labels itself (synthetic
+rounds), recomputes the whole evidence out of fold on the flipped labels, and learns there
+both how to combine the evidence and how likely a score means an error. The real error rate
+is then the fixed point of the prior-shifted posteriors (:func:`em_prior`), their sum the
+estimated number of errors, and the flags the set with the best expected F1
+(:mod:`hl_debug.scoring.error_estimate`). :mod:`hl_debug.scoring.issue_rows` turns a fitted
+detector into the signal's rows.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -23,6 +21,13 @@ from sklearn.base import BaseEstimator, clone
 from sklearn.linear_model import LogisticRegression
 
 from hl_debug.neighbors import knn
+from hl_debug.scoring.error_estimate import (
+    error_interval,
+    flag_summary,
+    flag_threshold,
+    prior_shift,
+)
+from hl_debug.scoring.issue_rows import issue_reason, issue_rows
 from hl_debug.scoring.label_issues import (
     _check_embeddings,
     _check_labels,
@@ -30,24 +35,26 @@ from hl_debug.scoring.label_issues import (
     _other_max,
     api_distribution,
     cleanlab_issue_mask,
-    cleanlab_scores,
     cluster_label_distribution,
-    confusable_classes,
     ensemble_distribution,
-    inject_noise,
     issue_scores,
     knn_label_distribution,
     out_of_fold_probabilities,
 )
+from hl_debug.scoring.noise import confusable_classes, inject_grouped_noise, inject_noise, noise_transition
+from hl_debug.scoring.stacking import StackedScore, component_scores
 from hl_debug.threads import limit_threads
+
+__all__ = ["LabelIssueDetector", "calibration_features", "issue_reason", "issue_rows", "prior_shift"]
 
 log = logging.getLogger(__name__)
 
+COMBINATIONS = ("stack", "blend")
+
 
 def calibration_features(labels: np.ndarray, distribution: np.ndarray) -> np.ndarray:
-    """The evidence strength the calibrator sees: logit of the given label's probability
-    and its margin to the best other label, shape ``(n, 2)``. Absolute values, not
-    ranks, so a calibration learnt on one labelling transfers to another."""
+    """The fixed blend's calibration features: logit of the given label's probability in the
+    evidence average and its margin to the best other label, shape ``(n, 2)``."""
     self_conf = distribution[np.arange(len(labels)), labels]
     return np.column_stack([_logit(self_conf), self_conf - _other_max(distribution, labels)])
 
@@ -56,92 +63,121 @@ class LabelIssueDetector(BaseEstimator):
     """Score every labelled row's chance of being mislabelled, and suggest a fix.
 
     The evidence — out-of-fold classifier probabilities, the nearest neighbours' labels,
-    the row's cluster's labels and the prediction API's answer, whichever are given — is
-    averaged into one distribution per row (each member is computed without the row
-    itself). The score is :func:`issue_scores` of that distribution (the mean of its
-    self-confidence and normalised margin ranks); the suggested label
-    is its most likely other label.
+    the row's cluster's labels and the prediction API's answer, whichever are given (each
+    computed without the row itself) — gives per-row component scores
+    (:func:`~hl_debug.scoring.stacking.component_scores`). ``n_synthetic`` times,
+    ``synthetic_rate`` of the labels are flipped (alternately uniformly and towards each
+    class's most confusable class) and the evidence is recomputed on the flipped labels;
+    rows confident learning already suspects are left out there (their real status is
+    unknown). On those rows :class:`~hl_debug.scoring.stacking.StackedScore` learns the
+    combination (kept only if its out-of-fold synthetic AUPRC is at least the best single
+    component's) and its calibration into P(wrong). The real error rate is the EM fixed point
+    of the prior-shifted posteriors; the flags maximise the expected F1, or reach
+    ``target_precision``.
 
-    Calibration is honest: ``n_synthetic`` times, ``synthetic_rate`` of the labels are
-    flipped (half uniformly, half towards each class's most confusable class), the whole
-    evidence is recomputed on the flipped labels, and a logistic regression learns
-    P(flipped | self-confidence, margin) (:func:`calibration_features`; rows confident
-    learning already suspects are left out, their status being unknown). It never sees the real labels' status. Its posterior is
-    shifted from the synthetic flip rate to the real error rate estimated by cleanlab's
-    ``find_label_issues`` (a prior shift), which gives the flags and the estimated
-    precision of the flagged subset.
+    ``combine="blend"`` is the previous detector, kept as a baseline: the evidence averaged
+    into one distribution, ranked by the rank mean of its self-confidence and normalised
+    margin (:func:`issue_scores`), calibrated on two features, shifted to cleanlab's error
+    rate and flagged at ``flag_threshold``.
 
     Parameters
     ----------
     classifier : sklearn classifier, optional
         For out-of-fold probabilities (default :func:`default_classifier`).
+    meta_model : sklearn binary classifier, optional
+        The stacker (default :func:`~hl_debug.scoring.stacking.default_meta_model`).
     calibrator : sklearn binary classifier, optional
-        Maps :func:`calibration_features` to P(flipped); default logistic regression.
+        ``combine="blend"`` only: maps :func:`calibration_features` to P(flipped).
+    combine : {"stack", "blend"}
     n_splits, k : int
         Cross-validation folds; nearest neighbours for label agreement.
     synthetic_rate : float
         Share of labels flipped per synthetic round.
     n_synthetic : int
-        Synthetic rounds (each costs one cross-validation; alternate uniform/confusable).
+        Synthetic rounds (each costs one cross-validation).
+    synthetic_kinds : tuple of str or None
+        :func:`inject_noise` kinds the rounds cycle through. Default for ``"stack"``:
+        ``("transition",)``, flips drawn from the data's own estimated flip pattern
+        (:func:`noise_transition`), so what is learnt transfers to its real mistakes; for
+        ``"blend"`` the previous ``("uniform", "confusable")``.
     use_api : bool
-        Use the prediction API's answers when given to :meth:`fit`.
+        Use the prediction API's answers when given to :meth:`fit` (in the evidence average
+        the suggestions and reasons come from).
+    stack_api : bool
+        Also give the API's answers to the stacker (default False). An API trained on these
+        very labels agrees with their real mistakes, yet disagrees with every synthetic flip
+        (its answers stay while the label changes): on synthetic flips it looks like a
+        near-perfect detector, which does not transfer (with it, the bundled export's estimated
+        errors fall from 27 to 7).
+    target_precision : float or None
+        Flag the most rows whose expected precision is at least this (None: best expected F1).
     flag_threshold : float
-        Flag rows whose prior-shifted posterior is at least this.
+        ``combine="blend"`` only: flag rows whose posterior is at least this.
+    n_reweight : int
+        Refits of the combination with each unflipped synthetic row weighted by its real
+        row's estimated chance of being right (0: rows confident learning suspects left out).
+    n_bootstrap : int
+        Bootstrap refits of the combination widening the interval of the error count.
     max_calibration_rows : int or None
-        The synthetic rounds run on a random subset of at most this many rows (their
-        own neighbours recomputed within it): a 2-feature calibrator needs a few hundred
-        flips, not another full cross-validation per round, which keeps large exports
-        (100k rows) fast. None uses every row.
+        The synthetic rounds run on a random subset of at most this many rows (their own
+        neighbours recomputed within it), which keeps large exports fast. None: every row.
     n_threads : int or None
         BLAS/OpenMP threads while fitting (default 1: these small products only spin-wait
-        with more, 36.9 s -> 2.9 s for the 5-fold classifier at 20k rows on 2 busy cores;
-        results equal to 2e-4). None leaves the libraries' defaults.
+        with more). None leaves the libraries' defaults.
     random_state : int
 
     Attributes
     ----------
-    pred_probs_ : array (n, n_classes)  out-of-fold classifier probabilities
-    knn_probs_ : array (n, n_classes)   neighbour label distribution
-    cluster_probs_ : array or None      cluster label distribution (NaN rows: noise)
-    api_probs_ : array or None          API answer as a distribution (NaN rows: none)
-    distribution_ : array (n, n_classes) the evidence average
-    scores_ : array (n,)                issue score (higher = more likely wrong)
-    calibrator_ : fitted calibrator     P(flipped | calibration_features)
-    synthetic_prior_ : float            flipped share in the calibration data
-    noise_rate_ : float                 estimated real error rate (confident learning)
-    cleanlab_issues_ : bool array (n,)  cleanlab's find_label_issues on ``pred_probs_``
-    posterior_ : array (n,)             prior-shifted probability that the label is wrong
+    pred_probs_, knn_probs_ : arrays (n, n_classes)  classifier / neighbour distributions
+    cluster_probs_, api_probs_ : arrays or None      cluster / API distributions (NaN: none)
+    distribution_ : array (n, n_classes)  the evidence average (suggestions come from it)
+    component_names_ : list of str; components_ : array (n, n_components)
+    combination_ : StackedScore or None   the learnt combination (``combine="stack"``)
+    scores_ : array (n,)                  issue score (higher = more likely wrong)
+    synthetic_prior_ : float              flipped share in the calibration data
+    noise_rate_ : float                   estimated real error rate
+    cleanlab_issues_ : bool array (n,)    cleanlab's find_label_issues on ``pred_probs_``
+    posterior_ : array (n,)               probability that the label is wrong
+    threshold_ : float                    flags are ``posterior_ >= threshold_``
     flagged_ : bool array (n,)
-    suggested_ : int array (n,)         most likely other label
-    estimated_precision_ : float        mean posterior over the flagged rows (NaN if none)
+    suggested_ : int array (n,)           most likely other label
+    estimated_errors_, estimated_errors_low_, estimated_errors_high_ : float
+        Expected number of label errors and its 90% interval.
+    estimated_precision_, estimated_recall_ : float  of the flagged rows (NaN if undefined)
     """
 
-    def __init__(self, *, classifier: Any = None, calibrator: Any = None, n_splits: int = 5, k: int = 20,
-                 synthetic_rate: float = 0.05, n_synthetic: int = 2, use_api: bool = True,
-                 flag_threshold: float = 0.5, max_calibration_rows: int | None = 10_000,
-                 n_threads: int | None = 1, random_state: int = 0) -> None:
+    def __init__(self, *, classifier: Any = None, meta_model: Any = None, calibrator: Any = None,
+                 combine: str = "stack", n_splits: int = 5, k: int = 20, synthetic_rate: float = 0.05,
+                 n_synthetic: int = 2, synthetic_kinds: tuple[str, ...] | None = None, use_api: bool = True,
+                 stack_api: bool = False, target_precision: float | None = None,
+                 flag_threshold: float = 0.5, n_reweight: int = 1, n_bootstrap: int = 20,
+                 max_calibration_rows: int | None = 10_000, n_threads: int | None = 1, random_state: int = 0) -> None:
         self.classifier = classifier
+        self.meta_model = meta_model
         self.calibrator = calibrator
+        self.combine = combine
         self.n_splits = n_splits
         self.k = k
         self.synthetic_rate = synthetic_rate
         self.n_synthetic = n_synthetic
+        self.synthetic_kinds = synthetic_kinds
         self.use_api = use_api
+        self.stack_api = stack_api
+        self.target_precision = target_precision
         self.flag_threshold = flag_threshold
+        self.n_reweight = n_reweight
+        self.n_bootstrap = n_bootstrap
         self.max_calibration_rows = max_calibration_rows
         self.n_threads = n_threads
         self.random_state = random_state
 
     def _members(self, X: np.ndarray, labels: np.ndarray, K: int, nbrs: tuple[np.ndarray, np.ndarray],
-                 cluster_ids: np.ndarray | None, api_probs: np.ndarray | None, seed: int) -> list[np.ndarray]:
+                 cluster_ids: np.ndarray | None, api_probs: np.ndarray | None, seed: int) -> list[np.ndarray | None]:
+        """[classifier, kNN, cluster or None, API or None] distributions of ``labels``."""
         P = out_of_fold_probabilities(X, labels, n_classes=K, classifier=self.classifier,
                                       n_splits=self.n_splits, random_state=seed)
-        members = [P, knn_label_distribution(None, labels, n_classes=K, neighbors=nbrs)]
-        if cluster_ids is not None:
-            members.append(cluster_label_distribution(labels, cluster_ids, n_classes=K))
-        if api_probs is not None:
-            members.append(api_probs)
-        return members
+        clusters = cluster_label_distribution(labels, cluster_ids, n_classes=K) if cluster_ids is not None else None
+        return [P, knn_label_distribution(None, labels, n_classes=K, neighbors=nbrs), clusters, api_probs]
 
     def fit(self, X: Any, labels: Any, *, n_classes: int | None = None, cluster_ids: Any = None,
             api_labels: Any = None, api_confidence: Any = None,
@@ -157,16 +193,15 @@ class LabelIssueDetector(BaseEstimator):
             return self._fit(X, labels, n_classes=n_classes, cluster_ids=cluster_ids, api_labels=api_labels,
                              api_confidence=api_confidence, neighbors=neighbors)
 
-    def _fit(self, X: Any, labels: Any, *, n_classes: int | None, cluster_ids: Any, api_labels: Any,
-             api_confidence: Any, neighbors: tuple[np.ndarray, np.ndarray] | None) -> LabelIssueDetector:
-        labels = _check_labels(labels, n_classes)
-        X = _check_embeddings(X, len(labels))
-        K = int(n_classes if n_classes is not None else labels.max() + 1)
+    def _check(self, n: int, K: int, cluster_ids: Any, api_labels: Any, api_confidence: Any) -> tuple[Any, Any]:
+        if self.combine not in COMBINATIONS:
+            raise ValueError(f"unknown combine {self.combine!r}; valid: {', '.join(COMBINATIONS)}")
         if not 0 < self.synthetic_rate < 0.5:
             raise ValueError(f"synthetic_rate must be in (0, 0.5), got {self.synthetic_rate}")
         if self.n_synthetic < 1:
             raise ValueError(f"n_synthetic must be >= 1, got {self.n_synthetic}")
-        n = len(labels)
+        if self.target_precision is not None and not 0 < self.target_precision <= 1:
+            raise ValueError(f"target_precision must be in (0, 1], got {self.target_precision}")
         if cluster_ids is not None:
             cluster_ids = np.asarray(cluster_ids)
             if cluster_ids.shape != (n,):
@@ -181,28 +216,56 @@ class LabelIssueDetector(BaseEstimator):
             if api_labels.max(initial=-1) >= K:
                 raise ValueError(f"api_labels hold class {api_labels.max()} but there are only {K} classes")
             api_probs = api_distribution(api_labels, api_confidence, n_classes=K)
+        return cluster_ids, api_probs
+
+    def _fit(self, X: Any, labels: Any, *, n_classes: int | None, cluster_ids: Any, api_labels: Any,
+             api_confidence: Any, neighbors: tuple[np.ndarray, np.ndarray] | None) -> LabelIssueDetector:
+        labels = _check_labels(labels, n_classes)
+        X = _check_embeddings(X, len(labels))
+        K = int(n_classes if n_classes is not None else labels.max() + 1)
+        n = len(labels)
+        cluster_ids, api_probs = self._check(n, K, cluster_ids, api_labels, api_confidence)
         if neighbors is None:
-            k = min(self.k, n - 1)
-            neighbors = knn(X, k)
+            neighbors = knn(X, min(self.k, n - 1))
 
         members = self._members(X, labels, K, neighbors, cluster_ids, api_probs, self.random_state)
-        self.pred_probs_, self.knn_probs_ = members[0], members[1]
-        self.cluster_probs_ = members[2] if cluster_ids is not None else None
-        self.api_probs_ = api_probs
-        self.distribution_ = ensemble_distribution(*members)
-        self.scores_ = issue_scores(labels, self.distribution_)
-
-        # Calibration on synthetic flips only.
-        rng = np.random.default_rng(self.random_state)
-        confusable = confusable_classes(self.pred_probs_, labels, n_classes=K)
+        self.pred_probs_, self.knn_probs_, self.cluster_probs_, self.api_probs_ = members
+        self.distribution_ = ensemble_distribution(*[m for m in members if m is not None])
+        self.component_names_, self.components_ = component_scores(
+            labels, self.pred_probs_, self.knn_probs_, cluster_probs=self.cluster_probs_,
+            api_probs=api_probs if self.combine == "blend" or self.stack_api else None)
         try:
             self.cleanlab_issues_ = cleanlab_issue_mask(labels, self.pred_probs_)
         except Exception as exc:  # noqa: BLE001 - cleanlab refuses degenerate inputs (e.g. tiny classes)
             log.warning("cleanlab find_label_issues failed (%s); assuming a 1%% error rate", exc)
             self.cleanlab_issues_ = np.zeros(n, dtype=bool)
+
+        comps, blend, kinds, rows, known = self._synthetic(X, labels, K, neighbors, cluster_ids, api_probs)
+        if self.combine == "stack":
+            self._fit_stack(comps, kinds, rows, known)
+        else:
+            self._fit_blend(labels, blend[known], kinds[known] > 0)
+        other = self.distribution_.copy()
+        other[np.arange(n), labels] = -np.inf
+        self.suggested_ = other.argmax(axis=1)
+        return self
+
+    def _synthetic(self, X: np.ndarray, labels: np.ndarray, K: int, neighbors: tuple[np.ndarray, np.ndarray],
+                   cluster_ids: np.ndarray | None, api_probs: np.ndarray | None) -> tuple[np.ndarray, ...]:
+        """Per synthetic row: components, blend features, kind (0: not flipped, 1..: the
+        noise kind that flipped it), the real row it copies, and whether its status is known
+        (flipped, or not suspected by confident learning)."""
+        rng = np.random.default_rng(self.random_state)
+        kinds = self.synthetic_kinds or (("uniform", "transition") if self.combine == "stack"
+                                         else ("uniform", "confusable"))
+        confusable = confusable_classes(self.pred_probs_, labels, n_classes=K)
+        transition = (noise_transition(labels, self.pred_probs_, n_classes=K)
+                      if {"transition", "grouped"} & set(kinds) else None)
         # Rows confident learning already suspects have an unknown status in the synthetic
-        # data (probably genuine errors, labelled "not flipped"): leave them out of calibration.
+        # data (perhaps genuine errors, labelled "not flipped").
         known = ~self.cleanlab_issues_
+        n = len(labels)
+        sub = np.arange(n)
         cal_X, cal_labels, cal_nbrs, cal_clusters, cal_api = X, labels, neighbors, cluster_ids, api_probs
         if self.max_calibration_rows is not None and n > self.max_calibration_rows:
             sub = np.sort(rng.choice(n, size=self.max_calibration_rows, replace=False))
@@ -210,90 +273,62 @@ class LabelIssueDetector(BaseEstimator):
             cal_nbrs = knn(cal_X, min(neighbors[0].shape[1], len(sub) - 1))
             cal_clusters = cluster_ids[sub] if cluster_ids is not None else None
             cal_api = api_probs[sub] if api_probs is not None else None
-        s_train, t_train = [], []
+        comps, blend, target, rows, status = [], [], [], [], []
         for r in range(self.n_synthetic):
-            kind = ("uniform", "confusable")[r % 2]
-            noisy, flipped = inject_noise(cal_labels, rate=self.synthetic_rate, kind=kind, n_classes=K,
-                                          confusable=confusable, random_state=rng)
-            m = self._members(cal_X, noisy, K, cal_nbrs, cal_clusters, cal_api, self.random_state + r + 1)
-            s_train.append(calibration_features(noisy, ensemble_distribution(*m))[known | flipped])
-            t_train.append(flipped[known | flipped])
+            kind = kinds[r % len(kinds)]
+            if kind == "grouped":
+                noisy, flipped = inject_grouped_noise(cal_labels, cal_nbrs, rate=self.synthetic_rate,
+                                                      transition=transition, random_state=rng)
+            else:
+                noisy, flipped = inject_noise(cal_labels, rate=self.synthetic_rate, kind=kind, n_classes=K,
+                                              confusable=confusable, transition=transition, random_state=rng)
+            P, Q, C, A = self._members(cal_X, noisy, K, cal_nbrs, cal_clusters, cal_api, self.random_state + r + 1)
+            comps.append(component_scores(noisy, P, Q, cluster_probs=C,
+                                          api_probs=A if self.combine == "blend" or self.stack_api else None)[1])
+            E = ensemble_distribution(*[m for m in (P, Q, C, A) if m is not None])
+            blend.append(calibration_features(noisy, E))
+            target.append(np.where(flipped, sorted(set(kinds)).index(kind) + 1, 0))
+            rows.append(sub)
+            status.append(known | flipped)
+        return (np.vstack(comps), np.vstack(blend), np.concatenate(target), np.concatenate(rows),
+                np.concatenate(status))
+
+    def _fit_stack(self, comps: np.ndarray, kinds: np.ndarray, rows: np.ndarray, known: np.ndarray) -> None:
+        # First pass: unflipped rows confident learning suspects are left out. Then each
+        # unflipped synthetic row counts as "not flipped" with the weight of its real row's
+        # chance of being right: hard but correct rows stay in (leaving them all out made the
+        # meta model take them for mistakes and over-count), real mistakes drop out.
+        weight = known.astype(float)
+        for r in range(self.n_reweight + 1):
+            comb = StackedScore(meta_model=self.meta_model, n_bootstrap=self.n_bootstrap if r == self.n_reweight else 0,
+                                random_state=self.random_state)
+            comb.fit(comps, kinds, self.components_, names=self.component_names_, sample_weight=weight)
+            weight = np.where(kinds > 0, 1.0, 1.0 - comb.posterior_[rows])
+        self.combination_ = comb
+        log.info("label issues: combination %s (weighted synthetic AUPRC %s; mix of mistakes %s)", comb.choice_,
+                 ", ".join(f"{k} {v:.3f}" for k, v in comb.synthetic_auprc_.items()),
+                 np.round(comb.priors_, 4).tolist())
+        self.scores_, self.posterior_ = comb.scores_, comb.posterior_
+        self.synthetic_prior_ = float((kinds > 0).mean())
+        self.noise_rate_ = comb.noise_rate_
+        self._summarise(flag_threshold(self.posterior_, target_precision=self.target_precision), comb.totals_)
+
+    def _fit_blend(self, labels: np.ndarray, blend: np.ndarray, target: np.ndarray) -> None:
+        self.combination_ = None
+        self.scores_ = issue_scores(labels, self.distribution_)
         calibrator = clone(self.calibrator) if self.calibrator is not None else LogisticRegression(C=10.0)
-        self.calibrator_ = calibrator.fit(np.vstack(s_train), np.concatenate(t_train))
-        self.synthetic_prior_ = float(np.concatenate(t_train).mean())
+        self.calibrator_ = calibrator.fit(blend, target)
+        self.synthetic_prior_ = float(target.mean())
         raw = self.calibrator_.predict_proba(calibration_features(labels, self.distribution_))[:, 1]
         self.noise_rate_ = float(np.clip(self.cleanlab_issues_.mean(), 0.01, 0.5))
         self.posterior_ = prior_shift(raw, from_prior=self.synthetic_prior_, to_prior=self.noise_rate_)
-        self.flagged_ = self.posterior_ >= self.flag_threshold
-        self.estimated_precision_ = (float(self.posterior_[self.flagged_].mean()) if self.flagged_.any()
-                                     else float("nan"))
-        other = self.distribution_.copy()
-        other[np.arange(n), labels] = -np.inf
-        self.suggested_ = other.argmax(axis=1)
-        return self
+        self._summarise(self.flag_threshold, None)
 
-
-def prior_shift(posterior: Any, *, from_prior: float, to_prior: float) -> np.ndarray:
-    """Adjust posteriors learned under class prior ``from_prior`` to prior ``to_prior``.
-
-    The odds are rescaled by the ratio of prior odds (Saerens et al., 2002); shape kept.
-    """
-    for name, v in (("from_prior", from_prior), ("to_prior", to_prior)):
-        if not 0 < v < 1:
-            raise ValueError(f"{name} must be in (0, 1), got {v}")
-    p = np.clip(np.asarray(posterior, dtype=np.float64), 1e-12, 1 - 1e-12)
-    odds = p / (1 - p) * (to_prior / (1 - to_prior)) / (from_prior / (1 - from_prior))
-    return odds / (1 + odds)
-
-
-def issue_reason(given: str, suggested: str, p_given: float, p_sugg: float, knn_sugg: int, knn_given: int, k: int,
-                 api_label: str | None, api_conf: float | None, cluster_share: float | None) -> str:
-    """The short text a reviewer reads: what the classifier, the neighbours, the API and the
-    cluster say about one row's label."""
-    parts = [f"classifier: {suggested} {p_sugg:.2f} vs {given} {p_given:.2f}",
-             f"neighbours: {knn_sugg}/{k} {suggested}, {knn_given}/{k} {given}"]
-    if api_label is not None and api_label != given:
-        parts.append(f"API says {api_label} ({api_conf:.2f})")
-    elif api_label == given:
-        parts.append("API agrees with the label")
-    if cluster_share is not None and not np.isnan(cluster_share):
-        parts.append(f"{cluster_share:.0%} of its cluster share the label")
-    return "; ".join(parts)
-
-
-def issue_rows(det: LabelIssueDetector, *, ids: Sequence[int] | np.ndarray, labels: np.ndarray, classes: Sequence[str],
-               k: int, cluster_ids: np.ndarray | None = None, cluster_purity: np.ndarray | None = None,
-               api_labels: np.ndarray | None = None, api_confidence: np.ndarray | None = None) -> list[dict[str, Any]]:
-    """One row per utterance scored by a fitted ``det``, most suspicious first, ranked from 1.
-
-    ``ids``, ``labels`` (class indices), ``cluster_ids``, ``cluster_purity`` (NaN: unknown),
-    ``api_labels`` (-1: no answer) and ``api_confidence`` are the fitted rows' (length m);
-    ``k`` the neighbours each row's agreement was counted over.
-    """
-    y = np.asarray(labels)
-    nm = cleanlab_scores(y, det.pred_probs_, method="normalized_margin")
-    purity = cluster_purity if cluster_purity is not None else np.full(len(y), np.nan)
-    rows = []
-    for j in range(len(y)):
-        given, sugg = classes[y[j]], classes[det.suggested_[j]]
-        a_lab = api_labels is not None and api_labels[j] >= 0 and classes[api_labels[j]] or None
-        a_conf = float(api_confidence[j]) if a_lab and api_confidence is not None else None
-        rows.append({
-            "id": int(ids[j]), "score": float(det.scores_[j]), "given_label": given, "suggested_label": sugg,
-            "flagged": int(det.flagged_[j]), "posterior": float(det.posterior_[j]),
-            "p_given": float(det.distribution_[j, y[j]]),
-            "p_suggested": float(det.distribution_[j, det.suggested_[j]]),
-            "cl_self_confidence": float(det.pred_probs_[j, y[j]]), "cl_normalized_margin": float(nm[j]),
-            "cl_issue": int(det.cleanlab_issues_[j]), "knn_agreement": float(det.knn_probs_[j, y[j]]),
-            "cluster_id": int(cluster_ids[j]) if cluster_ids is not None else None,
-            "cluster_purity": None if np.isnan(purity[j]) else float(purity[j]),
-            "api_label": a_lab, "api_confidence": a_conf,
-            "reason": issue_reason(given, sugg, float(det.pred_probs_[j, y[j]]),
-                                   float(det.pred_probs_[j, det.suggested_[j]]),
-                                   int(round(det.knn_probs_[j, det.suggested_[j]] * k)),
-                                   int(round(det.knn_probs_[j, y[j]] * k)), k, a_lab, a_conf, purity[j]),
-        })
-    rows.sort(key=lambda row: -row["score"])
-    for rank, row in enumerate(rows, 1):
-        row["rank"] = rank
-    return rows
+    def _summarise(self, threshold: float, totals: list[float] | None) -> None:
+        self.threshold_ = float(threshold)
+        self.flagged_ = self.posterior_ >= self.threshold_
+        summary = flag_summary(self.posterior_, self.flagged_)
+        self.estimated_errors_ = summary["estimated_errors"]
+        self.estimated_precision_ = summary["estimated_precision"]
+        self.estimated_recall_ = summary["estimated_recall"]
+        self.estimated_errors_low_, self.estimated_errors_high_ = error_interval(self.posterior_, totals)

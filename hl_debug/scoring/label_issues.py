@@ -12,11 +12,12 @@ each computed without the row scoring itself:
   that carries its label;
 * the prediction **API's confident disagreement** (:func:`api_disagreement`).
 
-:class:`~hl_debug.scoring.label_detector.LabelIssueDetector` averages the evidence into
-one distribution per row and ranks rows by the rank average of two confident-learning views
-of it (self-confidence and normalised margin, :func:`issue_scores`) — a fixed, principled
-combination with nothing fitted on the rows it scores; the detector calibrates it on
-synthetic flips only.
+:class:`~hl_debug.scoring.label_detector.LabelIssueDetector` turns the evidence into
+component scores and learns how to combine them per dataset on synthetic flips
+(:mod:`hl_debug.scoring.stacking`), which :func:`inject_noise` (uniform, confusable, mixed, or
+the data's own flip pattern from :func:`noise_transition`) and :func:`inject_grouped_noise`
+plant; :func:`issue_scores` is the previous fixed combination (the rank mean of the evidence
+average's self-confidence and normalised margin), kept as a baseline.
 """
 
 from __future__ import annotations
@@ -31,53 +32,24 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
 from hl_debug.neighbors import knn
+from hl_debug.scoring.noise import (  # noqa: F401 - re-exported: the noise kinds live beside the evidence
+    NOISE_KINDS,
+    confusable_classes,
+    inject_grouped_noise,
+    inject_noise,
+    noise_transition,
+)
+from hl_debug.scoring.validation import _check_embeddings, _check_labels, _check_probs  # noqa: F401
 
 log = logging.getLogger(__name__)
 
 CLEANLAB_METHODS = ("self_confidence", "normalized_margin", "confidence_weighted_entropy")
-NOISE_KINDS = ("uniform", "confusable", "mixed")
 _EPS = 1e-6
 
 
 
-# -- validation ----------------------------------------------------------------------
-
-
-def _check_labels(labels: Any, n_classes: int | None = None, *, name: str = "labels") -> np.ndarray:
-    labels = np.asarray(labels)
-    if labels.ndim != 1:
-        raise ValueError(f"{name} must be a 1-D array of class indices, got shape {labels.shape}")
-    if labels.size and not np.issubdtype(labels.dtype, np.integer):
-        raise ValueError(f"{name} must hold integer class indices (encode strings first), got dtype {labels.dtype}")
-    if labels.size and labels.min() < 0:
-        bad = int(np.flatnonzero(labels < 0)[0])
-        raise ValueError(f"{name}[{bad}] is {labels[bad]}; class indices must be >= 0")
-    if n_classes is not None and labels.size and labels.max() >= n_classes:
-        bad = int(np.flatnonzero(labels >= n_classes)[0])
-        raise ValueError(f"{name}[{bad}] is {labels[bad]} but there are only {n_classes} classes")
-    return labels.astype(np.int64)
-
-
-def _check_embeddings(X: Any, n: int | None = None) -> np.ndarray:
-    X = np.asarray(X, dtype=np.float32)
-    if X.ndim != 2:
-        raise ValueError(f"embeddings must be a 2-D array (n_rows, dim), got shape {X.shape}")
-    if n is not None and len(X) != n:
-        raise ValueError(f"embeddings have {len(X)} rows but labels have {n}; pass one vector per labelled row")
-    if not np.isfinite(X).all():
-        bad = int(np.flatnonzero(~np.isfinite(X).all(axis=1))[0])
-        raise ValueError(f"embeddings row {bad} holds NaN or infinity; re-run `hl-debug embed`")
-    return X
-
-
-def _check_probs(pred_probs: Any, n: int) -> np.ndarray:
-    P = np.asarray(pred_probs, dtype=np.float64)
-    if P.ndim != 2 or len(P) != n:
-        raise ValueError(f"pred_probs must have shape (n_rows={n}, n_classes), got {P.shape}")
-    if not np.allclose(P.sum(axis=1), 1.0, atol=1e-3):
-        bad = int(np.flatnonzero(~np.isclose(P.sum(axis=1), 1.0, atol=1e-3))[0])
-        raise ValueError(f"pred_probs row {bad} sums to {P[bad].sum():.4f}, not 1; pass probabilities")
-    return P
+# -- validation (in :mod:`hl_debug.scoring.validation`) and noise injection (in
+# :mod:`hl_debug.scoring.noise`) are re-exported above ------------------------------------
 
 
 # -- individual signals -----------------------------------------------------------------
@@ -237,69 +209,6 @@ def api_disagreement(labels: Any, api_labels: Any, api_confidence: Any) -> np.nd
     out = np.where(api_labels == labels, 0.0, np.nan_to_num(conf, nan=0.0))
     out[api_labels < 0] = np.nan
     return out
-
-
-# -- noise injection (benchmark and stacker training) -------------------------------
-
-
-def confusable_classes(pred_probs: Any, labels: Any, *, n_classes: int | None = None) -> np.ndarray:
-    """Each class's most confusable other class, from out-of-fold probability mass.
-
-    Returns int array, shape ``(n_classes,)``.
-    """
-    labels = _check_labels(labels, n_classes)
-    P = _check_probs(pred_probs, len(labels))
-    K = P.shape[1]
-    C = np.zeros((K, K))
-    np.add.at(C, labels, P)
-    C[np.arange(K), np.arange(K)] = -np.inf
-    return C.argmax(axis=1)
-
-
-def inject_noise(labels: Any, *, rate: float, kind: str = "uniform", n_classes: int | None = None,
-                 pred_probs: Any = None, confusable: Any = None,
-                 random_state: int | np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Flip a ``rate`` share of the labels; returns ``(noisy_labels, flipped_mask)``.
-
-    ``kind``: ``uniform`` (to any other class), ``confusable`` (to the class's most
-    confusable class, given by ``confusable`` or derived from ``pred_probs``), or
-    ``mixed`` (to a class drawn from the row's own out-of-fold probabilities over the
-    other classes — realistic confusions; needs ``pred_probs``).
-    """
-    if kind not in NOISE_KINDS:
-        raise ValueError(f"unknown noise kind {kind!r}; valid: {', '.join(NOISE_KINDS)}")
-    if not 0 < rate < 1:
-        raise ValueError(f"rate must be in (0, 1), got {rate}")
-    labels = _check_labels(labels, n_classes)
-    K = int(n_classes if n_classes is not None else labels.max() + 1)
-    if K < 2:
-        raise ValueError("noise injection needs at least two classes")
-    rng = np.random.default_rng(random_state)
-    n = len(labels)
-    flip = np.zeros(n, dtype=bool)
-    flip[rng.choice(n, size=max(1, int(round(rate * n))), replace=False)] = True
-    noisy = labels.copy()
-    idx = np.flatnonzero(flip)
-    if kind == "uniform":
-        shift = rng.integers(1, K, size=len(idx))
-        noisy[idx] = (labels[idx] + shift) % K
-    elif kind == "confusable":
-        if confusable is None:
-            if pred_probs is None:
-                raise ValueError("kind='confusable' needs confusable= or pred_probs=")
-            confusable = confusable_classes(pred_probs, labels, n_classes=K)
-        noisy[idx] = np.asarray(confusable)[labels[idx]]
-    else:
-        if pred_probs is None:
-            raise ValueError("kind='mixed' needs pred_probs=")
-        P = _check_probs(pred_probs, n)[idx].copy()
-        P[np.arange(len(idx)), labels[idx]] = 0.0
-        P = P + 0.02 / K  # some uniform mass so every class stays reachable
-        P[np.arange(len(idx)), labels[idx]] = 0.0
-        P /= P.sum(axis=1, keepdims=True)
-        u = rng.random(len(idx))[:, None]
-        noisy[idx] = (P.cumsum(axis=1) < u).sum(axis=1).clip(max=K - 1)
-    return noisy, noisy != labels
 
 
 # -- combination ------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """The ``issues`` signal: annotated utterances whose label is probably wrong, most
 suspicious first, with a suggested label and the evidence (classifier, neighbours,
-cluster, prediction API). Its summary report ``label_issues`` holds the flag count and the
-estimated precision and error rate."""
+cluster, prediction API). Its summary report ``label_issues`` holds the estimated number of
+label errors with its interval, the flag count and the flagged rows' estimated precision and
+recall (:func:`label_issue_summary`)."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ ISSUES = Table(
         Column("score", float, "issue score (higher = more likely mislabelled)"),
         Column("given_label", str),
         Column("suggested_label", str, "the most likely other label"),
-        Column("flagged", int, "1: likely an error (calibrated posterior >= 0.5)"),
+        Column("flagged", int, "1: flagged (the posterior threshold with the best expected F1, or the target precision)"),
         Column("reason", str, "what the evidence says, in words"),
         Column("posterior", float, "calibrated probability that the label is wrong"),
         Column("p_given", float),
@@ -57,6 +58,8 @@ class LabelIssues(Signal):
         "k": Knob(20, "Neighbours for label agreement and queue coverage.", int, min=1),
         "n_synthetic": Knob(2, "Rounds of synthetic label flips the flags are calibrated on.", int, min=1),
         "random_state": Knob(0, "Random seed of the label-issue detector.", int),
+        "target_precision": Knob(None, "Flag the most rows whose estimated precision is at least this "
+                                 "(default: the flags with the best expected F1).", float, min=0, max=1, min_open=True),
     }
     evidence = Evidence(ISSUES, {"issue_score": "score", "suggested_label": "suggested_label", "flagged": "flagged",
                                  "issue_reason": "reason", "issue_rank": "rank"})
@@ -64,9 +67,11 @@ class LabelIssues(Signal):
     k: int
     n_synthetic: int
     random_state: int
+    target_precision: float | None
 
     def find(self, context: SignalContext) -> SignalResult:
-        from hl_debug.scoring.label_detector import LabelIssueDetector, issue_rows
+        from hl_debug.scoring.issue_rows import issue_rows
+        from hl_debug.scoring.label_detector import LabelIssueDetector
         from hl_debug.scoring.label_issues import cluster_label_agreement, encode_labels
 
         classes, rows_idx = context.classes, context.scorable
@@ -81,7 +86,8 @@ class LabelIssues(Signal):
                 api_labels = encode_labels([api.labels[i] for i in rows_idx], classes)
                 api_conf = np.asarray(api.confidence, dtype=float)[rows_idx]
             clusters = context.cluster_ids[rows_idx] if context.cluster_ids is not None else None
-            det = LabelIssueDetector(k=self.k, n_synthetic=self.n_synthetic, random_state=self.random_state)
+            det = LabelIssueDetector(k=self.k, n_synthetic=self.n_synthetic, random_state=self.random_state,
+                                     target_precision=self.target_precision)
             # neighbours among the annotated rows, read off the run's kNN graph
             nbrs = context.subset_neighbors(rows_idx, min(self.k, len(rows_idx) - 1))
             det.fit(context.vectors[rows_idx], y, n_classes=len(classes), neighbors=nbrs, cluster_ids=clusters,
@@ -93,10 +99,9 @@ class LabelIssues(Signal):
                               api_confidence=api_conf)
         n_flagged = int(det.flagged_.sum()) if det is not None else 0
         summary = {
+            **label_issue_summary(det), "target_precision": self.target_precision,
             "n_scored": len(rows), "api_endpoint": context.api_endpoint,
-            "uses_clusters": context.cluster_ids is not None, "n_flagged": n_flagged,
-            "estimated_precision": det.estimated_precision_ if det is not None else None,
-            "estimated_error_rate": det.noise_rate_ if det is not None else None,
+            "uses_clusters": context.cluster_ids is not None,
             "n_cleanlab_issues": int(det.cleanlab_issues_.sum()) if det is not None else 0,
             "not_scored_single_row_intents": [classes[c] for c in np.flatnonzero(context.class_counts == 1)],
         }
@@ -104,6 +109,33 @@ class LabelIssues(Signal):
                             counts={"n_issues_scored": len(rows), "n_flagged": n_flagged})
 
     def summary(self, counts: Mapping[str, Any], report: Mapping[str, Any] | None = None) -> str:
-        prec = (report or {}).get("estimated_precision")
-        return (f"Scored {counts['n_issues_scored']} annotated rows: {counts['n_flagged']} flagged as likely errors"
-                + (f" (estimated precision {prec:.0%})" if prec == prec and prec is not None else ""))
+        report = report or {}
+        prec, rec = report.get("estimated_precision"), report.get("estimated_recall")
+        total, low, high = (report.get(k) for k in ("estimated_errors", "estimated_errors_low", "estimated_errors_high"))
+        line = f"Scored {counts['n_issues_scored']} annotated rows: {counts['n_flagged']} flagged as likely errors"
+        if _number(prec) and _number(rec):
+            line += f" (estimated precision {prec:.0%}, recall {rec:.0%})"
+        if _number(total) and _number(low) and _number(high):
+            line += f"; estimated label errors {total:.0f} ({low:.0f}-{high:.0f})"
+        return line
+
+
+#: The keys of the ``label_issues`` summary (also a top-level key of the model report).
+SUMMARY_KEYS = ("estimated_errors", "estimated_errors_low", "estimated_errors_high", "n_flagged",
+                "estimated_precision", "estimated_recall")
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and v == v
+
+
+def label_issue_summary(det: Any) -> dict[str, Any]:
+    """The headline figures of a fitted detector (None where it did not run or a figure is
+    undefined): :data:`SUMMARY_KEYS` plus the estimated error rate and flag threshold."""
+    if det is None:
+        return {**dict.fromkeys(SUMMARY_KEYS), "n_flagged": 0, "estimated_error_rate": None, "flag_threshold": None}
+    values = {"estimated_errors": det.estimated_errors_, "estimated_errors_low": det.estimated_errors_low_,
+              "estimated_errors_high": det.estimated_errors_high_, "n_flagged": int(det.flagged_.sum()),
+              "estimated_precision": det.estimated_precision_, "estimated_recall": det.estimated_recall_,
+              "estimated_error_rate": det.noise_rate_, "flag_threshold": det.threshold_}
+    return {k: (None if isinstance(v, float) and v != v else v) for k, v in values.items()}

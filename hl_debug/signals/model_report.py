@@ -1,7 +1,8 @@
 """The ``report`` signal: the model report of every endpoint (per split: per-intent
 metrics, confusion matrix, most-confused pairs, reliability; entropy distributions; the
 rows without an answer), stored once as ``model_report`` — what ``hl-debug report``,
-``hl-debug export report`` and the web app's ``/report`` all show."""
+``hl-debug export report`` and the web app's ``/report`` all show. When the ``issues``
+signal ran first, its headline figures are the report's top-level ``label_issues``."""
 
 from __future__ import annotations
 
@@ -39,6 +40,13 @@ class ModelReport(Signal):
                                 n_examples=self.n_examples)
                    for p in context.predictions.values()]
         body = {"active_endpoint": context.active_endpoint, "endpoints": reports}
+        issues = context.results.get("issues")
+        if issues is not None and issues.report is not None:
+            # The label-issue headline (estimated errors with interval, flags, estimated
+            # precision and recall) travels with the report: `export report` and /report.
+            from hl_debug.signals.label_issues import SUMMARY_KEYS
+
+            body["label_issues"] = {k: issues.report.get(k) for k in SUMMARY_KEYS}
         return SignalResult(report=body, counts={"n_endpoints_reported": len(reports)})
 
     def summary(self, counts: Mapping[str, Any], report: Mapping[str, Any] | None = None) -> str:
