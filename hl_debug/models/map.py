@@ -5,7 +5,9 @@ graph of the sentence vectors (exact, :func:`knn_graph`) is built once and share
 UMAPs - a 2-D one for the map and a ~5-D one for clustering - then HDBSCAN clusters the
 reduced vectors. Sub-models can be passed in (``map_model``, ``reduce_model``,
 ``cluster_model``) so tests swap in cheap stand-ins; None builds the defaults, whose HDBSCAN
-parameters scale with the data (:func:`default_min_cluster_size` and friends).
+parameters scale with the data (:mod:`hl_debug.models.cluster_rules`). Given the annotated
+labels, a cluster that ``cluster_selection_epsilon`` merged across more than
+``max_cluster_labels`` intents is split back into HDBSCAN's clusters without epsilon.
 
 Noise is kept honest: HDBSCAN's noise points keep ``cluster_id = -1``; ``nearest_cluster_``
 says which cluster each one is closest to (k-nearest clustered points in the reduced space),
@@ -35,9 +37,6 @@ from hl_debug.neighbors import knn_graph
 from hl_debug.settings import default
 
 log = logging.getLogger(__name__)
-
-__all__ = ["NOISE", "SELECTION_METHODS", "MapAnalyzer", "default_cluster_selection_epsilon",
-           "default_min_cluster_size", "default_min_samples", "enable_jit_cache", "import_umap"]
 
 SELECTION_METHODS = ("eom", "leaf")
 
