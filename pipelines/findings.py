@@ -125,6 +125,8 @@ def render_impure_clusters(store: Store, top: int = 5, examples: int = 3) -> str
         sus = "; ".join(f"#{s['id']} {s['intent']}: “{cell(s.get('text'), 60)}”" for s in item["suspects"][:examples])
         more = len(item["suspects"]) - examples
         sus += f" (+{more} more)" if more > 0 else ""
+        if "n_likely_errors" in item:  # label also rare among the row's neighbours (scoring.suspects)
+            sus += f"; {item['n_likely_errors']} likely error{'s' if item['n_likely_errors'] != 1 else ''}"
         lines.append(
             f"| {item['rank']} | {item['cluster_id']} | {cell(c.get('keywords'))} | {c.get('size', '')} | "
             f"{item['n_annotated']} | {item['purity']:.2f} | {cell(_mix(item['label_counts']))} | {sus} |")

@@ -159,21 +159,23 @@ def test_estimator_rejects_bad_input(X, kwargs, match):
         cheap(**kwargs).fit(X)
 
 
-def test_default_min_cluster_size_scales():
+def test_default_min_cluster_size_scales_then_stays_sub_topic_sized():
     assert default_min_cluster_size(100) == 5
     assert default_min_cluster_size(2327) == 16
-    assert default_min_cluster_size(20000) > default_min_cluster_size(2327)
+    # a sub-topic does not grow with the export: 16 from the bundled export's size on
+    # (the earlier rule's 2.3 n^0.25 gave 27 at 20k and 41 at 100k and fused intents)
+    assert default_min_cluster_size(20000) == default_min_cluster_size(100_000) == 16
 
 
 def test_default_hdbscan_parameters_keep_the_bundled_export_and_grow_slowly_beyond():
     # the bundled export (2,327 rows) keeps the values docs/FINDINGS.md was written with
     assert (default_min_cluster_size(2327), default_min_samples(16), default_cluster_selection_epsilon(2327)) == (16, 5, 0)
-    # below it, sqrt(n)/3 as before; beyond it the fourth root (sqrt(n)/3 would give 47 and 105)
+    # below it, sqrt(n)/3 as before
     assert [default_min_cluster_size(n) for n in (500, 2000)] == [7, 15]
-    assert [default_min_cluster_size(n) for n in (20_000, 100_000)] == [27, 41]
-    assert [default_min_samples(default_min_cluster_size(n)) for n in (20_000, 100_000)] == [9, 13]
-    eps = [default_cluster_selection_epsilon(n) for n in (1, 2500, 3000, 20_000, 25_000, 100_000, 10**7)]
-    assert eps[:2] == [0, 0] and 0 < eps[2] < eps[3] < 0.3 and eps[4:] == [0.3, 0.3, 0.3]
+    assert [default_min_samples(default_min_cluster_size(n)) for n in (20_000, 100_000)] == [5, 5]
+    eps = [default_cluster_selection_epsilon(n) for n in (1, 2500, 3000, 13_000, 20_000, 25_000, 100_000, 10**7)]
+    assert eps[:2] == [0, 0] and 0 < eps[2] < eps[3] < eps[4] < 0.2 and eps[5:] == [0.2, 0.2, 0.2]
+    assert eps[3] == pytest.approx(0.143, abs=0.001)  # banking77's 13k rows
     sizes = [default_min_cluster_size(n) for n in range(1, 200_000, 997)]
     assert sizes == sorted(sizes)
 
@@ -341,3 +343,103 @@ def test_cli_embed_with_fake_encoder_name_fails_clearly(tiny_store, db_path):
     r = CliRunner().invoke(cli, ["--db", str(db_path), "embed", "--encoder", str(db_path.parent / "no-such-model")],
                            obj={})
     assert r.exit_code != 0 and "could not load sentence encoder" in r.output and "Hint:" in r.output
+
+
+# -- clusters that respect intents ------------------------------------------------------------
+
+
+def paired_blobs(seed: int = 0, n_flips: int = 2) -> tuple[np.ndarray, np.ndarray, list[str], np.ndarray]:
+    """Four intents of two blobs each (30 rows a blob), intents 0/1 and 2/3 close together,
+    ``n_flips`` rows of every intent given another intent's label.
+
+    Returns vectors, true intents, given labels and the flipped mask.
+    """
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(8, 24))
+    centres[2:4] = centres[0:2] + 0.35 * rng.normal(size=(2, 24))
+    blob = np.repeat(np.arange(8), 30)
+    true = blob // 2
+    X = centres[blob] + 0.12 * rng.normal(size=(len(blob), 24))
+    X = (X / np.linalg.norm(X, axis=1, keepdims=True)).astype(np.float32)
+    given = [f"intent{t}" for t in true]
+    flipped = np.zeros(len(true), dtype=bool)
+    for t in range(4):
+        for i in rng.choice(np.flatnonzero(true == t), n_flips, replace=False):
+            given[i] = f"intent{(t + 1 + rng.integers(3)) % 4}"
+            flipped[i] = True
+    return X, true, given, flipped
+
+
+def intents_per_cluster(labels: np.ndarray, true: np.ndarray, share: float = 0.10) -> list[int]:
+    return [int(sum(np.bincount(true[labels == c]) / (labels == c).sum() > share)) for c in np.unique(labels[labels >= 0])]
+
+
+def test_split_mixed_clusters_undoes_only_the_merges_that_mix_intents():
+    from hl_debug.models.cluster_rules import split_mixed_clusters
+
+    merged = np.array([0] * 8 + [1] * 4 + [-1])
+    fine = np.array([0, 0, 1, 1, 2, 2, -1, 3, 4, 4, 5, 5, -1])
+    given = ["a", "a", "b", "b", "c", "c", "d", "d", "x", "x", "y", None, None]
+    out, split = split_mixed_clusters(merged, fine, given)
+    assert split == [0]  # 4 labels over 10% in cluster 0; cluster 1 holds 2
+    assert out.tolist() == [0, 0, 1, 1, 2, 2, -1, 3, 4, 4, 4, 4, -1]  # pieces in its place, noise stays noise
+    kept, none = split_mixed_clusters(merged, fine, given, max_labels=4)
+    assert none == [] and kept.tolist() == merged.tolist()
+    assert split_mixed_clusters(merged, fine, given, max_labels=1)[1] == [0]  # cluster 1: 3 annotated rows
+    assert split_mixed_clusters(merged, fine, given, max_labels=1, min_annotated=3)[1] == [0, 1]
+    assert split_mixed_clusters(merged, fine, [None] * 13)[1] == []  # no labels: nothing to judge
+    with pytest.raises(ValueError, match="same length"):
+        split_mixed_clusters(merged, fine[:-1], given)
+    with pytest.raises(ValueError, match="max_labels"):
+        split_mixed_clusters(merged, fine, given, max_labels=0)
+
+
+def test_clusters_keep_intents_apart_when_epsilon_merges_them():
+    X, true, given, _ = paired_blobs()
+    merged = cheap(min_cluster_size=10, cluster_selection_epsilon=2.0, max_cluster_labels=None).fit(X, given)
+    assert max(intents_per_cluster(merged.labels_, true)) == 4  # epsilon alone fuses all four intents
+    model = cheap(min_cluster_size=10, cluster_selection_epsilon=2.0).fit(X, given)
+    assert model.n_split_ == 1 and model.n_clusters_ == 8
+    assert max(intents_per_cluster(model.labels_, true)) == 1  # every cluster one intent
+    assert adjusted_rand_score(true, model.labels_) > adjusted_rand_score(true, merged.labels_)
+    assert np.isfinite(model.probabilities_).all() and model.noise_share_ <= 0.1
+    # the labels only cut the hierarchy: without them, or at epsilon 0, nothing changes
+    assert cheap(min_cluster_size=10, cluster_selection_epsilon=2.0).fit(X).n_split_ == 0
+    zero = cheap(min_cluster_size=10).fit(X, given)
+    assert zero.labels_.tolist() == cheap(min_cluster_size=10, max_cluster_labels=None).fit(X).labels_.tolist()
+
+
+def test_flipped_rows_stay_with_their_true_intent_and_are_the_likely_errors():
+    from hl_debug.scoring import clusters as cl
+
+    X, true, given, flipped = paired_blobs()
+    model = cheap(min_cluster_size=10, cluster_selection_epsilon=2.0).fit(X, given)
+    idx, _ = knn_graph(X, 11)
+    agreement = cl.neighbor_label_agreement(idx[:, 1:], given)
+    stats = cl.cluster_stats(model.labels_, given, [None] * len(given))
+    ranked = cl.rank_impure_clusters(stats, model.labels_, given, np.arange(len(given)), neighbor_agreement=agreement,
+                                     nearest_cluster=model.nearest_cluster_)
+    likely = {s["id"] for r in ranked for s in r["suspects"] if s["likely_error"]}
+    assert likely == set(np.flatnonzero(flipped).tolist())  # all 8 flips, nothing else
+
+
+def test_analyze_reclusters_on_a_label_change_when_clusters_depend_on_labels(synth_store, write_export):
+    first = analyze(synth_store, cheap(cluster_selection_epsilon=0.5), progress=False)
+    assert first["reprojected"]
+    report = synth_store.report("analysis")
+    assert report["n_split_clusters"] >= 0 and report["suspect_max_agreement"] == 0.3
+    assert all("likely_error" in s for r in report["impure_clusters"] for s in r["suspects"])
+    assert report["n_likely_errors"] == sum(r["n_likely_errors"] for r in report["impure_clusters"])
+    recs = synthetic_records()
+    recs[3]["data"] = json.dumps({"text": json.loads(recs[3]["data"])["text"], "intent": "card_issue"})
+    ingest(synth_store, write_export(recs, "fixed.json"))
+    analyzer = MapAnalyzer(n_epochs=30, cluster_selection_epsilon=0.5)
+    assert analyze(synth_store, analyzer, progress=False)["reprojected"]
+    # relabelled again, but the split is switched off: only the statistics are recomputed
+    recs[3]["data"] = json.dumps({"text": json.loads(recs[3]["data"])["text"], "intent": "bill_question"})
+    analyze(synth_store, MapAnalyzer(n_epochs=30, cluster_selection_epsilon=0.5, max_cluster_labels=None),
+            progress=False)
+    ingest(synth_store, write_export(recs, "again.json"))
+    again = analyze(synth_store, MapAnalyzer(n_epochs=30, cluster_selection_epsilon=0.5, max_cluster_labels=None),
+                    progress=False)
+    assert not again["skipped"] and not again["reprojected"]

@@ -146,6 +146,19 @@ def test_queue_simulation(real_export):
     assert all(is_number(c) for c in topics[1:5]), topics
 
 
+@pytest.mark.slow  # the real encoder's banking77 vectors (cached after the first run)
+def test_clusters_benchmark_quick_mode():
+    if not (ROOT.parent / "shared" / "data" / "banking77" / "train.csv").exists():
+        pytest.skip("banking77 not found beside the repository")
+    out = run_script("clusters", "--quick")
+    for rule in ("baseline", "hl-debug"):
+        row = figure_row(out, "banking uniform 5%") if rule == "baseline" else next(
+            [c.strip() for c in line.strip().strip("|").split("|")] for line in out.splitlines()
+            if line.startswith("| banking uniform 5% | hl-debug |"))
+        assert row[1] == rule and all(is_number(c) for c in row[2:3] + row[4:]), row
+        assert re.fullmatch(r"\d+ \(\d+\)", row[3]), row
+
+
 @pytest.mark.slow
 def test_predict_throughput_against_the_local_model_server(real_export, tmp_path):
     out = run_script("predict_throughput", "--n", "40", "--concurrency", "1", "--modes", "encode,cached", "--limit", "400",

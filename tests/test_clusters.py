@@ -146,3 +146,37 @@ def test_neighbor_label_agreement():
     assert agree[0] == pytest.approx(0.5) and agree[1] == 1.0 and agree[2] == 0.0 and np.isnan(agree[3])
     with pytest.raises(ValueError, match="outside"):
         cl.neighbor_label_agreement(np.array([[5], [0], [0], [0]]), intents)
+
+
+# -- suspects: minority-label rows whose label is also rare around them --------------------
+
+
+def test_suspects_mark_likely_errors_and_include_the_clusters_noise_neighbours():
+    # cluster 0: 6 "a" + 2 "b" rows that agree with their neighbours (an overlapping intent)
+    # + 1 "c" slip whose neighbours never say "c"; a noise "d" row beside cluster 0
+    cluster_ids = np.array([0] * 9 + [-1])
+    intents = ["a"] * 6 + ["b", "b", "c", "d"]
+    agreement = np.array([1.0] * 6 + [0.8, 0.6, 0.0, 0.1])
+    ids = np.arange(100, 110)
+    stats = cl.cluster_stats(cluster_ids, intents, [None] * 10)
+    ranked = cl.rank_impure_clusters(stats, cluster_ids, intents, ids, neighbor_agreement=agreement,
+                                     nearest_cluster=np.zeros(10, dtype=int))
+    top = ranked[0]
+    assert top["n_minority"] == 3  # members only, as the impurity score counts them
+    # likely errors first, then the rarest label in the cluster ("d": none, "c": one)
+    assert [s["id"] for s in top["suspects"]] == [109, 108, 107, 106]
+    assert [s["likely_error"] for s in top["suspects"]] == [True, True, False, False]
+    assert [s["member"] for s in top["suspects"]] == [False, True, True, True]
+    assert top["n_likely_errors"] == 2
+    # without nearest_cluster the noise row is nobody's suspect; a stricter threshold drops the 0.1
+    plain = cl.rank_impure_clusters(stats, cluster_ids, intents, ids, neighbor_agreement=agreement)[0]
+    assert 109 not in {s["id"] for s in plain["suspects"]}
+    strict = cl.rank_impure_clusters(stats, cluster_ids, intents, ids, neighbor_agreement=agreement,
+                                     nearest_cluster=np.zeros(10, dtype=int), max_agreement=0.05)[0]
+    assert [s["id"] for s in strict["suspects"] if s["likely_error"]] == [108]
+
+
+def test_a_row_without_annotated_neighbours_is_a_likely_error():
+    from hl_debug.scoring.suspects import is_likely_error
+
+    assert is_likely_error(float("nan")) and is_likely_error(0.3) and not is_likely_error(0.31)

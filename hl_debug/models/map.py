@@ -5,7 +5,9 @@ graph of the sentence vectors (exact, :func:`knn_graph`) is built once and share
 UMAPs - a 2-D one for the map and a ~5-D one for clustering - then HDBSCAN clusters the
 reduced vectors. Sub-models can be passed in (``map_model``, ``reduce_model``,
 ``cluster_model``) so tests swap in cheap stand-ins; None builds the defaults, whose HDBSCAN
-parameters scale with the data (:func:`default_min_cluster_size` and friends).
+parameters scale with the data (:mod:`hl_debug.models.cluster_rules`). Given the annotated
+labels, a cluster that ``cluster_selection_epsilon`` merged across more than
+``max_cluster_labels`` intents is split back into HDBSCAN's clusters without epsilon.
 
 Noise is kept honest: HDBSCAN's noise points keep ``cluster_id = -1``; ``nearest_cluster_``
 says which cluster each one is closest to (k-nearest clustered points in the reduced space),
@@ -24,47 +26,19 @@ from typing import Any
 import numpy as np
 from sklearn.base import BaseEstimator
 
+from hl_debug.models.cluster_rules import (
+    NOISE,
+    default_cluster_selection_epsilon,
+    default_min_cluster_size,
+    default_min_samples,
+    split_mixed_clusters,
+)
 from hl_debug.neighbors import knn_graph
 from hl_debug.settings import default
 
 log = logging.getLogger(__name__)
 
-#: HDBSCAN's label of noise points.
-NOISE = -1
 SELECTION_METHODS = ("eom", "leaf")
-
-
-def default_min_cluster_size(n: int) -> int:
-    """HDBSCAN ``min_cluster_size`` scaled with the data: ``min(sqrt(n) / 3, 2.3 * n ** 0.25)``, at least 5.
-
-    Gives 16 for the bundled export's 2,327 rows, 27 for 20,000 and 41 for 100,000. Up to
-    ~2,300 rows it is ``sqrt(n) / 3``, tuned on the bundled export: clusters small enough to
-    split an intent into its sub-topics (where mislabels stand out) and large enough to
-    read. Beyond that it grows with the fourth root: at ``sqrt(n) / 3`` (105 at 100k rows)
-    the many small dense pockets of a large export (one sub-topic, paraphrases of one
-    request) cannot become clusters and their rows end as noise - 28% of 100k rows, against
-    4.6% with 41 (see ``benchmarks/RESULTS.md``, "Clusters at scale").
-    """
-    n = max(n, 1)
-    return max(5, min(round(min(math.sqrt(n) / 3, 2.3 * n ** 0.25)), max(n // 2, 2)))
-
-
-def default_min_samples(min_cluster_size: int) -> int:
-    """HDBSCAN ``min_samples``: a third of ``min_cluster_size`` (at least 2); smaller means less noise."""
-    return max(2, min_cluster_size // 3)
-
-
-def default_cluster_selection_epsilon(n: int) -> float:
-    """HDBSCAN ``cluster_selection_epsilon``: 0 up to 2,500 rows, rising with ``log10(n)`` to 0.3 at 25,000.
-
-    In units of the clustering projection (UMAP, ``min_dist`` 0, spread 1). Clusters that
-    split below this distance are kept whole, so on large exports the rows along the seams
-    of one region are not thrown out as noise when the region frays into many small
-    pieces: with :func:`default_min_cluster_size`, noise falls from 18% to 8.8% at 20,000
-    rows and from 19% to 4.6% at 100,000 (899 clusters to 439), the largest cluster
-    holding 5-6% of the rows. 0 on small exports keeps their clusters exactly as before.
-    """
-    return round(0.3 * min(max(math.log10(max(n, 1) / 2500), 0.0), 1.0), 4)
 
 
 # UMAP's numba functions that are compiled on every fit in a fresh process (umap-learn does
@@ -168,6 +142,11 @@ class MapAnalyzer(BaseEstimator):
         (:func:`default_cluster_selection_epsilon`: 0 below 2,500 rows).
     cluster_selection_method : {"eom", "leaf"}
         HDBSCAN's cluster selection.
+    max_cluster_labels : int or None
+        With labels passed to :meth:`fit` and epsilon > 0: a cluster in which more than this
+        many annotated intents each hold over 10% of the annotated rows is replaced by the
+        clusters HDBSCAN finds inside it without epsilon
+        (:func:`~hl_debug.models.cluster_rules.split_mixed_clusters`). None never splits.
     map_model, reduce_model, cluster_model : estimators or None
         Stand-ins for the 2-D UMAP, the clustering UMAP and HDBSCAN (each needs
         ``fit_transform`` / ``fit`` + ``labels_``). None builds the defaults.
@@ -192,6 +171,7 @@ class MapAnalyzer(BaseEstimator):
     min_cluster_size_, min_samples_ : int  the values used
     n_jobs_ : int  UMAPs fitted at once
     cluster_selection_epsilon_ : float  the value used
+    n_split_ : int  epsilon-merged clusters split back because they mixed intents
     """
 
     def __init__(self, *, n_neighbors: int = default("n_neighbors"), n_components: int = default("n_components"),
@@ -201,6 +181,7 @@ class MapAnalyzer(BaseEstimator):
                  min_samples: int | None = default("min_samples"),
                  cluster_selection_method: str = default("cluster_selection_method"),
                  cluster_selection_epsilon: float | None = default("cluster_selection_epsilon"),
+                 max_cluster_labels: int | None = default("max_cluster_labels"),
                  map_model: Any = None, reduce_model: Any = None, cluster_model: Any = None,
                  n_jobs: int | None = None) -> None:
         self.n_neighbors = n_neighbors
@@ -214,6 +195,7 @@ class MapAnalyzer(BaseEstimator):
         self.min_samples = min_samples
         self.cluster_selection_method = cluster_selection_method
         self.cluster_selection_epsilon = cluster_selection_epsilon
+        self.max_cluster_labels = max_cluster_labels
         self.map_model = map_model
         self.reduce_model = reduce_model
         self.cluster_model = cluster_model
@@ -234,9 +216,10 @@ class MapAnalyzer(BaseEstimator):
             value = getattr(self, name)
             if not isinstance(value, (int, np.integer)) or value < 2:
                 raise ValueError(f"{name} must be an integer >= 2, got {value!r}")
-        for name in ("min_cluster_size", "min_samples"):
+        for name in ("min_cluster_size", "min_samples", "max_cluster_labels"):
             value = getattr(self, name)
-            if value is not None and (not isinstance(value, (int, np.integer)) or value < (2 if name == "min_cluster_size" else 1)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer))
+                                      or value < (2 if name == "min_cluster_size" else 1)):
                 raise ValueError(f"{name} must be a positive integer (min_cluster_size >= 2) or None, got {value!r}")
         eps = self.cluster_selection_epsilon
         if eps is not None and (isinstance(eps, bool) or not isinstance(eps, (int, float, np.number))
@@ -281,11 +264,16 @@ class MapAnalyzer(BaseEstimator):
         ----------
         X : array, shape (n, dim)
             Sentence vectors (L2-normalised for cosine).
+        y : sequence of str or None, shape (n,), optional
+            Annotated intents (None or "" = unannotated). They never move a row; they only
+            decide where an epsilon merge is undone (``max_cluster_labels``).
         knn : (indices, distances), each shape (n, >= n_neighbors), optional
             A precomputed graph from :func:`knn_graph` (self first); built when None.
         """
         X = self._validate(X)
         n = len(X)
+        if y is not None and len(y) != n:
+            raise ValueError(f"y must have one label per row ({n}), got {len(y)}")
         k = min(self.n_neighbors, n - 1)
         if knn is None:
             knn = knn_graph(X, k, metric=self.metric)
@@ -327,10 +315,33 @@ class MapAnalyzer(BaseEstimator):
         self.labels_ = np.asarray(cluster_model.labels_, dtype=np.int64)
         self.probabilities_ = np.asarray(getattr(cluster_model, "probabilities_", np.full(n, np.nan)), dtype=float)
         self.outlier_scores_ = np.asarray(getattr(cluster_model, "outlier_scores_", np.full(n, np.nan)), dtype=float)
+        self.n_split_ = 0
+        if (y is not None and self.max_cluster_labels is not None and self.cluster_model is None
+                and self.cluster_selection_epsilon_ > 0):
+            self._split_mixed(list(y))
         self.n_clusters_ = int(len(set(self.labels_.tolist()) - {NOISE}))
         self.noise_share_ = float((self.labels_ == NOISE).mean())
         self.nearest_cluster_ = self._nearest_cluster()
         return self
+
+    def _split_mixed(self, y: list) -> None:
+        """Undo the epsilon merges that mixed more than ``max_cluster_labels`` intents (one
+        more HDBSCAN fit, without epsilon, on the same projection); the rows of a split
+        cluster take their membership and outlier scores from that fit."""
+        fine = self.hdbscan_model(self.min_cluster_size_, self.min_samples_, 0.0).fit(self.reduced_)
+        merged = self.labels_
+        self.labels_, split = split_mixed_clusters(merged, np.asarray(fine.labels_), y,
+                                                   max_labels=self.max_cluster_labels)
+        self.n_split_ = len(split)
+        if not split:
+            return
+        log.info("split %d cluster(s) mixing more than %d intents into their clusters without epsilon",
+                 self.n_split_, self.max_cluster_labels)
+        moved = np.isin(merged, split)
+        for name in ("probabilities_", "outlier_scores_"):
+            values = getattr(fine, name, None)
+            if values is not None:
+                getattr(self, name)[moved] = np.asarray(values, dtype=float)[moved]
 
     def _fit_concurrently(self, reduce_model: Any, map_model: Any,
                           X: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:

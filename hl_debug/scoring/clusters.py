@@ -30,6 +30,11 @@ import numpy as np
 
 from hl_debug.domain import NO_SPLIT
 from hl_debug.domain import SPLITS as DOMAIN_SPLITS
+from hl_debug.scoring.suspects import SUSPECT_MAX_AGREEMENT, neighbor_label_agreement, region_suspects
+
+__all__ = ["NOISE", "SPLITS", "IMPURITY_METHODS", "REGION_METHODS", "CONTENT_WORDS", "SUSPECT_MAX_AGREEMENT",
+           "cluster_keywords", "cluster_stats", "label_entropy", "neighbor_label_agreement", "rank_impure_clusters",
+           "rank_unannotated_regions", "wilson_lower_bound"]
 
 NOISE = -1
 SPLITS = (*DOMAIN_SPLITS, NO_SPLIT)
@@ -227,8 +232,10 @@ def cluster_stats(cluster_ids: Sequence[int] | np.ndarray, intents: Sequence[str
 def rank_impure_clusters(stats: Sequence[dict[str, Any]], cluster_ids: Sequence[int] | np.ndarray,
                          intents: Sequence[str | None], ids: Sequence[int] | np.ndarray, *,
                          method: str = "wilson", min_annotated: int = 5,
-                         neighbor_agreement: np.ndarray | None = None) -> list[dict[str, Any]]:
-    """Rank clusters by label impurity and list each one's minority-label rows.
+                         neighbor_agreement: np.ndarray | None = None,
+                         nearest_cluster: Sequence[int] | np.ndarray | None = None,
+                         max_agreement: float = SUSPECT_MAX_AGREEMENT) -> list[dict[str, Any]]:
+    """Rank clusters by label impurity and list each one's minority-label rows (the suspects).
 
     Parameters
     ----------
@@ -243,24 +250,33 @@ def rank_impure_clusters(stats: Sequence[dict[str, Any]], cluster_ids: Sequence[
     min_annotated : int
         Clusters with fewer annotated rows are not ranked (too little evidence).
     neighbor_agreement : array, shape (n,), optional
-        Per utterance, share of its annotated nearest neighbours carrying the same label;
-        added to each suspect and used to order suspects (least agreement first).
+        Per utterance, share of its annotated nearest neighbours carrying the same label
+        (:func:`~hl_debug.scoring.suspects.neighbor_label_agreement`): each suspect gets it
+        and ``likely_error`` (agreement <= ``max_agreement``), likely errors first.
+    nearest_cluster : array of int, shape (n,), optional
+        For noise points, the cluster they are closest to: a cluster's suspects then also
+        include its nearest noise points whose label differs from its majority
+        (``member`` False; see :mod:`hl_debug.scoring.suspects`).
 
     Returns
     -------
     list of dict
         Impure clusters (purity < 1) best first: ``cluster_id, rank, impurity_score,
-        purity, n_annotated, n_minority, majority_intent, label_counts, suspects``; each
-        suspect has ``id, intent, label_count`` (rows of its label in the cluster) and
-        ``neighbor_agreement`` when given.
+        purity, n_annotated, n_minority, n_likely_errors, majority_intent, label_counts,
+        suspects``; each suspect has ``id, intent, label_count`` (rows of its label in the
+        cluster), ``member`` and, with ``neighbor_agreement``, ``neighbor_agreement`` and
+        ``likely_error``. ``n_minority`` counts members only, as the impurity score does.
     """
     _check_method(method, IMPURITY_METHODS)
     _check_lengths(cluster_ids=cluster_ids, intents=intents, ids=ids)
     if neighbor_agreement is not None:
         _check_lengths(cluster_ids=cluster_ids, neighbor_agreement=neighbor_agreement)
+    if nearest_cluster is not None:
+        _check_lengths(cluster_ids=cluster_ids, nearest_cluster=nearest_cluster)
     if min_annotated < 1:
         raise ValueError(f"min_annotated must be >= 1, got {min_annotated}")
     labels = _as_labels(cluster_ids)
+    region = labels if nearest_cluster is None else np.where(labels == NOISE, _as_labels(nearest_cluster), labels)
     ids = np.asarray(ids)
     eligible = [s for s in stats if s["n_annotated"] >= min_annotated and s["purity"] is not None]
     if not eligible:
@@ -274,19 +290,13 @@ def rank_impure_clusters(stats: Sequence[dict[str, Any]], cluster_ids: Sequence[
         s = eligible[j]
         if n_min[j] == 0:
             continue
-        members = np.flatnonzero(labels == s["cluster_id"])
-        suspects = []
-        for i in members:
-            label = intents[int(i)]
-            if label and label != s["majority_intent"]:
-                item = {"id": int(ids[i]), "intent": label, "label_count": int(s["label_counts"][label])}
-                if neighbor_agreement is not None:
-                    item["neighbor_agreement"] = float(neighbor_agreement[i])
-                suspects.append(item)
-        suspects.sort(key=lambda d: (d["label_count"], d.get("neighbor_agreement", 0.0), d["id"]))
+        rows = np.flatnonzero(region == s["cluster_id"])
+        suspects = region_suspects(rows, labels[rows] != NOISE, s["majority_intent"], s["label_counts"], intents,
+                                   ids, neighbor_agreement=neighbor_agreement, max_agreement=max_agreement)
         out.append({
             "cluster_id": s["cluster_id"], "rank": len(out) + 1, "impurity_score": float(score[j]),
             "purity": s["purity"], "n_annotated": s["n_annotated"], "n_minority": int(n_min[j]),
+            "n_likely_errors": sum(bool(x.get("likely_error")) for x in suspects),
             "majority_intent": s["majority_intent"], "label_counts": s["label_counts"], "suspects": suspects,
         })
     return out
@@ -360,34 +370,4 @@ def rank_unannotated_regions(cluster_ids: Sequence[int] | np.ndarray, intents: S
     out = []
     for rank, j in enumerate(order, start=1):
         out.append({**regions[j], "rank": rank, "score": float(score[j])})
-    return out
-
-
-def neighbor_label_agreement(neighbor_idx: np.ndarray, intents: Sequence[str | None]) -> np.ndarray:
-    """Share of each row's annotated neighbours that carry the row's own label.
-
-    Parameters
-    ----------
-    neighbor_idx : array of int, shape (n, k)
-        Row positions (not ids) of each row's nearest neighbours, self excluded.
-    intents : sequence, shape (n,)
-
-    Returns
-    -------
-    array of float, shape (n,)
-        NaN for unannotated rows and rows with no annotated neighbour.
-    """
-    neighbor_idx = np.asarray(neighbor_idx)
-    n = _check_lengths(neighbor_idx=neighbor_idx, intents=intents)
-    if neighbor_idx.ndim != 2:
-        raise ValueError(f"neighbor_idx must have shape (n, k), got {neighbor_idx.shape}")
-    if neighbor_idx.size and (neighbor_idx.min() < 0 or neighbor_idx.max() >= n):
-        raise ValueError(f"neighbor_idx holds positions outside 0..{n - 1}")
-    out = np.full(n, np.nan)
-    for i in range(n):
-        if not intents[i]:
-            continue
-        labels = [intents[j] for j in neighbor_idx[i] if intents[j]]
-        if labels:
-            out[i] = sum(lab == intents[i] for lab in labels) / len(labels)
     return out

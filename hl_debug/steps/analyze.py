@@ -5,7 +5,9 @@ It reads the active encoder's embeddings, fits a :class:`~hl_debug.models.map.Ma
 ``clusters`` (:mod:`hl_debug.storage.schema`) plus the ``analysis`` report (impure-cluster
 ranking with suspect rows, unannotated-region ranking). It is skipped when embeddings,
 labels and parameters are unchanged; when only labels changed the map and clusters are kept
-and only the cluster statistics are recomputed.
+and only the cluster statistics are recomputed - unless the clusters depend on the labels
+(exports large enough for a ``cluster_selection_epsilon`` > 0, where clusters mixing
+intents are split), then everything is recomputed.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from hl_debug.errors import AnalysisError, ConfigError, MissingStepError
-from hl_debug.models.map import SELECTION_METHODS, MapAnalyzer
+from hl_debug.models.map import SELECTION_METHODS, MapAnalyzer, default_cluster_selection_epsilon
 from hl_debug.neighbors import KnnMemo, knn_graph
 from hl_debug.scoring import clusters as cl
 from hl_debug.settings import default
@@ -27,12 +29,14 @@ from hl_debug.storage import CLUSTERS, NEIGHBORS, POINTS, Store, hash_json, pack
 log = logging.getLogger(__name__)
 
 ANALYZER_PARAMS = ("n_neighbors", "n_components", "map_min_dist", "cluster_min_dist", "random_state", "n_epochs",
-                   "min_cluster_size", "min_samples", "cluster_selection_method", "cluster_selection_epsilon")
+                   "min_cluster_size", "min_samples", "cluster_selection_method", "cluster_selection_epsilon",
+                   "max_cluster_labels")
 # CLI flag of each parameter, so errors name what the user typed.
 FLAGS = {"n_neighbors": "--n-neighbors", "n_components": "--dims", "map_min_dist": "--map-min-dist",
          "cluster_min_dist": "--cluster-min-dist", "random_state": "--seed", "n_epochs": "--epochs",
          "min_cluster_size": "--min-cluster-size", "min_samples": "--min-samples",
          "cluster_selection_method": "--cluster-selection", "cluster_selection_epsilon": "--cluster-epsilon",
+         "max_cluster_labels": "--max-cluster-labels",
          "k_neighbors": "--k-neighbors",
          "min_annotated": "--min-annotated", "top_keywords": "--keywords"}
 
@@ -47,13 +51,14 @@ def _check_options(params: dict[str, Any], k_neighbors: int, min_annotated: int,
         "cluster_selection_method": params["cluster_selection_method"] in SELECTION_METHODS,
         "cluster_selection_epsilon": (params["cluster_selection_epsilon"] is None
                                       or 0 <= params["cluster_selection_epsilon"] < math.inf),
+        "max_cluster_labels": params["max_cluster_labels"] is None or params["max_cluster_labels"] >= 1,
         "k_neighbors": k_neighbors >= 1, "min_annotated": min_annotated >= 1, "top_keywords": top_keywords >= 1,
     }
     values = {**params, "k_neighbors": k_neighbors, "min_annotated": min_annotated, "top_keywords": top_keywords}
     bad = [f"{FLAGS[name]}={values[name]!r}" for name, ok in checks.items() if not ok]
     if bad:
         raise ConfigError(f"invalid analyze option(s): {', '.join(bad)}",
-                          hint="n-neighbors/dims/min-cluster-size >= 2, min-samples/k-neighbors/epochs >= 1, "
+                          hint="n-neighbors/dims/min-cluster-size >= 2, min-samples/k-neighbors/epochs/max-cluster-labels >= 1, "
                                "min-dist in [0, 1], cluster-epsilon >= 0, cluster-selection eom or leaf; see `hl-debug analyze --help`.")
 
 
@@ -105,8 +110,11 @@ def analyze(store: Store, analyzer: MapAnalyzer | None = None, *, k_neighbors: i
                   "min_annotated": min_annotated, "top_keywords": top_keywords,
                   "impurity_method": impurity_method, "region_method": region_method}
     # The map depends on the vectors (encoder + texts) and its parameters; the statistics
-    # also on the labels and splits.
-    projection_hash = hash_json([encoder, store.utterances_hash(("id", "text_hash")), params, custom, k_neighbors])
+    # also on the labels and splits; the clusters on the labels too where mixed clusters can
+    # be split (epsilon > 0), so there a label change re-clusters.
+    label_keys = ("id", "text_hash", "intent") if _clusters_use_labels(analyzer, store.count_utterances()) else ()
+    projection_hash = hash_json([encoder, store.utterances_hash(("id", "text_hash")), params, custom, k_neighbors]
+                                + ([store.utterances_hash(label_keys)] if label_keys else []))
     inputs_hash = hash_json([projection_hash, store.utterances_hash(("id", "text_hash", "intent", "usage")), all_params])
     has_points = bool(store.table_rows(POINTS, limit=1))
     if not force and not custom and has_points and store.is_up_to_date("analyze", inputs_hash):
@@ -149,7 +157,7 @@ def analyze(store: Store, analyzer: MapAnalyzer | None = None, *, k_neighbors: i
             knn = knn_graph(X, k_graph, metric=analyzer.metric, memo=knn_memo)
             stage("knn")
             try:
-                analyzer.fit(X, knn=knn)
+                analyzer.fit(X, intents, knn=knn)
             except ValueError as exc:
                 raise AnalysisError(f"could not build the map: {exc}") from exc
             stage("umap + hdbscan")
@@ -172,7 +180,8 @@ def analyze(store: Store, analyzer: MapAnalyzer | None = None, *, k_neighbors: i
         keywords = cl.cluster_keywords(texts, labels, top_n=top_keywords)
         agreement = cl.neighbor_label_agreement(nb_idx, intents) if k_eff else None
         impure = cl.rank_impure_clusters(stats, labels, intents, ids, method=impurity_method,
-                                         min_annotated=min_annotated, neighbor_agreement=agreement)
+                                         min_annotated=min_annotated, neighbor_agreement=agreement,
+                                         nearest_cluster=nearest)
         regions = cl.rank_unannotated_regions(labels, intents, ids, nearest_cluster=nearest, method=region_method)
         stage("stats")
 
@@ -207,6 +216,9 @@ def analyze(store: Store, analyzer: MapAnalyzer | None = None, *, k_neighbors: i
             "min_samples": previous.get("min_samples") if reuse_map else analyzer.min_samples_,
             "cluster_selection_epsilon": (previous.get("cluster_selection_epsilon") if reuse_map
                                           else analyzer.cluster_selection_epsilon_),
+            "n_split_clusters": previous.get("n_split_clusters", 0) if reuse_map else analyzer.n_split_,
+            "suspect_max_agreement": cl.SUSPECT_MAX_AGREEMENT,
+            "n_likely_errors": sum(r["n_likely_errors"] for r in impure),
             "n_points": len(ids), "n_clusters": len(stats), "n_noise": n_noise, "noise_share": n_noise / len(ids),
             "keywords": {str(c): kw for c, kw in keywords.items()},
             "impure_clusters": impure, "unannotated_regions": regions,
@@ -217,6 +229,15 @@ def analyze(store: Store, analyzer: MapAnalyzer | None = None, *, k_neighbors: i
                        "n_regions": len(regions), "reprojected": not reuse_map})
     log.info("analyze: %d points, %d clusters, %.1f%% noise", len(ids), len(stats), 100 * n_noise / len(ids))
     return {**counts, "skipped": False}
+
+
+def _clusters_use_labels(analyzer: MapAnalyzer, n: int) -> bool:
+    """Whether the labels can change the clusters (:attr:`MapAnalyzer.max_cluster_labels`
+    splits only clusters merged by a cluster_selection_epsilon > 0)."""
+    if analyzer.max_cluster_labels is None or analyzer.cluster_model is not None:
+        return False
+    eps = analyzer.cluster_selection_epsilon
+    return (eps if eps is not None else default_cluster_selection_epsilon(n)) > 0
 
 
 def _num(value: float) -> float | None:
