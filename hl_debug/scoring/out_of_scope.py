@@ -1,0 +1,394 @@
+"""Out-of-scope scoring: how likely each utterance fits none of the annotated intents.
+
+Evidence (:func:`oos_evidence`, every column "higher = more out of scope" once combined):
+
+* **kNN similarity** to the nearest annotated rows (the 1-NN and the mean of the top ``k``),
+  read off the run's kNN graph where it lists enough annotated rows, exact otherwise;
+* a **class-conditional Mahalanobis distance** to the nearest intent (class means and a
+  shared Ledoit-Wolf shrunk covariance), its distance to the background Gaussian of all the
+  annotated rows (the "relative" Mahalanobis of Ren et al. 2021 is their difference) and the
+  resulting Gaussian classifier's maximum posterior;
+* the **classifier's maximum softmax probability** and **energy** (logsumexp of the logits;
+  Liu et al. 2020) — optional, it costs one fit per fold;
+* the **share of unannotated rows** among the row's nearest neighbours: a new need among users
+  shows up as a dense region of traffic nobody has labelled.
+
+:class:`OutOfScopeDetector` calibrates them without any out-of-scope labels: the intents are
+split into folds; for each fold the evidence is recomputed as if its intents did not exist, so
+its annotated rows become pseudo out-of-scope rows; every annotated row is also scored
+leave-one-out (kNN, Mahalanobis) or out of fold (classifier) with its intent present, as an
+in-scope row. A logistic regression learns the combination on pseudo-OOS vs in-scope rows,
+and the in-scope rows' combined scores give each score its estimated false-positive rate on
+in-scope traffic, so "flag at 5% false positives" is a threshold with a meaning.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, clone
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from hl_debug.threads import limit_threads
+
+log = logging.getLogger(__name__)
+
+#: The evidence columns of :func:`oos_evidence`, in order.
+EVIDENCE = ("nn_similarity", "knn_similarity", "mahalanobis", "background_mahalanobis", "gaussian_probability",
+            "max_probability", "energy", "unannotated_share")
+_BLOCK = 4_000_000  # similarities held at once in the exact kNN fallback
+_EPS = 1e-6
+
+
+def top_k_known(X: np.ndarray, queries: np.ndarray, known: np.ndarray, k: int, *,
+                graph: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The ``k`` most similar rows among the ``known`` ones (never the query itself) of each query.
+
+    Parameters
+    ----------
+    X : float array, shape (n, dim), L2-normalised
+    queries : int array, shape (m,)
+        Row numbers to look up.
+    known : bool array, shape (n,)
+        Rows that may be neighbours.
+    k : int
+        Neighbours (fewer when fewer rows are known).
+    graph : (indices, similarities), optional
+        The kNN graph of all of ``X`` (self excluded, most similar first): used for the
+        queries it lists at least ``k`` known rows of, exact search for the others.
+
+    Returns
+    -------
+    mean_similarity, max_similarity : float arrays, shape (m,)
+        NaN when no row is known.
+    nearest : int array, shape (m,)
+        Row number of the most similar known row (-1 when none).
+    """
+    queries = np.asarray(queries, dtype=np.int64)
+    m = len(queries)
+    mean, best = np.full(m, np.nan), np.full(m, np.nan)
+    nearest = np.full(m, -1, dtype=np.int64)
+    keys = np.flatnonzero(known)
+    k = min(k, len(keys))
+    if not m or k < 1:
+        return mean, best, nearest
+    todo = np.ones(m, dtype=bool)
+    if graph is not None and graph[0].shape[1]:
+        gi, gs = graph[0][queries], graph[1][queries]
+        ok = known[gi]
+        enough = ok.sum(axis=1) >= k
+        first = np.argsort(~ok[enough], axis=1, kind="stable")[:, :k]
+        sims = np.take_along_axis(gs[enough], first, axis=1).astype(float)
+        mean[enough], best[enough] = sims.mean(axis=1), sims[:, 0]
+        nearest[enough] = np.take_along_axis(gi[enough], first[:, :1], axis=1)[:, 0]
+        todo = ~enough
+    rest = np.flatnonzero(todo)
+    Xk = X[keys]
+    step = max(1, _BLOCK // max(len(keys), 1))
+    for start in range(0, len(rest), step):
+        part = rest[start:start + step]
+        S = X[queries[part]] @ Xk.T
+        hit = np.searchsorted(keys, queries[part])
+        mine = (hit < len(keys)) & (keys[np.minimum(hit, len(keys) - 1)] == queries[part])
+        kk = min(k, len(keys) - 1) if mine.any() else k
+        S[np.flatnonzero(mine), hit[mine]] = -np.inf
+        if kk < 1:
+            continue
+        top = np.argpartition(-S, kk - 1, axis=1)[:, :kk]
+        ts = np.take_along_axis(S, top, axis=1)
+        order = np.argsort(-ts, axis=1, kind="stable")
+        ts, top = np.take_along_axis(ts, order, axis=1), np.take_along_axis(top, order, axis=1)
+        ts = np.where(np.isfinite(ts), ts, np.nan)
+        mean[part], best[part], nearest[part] = np.nanmean(ts, axis=1), ts[:, 0], keys[top[:, 0]]
+    return mean, best, nearest
+
+
+class _Gaussians:
+    """Class means and one shared Ledoit-Wolf shrunk covariance of the rows ``X[y >= 0]``."""
+
+    def __init__(self, X: np.ndarray, y: np.ndarray, classes: np.ndarray) -> None:
+        from sklearn.covariance import ledoit_wolf
+
+        rows = np.flatnonzero(np.isin(y, classes))
+        Xr, yr = X[rows].astype(np.float64), y[rows]
+        self.classes = classes
+        pos = np.searchsorted(classes, yr)
+        self.counts = np.bincount(pos, minlength=len(classes)).astype(float)
+        self.means = np.zeros((len(classes), X.shape[1]))
+        np.add.at(self.means, pos, Xr)
+        self.means /= np.maximum(self.counts, 1)[:, None]
+        self.log_prior = np.log(np.maximum(self.counts, 1) / max(len(rows), 1))
+        self.white = self._whitener(ledoit_wolf(Xr - self.means[pos], assume_centered=True)[0])
+        self.mean0 = Xr.mean(axis=0)
+        self.white0 = self._whitener(ledoit_wolf(Xr - self.mean0, assume_centered=True)[0])
+
+    @staticmethod
+    def _whitener(cov: np.ndarray) -> np.ndarray:
+        lam, vec = np.linalg.eigh(cov)
+        return vec / np.sqrt(np.maximum(lam, _EPS * lam.max()))
+
+    def distances(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Squared Mahalanobis distances to every class mean, (n, C), and to the background, (n,)."""
+        Z, M = X.astype(np.float64) @ self.white, self.means @ self.white
+        D = (Z * Z).sum(axis=1)[:, None] - 2 * Z @ M.T + (M * M).sum(axis=1)[None, :]
+        Z0 = (X.astype(np.float64) - self.mean0) @ self.white0
+        return np.maximum(D, 0.0), (Z0 * Z0).sum(axis=1)
+
+
+def _gaussian_evidence(D: np.ndarray, D0: np.ndarray, log_prior: np.ndarray) -> np.ndarray:
+    logits = -0.5 * D + log_prior
+    logits -= logits.max(axis=1, keepdims=True)
+    p = np.exp(logits)
+    p /= p.sum(axis=1, keepdims=True)
+    return np.column_stack([np.sqrt(D.min(axis=1)), np.sqrt(D0), p.max(axis=1)])
+
+
+def _classifier_evidence(clf: Any, X: np.ndarray) -> np.ndarray:
+    logits = np.atleast_2d(clf.decision_function(X).T).T
+    if logits.shape[1] == 1:  # binary: decision_function is the log-odds of the second class
+        logits = np.column_stack([np.zeros(len(X)), logits[:, 0]])
+    top = logits.max(axis=1, keepdims=True)
+    lse = top[:, 0] + np.log(np.exp(logits - top).sum(axis=1))
+    return np.column_stack([np.exp(top[:, 0] - lse), lse])
+
+
+def oos_evidence(X: np.ndarray, y: np.ndarray, queries: np.ndarray, *, excluded: np.ndarray, k: int,
+                 graph: tuple[np.ndarray, np.ndarray] | None = None, classifier: Any = None,
+                 train_mask: np.ndarray | None = None, leave_one_out: bool = False) -> np.ndarray:
+    """The evidence columns (:data:`EVIDENCE`) of rows ``queries`` as if the intents
+    ``excluded`` had no annotated rows.
+
+    Parameters
+    ----------
+    X : float array, shape (n, dim), L2-normalised
+    y : int array, shape (n,)
+        Class index per row, -1 when unannotated.
+    queries : int array, shape (m,)
+    excluded : int array
+        Class indices treated as unknown (their rows count as unannotated).
+    k : int
+        Neighbours for the kNN similarity and the unannotated share.
+    graph : (indices, similarities), optional
+        The run's kNN graph of ``X`` (at least ``k`` wide).
+    classifier : estimator, optional
+        A classifier to fit on the known rows (``train_mask`` of them) for the maximum
+        softmax probability and energy; None leaves those columns NaN.
+    train_mask : bool array, shape (n,), optional
+        Which known rows the classifier trains on (default: all of them).
+    leave_one_out : bool
+        The queries are annotated rows of known intents scored as in-scope traffic: their own
+        row is left out of their class mean (kNN search never returns the query itself).
+
+    Returns
+    -------
+    float array, shape (m, len(EVIDENCE))
+    """
+    queries = np.asarray(queries, dtype=np.int64)
+    known_classes = np.setdiff1d(np.unique(y[y >= 0]), excluded)
+    known = np.isin(y, known_classes)
+    out = np.full((len(queries), len(EVIDENCE)), np.nan)
+    if not len(queries) or not len(known_classes):
+        return out
+    mean, best, _ = top_k_known(X, queries, known, k, graph=graph)
+    out[:, 0], out[:, 1] = best, mean
+    g = _Gaussians(X, y, known_classes)
+    D, D0 = g.distances(X[queries])
+    if leave_one_out:
+        pos = np.searchsorted(known_classes, y[queries])
+        n_c = g.counts[pos]
+        factor = np.where(n_c > 1, (n_c / np.maximum(n_c - 1, 1)) ** 2, np.inf)
+        D[np.arange(len(queries)), pos] *= factor
+    out[:, 2:5] = _gaussian_evidence(D, D0, g.log_prior)
+    if classifier is not None and len(known_classes) >= 2:
+        fit_rows = np.flatnonzero(known & (train_mask if train_mask is not None else True))
+        with limit_threads(1):
+            clf = clone(classifier).fit(X[fit_rows], y[fit_rows])
+        out[:, 5:7] = _classifier_evidence(clf, X[queries])
+    if graph is not None and graph[0].shape[1]:
+        kk = min(k, graph[0].shape[1])
+        out[:, 7] = 1.0 - known[graph[0][queries, :kk]].mean(axis=1)
+    return out
+
+
+def _features(E: np.ndarray, columns: list[int]) -> np.ndarray:
+    """The combiner's inputs: evidence columns, with probabilities on a log-odds scale."""
+    F = E[:, columns].copy()
+    for j, c in enumerate(columns):
+        if EVIDENCE[c] in ("gaussian_probability", "max_probability"):
+            p = np.clip(F[:, j], _EPS, 1 - _EPS)
+            F[:, j] = np.log(p / (1 - p))
+    return F
+
+
+class OutOfScopeDetector(BaseEstimator):
+    """Out-of-scope scores with an estimated false-positive rate, calibrated on held-out intents.
+
+    Parameters
+    ----------
+    k : int
+        Neighbours for the kNN evidence.
+    n_folds : int
+        Folds of intents held out in turn (capped at the number of intents).
+    target_fpr : float
+        Estimated false-positive rate at which rows become candidates.
+    classifier : estimator or None
+        Fitted once per fold for the maximum softmax probability and energy evidence
+        ("default": :func:`hl_debug.scoring.label_issues.default_classifier`); None skips
+        that evidence (faster).
+    use_unannotated_share : bool
+        Whether the share of unannotated neighbours is evidence (transductive: it helps when
+        out-of-scope traffic forms dense unlabelled regions).
+    random_state : int
+
+    Attributes
+    ----------
+    evidence_ : float array, shape (n, len(EVIDENCE))
+        Per row: annotated rows scored as in-scope traffic (leave-one-out / out of fold),
+        unannotated rows against every annotated one.
+    scores_ : float array, shape (n,)
+        0..1, higher = more likely out of scope.
+    fpr_ : float array, shape (n,)
+        Estimated share of in-scope traffic scoring at or above each row.
+    threshold_ : float
+        Lowest score whose estimated false-positive rate is at most ``target_fpr``.
+    candidates_ : bool array, shape (n,)
+    tpr_ : float
+        Share of the pseudo out-of-scope rows (held-out intents) at or above the threshold.
+    fpr_at_threshold_ : float
+        Share of the in-scope calibration rows at or above the threshold.
+    calibration_scores_ : (in_scope, pseudo_oos, pseudo_oos_class) arrays
+        The held-out rows' scores (what the false-positive rate and recall are read from).
+    nearest_ : int array, shape (n,)
+        Row number of each row's most similar other annotated row (-1: none).
+    nearest_similarity_ : float array, shape (n,)
+    """
+
+    def __init__(self, k: int = 10, n_folds: int = 5, target_fpr: float = 0.05, classifier: Any = "default",
+                 use_unannotated_share: bool = True, random_state: int = 0) -> None:
+        self.k = k
+        self.n_folds = n_folds
+        self.target_fpr = target_fpr
+        self.classifier = classifier
+        self.use_unannotated_share = use_unannotated_share
+        self.random_state = random_state
+
+    def _columns(self) -> list[int]:
+        cols = [0, 1, 2, 3, 4]
+        if self.classifier is not None:
+            cols += [5, 6]
+        if self.use_unannotated_share:
+            cols.append(7)
+        return cols
+
+    def fit(self, X: Any, y: Any, *, graph: tuple[np.ndarray, np.ndarray] | None = None) -> OutOfScopeDetector:
+        """Score every row of ``X`` (``y``: class index per row, -1 when unannotated)."""
+        from hl_debug.scoring.label_issues import default_classifier
+
+        X = np.ascontiguousarray(X, dtype=np.float32)
+        y = np.asarray(y, dtype=np.int64)
+        if X.ndim != 2 or len(X) != len(y):
+            raise ValueError(f"X must be (n, dim) with one label per row; got {X.shape} and {y.shape}")
+        if not 0 < self.target_fpr < 1:
+            raise ValueError(f"target_fpr must be in (0, 1), got {self.target_fpr}")
+        clf = default_classifier() if isinstance(self.classifier, str) else self.classifier
+        rng = np.random.default_rng(self.random_state)
+        n = len(X)
+        annotated = np.flatnonzero(y >= 0)
+        classes = np.unique(y[annotated])
+        if len(classes) < 2:
+            raise ValueError("out-of-scope scoring needs at least two annotated intents")
+        folds = min(self.n_folds, len(classes))
+        class_fold = np.empty(classes.max() + 1, dtype=np.int64)
+        class_fold[classes] = rng.permutation(np.arange(len(classes)) % folds)
+        intent_fold = class_fold[y[annotated]]
+        # each annotated row is scored in-scope in a fold other than its intent's
+        row_fold = (intent_fold + 1 + rng.integers(0, folds - 1, len(annotated))) % folds if folds > 1 else intent_fold
+        none = np.array([], dtype=np.int64)
+
+        evidence = np.full((n, len(EVIDENCE)), np.nan)
+        evidence[annotated] = oos_evidence(X, y, annotated, excluded=none, k=self.k, graph=graph,
+                                           leave_one_out=True)
+        unannotated = np.flatnonzero(y < 0)
+        pseudo = np.full((len(annotated), len(EVIDENCE)), np.nan)
+        train_mask = np.zeros(n, dtype=bool)
+        for f in range(folds):
+            held = np.flatnonzero(intent_fold == f)
+            pseudo[held] = oos_evidence(X, y, annotated[held], excluded=classes[class_fold[classes] == f], k=self.k,
+                                        graph=graph)
+            if clf is not None:
+                train_mask[:] = False
+                train_mask[annotated[row_fold != f]] = True
+                known_cls = classes[class_fold[classes] != f]
+                fit_rows = np.flatnonzero(train_mask & np.isin(y, known_cls))
+                if len(np.unique(y[fit_rows])) >= 2:
+                    with limit_threads(1):
+                        model = clone(clf).fit(X[fit_rows], y[fit_rows])
+                    pseudo[held, 5:7] = _classifier_evidence(model, X[annotated[held]])
+                    inscope = np.flatnonzero((row_fold == f) & (intent_fold != f))
+                    evidence[annotated[inscope], 5:7] = _classifier_evidence(model, X[annotated[inscope]])
+        if len(unannotated):
+            evidence[unannotated] = oos_evidence(X, y, unannotated, excluded=none, k=self.k, graph=graph,
+                                                 classifier=clf)
+        cols = self._columns()
+        inside = _features(evidence[annotated], cols)
+        outside = _features(pseudo, cols)
+        ok_in, ok_out = np.isfinite(inside).all(axis=1), np.isfinite(outside).all(axis=1)
+        F = np.vstack([inside[ok_in], outside[ok_out]])
+        target = np.r_[np.zeros(ok_in.sum()), np.ones(ok_out.sum())]
+        self.combiner_ = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, class_weight="balanced"))
+        self.combiner_.fit(F, target)
+        self.columns_ = [EVIDENCE[c] for c in cols]
+
+        all_features = _features(evidence, cols)
+        finite = np.isfinite(all_features).all(axis=1)
+        scores = np.ones(n)  # a row with no usable evidence fits nothing known
+        scores[finite] = self.combiner_.predict_proba(all_features[finite])[:, 1]
+        cal_in = scores[annotated]
+        cal_out = np.full(len(annotated), np.nan)
+        cal_out[ok_out] = self.combiner_.predict_proba(outside[ok_out])[:, 1]
+        self.calibration_scores_ = (cal_in, cal_out[ok_out], y[annotated][ok_out])
+        ref = np.sort(cal_in)
+        self.fpr_ = 1.0 - np.searchsorted(ref, scores, side="left") / len(ref)
+        # the lowest score whose share of in-scope rows at or above it is <= target
+        allowed = int(np.floor(self.target_fpr * len(ref)))
+        self.threshold_ = float(ref[len(ref) - allowed]) if allowed > 0 else float(np.nextafter(ref[-1], np.inf))
+        if allowed > 0 and allowed < len(ref) and ref[len(ref) - allowed - 1] == self.threshold_:
+            self.threshold_ = float(np.nextafter(self.threshold_, np.inf))  # ties would push it over the target
+        self.candidates_ = scores >= self.threshold_
+        self.tpr_ = float(np.mean(cal_out[ok_out] >= self.threshold_)) if ok_out.any() else float("nan")
+        self.fpr_at_threshold_ = float(np.mean(cal_in >= self.threshold_))
+        self.scores_ = scores
+        self.evidence_ = evidence
+        _, self.nearest_similarity_, self.nearest_ = top_k_known(X, np.arange(n), y >= 0, 1, graph=graph)
+        return self
+
+
+def estimate_share(candidate: np.ndarray, *, tpr: float, fpr: float, cal_in: np.ndarray, cal_out: np.ndarray,
+                   cal_out_groups: np.ndarray, threshold: float, n_boot: int = 500,
+                   random_state: int = 0) -> tuple[float, float, float]:
+    """Share of out-of-scope rows among ``candidate`` (a bool per unannotated row), corrected for
+    the false-positive rate and recall: ``(p - fpr) / (tpr - fpr)`` clipped to [0, 1], with a
+    95% bootstrap interval (rows resampled for ``p`` and ``fpr``, held-out intents for ``tpr``).
+    """
+    candidate = np.asarray(candidate, dtype=bool)
+    if not len(candidate) or not tpr > fpr:
+        return float("nan"), float("nan"), float("nan")
+
+    def corrected(p: np.ndarray, f: np.ndarray, t: np.ndarray) -> np.ndarray:
+        return np.clip((p - f) / np.maximum(t - f, _EPS), 0.0, 1.0)
+
+    share = float(corrected(np.array(candidate.mean()), np.array(fpr), np.array(tpr)))
+    rng = np.random.default_rng(random_state)
+    p = rng.binomial(len(candidate), candidate.mean(), n_boot) / len(candidate)
+    f = rng.binomial(len(cal_in), np.mean(cal_in >= threshold), n_boot) / len(cal_in)
+    groups = np.unique(cal_out_groups)
+    hits = np.array([np.sum(cal_out[cal_out_groups == g] >= threshold) for g in groups], dtype=float)
+    sizes = np.array([np.sum(cal_out_groups == g) for g in groups], dtype=float)
+    pick = rng.integers(0, len(groups), (n_boot, len(groups)))
+    t = hits[pick].sum(axis=1) / np.maximum(sizes[pick].sum(axis=1), 1)
+    boot = corrected(p, f, t)
+    return share, float(np.quantile(boot, 0.025)), float(np.quantile(boot, 0.975))
