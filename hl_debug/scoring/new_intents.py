@@ -7,8 +7,8 @@ needs ``min_size`` members, the rest are in no group); :func:`describe_groups` g
 each group its keywords (class-based TF-IDF against everything else,
 :func:`hl_debug.scoring.clusters.cluster_keywords`), its representative utterances (nearest its
 centroid), the existing intents nearest its centroid and a verdict: "missing phrasing of
-<intent>" when the centroid sits as close to that intent's centroid as the intent's own rows
-typically do, else "new intent".
+<intent>" when its members sit as close to that intent's centroid as the intent's own rows
+typically do (mean cosine similarity at least their lower quartile), else "new intent".
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-#: A group whose centroid is at least this close to an intent's centroid, relative to the
-#: intent's own rows (the quantile below), is that intent's missing phrasing.
+#: A group whose members are on average at least as similar to an intent's centroid as this
+#: quantile of the intent's own rows is that intent's missing phrasing.
 PHRASING_QUANTILE = 0.25
 
 
@@ -120,7 +120,7 @@ def describe_groups(X: np.ndarray, texts: Sequence[str], ids: np.ndarray, member
     for g in groups:
         rows = members[group_of_members == g]
         centre = _normalise(X[rows].mean(axis=0))
-        sims = centroids @ centre
+        sims = centroids @ X[rows].mean(axis=0)  # the members' mean similarity to each intent's centroid
         sims[np.isnan(typical)] = -np.inf
         near = np.argsort(-sims, kind="stable")[:n_nearest]
         near = [c for c in near if np.isfinite(sims[c])]

@@ -108,35 +108,68 @@ def top_k_known(X: np.ndarray, queries: np.ndarray, known: np.ndarray, k: int, *
 
 
 class _Gaussians:
-    """Class means and one shared Ledoit-Wolf shrunk covariance of the rows ``X[y >= 0]``."""
+    """Class-conditional Gaussians with one shared covariance, and a background Gaussian, of
+    the annotated rows — recomputed without the intents a calibration fold holds out.
 
-    def __init__(self, X: np.ndarray, y: np.ndarray, classes: np.ndarray) -> None:
-        from sklearn.covariance import ledoit_wolf
+    Both covariances are Ledoit-Wolf shrunk (the shrinkage intensity estimated once on every
+    annotated row); a fold subtracts its held-out intents' rows from the scatter matrices
+    instead of recomputing them, so it costs two Cholesky factorisations. (Keeping the held-out
+    rows in the covariance would leak them: the background Gaussian would cover them.)
+    """
 
-        rows = np.flatnonzero(np.isin(y, classes))
-        Xr, yr = X[rows].astype(np.float64), y[rows]
-        self.classes = classes
-        pos = np.searchsorted(classes, yr)
-        self.counts = np.bincount(pos, minlength=len(classes)).astype(float)
-        self.means = np.zeros((len(classes), X.shape[1]))
-        np.add.at(self.means, pos, Xr)
-        self.means /= np.maximum(self.counts, 1)[:, None]
-        self.log_prior = np.log(np.maximum(self.counts, 1) / max(len(rows), 1))
-        self.white = self._whitener(ledoit_wolf(Xr - self.means[pos], assume_centered=True)[0])
-        self.mean0 = Xr.mean(axis=0)
-        self.white0 = self._whitener(ledoit_wolf(Xr - self.mean0, assume_centered=True)[0])
+    def __init__(self, X: np.ndarray, y: np.ndarray) -> None:
+        from sklearn.covariance import ledoit_wolf_shrinkage
 
-    @staticmethod
-    def _whitener(cov: np.ndarray) -> np.ndarray:
-        lam, vec = np.linalg.eigh(cov)
-        return vec / np.sqrt(np.maximum(lam, _EPS * lam.max()))
+        self.X = X.astype(np.float64)
+        self.y = y
+        rows = np.flatnonzero(y >= 0)
+        Xr, yr = self.X[rows], y[rows]
+        n_classes = int(yr.max()) + 1
+        self.counts = np.bincount(yr, minlength=n_classes).astype(float)
+        self.sums = np.zeros((n_classes, X.shape[1]))
+        np.add.at(self.sums, yr, Xr)
+        means = self.sums / np.maximum(self.counts, 1)[:, None]
+        R = Xr - means[yr]
+        self.within = R.T @ R
+        self.second = Xr.T @ Xr
+        self.alpha = float(ledoit_wolf_shrinkage(R, assume_centered=True))
+        self.alpha0 = float(ledoit_wolf_shrinkage(Xr))
+        self._models: dict[tuple[int, ...], tuple] = {}
 
-    def distances(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Squared Mahalanobis distances to every class mean, (n, C), and to the background, (n,)."""
-        Z, M = X.astype(np.float64) @ self.white, self.means @ self.white
+    def _shrunk_cholesky(self, cov: np.ndarray, alpha: float) -> np.ndarray:
+        mu = np.trace(cov) / len(cov)
+        shrunk = (1 - alpha) * cov + alpha * mu * np.eye(len(cov))
+        shrunk.flat[:: len(cov) + 1] += _EPS * max(mu, _EPS)
+        return np.linalg.cholesky(shrunk)
+
+    def _model(self, classes: np.ndarray) -> tuple:
+        key = tuple(int(c) for c in classes)
+        if key not in self._models:
+            out = np.flatnonzero(np.isin(self.y, np.setdiff1d(np.flatnonzero(self.counts), classes)))
+            Xo, yo = self.X[out], self.y[out]
+            n = self.counts[classes].sum()
+            means = self.sums / np.maximum(self.counts, 1)[:, None]
+            Ro = Xo - means[yo]
+            within = (self.within - Ro.T @ Ro) / max(n, 1)
+            m0 = self.sums[classes].sum(axis=0) / max(n, 1)
+            background = (self.second - Xo.T @ Xo) / max(n, 1) - np.outer(m0, m0)
+            self._models[key] = (self._shrunk_cholesky(within, self.alpha), means[classes],
+                                 self._shrunk_cholesky(background, self.alpha0), m0)
+        return self._models[key]
+
+    def distances(self, queries: np.ndarray, classes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Squared Mahalanobis distances of rows ``queries`` to the means of ``classes``, (m, C),
+        and to the background Gaussian of those classes' rows, (m,); and the classes' log priors."""
+        from scipy.linalg import solve_triangular
+
+        L, means, L0, m0 = self._model(classes)
+        Xq = self.X[queries]
+        Z = solve_triangular(L, Xq.T, lower=True).T
+        M = solve_triangular(L, means.T, lower=True).T
         D = (Z * Z).sum(axis=1)[:, None] - 2 * Z @ M.T + (M * M).sum(axis=1)[None, :]
-        Z0 = (X.astype(np.float64) - self.mean0) @ self.white0
-        return np.maximum(D, 0.0), (Z0 * Z0).sum(axis=1)
+        Z0 = solve_triangular(L0, (Xq - m0).T, lower=True).T
+        counts = self.counts[classes]
+        return np.maximum(D, 0.0), (Z0 * Z0).sum(axis=1), np.log(np.maximum(counts, 1) / max(counts.sum(), 1))
 
 
 def _gaussian_evidence(D: np.ndarray, D0: np.ndarray, log_prior: np.ndarray) -> np.ndarray:
@@ -157,7 +190,8 @@ def _classifier_evidence(clf: Any, X: np.ndarray) -> np.ndarray:
 
 
 def oos_evidence(X: np.ndarray, y: np.ndarray, queries: np.ndarray, *, excluded: np.ndarray, k: int,
-                 graph: tuple[np.ndarray, np.ndarray] | None = None, classifier: Any = None,
+                 gaussians: _Gaussians | None = None, graph: tuple[np.ndarray, np.ndarray] | None = None,
+                 classifier: Any = None,
                  train_mask: np.ndarray | None = None, leave_one_out: bool = False) -> np.ndarray:
     """The evidence columns (:data:`EVIDENCE`) of rows ``queries`` as if the intents
     ``excluded`` had no annotated rows.
@@ -172,6 +206,8 @@ def oos_evidence(X: np.ndarray, y: np.ndarray, queries: np.ndarray, *, excluded:
         Class indices treated as unknown (their rows count as unannotated).
     k : int
         Neighbours for the kNN similarity and the unannotated share.
+    gaussians : _Gaussians, optional
+        The Mahalanobis model of ``X``/``y`` (made here when not given).
     graph : (indices, similarities), optional
         The run's kNN graph of ``X`` (at least ``k`` wide).
     classifier : estimator, optional
@@ -195,14 +231,14 @@ def oos_evidence(X: np.ndarray, y: np.ndarray, queries: np.ndarray, *, excluded:
         return out
     mean, best, _ = top_k_known(X, queries, known, k, graph=graph)
     out[:, 0], out[:, 1] = best, mean
-    g = _Gaussians(X, y, known_classes)
-    D, D0 = g.distances(X[queries])
+    g = gaussians if gaussians is not None else _Gaussians(X, y)
+    D, D0, log_prior = g.distances(queries, known_classes)
     if leave_one_out:
         pos = np.searchsorted(known_classes, y[queries])
-        n_c = g.counts[pos]
+        n_c = g.counts[known_classes][pos]
         factor = np.where(n_c > 1, (n_c / np.maximum(n_c - 1, 1)) ** 2, np.inf)
         D[np.arange(len(queries)), pos] *= factor
-    out[:, 2:5] = _gaussian_evidence(D, D0, g.log_prior)
+    out[:, 2:5] = _gaussian_evidence(D, D0, log_prior)
     if classifier is not None and len(known_classes) >= 2:
         fit_rows = np.flatnonzero(known & (train_mask if train_mask is not None else True))
         with limit_threads(1):
@@ -296,7 +332,6 @@ class OutOfScopeDetector(BaseEstimator):
             raise ValueError(f"target_fpr must be in (0, 1), got {self.target_fpr}")
         clf = default_classifier() if isinstance(self.classifier, str) else self.classifier
         rng = np.random.default_rng(self.random_state)
-        n = len(X)
         annotated = np.flatnonzero(y >= 0)
         classes = np.unique(y[annotated])
         if len(classes) < 2:
@@ -307,10 +342,19 @@ class OutOfScopeDetector(BaseEstimator):
         intent_fold = class_fold[y[annotated]]
         # each annotated row is scored in-scope in a fold other than its intent's
         row_fold = (intent_fold + 1 + rng.integers(0, folds - 1, len(annotated))) % folds if folds > 1 else intent_fold
+        with limit_threads(1):  # see hl_debug.threads: small BLAS calls, oversubscribed cores
+            self._fit(X, y, clf, annotated, classes, class_fold, intent_fold, row_fold, folds, graph)
+        return self
+
+    def _fit(self, X: np.ndarray, y: np.ndarray, clf: Any, annotated: np.ndarray, classes: np.ndarray,
+             class_fold: np.ndarray, intent_fold: np.ndarray, row_fold: np.ndarray, folds: int,
+             graph: tuple[np.ndarray, np.ndarray] | None) -> None:
+        n = len(X)
         none = np.array([], dtype=np.int64)
+        gauss = _Gaussians(X, y)
 
         evidence = np.full((n, len(EVIDENCE)), np.nan)
-        evidence[annotated] = oos_evidence(X, y, annotated, excluded=none, k=self.k, graph=graph,
+        evidence[annotated] = oos_evidence(X, y, annotated, excluded=none, k=self.k, gaussians=gauss, graph=graph,
                                            leave_one_out=True)
         unannotated = np.flatnonzero(y < 0)
         pseudo = np.full((len(annotated), len(EVIDENCE)), np.nan)
@@ -318,21 +362,20 @@ class OutOfScopeDetector(BaseEstimator):
         for f in range(folds):
             held = np.flatnonzero(intent_fold == f)
             pseudo[held] = oos_evidence(X, y, annotated[held], excluded=classes[class_fold[classes] == f], k=self.k,
-                                        graph=graph)
+                                        gaussians=gauss, graph=graph)
             if clf is not None:
                 train_mask[:] = False
                 train_mask[annotated[row_fold != f]] = True
                 known_cls = classes[class_fold[classes] != f]
                 fit_rows = np.flatnonzero(train_mask & np.isin(y, known_cls))
                 if len(np.unique(y[fit_rows])) >= 2:
-                    with limit_threads(1):
-                        model = clone(clf).fit(X[fit_rows], y[fit_rows])
+                    model = clone(clf).fit(X[fit_rows], y[fit_rows])
                     pseudo[held, 5:7] = _classifier_evidence(model, X[annotated[held]])
                     inscope = np.flatnonzero((row_fold == f) & (intent_fold != f))
                     evidence[annotated[inscope], 5:7] = _classifier_evidence(model, X[annotated[inscope]])
         if len(unannotated):
-            evidence[unannotated] = oos_evidence(X, y, unannotated, excluded=none, k=self.k, graph=graph,
-                                                 classifier=clf)
+            evidence[unannotated] = oos_evidence(X, y, unannotated, excluded=none, k=self.k, gaussians=gauss,
+                                                 graph=graph, classifier=clf)
         cols = self._columns()
         inside = _features(evidence[annotated], cols)
         outside = _features(pseudo, cols)
@@ -364,7 +407,6 @@ class OutOfScopeDetector(BaseEstimator):
         self.scores_ = scores
         self.evidence_ = evidence
         _, self.nearest_similarity_, self.nearest_ = top_k_known(X, np.arange(n), y >= 0, 1, graph=graph)
-        return self
 
 
 def estimate_share(candidate: np.ndarray, *, tpr: float, fpr: float, cal_in: np.ndarray, cal_out: np.ndarray,
