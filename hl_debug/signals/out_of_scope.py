@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from hl_debug.signals.base import Flag, Knob, Signal, SignalResult
+from hl_debug.signals.base import Knob, Signal, SignalResult
 from hl_debug.signals.context import SignalContext
 from hl_debug.signals.registry import register
 from hl_debug.storage.schema import Column, Evidence, Table
@@ -153,7 +153,6 @@ class OutOfScope(Signal):
     columns = ("id", "text", "annotated", "oos_score", "fpr", "is_candidate", "group_id", "nearest_intent",
                "nearest_similarity", "intent", "usage", "reason")
     order = "score"
-    flags = (Flag("candidates-only", {"is_candidate": 1}, "Only the out-of-scope candidates."),)
     defaults = {
         "oos_target_fpr": Knob(0.05, "Estimated share of in-scope traffic flagged as out of scope (the "
                                      "candidates' threshold).", min=0, max=1, min_open=True),
