@@ -13,7 +13,8 @@ from click.testing import CliRunner
 
 from hl_debug.cli import cli
 from hl_debug.scoring.new_intents import group_candidates, intent_spread
-from hl_debug.scoring.out_of_scope import OutOfScopeDetector, _Gaussians, estimate_share, top_k_known
+from hl_debug.scoring.oos_evidence import SharedGaussians
+from hl_debug.scoring.out_of_scope import OutOfScopeDetector, estimate_share, top_k_known
 from hl_debug.signals.context import SignalContext
 from hl_debug.signals.out_of_scope import NEW_INTENTS, OOS, NewIntents, OutOfScope
 from hl_debug.signals.registry import BUILTINS, all_signals
@@ -140,10 +141,10 @@ def test_a_calibration_fold_forgets_its_held_out_intents():
     (the background Gaussian must not cover them: that leaked them before)."""
     context, _ = blobs(dim=12)
     y = context.y
-    full = _Gaussians(context.vectors, y)
+    full = SharedGaussians(context.vectors, y)
     keep = np.array([0, 2, 3, 5])
     y_without = np.where(np.isin(y, keep), y, -1)
-    fresh = _Gaussians(context.vectors, y_without)
+    fresh = SharedGaussians(context.vectors, y_without)
     fresh.alpha, fresh.alpha0 = full.alpha, full.alpha0
     queries = np.flatnonzero(y == 1)
     for a, b in zip(full.distances(queries, keep), fresh.distances(queries, keep)):

@@ -1,6 +1,6 @@
 """Out-of-scope scoring: how likely each utterance fits none of the annotated intents.
 
-Evidence (:func:`oos_evidence`, every column "higher = more out of scope" once combined):
+Evidence (:func:`hl_debug.scoring.oos_evidence.oos_evidence`; combined, each says "more out of scope" one way):
 
 * **kNN similarity** to the nearest annotated rows (the 1-NN and the mean of the top ``k``),
   read off the run's kNN graph where it lists enough annotated rows, exact otherwise;
@@ -33,221 +33,19 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from hl_debug.scoring.oos_evidence import (
+    EVIDENCE,
+    SharedGaussians,
+    classifier_evidence,
+    oos_evidence,
+    top_k_known,
+)
 from hl_debug.threads import limit_threads
 
 log = logging.getLogger(__name__)
 
-#: The evidence columns of :func:`oos_evidence`, in order.
-EVIDENCE = ("nn_similarity", "knn_similarity", "mahalanobis", "background_mahalanobis", "gaussian_probability",
-            "max_probability", "energy", "unannotated_share")
-_BLOCK = 4_000_000  # similarities held at once in the exact kNN fallback
+__all__ = ["EVIDENCE", "OutOfScopeDetector", "estimate_share", "oos_evidence", "top_k_known"]
 _EPS = 1e-6
-
-
-def top_k_known(X: np.ndarray, queries: np.ndarray, known: np.ndarray, k: int, *,
-                graph: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The ``k`` most similar rows among the ``known`` ones (never the query itself) of each query.
-
-    Parameters
-    ----------
-    X : float array, shape (n, dim), L2-normalised
-    queries : int array, shape (m,)
-        Row numbers to look up.
-    known : bool array, shape (n,)
-        Rows that may be neighbours.
-    k : int
-        Neighbours (fewer when fewer rows are known).
-    graph : (indices, similarities), optional
-        The kNN graph of all of ``X`` (self excluded, most similar first): used for the
-        queries it lists at least ``k`` known rows of, exact search for the others.
-
-    Returns
-    -------
-    mean_similarity, max_similarity : float arrays, shape (m,)
-        NaN when no row is known.
-    nearest : int array, shape (m,)
-        Row number of the most similar known row (-1 when none).
-    """
-    queries = np.asarray(queries, dtype=np.int64)
-    m = len(queries)
-    mean, best = np.full(m, np.nan), np.full(m, np.nan)
-    nearest = np.full(m, -1, dtype=np.int64)
-    keys = np.flatnonzero(known)
-    k = min(k, len(keys))
-    if not m or k < 1:
-        return mean, best, nearest
-    todo = np.ones(m, dtype=bool)
-    if graph is not None and graph[0].shape[1]:
-        gi, gs = graph[0][queries], graph[1][queries]
-        ok = known[gi]
-        enough = ok.sum(axis=1) >= k
-        first = np.argsort(~ok[enough], axis=1, kind="stable")[:, :k]
-        sims = np.take_along_axis(gs[enough], first, axis=1).astype(float)
-        mean[enough], best[enough] = sims.mean(axis=1), sims[:, 0]
-        nearest[enough] = np.take_along_axis(gi[enough], first[:, :1], axis=1)[:, 0]
-        todo = ~enough
-    rest = np.flatnonzero(todo)
-    Xk = X[keys]
-    step = max(1, _BLOCK // max(len(keys), 1))
-    for start in range(0, len(rest), step):
-        part = rest[start:start + step]
-        S = X[queries[part]] @ Xk.T
-        hit = np.searchsorted(keys, queries[part])
-        mine = (hit < len(keys)) & (keys[np.minimum(hit, len(keys) - 1)] == queries[part])
-        kk = min(k, len(keys) - 1) if mine.any() else k
-        S[np.flatnonzero(mine), hit[mine]] = -np.inf
-        if kk < 1:
-            continue
-        top = np.argpartition(-S, kk - 1, axis=1)[:, :kk]
-        ts = np.take_along_axis(S, top, axis=1)
-        order = np.argsort(-ts, axis=1, kind="stable")
-        ts, top = np.take_along_axis(ts, order, axis=1), np.take_along_axis(top, order, axis=1)
-        ts = np.where(np.isfinite(ts), ts, np.nan)
-        mean[part], best[part], nearest[part] = np.nanmean(ts, axis=1), ts[:, 0], keys[top[:, 0]]
-    return mean, best, nearest
-
-
-class _Gaussians:
-    """Class-conditional Gaussians with one shared covariance, and a background Gaussian, of
-    the annotated rows — recomputed without the intents a calibration fold holds out.
-
-    Both covariances are Ledoit-Wolf shrunk (the shrinkage intensity estimated once on every
-    annotated row); a fold subtracts its held-out intents' rows from the scatter matrices
-    instead of recomputing them, so it costs two Cholesky factorisations. (Keeping the held-out
-    rows in the covariance would leak them: the background Gaussian would cover them.)
-    """
-
-    def __init__(self, X: np.ndarray, y: np.ndarray) -> None:
-        from sklearn.covariance import ledoit_wolf_shrinkage
-
-        self.X = X.astype(np.float64)
-        self.y = y
-        rows = np.flatnonzero(y >= 0)
-        Xr, yr = self.X[rows], y[rows]
-        n_classes = int(yr.max()) + 1
-        self.counts = np.bincount(yr, minlength=n_classes).astype(float)
-        self.sums = np.zeros((n_classes, X.shape[1]))
-        np.add.at(self.sums, yr, Xr)
-        means = self.sums / np.maximum(self.counts, 1)[:, None]
-        R = Xr - means[yr]
-        self.within = R.T @ R
-        self.second = Xr.T @ Xr
-        self.alpha = float(ledoit_wolf_shrinkage(R, assume_centered=True))
-        self.alpha0 = float(ledoit_wolf_shrinkage(Xr))
-        self._models: dict[tuple[int, ...], tuple] = {}
-
-    def _shrunk_cholesky(self, cov: np.ndarray, alpha: float) -> np.ndarray:
-        mu = np.trace(cov) / len(cov)
-        shrunk = (1 - alpha) * cov + alpha * mu * np.eye(len(cov))
-        shrunk.flat[:: len(cov) + 1] += _EPS * max(mu, _EPS)
-        return np.linalg.cholesky(shrunk)
-
-    def _model(self, classes: np.ndarray) -> tuple:
-        key = tuple(int(c) for c in classes)
-        if key not in self._models:
-            out = np.flatnonzero(np.isin(self.y, np.setdiff1d(np.flatnonzero(self.counts), classes)))
-            Xo, yo = self.X[out], self.y[out]
-            n = self.counts[classes].sum()
-            means = self.sums / np.maximum(self.counts, 1)[:, None]
-            Ro = Xo - means[yo]
-            within = (self.within - Ro.T @ Ro) / max(n, 1)
-            m0 = self.sums[classes].sum(axis=0) / max(n, 1)
-            background = (self.second - Xo.T @ Xo) / max(n, 1) - np.outer(m0, m0)
-            self._models[key] = (self._shrunk_cholesky(within, self.alpha), means[classes],
-                                 self._shrunk_cholesky(background, self.alpha0), m0)
-        return self._models[key]
-
-    def distances(self, queries: np.ndarray, classes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Squared Mahalanobis distances of rows ``queries`` to the means of ``classes``, (m, C),
-        and to the background Gaussian of those classes' rows, (m,); and the classes' log priors."""
-        from scipy.linalg import solve_triangular
-
-        L, means, L0, m0 = self._model(classes)
-        Xq = self.X[queries]
-        Z = solve_triangular(L, Xq.T, lower=True).T
-        M = solve_triangular(L, means.T, lower=True).T
-        D = (Z * Z).sum(axis=1)[:, None] - 2 * Z @ M.T + (M * M).sum(axis=1)[None, :]
-        Z0 = solve_triangular(L0, (Xq - m0).T, lower=True).T
-        counts = self.counts[classes]
-        return np.maximum(D, 0.0), (Z0 * Z0).sum(axis=1), np.log(np.maximum(counts, 1) / max(counts.sum(), 1))
-
-
-def _gaussian_evidence(D: np.ndarray, D0: np.ndarray, log_prior: np.ndarray) -> np.ndarray:
-    logits = -0.5 * D + log_prior
-    logits -= logits.max(axis=1, keepdims=True)
-    p = np.exp(logits)
-    p /= p.sum(axis=1, keepdims=True)
-    return np.column_stack([np.sqrt(D.min(axis=1)), np.sqrt(D0), p.max(axis=1)])
-
-
-def _classifier_evidence(clf: Any, X: np.ndarray) -> np.ndarray:
-    logits = np.atleast_2d(clf.decision_function(X).T).T
-    if logits.shape[1] == 1:  # binary: decision_function is the log-odds of the second class
-        logits = np.column_stack([np.zeros(len(X)), logits[:, 0]])
-    top = logits.max(axis=1, keepdims=True)
-    lse = top[:, 0] + np.log(np.exp(logits - top).sum(axis=1))
-    return np.column_stack([np.exp(top[:, 0] - lse), lse])
-
-
-def oos_evidence(X: np.ndarray, y: np.ndarray, queries: np.ndarray, *, excluded: np.ndarray, k: int,
-                 gaussians: _Gaussians | None = None, graph: tuple[np.ndarray, np.ndarray] | None = None,
-                 classifier: Any = None,
-                 train_mask: np.ndarray | None = None, leave_one_out: bool = False) -> np.ndarray:
-    """The evidence columns (:data:`EVIDENCE`) of rows ``queries`` as if the intents
-    ``excluded`` had no annotated rows.
-
-    Parameters
-    ----------
-    X : float array, shape (n, dim), L2-normalised
-    y : int array, shape (n,)
-        Class index per row, -1 when unannotated.
-    queries : int array, shape (m,)
-    excluded : int array
-        Class indices treated as unknown (their rows count as unannotated).
-    k : int
-        Neighbours for the kNN similarity and the unannotated share.
-    gaussians : _Gaussians, optional
-        The Mahalanobis model of ``X``/``y`` (made here when not given).
-    graph : (indices, similarities), optional
-        The run's kNN graph of ``X`` (at least ``k`` wide).
-    classifier : estimator, optional
-        A classifier to fit on the known rows (``train_mask`` of them) for the maximum
-        softmax probability and energy; None leaves those columns NaN.
-    train_mask : bool array, shape (n,), optional
-        Which known rows the classifier trains on (default: all of them).
-    leave_one_out : bool
-        The queries are annotated rows of known intents scored as in-scope traffic: their own
-        row is left out of their class mean (kNN search never returns the query itself).
-
-    Returns
-    -------
-    float array, shape (m, len(EVIDENCE))
-    """
-    queries = np.asarray(queries, dtype=np.int64)
-    known_classes = np.setdiff1d(np.unique(y[y >= 0]), excluded)
-    known = np.isin(y, known_classes)
-    out = np.full((len(queries), len(EVIDENCE)), np.nan)
-    if not len(queries) or not len(known_classes):
-        return out
-    mean, best, _ = top_k_known(X, queries, known, k, graph=graph)
-    out[:, 0], out[:, 1] = best, mean
-    g = gaussians if gaussians is not None else _Gaussians(X, y)
-    D, D0, log_prior = g.distances(queries, known_classes)
-    if leave_one_out:
-        pos = np.searchsorted(known_classes, y[queries])
-        n_c = g.counts[known_classes][pos]
-        factor = np.where(n_c > 1, (n_c / np.maximum(n_c - 1, 1)) ** 2, np.inf)
-        D[np.arange(len(queries)), pos] *= factor
-    out[:, 2:5] = _gaussian_evidence(D, D0, log_prior)
-    if classifier is not None and len(known_classes) >= 2:
-        fit_rows = np.flatnonzero(known & (train_mask if train_mask is not None else True))
-        with limit_threads(1):
-            clf = clone(classifier).fit(X[fit_rows], y[fit_rows])
-        out[:, 5:7] = _classifier_evidence(clf, X[queries])
-    if graph is not None and graph[0].shape[1]:
-        kk = min(k, graph[0].shape[1])
-        out[:, 7] = 1.0 - known[graph[0][queries, :kk]].mean(axis=1)
-    return out
 
 
 def _features(E: np.ndarray, columns: list[int]) -> np.ndarray:
@@ -351,7 +149,7 @@ class OutOfScopeDetector(BaseEstimator):
              graph: tuple[np.ndarray, np.ndarray] | None) -> None:
         n = len(X)
         none = np.array([], dtype=np.int64)
-        gauss = _Gaussians(X, y)
+        gauss = SharedGaussians(X, y)
 
         evidence = np.full((n, len(EVIDENCE)), np.nan)
         evidence[annotated] = oos_evidence(X, y, annotated, excluded=none, k=self.k, gaussians=gauss, graph=graph,
@@ -370,9 +168,9 @@ class OutOfScopeDetector(BaseEstimator):
                 fit_rows = np.flatnonzero(train_mask & np.isin(y, known_cls))
                 if len(np.unique(y[fit_rows])) >= 2:
                     model = clone(clf).fit(X[fit_rows], y[fit_rows])
-                    pseudo[held, 5:7] = _classifier_evidence(model, X[annotated[held]])
+                    pseudo[held, 5:7] = classifier_evidence(model, X[annotated[held]])
                     inscope = np.flatnonzero((row_fold == f) & (intent_fold != f))
-                    evidence[annotated[inscope], 5:7] = _classifier_evidence(model, X[annotated[inscope]])
+                    evidence[annotated[inscope], 5:7] = classifier_evidence(model, X[annotated[inscope]])
         if len(unannotated):
             evidence[unannotated] = oos_evidence(X, y, unannotated, excluded=none, k=self.k, gaussians=gauss,
                                                  graph=graph, classifier=clf)
