@@ -7,13 +7,15 @@ Protocols (``benchmarks/cases.py``, the default encoder's cached vectors):
   several seeds; the unannotated rows are scored: positives = the held-out intents' rows,
   negatives = the in-scope unannotated rows; once more with 30% of the in-scope rows
   unannotated (10 held out), where the unannotated share of the neighbours says less;
-* **bundled** — the real export with each coarse intent held out in turn (its labels blanked);
-  positives = that intent's rows, negatives = the export's own unannotated rows (their intents
-  are unknown, assumed in scope).
+* **bundled** — the real export with each coarse intent held out in turn (its labels blanked)
+  and 10% of the other annotated rows blanked as in-scope traffic; positives = the held-out
+  intent's rows, negatives = those blanked in-scope rows (the export's own 193 unannotated rows
+  stay unannotated but are not judged: their intents are unknown).
 
 For each case, in the same run: the shipped signal (``OutOfScope().find`` on the case's
-context), the signal's score without the transductive evidence (the unannotated share of the
-neighbours; ``--no-ablation`` skips it), and the baselines — the classifier's maximum softmax
+context), two ablations (``--no-ablation`` skips them) — the score without the transductive
+evidence (the unannotated share of the neighbours) and with the logistic regression's maximum
+softmax probability and energy added — and the baselines — the classifier's maximum softmax
 probability (``default_classifier`` fitted on the annotated rows) and plain kNN distance
 (1 - cosine similarity to the nearest annotated row). Reported: AUROC, AUPRC and the FPR at 95%
 recall; the measured FPR of the candidates on in-scope unannotated rows next to the target;
@@ -21,7 +23,8 @@ the estimated out-of-scope share of the unannotated rows (with its interval) nex
 share; and the candidate groups' purity (size-weighted share of each group's majority held-out
 intent, in-scope false positives counting as impurity) and recall (share of each held-out
 intent's rows that sit in a group it is the majority of, averaged over intents), with the
-number of held-out intents recovered (a group of purity >= 0.8 holding >= half its rows).
+number of held-out intents recovered (a group of purity >= 0.8 holding >= half its rows); rows
+whose intent is unknown (the bundled export's own unannotated rows) are left out of the purity.
 
 Run::
 
@@ -57,7 +60,7 @@ from hl_debug.signals.out_of_scope import OutOfScope  # noqa: E402
 from hl_debug.threads import limit_threads  # noqa: E402
 
 log = logging.getLogger("benchmarks.out_of_scope")
-METHODS = ("oos", "oos w/o unannotated share", "MSP (LR)", "kNN distance")
+METHODS = ("oos", "oos w/o unannotated share", "oos + LR evidence", "MSP (LR)", "kNN distance")
 
 
 def fpr_at_recall(y: np.ndarray, s: np.ndarray, recall: float = 0.95) -> float:
@@ -80,8 +83,11 @@ def group_quality(truth: list[str | None], held: np.ndarray, group: np.ndarray) 
         return {"purity": float("nan"), "recall": 0.0, "recovered": 0, "n_groups": 0, "n_held": len(held_intents)}
     sizes, majority_hits, best = [], [], {t: 0.0 for t in held_intents}
     recovered = set()
+    known = np.array([t is not None or h for t, h in zip(truth, held)])  # unknown truth: not judged
     for g in groups:
-        members = truth_arr[group == g]
+        members = truth_arr[(group == g) & known]
+        if not len(members):
+            continue
         values, counts = np.unique(members, return_counts=True)
         top = values[np.argmax(counts)]
         sizes.append(len(members))
@@ -116,6 +122,8 @@ def evaluate(case: Case, positives: np.ndarray, negatives: np.ndarray, *, ablati
     if ablation:
         det = OutOfScopeDetector(use_unannotated_share=False).fit(X, ctx.y, graph=ctx.neighbors(32))
         scores["oos w/o unannotated share"] = det.scores_
+        det = OutOfScopeDetector(classifier="default").fit(X, ctx.y, graph=ctx.neighbors(32))
+        scores["oos + LR evidence"] = det.scores_
     keep = positives | negatives
     y = positives[keep].astype(int)
     out = {"case": case.name, "seconds": seconds,
@@ -145,16 +153,22 @@ def banking_cases(holdouts: list[int], seeds: list[int], rows: int | None,
     return out
 
 
-def bundled_cases() -> list[tuple[Case, np.ndarray, np.ndarray]]:
+def bundled_cases(sample: float = 0.1, seed: int = 0) -> list[tuple[Case, np.ndarray, np.ndarray]]:
+    """The export with one coarse intent's labels blanked (positives) and ``sample`` of the
+    other annotated rows blanked too (negatives: in-scope traffic whose intent is known); the
+    export's own unannotated rows stay unannotated and are not judged (their intent is unknown,
+    and some of them belong to the held-out intent)."""
     base = bundled()
     base_vectors = base.vectors
+    rng = np.random.default_rng(seed)
+    annotated = base.annotated
     out = []
     for intent in base.intents:
         held = np.array([v == intent for v in base.labels])
-        labels = [None if h else v for v, h in zip(base.labels, held)]
+        negatives = annotated & ~held & (rng.random(len(base)) < sample)
+        labels = [None if h or n else v for v, h, n in zip(base.labels, held, negatives)]
         case = dataclasses.replace(base, name=f"bundled -{intent}", labels=labels, held_out=held,
-                                   true=[v if v is not None else None for v in base.true], _vectors=base_vectors)
-        negatives = np.array([v is None for v in base.labels])
+                                   _vectors=base_vectors)
         out.append((case, held, negatives))
     return out
 

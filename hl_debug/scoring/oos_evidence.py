@@ -90,12 +90,14 @@ def top_k_known(X: np.ndarray, queries: np.ndarray, known: np.ndarray, k: int, *
 
 class SharedGaussians:
     """Class-conditional Gaussians with one shared covariance, and a background Gaussian, of
-    the annotated rows — recomputed without the intents a calibration fold holds out.
+    the annotated rows — re-estimated without the intents or rows a calibration fold leaves out.
 
     Both covariances are Ledoit-Wolf shrunk (the shrinkage intensity estimated once on every
-    annotated row); a fold subtracts its held-out intents' rows from the scatter matrices
-    instead of recomputing them, so it costs two Cholesky factorisations. (Keeping the held-out
-    rows in the covariance would leak them: the background Gaussian would cover them.)
+    annotated row). A fold's estimates come from the full scatter matrices minus the left-out
+    rows' (exact, and two Cholesky factorisations per fold). Leaving rows out matters twice:
+    held-out intents inside the background Gaussian would leak them, and in 384 dimensions a
+    row inside the covariance estimate sits measurably closer than a new one (an annotated row
+    scored as in-scope traffic must be left out of it, or the false-positive rate is understated).
     """
 
     def __init__(self, X: np.ndarray, y: np.ndarray) -> None:
@@ -110,12 +112,10 @@ class SharedGaussians:
         self.sums = np.zeros((n_classes, X.shape[1]))
         np.add.at(self.sums, yr, Xr)
         means = self.sums / np.maximum(self.counts, 1)[:, None]
-        R = Xr - means[yr]
-        self.within = R.T @ R
         self.second = Xr.T @ Xr
-        self.alpha = float(ledoit_wolf_shrinkage(R, assume_centered=True))
+        self.alpha = float(ledoit_wolf_shrinkage(Xr - means[yr], assume_centered=True))
         self.alpha0 = float(ledoit_wolf_shrinkage(Xr))
-        self._models: dict[tuple[int, ...], tuple] = {}
+        self._models: dict[Any, tuple] = {}
 
     def _shrunk_cholesky(self, cov: np.ndarray, alpha: float) -> np.ndarray:
         mu = np.trace(cov) / len(cov)
@@ -123,33 +123,42 @@ class SharedGaussians:
         shrunk.flat[:: len(cov) + 1] += _EPS * max(mu, _EPS)
         return np.linalg.cholesky(shrunk)
 
-    def _model(self, classes: np.ndarray) -> tuple:
-        key = tuple(int(c) for c in classes)
+    def _model(self, classes: np.ndarray, dropped: np.ndarray | None, key: Any) -> tuple:
+        key = (tuple(int(c) for c in classes), key)
         if key not in self._models:
-            out = np.flatnonzero(np.isin(self.y, np.setdiff1d(np.flatnonzero(self.counts), classes)))
-            Xo, yo = self.X[out], self.y[out]
-            n = self.counts[classes].sum()
-            means = self.sums / np.maximum(self.counts, 1)[:, None]
-            Ro = Xo - means[yo]
-            within = (self.within - Ro.T @ Ro) / max(n, 1)
-            m0 = self.sums[classes].sum(axis=0) / max(n, 1)
-            background = (self.second - Xo.T @ Xo) / max(n, 1) - np.outer(m0, m0)
-            self._models[key] = (self._shrunk_cholesky(within, self.alpha), means[classes],
-                                 self._shrunk_cholesky(background, self.alpha0), m0)
+            gone = ~np.isin(self.y, classes) & (self.y >= 0)
+            if dropped is not None:
+                gone |= dropped & (self.y >= 0)
+            Xo, yo = self.X[gone], self.y[gone]
+            counts, sums = self.counts.copy(), self.sums.copy()
+            np.subtract.at(counts, yo, 1.0)
+            np.subtract.at(sums, yo, Xo)
+            counts, sums = counts[classes], sums[classes]
+            n = max(counts.sum(), 1)
+            second = self.second - Xo.T @ Xo
+            means = sums / np.maximum(counts, 1)[:, None]
+            within = (second - (sums / np.maximum(counts, 1)[:, None]).T @ sums) / n
+            m0 = sums.sum(axis=0) / n
+            background = second / n - np.outer(m0, m0)
+            self._models[key] = (self._shrunk_cholesky(within, self.alpha), means,
+                                 self._shrunk_cholesky(background, self.alpha0), m0, counts)
         return self._models[key]
 
-    def distances(self, queries: np.ndarray, classes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def distances(self, queries: np.ndarray, classes: np.ndarray, *, dropped: np.ndarray | None = None,
+                  key: Any = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Squared Mahalanobis distances of rows ``queries`` to the means of ``classes``, (m, C),
-        and to the background Gaussian of those classes' rows, (m,); and the classes' log priors."""
+        and to the background Gaussian of those classes' rows, (m,); and the classes' log priors.
+
+        ``dropped`` (bool per row) leaves rows out of the estimates; ``key`` names that set for
+        the cache of fitted models (None: no rows dropped)."""
         from scipy.linalg import solve_triangular
 
-        L, means, L0, m0 = self._model(classes)
+        L, means, L0, m0, counts = self._model(classes, dropped, key)
         Xq = self.X[queries]
         Z = solve_triangular(L, Xq.T, lower=True).T
         M = solve_triangular(L, means.T, lower=True).T
         D = (Z * Z).sum(axis=1)[:, None] - 2 * Z @ M.T + (M * M).sum(axis=1)[None, :]
         Z0 = solve_triangular(L0, (Xq - m0).T, lower=True).T
-        counts = self.counts[classes]
         return np.maximum(D, 0.0), (Z0 * Z0).sum(axis=1), np.log(np.maximum(counts, 1) / max(counts.sum(), 1))
 
 
@@ -172,8 +181,7 @@ def classifier_evidence(clf: Any, X: np.ndarray) -> np.ndarray:
 
 def oos_evidence(X: np.ndarray, y: np.ndarray, queries: np.ndarray, *, excluded: np.ndarray, k: int,
                  gaussians: SharedGaussians | None = None, graph: tuple[np.ndarray, np.ndarray] | None = None,
-                 classifier: Any = None,
-                 train_mask: np.ndarray | None = None, leave_one_out: bool = False) -> np.ndarray:
+                 classifier: Any = None, dropped: np.ndarray | None = None, dropped_key: Any = None) -> np.ndarray:
     """The evidence columns (:data:`EVIDENCE`) of rows ``queries`` as if the intents
     ``excluded`` had no annotated rows.
 
@@ -192,13 +200,14 @@ def oos_evidence(X: np.ndarray, y: np.ndarray, queries: np.ndarray, *, excluded:
     graph : (indices, similarities), optional
         The run's kNN graph of ``X`` (at least ``k`` wide).
     classifier : estimator, optional
-        A classifier to fit on the known rows (``train_mask`` of them) for the maximum
-        softmax probability and energy; None leaves those columns NaN.
-    train_mask : bool array, shape (n,), optional
-        Which known rows the classifier trains on (default: all of them).
-    leave_one_out : bool
-        The queries are annotated rows of known intents scored as in-scope traffic: their own
-        row is left out of their class mean (kNN search never returns the query itself).
+        A classifier to fit on the known rows for the maximum softmax probability and energy;
+        None leaves those columns NaN.
+    dropped : bool array, shape (n,), optional
+        Annotated rows left out of the Gaussians and the classifier (the queries themselves,
+        when annotated rows are scored as in-scope traffic); the kNN search never returns a
+        query itself, so it needs no such fold.
+    dropped_key : hashable
+        Names the ``dropped`` set (the Gaussians cache one model per set).
 
     Returns
     -------
@@ -213,15 +222,10 @@ def oos_evidence(X: np.ndarray, y: np.ndarray, queries: np.ndarray, *, excluded:
     mean, best, _ = top_k_known(X, queries, known, k, graph=graph)
     out[:, 0], out[:, 1] = best, mean
     g = gaussians if gaussians is not None else SharedGaussians(X, y)
-    D, D0, log_prior = g.distances(queries, known_classes)
-    if leave_one_out:
-        pos = np.searchsorted(known_classes, y[queries])
-        n_c = g.counts[known_classes][pos]
-        factor = np.where(n_c > 1, (n_c / np.maximum(n_c - 1, 1)) ** 2, np.inf)
-        D[np.arange(len(queries)), pos] *= factor
+    D, D0, log_prior = g.distances(queries, known_classes, dropped=dropped, key=dropped_key)
     out[:, 2:5] = _gaussian_evidence(D, D0, log_prior)
     if classifier is not None and len(known_classes) >= 2:
-        fit_rows = np.flatnonzero(known & (train_mask if train_mask is not None else True))
+        fit_rows = np.flatnonzero(known & (~dropped if dropped is not None else True))
         with limit_threads(1):
             clf = clone(classifier).fit(X[fit_rows], y[fit_rows])
         out[:, 5:7] = classifier_evidence(clf, X[queries])

@@ -155,7 +155,7 @@ class OutOfScope(Signal):
     order = "score"
     defaults = {
         "oos_target_fpr": Knob(0.05, "Estimated share of in-scope traffic flagged as out of scope (the "
-                                     "candidates' threshold).", min=0, max=1, min_open=True),
+                                     "candidates' threshold).", min=0, max=0.5, min_open=True),
         "oos_k": Knob(10, "Neighbours for the out-of-scope evidence.", int, min=1),
         "oos_folds": Knob(5, "Folds of intents held out to calibrate the out-of-scope score.", int, min=2),
         "oos_min_group_size": Knob(3, "Smallest group of out-of-scope candidates listed as a new intent.", int,
