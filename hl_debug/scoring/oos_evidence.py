@@ -79,12 +79,11 @@ def top_k_known(X: np.ndarray, queries: np.ndarray, known: np.ndarray, k: int, *
         S[np.flatnonzero(mine), hit[mine]] = -np.inf
         if kk < 1:
             continue
-        top = np.argpartition(-S, kk - 1, axis=1)[:, :kk]
-        ts = np.take_along_axis(S, top, axis=1)
-        order = np.argsort(-ts, axis=1, kind="stable")
-        ts, top = np.take_along_axis(ts, order, axis=1), np.take_along_axis(top, order, axis=1)
+        S = S.astype(np.float32, copy=False)
+        ts = -np.partition(-S, kk - 1, axis=1)[:, :kk] if kk < S.shape[1] else S  # the top kk, unordered
+        first = np.argmax(S, axis=1)  # lowest index among ties, as the graph orders them
         ts = np.where(np.isfinite(ts), ts, np.nan)
-        mean[part], best[part], nearest[part] = np.nanmean(ts, axis=1), ts[:, 0], keys[top[:, 0]]
+        mean[part], best[part], nearest[part] = np.nanmean(ts, axis=1), S[np.arange(len(part)), first], keys[first]
     return mean, best, nearest
 
 
