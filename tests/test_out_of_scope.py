@@ -200,3 +200,17 @@ def test_the_signals_step_runs_both_and_the_exports_have_their_columns(store, wr
 def test_the_inspector_gets_the_score_and_group():
     assert OutOfScope.evidence.columns == {"oos_score": "oos_score", "oos_group": "group_id"}
     assert OutOfScope.defaults["oos_target_fpr"].default == 0.05
+
+
+def test_the_registry_runs_oos_before_the_queue_whatever_was_imported_first():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    code = ("import hl_debug.signals.queue, hl_debug.signals.model_report\n"
+            "from hl_debug.signals.registry import all_signals\n"
+            "print(' '.join(c.name for c in all_signals()))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, env={"PYTHONPATH": str(root)}, capture_output=True,
+                         text=True, check=True).stdout.split()
+    assert out == ["issues", "oos", "new_intents", "duplicates", "queue", "report"]

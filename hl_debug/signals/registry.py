@@ -56,6 +56,12 @@ def _load_builtins() -> None:
         _loaded = True
         for module in BUILTINS:
             importlib.import_module(f"hl_debug.signals.{module}")
+        # a module imported earlier registered earlier: put the built-ins back in BUILTINS order
+        # (a later signal reads the results of the earlier ones, e.g. the queue the oos signal's)
+        rank = {f"hl_debug.signals.{module}": i for i, module in enumerate(BUILTINS)}
+        ordered = sorted(_REGISTRY.items(), key=lambda item: rank.get(item[1].__module__, len(rank)))
+        _REGISTRY.clear()
+        _REGISTRY.update(ordered)
 
 
 def all_signals() -> list[type[Signal]]:
