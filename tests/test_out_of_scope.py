@@ -214,3 +214,13 @@ def test_the_registry_runs_oos_before_the_queue_whatever_was_imported_first():
     out = subprocess.run([sys.executable, "-c", code], cwd=root, env={"PYTHONPATH": str(root)}, capture_output=True,
                          text=True, check=True).stdout.split()
     assert out == ["issues", "oos", "new_intents", "duplicates", "queue", "report"]
+
+
+def test_every_row_carries_its_evidence(found):
+    _, truth, result = found
+    for r in result.rows:
+        assert all(r[c] is not None for c in ("knn_similarity", "mahalanobis", "max_probability", "unannotated_share",
+                                              "nearest_intent", "nearest_similarity"))
+        assert 0 <= r["max_probability"] <= 1 and 0 <= r["unannotated_share"] <= 1 and r["reason"]
+    unseen = [r for r, t in zip(result.rows, truth) if t == "unseen"]
+    assert all(r["reason"].startswith("fits no intent") for r in unseen if r["is_candidate"])

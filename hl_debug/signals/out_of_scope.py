@@ -41,7 +41,7 @@ OOS = Table(
         Column("reason", str, "what the evidence says, in words"),
         Column("knn_similarity", float, "mean cosine similarity to the nearest annotated rows"),
         Column("mahalanobis", float, "class-conditional Mahalanobis distance to the nearest intent"),
-        Column("max_probability", float, "the classifier's maximum softmax probability"),
+        Column("max_probability", float, "the classifier's top posterior (the shared-covariance Gaussian one)"),
         Column("unannotated_share", float, "share of its nearest neighbours that are unannotated"),
     ),
     orders={"score": (("oos_score", True),), "rank": (("rank", False),)},
@@ -131,7 +131,8 @@ def out_of_scope_result(context: SignalContext, *, target_fpr: float, k: int, n_
             "reason": _reason(bool(cand[i]), float(det.fpr_[i]), float(det.nearest_similarity_[i]), intent,
                               float(col["unannotated_share"][i])),
             "knn_similarity": num(col["knn_similarity"][i]), "mahalanobis": num(col["mahalanobis"][i]),
-            "max_probability": num(col["max_probability"][i]),
+            "max_probability": num(col["max_probability"][i] if col["max_probability"][i] == col["max_probability"][i]
+                                   else col["gaussian_probability"][i]),
             "unannotated_share": num(col["unannotated_share"][i])})
     return rows, groups, report
 
@@ -139,7 +140,8 @@ def out_of_scope_result(context: SignalContext, *, target_fpr: float, k: int, n_
 @dataclass
 class OutOfScopeResult(SignalResult):
     """The ``oos`` signal's result, plus its candidate groups (``new_intents`` rows) for the
-    ``new_intents`` signal of the same run."""
+    ``new_intents`` signal of the same run. ``rows[i]`` is the context's row ``i`` (the
+    queue reads ``is_candidate`` and ``group_id`` off them)."""
 
     groups: list[dict[str, Any]] = field(default_factory=list)
 
