@@ -160,6 +160,12 @@ def test_clusters_benchmark_quick_mode():
 
 
 @pytest.mark.slow
+def test_out_of_scope_benchmark_scores_a_small_banking_case():
+    row = figure_row(run_script("out_of_scope", "--quick"), "banking +10 unknown, seed 0")
+    assert all(is_number(c) for c in row[1:]), row  # AUROC of every method, AUPRC, FPR@95, seconds
+
+
+@pytest.mark.slow
 def test_predict_throughput_against_the_local_model_server(real_export, tmp_path):
     out = run_script("predict_throughput", "--n", "40", "--concurrency", "1", "--modes", "encode,cached", "--limit", "400",
                      "--db", str(tmp_path / "predict.db"))

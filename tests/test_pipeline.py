@@ -41,6 +41,8 @@ def test_run_real_export_maps_and_clusters_everything(db_path, real_export, reco
     # then one line per registered signal, from the registry
     assert "\n  Scored 2134 annotated rows: 31 flagged as likely errors" in r.stdout
     assert "\n  Annotation queue: 193 rows" in r.stdout
+    assert re.search(r"\n  Out of scope: \d+ unannotated candidates in \d+ groups; estimated out-of-scope share "
+                     r"of unannotated traffic \d+% \(\d+%-\d+%\)\n  Candidate new intents: \d+\n", r.stdout)
 
     store = Store(db_path)
     try:
@@ -58,6 +60,7 @@ def test_run_real_export_maps_and_clusters_everything(db_path, real_export, reco
         # the debug signals cover every annotated row and every unannotated one
         assert store.table_count(get_signal("issues").table) == 2134
         assert store.table_count(get_signal("queue").table) == 193
+        assert store.table_count(get_signal("oos").table) == 2327
         assert any(e["endpoint"].startswith("recorded:") for e in store.endpoints())
         assert store.report("model_report")
         assert isinstance(store.report("web_map_payload"), dict)  # the web step kept the map's data

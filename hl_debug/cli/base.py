@@ -174,7 +174,9 @@ class ExportGroup(click.Group):
         return sorted({*super().list_commands(ctx), *self._dynamic()})
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        return super().get_command(ctx, cmd_name) or self._dynamic().get(cmd_name)
+        # signal names are snake_case; ``export new-intents`` finds ``new_intents`` too
+        dynamic = self._dynamic()
+        return super().get_command(ctx, cmd_name) or dynamic.get(cmd_name) or dynamic.get(cmd_name.replace("-", "_"))
 
 
 @cli.group(cls=ExportGroup)

@@ -143,7 +143,8 @@ def signal_rows(store: Store, cls: type[Signal], *, equals: dict[str, Any] | Non
     """The rows of signal ``cls``'s table in its export order, with the utterance's text and
     split joined (the table's own columns win)."""
     assert cls.table is not None
-    store.require_table(cls.table, "signals")
+    if not (store.table_exists(cls.table.name) and store.last_run("signals")):  # an empty result is a result
+        store.require_table(cls.table, "signals")
     texts = {u["id"]: u for u in store.utterance_rows(["id", "text", "usage"])}
     return [{**texts.get(r["id"], {}), **r} for r in store.table_rows(cls.table, order=cls.order, equals=equals)]
 

@@ -21,7 +21,7 @@ from hl_debug.signals.base import Signal, check_signal
 from hl_debug.storage.schema import Evidence
 
 #: The built-in signals, in the order the step runs them and the run summary lists them.
-BUILTINS = ("label_issues", "duplicates", "queue", "model_report")
+BUILTINS = ("label_issues", "out_of_scope", "duplicates", "queue", "model_report")
 
 _REGISTRY: dict[str, type[Signal]] = {}
 _loaded = False
@@ -56,6 +56,12 @@ def _load_builtins() -> None:
         _loaded = True
         for module in BUILTINS:
             importlib.import_module(f"hl_debug.signals.{module}")
+        # a module imported earlier registered earlier: put the built-ins back in BUILTINS order
+        # (a later signal reads the results of the earlier ones, e.g. the queue the oos signal's)
+        rank = {f"hl_debug.signals.{module}": i for i, module in enumerate(BUILTINS)}
+        ordered = sorted(_REGISTRY.items(), key=lambda item: rank.get(item[1].__module__, len(rank)))
+        _REGISTRY.clear()
+        _REGISTRY.update(ordered)
 
 
 def all_signals() -> list[type[Signal]]:

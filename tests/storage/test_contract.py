@@ -282,7 +282,7 @@ IDS = list(range(1000, 1024))
 UNANNOTATED = [1019, 1020, 1021, 1022, 1023]
 INSPECTOR = ("id", "text", "intent", "label", "usage", "complete", "x", "y", "cluster_id", "outlier_score",
              "predicted_label", "confidence", "entropy", "margin", "issue_score", "suggested_label", "flagged",
-             "issue_reason", "issue_rank", "queue_rank", "queue_reason", "decision")
+             "issue_reason", "issue_rank", "oos_score", "oos_group", "queue_rank", "queue_reason", "decision")
 #: Issue ids by score, highest first, ties by id.
 ISSUES_BY_SCORE = [1018, 1000, 1007, 1014, 1006, 1013, 1005, 1012, 1004, 1011, 1003, 1010, 1017, 1002, 1009,
                    1016, 1001, 1008, 1015]

@@ -1,0 +1,234 @@
+"""Out-of-scope evidence: per-row measurements of how far an utterance sits from the annotated
+intents, computed as if some intents did not exist (pure functions on arrays).
+
+:func:`oos_evidence` gives the columns of :data:`EVIDENCE` for a set of rows with a set of
+intents held out: the kNN similarity to the nearest annotated rows (:func:`top_k_known`, the
+run's kNN graph where it lists enough of them), the class-conditional and background
+Mahalanobis distances and the Gaussian classifier's top posterior (:class:`SharedGaussians`),
+the classifier's maximum softmax probability and energy, and the unannotated share of the
+neighbours. :class:`hl_debug.scoring.out_of_scope.OutOfScopeDetector` combines them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from sklearn.base import clone
+
+from hl_debug.threads import limit_threads
+
+#: The evidence columns of :func:`oos_evidence`, in order.
+EVIDENCE = ("nn_similarity", "knn_similarity", "mahalanobis", "background_mahalanobis", "gaussian_probability",
+            "max_probability", "energy", "unannotated_share")
+_BLOCK = 4_000_000  # similarities held at once in the exact kNN fallback
+_EPS = 1e-6
+
+
+def top_k_known(X: np.ndarray, queries: np.ndarray, known: np.ndarray, k: int, *,
+                graph: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The ``k`` most similar rows among the ``known`` ones (never the query itself) of each query.
+
+    Parameters
+    ----------
+    X : float array, shape (n, dim), L2-normalised
+    queries : int array, shape (m,)
+        Row numbers to look up.
+    known : bool array, shape (n,)
+        Rows that may be neighbours.
+    k : int
+        Neighbours (fewer when fewer rows are known).
+    graph : (indices, similarities), optional
+        The kNN graph of all of ``X`` (self excluded, most similar first): used for the
+        queries it lists at least ``k`` known rows of, exact search for the others.
+
+    Returns
+    -------
+    mean_similarity, max_similarity : float arrays, shape (m,)
+        NaN when no row is known.
+    nearest : int array, shape (m,)
+        Row number of the most similar known row (-1 when none).
+    """
+    queries = np.asarray(queries, dtype=np.int64)
+    m = len(queries)
+    mean, best = np.full(m, np.nan), np.full(m, np.nan)
+    nearest = np.full(m, -1, dtype=np.int64)
+    keys = np.flatnonzero(known)
+    k = min(k, len(keys))
+    if not m or k < 1:
+        return mean, best, nearest
+    todo = np.ones(m, dtype=bool)
+    if graph is not None and graph[0].shape[1]:
+        gi, gs = graph[0][queries], graph[1][queries]
+        ok = known[gi]
+        enough = ok.sum(axis=1) >= k
+        first = np.argsort(~ok[enough], axis=1, kind="stable")[:, :k]
+        sims = np.take_along_axis(gs[enough], first, axis=1).astype(float)
+        mean[enough], best[enough] = sims.mean(axis=1), sims[:, 0]
+        nearest[enough] = np.take_along_axis(gi[enough], first[:, :1], axis=1)[:, 0]
+        todo = ~enough
+    rest = np.flatnonzero(todo)
+    Xk = X[keys]
+    step = max(1, _BLOCK // max(len(keys), 1))
+    for start in range(0, len(rest), step):
+        part = rest[start:start + step]
+        S = X[queries[part]] @ Xk.T
+        hit = np.searchsorted(keys, queries[part])
+        mine = (hit < len(keys)) & (keys[np.minimum(hit, len(keys) - 1)] == queries[part])
+        kk = min(k, len(keys) - 1) if mine.any() else k
+        S[np.flatnonzero(mine), hit[mine]] = -np.inf
+        if kk < 1:
+            continue
+        S = S.astype(np.float32, copy=False)
+        ts = -np.partition(-S, kk - 1, axis=1)[:, :kk] if kk < S.shape[1] else S  # the top kk, unordered
+        first = np.argmax(S, axis=1)  # lowest index among ties, as the graph orders them
+        ts = np.where(np.isfinite(ts), ts, np.nan)
+        mean[part], best[part], nearest[part] = np.nanmean(ts, axis=1), S[np.arange(len(part)), first], keys[first]
+    return mean, best, nearest
+
+
+class SharedGaussians:
+    """Class-conditional Gaussians with one shared covariance, and a background Gaussian, of
+    the annotated rows — re-estimated without the intents or rows a calibration fold leaves out.
+
+    Both covariances are Ledoit-Wolf shrunk (the shrinkage intensity estimated once on every
+    annotated row). A fold's estimates come from the full scatter matrices minus the left-out
+    rows' (exact, and two Cholesky factorisations per fold). Leaving rows out matters twice:
+    held-out intents inside the background Gaussian would leak them, and in 384 dimensions a
+    row inside the covariance estimate sits measurably closer than a new one (an annotated row
+    scored as in-scope traffic must be left out of it, or the false-positive rate is understated).
+    """
+
+    def __init__(self, X: np.ndarray, y: np.ndarray) -> None:
+        from sklearn.covariance import ledoit_wolf_shrinkage
+
+        self.X = X.astype(np.float64)
+        self.y = y
+        rows = np.flatnonzero(y >= 0)
+        Xr, yr = self.X[rows], y[rows]
+        n_classes = int(yr.max()) + 1
+        self.counts = np.bincount(yr, minlength=n_classes).astype(float)
+        self.sums = np.zeros((n_classes, X.shape[1]))
+        np.add.at(self.sums, yr, Xr)
+        means = self.sums / np.maximum(self.counts, 1)[:, None]
+        self.second = Xr.T @ Xr
+        self.alpha = float(ledoit_wolf_shrinkage(Xr - means[yr], assume_centered=True))
+        self.alpha0 = float(ledoit_wolf_shrinkage(Xr))
+        self._models: dict[Any, tuple] = {}
+
+    def _shrunk_cholesky(self, cov: np.ndarray, alpha: float) -> np.ndarray:
+        mu = np.trace(cov) / len(cov)
+        shrunk = (1 - alpha) * cov + alpha * mu * np.eye(len(cov))
+        shrunk.flat[:: len(cov) + 1] += _EPS * max(mu, _EPS)
+        return np.linalg.cholesky(shrunk)
+
+    def _model(self, classes: np.ndarray, dropped: np.ndarray | None, key: Any) -> tuple:
+        key = (tuple(int(c) for c in classes), key)
+        if key not in self._models:
+            gone = ~np.isin(self.y, classes) & (self.y >= 0)
+            if dropped is not None:
+                gone |= dropped & (self.y >= 0)
+            Xo, yo = self.X[gone], self.y[gone]
+            counts, sums = self.counts.copy(), self.sums.copy()
+            np.subtract.at(counts, yo, 1.0)
+            np.subtract.at(sums, yo, Xo)
+            counts, sums = counts[classes], sums[classes]
+            n = max(counts.sum(), 1)
+            second = self.second - Xo.T @ Xo
+            means = sums / np.maximum(counts, 1)[:, None]
+            within = (second - (sums / np.maximum(counts, 1)[:, None]).T @ sums) / n
+            m0 = sums.sum(axis=0) / n
+            background = second / n - np.outer(m0, m0)
+            self._models[key] = (self._shrunk_cholesky(within, self.alpha), means,
+                                 self._shrunk_cholesky(background, self.alpha0), m0, counts)
+        return self._models[key]
+
+    def distances(self, queries: np.ndarray, classes: np.ndarray, *, dropped: np.ndarray | None = None,
+                  key: Any = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Squared Mahalanobis distances of rows ``queries`` to the means of ``classes``, (m, C),
+        and to the background Gaussian of those classes' rows, (m,); and the classes' log priors.
+
+        ``dropped`` (bool per row) leaves rows out of the estimates; ``key`` names that set for
+        the cache of fitted models (None: no rows dropped)."""
+        from scipy.linalg import solve_triangular
+
+        L, means, L0, m0, counts = self._model(classes, dropped, key)
+        Xq = self.X[queries]
+        Z = solve_triangular(L, Xq.T, lower=True).T
+        M = solve_triangular(L, means.T, lower=True).T
+        D = (Z * Z).sum(axis=1)[:, None] - 2 * Z @ M.T + (M * M).sum(axis=1)[None, :]
+        Z0 = solve_triangular(L0, (Xq - m0).T, lower=True).T
+        return np.maximum(D, 0.0), (Z0 * Z0).sum(axis=1), np.log(np.maximum(counts, 1) / max(counts.sum(), 1))
+
+
+def _gaussian_evidence(D: np.ndarray, D0: np.ndarray, log_prior: np.ndarray) -> np.ndarray:
+    logits = -0.5 * D + log_prior
+    logits -= logits.max(axis=1, keepdims=True)
+    p = np.exp(logits)
+    p /= p.sum(axis=1, keepdims=True)
+    return np.column_stack([np.sqrt(D.min(axis=1)), np.sqrt(D0), p.max(axis=1)])
+
+
+def classifier_evidence(clf: Any, X: np.ndarray) -> np.ndarray:
+    logits = np.atleast_2d(clf.decision_function(X).T).T
+    if logits.shape[1] == 1:  # binary: decision_function is the log-odds of the second class
+        logits = np.column_stack([np.zeros(len(X)), logits[:, 0]])
+    top = logits.max(axis=1, keepdims=True)
+    lse = top[:, 0] + np.log(np.exp(logits - top).sum(axis=1))
+    return np.column_stack([np.exp(top[:, 0] - lse), lse])
+
+
+def oos_evidence(X: np.ndarray, y: np.ndarray, queries: np.ndarray, *, excluded: np.ndarray, k: int,
+                 gaussians: SharedGaussians | None = None, graph: tuple[np.ndarray, np.ndarray] | None = None,
+                 classifier: Any = None, dropped: np.ndarray | None = None, dropped_key: Any = None) -> np.ndarray:
+    """The evidence columns (:data:`EVIDENCE`) of rows ``queries`` as if the intents
+    ``excluded`` had no annotated rows.
+
+    Parameters
+    ----------
+    X : float array, shape (n, dim), L2-normalised
+    y : int array, shape (n,)
+        Class index per row, -1 when unannotated.
+    queries : int array, shape (m,)
+    excluded : int array
+        Class indices treated as unknown (their rows count as unannotated).
+    k : int
+        Neighbours for the kNN similarity and the unannotated share.
+    gaussians : SharedGaussians, optional
+        The Mahalanobis model of ``X``/``y`` (made here when not given).
+    graph : (indices, similarities), optional
+        The run's kNN graph of ``X`` (at least ``k`` wide).
+    classifier : estimator, optional
+        A classifier to fit on the known rows for the maximum softmax probability and energy;
+        None leaves those columns NaN.
+    dropped : bool array, shape (n,), optional
+        Annotated rows left out of the Gaussians and the classifier (the queries themselves,
+        when annotated rows are scored as in-scope traffic); the kNN search never returns a
+        query itself, so it needs no such fold.
+    dropped_key : hashable
+        Names the ``dropped`` set (the Gaussians cache one model per set).
+
+    Returns
+    -------
+    float array, shape (m, len(EVIDENCE))
+    """
+    queries = np.asarray(queries, dtype=np.int64)
+    known_classes = np.setdiff1d(np.unique(y[y >= 0]), excluded)
+    known = np.isin(y, known_classes)
+    out = np.full((len(queries), len(EVIDENCE)), np.nan)
+    if not len(queries) or not len(known_classes):
+        return out
+    mean, best, _ = top_k_known(X, queries, known, k, graph=graph)
+    out[:, 0], out[:, 1] = best, mean
+    g = gaussians if gaussians is not None else SharedGaussians(X, y)
+    D, D0, log_prior = g.distances(queries, known_classes, dropped=dropped, key=dropped_key)
+    out[:, 2:5] = _gaussian_evidence(D, D0, log_prior)
+    if classifier is not None and len(known_classes) >= 2:
+        fit_rows = np.flatnonzero(known & (~dropped if dropped is not None else True))
+        with limit_threads(1):
+            clf = clone(classifier).fit(X[fit_rows], y[fit_rows])
+        out[:, 5:7] = classifier_evidence(clf, X[queries])
+    if graph is not None and graph[0].shape[1]:
+        kk = min(k, graph[0].shape[1])
+        out[:, 7] = 1.0 - known[graph[0][queries, :kk]].mean(axis=1)
+    return out

@@ -1,0 +1,226 @@
+"""Out-of-scope scores, candidate groups and new intents: tiny synthetic blobs (one per intent,
+plus an unseen one nobody annotated), the signals step and the exports."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from hl_debug.cli import cli
+from hl_debug.scoring.new_intents import group_candidates, intent_spread
+from hl_debug.scoring.oos_evidence import SharedGaussians
+from hl_debug.scoring.out_of_scope import OutOfScopeDetector, estimate_share, top_k_known
+from hl_debug.signals.context import SignalContext
+from hl_debug.signals.out_of_scope import NEW_INTENTS, OOS, NewIntents, OutOfScope
+from hl_debug.signals.registry import BUILTINS, all_signals
+from hl_debug.steps.signals import signals
+from tests.test_signals import fill_signal_store
+
+N_INTENTS, PER, UNANNOTATED = 6, 80, 30  # rows per blob; unannotated rows per in-scope blob
+
+
+def blobs(seed: int = 0, dim: int = 24, spread: float = 0.45):
+    """Unit vectors around N_INTENTS + 1 random centres; the last blob is never annotated."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(N_INTENTS + 1, dim))
+    X, labels, truth = [], [], []
+    for c in range(N_INTENTS + 1):
+        X.append(centres[c] + spread * rng.normal(size=(PER, dim)))
+        for j in range(PER):
+            truth.append("unseen" if c == N_INTENTS else f"intent{c}")
+            labels.append(None if c == N_INTENTS or j < UNANNOTATED else f"intent{c}")
+    X = np.vstack(X).astype(np.float32)
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    texts = [f"{t} words {i}" for i, t in enumerate(truth)]
+    return SignalContext(ids=np.arange(len(X)) + 1000, texts=texts, vectors=X, labels=labels,
+                         splits=[None] * len(X)), np.array(truth)
+
+
+@pytest.fixture(scope="module")
+def found():
+    context, truth = blobs()
+    result = OutOfScope().find(context)
+    context.results["oos"] = result
+    return context, truth, result
+
+
+def test_the_unseen_blob_scores_highest(found):
+    context, truth, result = found
+    score = np.array([r["oos_score"] for r in result.rows])
+    unseen = truth == "unseen"
+    assert score[unseen].min() > np.quantile(score[~unseen], 0.95)
+    assert np.median(score[unseen]) > score[~unseen].max() - 1e-9 or np.mean(score[unseen] > score[~unseen].max()) > 0.9
+    ranks = {r["id"]: r["rank"] for r in result.rows}
+    assert sorted(ranks.values()) == list(range(1, len(truth) + 1))
+    top = [r for r in result.rows if r["rank"] <= unseen.sum()]
+    assert np.mean(truth[[int(r["id"]) - 1000 for r in top]] == "unseen") >= 0.95
+
+
+def test_the_unseen_blob_forms_one_group(found):
+    context, truth, result = found
+    unseen = truth == "unseen"
+    group = np.array([r["group_id"] if r["group_id"] is not None else 0 for r in result.rows])
+    cand = np.array([r["is_candidate"] for r in result.rows], dtype=bool)
+    assert cand[unseen].mean() >= 0.95
+    assert len(set(group[unseen & cand])) == 1 and group[unseen & cand][0] > 0
+    assert np.sum(group == group[unseen][0]) - np.sum(unseen & cand) <= 2  # hardly any in-scope row in it
+    assert all(g is None for g, c in zip(group, cand) if not c) or np.all(group[~cand] == 0)
+    rows = NewIntents().find(context).rows
+    first = next(r for r in rows if r["group_id"] == group[unseen][0])
+    assert first["size"] == np.sum(group == group[unseen][0]) and first["verdict"] == "new intent"
+    assert "unseen" in first["keywords"].split(", ")
+    assert set(json.loads(first["ids"])) >= {int(i) for i in context.ids[unseen & cand]}
+    assert first["examples"].count(" | ") == 2 and all("unseen" in e for e in first["examples"].split(" | "))
+    assert first["nearest_intents"].startswith("intent") and "(" in first["nearest_intents"]
+
+
+def test_the_false_positive_rate_estimate_matches_the_in_scope_flag_rate(found):
+    context, truth, result = found
+    rows, report = result.rows, result.report
+    inscope_unannotated = (truth != "unseen") & ~context.annotated
+    cand = np.array([r["is_candidate"] for r in rows], dtype=bool)
+    measured = cand[inscope_unannotated].mean()
+    assert report["target_fpr"] == 0.05 and report["fpr_at_threshold"] <= 0.05
+    assert abs(measured - report["fpr_at_threshold"]) < 0.05
+    fpr = np.array([r["fpr"] for r in rows])
+    score = np.array([r["oos_score"] for r in rows])
+    order = np.argsort(score)
+    assert np.all(np.diff(fpr[order]) <= 1e-12)  # a higher score never has a higher estimated FPR
+    assert set(cand) == {True, False} and np.all(score[cand] >= report["threshold"])
+    assert np.all(fpr[cand] <= report["target_fpr"] + 1e-9)
+
+
+def test_the_share_estimate_brackets_the_truth(found):
+    context, truth, result = found
+    report = result.report
+    true_share = np.mean(truth[~context.annotated] == "unseen")
+    assert report["estimated_share_low"] <= true_share <= report["estimated_share_high"]
+    assert abs(report["estimated_share"] - true_share) < 0.1
+    assert report["n_unannotated"] == int((~context.annotated).sum()) and report["n_groups"] >= 1
+    assert report["n_candidates_unannotated"] <= report["n_candidates"]
+
+
+def test_estimate_share_corrects_for_false_positives_and_recall():
+    rng = np.random.default_rng(0)
+    cal_in = rng.random(1000)  # threshold 0.9: 10% of in-scope rows above it
+    cal_out = np.r_[np.full(400, 0.95), np.full(100, 0.5)]  # 80% recall
+    groups = np.repeat(np.arange(10), 50)
+    candidate = np.r_[np.ones(420, bool), np.zeros(580, bool)]  # p = 0.42 = 0.4 * 0.8 + 0.6 * 0.1... of 1000
+    share, low, high = estimate_share(candidate, tpr=0.8, fpr=0.1, cal_in=cal_in, cal_out=cal_out, cal_out_groups=groups,
+                                      threshold=0.9)
+    assert share == pytest.approx((0.42 - 0.1) / 0.7)
+    assert low < share < high
+    assert np.isnan(estimate_share(candidate, tpr=0.1, fpr=0.1, cal_in=cal_in, cal_out=cal_out,
+                                   cal_out_groups=groups, threshold=0.9)[0])
+
+
+def test_top_k_known_reads_the_graph_and_falls_back_to_exact_search():
+    from hl_debug.neighbors import knn
+
+    context, _ = blobs(dim=16)
+    X = context.vectors
+    known = np.zeros(len(X), dtype=bool)
+    known[::3] = True
+    queries = np.arange(0, len(X), 7)
+    exact = top_k_known(X, queries, known, 5)
+    via_graph = top_k_known(X, queries, known, 5, graph=knn(X, 8))  # too narrow for many: exact for those
+    for a, b in zip(exact, via_graph):
+        np.testing.assert_allclose(a, b, rtol=1e-5)
+    S = X[queries] @ X[known].T
+    S[np.isin(queries, np.flatnonzero(known)), np.searchsorted(np.flatnonzero(known), queries[known[queries]])] = -9
+    np.testing.assert_allclose(exact[1], S.max(axis=1), rtol=1e-5)
+
+
+def test_a_calibration_fold_forgets_its_held_out_intents():
+    """The Mahalanobis model of a fold equals one built as if the held-out rows were unannotated
+    (the background Gaussian must not cover them: that leaked them before)."""
+    context, _ = blobs(dim=12)
+    y = context.y
+    full = SharedGaussians(context.vectors, y)
+    keep = np.array([0, 2, 3, 5])
+    y_without = np.where(np.isin(y, keep), y, -1)
+    fresh = SharedGaussians(context.vectors, y_without)
+    fresh.alpha, fresh.alpha0 = full.alpha, full.alpha0
+    queries = np.flatnonzero(y == 1)
+    for a, b in zip(full.distances(queries, keep), fresh.distances(queries, keep)):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-8)
+
+
+def test_groups_split_where_intents_do():
+    context, truth = blobs()
+    X = context.vectors
+    threshold = intent_spread(X, context.y)
+    rows = np.flatnonzero(np.isin(truth, ["intent0", "intent1"]))
+    groups = group_candidates(X[rows], threshold=threshold, min_size=3)
+    for name in ("intent0", "intent1"):
+        values, counts = np.unique(groups[truth[rows] == name], return_counts=True)
+        assert counts.max() >= 0.9 * counts.sum() and values[np.argmax(counts)] >= 0
+    assert group_candidates(X[:2], threshold=threshold, min_size=3).tolist() == [-1, -1]
+
+
+def test_detector_needs_two_intents_and_the_signal_says_so():
+    with pytest.raises(ValueError, match="two annotated intents"):
+        OutOfScopeDetector().fit(np.eye(4, dtype=np.float32), np.array([0, 0, -1, -1]))
+    X = np.eye(4, dtype=np.float32)
+    context = SignalContext(ids=np.arange(4), texts=list("abcd"), vectors=X, labels=["a", "a", None, None],
+                            splits=[None] * 4)
+    result = OutOfScope().find(context)
+    assert result.rows == [] and result.report["n_candidates"] == 0 and "skipped" in result.report
+
+
+def test_the_signals_step_runs_both_and_the_exports_have_their_columns(store, write_export, tmp_path):
+    assert BUILTINS.index("out_of_scope") == BUILTINS.index("label_issues") + 1
+    names = [cls.name for cls in all_signals()]
+    assert names.index("oos") < names.index("new_intents") < names.index("queue")
+    fill_signal_store(store, write_export)
+    counts = signals(store, progress=False)
+    assert "n_oos_candidates" in counts and "n_new_intents" in counts
+    assert store.table_count(OOS) == store.stats()["n_utterances"]
+    assert store.report("out_of_scope")["target_fpr"] == 0.05
+    runner = CliRunner()
+    r = runner.invoke(cli, ["--db", str(store.path), "export", "oos", "--format", "csv"], obj={})
+    assert r.exit_code == 0, r.output
+    table = list(csv.DictReader(io.StringIO(r.output)))
+    assert {"id", "text", "annotated", "oos_score", "is_candidate", "group_id"} <= set(table[0])
+    assert all((row["group_id"] == "") == (row["is_candidate"] == "0") or row["is_candidate"] == "1" for row in table)
+    scores = [float(row["oos_score"]) for row in table]
+    assert scores == sorted(scores, reverse=True)
+    for name in ("new-intents", "new_intents"):
+        r = runner.invoke(cli, ["--db", str(store.path), "export", name, "--format", "csv"], obj={})
+        assert r.exit_code == 0, r.output
+        assert r.output.splitlines()[0] == "group_id,size,keywords,nearest_intents,examples,verdict"
+    assert store.table_count(NEW_INTENTS) == len(r.output.splitlines()) - 1
+
+
+def test_the_inspector_gets_the_score_and_group():
+    assert OutOfScope.evidence.columns == {"oos_score": "oos_score", "oos_group": "group_id"}
+    assert OutOfScope.defaults["oos_target_fpr"].default == 0.05
+
+
+def test_the_registry_runs_oos_before_the_queue_whatever_was_imported_first():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    code = ("import hl_debug.signals.queue, hl_debug.signals.model_report\n"
+            "from hl_debug.signals.registry import all_signals\n"
+            "print(' '.join(c.name for c in all_signals()))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, env={"PYTHONPATH": str(root)}, capture_output=True,
+                         text=True, check=True).stdout.split()
+    assert out == ["issues", "oos", "new_intents", "duplicates", "queue", "report"]
+
+
+def test_every_row_carries_its_evidence(found):
+    _, truth, result = found
+    for r in result.rows:
+        assert all(r[c] is not None for c in ("knn_similarity", "mahalanobis", "max_probability", "unannotated_share",
+                                              "nearest_intent", "nearest_similarity"))
+        assert 0 <= r["max_probability"] <= 1 and 0 <= r["unannotated_share"] <= 1 and r["reason"]
+    unseen = [r for r, t in zip(result.rows, truth) if t == "unseen"]
+    assert all(r["reason"].startswith("fits no intent") for r in unseen if r["is_candidate"])
