@@ -132,6 +132,17 @@ def test_label_noise(real_export, tmp_path):
     assert re.match(r"0\.\d{3} ± 0\.000", row[3]), row
 
 
+@pytest.mark.slow  # reads banking77 and the real export; embeds them unless benchmarks/cases.py's cache is warm
+def test_taxonomy_quick(real_export):
+    out = run_script("taxonomy", "--quick")
+    rows = [[c.strip() for c in line.strip().strip("|").split("|")] for line in out.splitlines()
+            if line.startswith(("| banking77", "| bundled"))]
+    ours = {(r[0], r[1]): r for r in rows if r[2].startswith("hl-debug")}
+    assert len(ours) == 4, rows  # the split and the merge detector on both cases, each beside its baselines
+    assert len(rows) == 10 and all(is_number(c) and 0 <= float(c) <= 1 for r in rows for c in r[3:5]), rows
+    assert "stop/cancel spread in the top three: yes" in out and "credit-limit boundary in the top three: yes" in out
+
+
 @pytest.mark.slow
 def test_predict_throughput_against_the_local_model_server(real_export, tmp_path):
     out = run_script("predict_throughput", "--n", "40", "--concurrency", "1", "--modes", "encode,cached", "--limit", "400",

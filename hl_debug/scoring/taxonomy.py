@@ -240,12 +240,37 @@ def intent_spread(X: np.ndarray, labels: np.ndarray, n_classes: int) -> np.ndarr
     return np.bincount(labels, weights=d, minlength=n_classes) / np.clip(tot, 1, None)
 
 
+def two_way_split(X: np.ndarray, *, n_sub: int = 6, random_state: int = 0) -> np.ndarray:
+    """Split rows into the two halves of an average-linkage dendrogram: k-means into
+    ``n_sub`` sub-groups, then the sub-groups joined by UPGMA (the mean cosine similarity
+    between their rows, ``sum_a . sum_b / (n_a n_b)``) until two remain. So an intent made
+    of two far-apart halves is split between them even when each half has sub-topics of its
+    own, which a plain 2-means would cut across. Returns 0/1 per row, shape ``(n,)``."""
+    from sklearn.cluster import KMeans
+
+    n_sub = int(min(n_sub, len(X)))
+    sub = KMeans(n_clusters=n_sub, n_init=2, random_state=random_state).fit_predict(X)
+    sums = [X[sub == j].sum(axis=0) for j in range(n_sub)]
+    sizes = [float((sub == j).sum()) for j in range(n_sub)]
+    members = [[j] for j in range(n_sub)]
+    while len(members) > 2:
+        S = np.stack(sums)
+        sim = (S @ S.T) / np.outer(sizes, sizes)
+        np.fill_diagonal(sim, -np.inf)
+        a, b = sorted(np.unravel_index(int(np.argmax(sim)), sim.shape))
+        sums[a], sizes[a] = sums[a] + sums[b], sizes[a] + sizes[b]
+        members[a] += members.pop(b)
+        del sums[b], sizes[b]
+    return np.isin(sub, members[1]).astype(np.int64)
+
+
 def split_candidates(X: Any, labels: Any, texts: Sequence[str], classes: Sequence[str], *,
                      min_group_size: int = 8, min_group_share: float = 0.2, n_examples: int = 3,
                      random_state: int = 0) -> list[dict[str, Any]]:
     """Intents whose rows form two well-separated groups, most distinct first.
 
-    Each intent's rows are split in two by k-means on the (L2-normalised) vectors; the
+    Each intent's rows are split in two by :func:`two_way_split` (the top of an
+    average-linkage tree over k-means sub-groups of its L2-normalised vectors); the
     split's **score** is :func:`distinctness` of the two group centroids against the
     centroids of every pair of different intents, so it reads "these two groups are further
     apart than ``score`` of the label set's intent pairs". A split whose smaller group has
@@ -259,8 +284,6 @@ def split_candidates(X: Any, labels: Any, texts: Sequence[str], classes: Sequenc
     "closer_to_other" (bool), "spread" ({other intent: [positions of its rows that sit
     nearer this group than their own intent]})}``, largest group first.
     """
-    from sklearn.cluster import KMeans
-
     from hl_debug.scoring.clusters import cluster_keywords
 
     K = len(classes)
@@ -279,7 +302,7 @@ def split_candidates(X: Any, labels: Any, texts: Sequence[str], classes: Sequenc
         rows = np.flatnonzero(y == c)
         if len(rows) < 2 * min_group_size:
             continue
-        g = KMeans(n_clusters=2, n_init=2, random_state=random_state).fit_predict(X[rows])
+        g = two_way_split(X[rows], n_sub=max(2, min(6, len(rows) // min_group_size)), random_state=random_state)
         gid[rows] = 2 * c + g
         fits.append((c, rows, g))
     keywords = cluster_keywords(texts, gid, top_n=5) if fits else {}
