@@ -240,12 +240,17 @@ def intent_spread(X: np.ndarray, labels: np.ndarray, n_classes: int) -> np.ndarr
     return np.bincount(labels, weights=d, minlength=n_classes) / np.clip(tot, 1, None)
 
 
-def two_way_split(X: np.ndarray, *, n_sub: int = 6, random_state: int = 0) -> np.ndarray:
-    """Split rows into the two halves of an average-linkage dendrogram: k-means into
-    ``n_sub`` sub-groups, then the sub-groups joined by UPGMA (the mean cosine similarity
-    between their rows, ``sum_a . sum_b / (n_a n_b)``) until two remain. So an intent made
-    of two far-apart halves is split between them even when each half has sub-topics of its
-    own, which a plain 2-means would cut across. Returns 0/1 per row, shape ``(n,)``."""
+def two_way_split(X: np.ndarray, *, n_sub: int = 6, min_size: int = 1, random_state: int = 0) -> np.ndarray:
+    """Split rows into the two most distinct sides of an average-linkage tree.
+
+    k-means cuts the rows into ``n_sub`` sub-groups, which are joined by UPGMA (the mean
+    cosine similarity between their rows, ``sum_a . sum_b / (n_a n_b)``) into a tree; every
+    node of the tree against the rest is a candidate split, and the one whose two sides'
+    centroids are least similar, among those with ``min_size`` rows on each side, is
+    returned (the root's two children when none has). So an intent made of two far-apart
+    halves is split between them even when each half has sub-topics of its own, which a
+    plain 2-means would cut across. Returns 0/1 per row, shape ``(n,)``.
+    """
     from sklearn.cluster import KMeans
 
     n_sub = int(min(n_sub, len(X)))
@@ -253,6 +258,7 @@ def two_way_split(X: np.ndarray, *, n_sub: int = 6, random_state: int = 0) -> np
     sums = [X[sub == j].sum(axis=0) for j in range(n_sub)]
     sizes = [float((sub == j).sum()) for j in range(n_sub)]
     members = [[j] for j in range(n_sub)]
+    nodes = [list(m) for m in members]
     while len(members) > 2:
         S = np.stack(sums)
         sim = (S @ S.T) / np.outer(sizes, sizes)
@@ -261,7 +267,18 @@ def two_way_split(X: np.ndarray, *, n_sub: int = 6, random_state: int = 0) -> np
         sums[a], sizes[a] = sums[a] + sums[b], sizes[a] + sizes[b]
         members[a] += members.pop(b)
         del sums[b], sizes[b]
-    return np.isin(sub, members[1]).astype(np.int64)
+        nodes.append(list(members[a]))
+    total, count = X.sum(axis=0), np.bincount(sub, minlength=n_sub)
+    best, best_sim = members[1], np.inf
+    for node in nodes:
+        n_in = int(count[node].sum())
+        if min(n_in, len(X) - n_in) < min_size or n_in == len(X):
+            continue
+        inside = X[np.isin(sub, node)].sum(axis=0)
+        c1, c2 = _unit(inside), _unit(total - inside)
+        if float(c1 @ c2) < best_sim:
+            best, best_sim = node, float(c1 @ c2)
+    return np.isin(sub, best).astype(np.int64)
 
 
 def split_candidates(X: Any, labels: Any, texts: Sequence[str], classes: Sequence[str], *,
@@ -269,8 +286,8 @@ def split_candidates(X: Any, labels: Any, texts: Sequence[str], classes: Sequenc
                      random_state: int = 0) -> list[dict[str, Any]]:
     """Intents whose rows form two well-separated groups, most distinct first.
 
-    Each intent's rows are split in two by :func:`two_way_split` (the top of an
-    average-linkage tree over k-means sub-groups of its L2-normalised vectors); the
+    Each intent's rows are split in two by :func:`two_way_split` (the most distinct cut of
+    an average-linkage tree over k-means sub-groups of its L2-normalised vectors); the
     split's **score** is :func:`distinctness` of the two group centroids against the
     centroids of every pair of different intents, so it reads "these two groups are further
     apart than ``score`` of the label set's intent pairs". A split whose smaller group has
@@ -302,7 +319,9 @@ def split_candidates(X: Any, labels: Any, texts: Sequence[str], classes: Sequenc
         rows = np.flatnonzero(y == c)
         if len(rows) < 2 * min_group_size:
             continue
-        g = two_way_split(X[rows], n_sub=max(2, min(6, len(rows) // min_group_size)), random_state=random_state)
+        floor = max(min_group_size, int(np.ceil(min_group_share * len(rows))))
+        g = two_way_split(X[rows], n_sub=max(2, min(6, len(rows) // min_group_size)), min_size=floor,
+                          random_state=random_state)
         gid[rows] = 2 * c + g
         fits.append((c, rows, g))
     keywords = cluster_keywords(texts, gid, top_n=5) if fits else {}
