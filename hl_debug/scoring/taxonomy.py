@@ -181,7 +181,7 @@ def conflicting_pairs(labels: Any, neighbor_idx: np.ndarray, neighbor_sim: np.nd
 
 
 def merge_candidates(overlap: Mapping[str, np.ndarray], classes: Sequence[str], *,
-                     counts: Sequence[int] | None = None, min_score: float = 0.0) -> list[dict[str, Any]]:
+                     counts: Sequence[int] | np.ndarray | None = None, min_score: float = 0.0) -> list[dict[str, Any]]:
     """Every pair of intents with a merge score above ``min_score``, highest first.
 
     Each record: ``intent_a``, ``intent_b`` (``a < b`` alphabetically), ``a``, ``b`` (class
@@ -193,7 +193,7 @@ def merge_candidates(overlap: Mapping[str, np.ndarray], classes: Sequence[str], 
     if S.shape != (K, K):
         raise ValueError(f"overlap matrices must be ({K}, {K}), got {S.shape}")
     recs = []
-    for a, b in zip(*np.triu_indices(K, 1)):
+    for a, b in zip(*(ix.tolist() for ix in np.triu_indices(K, 1))):
         if S[a, b] <= min_score:
             continue
         rec: dict[str, Any] = {"intent_a": classes[a], "intent_b": classes[b], "a": int(a), "b": int(b),
@@ -313,9 +313,9 @@ def split_candidates(X: Any, labels: Any, texts: Sequence[str], classes: Sequenc
     present = np.flatnonzero(counts)
     pair_sims = (cent[present] @ cent[present].T)[np.triu_indices(len(present), 1)]
     own_sim = np.einsum("ij,ij->i", X, cent[y])  # each row's similarity to its own intent
-    fits = []
+    fits: list[tuple[int, np.ndarray, np.ndarray]] = []
     gid = np.full(len(y), -1)  # intent c's group j is 2c + j: one c-TF-IDF over every group
-    for c in present:
+    for c in present.tolist():
         rows = np.flatnonzero(y == c)
         if len(rows) < 2 * min_group_size:
             continue
@@ -325,7 +325,7 @@ def split_candidates(X: Any, labels: Any, texts: Sequence[str], classes: Sequenc
         gid[rows] = 2 * c + g
         fits.append((c, rows, g))
     keywords = cluster_keywords(texts, gid, top_n=5) if fits else {}
-    out = []
+    out: list[dict[str, Any]] = []
     for c, rows, g in fits:
         floor = max(min_group_size, int(np.ceil(min_group_share * len(rows))))
         sizes = np.bincount(g, minlength=2)
@@ -348,7 +348,7 @@ def split_candidates(X: Any, labels: Any, texts: Sequence[str], classes: Sequenc
             stray = np.flatnonzero((y != c) & (to_g > own_sim) & (to_g >= floor_sim))
             spread: dict[str, list[int]] = {}
             for i in stray[np.argsort(-to_g[stray], kind="stable")]:
-                spread.setdefault(classes[y[i]], []).append(int(i))
+                spread.setdefault(classes[int(y[i])], []).append(int(i))
             groups.append({
                 "size": int(sizes[j]), "rows": [int(i) for i in members], "keywords": keywords.get(int(2 * c + j), []),
                 "examples": [int(i) for i in members[:n_examples]], "own_similarity": own,
@@ -357,7 +357,7 @@ def split_candidates(X: Any, labels: Any, texts: Sequence[str], classes: Sequenc
                 "closer_to_other": bool(K > 1 and others[nearest] > own),
                 "spread": dict(sorted(spread.items(), key=lambda kv: -len(kv[1]))),
             })
-        out.append({"intent": classes[c], "c": int(c), "n": int(len(rows)), "score": score, "similarity": sim,
+        out.append({"intent": classes[c], "c": c, "n": int(len(rows)), "score": score, "similarity": sim,
                     "groups": groups})
     out.sort(key=lambda r: (-r["score"], r["similarity"], r["intent"]))
     return out

@@ -5,7 +5,8 @@ Its table ``taxonomy`` holds the findings (one row each: ``kind`` merge / split 
 boundary, the intents, a score, the rows in question, the evidence in words, the advice
 and the utterance ids it concerns); its report ``taxonomy`` holds what a page needs beyond
 that: the intent x intent overlap matrix of every evidence source, every pair's merge
-record, every intent's split record with its groups (keywords, sizes, member ids) and
+record, every intent's split record with its groups (keywords, sizes, up to 2,000 member ids,
+nearest the group's centroid first) and
 every confusable pair's boundary rule with its violators.
 
 The out-of-fold probabilities are computed here: the ``issues`` signal's result carries
@@ -47,6 +48,7 @@ TAXONOMY = Table(
 )
 
 _ROUND = 4
+_MAX_GROUP_IDS = 2000  # member ids kept per split group in the report (nearest its centroid first)
 
 
 def _r(x: float) -> float | None:
@@ -144,7 +146,7 @@ class Taxonomy(Signal):
             "overlap": {src: [[_r(v) for v in row] for row in m] for src, m in overlap.items()},
             "merge": [{k: (_r(v) if isinstance(v, float) else v) for k, v in m.items()} for m in merges[:50]],
             "split": [{"intent": s["intent"], "n": s["n"], "score": _r(s["score"]), "similarity": _r(s["similarity"]),
-                       "groups": [{"size": g["size"], "keywords": g["keywords"], "ids": id_list(g["rows"]),
+                       "groups": [{"size": g["size"], "keywords": g["keywords"], "ids": id_list(g["rows"][:_MAX_GROUP_IDS]),
                                    "examples": id_list(g["examples"]), "own_similarity": _r(g["own_similarity"]),
                                    "nearest_intent": g["nearest_intent"],
                                    "nearest_similarity": _r(g["nearest_similarity"]),
