@@ -120,6 +120,9 @@ def test_planted_merge_is_the_top_pair(result):
     merges = [r for r in result.rows if r["kind"] == "merge"]
     assert [(r["intent_a"], r["intent_b"]) for r in merges] == [("travel", "trips")]
     assert "near-identical pairs labelled differently" in merges[0]["evidence"]
+    texts, labels = synthetic()
+    for id_a, id_b, sim in top["pairs"]:  # ids are 1-based positions here
+        assert {labels[id_a - 1], labels[id_b - 1]} == {"travel", "trips"} and sim > 0.5
 
 
 def test_planted_split_is_the_top_intent(result):

@@ -4,10 +4,11 @@ and which boundaries need a written rule, most important first.
 Its table ``taxonomy`` holds the findings (one row each: ``kind`` merge / split /
 boundary, the intents, a score, the rows in question, the evidence in words, the advice
 and the utterance ids it concerns); its report ``taxonomy`` holds what a page needs beyond
-that: the intent x intent overlap matrix of every evidence source, every pair's merge
-record, every intent's split record with its groups (keywords, sizes, up to 2,000 member ids,
-nearest the group's centroid first) and
-every confusable pair's boundary rule with its violators.
+that: the intent x intent overlap matrix of every evidence source (a heatmap's cells), the
+50 most overlapping pairs' merge records with near-identical utterances labelled
+differently, every intent's split record with its groups (keywords, size, up to 2,000
+member ids nearest the group's centroid first, the rows labelled elsewhere) and every
+confusable pair's boundary rule with its violators.
 
 The out-of-fold probabilities are computed here: the ``issues`` signal's result carries
 per-row scores only, not its probability matrix.
@@ -48,6 +49,7 @@ TAXONOMY = Table(
 )
 
 _ROUND = 4
+_MAX_PAIRS_REPORTED = 50  # pairs of intents in the report, highest overlap first
 _MAX_GROUP_IDS = 2000  # member ids kept per split group in the report (nearest its centroid first)
 
 
@@ -128,6 +130,9 @@ class Taxonomy(Signal):
                 findings.append(boundary_finding(rec, rule, pairs, texts=texts, labels=labels, ids=ids))
         findings += [split_finding(s, texts=texts, ids=ids) for s in splits if s["score"] >= self.split_threshold]
         rows = rank_findings(findings)
+        for rec in merges[:_MAX_PAIRS_REPORTED]:  # each pair's card: near-identical rows labelled differently
+            rec["pairs"] = [[int(ids[i]), int(ids[j]), round(s, _ROUND)]
+                            for i, j, s in conflicting_pairs(y, nbr_idx, nbr_sim, rec["a"], rec["b"])]
         report = self._report(classes, counts, overlap, merges, splits, rules, ids)
         n_kind = {kind: sum(r["kind"] == kind for r in rows) for kind in ("merge", "split", "boundary")}
         return SignalResult(rows=rows, report=report, counts={"n_taxonomy_findings": len(rows),
@@ -144,7 +149,8 @@ class Taxonomy(Signal):
                            "split": self.split_threshold},
             # intent x intent, symmetric; "score" is the merge score (the heatmap's cells)
             "overlap": {src: [[_r(v) for v in row] for row in m] for src, m in overlap.items()},
-            "merge": [{k: (_r(v) if isinstance(v, float) else v) for k, v in m.items()} for m in merges[:50]],
+            "merge": [{k: (_r(v) if isinstance(v, float) else v) for k, v in m.items()}
+                      for m in merges[:_MAX_PAIRS_REPORTED]],
             "split": [{"intent": s["intent"], "n": s["n"], "score": _r(s["score"]), "similarity": _r(s["similarity"]),
                        "groups": [{"size": g["size"], "keywords": g["keywords"], "ids": id_list(g["rows"][:_MAX_GROUP_IDS]),
                                    "examples": id_list(g["examples"]), "own_similarity": _r(g["own_similarity"]),
