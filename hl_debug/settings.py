@@ -125,7 +125,7 @@ _ENCODING = ("embed", "predict", "serve-model")
 #: Every ``hl-debug export`` sub-command that takes ``--format csv|json``.
 TABLE_EXPORTS = tuple(f"export {name}" for name in
                       ("annotations", "clusters", "duplicates", "issues", "points", "predictions", "queue", "oos",
-                       "new_intents"))
+                       "new_intents", "taxonomy"))
 
 # The order below is the order of the options in each command's --help.
 SETTINGS: tuple[Setting, ...] = (

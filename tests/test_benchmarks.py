@@ -165,6 +165,17 @@ def test_out_of_scope_benchmark_scores_a_small_banking_case():
     assert all(is_number(c) for c in row[1:]), row  # AUROC of every method, AUPRC, FPR@95, seconds
 
 
+@pytest.mark.slow  # reads banking77 and the real export; embeds them unless benchmarks/cases.py's cache is warm
+def test_taxonomy_quick(real_export):
+    out = run_script("taxonomy", "--quick")
+    rows = [[c.strip() for c in line.strip().strip("|").split("|")] for line in out.splitlines()
+            if line.startswith(("| banking77", "| bundled"))]
+    ours = {(r[0], r[1], r[2]): r for r in rows if r[2].startswith("hl-debug")}
+    assert len(ours) == 6, rows  # the split (2 ways) and the merge detector on both cases, beside their baselines
+    assert len(rows) == 14 and all(is_number(c) and 0 <= float(c) <= 1 for r in rows for c in r[3:5]), rows
+    assert "stop/cancel spread in the top three: yes" in out and "credit-limit boundary in the top three: yes" in out
+
+
 @pytest.mark.slow
 def test_predict_throughput_against_the_local_model_server(real_export, tmp_path):
     out = run_script("predict_throughput", "--n", "40", "--concurrency", "1", "--modes", "encode,cached", "--limit", "400",

@@ -21,7 +21,7 @@ from hl_debug.signals.base import Signal, check_signal
 from hl_debug.storage.schema import Evidence
 
 #: The built-in signals, in the order the step runs them and the run summary lists them.
-BUILTINS = ("label_issues", "out_of_scope", "duplicates", "queue", "model_report")
+BUILTINS = ("label_issues", "out_of_scope", "duplicates", "queue", "taxonomy", "model_report")
 
 _REGISTRY: dict[str, type[Signal]] = {}
 _loaded = False

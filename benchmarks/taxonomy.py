@@ -1,0 +1,214 @@
+"""Taxonomy-advisor benchmark: does the shipped ``taxonomy`` signal name planted merges and splits?
+
+On banking77 (``cases.banking(flip_rate=0)``, 77 intents) and the bundled export
+(``cases.bundled()``, 12 intents), for several seeds:
+
+* **synthetic merges** — ``m`` random disjoint pairs of intents are fused under one label
+  (``a+b``); the *split* detector (the signal's split ranking, ``report["split"]``) must
+  name the fused intents. Baselines in the same run: intents ranked by their spread
+  (mean cosine distance to the centroid) and by size.
+* **synthetic splits** — a random half of each of ``m`` random intents' rows is renamed
+  (``x~b``); the *merge* detector (the signal's pair ranking, ``report["merge"]``) must
+  name the pairs ``(x, x~b)``. Baseline in the same run: pairs ranked by the plain
+  confusion-matrix count ``C[a, b] + C[b, a]`` of the same out-of-fold predictions.
+
+Reported per detector: precision@5 = planted hits in the top min(5, m) / min(5, m) and recall@10 =
+planted hits in the top 10 / m, mean over seeds (banking plants m = 5, the bundled export
+m = 3 — with 12 intents, 5 fused pairs would leave almost nothing unfused — so there
+precision@5 is precision@3). A planted fusion competes with the data's own two-meaning
+intents (on the bundled export the split detector's own findings — new_application's
+stop/cancel group, international's time zones, finances' credit limits — are real), so
+the split rankings are also scored with the untouched data's own split findings left out
+(the baseline likewise). Then the findings on the untouched bundled export (its
+top three must hold the stop/cancel spread and the credit-limit boundary) and the
+signal's time on it.
+
+Run::
+
+    .venv/bin/python benchmarks/taxonomy.py            # 5 seeds, full banking77 (about 4 min on 2 cores)
+    .venv/bin/python benchmarks/taxonomy.py --quick    # 1 seed, 3,000 banking rows (< 1 min)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks import cases  # noqa: E402
+from hl_debug.scoring.taxonomy import confusion_counts, intent_spread  # noqa: E402
+from hl_debug.signals.context import SignalContext  # noqa: E402
+from hl_debug.signals.taxonomy import Taxonomy  # noqa: E402
+
+log = logging.getLogger("benchmarks.taxonomy")
+
+
+def plant_merges(labels: list[str | None], m: int, rng: random.Random, *, min_rows: int) -> tuple[list, list]:
+    """Fuse ``m`` random disjoint pairs of intents (each with >= ``min_rows`` rows): new labels, fused names.
+
+    Each member keeps a random half of its rows annotated (the rest become unannotated), so a
+    fused intent is as large as an ordinary one and size alone does not give it away.
+    """
+    by_intent: dict[str, list[int]] = {}
+    for i, v in enumerate(labels):
+        if v is not None:
+            by_intent.setdefault(v, []).append(i)
+    pool = sorted(k for k, rows in by_intent.items() if len(rows) >= min_rows)
+    chosen = rng.sample(pool, 2 * m)
+    out = list(labels)
+    fused = []
+    for a, b in zip(chosen[::2], chosen[1::2]):
+        name = f"{min(a, b)}+{max(a, b)}"
+        fused.append(name)
+        for x in (a, b):
+            keep = set(rng.sample(by_intent[x], (len(by_intent[x]) + 1) // 2))
+            for i in by_intent[x]:
+                out[i] = name if i in keep else None
+    return out, sorted(fused)
+
+
+def plant_splits(labels: list[str | None], m: int, rng: random.Random, *, min_rows: int) -> tuple[list, list]:
+    """Rename a random half of ``m`` random intents' rows to ``<intent>~b``: new labels, planted pairs."""
+    by_intent: dict[str, list[int]] = {}
+    for i, v in enumerate(labels):
+        if v is not None:
+            by_intent.setdefault(v, []).append(i)
+    pool = sorted(k for k, rows in by_intent.items() if len(rows) >= min_rows)
+    out = list(labels)
+    pairs = []
+    for x in rng.sample(pool, m):
+        for i in rng.sample(by_intent[x], len(by_intent[x]) // 2):
+            out[i] = f"{x}~b"
+        pairs.append(tuple(sorted((x, f"{x}~b"))))
+    return out, pairs
+
+
+def run_signal(base: SignalContext, labels: list[str | None], signal: Taxonomy) -> dict:
+    ctx = SignalContext(ids=base.ids, texts=base.texts, vectors=base.vectors, labels=labels, splits=base.splits,
+                        graph=base.graph)
+    return signal.find(ctx).report
+
+
+def hits(ranking: list, planted: list, k: int) -> int:
+    return len(set(ranking[:k]) & set(map(lambda p: p if isinstance(p, str) else tuple(p), planted)))
+
+
+def score(ranking: list, planted: list) -> tuple[float, float]:
+    """(precision@5 — planted hits in the top min(5, m) / min(5, m) — and recall@10)."""
+    m = len(planted)
+    return hits(ranking, planted, min(5, m)) / min(5, m), hits(ranking, planted, 10) / m
+
+
+def trial_merges(base: SignalContext, m: int, seed: int, min_rows: int, own: set[str]) -> dict[str, tuple[float, float]]:
+    labels, fused = plant_merges(base.labels, m, random.Random(seed), min_rows=min_rows)
+    sig = Taxonomy(random_state=seed)
+    report = run_signal(base, labels, sig)
+    detector = [s["intent"] for s in report["split"]]
+    y = np.array([report["classes"].index(v) for v in labels if v is not None])
+    X = base.vectors[[i for i, v in enumerate(labels) if v is not None]]
+    spread = intent_spread(X, y, len(report["classes"]))
+    by_spread = [report["classes"][c] for c in np.argsort(-spread, kind="stable")]
+    by_size = [report["classes"][c] for c in np.argsort(-np.bincount(y), kind="stable")]
+    kept = [c for c in detector if c not in own], [c for c in by_spread if c not in own]
+    return {"hl-debug split score": score(detector, fused), "baseline: spread (variance)": score(by_spread, fused),
+            "baseline: size": score(by_size, fused),
+            "hl-debug split score, own splits left out": score(kept[0], fused),
+            "baseline: spread, own splits left out": score(kept[1], fused)}
+
+
+def trial_splits(base: SignalContext, m: int, seed: int, min_rows: int, own: set[str]) -> dict[str, tuple[float, float]]:
+    labels, pairs = plant_splits(base.labels, m, random.Random(seed), min_rows=min_rows)
+    sig = Taxonomy(random_state=seed)
+    report = run_signal(base, labels, sig)
+    detector = [(r["intent_a"], r["intent_b"]) for r in report["merge"]]
+    classes = report["classes"]
+    C = confusion_counts(sig.labels_, sig.pred_probs_.argmax(axis=1), n_classes=len(classes))
+    iu = np.triu_indices(len(classes), 1)
+    order = np.lexsort((iu[1], iu[0], -C[iu]))
+    baseline = [(classes[iu[0][k]], classes[iu[1][k]]) for k in order]
+    return {"hl-debug merge score": score(detector, pairs), "baseline: confusion counts": score(baseline, pairs)}
+
+
+def bench_case(name: str, case: cases.Case, *, m: int, seeds: list[int], min_rows: int) -> list[tuple]:
+    base = case.context()
+    base.build_graph()
+    # the untouched data's own split findings: real two-meaning intents a planted fusion competes with
+    sig = Taxonomy()
+    own = {s["intent"] for s in sig.find(base).report["split"] if s["score"] >= sig.split_threshold}
+    log.info("%s: its own split findings: %s", name, ", ".join(sorted(own)) or "none")
+    rows = []
+    for planted, trial in (("merges (split detector)", trial_merges), ("splits (merge detector)", trial_splits)):
+        t0 = time.perf_counter()
+        per = [trial(base, m, s, min_rows, own) for s in seeds]
+        secs = (time.perf_counter() - t0) / len(seeds)
+        for det in per[0]:
+            p5 = np.mean([r[det][0] for r in per])
+            r10 = np.mean([r[det][1] for r in per])
+            rows.append((name, planted, det, p5, r10, secs))
+        log.info("%s %s: %.1f s per seed", name, planted, secs)
+    return rows
+
+
+def bundled_findings(case: cases.Case) -> tuple[list[dict], tuple[float, float], dict]:
+    """The signal's findings on the export, and (wall, CPU) seconds of its second run (the
+    first pays for imports; the kNN graph is built before, as the run's issues signal does)."""
+    ctx = case.context()
+    ctx.build_graph()
+    Taxonomy().find(ctx)
+    t0, c0 = time.perf_counter(), time.process_time()
+    res = Taxonomy().find(ctx)
+    return res.rows, (time.perf_counter() - t0, time.process_time() - c0), res.counts
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="1 seed, 3,000 banking rows")
+    ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--banking-rows", type=int, default=None, help="banking77 rows (default all)")
+    ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    seeds = list(range(1 if args.quick else args.seeds))
+    rows_b = 3000 if args.quick and args.banking_rows is None else args.banking_rows
+
+    bundled = cases.bundled()
+    found, secs, counts = bundled_findings(bundled)
+    table = bench_case(f"banking77 ({rows_b or 'all'} rows)", cases.banking(flip_rate=0, unannotated=0.0, rows=rows_b),
+                       m=5, seeds=seeds, min_rows=16)
+    table += bench_case("bundled export", bundled, m=3, seeds=seeds, min_rows=16)
+
+    print(f"\nPlanted merges and splits, mean over {len(seeds)} seed(s) (precision@5: hits in the top "
+          "min(5, planted) / min(5, planted))\n")
+    print("| case | planted | ranking | precision@5 | recall@10 | s per seed |")
+    print("|---|---|---|---:|---:|---:|")
+    for name, planted, det, p5, r10, s in table:
+        print(f"| {name} | {planted} | {det} | {p5:.2f} | {r10:.2f} | {s:.1f} |")
+
+    print(f"\nThe bundled export's findings (signal {secs[0]:.2f} s wall, {secs[1]:.2f} s CPU; {counts})\n")
+    print("| rank | kind | intent_a | intent_b | score | rows in question | advice |")
+    print("|---:|---|---|---|---:|---:|---|")
+    for r in found[:8]:
+        print(f"| {r['rank']} | {r['kind']} | {r['intent_a']} | {r['intent_b'] or ''} | {r['score']:.3f} | "
+              f"{r['n_rows']} | {r['advice']} |")
+    top3 = found[:3]
+    stop = any(r["kind"] == "split" and ("cancel" in (r["keywords"] or "") or "stop" in (r["keywords"] or ""))
+               for r in top3)
+    credit = any({r["intent_a"], r["intent_b"]} == {"credit_question", "finances"} for r in top3)
+    print(f"\nstop/cancel spread in the top three: {'yes' if stop else 'NO'}; "
+          f"credit-limit boundary in the top three: {'yes' if credit else 'NO'}")
+    if args.json:
+        args.json.write_text(json.dumps({"table": table, "bundled_top": found[:8], "signal_s": secs}, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
