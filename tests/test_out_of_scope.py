@@ -213,7 +213,7 @@ def test_the_registry_runs_oos_before_the_queue_whatever_was_imported_first():
             "print(' '.join(c.name for c in all_signals()))")
     out = subprocess.run([sys.executable, "-c", code], cwd=root, env={"PYTHONPATH": str(root)}, capture_output=True,
                          text=True, check=True).stdout.split()
-    assert out == ["issues", "oos", "new_intents", "duplicates", "queue", "report"]
+    assert out == ["issues", "oos", "new_intents", "duplicates", "queue", "taxonomy", "report"]
 
 
 def test_every_row_carries_its_evidence(found):
