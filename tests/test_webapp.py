@@ -113,6 +113,19 @@ def test_clusters_page_ranks_by_impurity_and_lists_minority_rows(client):
     assert html.index('id="cluster-2"') < html.index('id="cluster-0"')  # cluster 2 holds the planted error
     assert "1 minority-label row" in html and "i want to rename you to jarvis" in html
     assert "/?cluster=2&amp;select=all" in html
+    assert "likely error" not in html  # no analysis report: nothing is marked
+
+
+def test_clusters_page_marks_the_analyze_steps_likely_errors_first(app, client):
+    from webapp.db import get_store
+
+    with app.app_context():
+        get_store().save_report("analysis", {"impure_clusters": [{"cluster_id": 2, "suspects": [
+            {"id": PLANTED_ERROR_ID, "likely_error": True}, {"id": 1, "likely_error": False}]}]})
+    html = client.get("/clusters").get_data(as_text=True)
+    assert "1 minority-label row, <strong>1 likely error</strong>" in html
+    row = html[html.index("i want to rename you to jarvis"):]
+    assert row.index('class="flag"') < row.index("</tr>")  # the badge sits on the planted row
 
 
 def test_report_page_shows_metrics_and_plots(client):

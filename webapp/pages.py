@@ -74,10 +74,24 @@ def clusters_view():
         # At 100k utterances the clusters hold ~8k minority rows (a second of templating): the
         # page shows the first few of each (the map's inspector lists all of a cluster's rows).
         minority, n_minority = store.minority_rows(current_app.config["MINORITY_ROWS"], evidence=evidence())
+        likely = likely_errors(store.report("analysis"))
+        for cid, shown in minority.items():  # likely errors first; the issue-score order within each part
+            for r in shown:
+                r["likely_error"] = r["id"] in likely.get(cid, ())
+            shown.sort(key=lambda r: not r["likely_error"])
+        for c in rows:
+            c["n_likely_errors"] = len(likely.get(c["cluster_id"], ()))
     labels = store.intents()
     colors = {lab: Category20[20][i % 20] for i, lab in enumerate(labels)}
     return render_template("clusters.html", missing=missing, clusters=rows, minority=minority,
                            n_minority=n_minority, colors=colors, sort=sort)
+
+
+def likely_errors(analysis: dict | None) -> dict[int, set[int]]:
+    """``{cluster: ids}`` of the suspects the analyze step marked ``likely_error`` (their label
+    is rare among their neighbours too, not only in the cluster: ``hl_debug.scoring.suspects``)."""
+    return {int(c["cluster_id"]): {int(s["id"]) for s in c.get("suspects", []) if s.get("likely_error")}
+            for c in (analysis or {}).get("impure_clusters", [])}
 
 
 @bp.get("/issues")
