@@ -26,6 +26,7 @@ from hl_debug.signals.base import Knob, Signal, SignalResult
 from hl_debug.signals.context import SignalContext
 from hl_debug.signals.registry import register
 from hl_debug.storage.schema import Column, Table
+from hl_debug.threads import limit_threads
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +108,8 @@ class Taxonomy(Signal):
         texts = [context.texts[i] for i in rows_idx]
         labels = [classes[c] for c in y]
         ids = context.ids[rows_idx]
-        P = out_of_fold_probabilities(X, y, n_classes=K, random_state=self.random_state)
+        with limit_threads(1):  # small products: more threads only spin-wait (hl_debug.threads); 8.6 s -> 0.3 s
+            P = out_of_fold_probabilities(X, y, n_classes=K, random_state=self.random_state)
         self.pred_probs_, self.labels_ = P, y  # for a benchmark's baseline on the same predictions
         nbr_idx, nbr_sim = context.subset_neighbors(rows_idx, min(self.k, len(rows_idx) - 1))
         endpoints = {name: encode_labels([p.labels[i] for i in rows_idx], classes)
