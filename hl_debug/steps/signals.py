@@ -19,6 +19,7 @@ from hl_debug.neighbors import KnnMemo
 from hl_debug.signals.context import Predictions, SignalContext
 from hl_debug.signals.registry import all_signals
 from hl_debug.storage import POINTS, Store, hash_json, package_versions
+from hl_debug.threads import limit_threads
 
 log = logging.getLogger(__name__)
 
@@ -120,9 +121,13 @@ def signals(store: Store, *, options: dict[str, Any] | None = None, force: bool 
                    versions=package_versions("scikit-learn", "cleanlab", "numpy")) as counts, \
             tqdm(total=len(instances) + 1, desc="signals", unit="signal", disable=not progress) as bar:
         context = load_context(store, encoder=encoder, api=api_ep, knn_memo=knn_memo)
+        context.build_graph()  # the one large product (threads help it); read from the memo after analyze
         bar.update()
         for signal in instances:
-            result = signal.find(context)
+            # Signals fit small models (many small BLAS products): with more than one thread
+            # those only spin-wait, 10-30x slower on 2 busy cores (hl_debug.threads).
+            with limit_threads(1):
+                result = signal.find(context)
             context.results[signal.name] = result
             if signal.table is not None:
                 store.replace_table(signal.table, result.rows)
