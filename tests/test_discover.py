@@ -105,6 +105,7 @@ def test_a_group_named_as_a_new_intent_labels_every_row_and_keeps_the_originals(
     assert store.get_utterance(1016)["intent"] == "chat_settings"  # the original is never overwritten
     assert [(a["utterance_id"], a["previous_label"]) for a in store.annotations()] == [(1021, None), (1016, "chat_settings")]
     assert "voice_change" in client.get("/api/labels").get_json()["labels"]
+    assert '<option value="voice_change"' in client.get("/issues").get_data(as_text=True)  # offered for fixes too
     # from now on it is an ordinary label: no new_intent needed, and creating it again is refused
     assert client.post("/api/annotations", json={"id": 1019, "action": "relabel", "label": "voice_change"}).status_code == 201
     again = batch(client, {"ids": [1020], "action": "relabel", "label": "voice_change", "new_intent": True})

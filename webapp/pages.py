@@ -120,7 +120,8 @@ def issues_view():
     summary = store.report("label_issues")
     summary = summary if isinstance(summary, dict) else {}
     return render_template("issues.html", missing=missing, rows=rows, total=total, page=page, size=size,
-                           pending=pending, flagged=flagged, labels=store.intents(), n_decided=n_decided,
+                           pending=pending, flagged=flagged, n_decided=n_decided,
+                           labels=[lab for lab in store.review_labels() if lab != OUT_OF_SCOPE],
                            n_flagged=summary.get("n_flagged"), precision=summary.get("estimated_precision"),
                            label_issues=summary)
 
