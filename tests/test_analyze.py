@@ -253,16 +253,18 @@ def test_analyze_writes_points_neighbors_clusters_and_report(synth_store):
 
 
 def test_analyze_skips_when_unchanged_and_reuses_map_when_only_labels_change(synth_store, write_export):
-    analyzer = MapAnalyzer(n_epochs=30)
+    # max_cluster_labels=None: the clusters do not depend on the labels (with it, the default,
+    # a label change re-clusters: test_analyze_reclusters_on_a_label_change_...)
+    analyzer = MapAnalyzer(n_epochs=30, max_cluster_labels=None)
     first = analyze(synth_store, analyzer, progress=False)
     assert not first["skipped"] and first["reprojected"]
-    again = analyze(synth_store, MapAnalyzer(n_epochs=30), progress=False)
+    again = analyze(synth_store, MapAnalyzer(n_epochs=30, max_cluster_labels=None), progress=False)
     assert again["skipped"] and again["n_clusters"] == first["n_clusters"]
     points_before = synth_store.table_rows(POINTS, order="id")
     recs = synthetic_records()
     recs[3]["data"] = json.dumps({"text": json.loads(recs[3]["data"])["text"], "intent": "card_issue"})
     ingest(synth_store, write_export(recs, "fixed.json"))
-    relabelled = analyze(synth_store, MapAnalyzer(n_epochs=30), progress=False)
+    relabelled = analyze(synth_store, MapAnalyzer(n_epochs=30, max_cluster_labels=None), progress=False)
     assert not relabelled["skipped"] and not relabelled["reprojected"]
     assert synth_store.table_rows(POINTS, order="id") == points_before
     suspects = {s["id"] for r in synth_store.report("analysis")["impure_clusters"] for s in r["suspects"]}
@@ -394,6 +396,86 @@ def test_split_mixed_clusters_undoes_only_the_merges_that_mix_intents():
         split_mixed_clusters(merged, fine, given, max_labels=0)
 
 
+def condensed_tree(rows: list[tuple[int, int, float, int]]) -> np.ndarray:
+    return np.array(rows, dtype=[("parent", np.int64), ("child", np.int64), ("lambda_val", float),
+                                 ("child_size", np.int64)])
+
+
+# 20 points; root 20 -> node 21 (points 0-11) and leaf 22 (points 12-19); node 21 -> leaves
+# 23 (points 0-5) and 24 (points 6-10), point 11 leaves 21 before it splits. In leaf 22 the
+# points 12-15 leave early (low density), 16-19 stay to the end.
+TREE = condensed_tree([(20, 21, 1.0, 12), (20, 22, 1.0, 8), (21, 23, 2.0, 6), (21, 24, 2.0, 5), (21, 11, 1.5, 1)]
+                      + [(23, i, 3.0, 1) for i in range(6)] + [(24, i, 3.0, 1) for i in range(6, 11)]
+                      + [(22, 12 + j, lam, 1) for j, lam in enumerate([1.1, 1.2, 1.3, 1.4, 3.0, 3.0, 3.0, 3.0])])
+TREE_CLUSTERS = np.array([0] * 12 + [1] * 8)
+TREE_LABELS = list("aaabbbcccdde") + list("xyzvwwww")
+
+
+def test_cut_mixed_clusters_descends_the_condensed_tree_then_keeps_a_leafs_dense_core():
+    from hl_debug.models.cluster_rules import cut_mixed_clusters
+
+    out, counts = cut_mixed_clusters(TREE_CLUSTERS, TREE, TREE_LABELS, min_size=3)
+    # node 21 (a, b, c, d over 10%) -> its children 23 (a, b) and 24 (c, d); point 11 left it before the split
+    # leaf 22 (w + four single labels) -> its densest part with <= 3 labels: points 14-19
+    assert out.tolist() == [0] * 6 + [1] * 5 + [-1] + [-1, -1] + [2] * 6
+    assert counts == {"n_cut": 2, "n_parts": 3, "n_cores": 1, "n_noise": 3}
+    # no core of min_size rows holds <= 3 labels: the leaf's rows become noise
+    strict, counts = cut_mixed_clusters(TREE_CLUSTERS, TREE, TREE_LABELS, min_size=7)
+    assert strict.tolist() == [0] * 6 + [1] * 5 + [-1] * 9 and counts["n_noise"] == 9 and counts["n_cores"] == 0
+    # a 3-label cluster is kept: max_labels is "more than"
+    kept, counts = cut_mixed_clusters(TREE_CLUSTERS, TREE, list("aaaaabbbbccc") + list("wwwwwwww"))
+    assert kept.tolist() == TREE_CLUSTERS.tolist() and counts["n_cut"] == 0
+    assert cut_mixed_clusters(TREE_CLUSTERS, TREE, TREE_LABELS, max_labels=5)[0].tolist() == TREE_CLUSTERS.tolist()
+    assert cut_mixed_clusters(TREE_CLUSTERS, TREE, [None] * 20)[1]["n_cut"] == 0  # no labels: nothing to judge
+    with pytest.raises(ValueError, match="same length"):
+        cut_mixed_clusters(TREE_CLUSTERS, TREE, TREE_LABELS[:-1])
+    with pytest.raises(ValueError, match="each of the 20 points once"):
+        cut_mixed_clusters(TREE_CLUSTERS, TREE[:-1], TREE_LABELS)
+
+
+class Fixed:
+    """A stand-in UMAP returning a fixed layout (HDBSCAN then clusters exactly these points)."""
+
+    def __init__(self, embedding: np.ndarray) -> None:
+        self.embedding = embedding
+
+    def fit_transform(self, X: np.ndarray) -> np.ndarray:
+        return self.embedding
+
+
+def test_a_cluster_hdbscan_itself_makes_across_four_intents_is_cut_and_a_three_intent_one_kept():
+    # 2-D layout: intents 0-3 four touching blobs (HDBSCAN keeps them as one cluster), intents
+    # 4-6 three touching blobs (one cluster of three overlapping intents), intent 7 alone
+    rng = np.random.default_rng(0)
+    centres = [(0, 0), (1.2, 0), (0, 1.2), (1.2, 1.2), (8, 0), (9.2, 0), (8.6, 1.0), (0, 8)]
+    layout = np.vstack([rng.normal(c, 0.3, size=(25, 2)) for c in centres])
+    true = np.repeat(np.arange(8), 25)
+    given = [f"intent{t}" for t in true]
+    given[3], given[30] = "intent5", "intent2"  # two flips
+    X = rng.normal(size=(len(true), 8)).astype(np.float32)
+
+    def fit(**kw) -> MapAnalyzer:
+        return MapAnalyzer(map_model=Fixed(layout), reduce_model=Fixed(layout), min_cluster_size=10, min_samples=3,
+                           **kw).fit(X, given)
+
+    plain = fit(max_cluster_labels=None)
+    assert sorted(intents_per_cluster(plain.labels_, true)) == [1, 3, 4] and plain.cut_["n_cut"] == 0
+    model = fit()
+    assert max(intents_per_cluster(model.labels_, true)) <= 3 and model.cut_["n_cut"] == 1 and model.n_split_ == 0
+    three = plain.labels_[true == 4][0]
+    assert set(np.flatnonzero(model.labels_ == model.labels_[true == 4][0])) == set(np.flatnonzero(plain.labels_ == three))
+    assert model.noise_share_ <= 0.1 and model.cut_["n_noise"] == int((model.labels_ == -1).sum())
+    assert (model.probabilities_[model.labels_ == -1] == 0).all()
+    # the labels only cut: each flipped row stays with (most of) its true intent's rows, not its label's
+    for i in (3, 30):
+        mates = model.labels_[(true == true[i]) & (model.labels_ >= 0)]
+        assert model.labels_[i] == np.bincount(mates).argmax()
+    # fit_predict passes the labels on
+    assert fit(max_cluster_labels=3).labels_.tolist() == MapAnalyzer(
+        map_model=Fixed(layout), reduce_model=Fixed(layout), min_cluster_size=10, min_samples=3).fit_predict(
+            X, given).tolist()
+
+
 def test_clusters_keep_intents_apart_when_epsilon_merges_them():
     X, true, given, _ = paired_blobs()
     merged = cheap(min_cluster_size=10, cluster_selection_epsilon=2.0, max_cluster_labels=None).fit(X, given)
@@ -428,6 +510,7 @@ def test_analyze_reclusters_on_a_label_change_when_clusters_depend_on_labels(syn
     assert first["reprojected"]
     report = synth_store.report("analysis")
     assert report["n_split_clusters"] >= 0 and report["suspect_max_agreement"] == 0.3
+    assert set(report["cut_clusters"]) == {"n_cut", "n_parts", "n_cores", "n_noise"}
     assert all("likely_error" in s for r in report["impure_clusters"] for s in r["suspects"])
     assert report["n_likely_errors"] == sum(r["n_likely_errors"] for r in report["impure_clusters"])
     recs = synthetic_records()
@@ -435,6 +518,11 @@ def test_analyze_reclusters_on_a_label_change_when_clusters_depend_on_labels(syn
     ingest(synth_store, write_export(recs, "fixed.json"))
     analyzer = MapAnalyzer(n_epochs=30, cluster_selection_epsilon=0.5)
     assert analyze(synth_store, analyzer, progress=False)["reprojected"]
+    # at epsilon 0 too: the default cuts mixed clusters whatever the epsilon
+    analyze(synth_store, MapAnalyzer(n_epochs=30), progress=False)
+    recs[3]["data"] = json.dumps({"text": json.loads(recs[3]["data"])["text"], "intent": "chat_settings"})
+    ingest(synth_store, write_export(recs, "third.json"))
+    assert analyze(synth_store, MapAnalyzer(n_epochs=30), progress=False)["reprojected"]
     # relabelled again, but the split is switched off: only the statistics are recomputed
     recs[3]["data"] = json.dumps({"text": json.loads(recs[3]["data"])["text"], "intent": "bill_question"})
     analyze(synth_store, MapAnalyzer(n_epochs=30, cluster_selection_epsilon=0.5, max_cluster_labels=None),

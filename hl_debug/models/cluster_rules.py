@@ -125,3 +125,140 @@ def split_mixed_clusters(merged: np.ndarray, fine: np.ndarray, labels: Sequence[
             out[members[fine[members] == f]] = next_id
             next_id += 1
     return out, split
+
+
+class CondensedTree:
+    """HDBSCAN's condensed tree (``model.condensed_tree_.to_numpy()``) as arrays to descend.
+
+    Rows are ``(parent, child, lambda_val, child_size)``; points are ``0..n-1``, cluster
+    nodes ``n..`` (the root is ``n``) and a child node's id is larger than its parent's.
+    A point's row says at which density (``lambda_val``) it leaves its deepest node.
+    """
+
+    def __init__(self, tree: np.ndarray, n: int) -> None:
+        parent, child = np.asarray(tree["parent"], np.int64), np.asarray(tree["child"], np.int64)
+        lam, is_point = np.asarray(tree["lambda_val"], float), np.asarray(tree["child"]) < n
+        if is_point.sum() != n or (np.sort(child[is_point]) != np.arange(n)).any():
+            raise ValueError(f"the condensed tree must hold each of the {n} points once")
+        self.point_node = np.empty(n, np.int64)
+        self.point_node[child[is_point]] = parent[is_point]
+        self.point_lambda = np.empty(n)
+        self.point_lambda[child[is_point]] = lam[is_point]
+        self.children: dict[int, list[int]] = {}
+        self.parent = {int(c): int(p) for p, c in zip(parent[~is_point], child[~is_point], strict=True)}
+        for p, c in zip(parent[~is_point], child[~is_point], strict=True):
+            self.children.setdefault(int(p), []).append(int(c))
+        # depth-first entry/exit order: point i is under node v iff tin[v] <= tin[node(i)] < tout[v]
+        self.tin, self.tout, clock, stack = {}, {}, 0, [(n, False)]
+        while stack:
+            v, done = stack.pop()
+            if done:
+                self.tout[v] = clock
+                continue
+            self.tin[v], clock = clock, clock + 1
+            stack.append((v, True))
+            stack.extend((c, False) for c in reversed(self.children.get(v, [])))
+        self._tin_of_point = np.array([self.tin[int(v)] for v in self.point_node], np.int64)
+
+    def under(self, rows: np.ndarray, node: int) -> np.ndarray:
+        """Mask of ``rows`` (point indices) inside ``node``'s subtree."""
+        t = self._tin_of_point[rows]
+        return (t >= self.tin[node]) & (t < self.tout[node])
+
+    def node_of(self, rows: np.ndarray) -> int:
+        """The deepest node holding all ``rows`` (the cluster HDBSCAN selected for them)."""
+        node = int(self.point_node[rows[0]])
+        while not self.under(rows, node).all():
+            node = self.parent[node]
+        return node
+
+
+def cut_mixed_clusters(cluster_ids: np.ndarray, tree: np.ndarray, labels: Sequence[str | None], *,
+                       max_labels: int = 3, min_size: int = 5, share: float = MIXED_LABEL_SHARE,
+                       min_annotated: int = 5) -> tuple[np.ndarray, dict[str, int]]:
+    """Replace every cluster mixing more than ``max_labels`` labels by its parts down HDBSCAN's hierarchy.
+
+    A cluster (an HDBSCAN-selected node of the condensed tree) in which more than
+    ``max_labels`` annotated labels each hold more than ``share`` of its annotated rows is
+    replaced by its child clusters in the condensed tree, each judged again in turn (rows
+    that left the node before it split become noise, as HDBSCAN treats them when it selects
+    the children). A mixed leaf keeps its densest part: the rows that stay in it up to the
+    lowest density (``lambda``) at which at least ``min_size`` rows remain and no more than
+    ``max_labels`` labels are mixed - the core where the leaf's main labels are the majority;
+    the rows outside it become noise, and where no such core exists, all its rows do. The
+    labels only choose the cut; every row keeps the company the tree gives it, so a
+    mislabelled row stays among the rows it reads like.
+
+    Parameters
+    ----------
+    cluster_ids : int array, shape (n,)
+        Cluster per row (-1 = noise); each cluster must be one node's rows of ``tree``.
+    tree : structured array
+        HDBSCAN's ``condensed_tree_.to_numpy()`` for the same rows.
+    labels : sequence, shape (n,)
+        Annotated label per row, None (or "") when unannotated.
+    max_labels, share, min_annotated : see :func:`split_mixed_clusters`.
+    min_size : int
+        Smallest core kept (the ``min_cluster_size`` HDBSCAN ran with).
+
+    Returns
+    -------
+    (int array, shape (n,), dict)
+        Cluster ids renumbered 0.. in the order of ``cluster_ids``'s, a cut cluster's parts
+        in its place (nothing cut: ``cluster_ids`` unchanged); and counts ``n_cut`` (clusters
+        cut), ``n_parts`` (clusters they became), ``n_cores`` (of which leaf cores) and
+        ``n_noise`` (rows made noise).
+    """
+    cluster_ids = np.asarray(cluster_ids, dtype=np.int64)
+    if cluster_ids.ndim != 1 or len(labels) != len(cluster_ids):
+        raise ValueError(f"cluster_ids and labels must have the same length, got {cluster_ids.shape} and {len(labels)}")
+    if max_labels < 1:
+        raise ValueError(f"max_labels must be >= 1, got {max_labels}")
+    given = np.array([x or "" for x in labels], dtype=object)
+    counts = {"n_cut": 0, "n_parts": 0, "n_cores": 0, "n_noise": 0}
+
+    def mixed(rows: np.ndarray) -> bool:
+        n_mixed, n_annotated = mixed_label_count(given[rows].tolist(), share=share)
+        return n_annotated >= min_annotated and n_mixed > max_labels
+
+    def core(rows: np.ndarray) -> list[np.ndarray]:
+        lam = ct.point_lambda[rows]
+        for level in np.unique(lam):  # lowest density first: the largest candidate core
+            part = rows[lam >= level]
+            if len(part) < min_size:
+                break
+            if not mixed(part):
+                counts["n_cores"] += 1
+                return [part]
+        return []
+
+    def parts(node: int, rows: np.ndarray) -> list[np.ndarray]:
+        if not mixed(rows):
+            return [rows]
+        kids = ct.children.get(node, [])
+        if not kids:
+            return core(rows)
+        out = []
+        for kid in kids:
+            inside = rows[ct.under(rows, kid)]
+            if len(inside):
+                out.extend(parts(kid, inside))
+        return out
+
+    out = np.full(len(cluster_ids), NOISE, dtype=np.int64)
+    ct: CondensedTree | None = None
+    next_id = 0
+    for c in np.unique(cluster_ids[cluster_ids != NOISE]):
+        members = np.flatnonzero(cluster_ids == c)
+        if not mixed(members):
+            pieces = [members]
+        else:
+            ct = ct or CondensedTree(tree, len(cluster_ids))
+            pieces = parts(ct.node_of(members), members)
+            counts["n_cut"] += 1
+            counts["n_parts"] += len(pieces)
+            counts["n_noise"] += len(members) - sum(len(p) for p in pieces)
+        for piece in pieces:
+            out[piece] = next_id
+            next_id += 1
+    return out, counts

@@ -6,13 +6,12 @@ UMAPs - a 2-D one for the map and a ~5-D one for clustering - then HDBSCAN clust
 reduced vectors. Sub-models can be passed in (``map_model``, ``reduce_model``,
 ``cluster_model``) so tests swap in cheap stand-ins; None builds the defaults, whose HDBSCAN
 parameters scale with the data (:mod:`hl_debug.models.cluster_rules`). Given the annotated
-labels, a cluster that ``cluster_selection_epsilon`` merged across more than
-``max_cluster_labels`` intents is split back into HDBSCAN's clusters without epsilon.
+labels, no cluster keeps more than ``max_cluster_labels`` intents: epsilon merges that mix
+them are split back, and any cluster still mixing them is cut down HDBSCAN's hierarchy.
 
-Noise is kept honest: HDBSCAN's noise points keep ``cluster_id = -1``; ``nearest_cluster_``
-says which cluster each one is closest to (k-nearest clustered points in the reduced space),
-so nothing is silently forced into a cluster. The step that reads and writes the store is
-:mod:`hl_debug.steps.analyze`.
+Noise is kept honest: HDBSCAN's noise points keep ``cluster_id = -1``; ``nearest_cluster_`` says
+which cluster each one is closest to (k-nearest clustered points in the reduced space), so nothing
+is silently forced into a cluster. The step that reads and writes the store: :mod:`hl_debug.steps.analyze`.
 """
 
 from __future__ import annotations
@@ -28,6 +27,7 @@ from sklearn.base import BaseEstimator
 
 from hl_debug.models.cluster_rules import (
     NOISE,
+    cut_mixed_clusters,
     default_cluster_selection_epsilon,
     default_min_cluster_size,
     default_min_samples,
@@ -143,10 +143,11 @@ class MapAnalyzer(BaseEstimator):
     cluster_selection_method : {"eom", "leaf"}
         HDBSCAN's cluster selection.
     max_cluster_labels : int or None
-        With labels passed to :meth:`fit` and epsilon > 0: a cluster in which more than this
-        many annotated intents each hold over 10% of the annotated rows is replaced by the
-        clusters HDBSCAN finds inside it without epsilon
-        (:func:`~hl_debug.models.cluster_rules.split_mixed_clusters`). None never splits.
+        With labels passed to :meth:`fit`: a cluster in which more than this many annotated
+        intents each hold over 10% of the annotated rows is replaced by the clusters HDBSCAN
+        finds inside it without epsilon (:func:`~hl_debug.models.cluster_rules.split_mixed_clusters`),
+        then by its parts down the condensed tree (:func:`~hl_debug.models.cluster_rules.cut_mixed_clusters`).
+        None never splits or cuts.
     map_model, reduce_model, cluster_model : estimators or None
         Stand-ins for the 2-D UMAP, the clustering UMAP and HDBSCAN (each needs
         ``fit_transform`` / ``fit`` + ``labels_``). None builds the defaults.
@@ -172,6 +173,7 @@ class MapAnalyzer(BaseEstimator):
     n_jobs_ : int  UMAPs fitted at once
     cluster_selection_epsilon_ : float  the value used
     n_split_ : int  epsilon-merged clusters split back because they mixed intents
+    cut_ : dict  ``n_cut``, ``n_parts``, ``n_cores``, ``n_noise`` of :func:`cut_mixed_clusters`
     """
 
     def __init__(self, *, n_neighbors: int = default("n_neighbors"), n_components: int = default("n_components"),
@@ -266,7 +268,7 @@ class MapAnalyzer(BaseEstimator):
             Sentence vectors (L2-normalised for cosine).
         y : sequence of str or None, shape (n,), optional
             Annotated intents (None or "" = unannotated). They never move a row; they only
-            decide where an epsilon merge is undone (``max_cluster_labels``).
+            decide where the hierarchy is cut (``max_cluster_labels``).
         knn : (indices, distances), each shape (n, >= n_neighbors), optional
             A precomputed graph from :func:`knn_graph` (self first); built when None.
         """
@@ -315,33 +317,32 @@ class MapAnalyzer(BaseEstimator):
         self.labels_ = np.asarray(cluster_model.labels_, dtype=np.int64)
         self.probabilities_ = np.asarray(getattr(cluster_model, "probabilities_", np.full(n, np.nan)), dtype=float)
         self.outlier_scores_ = np.asarray(getattr(cluster_model, "outlier_scores_", np.full(n, np.nan)), dtype=float)
-        self.n_split_ = 0
-        if (y is not None and self.max_cluster_labels is not None and self.cluster_model is None
-                and self.cluster_selection_epsilon_ > 0):
-            self._split_mixed(list(y))
+        self.n_split_, self.cut_ = 0, {"n_cut": 0, "n_parts": 0, "n_cores": 0, "n_noise": 0}
+        if y is not None and self.max_cluster_labels is not None and self.cluster_model is None:
+            self._keep_intents_apart(list(y))
         self.n_clusters_ = int(len(set(self.labels_.tolist()) - {NOISE}))
         self.noise_share_ = float((self.labels_ == NOISE).mean())
         self.nearest_cluster_ = self._nearest_cluster()
         return self
 
-    def _split_mixed(self, y: list) -> None:
-        """Undo the epsilon merges that mixed more than ``max_cluster_labels`` intents (one
-        more HDBSCAN fit, without epsilon, on the same projection); the rows of a split
-        cluster take their membership and outlier scores from that fit."""
-        fine = self.hdbscan_model(self.min_cluster_size_, self.min_samples_, 0.0).fit(self.reduced_)
-        merged = self.labels_
-        self.labels_, split = split_mixed_clusters(merged, np.asarray(fine.labels_), y,
-                                                   max_labels=self.max_cluster_labels)
-        self.n_split_ = len(split)
-        if not split:
-            return
-        log.info("split %d cluster(s) mixing more than %d intents into their clusters without epsilon",
-                 self.n_split_, self.max_cluster_labels)
-        moved = np.isin(merged, split)
-        for name in ("probabilities_", "outlier_scores_"):
-            values = getattr(fine, name, None)
-            if values is not None:
-                getattr(self, name)[moved] = np.asarray(values, dtype=float)[moved]
+    def _keep_intents_apart(self, y: list) -> None:
+        """Split back the epsilon merges mixing over ``max_cluster_labels`` intents (a second HDBSCAN fit
+        without epsilon, whose membership/outlier scores their rows take), then cut any cluster still
+        mixing them down the condensed tree (:func:`cut_mixed_clusters`; rows made noise: membership 0)."""
+        if self.cluster_selection_epsilon_ > 0:
+            fine = self.hdbscan_model(self.min_cluster_size_, self.min_samples_, 0.0).fit(self.reduced_)
+            merged = self.labels_
+            self.labels_, split = split_mixed_clusters(merged, fine.labels_, y, max_labels=self.max_cluster_labels)
+            self.n_split_, moved = len(split), np.isin(merged, split)
+            for name in ("probabilities_", "outlier_scores_"):
+                getattr(self, name)[moved] = np.asarray(getattr(fine, name), dtype=float)[moved]
+        before, tree = self.labels_, self.cluster_model_.condensed_tree_.to_numpy()
+        self.labels_, self.cut_ = cut_mixed_clusters(before, tree, y, max_labels=self.max_cluster_labels,
+                                                     min_size=self.min_cluster_size_)
+        self.probabilities_[(self.labels_ == NOISE) & (before != NOISE)] = 0.0
+        if self.n_split_ or self.cut_["n_cut"]:
+            log.info("kept intents apart: %d epsilon merge(s) split, %d cluster(s) cut into %d (%d rows to noise)",
+                     self.n_split_, self.cut_["n_cut"], self.cut_["n_parts"], self.cut_["n_noise"])
 
     def _fit_concurrently(self, reduce_model: Any, map_model: Any,
                           X: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
@@ -383,7 +384,7 @@ class MapAnalyzer(BaseEstimator):
             return None
 
     def fit_predict(self, X: np.ndarray, y: Any = None, **kwargs: Any) -> np.ndarray:
-        return self.fit(X, **kwargs).labels_
+        return self.fit(X, y, **kwargs).labels_
 
     def _nearest_cluster(self) -> np.ndarray:
         """Own cluster for clustered points; for noise, the vote of the 5 nearest clustered points."""

@@ -6,8 +6,8 @@ It reads the active encoder's embeddings, fits a :class:`~hl_debug.models.map.Ma
 ranking with suspect rows, unannotated-region ranking). It is skipped when embeddings,
 labels and parameters are unchanged; when only labels changed the map and clusters are kept
 and only the cluster statistics are recomputed - unless the clusters depend on the labels
-(exports large enough for a ``cluster_selection_epsilon`` > 0, where clusters mixing
-intents are split), then everything is recomputed.
+(``max_cluster_labels`` set, the default: clusters mixing more intents are cut down HDBSCAN's
+hierarchy), then everything is recomputed.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from hl_debug.errors import AnalysisError, ConfigError, MissingStepError
-from hl_debug.models.map import SELECTION_METHODS, MapAnalyzer, default_cluster_selection_epsilon
+from hl_debug.models.map import SELECTION_METHODS, MapAnalyzer
 from hl_debug.neighbors import KnnMemo, knn_graph
 from hl_debug.scoring import clusters as cl
 from hl_debug.settings import default
@@ -110,9 +110,9 @@ def analyze(store: Store, analyzer: MapAnalyzer | None = None, *, k_neighbors: i
                   "min_annotated": min_annotated, "top_keywords": top_keywords,
                   "impurity_method": impurity_method, "region_method": region_method}
     # The map depends on the vectors (encoder + texts) and its parameters; the statistics
-    # also on the labels and splits; the clusters on the labels too where mixed clusters can
-    # be split (epsilon > 0), so there a label change re-clusters.
-    label_keys = ("id", "text_hash", "intent") if _clusters_use_labels(analyzer, store.count_utterances()) else ()
+    # also on the labels and splits; the clusters on the labels too where mixed clusters are
+    # cut (max_cluster_labels), so there a label change re-clusters.
+    label_keys = ("id", "text_hash", "intent") if _clusters_use_labels(analyzer) else ()
     projection_hash = hash_json([encoder, store.utterances_hash(("id", "text_hash")), params, custom, k_neighbors]
                                 + ([store.utterances_hash(label_keys)] if label_keys else []))
     inputs_hash = hash_json([projection_hash, store.utterances_hash(("id", "text_hash", "intent", "usage")), all_params])
@@ -217,6 +217,7 @@ def analyze(store: Store, analyzer: MapAnalyzer | None = None, *, k_neighbors: i
             "cluster_selection_epsilon": (previous.get("cluster_selection_epsilon") if reuse_map
                                           else analyzer.cluster_selection_epsilon_),
             "n_split_clusters": previous.get("n_split_clusters", 0) if reuse_map else analyzer.n_split_,
+            "cut_clusters": previous.get("cut_clusters", {}) if reuse_map else analyzer.cut_,
             "suspect_max_agreement": cl.SUSPECT_MAX_AGREEMENT,
             "n_likely_errors": sum(r["n_likely_errors"] for r in impure),
             "n_points": len(ids), "n_clusters": len(stats), "n_noise": n_noise, "noise_share": n_noise / len(ids),
@@ -231,13 +232,10 @@ def analyze(store: Store, analyzer: MapAnalyzer | None = None, *, k_neighbors: i
     return {**counts, "skipped": False}
 
 
-def _clusters_use_labels(analyzer: MapAnalyzer, n: int) -> bool:
+def _clusters_use_labels(analyzer: MapAnalyzer) -> bool:
     """Whether the labels can change the clusters (:attr:`MapAnalyzer.max_cluster_labels`
-    splits only clusters merged by a cluster_selection_epsilon > 0)."""
-    if analyzer.max_cluster_labels is None or analyzer.cluster_model is not None:
-        return False
-    eps = analyzer.cluster_selection_epsilon
-    return (eps if eps is not None else default_cluster_selection_epsilon(n)) > 0
+    cuts mixed clusters of the default HDBSCAN, at any epsilon)."""
+    return analyzer.max_cluster_labels is not None and analyzer.cluster_model is None
 
 
 def _num(value: float) -> float | None:
