@@ -141,6 +141,8 @@ def figures(case: cases.Case, labels: np.ndarray, suspects: np.ndarray,
         if len(big) > MIXED_MAX:
             mixed += 1
             explained += overlapping(big, confusion)
+            log.info("%s: cluster %d mixes %s (%d rows; overlapping: %s)", case.name, c,
+                     {t: counts[t] for t in big}, int((labels == c).sum()), overlapping(big, confusion))
     flips = case.flipped
     n_flips = int(flips.sum())
     caught = int((suspects & flips).sum())
@@ -177,13 +179,13 @@ def baseline(case: cases.Case, X: np.ndarray, knn: tuple, reduced: np.ndarray) -
     model = MapAnalyzer(map_model=Precomputed(np.zeros((len(X), 2))), reduce_model=Precomputed(reduced),
                         min_cluster_size=mcs, min_samples=ms, cluster_selection_epsilon=eps,
                         max_cluster_labels=None).fit(X, knn=knn)
-    return model.labels_, minority_rows(model.labels_, case.labels)
+    return model.labels_, minority_rows(model.labels_, case.labels), {}
 
 
 def shipped(case: cases.Case, X: np.ndarray, knn: tuple, reduced: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     model = MapAnalyzer(map_model=Precomputed(np.zeros((len(X), 2))), reduce_model=Precomputed(reduced))
     model.fit(X, case.labels, knn=knn)
-    return model.labels_, shipped_suspects(case, model.labels_, model.nearest_cluster_, knn)
+    return model.labels_, shipped_suspects(case, model.labels_, model.nearest_cluster_, knn), model.cut_
 
 
 def shipped_suspects(case: cases.Case, labels: np.ndarray, nearest: np.ndarray, knn: tuple) -> np.ndarray:
@@ -206,6 +208,8 @@ def bundled_readings(case: cases.Case, X: np.ndarray, knn: tuple, reduced: np.nd
     """The docs/FINDINGS.md readings under the shipped rule, each ``"ok: ..."`` or ``"LOST: ..."``."""
     model = MapAnalyzer(map_model=Precomputed(np.zeros((len(X), 2))), reduce_model=Precomputed(reduced))
     labels = model.fit(X, case.labels, knn=knn).labels_
+    log.info("bundled export: %d clusters, %d noise, cut %s", model.n_clusters_, int((labels == cl.NOISE).sum()),
+             model.cut_)
     stats = cl.cluster_stats(labels, case.labels, case.splits)
     keywords = cl.cluster_keywords(case.texts, labels)
     agreement = cl.neighbor_label_agreement(knn[0][:, 1:K_AGREEMENT + 1], case.labels)
@@ -283,20 +287,22 @@ def main(argv: list[str] | None = None) -> int:
         for case in group:
             for rule, fit in RULES.items():
                 t1 = time.perf_counter()
-                labels, suspects = fit(case, X, knn, reduced)
+                labels, suspects, cut = fit(case, X, knn, reduced)
                 elapsed = shared + time.perf_counter() - t1
-                rows.append((case.name, rule, figures(case, labels, suspects, confusion), elapsed))
+                rows.append((case.name, rule, {**figures(case, labels, suspects, confusion), **cut}, elapsed))
                 log.info("%s %s done", case.name, rule)
         if plain is not None:
             readings = bundled_readings(plain, X, knn, reduced)
     print(f"\nload average {load:.2f} at start, {os.getloadavg()[0]:.2f} at end; {os.cpu_count()} CPUs\n")
     print("| case | rule | intents as majority % | clusters >3 intents >10% (overlapping) | flips in suspects % "
-          "| suspect flip richness × | noise % | ARI | NMI | clusters | suspects | time s |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "| suspect flip richness × | noise % | cut: clusters → parts (rows to noise) | ARI | NMI | clusters "
+          "| suspects | time s |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, rule, f, elapsed in rows:
+        cut = f"{f['n_cut']} → {f['n_parts']} ({f['n_noise']:,})" if "n_cut" in f else "–"
         print(f"| {name} | {rule} | {f['majority']:.1f} | {f['mixed']} ({f['explained']}) | {f['recall']:.1f} | "
-              f"{f['richness']:.1f} | {f['noise']:.1f} | {f['ari']:.3f} | {f['nmi']:.3f} | {f['n_clusters']:,} | "
-              f"{f['n_suspects']:,} | {elapsed:.0f} |")
+              f"{f['richness']:.1f} | {f['noise']:.1f} | {cut} | {f['ari']:.3f} | {f['nmi']:.3f} | "
+              f"{f['n_clusters']:,} | {f['n_suspects']:,} | {elapsed:.0f} |")
     for line in readings:
         print(f"- bundled export reading {line}")
     return 0

@@ -197,7 +197,8 @@ SETTINGS: tuple[Setting, ...] = (
             commands=("analyze",)),
     Setting("max_cluster_labels", 3,
             "A cluster where more than this many annotated intents each hold over 10% of the rows is split "
-            "back into the clusters HDBSCAN finds without --cluster-epsilon (intents stay apart).", type=int, min=1,
+            "back into the clusters HDBSCAN finds without --cluster-epsilon, then cut down HDBSCAN's hierarchy "
+            "(intents stay apart).", type=int, min=1,
             commands=("analyze",)),
     Setting("cluster_selection_method", "eom", "HDBSCAN cluster selection (leaf: more, smaller clusters).",
             flag="--cluster-selection", choices=("eom", "leaf"), commands=("analyze",)),
