@@ -11,8 +11,9 @@ clustered two ways in the same run:
   clip(log10(n / 2500), 0, 1)``; suspects = every minority-label row of a cluster (label !=
   the cluster's majority, clusters with >= 5 annotated rows);
 * **hl-debug** — the shipped :class:`~hl_debug.models.map.MapAnalyzer` defaults (sub-topic
-  sized clusters, a smaller epsilon, clusters mixing more than 3 intents split back) fitted
-  with the annotated labels, and the shipped suspects
+  sized clusters, a smaller epsilon, epsilon merges mixing more than 3 intents split back and
+  any cluster still mixing them cut down HDBSCAN's condensed tree) fitted with the annotated
+  labels, and the shipped suspects
   (:func:`hl_debug.scoring.clusters.rank_impure_clusters`: minority-label rows of a cluster
   or its nearest noise points whose label at most 30% of their 10 nearest annotated
   neighbours share, ``likely_error``).
@@ -26,8 +27,9 @@ nearest neighbours in the encoder space (a property of the data, not of the clus
 **flips in suspects %** — recall of the planted flips; **richness ×** — the suspects' flip
 rate over the annotated rows' flip rate; **noise %**; **ARI / NMI** of the clusters against
 the true intents (rows with a known true intent; noise counts as one group); **clusters**;
-**time** — seconds for the kNN graph, the UMAP and the clustering (the baseline's time
-includes the same shared kNN and UMAP).
+**cut** — clusters the condensed-tree cut replaced, the clusters they became and the rows it
+made noise; **time** — seconds for the kNN graph, the UMAP and the clustering (the baseline's
+time includes the same shared kNN and UMAP).
 
 For the bundled export (no planted flips) the script also checks the readings of
 ``docs/FINDINGS.md`` under the shipped rule: the stop/cancel commands spread over

@@ -13,12 +13,15 @@ respect intents"):
 * **Merge only what does not mix intents.** Epsilon merges the pieces of a region whatever
   they hold. :func:`split_mixed_clusters` undoes a merge where it fused more than
   ``max_labels`` annotated intents (each above 10% of the cluster's annotated rows): such a
-  cluster is replaced by the clusters HDBSCAN finds inside it without epsilon. The labels
+  cluster is replaced by the clusters HDBSCAN finds inside it without epsilon. HDBSCAN's own
+  clusters can mix intents too (short "topping up" questions of five intents; recombined
+  texts): :func:`cut_mixed_clusters` replaces every cluster still mixing them by its parts
+  down the condensed tree (child clusters, else a leaf's dense core, else noise). The labels
   only decide *where the hierarchy is cut*; no row moves towards its own label, so a
   flipped row stays among the rows it reads like (where it is a minority-label suspect).
 
-Pure functions (arrays in, arrays out); :class:`~hl_debug.models.map.MapAnalyzer` applies
-them.
+Pure functions and a read-only view of the condensed tree (arrays in, arrays out);
+:class:`~hl_debug.models.map.MapAnalyzer` applies them.
 """
 
 from __future__ import annotations
