@@ -155,8 +155,9 @@ def test_clusters_benchmark_quick_mode():
         row = figure_row(out, "banking uniform 5%") if rule == "baseline" else next(
             [c.strip() for c in line.strip().strip("|").split("|")] for line in out.splitlines()
             if line.startswith("| banking uniform 5% | hl-debug |"))
-        assert row[1] == rule and all(is_number(c) for c in row[2:3] + row[4:]), row
+        assert row[1] == rule and all(is_number(c) for c in row[2:3] + row[4:7] + row[8:]), row
         assert re.fullmatch(r"\d+ \(\d+\)", row[3]), row
+        assert re.fullmatch(r"\d+ → \d+ \([\d,]+\)" if rule == "hl-debug" else "–", row[7]), row
 
 
 @pytest.mark.slow
