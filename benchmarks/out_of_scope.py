@@ -25,6 +25,8 @@ intent, in-scope false positives counting as impurity) and recall (share of each
 intent's rows that sit in a group it is the majority of, averaged over intents), with the
 number of held-out intents recovered (a group of purity >= 0.8 holding >= half its rows); rows
 whose intent is unknown (the bundled export's own unannotated rows) are left out of the purity.
+The groups' baseline ("old"): the same candidates cut once at ``intent_spread`` (no second
+cut of oversized groups at the calibrated distance).
 
 Run::
 
@@ -55,6 +57,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score  # noqa: E402
 
 from benchmarks.cases import Case, banking, bundled  # noqa: E402
 from hl_debug.scoring.label_issues import default_classifier  # noqa: E402
+from hl_debug.scoring.new_intents import group_candidates, intent_spread  # noqa: E402
 from hl_debug.scoring.out_of_scope import OutOfScopeDetector, top_k_known  # noqa: E402
 from hl_debug.signals.out_of_scope import OutOfScope  # noqa: E402
 from hl_debug.threads import limit_threads  # noqa: E402
@@ -130,12 +133,18 @@ def evaluate(case: Case, positives: np.ndarray, negatives: np.ndarray, *, ablati
            "methods": {m: metrics(y, s[keep]) for m, s in scores.items()}}
     unann = ~ann
     report = result.report
+    # the grouping before the second cut (one average-linkage cut at intent_spread), same candidates
+    members = np.flatnonzero(cand & unann)
+    old = np.zeros(len(X), dtype=np.int64)
+    old[members] = group_candidates(X[members], threshold=intent_spread(X, ctx.y), min_size=3) + 1
     out.update({
         "fpr_measured": float(cand[negatives].mean()), "recall_measured": float(cand[positives].mean()),
         "fpr_target": report["target_fpr"], "recall_estimated": report.get("estimated_recall"),
         "share_true": float(positives[unann].mean()), "share": report["estimated_share"],
         "share_low": report["estimated_share_low"], "share_high": report["estimated_share_high"],
         "groups": group_quality(case.true, positives, group),
+        "groups_old": group_quality(case.true, positives, old),
+        "group_cut": report.get("group_cut"), "group_split_cut": report.get("group_split_cut"),
         "n_new_intent_verdicts": report.get("n_new_intents")})
     return out
 
@@ -198,14 +207,17 @@ def print_tables(results: list[dict], title: str) -> None:
     if len(results) > 1:
         line("mean", results)
     print("\n| case | FPR target | FPR measured | recall est. | recall measured | true share | est. share (95% CI) "
-          "| groups | purity | recall | recovered | 'new intent' verdicts |")
-    print("|---" * 12 + "|")
+          "| groups | purity | recall | recovered | 'new intent' verdicts | cut / split cut "
+          "| old groups | old purity | old recall | old recovered |")
+    print("|---" * 17 + "|")
     for r in results:
-        g = r["groups"]
+        g, o = r["groups"], r["groups_old"]
         print(f"| {r['case']} | {fmt(r['fpr_target'], 2)} | {fmt(r['fpr_measured'])} | {fmt(r['recall_estimated'])} "
               f"| {fmt(r['recall_measured'])} | {fmt(r['share_true'])} | {fmt(r['share'])} ({fmt(r['share_low'])}-"
               f"{fmt(r['share_high'])}) | {g['n_groups']} | {fmt(g['purity'])} | {fmt(g['recall'])} "
-              f"| {g['recovered']}/{g['n_held']} | {r['n_new_intent_verdicts']} |")
+              f"| {g['recovered']}/{g['n_held']} | {r['n_new_intent_verdicts']} | {fmt(r['group_cut'])} / "
+              f"{fmt(r['group_split_cut'])} | {o['n_groups']} | {fmt(o['purity'])} | {fmt(o['recall'])} "
+              f"| {o['recovered']}/{o['n_held']} |")
 
 
 def main(argv: list[str] | None = None) -> None:
