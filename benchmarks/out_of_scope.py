@@ -25,6 +25,12 @@ intent, in-scope false positives counting as impurity) and recall (share of each
 intent's rows that sit in a group it is the majority of, averaged over intents), with the
 number of held-out intents recovered (a group of purity >= 0.8 holding >= half its rows); rows
 whose intent is unknown (the bundled export's own unannotated rows) are left out of the purity.
+The groups' baseline ("old"): the same candidates cut once at ``intent_spread`` (no second
+cut of oversized groups at the calibrated distance), with the old verdict bar (the lower quartile
+of the intent's own rows' similarity to its centroid instead of the median). "Verdicts right":
+the share of grouped rows whose group's verdict is right — "new intent" for a group whose
+majority is a held-out intent, "missing phrasing of <intent>" for one whose majority is that
+in-scope intent's rows.
 
 Run::
 
@@ -37,6 +43,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
+import json
 import logging
 import os
 import platform
@@ -55,6 +62,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score  # noqa: E402
 
 from benchmarks.cases import Case, banking, bundled  # noqa: E402
 from hl_debug.scoring.label_issues import default_classifier  # noqa: E402
+from hl_debug.scoring.new_intents import describe_groups, group_candidates, intent_spread  # noqa: E402
 from hl_debug.scoring.out_of_scope import OutOfScopeDetector, top_k_known  # noqa: E402
 from hl_debug.signals.out_of_scope import OutOfScope  # noqa: E402
 from hl_debug.threads import limit_threads  # noqa: E402
@@ -101,6 +109,24 @@ def group_quality(truth: list[str | None], held: np.ndarray, group: np.ndarray) 
             "recovered": len(recovered), "n_groups": len(groups), "n_held": len(held_intents)}
 
 
+def verdicts_right(truth: list[str | None], held: np.ndarray, groups: list[dict], index: dict[int, int]) -> float:
+    """Share of the grouped rows (truth known) whose group's verdict is right: "new intent" for a
+    group whose majority is a held-out intent, "missing phrasing of <intent>" for a group whose
+    majority is in-scope rows of that intent."""
+    right = total = 0
+    for g in groups:
+        rows = [index[i] for i in json.loads(g["ids"]) if truth[index[i]] is not None or held[index[i]]]
+        if not rows:
+            continue
+        names = np.array([f"in:{truth[r]}" if not held[r] else str(truth[r]) for r in rows])
+        values, counts = np.unique(names, return_counts=True)
+        top = str(values[np.argmax(counts)])
+        ok = g["verdict"] == ("missing phrasing of " + top[3:] if top.startswith("in:") else "new intent")
+        right += ok * len(rows)
+        total += len(rows)
+    return right / total if total else float("nan")
+
+
 def evaluate(case: Case, positives: np.ndarray, negatives: np.ndarray, *, ablation: bool = True) -> dict:
     """Every method's figures on one case (``positives``/``negatives``: bool masks of rows)."""
     ctx = case.context()
@@ -130,12 +156,24 @@ def evaluate(case: Case, positives: np.ndarray, negatives: np.ndarray, *, ablati
            "methods": {m: metrics(y, s[keep]) for m, s in scores.items()}}
     unann = ~ann
     report = result.report
+    # the grouping before the second cut (one average-linkage cut at intent_spread), same candidates
+    members = np.flatnonzero(cand & unann)
+    old = np.zeros(len(X), dtype=np.int64)
+    old_of = group_candidates(X[members], threshold=intent_spread(X, ctx.y), min_size=3)
+    old[members] = old_of + 1
+    old_groups = describe_groups(ctx.vectors, ctx.texts, ctx.ids, members, old_of, y=ctx.y, classes=ctx.classes,
+                                 phrasing_quantile=0.25)
+    index = {int(i): j for j, i in enumerate(ctx.ids)}
     out.update({
         "fpr_measured": float(cand[negatives].mean()), "recall_measured": float(cand[positives].mean()),
         "fpr_target": report["target_fpr"], "recall_estimated": report.get("estimated_recall"),
         "share_true": float(positives[unann].mean()), "share": report["estimated_share"],
         "share_low": report["estimated_share_low"], "share_high": report["estimated_share_high"],
         "groups": group_quality(case.true, positives, group),
+        "groups_old": group_quality(case.true, positives, old),
+        "verdicts": verdicts_right(case.true, positives, result.groups, index),
+        "verdicts_old": verdicts_right(case.true, positives, old_groups, index),
+        "group_cut": report.get("group_cut"), "group_split_cut": report.get("group_split_cut"),
         "n_new_intent_verdicts": report.get("n_new_intents")})
     return out
 
@@ -198,14 +236,17 @@ def print_tables(results: list[dict], title: str) -> None:
     if len(results) > 1:
         line("mean", results)
     print("\n| case | FPR target | FPR measured | recall est. | recall measured | true share | est. share (95% CI) "
-          "| groups | purity | recall | recovered | 'new intent' verdicts |")
-    print("|---" * 12 + "|")
+          "| groups | purity | recall | recovered | 'new intent' verdicts | cut / split cut "
+          "| verdicts right | old groups | old purity | old recall | old recovered | old verdicts right |")
+    print("|---" * 19 + "|")
     for r in results:
-        g = r["groups"]
+        g, o = r["groups"], r["groups_old"]
         print(f"| {r['case']} | {fmt(r['fpr_target'], 2)} | {fmt(r['fpr_measured'])} | {fmt(r['recall_estimated'])} "
               f"| {fmt(r['recall_measured'])} | {fmt(r['share_true'])} | {fmt(r['share'])} ({fmt(r['share_low'])}-"
               f"{fmt(r['share_high'])}) | {g['n_groups']} | {fmt(g['purity'])} | {fmt(g['recall'])} "
-              f"| {g['recovered']}/{g['n_held']} | {r['n_new_intent_verdicts']} |")
+              f"| {g['recovered']}/{g['n_held']} | {r['n_new_intent_verdicts']} | {fmt(r['group_cut'])} / "
+              f"{fmt(r['group_split_cut'])} | {fmt(r['verdicts'])} | {o['n_groups']} | {fmt(o['purity'])} "
+              f"| {fmt(o['recall'])} | {o['recovered']}/{o['n_held']} | {fmt(r['verdicts_old'])} |")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from hl_debug.cli import cli
-from hl_debug.scoring.new_intents import group_candidates, intent_spread
+from hl_debug.scoring.new_intents import calibrated_cut, group_candidates, intent_spread
 from hl_debug.scoring.oos_evidence import SharedGaussians
 from hl_debug.scoring.out_of_scope import OutOfScopeDetector, estimate_share, top_k_known
 from hl_debug.signals.context import SignalContext
@@ -224,3 +224,80 @@ def test_every_row_carries_its_evidence(found):
         assert 0 <= r["max_probability"] <= 1 and 0 <= r["unannotated_share"] <= 1 and r["reason"]
     unseen = [r for r, t in zip(result.rows, truth) if t == "unseen"]
     assert all(r["reason"].startswith("fits no intent") for r in unseen if r["is_candidate"])
+
+
+def paired_intents(seed: int = 0, *, separation: float = 1.3, unseen_pairs: int = 0, pairs: int = 8,
+                   per: int = 60, annotated: int = 20, dim: int = 48, sd: float = 0.3):
+    """Intents in pairs of neighbours: pair ``p`` sits on axis ``2p`` (norm 4), its second
+    intent moved ``separation`` along axis ``2p + 1``; the last ``unseen_pairs`` pairs are
+    never annotated (truth ``unseen<p>.<0|1>``), the others have ``annotated`` of ``per`` rows."""
+    rng = np.random.default_rng(seed)
+    X, y, truth = [], [], []
+    for p in range(pairs + unseen_pairs):
+        unseen = p >= pairs
+        for j in range(2):
+            centre = np.zeros(dim)
+            centre[2 * p] = 4.0
+            centre[2 * p + 1] = separation * j
+            X.append(centre + sd * rng.normal(size=(per, dim)))
+            c = 2 * p + j
+            y.extend([-1] * per if unseen else [-1] * (per - annotated) + [c] * annotated)
+            truth.extend([f"unseen{p}.{j}" if unseen else f"intent{c}"] * per)
+    X = np.vstack(X).astype(np.float32)
+    return X / np.linalg.norm(X, axis=1, keepdims=True), np.array(y), np.array(truth)
+
+
+def test_a_group_of_two_intents_is_cut_again_and_a_single_one_is_not():
+    rng = np.random.default_rng(0)
+    dim = 48
+    a, b, c = np.zeros((3, dim))
+    a[0], b[0], b[1], c[2] = 4.0, 4.0, 1.6, 4.0
+    X = np.vstack([a + 0.3 * rng.normal(size=(60, dim)), b + 0.3 * rng.normal(size=(60, dim)),
+                   c + 0.6 * rng.normal(size=(60, dim))])  # c: one diffuse intent
+    truth = np.repeat(["a", "b", "c"], 60)
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    coarse = group_candidates(X, threshold=0.7, min_size=3)
+    assert len(set(coarse[:120])) == 1 and coarse[0] >= 0  # the neighbours merge at the coarse cut
+    fine_everywhere = group_candidates(X, threshold=0.24, min_size=3)
+    pieces = fine_everywhere[120:]
+    assert np.sum(pieces == np.bincount(pieces[pieces >= 0], minlength=1).argmax()) < 30  # the diffuse one falls apart
+    groups = group_candidates(X, threshold=0.7, min_size=3, fine_threshold=0.24, split_size=1.3 * 60)
+    for name in ("a", "b"):
+        values, counts = np.unique(groups[truth == name], return_counts=True)
+        assert counts.max() >= 0.9 * 60 and values[np.argmax(counts)] >= 0
+    assert groups[truth == "a"][0] != groups[truth == "b"][0]
+    assert len(set(groups[truth == "c"])) == 1 and groups[120] >= 0  # under split_size: left whole
+    assert set(groups[truth == "c"]).isdisjoint(groups[:120])
+
+
+def test_the_cut_is_calibrated_where_neighbouring_intents_stay_apart():
+    X, y, truth = paired_intents()
+    rows = np.flatnonzero(y >= 0)
+    within = float(np.mean(1 - X[y == 0] @ X[y == 0].T))
+    between = float(np.mean(1 - X[y == 0] @ X[y == 1].T))  # a pair's two intents
+    cut = calibrated_cut(X, y, n_candidates=len(rows) // 2, ceiling=0.9)
+    assert within * 0.8 < cut < between
+    pure = group_candidates(X[rows], threshold=cut, min_size=3)
+    assert all(len(set(pure[truth[rows] == t]) - {-1}) >= 1 for t in ("intent0", "intent1"))
+    assert set(pure[truth[rows] == "intent0"]).isdisjoint(pure[truth[rows] == "intent1"]) or \
+        np.mean(pure[truth[rows] == "intent0"] == pure[truth[rows] == "intent1"][0]) < 0.2
+    far = np.where(y % 2 == 0, y, -1)  # only one intent of each pair: nothing neighbours anything
+    assert calibrated_cut(X, far, n_candidates=len(rows) // 4, ceiling=0.9) > between
+    assert calibrated_cut(X, y, n_candidates=10, ceiling=0.1) == 0.1
+
+
+def test_two_neighbouring_unseen_intents_come_out_as_two_groups():
+    X, y, truth = paired_intents(unseen_pairs=2, separation=2.0)
+    labels = [None if v < 0 else f"intent{v}" for v in y]
+    context = SignalContext(ids=np.arange(len(X)), texts=[f"{t} words" for t in truth], vectors=X, labels=labels,
+                            splits=[None] * len(X))
+    result = OutOfScope().find(context)
+    group = np.array([r["group_id"] or 0 for r in result.rows])
+    for p in (8, 9):
+        majority = []
+        for j in (0, 1):
+            values, counts = np.unique(group[truth == f"unseen{p}.{j}"], return_counts=True)
+            assert values[np.argmax(counts)] > 0 and counts.max() >= 0.8 * 60
+            majority.append(values[np.argmax(counts)])
+        assert majority[0] != majority[1]
+    assert result.report["group_split_cut"] <= result.report["group_cut"]

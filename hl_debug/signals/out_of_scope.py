@@ -77,7 +77,14 @@ def out_of_scope_result(context: SignalContext, *, target_fpr: float, k: int, n_
     """The ``oos`` rows, the ``new_intents`` rows and the ``out_of_scope`` report of ``context``."""
     import numpy as np
 
-    from hl_debug.scoring.new_intents import describe_groups, group_candidates, intent_spread
+    from hl_debug.scoring.new_intents import (
+        SPLIT_SIZE,
+        calibrated_cut,
+        describe_groups,
+        group_candidates,
+        intent_spread,
+        typical_intent_size,
+    )
     from hl_debug.scoring.out_of_scope import EVIDENCE, OutOfScopeDetector, estimate_share
 
     annotated = context.annotated
@@ -95,7 +102,11 @@ def out_of_scope_result(context: SignalContext, *, target_fpr: float, k: int, n_
     cand = det.candidates_
     members = np.flatnonzero(cand & ~annotated)
     spread = intent_spread(context.vectors, context.y)
-    group_of = group_candidates(context.vectors[members], threshold=spread, min_size=min_group_size)
+    cut = calibrated_cut(context.vectors, context.y, n_candidates=len(members), min_size=min_group_size,
+                         ceiling=spread, random_state=random_state)
+    group_of = group_candidates(context.vectors[members], threshold=spread, min_size=min_group_size,
+                                fine_threshold=cut,
+                                split_size=SPLIT_SIZE * typical_intent_size(context.y, len(members)))
     groups = describe_groups(context.vectors, context.texts, context.ids, members, group_of, y=context.y,
                              classes=context.classes)
     group_id = np.full(len(context), -1, dtype=np.int64)
@@ -107,7 +118,7 @@ def out_of_scope_result(context: SignalContext, *, target_fpr: float, k: int, n_
     report.update({
         "threshold": det.threshold_, "n_candidates": int(cand.sum()), "n_candidates_unannotated": len(members),
         "estimated_share": share[0], "estimated_share_low": share[1], "estimated_share_high": share[2],
-        "n_groups": len(groups), "estimated_recall": det.tpr_, "fpr_at_threshold": det.fpr_at_threshold_,
+        "n_groups": len(groups), "group_cut": spread, "group_split_cut": cut, "estimated_recall": det.tpr_, "fpr_at_threshold": det.fpr_at_threshold_,
         "n_new_intents": sum(g["verdict"] == "new intent" for g in groups), "evidence": det.columns_})
     order = np.lexsort((context.ids, -det.scores_))
     rank = np.empty(len(context), dtype=np.int64)
