@@ -26,6 +26,7 @@ Pure functions and a read-only view of the condensed tree (arrays in, arrays out
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import Counter
 from collections.abc import Sequence
@@ -224,8 +225,12 @@ def cut_mixed_clusters(cluster_ids: np.ndarray, tree: np.ndarray, labels: Sequen
         n_mixed, n_annotated = mixed_label_count(given[rows].tolist(), share=share)
         return n_annotated >= min_annotated and n_mixed > max_labels
 
+    @functools.cache
+    def condensed() -> CondensedTree:  # built only when some cluster is mixed
+        return CondensedTree(tree, len(cluster_ids))
+
     def core(rows: np.ndarray) -> list[np.ndarray]:
-        lam = ct.point_lambda[rows]
+        lam = condensed().point_lambda[rows]
         for level in np.unique(lam):  # lowest density first: the largest candidate core
             part = rows[lam >= level]
             if len(part) < min_size:
@@ -238,26 +243,24 @@ def cut_mixed_clusters(cluster_ids: np.ndarray, tree: np.ndarray, labels: Sequen
     def parts(node: int, rows: np.ndarray) -> list[np.ndarray]:
         if not mixed(rows):
             return [rows]
-        kids = ct.children.get(node, [])
+        kids = condensed().children.get(node, [])
         if not kids:
             return core(rows)
         out = []
         for kid in kids:
-            inside = rows[ct.under(rows, kid)]
+            inside = rows[condensed().under(rows, kid)]
             if len(inside):
                 out.extend(parts(kid, inside))
         return out
 
     out = np.full(len(cluster_ids), NOISE, dtype=np.int64)
-    ct: CondensedTree | None = None
     next_id = 0
     for c in np.unique(cluster_ids[cluster_ids != NOISE]):
         members = np.flatnonzero(cluster_ids == c)
         if not mixed(members):
             pieces = [members]
         else:
-            ct = ct or CondensedTree(tree, len(cluster_ids))
-            pieces = parts(ct.node_of(members), members)
+            pieces = parts(condensed().node_of(members), members)
             counts["n_cut"] += 1
             counts["n_parts"] += len(pieces)
             counts["n_noise"] += len(members) - sum(len(p) for p in pieces)

@@ -319,25 +319,25 @@ class MapAnalyzer(BaseEstimator):
         self.outlier_scores_ = np.asarray(getattr(cluster_model, "outlier_scores_", np.full(n, np.nan)), dtype=float)
         self.n_split_, self.cut_ = 0, {"n_cut": 0, "n_parts": 0, "n_cores": 0, "n_noise": 0}
         if y is not None and self.max_cluster_labels is not None and self.cluster_model is None:
-            self._keep_intents_apart(list(y))
+            self._keep_intents_apart(list(y), self.max_cluster_labels)
         self.n_clusters_ = int(len(set(self.labels_.tolist()) - {NOISE}))
         self.noise_share_ = float((self.labels_ == NOISE).mean())
         self.nearest_cluster_ = self._nearest_cluster()
         return self
 
-    def _keep_intents_apart(self, y: list) -> None:
+    def _keep_intents_apart(self, y: list, max_labels: int) -> None:
         """Split back the epsilon merges mixing over ``max_cluster_labels`` intents (a second HDBSCAN fit
         without epsilon, whose membership/outlier scores their rows take), then cut any cluster still
         mixing them down the condensed tree (:func:`cut_mixed_clusters`; rows made noise: membership 0)."""
         if self.cluster_selection_epsilon_ > 0:
             fine = self.hdbscan_model(self.min_cluster_size_, self.min_samples_, 0.0).fit(self.reduced_)
             merged = self.labels_
-            self.labels_, split = split_mixed_clusters(merged, fine.labels_, y, max_labels=self.max_cluster_labels)
+            self.labels_, split = split_mixed_clusters(merged, fine.labels_, y, max_labels=max_labels)
             self.n_split_, moved = len(split), np.isin(merged, split)
             for name in ("probabilities_", "outlier_scores_"):
                 getattr(self, name)[moved] = np.asarray(getattr(fine, name), dtype=float)[moved]
         before, tree = self.labels_, self.cluster_model_.condensed_tree_.to_numpy()
-        self.labels_, self.cut_ = cut_mixed_clusters(before, tree, y, max_labels=self.max_cluster_labels,
+        self.labels_, self.cut_ = cut_mixed_clusters(before, tree, y, max_labels=max_labels,
                                                      min_size=self.min_cluster_size_)
         self.probabilities_[(self.labels_ == NOISE) & (before != NOISE)] = 0.0
         if self.n_split_ or self.cut_["n_cut"]:

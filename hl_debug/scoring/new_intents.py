@@ -235,8 +235,7 @@ def describe_groups(X: np.ndarray, texts: Sequence[str], ids: np.ndarray, member
         centre = _normalise(X[rows].mean(axis=0))
         sims = centroids @ X[rows].mean(axis=0)  # the members' mean similarity to each intent's centroid
         sims[np.isnan(typical)] = -np.inf
-        near = np.argsort(-sims, kind="stable")[:n_nearest]
-        near = [c for c in near if np.isfinite(sims[c])]
+        near = [int(c) for c in np.argsort(-sims, kind="stable")[:n_nearest] if np.isfinite(sims[c])]
         best = near[0] if near else None
         verdict = ("missing phrasing of " + classes[best]
                    if best is not None and sims[best] >= typical[best] else "new intent")
