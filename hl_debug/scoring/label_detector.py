@@ -142,7 +142,8 @@ class LabelIssueDetector(BaseEstimator):
     flagged_ : bool array (n,)
     suggested_ : int array (n,)           most likely other label
     estimated_errors_, estimated_errors_low_, estimated_errors_high_ : float
-        Expected number of label errors and its 90% interval.
+        Expected number of label errors and its 90% interval (sampling and bootstrap spread,
+        widened by the calibration's largest relative count error on synthetic validation).
     estimated_precision_, estimated_recall_ : float  of the flagged rows (NaN if undefined)
     """
 
@@ -311,7 +312,9 @@ class LabelIssueDetector(BaseEstimator):
         self.scores_, self.posterior_ = comb.scores_, comb.posterior_
         self.synthetic_prior_ = float((kinds > 0).mean())
         self.noise_rate_ = comb.noise_rate_
-        self._summarise(flag_threshold(self.posterior_, target_precision=self.target_precision), comb.totals_)
+        bias = max((abs(e) for e in comb.count_errors_.values()), default=0.0)
+        self._summarise(flag_threshold(self.posterior_, target_precision=self.target_precision), comb.totals_,
+                        relative_bias=bias)
 
     def _fit_blend(self, labels: np.ndarray, blend: np.ndarray, target: np.ndarray) -> None:
         self.combination_ = None
@@ -324,11 +327,12 @@ class LabelIssueDetector(BaseEstimator):
         self.posterior_ = prior_shift(raw, from_prior=self.synthetic_prior_, to_prior=self.noise_rate_)
         self._summarise(self.flag_threshold, None)
 
-    def _summarise(self, threshold: float, totals: list[float] | None) -> None:
+    def _summarise(self, threshold: float, totals: list[float] | None, *, relative_bias: float = 0.0) -> None:
         self.threshold_ = float(threshold)
         self.flagged_ = self.posterior_ >= self.threshold_
         summary = flag_summary(self.posterior_, self.flagged_)
         self.estimated_errors_ = summary["estimated_errors"]
         self.estimated_precision_ = summary["estimated_precision"]
         self.estimated_recall_ = summary["estimated_recall"]
-        self.estimated_errors_low_, self.estimated_errors_high_ = error_interval(self.posterior_, totals)
+        self.estimated_errors_low_, self.estimated_errors_high_ = error_interval(self.posterior_, totals,
+                                                                                relative_bias=relative_bias)

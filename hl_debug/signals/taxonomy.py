@@ -107,7 +107,7 @@ class Taxonomy(Signal):
         texts = [context.texts[i] for i in rows_idx]
         labels = [classes[c] for c in y]
         ids = context.ids[rows_idx]
-        P = out_of_fold_probabilities(X, y, n_classes=K, random_state=self.random_state)
+        P = (prev.pred_probs if getattr(prev := context.results.get("issues"), "pred_probs", None) is not None and prev.random_state == self.random_state and len(prev.pred_probs) == len(y) else out_of_fold_probabilities(X, y, n_classes=K, random_state=self.random_state))  # noqa: E501 - reuse the issues signal's
         self.pred_probs_, self.labels_ = P, y  # for a benchmark's baseline on the same predictions
         nbr_idx, nbr_sim = context.subset_neighbors(rows_idx, min(self.k, len(rows_idx) - 1))
         endpoints = {name: encode_labels([p.labels[i] for i in rows_idx], classes)
