@@ -169,6 +169,15 @@ def _adapted(proba: np.ndarray, train_priors: np.ndarray, priors: np.ndarray) ->
     return 1.0 - post[:, 0] / post.sum(axis=1)
 
 
+def _adapted_log_odds(proba: np.ndarray, train_priors: np.ndarray, priors: np.ndarray) -> np.ndarray:
+    """The log-odds of :func:`_adapted`, computed without forming 1 - p: a score that keeps
+    the order of the surest rows (clipping the posterior to 1 - 1e-4 tied them, and cost the
+    ranking up to 0.01 AUPRC on the benchmark)."""
+    post = proba / train_priors * priors
+    tiny = np.finfo(np.float64).tiny
+    return np.log(np.maximum(post[:, 1:].sum(axis=1), tiny)) - np.log(np.maximum(post[:, 0], tiny))
+
+
 class StackedScore(BaseEstimator):
     """Combine component scores by stacking on synthetic flips, never below the best component.
 
@@ -326,7 +335,7 @@ class StackedScore(BaseEstimator):
         if self.choice_ == "stack":
             priors = mixture_priors(meta.predict_proba(R), self.train_priors_)
             post = _adapted(meta.predict_proba(R), self.train_priors_, priors)
-            return _logit(post), post
+            return _adapted_log_odds(meta.predict_proba(R), self.train_priors_, priors), post
         j = self.names_.index(self.choice_)
         t = (k > 0).astype(int)
         cal = LogisticRegression(C=100.0).fit(F[:, [j]], t, sample_weight=w)
