@@ -305,8 +305,9 @@ class LabelIssueDetector(BaseEstimator):
         # meta model take them for mistakes and over-count), real mistakes drop out.
         weight = known.astype(float)
         for r in range(self.n_reweight + 1):
-            comb = StackedScore(meta_model=self.meta_model, n_bootstrap=self.n_bootstrap if r == self.n_reweight else 0,
-                                random_state=self.random_state)
+            last = r == self.n_reweight
+            comb = StackedScore(meta_model=self.meta_model, n_bootstrap=self.n_bootstrap if last else 0,
+                                check_counts=last, random_state=self.random_state)
             comb.fit(comps, kinds, self.components_, names=self.component_names_, sample_weight=weight)
             weight = np.where(kinds > 0, 1.0, 1.0 - comb.posterior_[rows])
         self.combination_ = comb

@@ -201,6 +201,9 @@ class StackedScore(BaseEstimator):
     n_bootstrap : int
         Refits on bootstrap resamples of the synthetic rows, for the spread of the estimated
         number of errors (:attr:`totals_`).
+    check_counts : bool
+        Check the estimated count on synthetic sets at the estimated error rate
+        (:attr:`count_errors_`; empty when False, as in the detector's intermediate refits).
     random_state : int
 
     Attributes
@@ -222,10 +225,11 @@ class StackedScore(BaseEstimator):
     """
 
     def __init__(self, *, meta_model: Any = None, n_splits: int = 5, n_bootstrap: int = 20,
-                 random_state: int = 0) -> None:
+                 check_counts: bool = True, random_state: int = 0) -> None:
         self.meta_model = meta_model
         self.n_splits = n_splits
         self.n_bootstrap = n_bootstrap
+        self.check_counts = check_counts
         self.random_state = random_state
 
     def fit(self, synthetic: Any, kinds: Any, real: Any, *, names: list[str],
@@ -257,7 +261,7 @@ class StackedScore(BaseEstimator):
         self.choice_, self.synthetic_auprc_by_kind_ = robust_choice(candidates, k, sw, random_state=self.random_state)
         self.scores_, self.posterior_ = self._score(meta, F, k, w, R)
         self.noise_rate_ = float(self.posterior_.mean())
-        self.count_errors_ = self._count_errors(meta_oof=oof, F=F, k=k, sw=sw)
+        self.count_errors_ = self._count_errors(meta_oof=oof, F=F, k=k, sw=sw) if self.check_counts else {}
         rng = np.random.default_rng(self.random_state)
         self.totals_ = []
         for _ in range(self.n_bootstrap):
