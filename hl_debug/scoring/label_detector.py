@@ -70,8 +70,9 @@ class LabelIssueDetector(BaseEstimator):
     class's most confusable class) and the evidence is recomputed on the flipped labels;
     rows confident learning already suspects are left out there (their real status is
     unknown). On those rows :class:`~hl_debug.scoring.stacking.StackedScore` learns the
-    combination (kept only if its out-of-fold synthetic AUPRC is at least the best single
-    component's) and its calibration into P(wrong). The real error rate is the EM fixed point
+    combination (kept unless a single component, cleanlab's self-confidence among them, beats
+    it on every kind of synthetic flip clearly: :func:`~hl_debug.scoring.stacking.robust_choice`)
+    and its calibration into P(wrong). The real error rate is the EM fixed point
     of the prior-shifted posteriors; the flags maximise the expected F1, or reach
     ``target_precision``.
 

@@ -9,7 +9,8 @@ many fine-grained intents beats the neighbours there; the neighbours win on a sm
 *synthetic* flips (rows whose label the detector flipped itself, so their status is known):
 a logistic regression over the components, validated out of fold, and kept unless a single
 component beats it on every kind of synthetic flip by more than the synthetic sample's noise
-(:func:`robust_choice`; the components include cleanlab's self-confidence ranking). The chosen score is then Platt-calibrated into P(label wrong).
+(:func:`robust_choice`; the components include cleanlab's self-confidence ranking). The
+chosen score is then Platt-calibrated into P(label wrong).
 """
 
 from __future__ import annotations
