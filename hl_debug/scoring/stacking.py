@@ -103,12 +103,12 @@ def mixture_priors(proba: np.ndarray, train_priors: np.ndarray, *, tol: float = 
     "clean". Returns the priors (c,) at which the prior-adjusted posteriors' mean equals
     the priors, the error share (1 - prior of class 0) capped at ``max_error``.
     """
-    ratio = proba / train_priors
+    ratio = np.ascontiguousarray(proba / train_priors)
     priors = train_priors.copy()
+    n = len(ratio)
     for _ in range(max_iter):
-        post = ratio * priors
-        post /= post.sum(axis=1, keepdims=True)
-        new = np.clip(post.mean(axis=0), 1e-6, None)
+        # mean over rows of ratio * priors / (ratio @ priors), as two matrix-vector products
+        new = np.clip(priors * (ratio.T @ (1.0 / (ratio @ priors))) / n, 1e-6, None)
         if new[0] < 1 - max_error:
             new[1:] *= max_error / new[1:].sum()
             new[0] = 1 - max_error
