@@ -90,13 +90,20 @@ def metrics(truth: np.ndarray, score: np.ndarray) -> dict[str, float]:
             "p_at_k": float(truth[top].mean())}
 
 
-def counts(det: LabelIssueDetector, truth: np.ndarray) -> dict[str, float]:
+def counts(det: LabelIssueDetector, truth: np.ndarray, known: np.ndarray | None = None) -> dict[str, float]:
+    """Estimated vs real counts; ``known`` (rows whose status is known) adds the flagged
+    rows' precision with the unknown-status rows left out."""
     f = det.flagged_
     n_true = int(truth.sum())
-    return {"estimated": det.estimated_errors_, "low": det.estimated_errors_low_, "high": det.estimated_errors_high_,
-            "flagged": int(f.sum()), "precision": float(truth[f].mean()) if f.any() else float("nan"),
-            "precision_est": det.estimated_precision_,
-            "recall": float(truth[f].sum() / n_true) if n_true else float("nan"), "recall_est": det.estimated_recall_}
+    out = {"estimated": det.estimated_errors_, "low": det.estimated_errors_low_, "high": det.estimated_errors_high_,
+           "flagged": int(f.sum()), "precision": float(truth[f].mean()) if f.any() else float("nan"),
+           "precision_est": det.estimated_precision_,
+           "recall": float(truth[f].sum() / n_true) if n_true else float("nan"), "recall_est": det.estimated_recall_}
+    if known is not None and (f & known).any():
+        out["precision_known"] = float(truth[f & known].mean())
+    if det.combination_ is not None:
+        out["count_errors"] = det.combination_.count_errors_
+    return out
 
 
 _CLEAN: dict[str, dict] = {}
@@ -144,15 +151,17 @@ def run_cell(cell: str, *, blend_detector: bool, seed: int = 0) -> dict:
            "synthetic_auprc": det.combination_.synthetic_auprc_,
            "ranking": {m: metrics(truth, s) for m, s in scores.items()},
            "ranking_known": {},
-           "counts": counts(det, truth), "cleanlab_count": int(det.cleanlab_issues_.sum())}
+           "cleanlab_count": int(det.cleanlab_issues_.sum())}
     if blend_detector:
         old = LabelIssueDetector(random_state=seed, use_api=False, combine="blend").fit(X, y, n_classes=K)
         row["blend_counts"] = counts(old, truth)
+    known = None
     if clean is not None:
         row["clean_estimate"] = clean["estimate"]
         known = truth | ~np.isin(case.ids[case.annotated], list(clean["suspects"]))
         row["n_unknown"] = int((~known).sum())
         row["ranking_known"] = {m: metrics(truth[known], s[known]) for m, s in scores.items()}
+    row["counts"] = counts(det, truth, known)
     row["seconds"] = round(time.perf_counter() - t0, 1)
     r = row["ranking"]
     log.info("%-28s AUPRC hl-debug %.3f  cleanlab %.3f  blend %.3f (%s)  errors %d est %.0f  %.0fs", cell,
@@ -184,23 +193,27 @@ def _rel(est: float, true: float) -> str:
 
 def counts_table(runs: list[dict]) -> str:
     lines = ["| cell | true errors | hl-debug estimate [90% interval] | cleanlab count | previous estimate | "
-             "flagged | precision real / est. | recall real / est. |", "|---|---|---|---|---|---|---|---|"]
+             "flagged | precision real / est. | recall real / est. | precision, unknown left out |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for run in runs:
         c, true = run["counts"], run["planted"]
         truth = f"{true}"
         if "clean_estimate" in run:
-            truth += f" (+{run['clean_estimate']:.0f} genuine est. = {true + run['clean_estimate']:.0f})"
+            both = true + run["clean_estimate"]
+            truth += (f" (+{run['clean_estimate']:.0f} genuine est. = {both:.0f}; estimate "
+                      f"{_rel(c['estimated'], both)})")
+        known = f"{c['precision_known']:.2f}" if "precision_known" in c else ""
         old = run.get("blend_counts")
         old_cell = f"{old['estimated']:.0f} ({_rel(old['estimated'], true)})" if old else ""
         lines.append(
             f"| {run['name']} | {truth} | {c['estimated']:.0f} [{c['low']:.0f}, {c['high']:.0f}] "
             f"({_rel(c['estimated'], true)}) | {run['cleanlab_count']} ({_rel(run['cleanlab_count'], true)}) | "
             f"{old_cell} | {c['flagged']} | {c['precision']:.2f} / {c['precision_est']:.2f} | "
-            f"{c['recall']:.2f} / {c['recall_est']:.2f} |")
+            f"{c['recall']:.2f} / {c['recall_est']:.2f} | {known} |")
         if old:
             lines.append(f"| {run['name']} (previous detector) | | | | | {old['flagged']} | "
                          f"{old['precision']:.2f} / {old['precision_est']:.2f} | "
-                         f"{old['recall']:.2f} / {old['recall_est']:.2f} |")
+                         f"{old['recall']:.2f} / {old['recall_est']:.2f} | |")
     return "\n".join(lines)
 
 

@@ -261,8 +261,9 @@ def test_safeguard_never_ranks_below_the_best_component():
 @pytest.mark.parametrize("meta_model", [None, _Backwards()], ids=["default", "sabotaged"])
 def test_detector_ranks_no_worse_than_its_best_component_on_a_planted_case(meta_model):
     """On planted flips among overlapping classes: the chosen score is at least as good as
-    every component on the synthetic validation (strictly, even with a sabotaged stacker),
-    and on the planted truth within 0.01 of the best component and above cleanlab's
+    every component on the synthetic validation (strictly with a sabotaged stacker; within
+    0.005 otherwise, as a component's lead within the synthetic sample's noise keeps the
+    stack), and on the planted truth within 0.01 of the best component and above cleanlab's
     self-confidence within the same 0.01."""
     from sklearn.metrics import average_precision_score
 
@@ -271,11 +272,73 @@ def test_detector_ranks_no_worse_than_its_best_component_on_a_planted_case(meta_
     noisy, flipped = inject_noise(truth, rate=0.06, kind="uniform", n_classes=6, random_state=5)
     det = LabelIssueDetector(k=10, random_state=0, meta_model=meta_model).fit(X, noisy, n_classes=6)
     syn = det.combination_.synthetic_auprc_
-    assert syn[det.combination_.choice_] >= max(syn[n] for n in det.component_names_)
+    slack = 0.0 if meta_model is not None else 0.005
+    assert syn[det.combination_.choice_] >= max(syn[n] for n in det.component_names_) - slack
     ours = average_precision_score(flipped, det.scores_)
     parts = {n: average_precision_score(flipped, det.components_[:, j]) for j, n in enumerate(det.component_names_)}
     assert ours >= max(parts.values()) - 0.01, (ours, parts)
     assert ours >= average_precision_score(flipped, -cleanlab_scores(noisy, det.pred_probs_)) - 0.01
+
+
+def _two_kinds(n: int = 3000, seed: int = 0, lead: float = 0.0):
+    """Synthetic rows with two kinds of flips (1, 2). "stackish" separates both kinds;
+    "kind1" separates kind 1 better than it and kind 2 worse; "lead" is "stackish" plus
+    ``lead`` more separation on every kind."""
+    rng = np.random.default_rng(seed)
+    kinds = np.zeros(n, dtype=int)
+    picked = rng.choice(n, n // 5, replace=False)
+    kinds[picked[: n // 10]], kinds[picked[n // 10:]] = 1, 2
+    base = rng.normal(size=n)
+    shift = np.where(kinds > 0, 1.5, 0.0)
+    stackish = base + shift
+    kind1 = rng.normal(size=n) + np.where(kinds == 1, 3.0, np.where(kinds == 2, 0.5, 0.0))
+    return kinds, {"stack": stackish, "kind1": kind1, "lead": stackish + lead * (kinds > 0)}
+
+
+def test_robust_choice_keeps_the_stack_unless_a_component_wins_every_kind_clearly():
+    from hl_debug.scoring.stacking import robust_choice
+
+    kinds, cands = _two_kinds()
+    w = np.ones(len(kinds))
+    # "kind1" wins kind 1 by far but loses kind 2; a lead of 0 is a tie: the stack stays.
+    choice, by_kind = robust_choice({n: cands[n] for n in ("stack", "kind1")}, kinds, w)
+    assert by_kind[1]["kind1"] > by_kind[1]["stack"] and by_kind[2]["kind1"] < by_kind[2]["stack"]
+    assert choice == "stack"
+    # A twin of the stack's quality, ahead on every kind by chance (by 0.009 and 0.007), does
+    # not replace it ...
+    rng = np.random.default_rng(0)
+    n = 3000
+    kinds = np.zeros(n, dtype=int)
+    picked = rng.choice(n, n // 5, replace=False)
+    kinds[picked[: n // 10]], kinds[picked[n // 10:]] = 1, 2
+    base = rng.normal(size=n) + np.where(kinds > 0, 1.5, 0.0)
+    twins = {"stack": base + 0.5 * rng.normal(size=n), "twin": base + 0.5 * rng.normal(size=n)}
+    choice, by_kind = robust_choice(twins, kinds, np.ones(n))
+    assert all(a["twin"] > a["stack"] + 0.005 for a in by_kind.values()) and choice == "stack"
+    # ... a component clearly ahead on every kind does.
+    kinds, cands = _two_kinds(lead=1.0)
+    assert robust_choice(cands, kinds, w)[0] == "lead"
+
+
+def test_detector_never_ranks_below_cleanlab_self_confidence_when_the_stack_is_sabotaged():
+    """cleanlab's self-confidence is a candidate: the ``self_confidence`` component ranks the
+    rows exactly as it does, and with a sabotaged stacker the chosen score is at least as good
+    as it on every kind of synthetic flip and on the planted truth."""
+    from scipy.stats import spearmanr
+    from sklearn.metrics import average_precision_score
+
+    X, truth = blobs(n_per=120, n_classes=6, dim=12, seed=3)
+    X = X + np.random.default_rng(3).normal(scale=0.12, size=X.shape).astype(np.float32)
+    noisy, flipped = inject_noise(truth, rate=0.06, kind="uniform", n_classes=6, random_state=5)
+    det = LabelIssueDetector(k=10, random_state=0, meta_model=_Backwards()).fit(X, noisy, n_classes=6)
+    j = det.component_names_.index("self_confidence")
+    cl = -cleanlab_scores(noisy, det.pred_probs_)
+    assert spearmanr(det.components_[:, j], cl).statistic == pytest.approx(1.0)
+    comb = det.combination_
+    assert comb.choice_ != "stack"
+    for by_name in comb.synthetic_auprc_by_kind_.values():
+        assert by_name[comb.choice_] >= by_name["self_confidence"]
+    assert average_precision_score(flipped, det.scores_) >= average_precision_score(flipped, cl) - 0.01
 
 
 def test_detector_counts_are_honest_on_a_planted_case():
@@ -342,6 +405,9 @@ def test_flag_threshold_maximises_expected_f1_or_meets_the_target():
     assert low < p.sum() < high
     wide = error_interval(p, [3.0, 5.0, 4.0, 6.0])
     assert wide[0] < low and wide[1] > high
+    # A systematic calibration error of 20% widens each side by 20% of the count.
+    biased = error_interval(p, relative_bias=0.2)
+    assert biased[0] == pytest.approx(low - 0.2 * p.sum()) and biased[1] == pytest.approx(high + 0.2 * p.sum())
 
 
 def test_noise_transition_follows_the_confusions(planted):

@@ -84,12 +84,15 @@ def flag_summary(posterior: Any, flagged: Any) -> dict[str, float]:
             "estimated_recall": float(p[f].sum() / total) if total > 0 else float("nan")}
 
 
-def error_interval(posterior: Any, totals: Any = None, *, level: float = 0.9) -> tuple[float, float]:
+def error_interval(posterior: Any, totals: Any = None, *, level: float = 0.9,
+                   relative_bias: float = 0.0) -> tuple[float, float]:
     """A ``level`` interval for the number of label errors.
 
     The Poisson-binomial spread of the count given the posteriors (normal approximation),
     widened by ``totals`` — the estimated totals of bootstrap refits of the calibrator, when
-    given — as independent variances add.
+    given — as independent variances add, then on each side by ``relative_bias`` times the
+    count: a systematic error of the calibration (the largest relative error of the count on
+    the synthetic validation sets), which no sampling spread holds.
     """
     from scipy.stats import norm
 
@@ -99,4 +102,5 @@ def error_interval(posterior: Any, totals: Any = None, *, level: float = 0.9) ->
         var += float(np.var(np.asarray(totals, dtype=np.float64), ddof=1))
     z = float(norm.ppf(0.5 + level / 2))
     total = float(p.sum())
-    return max(0.0, total - z * np.sqrt(var)), total + z * np.sqrt(var)
+    half = z * np.sqrt(var) + abs(float(relative_bias)) * total
+    return max(0.0, total - half), total + half

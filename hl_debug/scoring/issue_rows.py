@@ -40,7 +40,9 @@ def issue_rows(det: LabelIssueDetector, *, ids: Sequence[int] | np.ndarray, labe
     ``k`` the neighbours each row's agreement was counted over.
     """
     y = np.asarray(labels)
-    nm = cleanlab_scores(y, det.pred_probs_, method="normalized_margin")
+    pred, knn_p = det.pred_probs_, det.knn_probs_
+    assert pred is not None and knn_p is not None, "issue_rows needs a fitted detector"
+    nm = cleanlab_scores(y, pred, method="normalized_margin")
     purity = cluster_purity if cluster_purity is not None else np.full(len(y), np.nan)
     rows = []
     for j in range(len(y)):
@@ -52,15 +54,15 @@ def issue_rows(det: LabelIssueDetector, *, ids: Sequence[int] | np.ndarray, labe
             "flagged": int(det.flagged_[j]), "posterior": float(det.posterior_[j]),
             "p_given": float(det.distribution_[j, y[j]]),
             "p_suggested": float(det.distribution_[j, det.suggested_[j]]),
-            "cl_self_confidence": float(det.pred_probs_[j, y[j]]), "cl_normalized_margin": float(nm[j]),
-            "cl_issue": int(det.cleanlab_issues_[j]), "knn_agreement": float(det.knn_probs_[j, y[j]]),
+            "cl_self_confidence": float(pred[j, y[j]]), "cl_normalized_margin": float(nm[j]),
+            "cl_issue": int(det.cleanlab_issues_[j]), "knn_agreement": float(knn_p[j, y[j]]),
             "cluster_id": int(cluster_ids[j]) if cluster_ids is not None else None,
             "cluster_purity": None if np.isnan(purity[j]) else float(purity[j]),
             "api_label": a_lab, "api_confidence": a_conf,
-            "reason": issue_reason(given, sugg, float(det.pred_probs_[j, y[j]]),
-                                   float(det.pred_probs_[j, det.suggested_[j]]),
-                                   int(round(det.knn_probs_[j, det.suggested_[j]] * k)),
-                                   int(round(det.knn_probs_[j, y[j]] * k)), k, a_lab, a_conf, purity[j]),
+            "reason": issue_reason(given, sugg, float(pred[j, y[j]]),
+                                   float(pred[j, det.suggested_[j]]),
+                                   int(round(knn_p[j, det.suggested_[j]] * k)),
+                                   int(round(knn_p[j, y[j]] * k)), k, a_lab, a_conf, purity[j]),
         })
     rows.sort(key=lambda row: -row["score"])
     for rank, row in enumerate(rows, 1):

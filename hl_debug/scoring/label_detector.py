@@ -70,8 +70,9 @@ class LabelIssueDetector(BaseEstimator):
     class's most confusable class) and the evidence is recomputed on the flipped labels;
     rows confident learning already suspects are left out there (their real status is
     unknown). On those rows :class:`~hl_debug.scoring.stacking.StackedScore` learns the
-    combination (kept only if its out-of-fold synthetic AUPRC is at least the best single
-    component's) and its calibration into P(wrong). The real error rate is the EM fixed point
+    combination (kept unless a single component, cleanlab's self-confidence among them, beats
+    it on every kind of synthetic flip clearly: :func:`~hl_debug.scoring.stacking.robust_choice`)
+    and its calibration into P(wrong). The real error rate is the EM fixed point
     of the prior-shifted posteriors; the flags maximise the expected F1, or reach
     ``target_precision``.
 
@@ -116,6 +117,10 @@ class LabelIssueDetector(BaseEstimator):
     n_reweight : int
         Refits of the combination with each unflipped synthetic row weighted by its real
         row's estimated chance of being right (0: rows confident learning suspects left out).
+        Each round takes more of the real mistakes (planted ones included) out of the "not
+        flipped" rows, whose status is unknown: on the benchmark the ranking gains up to 0.04
+        AUPRC from 0 to 2 refits (banking uniform 2%, seed 1: 0.923, 0.960, 0.968; 3: 0.970),
+        but the real export's estimate falls (27 errors with 1 refit, 14 with 2).
     n_bootstrap : int
         Bootstrap refits of the combination widening the interval of the error count.
     max_calibration_rows : int or None
@@ -142,7 +147,8 @@ class LabelIssueDetector(BaseEstimator):
     flagged_ : bool array (n,)
     suggested_ : int array (n,)           most likely other label
     estimated_errors_, estimated_errors_low_, estimated_errors_high_ : float
-        Expected number of label errors and its 90% interval.
+        Expected number of label errors and its 90% interval (sampling and bootstrap spread,
+        widened by the calibration's largest relative count error on synthetic validation).
     estimated_precision_, estimated_recall_ : float  of the flagged rows (NaN if undefined)
     """
 
@@ -150,7 +156,7 @@ class LabelIssueDetector(BaseEstimator):
                  combine: str = "stack", n_splits: int = 5, k: int = 20, synthetic_rate: float = 0.05,
                  n_synthetic: int = 2, synthetic_kinds: tuple[str, ...] | None = None, use_api: bool = True,
                  stack_api: bool = False, target_precision: float | None = None,
-                 flag_threshold: float = 0.5, n_reweight: int = 1, n_bootstrap: int = 20,
+                 flag_threshold: float = 0.5, n_reweight: int = 2, n_bootstrap: int = 20,
                  max_calibration_rows: int | None = 10_000, n_threads: int | None = 1, random_state: int = 0) -> None:
         self.classifier = classifier
         self.meta_model = meta_model
@@ -300,18 +306,21 @@ class LabelIssueDetector(BaseEstimator):
         # meta model take them for mistakes and over-count), real mistakes drop out.
         weight = known.astype(float)
         for r in range(self.n_reweight + 1):
-            comb = StackedScore(meta_model=self.meta_model, n_bootstrap=self.n_bootstrap if r == self.n_reweight else 0,
-                                random_state=self.random_state)
+            last = r == self.n_reweight
+            comb = StackedScore(meta_model=self.meta_model, n_bootstrap=self.n_bootstrap if last else 0,
+                                check_counts=last, random_state=self.random_state)
             comb.fit(comps, kinds, self.components_, names=self.component_names_, sample_weight=weight)
             weight = np.where(kinds > 0, 1.0, 1.0 - comb.posterior_[rows])
-        self.combination_ = comb
+        self.combination_: StackedScore | None = comb
         log.info("label issues: combination %s (weighted synthetic AUPRC %s; mix of mistakes %s)", comb.choice_,
                  ", ".join(f"{k} {v:.3f}" for k, v in comb.synthetic_auprc_.items()),
                  np.round(comb.priors_, 4).tolist())
         self.scores_, self.posterior_ = comb.scores_, comb.posterior_
         self.synthetic_prior_ = float((kinds > 0).mean())
         self.noise_rate_ = comb.noise_rate_
-        self._summarise(flag_threshold(self.posterior_, target_precision=self.target_precision), comb.totals_)
+        bias = max((abs(e) for e in comb.count_errors_.values()), default=0.0)
+        self._summarise(flag_threshold(self.posterior_, target_precision=self.target_precision), comb.totals_,
+                        relative_bias=bias)
 
     def _fit_blend(self, labels: np.ndarray, blend: np.ndarray, target: np.ndarray) -> None:
         self.combination_ = None
@@ -324,11 +333,12 @@ class LabelIssueDetector(BaseEstimator):
         self.posterior_ = prior_shift(raw, from_prior=self.synthetic_prior_, to_prior=self.noise_rate_)
         self._summarise(self.flag_threshold, None)
 
-    def _summarise(self, threshold: float, totals: list[float] | None) -> None:
+    def _summarise(self, threshold: float, totals: list[float] | None, *, relative_bias: float = 0.0) -> None:
         self.threshold_ = float(threshold)
         self.flagged_ = self.posterior_ >= self.threshold_
         summary = flag_summary(self.posterior_, self.flagged_)
         self.estimated_errors_ = summary["estimated_errors"]
         self.estimated_precision_ = summary["estimated_precision"]
         self.estimated_recall_ = summary["estimated_recall"]
-        self.estimated_errors_low_, self.estimated_errors_high_ = error_interval(self.posterior_, totals)
+        self.estimated_errors_low_, self.estimated_errors_high_ = error_interval(self.posterior_, totals,
+                                                                                relative_bias=relative_bias)

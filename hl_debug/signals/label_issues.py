@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -41,6 +42,17 @@ ISSUES = Table(
     ),
     orders={"score": (("score", True),), "rank": (("rank", False),)},
 )
+
+
+@dataclass
+class IssuesResult(SignalResult):
+    """The ``issues`` signal's result, plus the detector's out-of-fold probabilities of the
+    context's scorable rows (``pred_probs``, shape (n_scorable, n_classes); None when it did
+    not run) and the seed of their folds, so a later signal of the run (the taxonomy advisor)
+    reuses them instead of fitting the same 5-fold classifier again."""
+
+    pred_probs: np.ndarray | None = None
+    random_state: int | None = None
 
 
 @register
@@ -105,8 +117,9 @@ class LabelIssues(Signal):
             "n_cleanlab_issues": int(det.cleanlab_issues_.sum()) if det is not None else 0,
             "not_scored_single_row_intents": [classes[c] for c in np.flatnonzero(context.class_counts == 1)],
         }
-        return SignalResult(rows=rows, report=json.loads(json.dumps(summary, default=float)),
-                            counts={"n_issues_scored": len(rows), "n_flagged": n_flagged})
+        return IssuesResult(rows=rows, report=json.loads(json.dumps(summary, default=float)),
+                            counts={"n_issues_scored": len(rows), "n_flagged": n_flagged},
+                            pred_probs=det.pred_probs_ if det is not None else None, random_state=self.random_state)
 
     def summary(self, counts: Mapping[str, Any], report: Mapping[str, Any] | None = None) -> str:
         report = report or {}

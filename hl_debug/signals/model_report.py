@@ -39,7 +39,7 @@ class ModelReport(Signal):
                                 endpoint=p.endpoint, splits=REPORT_SPLITS, n_pairs=self.n_pairs,
                                 n_examples=self.n_examples)
                    for p in context.predictions.values()]
-        body = {"active_endpoint": context.active_endpoint, "endpoints": reports}
+        body: dict[str, Any] = {"active_endpoint": context.active_endpoint, "endpoints": reports}
         issues = context.results.get("issues")
         if issues is not None and issues.report is not None:
             # The label-issue headline (estimated errors with interval, flags, estimated

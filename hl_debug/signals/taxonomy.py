@@ -26,7 +26,6 @@ from hl_debug.signals.base import Knob, Signal, SignalResult
 from hl_debug.signals.context import SignalContext
 from hl_debug.signals.registry import register
 from hl_debug.storage.schema import Column, Table
-from hl_debug.threads import limit_threads
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +107,11 @@ class Taxonomy(Signal):
         texts = [context.texts[i] for i in rows_idx]
         labels = [classes[c] for c in y]
         ids = context.ids[rows_idx]
-        with limit_threads(1):  # small products: more threads only spin-wait (hl_debug.threads); 8.6 s -> 0.3 s
+        issues = context.results.get("issues")  # reuse its out-of-fold probabilities when they are of these rows
+        reuse = getattr(issues, "pred_probs", None)
+        if reuse is not None and getattr(issues, "random_state", None) == self.random_state and len(reuse) == len(y):
+            P = reuse
+        else:
             P = out_of_fold_probabilities(X, y, n_classes=K, random_state=self.random_state)
         self.pred_probs_, self.labels_ = P, y  # for a benchmark's baseline on the same predictions
         nbr_idx, nbr_sim = context.subset_neighbors(rows_idx, min(self.k, len(rows_idx) - 1))
