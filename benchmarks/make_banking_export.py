@@ -46,14 +46,12 @@ from __future__ import annotations
 
 import argparse
 import csv
-import io
 import json
 import logging
 import math
 import random
 import sys
 import time
-import zipfile
 from collections import defaultdict
 from pathlib import Path
 from typing import NamedTuple
@@ -62,6 +60,10 @@ import numpy as np
 from sklearn.feature_extraction.text import TfidfVectorizer
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.make_scaled_export import write  # noqa: E402 - the same platform-format writer
+
 DEFAULT_SOURCE = ROOT.parent / "shared" / "data" / "banking77"
 USAGES = ("training", "validation", "testing")
 FLIP_MODES = ("uniform", "confusable")
@@ -247,21 +249,6 @@ def build(utterances: list[Utterance], *, seed: int = 0, rows: int | None = None
     return records, truth
 
 
-def write_export(records: list[dict], out: Path) -> None:
-    """Write ``records`` as JSON, zipped when ``out`` ends in ``.zip`` (fixed timestamp: byte-stable)."""
-    text = json.dumps(records)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.suffix == ".zip":
-        buf = io.BytesIO()
-        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-            info = zipfile.ZipInfo(out.name[: -len(".zip")] or "export.json", date_time=(1980, 1, 1, 0, 0, 0))
-            info.compress_type = zipfile.ZIP_DEFLATED
-            zf.writestr(info, text)
-        out.write_bytes(buf.getvalue())
-    else:
-        out.write_text(text, encoding="utf-8")
-
-
 def truth_path(out: Path) -> Path:
     """Where the truth file of the export ``out`` goes: ``<out>.truth.json``."""
     return out.with_name(out.name + ".truth.json")
@@ -301,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
                                start_id=args.start_id)
     except (ValueError, OSError) as exc:
         ap.error(str(exc))
-    write_export(records, args.out)
+    write(records, args.out)
     truth_path(args.out).write_text(json.dumps(truth, indent=1), encoding="utf-8")
     log.info("%s (%.1f s)", summary(truth, args.out), time.perf_counter() - t0)
     return 0

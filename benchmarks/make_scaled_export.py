@@ -139,12 +139,15 @@ def scale(records: list[dict], rows: int, *, seed: int = 0, flip_rate: float = 0
 
 
 def write(records: list[dict], out: Path) -> None:
+    """Write ``records`` as JSON, zipped when ``out`` ends in ``.zip`` (fixed timestamp: byte-stable)."""
     text = json.dumps(records)
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".zip":
         buf = io.BytesIO()
         with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-            zf.writestr(out.name[: -len(".zip")] or "export.json", text)
+            info = zipfile.ZipInfo(out.name[: -len(".zip")] or "export.json", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            zf.writestr(info, text)
         out.write_bytes(buf.getvalue())
     else:
         out.write_text(text, encoding="utf-8")

@@ -58,7 +58,7 @@ def test_same_seed_writes_identical_bytes_and_another_seed_differs(banking, tmp_
 def test_export_validates_and_ingests(banking, tmp_path, store):
     records, truth = _build(banking, seed=1, rows=600, holdout_intents=2, flip_rate=0.05)
     out = tmp_path / "banking.json"
-    mbe.write_export(records, out)
+    mbe.write(records, out)
     assert read_export(out) == records
     rows, problems = validate(records)
     assert problems == [] and len(rows) == 600
