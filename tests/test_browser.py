@@ -453,12 +453,10 @@ def test_map_uses_the_raster_on_the_pinned_bokeh(page, server):
 @pytest.fixture
 def oos_server(db_path, tiny_export_path) -> Iterator[LiveServer]:
     """The app on a database where the out-of-scope signals have run (tests/oos_fixtures.py)."""
-    added = oos_fixtures.install()
     oos_fixtures.fill_oos(fill_synthetic(Store(db_path), tiny_export_path)).close()
     s = LiveServer(db_path)
     yield s
     s.stop()
-    oos_fixtures.uninstall(added)
 
 
 def test_name_a_new_intent_from_a_group_reaches_export_corrected(page, oos_server, db_path):

@@ -25,14 +25,7 @@ XSS = "<img src=x onerror=alert(1)>"
 
 
 @pytest.fixture
-def oos_signals():
-    added = oos_fixtures.install()
-    yield
-    oos_fixtures.uninstall(added)
-
-
-@pytest.fixture
-def web_db(db_path, tiny_export_path, oos_signals):
+def web_db(db_path, tiny_export_path):
     fill_oos(fill_synthetic(Store(db_path), tiny_export_path)).close()
     return db_path
 
@@ -74,7 +67,7 @@ def test_discover_lists_the_groups_with_their_evidence_and_the_share(client):
     assert 'href="/discover"' in html and "Discover" in html  # in the nav
 
 
-def test_discover_before_the_signal_ran_says_what_to_run(db_path, tiny_export_path, oos_signals):
+def test_discover_before_the_signal_ran_says_what_to_run(db_path, tiny_export_path):
     fill_synthetic(Store(db_path), tiny_export_path).close()
     html = create_app({"DB": str(db_path), "TESTING": True}).test_client().get("/discover").get_data(as_text=True)
     assert "No out-of-scope analysis yet" in html and "hl-debug signals" in html and 'id="groups"' not in html
@@ -86,7 +79,7 @@ def test_discover_without_the_signal_installed_is_a_friendly_page(db_path, tiny_
     assert r.status_code == 200 and "No out-of-scope analysis yet" in r.get_data(as_text=True)
 
 
-def test_discover_with_no_groups_says_so(db_path, tiny_export_path, oos_signals):
+def test_discover_with_no_groups_says_so(db_path, tiny_export_path):
     fill_oos(fill_synthetic(Store(db_path), tiny_export_path), with_groups=False).close()
     html = create_app({"DB": str(db_path), "TESTING": True}).test_client().get("/discover").get_data(as_text=True)
     assert "No candidate groups" in html and "40.0%" in html and 'id="group-1"' not in html
@@ -284,7 +277,7 @@ def test_queue_never_preselects_for_a_candidate_even_without_the_queue_knowing(s
 def test_queue_follows_a_queue_row_without_a_predicted_label(store, client):
     """The queue's own rule (a row that fits no intent gets no predicted_label) is honoured
     without any out-of-scope result."""
-    q = oos_fixtures.queue_table()
+    q = oos_fixtures.QUEUE
     store.replace_table(q, [r | {"predicted_label": None, "oos_group_id": None} if r["id"] == 1020 else r
                             for r in store.table_rows(q)])
     html = client.get("/queue").get_data(as_text=True)
