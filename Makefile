@@ -22,7 +22,7 @@ $(STAMP): setup.cfg pyproject.toml requirements/constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -c requirements/constraints.txt -e '.[test,lint]'
+	$(BIN)/python -m pip install --quiet -c requirements/constraints.txt -e '.[test,lint,ray]'
 	touch $(STAMP)
 
 demo: install

@@ -32,7 +32,7 @@ from hl_debug.storage.schema import Table
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 #: The ``hl_meta`` key of the data-version counter (see :meth:`Connection.data_version`).
 DATA_VERSION_KEY = "data_version"
 #: The ``hl_meta`` key counting review decisions (part of the data version).
@@ -105,13 +105,19 @@ CREATE TABLE IF NOT EXISTS annotations (
     action TEXT NOT NULL,
     label TEXT,
     previous_label TEXT,
-    created_at TEXT NOT NULL
+    created_at TEXT NOT NULL,
+    reviewer TEXT,
+    batch TEXT
 );
 CREATE INDEX IF NOT EXISTS idx_annotations_utterance ON annotations(utterance_id, id);
 """
 
 # Migrations from version N to N+1, applied in order by Store.open.
-_MIGRATIONS: dict[int, str] = {}
+# 1 -> 2: who made a decision (team mode) and the batch a bulk decision belongs to (a
+# taxonomy merge or rename, a group labelling), so a batch can be previewed and reverted.
+_MIGRATIONS: dict[int, str] = {
+    1: "ALTER TABLE annotations ADD COLUMN reviewer TEXT; ALTER TABLE annotations ADD COLUMN batch TEXT",
+}
 
 
 class Connection:
@@ -172,7 +178,11 @@ class Connection:
                     log.info("migrating %s from schema %d to %d", self.path, v, v + 1)
                     for stmt in _MIGRATIONS[v].split(";"):
                         if stmt.strip():
-                            self.db.execute(stmt)
+                            try:
+                                self.db.execute(stmt)
+                            except sqlite3.OperationalError as exc:  # re-run on a half-known schema
+                                if "duplicate column" not in str(exc):
+                                    raise
             if version != SCHEMA_VERSION:
                 self._set_meta("schema_version", str(SCHEMA_VERSION))
 

@@ -64,41 +64,36 @@ class Reviews:
             ...
 
     def add_annotation(self, utterance_id: int, action: str, label: str | None,
-                       previous_label: str | None) -> dict:
+                       previous_label: str | None, *, reviewer: str | None = None,
+                       batch: str | None = None) -> dict:
         """Append one review decision (never updates or deletes earlier ones).
 
-        Validation of the action and label against the project lives in
-        :func:`hl_debug.steps.review.record_decision`; this only writes.
+        ``reviewer`` names who decided (team mode); ``batch`` ties the decision to a bulk
+        change (see :meth:`add_annotations`). Validation of the action and label against the
+        project lives in :func:`hl_debug.steps.review.record_decision`; this only writes.
         """
-        from hl_debug.storage.sqlite import now
-
-        row = {"utterance_id": int(utterance_id), "action": action, "label": label,
-               "previous_label": previous_label, "created_at": now()}
-        with self.transaction():
-            cur = self.db.execute(
-                "INSERT INTO annotations (utterance_id, action, label, previous_label, created_at) "
-                "VALUES (?, ?, ?, ?, ?)",
-                [row["utterance_id"], action, label, previous_label, row["created_at"]])
-            row["id"] = cur.lastrowid
-            self._bump(REVIEW_VERSION_KEY)
-        return row
+        return self.add_annotations([{"utterance_id": utterance_id, "action": action, "label": label,
+                                      "previous_label": previous_label, "reviewer": reviewer,
+                                      "batch": batch}])[0]
 
     def add_annotations(self, rows: Sequence[dict]) -> list[dict]:
         """Append several decisions (``utterance_id``, ``action``, ``label``,
-        ``previous_label`` each) in ONE transaction: all are stored, or none (a group's
-        labelling is one decision for the user). Validation lives in
-        :func:`hl_debug.steps.review.record_decisions`."""
+        ``previous_label`` each; optional ``reviewer`` and ``batch``) in ONE transaction: all
+        are stored, or none (a group's labelling is one decision for the user). Validation
+        lives in :func:`hl_debug.steps.review.record_decisions`."""
         from hl_debug.storage.sqlite import now
 
         stamp = now()
         out = [{"utterance_id": int(r["utterance_id"]), "action": r["action"], "label": r["label"],
-                "previous_label": r["previous_label"], "created_at": stamp} for r in rows]
+                "previous_label": r["previous_label"], "created_at": stamp,
+                "reviewer": r.get("reviewer"), "batch": r.get("batch")} for r in rows]
         with self.transaction():
             for row in out:
                 cur = self.db.execute(
-                    "INSERT INTO annotations (utterance_id, action, label, previous_label, created_at) "
-                    "VALUES (?, ?, ?, ?, ?)",
-                    [row["utterance_id"], row["action"], row["label"], row["previous_label"], stamp])
+                    "INSERT INTO annotations (utterance_id, action, label, previous_label, created_at, "
+                    "reviewer, batch) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [row["utterance_id"], row["action"], row["label"], row["previous_label"], stamp,
+                     row["reviewer"], row["batch"]])
                 row["id"] = cur.lastrowid
             if out:
                 self._bump(REVIEW_VERSION_KEY)
@@ -119,7 +114,7 @@ class Reviews:
     def annotations(self, utterance_id: int | None = None) -> list[dict]:
         """Decisions in the order they were made, with the utterance's text and original intent."""
         sql = ("SELECT a.id, a.utterance_id, u.text, u.intent AS original_label, a.action, a.label, "
-               "a.previous_label, a.created_at FROM annotations a JOIN utterances u ON u.id = a.utterance_id")
+               "a.previous_label, a.created_at, a.reviewer, a.batch FROM annotations a JOIN utterances u ON u.id = a.utterance_id")
         params: list = []
         if utterance_id is not None:
             sql += " WHERE a.utterance_id = ?"

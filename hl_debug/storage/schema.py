@@ -200,7 +200,8 @@ ANNOTATIONS = Table(
     "annotations",
     (
         Column("id", int), Column("utterance_id", int), Column("action", str), Column("label", str),
-        Column("previous_label", str), Column("created_at", str),
+        Column("previous_label", str), Column("created_at", str), Column("reviewer", str),
+        Column("batch", str),
     ),
 )
 META = Table("hl_meta", (Column("key", str), Column("value", str)), pk=("key",))

@@ -545,3 +545,13 @@ def test_search_and_neighbours(synthetic):
     relabelled = synthetic.neighbors_of(1000)[1]
     assert (relabelled["intent"], relabelled["label"]) == ("card_issue", "bill_question")
     assert synthetic.neighbors_of(99_999) == []
+
+
+def test_decisions_carry_reviewer_and_batch(tiny):
+    uid = next(iter(tiny.effective_labels()))
+    one = tiny.add_annotation(uid, "relabel", "x", None, reviewer="ana")
+    many = tiny.add_annotations([{"utterance_id": uid, "action": "relabel", "label": "y",
+                                  "previous_label": "x", "batch": "merge-1"}])
+    assert (one["reviewer"], one["batch"]) == ("ana", None) and many[0]["id"] > one["id"]
+    assert [(a["label"], a["reviewer"], a["batch"]) for a in tiny.annotations(uid)] \
+        == [("x", "ana", None), ("y", None, "merge-1")]

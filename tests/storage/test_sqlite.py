@@ -60,3 +60,24 @@ def test_missing_database_without_create(tmp_path):
         Store(tmp_path / "nope.db", create=False)
     assert "hl-debug ingest" in exc.value.hint
 
+
+
+def test_schema_1_database_gains_reviewer_and_batch(db_path):
+    """A database written before team mode (schema 1: annotations without ``reviewer`` and
+    ``batch``) is migrated in place, and its decisions survive with both left empty."""
+    conn = sqlite3.connect(db_path)
+    conn.executescript(
+        "CREATE TABLE hl_meta (key TEXT PRIMARY KEY, value TEXT);"
+        "INSERT INTO hl_meta VALUES ('schema_version', '1');"
+        "CREATE TABLE annotations (id INTEGER PRIMARY KEY AUTOINCREMENT, utterance_id INTEGER NOT NULL,"
+        " action TEXT NOT NULL, label TEXT, previous_label TEXT, created_at TEXT NOT NULL);"
+        "INSERT INTO annotations (utterance_id, action, label, previous_label, created_at)"
+        " VALUES (7, 'relabel', 'b', 'a', '2026-01-01');")
+    conn.close()
+    store = Store(db_path)
+    assert store.schema_version == SCHEMA_VERSION == 2
+    cols = {r[1] for r in store.db.execute("PRAGMA table_info(annotations)")}
+    assert {"reviewer", "batch"} <= cols
+    assert [tuple(r) for r in store.db.execute("SELECT utterance_id, label, reviewer, batch FROM annotations")] \
+        == [(7, "b", None, None)]
+
