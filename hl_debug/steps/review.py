@@ -154,7 +154,8 @@ def _effective(row: dict) -> dict:
 
 
 def record_decision(store: Store, utterance_id: Any, action: Any, label: Any = None, *,
-                    new_intent: Any = False, allow_clash: Any = False) -> dict:
+                    new_intent: Any = False, allow_clash: Any = False, reviewer: str | None = None,
+                    batch: str | None = None) -> dict:
     """Validate and append one decision; returns the stored row plus the effective label.
 
     Parameters
@@ -171,6 +172,8 @@ def record_decision(store: Store, utterance_id: Any, action: Any, label: Any = N
     new_intent, allow_clash:
         ``new_intent=True`` creates ``label`` as a new intent (see :func:`check_new_intent`;
         ``allow_clash=True`` accepts a name that differs from an existing one only in case).
+    reviewer, batch:
+        Stored with the decision: who made it (team mode) and the bulk change it belongs to.
 
     Raises
     ------
@@ -182,11 +185,12 @@ def record_decision(store: Store, utterance_id: Any, action: Any, label: Any = N
         No utterance with that id.
     """
     return record_decisions(store, [_check_id(utterance_id)], action, label, new_intent=new_intent,
-                            allow_clash=allow_clash)[0]
+                            allow_clash=allow_clash, reviewer=reviewer, batch=batch)[0]
 
 
 def record_decisions(store: Store, utterance_ids: Any, action: Any, label: Any = None, *,
-                     new_intent: Any = False, allow_clash: Any = False, limit: int = 10_000) -> list[dict]:
+                     new_intent: Any = False, allow_clash: Any = False, limit: int = 10_000,
+                     reviewer: str | None = None, batch: str | None = None) -> list[dict]:
     """One decision for each of ``utterance_ids`` (e.g. every row of a candidate group), all
     validated first and then stored in one transaction: all or nothing. Arguments and errors
     as :func:`record_decision`; ``utterance_ids`` is a non-empty list of at most ``limit`` ids
@@ -201,7 +205,8 @@ def record_decisions(store: Store, utterance_ids: Any, action: Any, label: Any =
     _check_request(action, label, new_intent, allow_clash)
     labels = store.review_labels()
     created = check_new_intent(label, labels, allow_clash=allow_clash) if new_intent else None
-    rows = [_decision(store, uid, action, label, labels, created) for uid in uids]
+    rows = [{**_decision(store, uid, action, label, labels, created), "reviewer": reviewer, "batch": batch}
+            for uid in uids]
     stored = [_effective(r) for r in store.add_annotations(rows)]
     log.info("%d utterance(s): %s -> %s%s", len(stored), action, stored[0]["effective_label"] if stored else None,
              " (new intent)" if created else "")
