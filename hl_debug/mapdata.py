@@ -36,7 +36,8 @@ import numpy as np
 if TYPE_CHECKING:
     from hl_debug.storage import Evidence, Store
 
-FORMAT: Final = 4  # bump when the payload's shape changes: it is part of the ETag (3: ids as int32, 4: oos_score)
+FORMAT: Final = 5  # bump when the payload's shape changes: it is part of the ETag (3: ids as int32, 4: oos_score,
+# 5: model_change)
 
 CATEGORY: Final = "category"  # wire kinds besides the numeric dtypes
 TEXT: Final = "str"
@@ -75,6 +76,8 @@ COLUMNS: Final[tuple[MapColumn, ...]] = (
     MapColumn("suggested_label", CATEGORY),
     MapColumn("flagged", "int8"),
     MapColumn("oos_score", "float16"),  # the out-of-scope signal's score (missing before it ran)
+    # how the last retrain changed the row's answer: fixed, broken, changed (among wrong); missing = unchanged
+    MapColumn("model_change", CATEGORY),
     MapColumn("decision", CATEGORY, overlay=True),  # the latest review action
 )
 POINT_COLUMNS: Final = tuple(c.name for c in COLUMNS)
@@ -185,6 +188,9 @@ def map_columns(store: Store, evidence: Sequence[Evidence] = ()) -> dict[str, np
     the join's 0.8 s.) A column that no registered signal provides (``oos_score`` without
     the out-of-scope signal) comes back all missing.
     """
+    from hl_debug.storage.predictions import MODEL_CHANGE_EVIDENCE
+
+    evidence = (*evidence, MODEL_CHANGE_EVIDENCE)  # the retrain step's, not a signal's
     have = set(store.inspector_columns(evidence))  # a column no registered signal provides is all missing
     values = store.map_columns([c for c in BASE_COLUMNS if c in have], evidence=evidence)
     n = len(values["id"])

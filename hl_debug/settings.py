@@ -229,6 +229,16 @@ SETTINGS: tuple[Setting, ...] = (
             commands=("export corrected", "export report", *TABLE_EXPORTS)),
     Setting("export_endpoint", None, "Which cached endpoint.", flag="--endpoint", param="endpoint",
             default_text="the last predict run's", commands=("export predictions",)),
+    # -- the closed loop: retrain, compare (issue 14) -----------------------------------------
+    Setting("loop_format", "text", "Output format.", flag="--format", param="fmt", choices=("text", "json"),
+            commands=("retrain", "compare")),
+    Setting("against", None, "Endpoint the new version is compared with: a name, a prefix or an alias "
+            "(recorded, local, v1, v2, latest, previous).", default_text="the latest local version",
+            commands=("retrain",)),
+    Setting("retrain_force", False, "Fit even when this version's files are saved (the answers are the same).",
+            type=bool, flag="--force", param="force", commands=("retrain",)),
+    Setting("n_boot", 1000, "Bootstrap resamples of the paired intervals.", type=int, min=1, max=100_000,
+            commands=("retrain", "compare")),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}

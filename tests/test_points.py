@@ -112,7 +112,7 @@ def test_the_columns_are_declared_once_and_sent_to_the_page():
     assert {c["value"] for c in config["color_by"]} == {"label", "cluster_id", "issue_score", "oos_score", "usage",
                                                               "annotated"}
     with_predictions = map_config(labels=[], clusters=[], has_predictions=True)
-    assert {"predicted_label", "entropy"} <= {c["value"] for c in with_predictions["color_by"]}
+    assert {"predicted_label", "entropy", "model_change"} <= {c["value"] for c in with_predictions["color_by"]}
     import bokeh
 
     assert config["bokeh"] == bokeh.__version__ and config["clusters"] == [{"id": 1, "keywords": "k"}]

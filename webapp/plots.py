@@ -67,6 +67,7 @@ COLOR_BY: tuple[ColorBy, ...] = (
     ColorBy("issue_score", "label-issue score", "ramp"),
     ColorBy("oos_score", "out-of-scope score", "ramp"),
     ColorBy("entropy", "entropy", "ramp", needs_predictions=True),
+    ColorBy("model_change", "changed between the last two models", "change", needs_predictions=True),
     ColorBy("usage", "split", "split"),
     ColorBy("annotated", "annotated / unannotated", "annotated"),
 )

@@ -11,10 +11,40 @@ import numpy as np
 
 from hl_debug.errors import MissingStepError
 from hl_debug.storage.runs import now
-from hl_debug.storage.schema import PREDICTIONS
+from hl_debug.storage.schema import PREDICTIONS, Column, Evidence, Table
 
 #: The ``predictions`` table's columns (declared in :mod:`hl_debug.storage.schema`).
 PREDICTION_COLUMNS = PREDICTIONS.column_names
+
+#: Versions of the local model (``hl-debug retrain``): one row per endpoint, numbered in the
+#: order they were made (1: the model the pipeline trained on the original labels).
+MODEL_VERSIONS = Table(
+    "model_versions",
+    (
+        Column("endpoint", str, "the version's cache identity (sources.local.local_identity)"),
+        Column("version", int, "1, 2, ... in the order the versions were made"),
+        Column("training_hash", str, "identity of the training data, encoder and parameters"),
+        Column("encoder", str),
+        Column("parameters", str, "JSON: the model's parameters"),
+        Column("trained_at", str),
+        Column("n_train", int, "training rows"),
+        Column("n_decisions", int, "labelling decisions applied to its training data"),
+        Column("based_on", str, "the endpoint it was compared against when it was made"),
+        Column("model_dir", str, "where its files are kept"),
+    ),
+    pk=("endpoint",),
+    orders={"version": (("version", False),)},
+)
+
+#: How each row's answer changed between the last retrain's two versions (the map colours by it).
+MODEL_CHANGES = Table(
+    "model_changes",
+    (Column("id", int, "utterance id"), Column("change", str, "fixed, broken or changed"),
+     Column("endpoint_a", str), Column("endpoint_b", str)),
+    orders={"id": (("id", False),)},
+)
+#: The map's ``model_change`` column.
+MODEL_CHANGE_EVIDENCE = Evidence(MODEL_CHANGES, {"model_change": "change"})
 
 
 class Predictions:
@@ -31,6 +61,12 @@ class Predictions:
             ...
 
         def get_meta(self, key: str) -> str | None:
+            ...
+
+        def table_rows(self, table: Table, **kwargs: Any) -> list[dict]:
+            ...
+
+        def replace_table(self, table: Table, rows: Any) -> int:
             ...
 
     def cached_prediction_hashes(self, endpoint: str) -> set[str]:
@@ -57,9 +93,43 @@ class Predictions:
             self._bump()
 
     def endpoints(self) -> list[dict]:
-        return list(self.db.query(
+        """Every endpoint with cached answers, most recent first: ``endpoint``, ``n``,
+        ``n_without_prediction``, ``last``; a local-model version also has its ``version``,
+        ``training_hash``, ``parameters`` (dict), ``trained_at``, ``n_train``, ``n_decisions``,
+        ``based_on`` and ``model_dir`` (see :meth:`model_versions`)."""
+        versions = {v["endpoint"]: v for v in self.model_versions()}
+        rows = list(self.db.query(
             "SELECT endpoint, COUNT(*) AS n, SUM(label IS NULL) AS n_without_prediction, MAX(predicted_at) AS last "
             "FROM predictions GROUP BY endpoint ORDER BY last DESC"))
+        return [{**r, **versions.get(r["endpoint"], {})} for r in rows]
+
+    def model_versions(self) -> list[dict]:
+        """The local model's versions, oldest first (:data:`MODEL_VERSIONS`; ``parameters`` parsed)."""
+        return [{**r, "parameters": json.loads(r["parameters"] or "{}")}
+                for r in self.table_rows(MODEL_VERSIONS, order="version")]
+
+    def record_model_version(self, row: dict) -> dict:
+        """Add a version (a dict of :data:`MODEL_VERSIONS` columns but ``version``), numbered
+        after the last; an endpoint already recorded keeps its first record. Returns the record."""
+        known = self.model_versions()
+        for v in known:
+            if v["endpoint"] == row["endpoint"]:
+                return v
+        new = {**row, "version": max((v["version"] for v in known), default=0) + 1}
+        self.replace_table(MODEL_VERSIONS, [{**v, "parameters": json.dumps(v["parameters"], sort_keys=True)}
+                                            for v in [*known, new]])
+        return new
+
+    def save_model_changes(self, endpoint_a: str, endpoint_b: str, changes: dict[int, str]) -> None:
+        """Replace :data:`MODEL_CHANGES` with ``{utterance id: change}`` between ``endpoint_a``
+        and ``endpoint_b`` (unchanged rows are left out)."""
+        self.replace_table(MODEL_CHANGES, [{"id": int(i), "change": c, "endpoint_a": endpoint_a,
+                                            "endpoint_b": endpoint_b} for i, c in sorted(changes.items())])
+
+    def model_change_pair(self) -> tuple[str, str] | None:
+        """``(endpoint_a, endpoint_b)`` of the changes :meth:`save_model_changes` kept (None: none)."""
+        rows = self.table_rows(MODEL_CHANGES, limit=1)
+        return (rows[0]["endpoint_a"], rows[0]["endpoint_b"]) if rows else None
 
     def active_endpoint(self) -> str | None:
         return self.get_meta("active_endpoint")

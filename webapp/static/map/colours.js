@@ -45,6 +45,11 @@ export function colorer(field) {
     return { legend: [["annotated", ANNOTATED], ["unannotated", UNANNOTATED]],
       color: (i) => (all.label.codes[i] < 0 ? UNANNOTATED : ANNOTATED) };
   }
+  if (kind === "change") { // the last retrain: fixed / broken / changed among wrong answers; unchanged grey
+    const colors = { fixed: "#2ca02c", broken: "#d62728", changed: "#ff7f0e" };
+    return { legend: [["fixed", colors.fixed], ["broken", colors.broken], ["changed (still wrong)", colors.changed],
+      ["unchanged", GREY]], color: byCode(all[field], (c) => colors[c] || GREY) };
+  }
   if (kind === "split") {
     const colors = cfg.split_colors || {};
     return { legend: [...(cfg.splits || []).map((s) => [s, colors[s] || GREY]), ["none", GREY]],

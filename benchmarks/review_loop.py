@@ -1,0 +1,213 @@
+"""Review-loop benchmark: does reviewing the flagged label issues, then retraining, improve the model?
+
+On banking77 with 5% planted uniform flips (:func:`benchmarks.cases.banking`), a simulated
+reviewer works down hl-debug's ranked label-issue list (the shipped
+:class:`~hl_debug.scoring.label_detector.LabelIssueDetector`, ranked by its score, as the
+``label_issues`` table is): for each row it accepts the suggested label when the row was
+truly flipped and keeps the given label otherwise. After K = 0, 100, 300 decisions the local
+model is retrained on the effective labels with the shipped training-set rule
+(:func:`hl_debug.steps.retrain.training_mask`: training rows and newly labelled rows, out of
+scope excluded) and the shipped model (:class:`~hl_debug.models.intent_model.LocalIntentModel`
+with its defaults), and scored on the testing rows against their CLEAN labels. Baselines in the
+same run, with the same vectors and model:
+
+* **oracle** — every planted flip fixed (to its true label): the most any review can gain;
+* **random** — the reviewer decides K rows drawn at random among the annotated rows.
+
+Reported per seed and K: test accuracy (clean labels), the paired-bootstrap 95% interval of
+the accuracy change against K = 0 (:func:`hl_debug.scoring.compare.paired_metrics`), the share
+of the oracle's gain recovered, and the errors-remaining estimate against the truth (the rows
+whose effective label is still wrong). The estimate is calib's
+``hl_debug.scoring.remaining.errors_remaining`` when it is importable; otherwise a stand-in
+labelled as such (the sum of the unreviewed rows' calibrated posteriors).
+
+Run::
+
+    python benchmarks/review_loop.py                 # full banking77, seeds 0,1,2
+    python benchmarks/review_loop.py --quick         # 3,000 rows, one seed (< 1 min)
+    python benchmarks/review_loop.py --rows 4000 --seeds 0
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+from benchmarks import cases  # noqa: E402
+from hl_debug.models.intent_model import LocalIntentModel  # noqa: E402
+from hl_debug.scoring.compare import paired_metrics  # noqa: E402
+from hl_debug.scoring.label_detector import LabelIssueDetector  # noqa: E402
+from hl_debug.scoring.label_issues import encode_labels  # noqa: E402
+from hl_debug.steps.retrain import training_mask  # noqa: E402
+
+log = logging.getLogger("review_loop")
+
+KS = (0, 100, 300)
+
+try:  # calib's estimator (issue 14.4); the stand-in below is used until it lands
+    from hl_debug.scoring.remaining import errors_remaining as _errors_remaining  # type: ignore[import-not-found]
+    ESTIMATOR = "errors_remaining (calib)"
+except ImportError:  # pragma: no cover - depends on the merge order
+    _errors_remaining = None
+    ESTIMATOR = "STAND-IN: sum of unreviewed posteriors"
+
+
+def estimate_remaining(posterior: np.ndarray, decided_wrong: dict[int, bool], order: list[int]) -> dict:
+    """The errors-remaining estimate after the decisions in ``decided_wrong`` (see module doc)."""
+    if _errors_remaining is not None:
+        return _errors_remaining(posterior, decided_wrong, order=order)
+    unreviewed = np.ones(len(posterior), dtype=bool)
+    unreviewed[list(decided_wrong)] = False
+    return {"estimated": float(posterior[unreviewed].sum()), "low": None, "high": None}
+
+
+def review(labels: np.ndarray, true: np.ndarray, suggested: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Labels after the reviewer decided ``rows`` (indices into the annotated rows): the
+    suggestion where the row was truly wrong, the given label otherwise."""
+    out = labels.copy()
+    wrong = labels[rows] != true[rows]
+    out[rows[wrong]] = suggested[rows[wrong]]
+    return out
+
+
+def fit_and_score(X: np.ndarray, usage: np.ndarray, original: np.ndarray, effective: np.ndarray,
+                  test: np.ndarray) -> np.ndarray:
+    """Retrain the shipped local model on the effective labels; its answers on ``test`` rows."""
+    train = training_mask(usage, original, effective)
+    model = LocalIntentModel().fit(X[train], effective[train].astype(str))
+    return model.predict(X[test])
+
+
+def run_seed(seed: int, rows: int | None, ks: tuple[int, ...]) -> dict:
+    t0 = time.perf_counter()
+    case = cases.banking(seed=seed, flip_rate=0.05, rows=rows)
+    X = case.vectors
+    usage = np.array(case.splits, dtype=object)
+    original = np.array(case.labels, dtype=object)
+    true = np.array(case.true, dtype=object)
+    ann = np.flatnonzero(case.annotated)
+    classes = case.intents
+    det = LabelIssueDetector(random_state=seed, use_api=False).fit(X[ann], encode_labels(original[ann].tolist(),
+                                                                                            classes),
+                                                                   n_classes=len(classes))
+    suggested = np.array(classes, dtype=object)[det.suggested_]
+    order = np.argsort(-det.scores_, kind="stable")  # the label_issues table's order
+    test = np.flatnonzero((usage == "testing") & np.not_equal(true, None))
+    y_test = true[test]
+    rng = np.random.default_rng(1000 + seed)
+    random_order = rng.permutation(len(ann))
+    lab_ann, true_ann = original[ann], true[ann]
+    n_planted = int((lab_ann != true_ann).sum())
+
+    def effective_of(ann_labels: np.ndarray) -> np.ndarray:
+        eff = original.copy()
+        eff[ann] = ann_labels
+        return eff
+
+    base_pred = fit_and_score(X, usage, original, original, test)
+    base_acc = float(np.mean(base_pred == y_test))
+    oracle_pred = fit_and_score(X, usage, original, effective_of(true_ann), test)
+    oracle_acc = float(np.mean(oracle_pred == y_test))
+    out = {"seed": seed, "n": len(case), "n_annotated": len(ann), "n_test": len(test), "planted": n_planted,
+           "flagged": int(det.flagged_.sum()), "accuracy_k0": base_acc, "oracle": oracle_acc, "by_k": []}
+    for k in ks:
+        row: dict = {"k": k}
+        for name, ranking in (("flagged", order), ("random", random_order)):
+            picked = ranking[:k]
+            labels = review(lab_ann, true_ann, suggested, picked)
+            pred = base_pred if k == 0 else fit_and_score(X, usage, original, effective_of(labels), test)
+            acc = float(np.mean(pred == y_test))
+            delta = paired_metrics(y_test, base_pred, pred, n_boot=1000, seed=seed)["accuracy"]
+            decided = {int(i): bool(lab_ann[i] != true_ann[i]) for i in picked}
+            est = estimate_remaining(det.posterior_, decided, [int(i) for i in picked])
+            gain = oracle_acc - base_acc
+            row[name] = {"accuracy": acc, "delta_low": delta["low"], "delta_high": delta["high"],
+                         "recovered": (acc - base_acc) / gain if gain > 0 else None,
+                         "found": int(sum(decided.values())),
+                         "remaining_true": int((labels != true_ann).sum()),
+                         "remaining_est": est["estimated"], "remaining_low": est.get("low"),
+                         "remaining_high": est.get("high")}
+        out["by_k"].append(row)
+        f = row["flagged"]
+        log.info("seed %d K=%d: flagged acc %.4f (found %d), random acc %.4f; remaining %d est %.1f", seed, k,
+                 f["accuracy"], f["found"], row["random"]["accuracy"], f["remaining_true"], f["remaining_est"])
+    out["seconds"] = round(time.perf_counter() - t0, 1)
+    return out
+
+
+def _pct(v: float | None) -> str:
+    return "–" if v is None else f"{100 * v:.0f}%"
+
+
+def table(runs: list[dict]) -> str:
+    lines = ["| seed | K | flagged-list acc. (Δ 95% CI) | recovered | random acc. (Δ 95% CI) | recovered | "
+             "oracle acc. | errors remaining: true / est. (flagged) | est. error | true / est. (random) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in runs:
+        for row in r["by_k"]:
+            f, rd = row["flagged"], row["random"]
+
+            def acc(x: dict) -> str:
+                return f"{x['accuracy']:.4f} ({100 * x['delta_low']:+.1f}, {100 * x['delta_high']:+.1f} pts)"
+
+            rel = (f["remaining_est"] - f["remaining_true"]) / f["remaining_true"] if f["remaining_true"] else None
+            lines.append(f"| {r['seed']} | {row['k']} | {acc(f)} | {_pct(f['recovered'])} | {acc(rd)} | "
+                         f"{_pct(rd['recovered'])} | {r['oracle']:.4f} | {f['remaining_true']} / "
+                         f"{f['remaining_est']:.0f} | {'–' if rel is None else f'{100 * rel:+.0f}%'} | "
+                         f"{rd['remaining_true']} / {rd['remaining_est']:.0f} |")
+    return "\n".join(lines)
+
+
+def summary(runs: list[dict]) -> str:
+    k = max(row["k"] for row in runs[0]["by_k"])
+    rec = [row["flagged"]["recovered"] for r in runs for row in r["by_k"] if row["k"] == k]
+    rnd = [row["random"]["recovered"] for r in runs for row in r["by_k"] if row["k"] == k]
+    errs = [abs(row["flagged"]["remaining_est"] - row["flagged"]["remaining_true"]) / row["flagged"]["remaining_true"]
+            for r in runs for row in r["by_k"] if row["flagged"]["remaining_true"]]
+    fmt = ", ".join
+    return (f"K={k}: oracle gain recovered by the flagged list {fmt(_pct(v) for v in rec)} "
+            f"(mean {_pct(float(np.mean([v for v in rec if v is not None])) if any(v is not None for v in rec) else None)}),"
+            f" by random review {fmt(_pct(v) for v in rnd)}; errors-remaining estimate ({ESTIMATOR}) "
+            f"worst relative error {100 * max(errs):.0f}% over every seed and K.")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="3,000 banking rows, K = 0, 30, 100, one seed")
+    ap.add_argument("--rows", type=int, default=None, help="banking rows (default: all)")
+    ap.add_argument("--seeds", default="0,1,2", help="comma-separated seeds")
+    ap.add_argument("--json", type=Path, default=None, help="write the per-seed results here")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    rows, seeds, ks = args.rows, [int(s) for s in args.seeds.split(",")], KS
+    if args.quick:
+        rows, seeds, ks = rows or 3000, seeds[:1], (0, 30, 100)
+    load = os.getloadavg()[0]
+    t0 = time.perf_counter()
+    runs = [run_seed(s, rows, ks) for s in seeds]
+    print(table(runs))
+    print()
+    print(summary(runs))
+    n = runs[0]["n"]
+    print(f"\nbanking77 uniform 5% flips, {n:,} rows, seeds {args.seeds if not args.quick else seeds[0]}, "
+          f"{time.perf_counter() - t0:.0f} s, load average {load:.2f} at start, {time.strftime('%Y-%m-%d')}.")
+    if args.json:
+        args.json.write_text(json.dumps(runs, indent=1, default=float))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

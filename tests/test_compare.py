@@ -1,0 +1,137 @@
+"""Comparing two endpoints: the pure functions (hl_debug.scoring.compare), endpoint names and
+aliases, and the `compare` command."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from sklearn.metrics import f1_score
+
+from hl_debug.cli import cli
+from hl_debug.errors import NotFoundError
+from hl_debug.scoring.compare import agreement, change_kinds, compare_answers, paired_metrics, regressions
+from hl_debug.steps.compare import aliases, compare_endpoints, resolve_endpoint
+from hl_debug.steps.retrain import retrain
+from hl_debug.steps.review import record_decisions
+from tests.loop_fixtures import loop_store, true_label
+
+
+def test_change_kinds_tell_fixed_broken_and_changed_among_wrong():
+    y = ["a", "a", "a", "b", None, "b"]
+    a = ["a", "b", "c", "b", "x", "b"]
+    b = ["b", "a", "b", "b", "y", None]
+    assert change_kinds(y, a, b).tolist() == ["broken", "fixed", "changed", None, "changed", "broken"]
+
+
+def test_agreement_counts_rows_both_answered():
+    assert agreement(["a", "b", None, "c"], ["a", "c", "a", "c"]) == {"n": 3, "n_same": 2, "agreement": 2 / 3}
+
+
+def test_paired_metrics_match_sklearn_and_the_interval_covers_the_difference():
+    rng = np.random.default_rng(0)
+    y = rng.choice(["a", "b", "c"], 400)
+    a = np.where(rng.random(400) < 0.7, y, rng.choice(["a", "b", "c"], 400))
+    b = np.where(rng.random(400) < 0.9, y, rng.choice(["a", "b", "c"], 400))
+    out = paired_metrics(y, a, b, n_boot=500, seed=1)
+    assert out["accuracy"]["a"] == pytest.approx(np.mean(a == y))
+    assert out["macro_f1"]["b"] == pytest.approx(f1_score(y, b, average="macro"))
+    per = f1_score(y, a, average=None, labels=["a", "b", "c"])
+    assert [out["per_intent"][k]["f1_a"] for k in "abc"] == pytest.approx(per)
+    acc = out["accuracy"]
+    assert acc["low"] < acc["delta"] < acc["high"] and acc["low"] > 0  # B is clearly better
+    # paired: the interval of the difference is narrower than the two models' own intervals
+    same = paired_metrics(y, a, a, n_boot=200)
+    assert same["accuracy"]["low"] == same["accuracy"]["high"] == 0
+
+
+def test_missing_answers_count_as_wrong_and_unlabelled_rows_are_left_out():
+    out = paired_metrics(["a", "a", None], ["a", None, "a"], ["a", "a", "b"], n_boot=10)
+    assert out["n"] == 2 and out["accuracy"]["a"] == 0.5 and out["accuracy"]["b"] == 1.0
+
+
+def test_regressions_find_the_cluster_where_b_is_worse_with_fdr_control():
+    rng = np.random.default_rng(0)
+    n = 600
+    groups = np.repeat(np.arange(6), n // 6)
+    y = rng.choice(["a", "b"], n)
+    a = y.copy()
+    b = y.copy()
+    flip = (groups == 3) & (rng.random(n) < 0.5)  # B breaks half of cluster 3
+    b[flip] = np.where(y[flip] == "a", "b", "a")
+    noise = rng.random(n) < 0.03  # and a few rows everywhere, both ways
+    a[noise] = np.where(y[noise] == "a", "b", "a")
+    out = regressions(y, a, b, groups)
+    significant = [g["group"] for g in out if g["significant"]]
+    assert significant == [3]
+    assert out[0]["group"] == 3 and out[0]["n_broken"] > 30 and out[0]["q_value"] < 1e-6
+    assert all(0 <= g["p_value"] <= g["q_value"] <= 1 for g in out)
+
+
+def test_compare_answers_lists_changed_rows_by_kind():
+    out = compare_answers(["a", "a", "b"], ["b", "a", "b"], ["a", "b", "b"], groups=[1, 1, 2], n_boot=10)
+    assert out["changes"] == {"fixed": 1, "broken": 1, "changed": 0}
+    assert out["changed_rows"] == {"fixed": [0], "broken": [1], "changed": []}
+    assert {g["group"] for g in out["groups"]} == {1, 2}
+
+
+@pytest.mark.parametrize("kwargs, match", [({"n_boot": 0}, "n_boot"), ({"level": 1.5}, "level")])
+def test_bad_options_are_value_errors(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        paired_metrics(["a"], ["a"], ["a"], **kwargs)
+
+
+@pytest.fixture
+def two_versions(tmp_path):
+    store, recs, flipped = loop_store(tmp_path)
+    by_id = {r["id"]: r for r in recs}
+    for uid in flipped:
+        record_decisions(store, [uid], "relabel", true_label(by_id[uid]))
+    retrain(store, n_boot=50)
+    yield store
+    store.close()
+
+
+def test_aliases_and_prefixes_name_endpoints(two_versions):
+    store = two_versions
+    names = aliases(store)
+    assert set(names) >= {"v1", "v2", "local", "latest", "previous"}
+    assert names["local"] == names["v1"] == names["previous"] and names["latest"] == names["v2"] != names["v1"]
+    full = names["v2"]
+    assert resolve_endpoint(store, full[:10]) == full  # "local:" + 4 hex digits
+    assert resolve_endpoint(store, full.split(":")[1][:6]) == full  # the hash alone
+    with pytest.raises(NotFoundError, match="ambiguous") as err:
+        resolve_endpoint(store, "local:")
+    assert "v1" in err.value.hint
+    with pytest.raises(NotFoundError, match="no endpoint 'nope'") as err:
+        resolve_endpoint(store, "nope")
+    assert "latest" in err.value.hint and full in err.value.hint
+
+
+def test_compare_endpoints_reports_both_labellings_and_changed_rows(two_versions):
+    out = compare_endpoints(two_versions, "v1", "v2", n_boot=100)
+    assert set(out["views"]) == {"corrected", "original"}
+    assert out["n_changed"] == sum(out["views"]["corrected"]["changes"].values()) > 0
+    assert {r["change"] for r in out["rows"]} <= {"fixed", "broken", "changed"}
+    assert len(out["rows"]) == out["n_changed"]
+    assert all(r["usage"] in ("validation", "testing") for r in out["rows"])
+    assert out["agreement"]["n"] == two_versions.count_utterances()
+    same = compare_endpoints(two_versions, "latest", "latest", n_boot=10)
+    assert same["n_changed"] == 0 and same["agreement"]["agreement"] == 1.0
+
+
+def test_compare_command_prints_json_and_typed_errors(two_versions):
+    runner = CliRunner()
+    db = two_versions.path
+    res = runner.invoke(cli, ["--db", db, "compare", "v1", "latest", "--format", "json", "--n-boot", "50"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output)
+    assert {"agreement", "per_intent", "regressions"} <= set(out)
+    assert set(out["per_intent"]) == {"bill_question", "card_issue", "chat_settings"}
+    res = runner.invoke(cli, ["--db", db, "compare", "v1", "latest", "--n-boot", "50"])
+    assert res.exit_code == 0 and "Agreement" in res.output and "corrected labels" in res.output
+    res = runner.invoke(cli, ["--db", db, "compare", "v1", "v9"])
+    assert res.exit_code != 0 and "no endpoint 'v9'" in res.output and "Hint:" in res.output
+    assert "Traceback" not in res.output
