@@ -84,11 +84,31 @@ def review(labels: np.ndarray, true: np.ndarray, suggested: np.ndarray, rows: np
 
 
 def fit_and_score(X: np.ndarray, usage: np.ndarray, original: np.ndarray, effective: np.ndarray,
-                  test: np.ndarray) -> np.ndarray:
-    """Retrain the shipped local model on the effective labels; its answers on ``test`` rows."""
+                  rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Retrain the shipped local model on the effective labels; its answers on ``rows`` and
+    the probabilities it gives them (columns: ``model.classes_``), as ``(labels, proba)``."""
     train = training_mask(usage, original, effective)
     model = LocalIntentModel().fit(X[train], effective[train].astype(str))
-    return model.predict(X[test])
+    proba = model.predict_proba(X[rows])
+    return model.classes_[np.argmax(proba, axis=1)], _true_proba(proba, model.classes_)
+
+
+_TRUTH: dict[str, np.ndarray] = {}
+
+
+def _true_proba(proba: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    """Probability each row's clean label gets (for the log loss; 0 for an unseen intent)."""
+    y = _TRUTH["eval"]
+    index = {c: k for k, c in enumerate(classes.tolist())}
+    cols = np.array([index.get(v, -1) for v in y])
+    out = np.where(cols >= 0, proba[np.arange(len(y)), np.maximum(cols, 0)], 0.0)
+    return out
+
+
+def _scores(pred: np.ndarray, p_true: np.ndarray, y: np.ndarray, test: np.ndarray) -> dict[str, float]:
+    """Accuracy on the testing rows, and accuracy and log loss on validation + testing."""
+    return {"accuracy": float(np.mean(pred[test] == y[test])), "accuracy_eval": float(np.mean(pred == y)),
+            "nll_eval": float(-np.mean(np.log(np.clip(p_true, 1e-6, 1))))}
 
 
 def run_seed(seed: int, rows: int | None, ks: tuple[int, ...]) -> dict:
@@ -105,8 +125,11 @@ def run_seed(seed: int, rows: int | None, ks: tuple[int, ...]) -> dict:
                                                                    n_classes=len(classes))
     suggested = np.array(classes, dtype=object)[det.suggested_]
     order = np.argsort(-det.scores_, kind="stable")  # the label_issues table's order
-    test = np.flatnonzero((usage == "testing") & np.not_equal(true, None))
-    y_test = true[test]
+    # held out from training: validation + testing rows, scored against their CLEAN labels
+    evaluation = np.flatnonzero(np.isin(usage, ["validation", "testing"]) & np.not_equal(true, None))
+    test = usage[evaluation] == "testing"  # the testing rows among them
+    y_eval = true[evaluation]
+    _TRUTH["eval"] = y_eval
     rng = np.random.default_rng(1000 + seed)
     random_order = rng.permutation(len(ann))
     lab_ann, true_ann = original[ann], true[ann]
@@ -117,25 +140,37 @@ def run_seed(seed: int, rows: int | None, ks: tuple[int, ...]) -> dict:
         eff[ann] = ann_labels
         return eff
 
-    base_pred = fit_and_score(X, usage, original, original, test)
-    base_acc = float(np.mean(base_pred == y_test))
-    oracle_pred = fit_and_score(X, usage, original, effective_of(true_ann), test)
-    oracle_acc = float(np.mean(oracle_pred == y_test))
-    out = {"seed": seed, "n": len(case), "n_annotated": len(ann), "n_test": len(test), "planted": n_planted,
-           "flagged": int(det.flagged_.sum()), "accuracy_k0": base_acc, "oracle": oracle_acc, "by_k": []}
+    base_pred, base_p = fit_and_score(X, usage, original, original, evaluation)
+    base = _scores(base_pred, base_p, y_eval, test)
+    base_acc = base["accuracy"]
+    oracle_pred, oracle_p = fit_and_score(X, usage, original, effective_of(true_ann), evaluation)
+    oracle = _scores(oracle_pred, oracle_p, y_eval, test)
+    oracle_acc = oracle["accuracy"]
+    out = {"seed": seed, "n": len(case), "n_annotated": len(ann), "n_test": int(test.sum()),
+           "n_eval": len(evaluation), "planted": n_planted, "flagged": int(det.flagged_.sum()),
+           "accuracy_k0": base_acc, "oracle": oracle_acc, "oracle_scores": oracle, "base_scores": base,
+           "oracle_delta": paired_metrics(y_eval[test], base_pred[test], oracle_pred[test], seed=seed)["accuracy"],
+           "by_k": []}
     for k in ks:
         row: dict = {"k": k}
         for name, ranking in (("flagged", order), ("random", random_order)):
             picked = ranking[:k]
             labels = review(lab_ann, true_ann, suggested, picked)
-            pred = base_pred if k == 0 else fit_and_score(X, usage, original, effective_of(labels), test)
-            acc = float(np.mean(pred == y_test))
-            delta = paired_metrics(y_test, base_pred, pred, n_boot=1000, seed=seed)["accuracy"]
+            pred, p_true = (base_pred, base_p) if k == 0 else fit_and_score(X, usage, original,
+                                                                            effective_of(labels), evaluation)
+            sc = _scores(pred, p_true, y_eval, test)
+            acc = sc["accuracy"]
+            delta = paired_metrics(y_eval[test], base_pred[test], pred[test], n_boot=1000, seed=seed)["accuracy"]
             decided = {int(i): bool(lab_ann[i] != true_ann[i]) for i in picked}
             est = estimate_remaining(det.posterior_, decided, [int(i) for i in picked])
             gain = oracle_acc - base_acc
-            row[name] = {"accuracy": acc, "delta_low": delta["low"], "delta_high": delta["high"],
+            row[name] = {**sc, "delta_low": delta["low"], "delta_high": delta["high"],
                          "recovered": (acc - base_acc) / gain if gain > 0 else None,
+                         "recovered_eval": ((sc["accuracy_eval"] - base["accuracy_eval"])
+                                            / (oracle["accuracy_eval"] - base["accuracy_eval"])
+                                            if oracle["accuracy_eval"] > base["accuracy_eval"] else None),
+                         "recovered_nll": ((base["nll_eval"] - sc["nll_eval"]) / (base["nll_eval"] - oracle["nll_eval"])
+                                           if oracle["nll_eval"] < base["nll_eval"] else None),
                          "found": int(sum(decided.values())),
                          "remaining_true": int((labels != true_ann).sum()),
                          "remaining_est": est["estimated"], "remaining_low": est.get("low"),
@@ -171,6 +206,26 @@ def table(runs: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def heldout_table(runs: list[dict]) -> str:
+    """Means over seeds on the validation + testing rows (twice the testing rows: less noise),
+    with the log loss of the clean labels (a proper score, more sensitive to label noise)."""
+    lines = ["| K | arm | accuracy, val+test (mean over seeds) | recovered | log loss, val+test | recovered |",
+             "|---|---|---|---|---|---|"]
+    o_acc = np.mean([r["oracle_scores"]["accuracy_eval"] for r in runs])
+    o_nll = np.mean([r["oracle_scores"]["nll_eval"] for r in runs])
+    b_acc = np.mean([r["base_scores"]["accuracy_eval"] for r in runs])
+    b_nll = np.mean([r["base_scores"]["nll_eval"] for r in runs])
+    for j, row in enumerate(runs[0]["by_k"]):
+        for arm in ("flagged", "random"):
+            acc = np.mean([r["by_k"][j][arm]["accuracy_eval"] for r in runs])
+            nll = np.mean([r["by_k"][j][arm]["nll_eval"] for r in runs])
+            rec_a = (acc - b_acc) / (o_acc - b_acc) if o_acc > b_acc else None
+            rec_n = (b_nll - nll) / (b_nll - o_nll) if o_nll < b_nll else None
+            lines.append(f"| {row['k']} | {arm} | {acc:.4f} | {_pct(rec_a)} | {nll:.4f} | {_pct(rec_n)} |")
+    lines.append(f"| all | oracle | {o_acc:.4f} | 100% | {o_nll:.4f} | 100% |")
+    return "\n".join(lines)
+
+
 def summary(runs: list[dict]) -> str:
     k = max(row["k"] for row in runs[0]["by_k"])
     rec = [row["flagged"]["recovered"] for r in runs for row in r["by_k"] if row["k"] == k]
@@ -200,6 +255,11 @@ def main(argv: list[str] | None = None) -> int:
     runs = [run_seed(s, rows, ks) for s in seeds]
     print(table(runs))
     print()
+    print(heldout_table(runs))
+    print()
+    print("oracle vs K=0 on the testing rows (paired 95% CI, pts): " + ", ".join(
+        f"seed {r['seed']} {100 * r['oracle_delta']['delta']:+.2f} ({100 * r['oracle_delta']['low']:+.2f}, "
+        f"{100 * r['oracle_delta']['high']:+.2f})" for r in runs))
     print(summary(runs))
     n = runs[0]["n"]
     print(f"\nbanking77 uniform 5% flips, {n:,} rows, seeds {args.seeds if not args.quick else seeds[0]}, "
