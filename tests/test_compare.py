@@ -135,3 +135,63 @@ def test_compare_command_prints_json_and_typed_errors(two_versions):
     res = runner.invoke(cli, ["--db", db, "compare", "v1", "v9"])
     assert res.exit_code != 0 and "no endpoint 'v9'" in res.output and "Hint:" in res.output
     assert "Traceback" not in res.output
+
+
+# -- the web app: /compare and POST /api/retrain ------------------------------------------
+
+
+@pytest.fixture
+def web_db(db_path, tiny_export_path):
+    """The web tests' synthetic store (its fake endpoint is the active one) with vectors, so
+    the local model can be retrained on it."""
+    from hl_debug.steps.embed import embed
+    from hl_debug.storage import Store
+    from tests.fakes import FakeEncoder
+    from tests.webapp_fixtures import fill_synthetic
+
+    store = fill_synthetic(Store(db_path), tiny_export_path)
+    embed(store, FakeEncoder(), progress=False)
+    store.close()
+    return db_path
+
+
+@pytest.fixture
+def client(web_db):
+    from webapp import create_app
+
+    return create_app({"DB": str(web_db), "TESTING": True}).test_client()
+
+
+def test_report_has_the_retrain_button_and_retrain_is_a_json_route(client, web_db):
+    from tests.webapp_fixtures import ENDPOINT, PLANTED_ERROR_ID
+
+    page = client.get("/report").get_data(as_text=True)
+    assert 'id="retrain-button"' in page and "compare.js" in page
+    assert client.post("/api/annotations", json={"id": PLANTED_ERROR_ID, "action": "relabel",
+                                          "label": "chat_settings"}).status_code == 201
+    assert client.post("/api/retrain", data="{}").status_code == 415  # JSON only (no cross-site forms)
+    res = client.post("/api/retrain", json={"n_boot": 50})
+    assert res.status_code == 200, res.json
+    out = res.json
+    assert out["endpoint_before"] == ENDPOINT and out["endpoint_after"].startswith("local:")
+    assert out["n_decisions"] == 1 and KEYS_JSON <= set(out)
+    assert client.post("/api/retrain", json={"n_boot": "many"}).status_code == 400
+    bad = client.post("/api/retrain", json={"against": "nope"})
+    assert bad.status_code == 404 and "Valid endpoints" in bad.json["hint"]
+    # /compare defaults to the two versions just compared and shows both labellings
+    html = client.get("/compare").get_data(as_text=True)
+    assert f'<option value="{ENDPOINT}" selected>' in html and 'data-view="original"' in html
+    assert 'id="map-link"' in html and "color=model_change" in html
+    picked = client.get(f"/compare?a=latest&b={ENDPOINT}").get_data(as_text=True)
+    assert f'<option value="{out["endpoint_after"]}" selected>' in picked
+    assert client.get("/compare?a=nope").status_code == 404
+    # the map's payload carries how each row changed
+    from hl_debug.mapdata import decode_column
+
+    cols = client.get("/api/points").json["columns"]
+    change = decode_column(cols["model_change"])
+    assert {c for c in change if c} <= {"fixed", "broken", "changed"} and any(change)
+
+
+KEYS_JSON = {"endpoint_before", "endpoint_after", "accuracy_before", "accuracy_after", "delta_low", "delta_high",
+             "n_changed"}

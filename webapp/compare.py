@@ -17,6 +17,7 @@ from bokeh.models import ColumnDataSource, HoverTool
 from bokeh.plotting import figure
 from flask import Blueprint, jsonify, render_template, request
 
+from hl_debug.errors import ConfigError
 from hl_debug.steps.compare import aliases, compare_endpoints
 from hl_debug.steps.retrain import retrain
 from webapp.db import get_store
@@ -71,7 +72,7 @@ def compare_view():
     default_a = pair[0] if pair else names.get("previous") or names.get("recorded") or choices[-1]["endpoint"]
     default_b = pair[1] if pair else names.get("latest") or choices[0]["endpoint"]
     a, b = request.args.get("a") or default_a, request.args.get("b") or default_b
-    out = compare_endpoints(store, a, b, n_boot=int(request.args.get("n_boot", 1000)))
+    out = compare_endpoints(store, a, b, n_boot=request.args.get("n_boot", 1000, type=int))
     members: dict[Any, list[int]] = {}
     for r in out["rows"]:
         members.setdefault(r["cluster_id"], []).append(r["id"])
@@ -86,6 +87,11 @@ def compare_view():
 @bp.post("/api/retrain")
 def retrain_route():
     """Retrain the local model on the corrected labels (``hl-debug retrain``); its JSON."""
-    body = request.get_json(silent=True) or {}
-    out = retrain(get_store(), against=body.get("against") or None, n_boot=int(body.get("n_boot", 1000)))
+    body = request.get_json(silent=True)
+    body = body if isinstance(body, dict) else {}
+    n_boot = body.get("n_boot", 1000)
+    if not isinstance(n_boot, int) or isinstance(n_boot, bool) or not 1 <= n_boot <= 100_000:
+        raise ConfigError(f"n_boot must be an integer from 1 to 100000, got {n_boot!r}")
+    against = body.get("against")
+    out = retrain(get_store(), against=str(against) if against else None, n_boot=n_boot)
     return jsonify(out)

@@ -1,6 +1,8 @@
 // The /compare page (embeds the per-intent figure) and the retrain button of /report
 // (templates/_retrain.html: POST /api/retrain, then the result with links to /compare and the map).
-(function () {
+// _retrain.html loads this file inside the page, before base.html's common.js: start once the
+// document (and so every script) is in.
+function hlCompare() {
   "use strict";
   const hl = window.hl;
   const pts = (v) => (v === null || v === undefined ? "–" : (v >= 0 ? "+" : "") + (100 * v).toFixed(1));
@@ -50,4 +52,6 @@
       button.disabled = false;
     }
   });
-})();
+}
+if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", hlCompare);
+else hlCompare();
