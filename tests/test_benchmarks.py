@@ -197,3 +197,23 @@ def test_webapp_browser_on_a_synthetic_database():
         pytest.skip("chromium not installed")
     row = figure_row(run_script("webapp_browser", "--synthetic", "300"), "300")
     assert row[1] == "after" and is_number(row[2])
+
+
+@pytest.mark.slow  # banking77's vectors from the real encoder (cached after the first run)
+def test_review_loop_quick(tmp_path):
+    if not (ROOT.parent / "shared" / "data" / "banking77" / "train.csv").exists():
+        pytest.skip("banking77 not found beside the repository")
+    out = run_script("review_loop", "--quick", "--json", str(tmp_path / "loop.json"))
+    for k in ("0", "30", "100"):
+        row = figure_row(out, "0") if k == "0" else next(
+            [c.strip() for c in line.strip().strip("|").split("|")] for line in out.splitlines()
+            if line.startswith(f"| 0 | {k} |"))
+        assert re.match(r"0\.\d{4} \([-+]\d", row[2]) and re.match(r"0\.\d{4}", row[6]), row
+        assert re.fullmatch(r"\d+ / \d+", row[7]), row  # errors remaining: true / estimated
+    held = next(line for line in out.splitlines() if line.startswith("| all | oracle |"))
+    assert "100%" in held
+    import json
+
+    runs = json.loads((tmp_path / "loop.json").read_text())
+    flagged = runs[0]["by_k"][-1]["flagged"]
+    assert flagged["found"] > 50  # the top of the flagged list is mostly real errors

@@ -195,3 +195,17 @@ def test_report_has_the_retrain_button_and_retrain_is_a_json_route(client, web_d
 
 KEYS_JSON = {"endpoint_before", "endpoint_after", "accuracy_before", "accuracy_after", "delta_low", "delta_high",
              "n_changed"}
+
+
+def test_an_endpoint_that_answered_some_rows_is_compared_where_it_answered(two_versions):
+    store = two_versions
+    rows = store.utterance_rows(["id", "text_hash", "usage"])
+    answered = [r for r in rows if r["id"] % 2 == 0]
+    store.save_predictions("recorded:api", [{"text_hash": r["text_hash"], "label": "card_issue", "confidence": 1.0,
+                                             "distribution": [["card_issue", 1.0]]} for r in answered])
+    out = compare_endpoints(store, "recorded", "latest", n_boot=20)
+    n_eval = sum(r["usage"] in ("validation", "testing") for r in rows)
+    assert out["n_eval"] + out["n_eval_unanswered"]["a"] == n_eval and out["n_eval_unanswered"]["b"] == 0
+    assert out["views"]["original"]["n"] == out["n_eval"] == sum(
+        r["usage"] in ("validation", "testing") for r in answered)
+    assert out["agreement"]["n"] == len(answered)

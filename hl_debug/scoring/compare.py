@@ -22,34 +22,36 @@ import numpy as np
 #: How a row's prediction changed from A to B (None: unchanged).
 FIXED, BROKEN, CHANGED = "fixed", "broken", "changed"
 CHANGE_KINDS = (FIXED, BROKEN, CHANGED)
+#: One label (or group) per row: a sequence or a 1-d array.
+Labels = Sequence[Any] | np.ndarray
 
 
-def _arrays(y: Sequence, a: Sequence, b: Sequence) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    y, a, b = (np.asarray(list(v), dtype=object) for v in (y, a, b))
-    if not len(y) == len(a) == len(b):
-        raise ValueError(f"y, a and b must have one entry per row, got {len(y)}, {len(a)}, {len(b)}")
-    return y, a, b
+def _arrays(y: Labels, a: Labels, b: Labels) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    ya, aa, ba = (np.asarray(list(v), dtype=object) for v in (y, a, b))
+    if not len(ya) == len(aa) == len(ba):
+        raise ValueError(f"y, a and b must have one entry per row, got {len(ya)}, {len(aa)}, {len(ba)}")
+    return ya, aa, ba
 
 
-def change_kinds(y: Sequence, a: Sequence, b: Sequence) -> np.ndarray:
+def change_kinds(y: Labels, a: Labels, b: Labels) -> np.ndarray:
     """Per row, how the prediction changed from ``a`` to ``b`` against reference ``y``.
 
     Returns an object array, shape ``(n,)``: ``"fixed"`` (A wrong, B right), ``"broken"``
     (A right, B wrong), ``"changed"`` (both wrong, or no reference label, and A != B) or
     None (the same answer).
     """
-    y, a, b = _arrays(y, a, b)
-    out = np.full(len(y), None, dtype=object)
-    diff = a != b
-    known = np.not_equal(y, None)  # type: ignore[call-overload]
-    right_a, right_b = known & (a == y), known & (b == y)
+    yv, av, bv = _arrays(y, a, b)
+    out = np.full(len(yv), None, dtype=object)
+    diff = av != bv
+    known = np.not_equal(yv, None)  # type: ignore[call-overload]
+    right_a, right_b = known & (av == yv), known & (bv == yv)
     out[diff] = CHANGED
     out[diff & ~right_a & right_b] = FIXED
     out[diff & right_a & ~right_b] = BROKEN
     return out
 
 
-def agreement(a: Sequence, b: Sequence) -> dict[str, Any]:
+def agreement(a: Labels, b: Labels) -> dict[str, Any]:
     """Share of rows where ``a`` and ``b`` give the same answer, among rows both answered."""
     a_arr, b_arr = np.asarray(list(a), dtype=object), np.asarray(list(b), dtype=object)
     if len(a_arr) != len(b_arr):
@@ -91,12 +93,13 @@ def _f1_by_class(yt: np.ndarray, yp: np.ndarray, K: int) -> np.ndarray:
     return np.divide(2.0 * tp, denom, out=np.zeros_like(denom, dtype=float), where=denom > 0)
 
 
-def _interval(samples: np.ndarray, level: float) -> tuple[float, float]:
-    lo, hi = np.percentile(samples, [50 * (1 - level), 50 * (1 + level)], axis=0)
-    return lo, hi
+def _interval(samples: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
+    """The percentile interval of ``samples`` along axis 0 (scalars for 1-d samples)."""
+    bounds = np.percentile(samples, [50 * (1 - level), 50 * (1 + level)], axis=0)
+    return bounds[0], bounds[1]
 
 
-def paired_metrics(y: Sequence, a: Sequence, b: Sequence, *, n_boot: int = 1000, level: float = 0.95,
+def paired_metrics(y: Labels, a: Labels, b: Labels, *, n_boot: int = 1000, level: float = 0.95,
                    seed: int = 0) -> dict[str, Any]:
     """Accuracy, macro F1 and per-intent F1 of ``a`` and ``b`` against ``y``, with bootstrap
     intervals on the paired difference B - A.
@@ -121,15 +124,15 @@ def paired_metrics(y: Sequence, a: Sequence, b: Sequence, *, n_boot: int = 1000,
         raise ValueError(f"n_boot must be at least 1, got {n_boot}")
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), got {level}")
-    y, a, b = _arrays(y, a, b)
-    keep = np.not_equal(y, None)  # type: ignore[call-overload]
-    y, a, b = y[keep], a[keep], b[keep]
-    n = len(y)
+    yv, av, bv = _arrays(y, a, b)
+    keep = np.not_equal(yv, None)  # type: ignore[call-overload]
+    yv, av, bv = yv[keep], av[keep], bv[keep]
+    n = len(yv)
     out: dict[str, Any] = {"n": n, "level": level, "n_boot": n_boot}
     if n == 0:
         empty = {"a": None, "b": None, "delta": None, "low": None, "high": None}
         return {**out, "accuracy": empty, "macro_f1": dict(empty), "per_intent": {}}
-    classes, yt, ya, yb = _encode(y, a, b)
+    classes, yt, ya, yb = _encode(yv, av, bv)
     K = len(classes)
     rng = np.random.default_rng(seed)
     idx = np.vstack([np.arange(n)[None, :], rng.integers(0, n, size=(n_boot, n))])  # row 0: the sample itself
@@ -156,7 +159,7 @@ def paired_metrics(y: Sequence, a: Sequence, b: Sequence, *, n_boot: int = 1000,
             "per_intent": per_intent}
 
 
-def regressions(y: Sequence, a: Sequence, b: Sequence, groups: Sequence, *, alpha: float = 0.05) -> list[dict]:
+def regressions(y: Labels, a: Labels, b: Labels, groups: Labels, *, alpha: float = 0.05) -> list[dict]:
     """Groups (clusters) where B is worse than A: a paired test per group, FDR-controlled.
 
     Within each group the rows A got right and B wrong (``n_broken``) are set against the rows
@@ -174,14 +177,14 @@ def regressions(y: Sequence, a: Sequence, b: Sequence, groups: Sequence, *, alph
 
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
-    y, a, b = _arrays(y, a, b)
+    yv, av, bv = _arrays(y, a, b)
     g = np.asarray(list(groups), dtype=object)
-    if len(g) != len(y):
-        raise ValueError(f"groups must have one entry per row, got {len(g)} for {len(y)} rows")
-    keep = np.not_equal(y, None) & np.not_equal(g, None)  # type: ignore[call-overload]
-    y, a, b, g = y[keep], a[keep], b[keep], g[keep]
-    right_a, right_b = a == y, b == y
-    rows = []
+    if len(g) != len(yv):
+        raise ValueError(f"groups must have one entry per row, got {len(g)} for {len(yv)} rows")
+    keep = np.not_equal(yv, None) & np.not_equal(g, None)  # type: ignore[call-overload]
+    yv, av, bv, g = yv[keep], av[keep], bv[keep], g[keep]
+    right_a, right_b = av == yv, bv == yv
+    rows: list[dict[str, Any]] = []
     for group in sorted(set(g.tolist()), key=str):
         m = g == group
         broken = int((right_a & ~right_b & m).sum())
@@ -191,15 +194,15 @@ def regressions(y: Sequence, a: Sequence, b: Sequence, groups: Sequence, *, alph
                      "accuracy_b": float(right_b[m].mean()), "n_fixed": fixed, "n_broken": broken,
                      "p_value": float(p)})
     if rows:
-        q = false_discovery_control([r["p_value"] for r in rows], method="bh")
-        for r, qv in zip(rows, q):
+        q = np.atleast_1d(false_discovery_control([r["p_value"] for r in rows], method="bh"))
+        for r, qv in zip(rows, q.tolist()):
             r["q_value"] = float(qv)
             r["significant"] = bool(qv <= alpha)
     rows.sort(key=lambda r: (r["p_value"], -r["n_broken"], str(r["group"])))
     return rows
 
 
-def compare_answers(y: Sequence, a: Sequence, b: Sequence, *, groups: Sequence | None = None, n_boot: int = 1000,
+def compare_answers(y: Labels, a: Labels, b: Labels, *, groups: Labels | None = None, n_boot: int = 1000,
                     level: float = 0.95, seed: int = 0, alpha: float = 0.05) -> dict[str, Any]:
     """Everything :mod:`hl_debug.steps.compare` reports for one reference labelling: the
     :func:`paired_metrics`, the counts of :func:`change_kinds` (``changes``), the changed

@@ -99,7 +99,8 @@ def compare_endpoints(store: Store, a: str, b: str, *, n_boot: int = 1000, level
 
     Returns
     -------
-    ``a``, ``b``, ``agreement`` (all utterances both answered), ``n_eval``, ``n_changed``
+    ``a``, ``b``, ``agreement`` (all utterances both answered), ``n_eval`` (validation +
+    testing rows both answered: the rows scored), ``n_eval_unanswered`` (per side), ``n_changed``
     (evaluation rows whose answer changed), ``n_changed_all``, ``per_intent`` and
     ``regressions`` (the corrected view's per-intent F1 differences and its significantly
     worse clusters), ``views`` (``corrected`` and ``original``: accuracy, macro F1 and
@@ -117,12 +118,17 @@ def compare_endpoints(store: Store, a: str, b: str, *, n_boot: int = 1000, level
     original = np.array(ca["intent"], dtype=object)
     corrected = np.array([None if v == OUT_OF_SCOPE else v for v in ca["label"]], dtype=object)
     clusters = np.array([None if c is None else int(c) for c in ca["cluster_id"]], dtype=object)
-    ev = np.isin(usage, list(EVAL_SPLITS))
+    # rows both answered: an endpoint that answered only some rows (recorded answers) is
+    # compared where it answered, not penalised for the rest
+    both = np.not_equal(pa, None) & np.not_equal(pb, None)  # type: ignore[call-overload]
+    in_eval = np.isin(usage, list(EVAL_SPLITS))
+    ev = in_eval & both
     views = {}
     for name, y in (("corrected", corrected), ("original", original)):
         views[name] = compare_answers(y[ev], pa[ev], pb[ev], groups=clusters[ev], n_boot=n_boot, level=level,
                                       seed=seed, alpha=alpha)
     kinds_all = change_kinds(corrected, pa, pb)
+    kinds_all[~both] = None
     if keep_changes:
         store.save_model_changes(a, b, {int(i): k for i, k in zip(ids, kinds_all) if k is not None})
     ev_idx = np.flatnonzero(ev)
@@ -141,6 +147,8 @@ def compare_endpoints(store: Store, a: str, b: str, *, n_boot: int = 1000, level
     cor = views["corrected"]
     return {
         "a": a, "b": b, "agreement": agreement(pa, pb), "n_eval": int(ev.sum()),
+        "n_eval_unanswered": {"a": int((in_eval & np.equal(pa, None)).sum()),  # type: ignore[call-overload]
+                              "b": int((in_eval & np.equal(pb, None)).sum())},  # type: ignore[call-overload]
         "n_changed": int(np.not_equal(kinds, None).sum()),  # type: ignore[call-overload]
         "n_changed_all": int(np.not_equal(kinds_all, None).sum()),  # type: ignore[call-overload]
         "per_intent": cor["per_intent"],
