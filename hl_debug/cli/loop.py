@@ -97,8 +97,10 @@ def compare(ctx: click.Context, endpoint_a: str, endpoint_b: str, fmt: str, n_bo
         click.echo(f"  {name} labels (n={view['n']}): accuracy {_acc(a['a'])} -> {_acc(a['b'])} "
                    f"(95% CI of the change {_pts(a['low'])} to {_pts(a['high'])} pts); macro F1 "
                    f"{_acc(f['a'])} -> {_acc(f['b'])} ({_pts(f['low'])} to {_pts(f['high'])})")
-    worst = sorted(out["per_intent"].items(), key=lambda kv: kv[1]["delta"])[:5]
-    if worst:
+    worst = [kv for kv in sorted(out["per_intent"].items(), key=lambda kv: kv[1]["delta"]) if kv[1]["delta"] < 0][:5]
+    if not worst:
+        click.echo("No intent's F1 fell (corrected labels).")
+    else:
         click.echo("Intents whose F1 fell most (corrected labels):")
         for intent, m in worst:
             click.echo(f"  {intent}: {_acc(m['f1_a'])} -> {_acc(m['f1_b'])} (95% CI {_pts(m['low'])} to "
