@@ -22,8 +22,8 @@ errors' harm is.
 
 Reported per seed and K: test accuracy (clean labels), the paired-bootstrap 95% interval of
 the accuracy change against K = 0 (:func:`hl_debug.scoring.compare.paired_metrics`), the share
-of the oracle's gain recovered, and the errors-remaining estimate against the truth (the rows
-whose effective label is still wrong). The estimate is calib's
+of the oracle's gain recovered, and the errors-remaining estimate against the truth (the planted
+errors among the rows not reviewed yet). The estimate is calib's
 ``hl_debug.scoring.remaining.errors_remaining`` when it is importable; otherwise a stand-in
 labelled as such (the sum of the unreviewed rows' calibrated posteriors).
 
@@ -182,7 +182,9 @@ def run_seed(seed: int, rows: int | None, ks: tuple[int, ...]) -> dict:
                          "recovered_nll": ((base["nll_eval"] - sc["nll_eval"]) / (base["nll_eval"] - oracle["nll_eval"])
                                            if oracle["nll_eval"] < base["nll_eval"] else None),
                          "found": int(sum(decided.values())),
-                         "remaining_true": int((labels != true_ann).sum()),
+                         # what the estimate estimates: errors among the rows not reviewed yet
+                         "remaining_true": int(((lab_ann != true_ann) & ~np.isin(np.arange(len(ann)), picked)).sum()),
+                         "still_wrong": int((labels != true_ann).sum()),  # plus wrong suggestions accepted
                          "remaining_est": est["estimated"], "remaining_low": est.get("low"),
                          "remaining_high": est.get("high")}
         out["by_k"].append(row)
