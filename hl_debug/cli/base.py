@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -42,6 +43,29 @@ def _store(ctx: click.Context, *, create: bool = False) -> Store:
         obj["store"] = Store(obj["db"], create=create)
         ctx.call_on_close(obj["store"].close)
     return obj["store"]
+
+
+@contextlib.contextmanager
+def creating_store(ctx: click.Context) -> Iterator[Store]:
+    """The store, created when missing; when this invocation created the file and the block
+    fails, the file (and the folders made for it) is removed again: a refused first ingest
+    leaves nothing behind."""
+    path = Path(ctx.ensure_object(dict)["db"])
+    fresh = str(path) != ":memory:" and not path.exists()
+    made = [d for d in (path.parent, *path.parent.parents) if not d.exists()] if fresh else []
+    try:
+        yield _store(ctx, create=True)
+    except BaseException:
+        if fresh:
+            store = ctx.obj.pop("store", None)
+            if store is not None:
+                store.close()
+            for suffix in ("", "-wal", "-shm", "-journal"):
+                Path(f"{path}{suffix}").unlink(missing_ok=True)
+            for folder in made:  # deepest first; only the empty ones we made
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
+        raise
 
 
 def get_store(*, create: bool = False) -> Store:
