@@ -6,6 +6,7 @@ import copy
 import json
 
 import click
+import pytest
 from click.testing import CliRunner
 
 from hl_debug.cli import cli
@@ -138,3 +139,78 @@ def test_every_option_binds_to_a_parameter_of_its_command():
             continue
         names = {p.name for p in cmd.params if p.expose_value}
         assert names <= set(parameters), f"`hl-debug {path}`: {names - set(parameters)} bind to no parameter"
+
+
+# -- database files (issue 15): empty, read-only, locked ------------------------------------
+
+
+def _clean(r, code=1):
+    assert r.exit_code == code, r.output
+    assert "Traceback" not in r.output
+    assert r.exception is None or isinstance(r.exception, SystemExit), repr(r.exception)
+
+
+@pytest.fixture
+def read_only(db_path, tiny_export_path, monkeypatch):
+    """A database file the user cannot write (chmod 444; as root, which may write anyway, the
+    store is also told the file is not writable)."""
+    import os
+    import stat
+
+    import hl_debug.storage.connection as connection
+
+    assert invoke(db_path, "ingest", tiny_export_path).exit_code == 0
+    db_path.chmod(stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
+    if os.geteuid() == 0:
+        monkeypatch.setattr(connection, "_writable", lambda path: False)
+    yield db_path
+    db_path.chmod(stat.S_IRUSR | stat.S_IWUSR)
+
+
+def test_an_empty_file_is_not_turned_into_a_database(tmp_path, tiny_export_path):
+    empty = tmp_path / "empty.db"
+    empty.touch()
+    for args in (("stats",), ("ingest", tiny_export_path)):
+        r = invoke(empty, *args)
+        _clean(r)
+        assert "empty file" in r.output and "Hint:" in r.output and "Delete it" in r.output, r.output
+        assert empty.stat().st_size == 0
+
+
+def test_a_read_only_database_can_be_read(read_only):
+    r = invoke(read_only, "stats", "--format", "json")
+    _clean(r, 0)
+    assert json.loads(r.output)["n_utterances"] == 24
+
+
+def test_a_write_to_a_read_only_database_is_one_clear_message(read_only, tiny_records, write_export):
+    changed = copy.deepcopy(tiny_records)
+    changed[0]["score"] = 0.5
+    before = read_only.read_bytes()
+    r = invoke(read_only, "ingest", write_export(changed))
+    _clean(r)
+    assert "read-only" in r.output and "Hint:" in r.output, r.output
+    assert read_only.read_bytes() == before
+
+
+def test_a_locked_database_says_it_is_locked(db_path, tiny_records, tiny_export_path, write_export, monkeypatch):
+    import sqlite3
+
+    import hl_debug.storage.connection as connection
+
+    assert invoke(db_path, "ingest", tiny_export_path).exit_code == 0
+    monkeypatch.setattr(connection, "LOCK_TIMEOUT_S", 0.2)
+    other = sqlite3.connect(db_path)
+    other.execute("BEGIN IMMEDIATE")  # another process writing
+    try:
+        r = invoke(db_path, "stats", "--format", "json")  # reading is fine meanwhile
+        _clean(r, 0)
+        changed = copy.deepcopy(tiny_records)
+        changed[0]["score"] = 0.5
+        r = invoke(db_path, "ingest", write_export(changed))
+        _clean(r)
+        assert "locked" in r.output and "another" in r.output and "not a usable" not in r.output, r.output
+        assert "Hint:" in r.output and "hl-debug database" not in r.output
+    finally:
+        other.rollback()
+        other.close()

@@ -10,7 +10,7 @@ import zipfile
 
 import pytest
 
-from hl_debug.errors import ExportError, ValidationError
+from hl_debug.errors import ExportError, StoreError, ValidationError
 from hl_debug.steps.ingest import ingest, read_export, validate
 
 
@@ -369,7 +369,7 @@ def test_a_failed_write_leaves_no_run_row(tiny_store, db_path, tiny_export_path,
         raise sqlite3.OperationalError("disk I/O error")
 
     monkeypatch.setattr(Store, "upsert_utterances", broken)
-    with pytest.raises(sqlite3.OperationalError):
+    with pytest.raises(StoreError, match="disk I/O error"):
         ingest(tiny_store, tiny_export_path)
     assert tiny_store.runs() == runs
     tiny_store.close()
