@@ -146,7 +146,7 @@ SETTINGS: tuple[Setting, ...] = (
     # -- prediction API and encoder ---------------------------------------------------
     Setting("model_host", "127.0.0.1", "Interface to listen on.", flag="--host", param="host",
             commands=("serve-model",)),
-    Setting("model_port", 8765, "Port to listen on.", type=int, flag="--port", param="port",
+    Setting("model_port", 8765, "Port to listen on.", type=int, min=0, max=65535, flag="--port", param="port",
             commands=("serve-model",)),
     Setting("api_url", None,
             "Base URL of a prediction API speaking the Humanloop contract "

@@ -214,3 +214,63 @@ def test_a_locked_database_says_it_is_locked(db_path, tiny_records, tiny_export_
     finally:
         other.rollback()
         other.close()
+
+
+# -- bad command lines (issue 15) ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("where", ["missing/sub/out", "a_file/out"])
+@pytest.mark.parametrize("command", [("export", "annotations"), ("export", "corrected"), ("export", "issues")])
+def test_output_into_a_folder_that_cannot_hold_it(tiny_store, db_path, tmp_path, where, command):
+    (tmp_path / "a_file").write_text("not a folder")
+    target = tmp_path / f"{where}.csv"
+    r = invoke(db_path, *command, "-o", target)
+    _clean(r, 2)
+    assert "-o" in r.output and str(target.parent) in r.output, r.output
+    assert not target.exists()
+
+
+def test_output_into_a_read_only_folder(tiny_store, db_path, tmp_path, monkeypatch):
+    import os
+
+    import hl_debug.cli.base as base
+
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o555)
+    if os.geteuid() == 0:  # root writes anyway: tell the check what a user would meet
+        monkeypatch.setattr(base, "_can_write", lambda path: False)
+    try:
+        r = invoke(db_path, "export", "annotations", "-o", folder / "x.csv")
+        _clean(r, 2)
+        assert "not writable" in r.output, r.output
+    finally:
+        folder.chmod(0o755)
+
+
+def test_a_failed_write_of_the_output_is_one_message(tiny_store, db_path, tmp_path, monkeypatch):
+    from pathlib import Path
+
+    def full(self, *args, **kwargs):
+        raise OSError(28, "No space left on device", str(self))
+
+    monkeypatch.setattr(Path, "write_text", full)
+    for command in (("export", "annotations"), ("export", "corrected")):
+        r = invoke(db_path, *command, "-o", tmp_path / "out.csv")
+        _clean(r)
+        assert "No space left on device" in r.output, r.output
+
+
+@pytest.mark.parametrize("url", ["http://[::1", "http://exa mple.com", "http://:99999", "https://", "http://host:abc",
+                                 "ftp://example.com", "example.com"])
+def test_a_malformed_api_url_is_one_message(tiny_store, db_path, url):
+    r = invoke(db_path, "predict", "--api-url", url, "--max-retries", "0")
+    _clean(r)
+    assert "--api-url" in r.output and "Hint:" in r.output, r.output
+
+
+@pytest.mark.parametrize("port", ["70000", "-1", "65536"])
+def test_serve_model_port_out_of_range(tiny_store, db_path, port):
+    r = invoke(db_path, "serve-model", "--port", port)
+    _clean(r, 2)
+    assert "0<=x<=65535" in r.output.replace(" ", ""), r.output

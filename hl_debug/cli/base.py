@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -32,6 +33,11 @@ class HLGroup(click.Group):
             if exc.hint:
                 message += f"\nHint: {exc.hint}"
             raise click.ClickException(message) from exc
+        except OSError as exc:
+            if exc.filename is None:  # not about a file the user named: a bug, keep the traceback
+                raise
+            raise click.ClickException(f"cannot write or read {exc.filename}: {exc.strerror or exc}\n"
+                                       "Hint: check the path, its permissions and the free disk space.") from exc
         except KeyboardInterrupt:
             click.echo("\nInterrupted. Work done so far is saved; run the same command again to continue.", err=True)
             ctx.exit(130)
@@ -102,6 +108,25 @@ def range_type(kind: Any, lo: float | None, hi: float | None, *, min_open: bool 
     return kind
 
 
+def _can_write(folder: Path) -> bool:
+    return os.access(folder, os.W_OK | os.X_OK)
+
+
+def check_output(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """The callback of every output-file option: its folder must exist and be writable, so
+    a long export never fails at its last step (click's ``writable`` checks only existing files)."""
+    if value is None or str(value) == "-":
+        return value
+    folder = Path(value).parent
+    if not folder.exists():
+        raise click.BadParameter(f"the folder {folder} does not exist; create it first", ctx=ctx, param=param)
+    if not folder.is_dir():
+        raise click.BadParameter(f"{folder} is a file, not a folder", ctx=ctx, param=param)
+    if not _can_write(folder):
+        raise click.BadParameter(f"the folder {folder} is not writable", ctx=ctx, param=param)
+    return value
+
+
 def _click_type(s: Setting) -> click.ParamType | None:
     if s.choices is not None:
         return click.Choice(s.choices)
@@ -128,6 +153,8 @@ def setting_option(s: Setting | str) -> Callable[[F], F]:
         kwargs.update(is_flag=True, default=s.default)
     else:
         kwargs.update(type=_click_type(s))
+        if s.type is Path and not s.exists:
+            kwargs.update(callback=check_output)
     if s.env:
         kwargs.update(default=None, envvar=s.env, show_envvar=True)
         if s.default is not None:
