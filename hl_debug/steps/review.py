@@ -203,11 +203,16 @@ def record_decisions(store: Store, utterance_ids: Any, action: Any, label: Any =
         raise AnnotationError(f"field 'ids': at most {limit} utterances per decision, got {len(utterance_ids)}")
     uids = list(dict.fromkeys(_check_id(u) for u in utterance_ids))
     _check_request(action, label, new_intent, allow_clash)
-    labels = store.review_labels()
-    created = check_new_intent(label, labels, allow_clash=allow_clash) if new_intent else None
-    rows = [{**_decision(store, uid, action, label, labels, created), "reviewer": reviewer, "batch": batch}
-            for uid in uids]
-    stored = [_effective(r) for r in store.add_annotations(rows)]
+    # Read the current labels and append the decisions in ONE write transaction (BEGIN
+    # IMMEDIATE takes the write lock first): a decision made meanwhile by another request
+    # cannot slip between the read and the insert, so each previous_label is the label it
+    # really replaced.
+    with store.transaction():
+        labels = store.review_labels()
+        created = check_new_intent(label, labels, allow_clash=allow_clash) if new_intent else None
+        rows = [{**_decision(store, uid, action, label, labels, created), "reviewer": reviewer, "batch": batch}
+                for uid in uids]
+        stored = [_effective(r) for r in store.add_annotations(rows)]
     log.info("%d utterance(s): %s -> %s%s", len(stored), action, stored[0]["effective_label"] if stored else None,
              " (new intent)" if created else "")
     return stored
