@@ -33,7 +33,7 @@ def _int_arg(name: str, default: int, *, hi: int) -> int:
     raw = request.args.get(name)
     if raw in (None, ""):
         return default
-    if not raw.isdigit() or int(raw) > hi:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 19 or int(raw) > hi:
         abort(400, f"query parameter '{name}' must be an integer between 0 and {hi}, got {raw!r}")
     return int(raw)
 

@@ -17,7 +17,7 @@ import zipfile
 from pathlib import Path
 from typing import Any, cast
 
-from hl_debug.domain import SPLITS
+from hl_debug.domain import MAX_ID, SPLITS
 from hl_debug.errors import ExportError, Problem, ValidationError
 from hl_debug.storage import Store, hash_json, text_hash
 
@@ -25,9 +25,6 @@ log = logging.getLogger(__name__)
 
 REQUIRED_FIELDS = ("id", "project_id", "complete", "usage", "score", "data")
 MAX_PROBLEMS = 50
-#: The largest id hl-debug accepts: 2**53 - 1, the largest integer a browser (a JavaScript
-#: number) holds exactly — larger or negative ids could be stored but not reached in the web app.
-MAX_ID = 2**53 - 1
 #: SQLite's INTEGER range (other integer columns: ``project_id``).
 INT64 = (-(2**63), 2**63 - 1)
 #: Deepest nesting of any value in a record (the platform's records are 2 levels deep).

@@ -19,8 +19,8 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from hl_debug.domain import ACTIONS, MAX_INTENT_NAME, OUT_OF_SCOPE, SPLITS
-from hl_debug.errors import AnnotationError, MissingFieldError
+from hl_debug.domain import ACTIONS, MAX_ID, MAX_INTENT_NAME, OUT_OF_SCOPE, SPLITS
+from hl_debug.errors import AnnotationError, MissingFieldError, NotFoundError
 from hl_debug.settings import default
 from hl_debug.signals.registry import get_signal
 from hl_debug.storage import Store, Table
@@ -91,10 +91,15 @@ def check_new_intent(name: Any, existing: Sequence[str], *, allow_clash: bool = 
 def _check_id(utterance_id: Any) -> int:
     if utterance_id is None or utterance_id == "":
         raise MissingFieldError("missing field 'id': the utterance id to annotate")
-    if isinstance(utterance_id, bool) or not (isinstance(utterance_id, int) or
-                                              (isinstance(utterance_id, str) and utterance_id.isdigit())):
-        raise AnnotationError(f"field 'id' must be an integer utterance id, got {utterance_id!r}")
-    return int(utterance_id)
+    if isinstance(utterance_id, bool) or not (isinstance(utterance_id, int) or (
+            isinstance(utterance_id, str) and utterance_id.isascii() and utterance_id.isdigit())):
+        raise AnnotationError(f"field 'id' must be an integer utterance id, got {str(utterance_id)[:40]!r}")
+    if isinstance(utterance_id, str) and len(utterance_id) > 20:
+        raise NotFoundError(f"field 'id': no utterance with id {utterance_id[:40]}...")
+    value = int(utterance_id)
+    if not 0 <= value <= MAX_ID:  # ingest accepts no other id: it cannot exist (and SQLite could not look it up)
+        raise NotFoundError(f"field 'id': no utterance with id {value}")
+    return value
 
 
 def _check_request(action: Any, label: Any, new_intent: Any, allow_clash: Any) -> None:
