@@ -161,7 +161,7 @@ def requests_for(draw, rule: str, method: str):
 
 @pytest.mark.parametrize("rule, method", _api_rules())
 def test_every_api_route_answers_hostile_parameters_without_a_500(client, rule, method):
-    @examples(15)
+    @examples(20)
     @given(requests_for(rule, method))
     def check(request):
         url, body = request
