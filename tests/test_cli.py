@@ -274,3 +274,12 @@ def test_serve_model_port_out_of_range(tiny_store, db_path, port):
     r = invoke(db_path, "serve-model", "--port", port)
     _clean(r, 2)
     assert "0<=x<=65535" in r.output.replace(" ", ""), r.output
+
+
+def test_a_refused_first_run_leaves_no_database(tmp_path, tiny_records, write_export):
+    bad = copy.deepcopy(tiny_records)
+    bad[2]["id"] = -2
+    r = invoke(tmp_path / "new" / "hl.db", "run", write_export(bad))
+    _clean(r)
+    assert "record #2" in r.output and "field 'id'" in r.output, r.output
+    assert not (tmp_path / "new").exists()

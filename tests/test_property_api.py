@@ -169,3 +169,16 @@ def test_every_api_route_answers_hostile_parameters_without_a_500(client, rule, 
         _assert_handled(r, f"{method} {url} {body!r:.200}")
 
     check()
+
+
+def test_a_decision_on_a_read_only_database_is_a_503_saying_so(tmp_path, monkeypatch):
+    import hl_debug.storage.connection as connection
+    from tests.conftest import TINY_EXPORT
+
+    db = tmp_path / "hl.db"
+    fill_synthetic(Store(db), TINY_EXPORT).close()
+    monkeypatch.setattr(connection, "_writable", lambda path: False)
+    client = create_app({"DB": str(db), "TESTING": True}).test_client()
+    assert client.get("/api/utterances/1000").status_code == 200  # reading works
+    r = client.post("/api/annotations", json={"id": 1000, "action": "keep"})
+    assert r.status_code == 503 and "read-only" in r.get_json()["error"] and r.get_json()["hint"]

@@ -12,6 +12,7 @@ from hl_debug.errors import (
     MissingFieldError,
     MissingStepError,
     NotFoundError,
+    StoreError,
 )
 
 
@@ -25,6 +26,8 @@ def status_of(exc: HLDebugError) -> int:
         return 404
     if isinstance(exc, MissingStepError):
         return 409
+    if isinstance(exc, StoreError):  # the database is read-only or locked: the server cannot write now
+        return 503
     return 500
 
 
