@@ -175,6 +175,30 @@ def _finite(v: Any) -> bool:
         return False
 
 
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _plain(data: str) -> bool:
+    """Whether the JSON text ``data`` surely parses to storable values: no ``\\ud800``-like
+    escape (a surrogate, lone or paired) and fewer brackets than :data:`MAX_NESTING`."""
+    return data.count("[") + data.count("{") <= MAX_NESTING and not _SURROGATE_ESCAPE.search(data)
+
+
+def _storable(value: Any, path: str) -> tuple[str | None, tuple[str, str, Any] | None]:
+    """``(value's JSON text, None)`` when it can be stored, else ``(None, the problem)`` (see
+    :func:`_unusable`). Fast path: text that encodes as UTF-8 and holds fewer brackets than
+    :data:`MAX_NESTING` needs no walk."""
+    try:
+        text = json.dumps(value, ensure_ascii=False)
+        text.encode("utf-8")
+    except (UnicodeEncodeError, RecursionError, ValueError):
+        return None, _unusable(value, path) or (path or "(record)", "a value JSON can hold", ...)
+    if text.count("[") + text.count("{") <= MAX_NESTING:
+        return text, None
+    found = _unusable(value, path)
+    return (None, found) if found else (text, None)
+
+
 def _unusable(value: Any, path: str, depth: int = 0) -> tuple[str, str, Any] | None:
     """The first value under ``value`` that cannot be stored: ``(field path, what was expected,
     the value)``, else None. Lone surrogates (``"\\ud800"``: valid JSON, not encodable as UTF-8)
@@ -283,13 +307,14 @@ def validate(records: list[Any]) -> tuple[list[dict], list[Problem]]:
                 problem("data.intent", 'an empty intent "", because complete is false', intent)
         if complete is True and "usage" in rec and usage is None:
             problem("usage", "training, validation or testing, because complete is true", usage)
+        raw = None
         if len(problems) == bad:  # the fields are right: can every value be stored?
             parsed = data if isinstance(rec.get("data"), str) else None
-            for value, path in ((rec, ""), (parsed, "data")):
-                found = _unusable(value, path) if value is not None else None
-                if found:
-                    problem(*found)
-                    break
+            raw, found = _storable(rec, "")
+            if not found and parsed is not None and not _plain(rec["data"]):
+                found = _unusable(parsed, "data")
+            if found:
+                problem(*found)
         if len(problems) > bad:
             continue
         # validated above: text and intent are strings
@@ -304,7 +329,7 @@ def validate(records: list[Any]) -> tuple[list[dict], list[Problem]]:
             "score": float(rec["score"]),
             "text_hash": text_hash(text),
             "position": index,
-            "raw": json.dumps(rec, ensure_ascii=False),
+            "raw": raw,
         }
         row["row_hash"] = hash_json({k: row[k] for k in ("project_id", "text", "intent", "usage", "complete", "score", "raw")})
         rows.append(row)
