@@ -283,3 +283,13 @@ def test_a_refused_first_run_leaves_no_database(tmp_path, tiny_records, write_ex
     _clean(r)
     assert "record #2" in r.output and "field 'id'" in r.output, r.output
     assert not (tmp_path / "new").exists()
+
+
+def test_db_that_is_a_folder_or_under_a_file(tmp_path, tiny_export_path):
+    (tmp_path / "a_file").write_text("x")
+    r = invoke(tmp_path, "stats")
+    _clean(r)
+    assert "is a folder" in r.output and "Hint:" in r.output
+    r = invoke(tmp_path / "a_file" / "hl.db", "ingest", tiny_export_path)
+    _clean(r)
+    assert "cannot create the database" in r.output and "Hint:" in r.output

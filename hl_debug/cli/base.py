@@ -67,7 +67,8 @@ def creating_store(ctx: click.Context) -> Iterator[Store]:
             if store is not None:
                 store.close()
             for suffix in ("", "-wal", "-shm", "-journal"):
-                Path(f"{path}{suffix}").unlink(missing_ok=True)
+                with contextlib.suppress(OSError):
+                    Path(f"{path}{suffix}").unlink(missing_ok=True)
             for folder in made:  # deepest first; only the empty ones we made
                 with contextlib.suppress(OSError):
                     folder.rmdir()

@@ -93,7 +93,10 @@ def predict(project_id: int):
                                   f"(the export's), at POST /projects/{cfg['PROJECT_ID']}/predict. To answer "
                                   f"/projects/{project_id}/predict instead, start it with `hl-debug serve-model "
                                   f"--project-id {project_id}`."}), 404
-    body = request.get_json(silent=True)
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:
+        return _unprocessable(_detail(["body"], "the body is nested too deeply", "value_error.jsondecode"))
     if body is None:
         return _unprocessable(_detail(["body"], "the body is not valid JSON", "value_error.jsondecode"))
     items, n_best, problems = validate_body(body, max_items=cfg["MAX_ITEMS"])
