@@ -135,7 +135,7 @@ def _cause(exc: sqlite3.DatabaseError) -> str | None:
         return "locked"
     if "readonly" in text or "read-only" in text:
         return "read-only"
-    if "disk" in text or "full" in text:
+    if "disk i/o error" in text or "disk is full" in text:
         return "full"
     return None
 
