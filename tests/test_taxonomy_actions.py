@@ -134,3 +134,27 @@ def test_rename_case_only_is_allowed_and_merging_into_a_member_name_is_one_sided
     assert counts(tiny_store)["Card_Issue"] == n["card_issue"] and out["new_intent"]
     p = ta.plan_merge(tiny_store, "Card_Issue", "bill_question", into="bill_question")
     assert p["sources"] == ["Card_Issue"] and p["n_rows"] == n["card_issue"] and not p["new_intent"]
+
+
+def test_cli_previews_then_applies_a_merge_and_reverts_it(tiny_store, db_path):
+    from click.testing import CliRunner
+
+    from hl_debug.cli import cli
+
+    n = counts(tiny_store)
+    run = lambda *args: CliRunner().invoke(cli, ["--db", str(db_path), "taxonomy", *args], obj={})  # noqa: E731
+    r = run("merge", "bill_question", "card_issue")
+    assert r.exit_code == 0 and f"{n['bill_question']} row(s) would be labelled card_issue" in r.output
+    assert tiny_store.annotations() == []
+    r = run("merge", "bill_question", "card_issue", "--apply", "--format", "json")
+    assert r.exit_code == 0, r.output
+    batch = json.loads(r.output)["batch"]
+    assert counts(tiny_store)["card_issue"] == n["card_issue"] + n["bill_question"]
+    assert batch in run("changes").output
+    r = run("merge", "bill_question", "card_issue")
+    assert r.exit_code != 0 and "unknown intent 'bill_question'" in r.output and "Traceback" not in r.output
+    assert run("revert", batch).exit_code == 0 and counts(tiny_store) != n
+    r = run("revert", batch, "--apply")
+    assert r.exit_code == 0 and f"{n['bill_question']} row(s) restored" in r.output and counts(tiny_store) == n
+    r = run("rename", "card_issue", "Bill_Question")
+    assert r.exit_code != 0 and "clashes" in r.output
