@@ -55,7 +55,7 @@ def test_page_shows_heatmap_cards_with_map_links_and_the_nav_link(client, store)
     assert '/?ids=1006' in merge  # each example row opens on the map / in the inspector
     assert 'data-fill="merge" data-from="bill_question" data-to="card_issue"' in merge
     assert "Suggested guideline" in merge and "mentions bill" in merge
-    assert "No merges or renames yet" in html
+    assert "No merges or renames yet" in html and "from the last <code>hl-debug signals</code> run" not in html
 
 
 def test_page_before_the_signal_ran_says_what_to_run(db_path, tiny_export_path):
@@ -90,7 +90,7 @@ def test_preview_apply_revert_round_trip_and_export_corrected(client, store, web
     intents = [json.loads(rec["data"])["intent"] for rec in json.loads(out.read_text())]
     assert "bill_question" not in intents and intents.count("card_issue") == before["card_issue"] + before["bill_question"]
     html = client.get("/taxonomy").get_data(as_text=True)
-    assert f'data-revert="{r.json["batch"]}"' in html
+    assert f'data-revert="{r.json["batch"]}"' in html and "from the last <code>hl-debug signals</code> run" in html
     assert client.get("/api/taxonomy/changes").json["changes"][0]["batch"] == r.json["batch"]
     pv = post(client, "/api/taxonomy/revert", {"batch": r.json["batch"], "preview": True})
     assert pv.status_code == 200 and pv.json["n_rows"] == before["bill_question"] and len(store.annotations()) == p.json["n_rows"]
