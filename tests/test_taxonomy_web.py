@@ -122,3 +122,14 @@ def test_cross_site_and_non_json_posts_are_refused(client, store):
     assert r.status_code == 415
     assert post(client, "/api/taxonomy/revert", {"batch": "merge:x"}, Origin="null").status_code == 403
     assert store.annotations() == []
+
+
+def test_the_form_offers_current_labels_but_never_out_of_scope(client, store):
+    from hl_debug.steps.review import record_decision
+
+    record_decision(store, 1019, "out_of_scope")
+    record_decision(store, 1020, "relabel", "voice_change", new_intent=True)
+    html = client.get("/taxonomy").get_data(as_text=True)
+    form = html[html.index('id="intent-a"'):html.index('id="intent-b"')]
+    assert '<option value="voice_change">voice_change (1)</option>' in form
+    assert 'value="out_of_scope"' not in form and '<option value="card_issue">card_issue (6)</option>' in form

@@ -27,6 +27,7 @@ from bokeh.palettes import Oranges256
 from bokeh.plotting import figure
 from flask import Blueprint, abort, jsonify, render_template, request
 
+from hl_debug.domain import OUT_OF_SCOPE
 from hl_debug.errors import MissingFieldError
 from hl_debug.steps import taxonomy_actions as actions
 from webapp import security
@@ -150,7 +151,8 @@ def taxonomy_view():
     has_overlap = bool(ran and report.get("overlap"))
     return render_template(
         "taxonomy.html", missing=None if ran else MISSING, report=report if ran else None,
-        cards=cards(store, findings, report) if ran else [], counts=store.label_counts(),
+        cards=cards(store, findings, report) if ran else [],
+        counts={k: n for k, n in store.label_counts().items() if k != OUT_OF_SCOPE},  # reserved: never merged
         heatmap=json_item(heatmap(report)) if has_overlap else None, changes=actions.changes(store))
 
 

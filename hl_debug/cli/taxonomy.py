@@ -9,12 +9,18 @@ from typing import Any
 
 import click
 
-from hl_debug.cli.base import _store, cli, format_option
+from hl_debug.cli.base import _store, cli, setting_options
 
 
 @cli.group()
 def taxonomy() -> None:
-    """Merge or rename intents as review decisions (reversible; `export corrected` carries them)."""
+    """Merge or rename intents as review decisions (reversible; `export corrected` carries them).
+
+    \b
+    Example:
+        hl-debug taxonomy merge credit_question finances          # preview
+        hl-debug taxonomy merge credit_question finances --apply
+    """
 
 
 def _show(plan: dict[str, Any], fmt: str, *, applied: bool) -> None:
@@ -35,10 +41,7 @@ def _show(plan: dict[str, Any], fmt: str, *, applied: bool) -> None:
 @taxonomy.command()
 @click.argument("a")
 @click.argument("b")
-@click.option("--into", default=None, help="A new intent name both take (default: A's rows take B).")
-@click.option("--allow-clash", is_flag=True, help="Allow a new name that differs from an intent only in case.")
-@click.option("--apply", "do_apply", is_flag=True, help="Store the decisions (default: preview only).")
-@format_option("text", "json")
+@setting_options("taxonomy merge")
 @click.pass_context
 def merge(ctx: click.Context, a: str, b: str, into: str | None, allow_clash: bool, do_apply: bool, fmt: str) -> None:
     """Merge intent A into B (or, with --into, both into a new intent).
@@ -59,12 +62,15 @@ def merge(ctx: click.Context, a: str, b: str, into: str | None, allow_clash: boo
 @taxonomy.command()
 @click.argument("a")
 @click.argument("new_name")
-@click.option("--allow-clash", is_flag=True, help="Allow a name that differs from an intent only in case.")
-@click.option("--apply", "do_apply", is_flag=True, help="Store the decisions (default: preview only).")
-@format_option("text", "json")
+@setting_options("taxonomy rename")
 @click.pass_context
 def rename(ctx: click.Context, a: str, new_name: str, allow_clash: bool, do_apply: bool, fmt: str) -> None:
-    """Rename intent A to NEW_NAME (every row that carries A now)."""
+    """Rename intent A to NEW_NAME (every row that carries A now).
+
+    \b
+    Example:
+        hl-debug taxonomy rename new_application card_application --apply
+    """
     from hl_debug.steps import taxonomy_actions as ta
 
     store = _store(ctx)
@@ -74,10 +80,15 @@ def rename(ctx: click.Context, a: str, new_name: str, allow_clash: bool, do_appl
 
 @taxonomy.command()
 @click.argument("batch")
-@click.option("--apply", "do_apply", is_flag=True, help="Store the decisions (default: preview only).")
+@setting_options("taxonomy revert")
 @click.pass_context
 def revert(ctx: click.Context, batch: str, do_apply: bool) -> None:
-    """Undo a merge or rename: each row goes back to its label from before BATCH."""
+    """Undo a merge or rename: each row goes back to its label from before BATCH.
+
+    \b
+    Example:
+        hl-debug taxonomy revert merge:3f2c9a... --apply   # the id `taxonomy changes` lists
+    """
     from hl_debug.steps import taxonomy_actions as ta
 
     store = _store(ctx)
@@ -89,10 +100,15 @@ def revert(ctx: click.Context, batch: str, do_apply: bool) -> None:
 
 
 @taxonomy.command()
-@format_option("text", "json")
+@setting_options("taxonomy changes")
 @click.pass_context
 def changes(ctx: click.Context, fmt: str) -> None:
-    """The merges and renames made so far, newest first."""
+    """The merges and renames made so far, newest first.
+
+    \b
+    Example:
+        hl-debug taxonomy changes --format json
+    """
     from hl_debug.steps import taxonomy_actions as ta
 
     rows = ta.changes(_store(ctx))
