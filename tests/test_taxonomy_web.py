@@ -133,3 +133,14 @@ def test_the_form_offers_current_labels_but_never_out_of_scope(client, store):
     form = html[html.index('id="intent-a"'):html.index('id="intent-b"')]
     assert '<option value="voice_change">voice_change (1)</option>' in form
     assert 'value="out_of_scope"' not in form and '<option value="card_issue">card_issue (6)</option>' in form
+
+
+def test_the_reviewer_of_team_mode_is_stored_with_the_batch(client, store, monkeypatch):
+    from webapp import security
+
+    monkeypatch.setattr(security, "reviewer", lambda: "ana", raising=False)
+    r = post(client, "/api/taxonomy/apply", {"kind": "rename", "a": "chat_settings", "label": "assistant"})
+    assert r.status_code == 201
+    assert {d["reviewer"] for d in store.annotations()} == {"ana"}
+    assert post(client, "/api/taxonomy/revert", {"batch": r.json["batch"]}).status_code == 201
+    assert {d["reviewer"] for d in store.annotations()} == {"ana"}
