@@ -142,7 +142,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("import_endpoint", None, "Cache identity to file them under.", flag="--endpoint", param="endpoint",
             default_text="recorded:<file stem>", commands=("import-predictions",)),
     Setting("format", "text", "Output format.", flag="--format", param="fmt", choices=("text", "json"),
-            commands=("stats", "report")),
+            commands=("stats", "report", "taxonomy merge", "taxonomy rename", "taxonomy changes")),
     # -- prediction API and encoder ---------------------------------------------------
     Setting("model_host", "127.0.0.1", "Interface to listen on.", flag="--host", param="host",
             commands=("serve-model",)),
@@ -229,6 +229,13 @@ SETTINGS: tuple[Setting, ...] = (
             commands=("export corrected", "export report", *TABLE_EXPORTS)),
     Setting("export_endpoint", None, "Which cached endpoint.", flag="--endpoint", param="endpoint",
             default_text="the last predict run's", commands=("export predictions",)),
+    # -- taxonomy actions (merge / rename intents) ---------------------------------------
+    Setting("merge_into", None, "A new intent name both intents take (without it, A's rows take B).",
+            flag="--into", param="into", metavar="NAME", default_text="B", commands=("taxonomy merge",)),
+    Setting("allow_clash", False, "Allow a new intent name that differs from an existing one only in case.",
+            type=bool, commands=("taxonomy merge", "taxonomy rename")),
+    Setting("apply", False, "Store the decisions (without it: a preview only).", type=bool, param="do_apply",
+            commands=("taxonomy merge", "taxonomy rename", "taxonomy revert")),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}

@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     """Build the app; ``test_config`` overrides settings (``DB``, ``TESTING``, ...)."""
     from hl_debug.settings import resolve
-    from webapp import api, compress, db, discover, errors, model_report, pages, points, security, signals_api
+    from webapp import api, compress, db, discover, errors, model_report, pages, points, security, signals_api, taxonomy
 
     app = Flask(__name__)
     # BokehJS resolves references in document order: keep keys as Bokeh wrote them.
@@ -47,6 +47,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     errors.init_app(app)
     app.register_blueprint(pages.bp)
     app.register_blueprint(discover.bp)
+    app.register_blueprint(taxonomy.bp)
     app.register_blueprint(api.bp, url_prefix="/api")
     app.register_blueprint(signals_api.bp, url_prefix="/api/signals")
     return app
