@@ -41,7 +41,13 @@ from hl_debug.scoring.label_issues import (
     knn_label_distribution,
     out_of_fold_probabilities,
 )
-from hl_debug.scoring.noise import confusable_classes, inject_grouped_noise, inject_noise, noise_transition
+from hl_debug.scoring.noise import (
+    confusable_classes,
+    inject_grouped_noise,
+    inject_noise,
+    keep_classes_scorable,
+    noise_transition,
+)
 from hl_debug.scoring.stacking import StackedScore, component_scores
 from hl_debug.threads import limit_threads
 
@@ -282,12 +288,21 @@ class LabelIssueDetector(BaseEstimator):
         comps, blend, target, rows, status = [], [], [], [], []
         for r in range(self.n_synthetic):
             kind = kinds[r % len(kinds)]
-            if kind == "grouped":
-                noisy, flipped = inject_grouped_noise(cal_labels, cal_nbrs, rate=self.synthetic_rate,
-                                                      transition=transition, random_state=rng)
+            for _ in range(10):  # tiny data: a draw whose every flip makes a one-row class is drawn again
+                if kind == "grouped":
+                    noisy, _ = inject_grouped_noise(cal_labels, cal_nbrs, rate=self.synthetic_rate,
+                                                    transition=transition, random_state=rng)
+                else:
+                    noisy, _ = inject_noise(cal_labels, rate=self.synthetic_rate, kind=kind, n_classes=K,
+                                            confusable=confusable, transition=transition, random_state=rng)
+                noisy = keep_classes_scorable(cal_labels, noisy)
+                flipped = noisy != cal_labels
+                if flipped.any():
+                    break
             else:
-                noisy, flipped = inject_noise(cal_labels, rate=self.synthetic_rate, kind=kind, n_classes=K,
-                                              confusable=confusable, transition=transition, random_state=rng)
+                log.info("label issues: synthetic round %d skipped (every flip would leave a class with a "
+                         "single row)", r)
+                continue
             P, Q, C, A = self._members(cal_X, noisy, K, cal_nbrs, cal_clusters, cal_api, self.random_state + r + 1)
             comps.append(component_scores(noisy, P, Q, cluster_probs=C,
                                           api_probs=A if self.combine == "blend" or self.stack_api else None)[1])
@@ -296,6 +311,9 @@ class LabelIssueDetector(BaseEstimator):
             target.append(np.where(flipped, sorted(set(kinds)).index(kind) + 1, 0))
             rows.append(sub)
             status.append(known | flipped)
+        if not comps:
+            raise ValueError(f"too few labelled rows to calibrate on ({n} rows, {K} classes): no synthetic flip "
+                             "leaves every class with two rows")
         return (np.vstack(comps), np.vstack(blend), np.concatenate(target), np.concatenate(rows),
                 np.concatenate(status))
 

@@ -7,6 +7,7 @@ recall (:func:`label_issue_summary`)."""
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +18,8 @@ from hl_debug.signals.base import Flag, Knob, Signal, SignalResult
 from hl_debug.signals.context import SignalContext
 from hl_debug.signals.registry import register
 from hl_debug.storage.schema import Column, Evidence, Table
+
+log = logging.getLogger(__name__)
 
 ISSUES = Table(
     "issues",
@@ -89,6 +92,7 @@ class LabelIssues(Signal):
         classes, rows_idx = context.classes, context.scorable
         y_all = context.y
         det = None
+        skipped: str | None = None if len(set(y_all[rows_idx])) >= 2 else "fewer than two intents with two rows"
         rows: list[dict[str, Any]] = []
         if len(rows_idx) and len(set(y_all[rows_idx])) >= 2:
             y = y_all[rows_idx]
@@ -102,8 +106,14 @@ class LabelIssues(Signal):
                                      target_precision=self.target_precision)
             # neighbours among the annotated rows, read off the run's kNN graph
             nbrs = context.subset_neighbors(rows_idx, min(self.k, len(rows_idx) - 1))
-            det.fit(context.vectors[rows_idx], y, n_classes=len(classes), neighbors=nbrs, cluster_ids=clusters,
-                    api_labels=api_labels, api_confidence=api_conf)
+            try:
+                det.fit(context.vectors[rows_idx], y, n_classes=len(classes), neighbors=nbrs, cluster_ids=clusters,
+                        api_labels=api_labels, api_confidence=api_conf)
+            except ValueError as exc:  # data too small or degenerate to calibrate on: no flags, said why
+                log.warning("label issues: not scored (%s)", exc)
+                skipped = str(exc)
+                det = None
+        if det is not None:
             purity = (cluster_label_agreement(y, clusters, n_classes=len(classes)) if clusters is not None
                       else None)
             rows = issue_rows(det, ids=context.ids[rows_idx], labels=y, classes=classes, k=min(self.k, len(y) - 1),
@@ -116,6 +126,7 @@ class LabelIssues(Signal):
             "uses_clusters": context.cluster_ids is not None,
             "n_cleanlab_issues": int(det.cleanlab_issues_.sum()) if det is not None else 0,
             "not_scored_single_row_intents": [classes[c] for c in np.flatnonzero(context.class_counts == 1)],
+            "not_scored_reason": skipped,
         }
         return IssuesResult(rows=rows, report=json.loads(json.dumps(summary, default=float)),
                             counts={"n_issues_scored": len(rows), "n_flagged": n_flagged},
@@ -126,6 +137,8 @@ class LabelIssues(Signal):
         prec, rec = report.get("estimated_precision"), report.get("estimated_recall")
         total, low, high = (report.get(k) for k in ("estimated_errors", "estimated_errors_low", "estimated_errors_high"))
         line = f"Scored {counts['n_issues_scored']} annotated rows: {counts['n_flagged']} flagged as likely errors"
+        if report.get("not_scored_reason") and not counts["n_issues_scored"]:
+            return f"{line} (not scored: {report['not_scored_reason']})"
         if _number(prec) and _number(rec):
             line += f" (estimated precision {prec:.0%}, recall {rec:.0%})"
         if _number(total) and _number(low) and _number(high):
