@@ -454,7 +454,10 @@ def test_signal_reports_estimated_errors_precision_and_recall(signal_store, db_p
     r = CliRunner().invoke(cli, ["--db", str(db_path), "export", "report", "--format", "json"], obj={})
     assert r.exit_code == 0, r.output
     body = json.loads(r.output)
-    assert body["label_issues"] == {k: summary[k] for k in SUMMARY_KEYS}
+    assert {k: body["label_issues"][k] for k in SUMMARY_KEYS} == {k: summary[k] for k in SUMMARY_KEYS}
+    # plus the errors remaining after the review so far (none yet: every scored row counts)
+    assert body["label_issues"]["errors_remaining"] == pytest.approx(summary["estimated_errors"])
+    assert body["label_issues"]["n_reviewed"] == 0
     r = CliRunner().invoke(cli, ["--db", str(db_path), "report"], obj={})
     assert "estimated label errors" in r.output and "recall" in r.output
     # --target-precision overrides the best-F1 flags.

@@ -183,7 +183,14 @@ def _report_export(cls: type[Signal]) -> click.Command:
                   help="Output format.")
     @click.pass_context
     def command(ctx: click.Context, output: str | None, fmt: str) -> None:
-        text = json.dumps(stored_report(_store(ctx), cls), indent=1, ensure_ascii=False) + "\n"
+        store = _store(ctx)
+        body = stored_report(store, cls)
+        if isinstance(body, dict) and isinstance(body.get("label_issues"), dict):
+            # errors remaining follow the review log, so they are read now, not at signals time
+            from hl_debug.signals.label_issues import remaining_figures
+
+            body["label_issues"] = {**body["label_issues"], **remaining_figures(store)}
+        text = json.dumps(body, indent=1, ensure_ascii=False) + "\n"
         if output:
             Path(output).write_text(text, encoding="utf-8")
             click.echo(f"Wrote the {cls.name} to {output}", err=True)

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from hl_debug.domain import OUT_OF_SCOPE
 from hl_debug.signals.base import Flag, Knob, Signal, SignalResult
 from hl_debug.signals.context import SignalContext
 from hl_debug.signals.registry import register
@@ -165,3 +166,51 @@ def label_issue_summary(det: Any) -> dict[str, Any]:
               "estimated_precision": det.estimated_precision_, "estimated_recall": det.estimated_recall_,
               "estimated_error_rate": det.noise_rate_, "flag_threshold": det.threshold_}
     return {k: (None if isinstance(v, float) and v != v else v) for k, v in values.items()}
+
+
+#: The errors-remaining keys added to the ``label_issues`` figures of ``export report``.
+REMAINING_KEYS = ("errors_remaining", "errors_remaining_low", "errors_remaining_high")
+
+
+def errors_remaining_of(store: Any, *, last_n: int = 50) -> dict[str, Any] | None:
+    """Errors remaining after the review so far (:func:`~hl_debug.scoring.remaining.errors_remaining`)
+    from the stored ``issues`` table (each scored row's calibrated posterior) and the review
+    log (:meth:`~hl_debug.storage.reviews.Reviews.review_outcomes`): a scored row whose label a
+    reviewer changed was an error, one kept was right; unreviewed rows count with their
+    posterior. None when the issues signal has not scored any row.
+
+    The interval adds, on each side, the detector's own relative uncertainty of the count
+    (the half-width of its interval over its estimate): the calibration's error does not
+    shrink as rows are reviewed.
+    """
+    from hl_debug.scoring.remaining import errors_remaining
+
+    rows = store.table_rows(ISSUES)
+    if not rows:
+        return None
+    index = {r["id"]: i for i, r in enumerate(rows)}
+    posterior = np.array([r.get("posterior") or 0.0 for r in rows], dtype=float)
+    decided: dict[int, bool] = {}
+    for out in store.review_outcomes():
+        i = index.get(out["utterance_id"])
+        if i is not None:
+            decided.pop(i, None)  # keep the decision order of the latest decision
+            decided[i] = out["action"] == OUT_OF_SCOPE or out["label"] != out["original_label"]
+    summary = store.report("label_issues")
+    bias = 0.0
+    if isinstance(summary, dict) and all(_number(summary.get(k)) for k in SUMMARY_KEYS[:3]) \
+            and summary["estimated_errors"] > 0:
+        bias = (summary["estimated_errors_high"] - summary["estimated_errors_low"]) / 2 / summary["estimated_errors"]
+    return errors_remaining(posterior, decided, order=list(decided), last_n=last_n, relative_bias=bias)
+
+
+def remaining_figures(store: Any) -> dict[str, Any]:
+    """:data:`REMAINING_KEYS` (None when nothing is scored) plus the review progress
+    (``errors_found``, ``n_reviewed``, ``live_precision``, ``last_n``, ``last_found``)."""
+    out = errors_remaining_of(store)
+    if out is None:
+        return dict.fromkeys((*REMAINING_KEYS, "errors_found", "n_reviewed", "live_precision", "last_n",
+                              "last_found"))
+    return {"errors_remaining": out["estimated"], "errors_remaining_low": out["low"],
+            "errors_remaining_high": out["high"], "errors_found": out["n_found"], "n_reviewed": out["n_reviewed"],
+            "live_precision": out["live_precision"], "last_n": out["last_n"], "last_found": out["last_found"]}

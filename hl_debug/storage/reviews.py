@@ -146,3 +146,13 @@ class Reviews:
         """``{utterance id: effective label}`` for every utterance, in id order."""
         return {r[0]: r[1] for r in self.db.execute(
             f"SELECT u.id, {effective_label_sql()} FROM utterances u {effective_label_join()} ORDER BY u.id")}
+
+    def review_outcomes(self) -> list[dict]:
+        """Per decided utterance, in the order of its latest labelling decision:
+        ``utterance_id``, ``original_label`` (the export's intent), ``label`` and ``action``
+        of that decision. What the errors-remaining estimate reads: a row whose label a
+        reviewer changed (or marked out of scope) was an error; one kept was right."""
+        sql = ("SELECT a.utterance_id, u.intent AS original_label, a.label, a.action FROM annotations a "
+               f"JOIN utterances u ON u.id = a.utterance_id JOIN (SELECT utterance_id, MAX(id) AS mid FROM annotations "
+               f"WHERE action IN ({_ACTIONS_SQL}) GROUP BY utterance_id) m ON a.id = m.mid ORDER BY a.id")
+        return list(self.db.query(sql, []))
