@@ -586,3 +586,45 @@ def test_pipeline_signals_on_a_12_row_export(store, write_export):
     embed(store, FakeEncoder(), progress=False)
     counts = signals(store, progress=False)
     assert store.report("label_issues")["n_scored"] == 10, counts
+
+
+# -- the count: anchored to the confident joint (issue 17.5) ------------------------------
+
+
+def test_shift_to_total_keeps_the_order_and_hits_the_total():
+    from hl_debug.scoring.error_estimate import shift_to_total
+
+    p = np.array([0.9, 0.6, 0.3, 0.05, 0.01])
+    for total in (0.5, 1.0, 3.0):
+        q = shift_to_total(p, total)
+        assert q.sum() == pytest.approx(total, abs=1e-6)
+        assert (np.argsort(-q) == np.argsort(-p)).all()
+    with pytest.raises(ValueError, match="total"):
+        shift_to_total(p, 5.0)
+
+
+def test_confident_joint_count_counts_the_off_diagonal():
+    from hl_debug.scoring.label_issues import confident_joint_count
+
+    labels = np.array([0] * 10 + [1] * 10)
+    P = np.tile([0.9, 0.1], (20, 1))
+    P[10:] = [0.1, 0.9]
+    assert confident_joint_count(labels, P) == 0
+    P[[0, 1, 12]] = P[[0, 1, 12], ::-1]  # three rows whose classifier says the other class
+    assert confident_joint_count(labels, P) == 3
+    # classes absent from the labels are left out, not divided by zero
+    assert confident_joint_count(labels, np.column_stack([P, np.zeros(20)])) == 3
+
+
+def test_the_count_is_anchored_to_the_confident_joint_and_the_ranking_is_unchanged(planted):
+    X, truth, noisy = planted
+    anchored = LabelIssueDetector(random_state=0).fit(X, noisy)
+    em = LabelIssueDetector(random_state=0, count="em").fit(X, noisy)
+    assert anchored.confident_joint_count_ is not None and anchored.confident_joint_count_ > 0
+    assert anchored.estimated_errors_ == pytest.approx(anchored.confident_joint_count_, abs=1e-4)
+    assert em.estimated_errors_ == pytest.approx(em.em_estimated_errors_)
+    assert anchored.em_estimated_errors_ == pytest.approx(em.estimated_errors_)
+    assert (anchored.scores_ == em.scores_).all()  # the ranking (AUPRC, the queue) does not move
+    assert anchored.estimated_errors_low_ <= anchored.estimated_errors_ <= anchored.estimated_errors_high_
+    with pytest.raises(ValueError, match="unknown count"):
+        LabelIssueDetector(count="nope").fit(X, noisy)
