@@ -11,7 +11,7 @@ shifts every posterior's log-odds by the one offset that makes the reviewed rows
 match the decisions (maximum likelihood, shrunk towards no shift, so a handful of decisions
 moves it little), and sums the shifted unreviewed posteriors. The reviewed rows are the top
 of the ranking, so whether that shift also holds in the tail is an empirical question —
-``benchmarks/label_noise.py --review-loop`` measures both on a simulated review.
+``benchmarks/label_noise.py`` measures both on a simulated review (its last table).
 
 Call it like this (the ``loop`` benchmark does)::
 
