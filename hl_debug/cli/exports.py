@@ -151,7 +151,9 @@ def signal_rows(store: Store, cls: type[Signal], *, equals: dict[str, Any] | Non
 
 def stored_report(store: Store, cls: type[Signal]) -> Any:
     """Signal ``cls``'s stored report; MissingStepError naming the signals step when absent."""
-    body = store.report(cls.report_name) if cls.report_name else None
+    from hl_debug.signals.label_issues import live_report  # + errors remaining from the review log
+
+    body = live_report(store, cls.report_name) if cls.report_name else None
     if body is None:
         what = "model report" if cls.report_name == "model_report" else f"{cls.name} report"
         raise MissingStepError(f"the database has no {what} yet", step="signals")
@@ -183,14 +185,7 @@ def _report_export(cls: type[Signal]) -> click.Command:
                   help="Output format.")
     @click.pass_context
     def command(ctx: click.Context, output: str | None, fmt: str) -> None:
-        store = _store(ctx)
-        body = stored_report(store, cls)
-        if isinstance(body, dict) and isinstance(body.get("label_issues"), dict):
-            # errors remaining follow the review log, so they are read now, not at signals time
-            from hl_debug.signals.label_issues import remaining_figures
-
-            body["label_issues"] = {**body["label_issues"], **remaining_figures(store)}
-        text = json.dumps(body, indent=1, ensure_ascii=False) + "\n"
+        text = json.dumps(stored_report(_store(ctx), cls), indent=1, ensure_ascii=False) + "\n"
         if output:
             Path(output).write_text(text, encoding="utf-8")
             click.echo(f"Wrote the {cls.name} to {output}", err=True)

@@ -214,3 +214,16 @@ def remaining_figures(store: Any) -> dict[str, Any]:
     return {"errors_remaining": out["estimated"], "errors_remaining_low": out["low"],
             "errors_remaining_high": out["high"], "errors_found": out["n_found"], "n_reviewed": out["n_reviewed"],
             "live_precision": out["live_precision"], "last_n": out["last_n"], "last_found": out["last_found"]}
+
+
+def live_report(store: Any, report_name: str) -> Any:
+    """Stored report ``report_name``; the model report's ``label_issues`` figures get the
+    errors remaining (:func:`remaining_figures`) read from the review log now, since they change
+    with every decision while the stored report changes only when the signals run. What
+    ``hl-debug report``, ``export report`` and ``/api/signals/report`` all return."""
+    from hl_debug.signals.model_report import MODEL_REPORT
+
+    body = store.report(report_name)
+    if report_name == MODEL_REPORT and isinstance(body, dict) and isinstance(body.get("label_issues"), dict):
+        body = {**body, "label_issues": {**body["label_issues"], **remaining_figures(store)}}
+    return body
