@@ -10,6 +10,7 @@ from typing import Any
 from flask import Blueprint, abort, jsonify, request
 
 from hl_debug.signals.base import Signal
+from hl_debug.signals.label_issues import live_report
 from hl_debug.signals.registry import all_signals, get_signal
 from webapp.db import get_store
 
@@ -66,5 +67,5 @@ def signal(name: str):
                      "rows": store.table_rows(cls.table, order=order, equals=equals or None, limit=limit,
                                               offset=offset)})
     if cls.report_name is not None:
-        body["report"] = store.report(cls.report_name)
+        body["report"] = live_report(store, cls.report_name)
     return jsonify(body)

@@ -18,6 +18,9 @@ from hl_debug.errors import NotFoundError
 from hl_debug.storage.connection import REVIEW_VERSION_KEY
 
 _ACTIONS_SQL = ", ".join(f"'{a}'" for a in LABELLING_ACTIONS)
+#: Decisions that are not part of a taxonomy batch (a merge, rename, or its revert).
+_NOT_TAXONOMY_SQL = ("(batch IS NULL OR NOT (batch LIKE 'merge:%' OR batch LIKE 'rename:%' "
+                     "OR batch LIKE 'revert:%'))")
 
 #: ``(utterance_id, label, action)`` of the latest labelling decision per decided utterance.
 LATEST_LABEL_SQL = (
@@ -199,3 +202,17 @@ class Reviews:
             r["reverted_by"] = f"revert:{r['batch']}" if f"revert:{r['batch']}" in reverted else None
             del r["last_id"]
         return rows
+
+    def review_outcomes(self) -> list[dict]:
+        """Per decided utterance, in the order of its latest labelling decision:
+        ``utterance_id``, ``original_label`` (the export's intent), ``label`` and ``action``
+        of that decision. What the errors-remaining estimate reads: a row whose label a
+        reviewer changed (or marked out of scope) was an error; one kept was right.
+
+        Bulk taxonomy changes (batches ``merge:``, ``rename:`` and their ``revert:``) change
+        the label set, not a row's correctness, so they are not review outcomes."""
+        sql = ("SELECT a.utterance_id, u.intent AS original_label, a.label, a.action FROM annotations a "
+               f"JOIN utterances u ON u.id = a.utterance_id JOIN (SELECT utterance_id, MAX(id) AS mid FROM annotations "
+               f"WHERE action IN ({_ACTIONS_SQL}) AND {_NOT_TAXONOMY_SQL} GROUP BY utterance_id) m ON a.id = m.mid "
+               "ORDER BY a.id")
+        return list(self.db.query(sql, []))
