@@ -316,19 +316,20 @@ def fmt(v: float) -> str:
 def print_table(title: str, results: dict[str, dict], *, concurrency: int, posts: int) -> None:
     names = list(results)
     print(f"\n{title}\n")
-    print("| route | " + " | ".join(f"{n}: p50 (s) | {n}: p95 (s) | {n}: errors" for n in names) + " |")
-    print("|---|" + "---:|" * (3 * len(names)))
+    print("| route | " + " | ".join(f"{n}: alone (s) | {n}: p50 (s) | {n}: p95 (s) | {n}: errors" for n in names) + " |")
+    print("|---|" + "---:|" * (4 * len(names)))
     first = results[names[-1]]["routes"]
     for route in first:
         cells = []
         for n in names:
-            r = results[n]["routes"].get(route, {"p50": float("nan"), "p95": float("nan"), "errors": "–"})
-            cells += [fmt(r["p50"]), fmt(r["p95"]), str(r["errors"])]
+            nan = float("nan")
+            r = results[n]["routes"].get(route, {"alone": nan, "p50": nan, "p95": nan, "errors": "–"})
+            cells += [fmt(r["alone"]), fmt(r["p50"]), fmt(r["p95"]), str(r["errors"])]
         print(f"| {route} ×{concurrency} | " + " | ".join(cells) + " |")
     cells = []
     for n in names:
         p = results[n]["post"]
-        cells += [fmt(p["p50"]), fmt(p["p95"]), str(p["errors"])]
+        cells += ["", fmt(p["p50"]), fmt(p["p95"]), str(p["errors"])]
     print(f"| POST /api/annotations ×{posts} (one row) | " + " | ".join(cells) + " |")
     for n in names:
         p = results[n]["post"]

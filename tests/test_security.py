@@ -306,3 +306,14 @@ def test_the_token_is_checked_before_the_cache(web_db):
     assert client.get("/clusters", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
     assert app.test_client().get("/clusters").status_code == 401  # cached, yet refused without the token
     assert app.test_client().get("/clusters", headers={"Host": "evil.example"}).status_code == 400
+
+
+def test_export_annotations_carries_the_reviewer(client, web_db):
+    from click.testing import CliRunner
+
+    from hl_debug.cli import cli
+
+    post(client, {"id": 1000, "action": "skip"}, **{"X-HL-Reviewer": "ana"})
+    r = CliRunner().invoke(cli, ["--db", str(web_db), "export", "annotations", "--format", "json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)[0]["reviewer"] == "ana"

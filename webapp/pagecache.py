@@ -31,7 +31,7 @@ from webapp.db import get_store
 CACHED_ENDPOINTS = frozenset({
     "pages.map_view", "pages.clusters_view", "pages.issues_view", "pages.queue_view", "pages.report_view",
     "discover.discover_view", "api.clusters", "api.cluster", "api.issues", "api.queue", "api.labels",
-    "api.confusion",
+    "api.confusion", "api.search",
 })
 
 
