@@ -137,3 +137,45 @@ def test_serve_runs_waitress_with_threads(web_db):
         proc.terminate()
         proc.wait(10)
         proc.stdout.close()
+
+
+def test_concurrent_misses_build_a_page_once(web_db):
+    from webapp import create_app
+
+    app = create_app({"DB": str(web_db), "TESTING": True})
+
+    def get(_: int) -> bytes:
+        r = app.test_client().get("/clusters")
+        assert r.status_code == 200
+        return r.data
+
+    with cf.ThreadPoolExecutor(16) as pool:
+        pages = list(pool.map(get, range(32)))
+    assert len(set(pages)) == 1 and app.extensions["hl_pages"].builds == 1
+
+
+def test_each_thread_keeps_its_connection_until_the_file_changes(web_db, tmp_path):
+    import shutil
+    import threading
+
+    from webapp import create_app
+    from webapp.db import get_store
+
+    app = create_app({"DB": str(web_db), "TESTING": True})
+
+    def store():
+        with app.test_request_context("/"):
+            return get_store()
+
+    first = store()
+    assert store() is first  # reused by the same thread's next request
+    other: list = []
+    t = threading.Thread(target=lambda: other.append(store()))
+    t.start()
+    t.join()
+    assert other[0] is not first  # another thread, another connection
+    copy = tmp_path / "copy.db"
+    shutil.copyfile(web_db, copy)
+    os.replace(copy, web_db)  # the database rebuilt under the server
+    again = store()
+    assert again is not first and again.n_decided() == 0  # reopened on the new file

@@ -6,8 +6,8 @@ between threads: each request thread keeps its own connection to the database (o
 its first request, reused by its later ones — opening one costs a schema check, and closing
 the last one a WAL checkpoint, a few milliseconds a request) and the database runs in WAL
 mode, so readers never wait for the one writer. A connection is reopened when the file at
-the path is another one (a database rebuilt while serving), and is never left inside a
-transaction between requests.
+the path is another one (a database rebuilt while serving). No transaction outlives a
+request: the store's writes run in ``Store.transaction()``, which commits or rolls back.
 """
 
 from __future__ import annotations
@@ -58,9 +58,6 @@ def close_store(exc: BaseException | None = None) -> None:
     ident = g.pop("store_identity", None)
     if store is None:
         return
-    conn = store.db.conn
-    if conn.in_transaction:
-        conn.rollback()
     if ident is None:
         store.close()
         return
