@@ -73,7 +73,10 @@ def serve(ctx: click.Context, host: str, port: int, debug: bool, dev: bool, thre
         return
     import waitress
 
-    waitress.serve(app, host=host, port=port, threads=threads, ident="waitress", clear_untrusted_proxy_headers=True)
+    # Bodies up to 16 MiB stay in memory (waitress spools bigger ones to a temporary file: the
+    # map's data at 100k rows is 9 MB, 4 MB gzipped); poll() instead of select() past 1,024 sockets.
+    waitress.serve(app, host=host, port=port, threads=threads, ident="waitress", clear_untrusted_proxy_headers=True,
+                   outbuf_overflow=16 << 20, asyncore_use_poll=True)
 
 
 @cli.command()
