@@ -317,3 +317,13 @@ def test_export_annotations_carries_the_reviewer(client, web_db):
     r = CliRunner().invoke(cli, ["--db", str(web_db), "export", "annotations", "--format", "json"])
     assert r.exit_code == 0, r.output
     assert json.loads(r.output)[0]["reviewer"] == "ana"
+
+
+def test_report_of_a_single_user_database_has_no_reviewers_key(web_db):
+    from click.testing import CliRunner
+
+    from hl_debug.cli import cli
+
+    post(make_client(web_db), {"id": 1000, "action": "skip"})  # no reviewer named
+    r = CliRunner().invoke(cli, ["--db", str(web_db), "report", "--format", "json"])
+    assert r.exit_code == 0 and "reviewers" not in json.loads(r.output)

@@ -98,12 +98,13 @@ def report(ctx: click.Context, fmt: str) -> None:
     body = stored_report(store, get_signal("report"))
     from hl_debug.scoring.agreement import agreement
 
-    body = {**body, "reviewers": agreement(store.reviewer_labels())}
+    team = agreement(store.reviewer_labels())
+    if team["n_reviewers"]:  # team mode: who agreed with whom (not part of the stored model report)
+        body = {**body, "reviewers": team}
     if fmt == "json":
         click.echo(json.dumps(body, indent=1, ensure_ascii=False))
         return
     click.echo(summary_text(body))
-    team = body["reviewers"]
     if team["n_reviewers"] > 1:
         click.echo(f"Reviewers: {team['n_reviewers']}, {team['n_shared']} decisions on rows two decided; agreement "
                    + (f"{team['agreement']:.0%}" if team["agreement"] is not None else "–") + ", Cohen's kappa "
