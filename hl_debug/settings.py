@@ -63,6 +63,8 @@ class Setting:
         How a computed (``None``) default is described, e.g. ``"UMAP's"``.
     secret
         Never logged or stored (the API key).
+    multiple
+        The option may be given several times (the value is a tuple).
     """
 
     name: str
@@ -83,6 +85,7 @@ class Setting:
     metavar: str | None = None
     default_text: str | None = None
     secret: bool = False
+    multiple: bool = False
 
     @property
     def option(self) -> str:
@@ -216,6 +219,19 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("port", 5000, "Port to listen on.", type=int, min=0, max=65535, commands=("serve",)),
     Setting("debug", False, "Flask debug mode (auto-reload; never on a shared network).", type=bool,
             commands=("serve",)),
+    Setting("dev", False, "Serve with Flask's development server (one request at a time; for debugging) "
+            "instead of waitress.", type=bool, commands=("serve",)),
+    Setting("threads", 8, "Request threads of the waitress server.", type=int, min=1, max=256, commands=("serve",)),
+    Setting("allowed_host", None, "Another host name the app answers (repeatable), e.g. the machine's name on "
+            "the network; any other Host header is answered 400 (the DNS-rebinding guard).",
+            flag="--allowed-host", param="allowed_hosts", multiple=True, metavar="NAME",
+            default_text="the loopback names and --host", commands=("serve",)),
+    Setting("token", None, "Access token of team mode: every request must carry it (the printed ?token= link "
+            "sets a cookie; API clients send 'Authorization: Bearer TOKEN'). Required when --host is not a "
+            "loopback address.", env="HL_TOKEN", secret=True, metavar="TOKEN", default_text="none",
+            commands=("serve",)),
+    Setting("insecure_no_auth", False, "Serve a non-loopback --host without a token (anyone who can reach it "
+            "can read and annotate the data).", type=bool, commands=("serve",)),
     # -- exports ----------------------------------------------------------------------
     Setting("corrected_format", "json",
             "json: the platform's own export format, ready to upload; csv: the same records flattened.",

@@ -200,3 +200,13 @@ def test_webapp_browser_on_a_synthetic_database():
         pytest.skip("chromium not installed")
     row = figure_row(run_script("webapp_browser", "--synthetic", "300"), "300")
     assert row[1] == "after" and is_number(row[2])
+
+
+def test_load_benchmark_quick_mode():
+    """``hl-debug serve`` before (main's start) and after, under a small concurrent burst."""
+    out = run_script("load", "--quick", timeout=600)
+    row = figure_row(out, "GET /issues ×8")
+    assert len(row) == 9 and row[4] == "0" and row[8] == "0", row  # no errors, before or after
+    assert float(row[7]) < 30  # the after p95 is a number
+    assert figure_row(out, "POST /api/annotations ×6 (one row)")[8] == "0"
+    assert "after: 6 of 6 decisions stored, 6 distinct reviewers recorded" in out

@@ -11,7 +11,7 @@ from flask import Blueprint, abort, current_app, jsonify, request
 from hl_debug.errors import MissingFieldError
 from hl_debug.steps import review
 from hl_debug.storage import CLUSTERS, NEIGHBORS, Store, Table
-from webapp import compress
+from webapp import compress, security
 from webapp.db import evidence, get_store, signal_table
 
 bp = Blueprint("api", __name__)
@@ -241,7 +241,8 @@ def post_annotation():
     intent only in case); 201 with the stored row."""
     body = _decision_body(DECISION_FIELDS)
     row = review.record_decision(get_store(), body.get("id"), body.get("action"), body.get("label"),
-                                 new_intent=body.get("new_intent", False), allow_clash=body.get("allow_clash", False))
+                                 new_intent=body.get("new_intent", False), allow_clash=body.get("allow_clash", False),
+                                 reviewer=security.reviewer())
     return jsonify(row), 201
 
 
@@ -254,5 +255,5 @@ def post_annotations():
     rows = review.record_decisions(get_store(), body.get("ids"), body.get("action"), body.get("label"),
                                    new_intent=body.get("new_intent", False),
                                    allow_clash=body.get("allow_clash", False),
-                                   limit=current_app.config["INSPECTOR_MAX_IDS"] * 10)
+                                   limit=current_app.config["INSPECTOR_MAX_IDS"] * 10, reviewer=security.reviewer())
     return jsonify({"n": len(rows), "effective_label": rows[0]["effective_label"], "rows": rows}), 201

@@ -51,7 +51,7 @@ def map_view():
     clusters = store.table_rows(CLUSTERS, order="cluster_id")
     intents = store.review_labels()  # the export's intents and those reviews created
     config = plots.map_config(labels=intents, clusters=clusters, has_predictions=store.active_endpoint() is not None)
-    return render_template("map.html", missing=missing, item=None if missing else json_item(plots.map_figure()),
+    return render_template("map.html", missing=missing, item=None if missing else plots.map_item(),
                            config=config, intents=intents, clusters=clusters, stats=store.stats())
 
 

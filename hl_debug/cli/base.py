@@ -166,6 +166,8 @@ def setting_option(s: Setting | str) -> Callable[[F], F]:
             kwargs["show_default"] = True
     if s.default is None and s.default_text:
         kwargs["help"] += f"  [default: {s.default_text}]"
+    if s.multiple:
+        kwargs["multiple"] = True
     return click.option(*decls, **kwargs)
 
 

@@ -73,7 +73,7 @@ def export_annotations(fmt: str, output: str | None) -> None:
     from hl_debug.steps.review import annotation_rows
 
     emit(annotation_rows(get_store()), ["id", "utterance_id", "text", "original_label", "action", "label",
-                                        "previous_label", "created_at"], fmt, output)
+                                        "previous_label", "created_at", "reviewer", "batch"], fmt, output)
 
 
 @export.command("points")

@@ -216,3 +216,17 @@ class Reviews:
                f"WHERE action IN ({_ACTIONS_SQL}) AND {_NOT_TAXONOMY_SQL} GROUP BY utterance_id) m ON a.id = m.mid "
                "ORDER BY a.id")
         return list(self.db.query(sql, []))
+
+    # -- team mode: decisions per reviewer (read by hl_debug.scoring.agreement) ---------------
+
+    def reviewer_labels(self) -> list[dict]:
+        """Each named reviewer's latest labelling decision per row they decided: ``id``,
+        ``reviewer``, ``label``, ``decided_at``, with the row's ``text`` and original
+        ``intent``; ordered by row, then reviewer. Decisions without a reviewer, and skips,
+        are left out (a skip says nothing about the label)."""
+        sql = ("SELECT a.utterance_id AS id, a.reviewer, a.label, a.created_at AS decided_at, u.text, u.intent "
+               "FROM annotations a JOIN ("
+               "SELECT utterance_id, reviewer, MAX(id) AS mid FROM annotations "
+               f"WHERE reviewer IS NOT NULL AND action IN ({_ACTIONS_SQL}) GROUP BY utterance_id, reviewer"
+               ") m ON a.id = m.mid JOIN utterances u ON u.id = a.utterance_id ORDER BY a.utterance_id, a.reviewer")
+        return list(self.db.query(sql))
