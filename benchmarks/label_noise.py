@@ -54,18 +54,65 @@ from sklearn.metrics import average_precision_score, roc_auc_score  # noqa: E402
 from benchmarks import cases  # noqa: E402
 from hl_debug.scoring.label_detector import LabelIssueDetector  # noqa: E402
 from hl_debug.scoring.label_issues import cleanlab_scores, encode_labels, issue_scores  # noqa: E402
+from hl_debug.scoring.remaining import errors_remaining  # noqa: E402
 
 log = logging.getLogger("label_noise")
 
 ALL_CELLS = tuple(f"banking-{mode}-{rate}" for mode in ("uniform", "confusable") for rate in ("0.02", "0.05", "0.10")
-                  ) + ("grown-20000", "bundled-0.05")
-QUICK_CELLS = ("banking-uniform-0.05@3000", "bundled-0.05")
+                  ) + ("banking-grouped-0.05", "grown-20000", "bundled-0.05")
+QUICK_CELLS = ("banking-uniform-0.05@3000", "banking-grouped-0.05@3000", "bundled-0.05")
+
+
+def grouped_case(rate: float, *, rows: int | None = None, seed: int = 0, group_rows: int = 12) -> cases.Case:
+    """banking77 with *grouped* flips, as real annotation mistakes are: whole sub-topics of an
+    intent carry one confusable intent's label.
+
+    The annotated rows of a randomly drawn intent are split into sub-topics (k-means on the
+    vectors, about ``group_rows`` rows each); one sub-topic, all its rows, is relabelled to
+    the intent's most similar other intent (TF-IDF centroids, as the ``confusable`` cells);
+    repeated, a sub-topic at most once, until ``rate`` of the annotated rows are flipped. The
+    detector's own synthetic flips never plant this pattern (its ``grouped`` kind, when used,
+    takes a row and its nearest same-label neighbours, not k-means sub-topics).
+    """
+    from dataclasses import replace
+
+    from sklearn.cluster import KMeans
+
+    base = cases.banking(flip_rate=0.0, rows=rows, seed=seed)
+    sim_intents, sim = cases._banking_similarity()
+    code = {name: i for i, name in enumerate(sim_intents)}
+    ann = np.flatnonzero(base.annotated)
+    labels = list(base.labels)
+    target = int(round(rate * len(ann)))
+    rng = np.random.default_rng(seed)
+    by_intent = {name: ann[[labels[i] == name for i in ann]] for name in base.intents}
+    groups = []
+    for name, members in by_intent.items():
+        k = max(2, len(members) // group_rows)
+        sub = KMeans(n_clusters=k, n_init=1, random_state=seed).fit_predict(base.vectors[members])
+        s = sim[code[name]].copy()
+        s[code[name]] = -np.inf
+        groups += [(members[sub == g], sim_intents[int(s.argmax())]) for g in range(k)]
+    flipped = np.zeros(len(base), dtype=bool)
+    for g in rng.permutation(len(groups)):
+        if flipped.sum() >= target:
+            break
+        members, other = groups[g]
+        members = members[: target - int(flipped.sum())]
+        for i in members:
+            labels[i] = other
+        flipped[members] = True
+    return replace(base, name=f"banking grouped {rate:.0%}", labels=labels, flipped=flipped,
+                   truth={"flip_rate": rate, "mode": "grouped", "seed": seed}, _vectors=base._vectors)
 
 
 def load_cell(cell: str) -> cases.Case:
-    """``banking-<mode>-<rate>[@rows]``, ``grown-<rows>`` or ``bundled-<rate>``."""
+    """``banking-<mode>-<rate>[@rows]`` (mode ``uniform``, ``confusable`` or ``grouped``),
+    ``grown-<rows>`` or ``bundled-<rate>``."""
     name, _, rows = cell.partition("@")
     kind, *rest = name.split("-")
+    if kind == "banking" and rest[0] == "grouped":
+        return grouped_case(float(rest[1]), rows=int(rows) if rows else None)
     if kind == "banking":
         return cases.banking(flip_mode=rest[0], flip_rate=float(rest[1]), rows=int(rows) if rows else None)
     if kind == "grown":
@@ -103,6 +150,7 @@ def counts(det: LabelIssueDetector, truth: np.ndarray, known: np.ndarray | None 
         out["precision_known"] = float(truth[f & known].mean())
     if det.combination_ is not None:
         out["count_errors"] = det.combination_.count_errors_
+        out["em_estimated"] = det.em_estimated_errors_
     return out
 
 
@@ -162,12 +210,53 @@ def run_cell(cell: str, *, blend_detector: bool, seed: int = 0) -> dict:
         row["n_unknown"] = int((~known).sum())
         row["ranking_known"] = {m: metrics(truth[known], s[known]) for m, s in scores.items()}
     row["counts"] = counts(det, truth, known)
+    row["review"] = review_loop(det, truth)
     row["seconds"] = round(time.perf_counter() - t0, 1)
     r = row["ranking"]
     log.info("%-28s AUPRC hl-debug %.3f  cleanlab %.3f  blend %.3f (%s)  errors %d est %.0f  %.0fs", cell,
              r["hl-debug"]["auprc"], r["cleanlab self-conf."]["auprc"], r["fixed blend (previous)"]["auprc"],
              row["choice"], row["planted"], row["counts"]["estimated"], row["seconds"])
     return row
+
+
+REVIEW_K = (0, 100, 300)
+
+
+def review_loop(det: LabelIssueDetector, truth: np.ndarray) -> list[dict]:
+    """A simulated reviewer working down the ranking (changing a label iff it was planted
+    wrong): after K decisions, the planted errors left against
+    :func:`~hl_debug.scoring.remaining.errors_remaining`, plain and recalibrated by the
+    decisions' live precision."""
+    order = np.argsort(-det.scores_, kind="stable").tolist()
+    bias = (det.estimated_errors_high_ - det.estimated_errors_low_) / 2 / max(det.estimated_errors_, 1e-9)
+    out = []
+    for K in REVIEW_K:
+        seen = order[:K]
+        decided = {i: bool(truth[i]) for i in seen}
+        plain = errors_remaining(det.posterior_, decided, order=seen, relative_bias=bias)
+        recal = errors_remaining(det.posterior_, decided, order=seen, relative_bias=bias, recalibrate=True)
+        out.append({"K": K, "left": int(truth.sum() - truth[seen].sum()), "plain": plain["estimated"],
+                    "low": plain["low"], "high": plain["high"], "recalibrated": recal["estimated"],
+                    "live_precision": plain["live_precision"]})
+    return out
+
+
+def review_table(runs: list[dict]) -> str:
+    lines = ["| cell | K | planted errors left | estimate [interval] | recalibrated by live precision | "
+             "live precision |", "|---|---|---|---|---|---|"]
+    within = {"plain": 0, "recalibrated": 0}
+    for run in runs:
+        for r in run["review"]:
+            for key in within:
+                within[key] += r["left"] > 0 and abs(r[key] - r["left"]) <= 0.2 * r["left"]
+            lp = f"{r['live_precision']:.2f}" if r["live_precision"] is not None else ""
+            lines.append(f"| {run['name']} | {r['K']} | {r['left']} | {r['plain']:.0f} [{r['low']:.0f}, "
+                         f"{r['high']:.0f}] ({_rel(r['plain'], r['left'])}) | {r['recalibrated']:.0f} "
+                         f"({_rel(r['recalibrated'], r['left'])}) | {lp} |")
+    n = sum(len(run["review"]) for run in runs)
+    lines.append(f"\nWithin ±20% of the planted errors left: plain {within['plain']} of {n}, recalibrated "
+                 f"{within['recalibrated']} of {n}.")
+    return "\n".join(lines)
 
 
 def ranking_table(runs: list[dict]) -> str:
@@ -192,9 +281,9 @@ def _rel(est: float, true: float) -> str:
 
 
 def counts_table(runs: list[dict]) -> str:
-    lines = ["| cell | true errors | hl-debug estimate [90% interval] | cleanlab count | previous estimate | "
-             "flagged | precision real / est. | recall real / est. | precision, unknown left out |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| cell | true errors | hl-debug estimate [90% interval] | EM count (before anchoring) | cleanlab count | "
+             "previous estimate | flagged | precision real / est. | recall real / est. | precision, unknown left out |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for run in runs:
         c, true = run["counts"], run["planted"]
         truth = f"{true}"
@@ -207,13 +296,23 @@ def counts_table(runs: list[dict]) -> str:
         old_cell = f"{old['estimated']:.0f} ({_rel(old['estimated'], true)})" if old else ""
         lines.append(
             f"| {run['name']} | {truth} | {c['estimated']:.0f} [{c['low']:.0f}, {c['high']:.0f}] "
-            f"({_rel(c['estimated'], true)}) | {run['cleanlab_count']} ({_rel(run['cleanlab_count'], true)}) | "
+            f"({_rel(c['estimated'], true)}) | {c['em_estimated']:.0f} ({_rel(c['em_estimated'], true)}) | "
+            f"{run['cleanlab_count']} ({_rel(run['cleanlab_count'], true)}) | "
             f"{old_cell} | {c['flagged']} | {c['precision']:.2f} / {c['precision_est']:.2f} | "
             f"{c['recall']:.2f} / {c['recall_est']:.2f} | {known} |")
         if old:
-            lines.append(f"| {run['name']} (previous detector) | | | | | {old['flagged']} | "
+            lines.append(f"| {run['name']} (previous detector) | | | | | | {old['flagged']} | "
                          f"{old['precision']:.2f} / {old['precision_est']:.2f} | "
                          f"{old['recall']:.2f} / {old['recall_est']:.2f} | |")
+
+    def ok(est: float, true: float) -> bool:
+        return bool(true) and abs(est - true) <= 0.2 * true
+
+    n = len(runs)
+    lines.append(f"\nWithin ±20% (relative) of the truth (planted flips): estimated total "
+                 f"{sum(ok(r['counts']['estimated'], r['planted']) for r in runs)} of {n}, estimated precision "
+                 f"{sum(ok(r['counts']['precision_est'], r['counts']['precision']) for r in runs)} of {n}, "
+                 f"estimated recall {sum(ok(r['counts']['recall_est'], r['counts']['recall']) for r in runs)} of {n}.")
     return "\n".join(lines)
 
 
@@ -238,6 +337,8 @@ def main(argv: list[str] | None = None) -> int:
     print(ranking_table(runs))
     print()
     print(counts_table(runs))
+    print()
+    print(review_table(runs))
     print(f"\n{len(runs)} cells, total {time.perf_counter() - t0:.0f} s, load average {load:.2f} at start, "
           f"{time.strftime('%Y-%m-%d')}.")
     if args.json:

@@ -41,3 +41,8 @@ def text_hash(text: str) -> str:
 def hash_json(obj: Any) -> str:
     """Stable hash of a JSON-serialisable object (keys sorted)."""
     return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+#: The largest utterance id hl-debug accepts: 2**53 - 1, the largest integer a browser (a
+#: JavaScript number) holds exactly. Ingest refuses negative and larger ids, so every row
+#: stays reachable in the web app; lookups of other ids answer "not found".
+MAX_ID: Final = 2**53 - 1

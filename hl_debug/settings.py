@@ -63,6 +63,8 @@ class Setting:
         How a computed (``None``) default is described, e.g. ``"UMAP's"``.
     secret
         Never logged or stored (the API key).
+    multiple
+        The option may be given several times (the value is a tuple).
     """
 
     name: str
@@ -83,6 +85,7 @@ class Setting:
     metavar: str | None = None
     default_text: str | None = None
     secret: bool = False
+    multiple: bool = False
 
     @property
     def option(self) -> str:
@@ -142,11 +145,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("import_endpoint", None, "Cache identity to file them under.", flag="--endpoint", param="endpoint",
             default_text="recorded:<file stem>", commands=("import-predictions",)),
     Setting("format", "text", "Output format.", flag="--format", param="fmt", choices=("text", "json"),
-            commands=("stats", "report")),
+            commands=("stats", "report", "taxonomy merge", "taxonomy rename", "taxonomy changes")),
     # -- prediction API and encoder ---------------------------------------------------
     Setting("model_host", "127.0.0.1", "Interface to listen on.", flag="--host", param="host",
             commands=("serve-model",)),
-    Setting("model_port", 8765, "Port to listen on.", type=int, flag="--port", param="port",
+    Setting("model_port", 8765, "Port to listen on.", type=int, min=0, max=65535, flag="--port", param="port",
             commands=("serve-model",)),
     Setting("api_url", None,
             "Base URL of a prediction API speaking the Humanloop contract "
@@ -216,6 +219,19 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("port", 5000, "Port to listen on.", type=int, min=0, max=65535, commands=("serve",)),
     Setting("debug", False, "Flask debug mode (auto-reload; never on a shared network).", type=bool,
             commands=("serve",)),
+    Setting("dev", False, "Serve with Flask's development server (one request at a time; for debugging) "
+            "instead of waitress.", type=bool, commands=("serve",)),
+    Setting("threads", 8, "Request threads of the waitress server.", type=int, min=1, max=256, commands=("serve",)),
+    Setting("allowed_host", None, "Another host name the app answers (repeatable), e.g. the machine's name on "
+            "the network; any other Host header is answered 400 (the DNS-rebinding guard).",
+            flag="--allowed-host", param="allowed_hosts", multiple=True, metavar="NAME",
+            default_text="the loopback names and --host", commands=("serve",)),
+    Setting("token", None, "Access token of team mode: every request must carry it (the printed ?token= link "
+            "sets a cookie; API clients send 'Authorization: Bearer TOKEN'). Required when --host is not a "
+            "loopback address.", env="HL_TOKEN", secret=True, metavar="TOKEN", default_text="none",
+            commands=("serve",)),
+    Setting("insecure_no_auth", False, "Serve a non-loopback --host without a token (anyone who can reach it "
+            "can read and annotate the data).", type=bool, commands=("serve",)),
     # -- exports ----------------------------------------------------------------------
     Setting("corrected_format", "json",
             "json: the platform's own export format, ready to upload; csv: the same records flattened.",
@@ -229,6 +245,13 @@ SETTINGS: tuple[Setting, ...] = (
             commands=("export corrected", "export report", *TABLE_EXPORTS)),
     Setting("export_endpoint", None, "Which cached endpoint.", flag="--endpoint", param="endpoint",
             default_text="the last predict run's", commands=("export predictions",)),
+    # -- taxonomy actions (merge / rename intents) ---------------------------------------
+    Setting("merge_into", None, "A new intent name both intents take (without it, A's rows take B).",
+            flag="--into", param="into", metavar="NAME", default_text="B", commands=("taxonomy merge",)),
+    Setting("allow_clash", False, "Allow a new intent name that differs from an existing one only in case.",
+            type=bool, commands=("taxonomy merge", "taxonomy rename")),
+    Setting("apply", False, "Store the decisions (without it: a preview only).", type=bool, param="do_apply",
+            commands=("taxonomy merge", "taxonomy rename", "taxonomy revert")),
     # -- the closed loop: retrain, compare (issue 14) -----------------------------------------
     Setting("loop_format", "text", "Output format.", flag="--format", param="fmt", choices=("text", "json"),
             commands=("retrain", "compare")),

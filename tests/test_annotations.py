@@ -137,7 +137,7 @@ def test_cli_serve_without_database_says_what_to_run(tmp_path):
 
 def test_cli_serve_starts_the_app_on_the_given_host_and_port(web_store, db_path, monkeypatch):
     seen = {}
-    monkeypatch.setattr("flask.Flask.run", lambda self, **kw: seen.update(kw, db=self.config["DB"]))
+    monkeypatch.setattr("waitress.serve", lambda app, **kw: seen.update(kw, db=app.config["DB"]))  # serve's default
     r = _invoke(db_path, "serve", "--port", "5123")
     assert r.exit_code == 0, r.output
     assert seen["host"] == "127.0.0.1" and seen["port"] == 5123 and seen["db"] == str(db_path)

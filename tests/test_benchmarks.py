@@ -131,6 +131,9 @@ def test_label_noise(real_export, tmp_path):
         assert row[1] == "**hl-debug**" and all(is_number(c) for c in row[2:5]), row
     counts = figure_row(out.split("| cell | true errors")[1], "bundled +5% flips")
     assert re.match(r"\d+ \[\d+, \d+\]", counts[2]), counts  # estimate [interval]
+    review = out.split("| cell | K |")[1]
+    assert re.search(r"\| bundled \+5% flips \| 300 \| \d+ \| \d+ \[\d+, \d+\]", review), review
+    assert "banking grouped 5%" in out  # the grouped-errors cell runs in quick mode too
 
 
 @pytest.mark.slow
@@ -197,6 +200,16 @@ def test_webapp_browser_on_a_synthetic_database():
         pytest.skip("chromium not installed")
     row = figure_row(run_script("webapp_browser", "--synthetic", "300"), "300")
     assert row[1] == "after" and is_number(row[2])
+
+
+def test_load_benchmark_quick_mode():
+    """``hl-debug serve`` before (main's start) and after, under a small concurrent burst."""
+    out = run_script("load", "--quick", timeout=600)
+    row = figure_row(out, "GET /issues ×8")
+    assert len(row) == 9 and row[4] == "0" and row[8] == "0", row  # no errors, before or after
+    assert float(row[7]) < 30  # the after p95 is a number
+    assert figure_row(out, "POST /api/annotations ×6 (one row)")[8] == "0"
+    assert "after: 6 of 6 decisions stored, 6 distinct reviewers recorded" in out
 
 
 @pytest.mark.slow  # banking77's vectors from the real encoder (cached after the first run)

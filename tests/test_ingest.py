@@ -5,11 +5,12 @@ from __future__ import annotations
 import copy
 import io
 import json
+import sqlite3
 import zipfile
 
 import pytest
 
-from hl_debug.errors import ExportError, ValidationError
+from hl_debug.errors import ExportError, StoreError, ValidationError
 from hl_debug.steps.ingest import ingest, read_export, validate
 
 
@@ -256,3 +257,151 @@ def test_validation_error_caps_listing(tiny_records):
 def test_original_record_is_kept_verbatim(tiny_store, tiny_records):
     row = tiny_store.get_utterance(1000)
     assert json.loads(row["raw"]) == tiny_records[0]
+
+
+# -- hostile input (issue 15): one message naming record and field, nothing written -------
+
+
+def _cli_ingest(db_path, export_path):
+    from click.testing import CliRunner
+
+    from hl_debug.cli import cli
+
+    return CliRunner().invoke(cli, ["--db", str(db_path), "ingest", str(export_path)], obj={})
+
+
+def _assert_refused(result, *needles):
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    for needle in needles:
+        assert needle in result.output, result.output
+
+
+def _files(folder):
+    return sorted(p.name for p in folder.iterdir())
+
+
+@pytest.mark.parametrize(
+    "changes, needles",
+    [
+        ({"data": None}, ["record #3 (id=1003)", "field 'data'"]),
+        ({"data_obj": {"text": "a\ud800b", "intent": "card_issue"}}, ["record #3 (id=1003)", "field 'data.text'",
+                                                                      "surrogate"]),
+        ({"data_obj": {"text": "hi", "intent": "card\udfff"}}, ["record #3", "field 'data.intent'"]),
+        ({"extra": "\ud800"}, ["record #3 (id=1003)", "field 'extra'", "surrogate"]),
+        ({"extra": {"deeper": ["ok", "\udc80"]}}, ["record #3", "field 'extra.deeper[1]'"]),
+        ({"id": 10**20}, ["record #3", "field 'id'", "100000000000000000000"]),
+        ({"id": -5}, ["record #3", "field 'id'", "non-negative"]),
+        ({"id": 2**53}, ["record #3", "field 'id'"]),
+        ({"project_id": -(10**20)}, ["record #3 (id=1003)", "field 'project_id'"]),
+        ({"score": 10**400}, ["record #3 (id=1003)", "field 'score'"]),
+        ({"data": json.dumps({"text": "hi", "intent": "card_issue", "x": 10**20})}, []),  # an extra value: kept
+    ],
+)
+def test_hostile_values_are_named_and_nothing_is_written(tiny_store, db_path, tiny_records, write_export, dump,
+                                                         changes, needles):
+    recs = _mutate(tiny_records, 3, **changes)
+    tiny_store.close()  # WAL checkpointed: the file alone is the database
+    before = db_path.read_bytes()
+    result = _cli_ingest(db_path, write_export(recs, "hostile.json"))
+    if not needles:  # accepted: a big integer inside data is only kept verbatim
+        assert result.exit_code == 0, result.output
+        return
+    _assert_refused(result, *needles)
+    assert db_path.read_bytes() == before
+
+
+def test_data_null_is_refused(tiny_records):
+    (p,) = _problems(_mutate(tiny_records, 3, data=None))
+    assert p.field == "data" and "a JSON object" in p.expected
+
+
+def test_json_nested_200000_deep_is_one_message(tmp_path, write_export):
+    path = write_export(b"[" * 200_000 + b"]" * 200_000, "deep.json")
+    result = _cli_ingest(tmp_path / "new.db", path)
+    _assert_refused(result, "nested", "record #0")
+    assert _files(tmp_path) == ["deep.json"]
+
+
+def test_deep_nesting_inside_data_names_the_field(tiny_records, write_export, tmp_path):
+    recs = _mutate(tiny_records, 3, data='{"text": "hi", "intent": "card_issue", "x": ' + "[" * 100_000
+                   + "]" * 100_000 + "}")
+    result = _cli_ingest(tmp_path / "new.db", write_export(recs, "deep.json"))
+    _assert_refused(result, "record #3 (id=1003)", "field 'data'", "nested")
+
+
+def test_huge_integer_literal_is_one_message(tmp_path, write_export):
+    path = write_export(b'[{"id": ' + b"9" * 5000 + b"}]", "digits.json")
+    result = _cli_ingest(tmp_path / "new.db", path)
+    _assert_refused(result, "digits")
+
+
+def test_rejected_first_ingest_leaves_no_file(tmp_path, tiny_records, write_export):
+    bad = _mutate(tiny_records, 2, usage="prod")
+    path = write_export(bad, "bad.json")
+    result = _cli_ingest(tmp_path / "sub" / "new.db", path)
+    _assert_refused(result, "record #2 (id=1002): field 'usage'")
+    assert _files(tmp_path) == ["bad.json"]
+
+
+def test_failure_while_writing_a_new_database_removes_it(tmp_path, tiny_export_path, monkeypatch):
+    from hl_debug.storage import Store
+
+    def broken(self, rows):
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(Store, "upsert_utterances", broken)
+    result = _cli_ingest(tmp_path / "new.db", tiny_export_path)
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert _files(tmp_path) == []
+
+
+def test_a_failed_write_leaves_no_run_row(tiny_store, db_path, tiny_export_path, monkeypatch):
+    from hl_debug.storage import Store
+
+    tiny_store.close()
+    before = db_path.read_bytes()
+    tiny_store = Store(db_path)
+    runs = tiny_store.runs()
+
+    def broken(self, rows):
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(Store, "upsert_utterances", broken)
+    with pytest.raises(StoreError, match="disk I/O error"):
+        ingest(tiny_store, tiny_export_path)
+    assert tiny_store.runs() == runs
+    tiny_store.close()
+    assert db_path.read_bytes() == before
+
+
+def test_zip_member_size_is_capped(tmp_path, monkeypatch):
+    import hl_debug.steps.ingest as ingest_module
+
+    path = tmp_path / "bomb.json.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("export.json", "[" + " " * 5_000_000 + "]")
+    monkeypatch.setattr(ingest_module, "MAX_UNZIPPED_BYTES", 1_000_000)
+    with pytest.raises(ExportError, match="more than 1,000,000 bytes") as exc:
+        read_export(path)
+    assert "unzip" in exc.value.hint
+
+
+def test_zip_member_that_lies_about_its_size_is_capped(tmp_path, monkeypatch):
+    import hl_debug.steps.ingest as ingest_module
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("export.json", "[" + " " * 3_000_000 + "]")
+    raw = bytearray(buf.getvalue())
+    # patch the uncompressed size in the local and the central header to 1,000 bytes
+    with zipfile.ZipFile(io.BytesIO(bytes(raw))) as zf:
+        real = zf.infolist()[0].file_size
+    old = real.to_bytes(4, "little")
+    raw = bytes(raw).replace(old, (1000).to_bytes(4, "little"))
+    path = tmp_path / "liar.zip"
+    path.write_bytes(raw)
+    monkeypatch.setattr(ingest_module, "MAX_UNZIPPED_BYTES", 1_000_000)
+    with pytest.raises(ExportError):
+        read_export(path)

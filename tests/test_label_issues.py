@@ -454,7 +454,10 @@ def test_signal_reports_estimated_errors_precision_and_recall(signal_store, db_p
     r = CliRunner().invoke(cli, ["--db", str(db_path), "export", "report", "--format", "json"], obj={})
     assert r.exit_code == 0, r.output
     body = json.loads(r.output)
-    assert body["label_issues"] == {k: summary[k] for k in SUMMARY_KEYS}
+    assert {k: body["label_issues"][k] for k in SUMMARY_KEYS} == {k: summary[k] for k in SUMMARY_KEYS}
+    # plus the errors remaining after the review so far (none yet: every scored row counts)
+    assert body["label_issues"]["errors_remaining"] == pytest.approx(summary["estimated_errors"])
+    assert body["label_issues"]["n_reviewed"] == 0
     r = CliRunner().invoke(cli, ["--db", str(db_path), "report"], obj={})
     assert "estimated label errors" in r.output and "recall" in r.output
     # --target-precision overrides the best-F1 flags.
@@ -493,3 +496,135 @@ def test_grouped_noise_flips_neighbours_together(planted):
     # groups: flipped rows come in runs of one class turned into one other class
     pairs = {(t, v) for t, v in zip(truth[mask], noisy[mask])}
     assert len(pairs) <= 4 + 1
+
+
+# -- tiny and degenerate data: fewer or no flags with a reason, never a traceback (issue 15) --
+
+
+def test_keep_classes_scorable_reverts_flips_that_make_one_row_classes():
+    from hl_debug.scoring.noise import keep_classes_scorable
+
+    y = np.array([0, 0, 0, 1, 1, 2, 2, 2])
+    # row 3 leaves class 1 with one row; row 5 is the only row of class 3
+    noisy = np.array([0, 0, 0, 0, 1, 3, 2, 2])
+    out = keep_classes_scorable(y, noisy)
+    assert (np.bincount(out) != 1).all()
+    assert out[3] == 1 and out[5] == 2  # both reverted
+    ok = np.array([1, 0, 0, 1, 1, 2, 2, 2])  # class 1 gains a row: nothing to revert
+    assert (keep_classes_scorable(y, ok) == ok).all()
+    assert (keep_classes_scorable(y, y) == y).all()
+
+
+def _tiny_vectors(labels, seed, dim=8):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(max(labels) + 1, dim))
+    X = centres[labels] + 0.3 * rng.normal(size=(len(labels), dim))
+    return (X / np.linalg.norm(X, axis=1, keepdims=True)).astype(np.float32)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_detector_survives_two_row_and_absent_classes(seed):
+    # class 2 has two rows (a synthetic flip would leave one), class 3 has none among the
+    # scored rows (a uniform flip into it would make a one-row class): both crashed the fit
+    labels = np.array([0] * 8 + [1] * 8 + [2] * 2)
+    det = LabelIssueDetector(random_state=seed).fit(_tiny_vectors(labels, seed), labels, n_classes=4)
+    assert det.posterior_.shape == (18,) and np.isfinite(det.posterior_).all()
+    assert det.flagged_.sum() < 18
+
+
+def _signal_context(labels, seed=0):
+    from hl_debug.neighbors import KnnMemo
+    from hl_debug.signals.context import SignalContext
+
+    names = sorted({v for v in labels if v})
+    codes = [names.index(v) if v else len(names) for v in labels]
+    n = len(labels)
+    return SignalContext(ids=np.arange(n), texts=[f"t{i}" for i in range(n)], vectors=_tiny_vectors(codes, seed),
+                         labels=labels, splits=["training"] * n, cluster_ids=None, predictions={}, api_endpoint=None,
+                         active_endpoint=None, knn_memo=KnnMemo())
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_signal_on_an_intent_with_one_annotated_row(seed):
+    from hl_debug.signals.registry import get_signal
+
+    labels = ["a"] * 8 + ["b"] * 8 + ["c"]  # "c" is not scored; it used to be a flip target
+    result = get_signal("issues")(random_state=seed).find(_signal_context(labels, seed))
+    assert result.counts["n_issues_scored"] == 16
+    assert result.report["not_scored_single_row_intents"] == ["c"] and result.report["not_scored_reason"] is None
+
+
+def test_signal_on_a_12_row_export_degrades_with_a_reason(caplog):
+    from hl_debug.signals.registry import get_signal
+
+    sig = get_signal("issues")()
+    # 4+4+2 rows and a one-row intent: scored (the two-row intent keeps its rows)
+    result = sig.find(_signal_context(["a"] * 4 + ["b"] * 4 + ["c"] * 2 + ["d"] + [None]))
+    assert result.counts["n_issues_scored"] == 10 and result.counts["n_flagged"] < 10
+    # six two-row intents: no flip leaves every intent two rows, so nothing is scored, said why
+    result = sig.find(_signal_context([x for x in "abcdef" for _ in range(2)]))
+    assert result.rows == [] and result.counts == {"n_issues_scored": 0, "n_flagged": 0}
+    assert "too few labelled rows" in result.report["not_scored_reason"]
+    assert "too few labelled rows" in caplog.text
+    assert "not scored: too few labelled rows" in sig.summary(result.counts, result.report)
+
+
+def test_pipeline_signals_on_a_12_row_export(store, write_export):
+    import json
+
+    from hl_debug.steps.embed import embed
+    from hl_debug.steps.ingest import ingest
+    from hl_debug.steps.signals import signals
+    from tests.fakes import FakeEncoder
+
+    words = {"a": "card lost stolen", "b": "bill invoice due", "c": "rate euro dollar", "d": "hello there"}
+    labels = ["a"] * 4 + ["b"] * 4 + ["c"] * 2 + ["d", ""]
+    records = [{"id": 100 + i, "project_id": 1, "complete": bool(lab), "usage": "training", "score": 0.0,
+                "data": json.dumps({"text": f"{words[lab or 'd']} {i}", "intent": lab})}
+               for i, lab in enumerate(labels)]
+    ingest(store, write_export(records))
+    embed(store, FakeEncoder(), progress=False)
+    counts = signals(store, progress=False)
+    assert store.report("label_issues")["n_scored"] == 10, counts
+
+
+# -- the count: anchored to the confident joint (issue 17.5) ------------------------------
+
+
+def test_shift_to_total_keeps_the_order_and_hits_the_total():
+    from hl_debug.scoring.error_estimate import shift_to_total
+
+    p = np.array([0.9, 0.6, 0.3, 0.05, 0.01])
+    for total in (0.5, 1.0, 3.0):
+        q = shift_to_total(p, total)
+        assert q.sum() == pytest.approx(total, abs=1e-6)
+        assert (np.argsort(-q) == np.argsort(-p)).all()
+    with pytest.raises(ValueError, match="total"):
+        shift_to_total(p, 5.0)
+
+
+def test_confident_joint_count_counts_the_off_diagonal():
+    from hl_debug.scoring.label_issues import confident_joint_count
+
+    labels = np.array([0] * 10 + [1] * 10)
+    P = np.tile([0.9, 0.1], (20, 1))
+    P[10:] = [0.1, 0.9]
+    assert confident_joint_count(labels, P) == 0
+    P[[0, 1, 12]] = P[[0, 1, 12], ::-1]  # three rows whose classifier says the other class
+    assert confident_joint_count(labels, P) == 3
+    # classes absent from the labels are left out, not divided by zero
+    assert confident_joint_count(labels, np.column_stack([P, np.zeros(20)])) == 3
+
+
+def test_the_count_is_anchored_to_the_confident_joint_and_the_ranking_is_unchanged(planted):
+    X, truth, noisy = planted
+    anchored = LabelIssueDetector(random_state=0).fit(X, noisy)
+    em = LabelIssueDetector(random_state=0, count="em").fit(X, noisy)
+    assert anchored.confident_joint_count_ is not None and anchored.confident_joint_count_ > 0
+    assert anchored.estimated_errors_ == pytest.approx(anchored.confident_joint_count_, abs=1e-4)
+    assert em.estimated_errors_ == pytest.approx(em.em_estimated_errors_)
+    assert anchored.em_estimated_errors_ == pytest.approx(em.estimated_errors_)
+    assert (anchored.scores_ == em.scores_).all()  # the ranking (AUPRC, the queue) does not move
+    assert anchored.estimated_errors_low_ <= anchored.estimated_errors_ <= anchored.estimated_errors_high_
+    with pytest.raises(ValueError, match="unknown count"):
+        LabelIssueDetector(count="nope").fit(X, noisy)

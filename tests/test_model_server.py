@@ -228,3 +228,39 @@ def test_cli_serve_model_port_in_use_is_one_message(tiny_store, db_path, monkeyp
         port = busy.getsockname()[1]
         r = CliRunner().invoke(cli, ["--db", str(db_path), "serve-model", "--port", str(port)], obj={})
     assert r.exit_code == 1 and f"cannot listen on 127.0.0.1:{port}" in r.output and "--port" in r.output
+
+
+def test_other_project_404_says_how_to_reach_the_model(client):
+    """The brief's snippet posts to /projects/716/predict; the server serves the export's id."""
+    r = post(client, {"data": [{"text": "hi"}]}, project=716)
+    detail = r.get_json()["detail"]
+    assert r.status_code == 404
+    assert "POST /projects/7/predict" in detail and "--project-id 716" in detail, detail
+
+
+def test_unknown_path_404_names_the_predict_route(client):
+    r = client.post("/predict", json={"data": [{"text": "hi"}]})
+    assert r.status_code == 404 and "POST /projects/7/predict" in r.get_json()["detail"]
+
+
+def test_client_404_hint_names_the_project_id(model):
+    from hl_debug.errors import PredictionAPIError
+    from hl_debug.sources.model_server import ServerThread
+    from hl_debug.sources.remote import PredictClient
+
+    with ServerThread(create_model_app(model, project_id=411)) as server:
+        client = PredictClient(server.url, project_id=716, max_retries=0)
+        with pytest.raises(PredictionAPIError) as exc:
+            client.predict_batch(["lost card"])
+    assert "HTTP 404" in exc.value.message and "/projects/411/predict" in exc.value.message
+    assert "--project-id" in exc.value.hint
+
+
+@pytest.mark.parametrize("url", ["http://[::1", "http://exa mple.com", "http://:99999", "https://", "http://host:abc",
+                                 "http://host:70000"])
+def test_malformed_base_url_is_refused_up_front(url):
+    from hl_debug.errors import PredictionAPIError
+    from hl_debug.sources.remote import PredictClient
+
+    with pytest.raises(PredictionAPIError, match="--api-url"):
+        PredictClient(url, project_id=1)

@@ -506,3 +506,44 @@ def test_cli_predict_with_the_local_server(tiny_store, db_path, monkeypatch):
 def test_cli_bad_n_best_is_one_message(tiny_store, db_path):
     r = invoke(db_path, "predict", "--n-best", "many", "--api-url", "http://127.0.0.1:9", "--project-id", 7)
     assert r.exit_code == 1 and "--n-best must be a positive integer or 'all'" in r.output and "Hint:" in r.output
+
+
+# -- failure messages (issue 15) -------------------------------------------------------------------
+
+
+def test_cli_predict_failure_names_the_failed_rows_and_texts(tiny_store, db_path, flaky_url):
+    order = sorted(tiny_store.texts_by_hash().items())
+    first = order[0][1]
+    url = flaky_url(FlakyServer({first: ["short"]}))
+    r = invoke(db_path, "predict", "--api-url", url, "--project-id", 7, "--batch-size", 2)
+    assert r.exit_code == 1, r.output
+    failed = [order[0][1], order[1][1]]  # the first batch of 2, in text-hash order
+    ids = {row["text"]: row["id"] for row in tiny_store.utterance_rows(("id", "text"))}
+    for text in failed:
+        assert text in r.output and f"id {ids[text]}" in r.output, r.output
+    assert "2 text(s) got no usable answer" in r.output and "Traceback" not in r.output
+
+
+def test_predict_counts_list_the_failed_texts(tiny_store, flaky_url):
+    order = sorted(tiny_store.texts_by_hash().items())
+    url = flaky_url(FlakyServer({order[0][1]: ["short"]}))
+    counts = predict(tiny_store, api_url=url, project_id=7, batch_size=2, **FAST)
+    ids = {row["text"]: row["id"] for row in tiny_store.utterance_rows(("id", "text"))}
+    assert counts["failed"] == [{"ids": [ids[order[0][1]]], "text": order[0][1]},
+                                {"ids": [ids[order[1][1]]], "text": order[1][1]}]
+
+
+def test_cli_export_predictions_after_import_alone(tiny_store, db_path, tmp_path):
+    rows = tiny_store.utterance_rows(("text",))
+    path = tmp_path / "rec.json"
+    path.write_text(json.dumps([_answer(r["text"], "card_issue") for r in rows]))
+    assert invoke(db_path, "import-predictions", path).exit_code == 0
+    r = invoke(db_path, "export", "predictions", "--format", "json")
+    assert r.exit_code == 0, r.output
+    exported = json.loads(r.output)
+    assert len(exported) == 24 and all(row["label"] == "card_issue" for row in exported)
+
+
+def test_cli_export_without_any_predictions_names_both_ways(tiny_store, db_path):
+    r = invoke(db_path, "export", "predictions")
+    assert r.exit_code == 1 and "hl-debug predict" in r.output and "import-predictions" in r.output

@@ -2,7 +2,10 @@
 
 ``create_app()`` serves the database named by ``HL_DB`` (or ``test_config["DB"]``): the
 ``pages`` blueprint renders the HTML views (``discover`` the out-of-scope page), the ``api`` blueprint answers ``/api/...``
-with JSON. The app only reads the store, except for appending review decisions and, from
+with JSON; ``security`` guards every request (host allow-list, access token, cross-site
+writes) and ``pagecache`` keeps expensive responses per data state. The app serves threads
+(``hl-debug serve`` runs it on waitress): each request opens its own store connection
+(``webapp.db``), and the shared caches hold locks. The app only reads the store, except for appending review decisions and, from
 its start-up thread, keeping the map's encoded data (see ``points.PayloadCache.keep``).
 """
 
@@ -20,7 +23,9 @@ log = logging.getLogger(__name__)
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     """Build the app; ``test_config`` overrides settings (``DB``, ``TESTING``, ...)."""
     from hl_debug.settings import resolve
-    from webapp import api, compare, compress, db, discover, errors, model_report, pages, points, security, signals_api
+    from webapp import api, compare, compress, db, discover, errors, model_report, pages, points, security, signals_api, taxonomy
+    from webapp.pagecache import init_app as init_page_cache
+    from webapp.reviewers import init_app as init_reviewers
 
     app = Flask(__name__)
     # BokehJS resolves references in document order: keep keys as Bokeh wrote them.
@@ -34,12 +39,18 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         MINORITY_ROWS=10,
         DISCOVER_MEMBERS=20,  # rows listed per candidate group on /discover (the action covers all of them)  # minority-label rows listed per cluster on /clusters (the map lists all)
         WARM_MAP=True,  # build the map's payload and model report at start (not when TESTING: tests control timing)
+        ALLOWED_HOSTS=(),  # host names answered besides the loopback ones (hl-debug serve adds --host, --allowed-host)
+        TOKEN=None,  # team mode's access token (hl-debug serve --token / HL_TOKEN); None: no token asked
+        TEAM=False,  # team mode: page visits choose a reviewer name first (/login)
+        PAGE_CACHE=True,  # keep expensive responses per data state (webapp.pagecache)
     )
     if test_config:
         app.config.update(test_config)
     db.init_app(app)
     security.init_app(app)
     compress.init_app(app)
+    init_reviewers(app)
+    init_page_cache(app)  # after security (its checks come first) and compress (it sees the body before gzip)
     app.extensions["hl_points"] = points.PayloadCache()
     app.extensions["hl_reports"] = model_report.ReportCache()
     if app.config["WARM_MAP"] and not app.testing:
@@ -47,6 +58,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     errors.init_app(app)
     app.register_blueprint(pages.bp)
     app.register_blueprint(discover.bp)
+    app.register_blueprint(taxonomy.bp)
     app.register_blueprint(compare.bp)
     app.register_blueprint(api.bp, url_prefix="/api")
     app.register_blueprint(signals_api.bp, url_prefix="/api/signals")

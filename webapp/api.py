@@ -4,25 +4,36 @@ clusters, issues, queue, search, confusion cells, and review decisions."""
 from __future__ import annotations
 
 import json
+import re
 
 from flask import Blueprint, abort, current_app, jsonify, request
 
 from hl_debug.errors import MissingFieldError
 from hl_debug.steps import review
 from hl_debug.storage import CLUSTERS, NEIGHBORS, Store, Table
-from webapp import compress
+from webapp import compress, security
 from webapp.db import evidence, get_store, signal_table
 
 bp = Blueprint("api", __name__)
+
+#: An integer as a query parameter holds it: ASCII digits, an optional minus sign, and no more
+#: than 19 digits (SQLite's INTEGER range; Python's own int() also takes "²"-like digits and "1_000").
+INT_TEXT = re.compile(r"-?[0-9]{1,19}")
+INT64_MAX = 2**63 - 1
+
+
+def parse_int(raw: str, what: str) -> int:
+    """``raw`` as an integer in SQLite's range, else 400 naming ``what`` (e.g. "query parameter 'limit'")."""
+    if not INT_TEXT.fullmatch(raw.strip()) or abs(int(raw)) > INT64_MAX:
+        abort(400, f"{what} must be an integer between {-INT64_MAX} and {INT64_MAX}, got {raw[:40]!r}")
+    return int(raw)
+
 
 def _int_arg(name: str, default: int, *, lo: int = 0, hi: int = 100_000) -> int:
     raw = request.args.get(name)
     if raw in (None, ""):
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        abort(400, f"query parameter '{name}' must be an integer, got {raw!r}")
+    value = parse_int(raw, f"query parameter '{name}'")
     if not lo <= value <= hi:
         abort(400, f"query parameter '{name}' must be between {lo} and {hi}, got {value}")
     return value
@@ -43,11 +54,15 @@ def parse_ids(raw: str | None, *, limit: int) -> list[int]:
     """``"1,2,3"`` -> ``[1, 2, 3]``; 400 on anything else."""
     if raw is None or not raw.strip():
         abort(400, "missing query parameter 'ids': comma-separated utterance ids, e.g. ?ids=1,2,3")
+    parts = raw.split(",")
+    if len(parts) > limit:
+        abort(400, f"too many ids ({len(parts)}); ask for at most {limit} per request")
     ids = []
-    for part in raw.split(","):
+    for part in parts:
         part = part.strip()
-        if not part.isdigit():
-            abort(400, f"query parameter 'ids' must hold integers separated by commas; got {part!r}")
+        if not (part.isascii() and part.isdigit()) or len(part.lstrip("0")) > 19 or int(part) > INT64_MAX:
+            abort(400, f"query parameter 'ids' must hold non-negative integers (at most {INT64_MAX}) separated by "
+                       f"commas; got {part[:40]!r}")
         ids.append(int(part))
     if len(ids) > limit:
         abort(400, f"too many ids ({len(ids)}); ask for at most {limit} per request")
@@ -226,7 +241,8 @@ def post_annotation():
     intent only in case); 201 with the stored row."""
     body = _decision_body(DECISION_FIELDS)
     row = review.record_decision(get_store(), body.get("id"), body.get("action"), body.get("label"),
-                                 new_intent=body.get("new_intent", False), allow_clash=body.get("allow_clash", False))
+                                 new_intent=body.get("new_intent", False), allow_clash=body.get("allow_clash", False),
+                                 reviewer=security.reviewer())
     return jsonify(row), 201
 
 
@@ -239,5 +255,5 @@ def post_annotations():
     rows = review.record_decisions(get_store(), body.get("ids"), body.get("action"), body.get("label"),
                                    new_intent=body.get("new_intent", False),
                                    allow_clash=body.get("allow_clash", False),
-                                   limit=current_app.config["INSPECTOR_MAX_IDS"] * 10)
+                                   limit=current_app.config["INSPECTOR_MAX_IDS"] * 10, reviewer=security.reviewer())
     return jsonify({"n": len(rows), "effective_label": rows[0]["effective_label"], "rows": rows}), 201

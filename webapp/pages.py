@@ -51,7 +51,7 @@ def map_view():
     clusters = store.table_rows(CLUSTERS, order="cluster_id")
     intents = store.review_labels()  # the export's intents and those reviews created
     config = plots.map_config(labels=intents, clusters=clusters, has_predictions=store.active_endpoint() is not None)
-    return render_template("map.html", missing=missing, item=None if missing else json_item(plots.map_figure()),
+    return render_template("map.html", missing=missing, item=None if missing else plots.map_item(),
                            config=config, intents=intents, clusters=clusters, stats=store.stats())
 
 
@@ -116,6 +116,8 @@ def issues_view():
             extra = {r["id"]: r for r in store.table_rows(table, ids=[r["id"] for r in rows])}
             for r in rows:
                 r["evidence"] = {c: extra.get(r["id"], {}).get(c) for c in extra_cols}
+    from hl_debug.signals.label_issues import remaining_figures
+
     n_decided = store.n_decided()
     summary = store.report("label_issues")
     summary = summary if isinstance(summary, dict) else {}
@@ -123,7 +125,7 @@ def issues_view():
                            pending=pending, flagged=flagged, n_decided=n_decided,
                            labels=[lab for lab in store.review_labels() if lab != OUT_OF_SCOPE],
                            n_flagged=summary.get("n_flagged"), precision=summary.get("estimated_precision"),
-                           label_issues=summary)
+                           label_issues=summary, remaining=remaining_figures(store) if not missing else None)
 
 
 @bp.get("/queue")

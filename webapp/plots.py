@@ -8,8 +8,10 @@ a named constant that calls into ``static/*.js``.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import bokeh
 from bokeh.models import (
@@ -88,6 +90,19 @@ def map_config(*, labels: Sequence[str], clusters: Sequence[dict], has_predictio
         "splits": list(SPLITS), "split_colors": dict(zip(SPLITS, Category10[10], strict=False)),
         "bokeh": bokeh.__version__, "marker_size": MARKER_SIZE,
     }
+
+
+@lru_cache(maxsize=1)
+def _map_item_json(height: int) -> str:
+    from bokeh.embed import json_item
+
+    return json.dumps(json_item(map_figure(height=height)))
+
+
+def map_item(*, height: int = 640) -> dict:
+    """``json_item`` of :func:`map_figure`, built once per process (the figure holds no data:
+    the page fills it from ``/api/points``); a fresh copy each call, so a caller may change it."""
+    return json.loads(_map_item_json(height))
 
 
 def map_figure(*, height: int = 640) -> figure:

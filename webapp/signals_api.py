@@ -10,6 +10,7 @@ from typing import Any
 from flask import Blueprint, abort, jsonify, request
 
 from hl_debug.signals.base import Signal
+from hl_debug.signals.label_issues import live_report
 from hl_debug.signals.registry import all_signals, get_signal
 from webapp.db import get_store
 
@@ -33,7 +34,7 @@ def _int_arg(name: str, default: int, *, hi: int) -> int:
     raw = request.args.get(name)
     if raw in (None, ""):
         return default
-    if not raw.isdigit() or int(raw) > hi:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 19 or int(raw) > hi:
         abort(400, f"query parameter '{name}' must be an integer between 0 and {hi}, got {raw!r}")
     return int(raw)
 
@@ -66,5 +67,5 @@ def signal(name: str):
                      "rows": store.table_rows(cls.table, order=order, equals=equals or None, limit=limit,
                                               offset=offset)})
     if cls.report_name is not None:
-        body["report"] = store.report(cls.report_name)
+        body["report"] = live_report(store, cls.report_name)
     return jsonify(body)

@@ -6,7 +6,7 @@ non-zero exit status, never a traceback (use ``-v`` to see one).
 
 from __future__ import annotations
 
-from hl_debug.cli import data, exports, loop, steps, web  # noqa: F401,E402 (each module registers its commands)
+from hl_debug.cli import data, exports, loop, steps, taxonomy, web  # noqa: F401,E402 (each module registers its commands)
 from hl_debug.cli.base import cli, export
 
 __all__ = ["cli", "export", "main"]

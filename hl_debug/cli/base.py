@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -31,6 +33,11 @@ class HLGroup(click.Group):
             if exc.hint:
                 message += f"\nHint: {exc.hint}"
             raise click.ClickException(message) from exc
+        except OSError as exc:
+            if exc.filename is None:  # not about a file the user named: a bug, keep the traceback
+                raise
+            raise click.ClickException(f"cannot write or read {exc.filename}: {exc.strerror or exc}\n"
+                                       "Hint: check the path, its permissions and the free disk space.") from exc
         except KeyboardInterrupt:
             click.echo("\nInterrupted. Work done so far is saved; run the same command again to continue.", err=True)
             ctx.exit(130)
@@ -42,6 +49,30 @@ def _store(ctx: click.Context, *, create: bool = False) -> Store:
         obj["store"] = Store(obj["db"], create=create)
         ctx.call_on_close(obj["store"].close)
     return obj["store"]
+
+
+@contextlib.contextmanager
+def creating_store(ctx: click.Context) -> Iterator[Store]:
+    """The store, created when missing; when this invocation created the file and the block
+    fails, the file (and the folders made for it) is removed again: a refused first ingest
+    leaves nothing behind."""
+    path = Path(ctx.ensure_object(dict)["db"])
+    fresh = str(path) != ":memory:" and not path.exists()
+    made = [d for d in (path.parent, *path.parent.parents) if not d.exists()] if fresh else []
+    try:
+        yield _store(ctx, create=True)
+    except BaseException:
+        if fresh:
+            store = ctx.obj.pop("store", None)
+            if store is not None:
+                store.close()
+            for suffix in ("", "-wal", "-shm", "-journal"):
+                with contextlib.suppress(OSError):
+                    Path(f"{path}{suffix}").unlink(missing_ok=True)
+            for folder in made:  # deepest first; only the empty ones we made
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
+        raise
 
 
 def get_store(*, create: bool = False) -> Store:
@@ -78,6 +109,25 @@ def range_type(kind: Any, lo: float | None, hi: float | None, *, min_open: bool 
     return kind
 
 
+def _can_write(folder: Path) -> bool:
+    return os.access(folder, os.W_OK | os.X_OK)
+
+
+def check_output(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """The callback of every output-file option: its folder must exist and be writable, so
+    a long export never fails at its last step (click's ``writable`` checks only existing files)."""
+    if value is None or str(value) == "-":
+        return value
+    folder = Path(value).parent
+    if not folder.exists():
+        raise click.BadParameter(f"the folder {folder} does not exist; create it first", ctx=ctx, param=param)
+    if not folder.is_dir():
+        raise click.BadParameter(f"{folder} is a file, not a folder", ctx=ctx, param=param)
+    if not _can_write(folder):
+        raise click.BadParameter(f"the folder {folder} is not writable", ctx=ctx, param=param)
+    return value
+
+
 def _click_type(s: Setting) -> click.ParamType | None:
     if s.choices is not None:
         return click.Choice(s.choices)
@@ -104,6 +154,8 @@ def setting_option(s: Setting | str) -> Callable[[F], F]:
         kwargs.update(is_flag=True, default=s.default)
     else:
         kwargs.update(type=_click_type(s))
+        if s.type is Path and not s.exists:
+            kwargs.update(callback=check_output)
     if s.env:
         kwargs.update(default=None, envvar=s.env, show_envvar=True)
         if s.default is not None:
@@ -114,6 +166,8 @@ def setting_option(s: Setting | str) -> Callable[[F], F]:
             kwargs["show_default"] = True
     if s.default is None and s.default_text:
         kwargs["help"] += f"  [default: {s.default_text}]"
+    if s.multiple:
+        kwargs["multiple"] = True
     return click.option(*decls, **kwargs)
 
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 
 import click
 
-from hl_debug.cli.base import _store, cli, setting_options
+from hl_debug.cli.base import _store, cli, creating_store, setting_options
 from hl_debug.errors import ValidationError
 
 log = logging.getLogger("hl_debug")
@@ -28,12 +29,14 @@ def ingest(ctx: click.Context, export: str) -> None:
         hl-debug ingest ../shared/data/chatbot_intent_classifier_data.json.zip
     """
     from hl_debug.steps.ingest import ingest as do_ingest
+    from hl_debug.steps.ingest import load
 
-    store = _store(ctx, create=True)
     try:
-        counts = do_ingest(store, export)
+        rows = load(export)  # before the database is opened: a refused export creates no file
     except ValidationError as exc:
         raise click.ClickException(f"{export}: {exc.message}\nHint: {exc.hint}") from exc
+    with creating_store(ctx) as store:
+        counts = do_ingest(store, export, rows=rows)
     click.echo(
         f"Ingested {counts['n_records']} records into {store.path}: "
         f"{counts['added']} added, {counts['changed']} changed, {counts['unchanged']} unchanged"
@@ -81,9 +84,12 @@ def run(ctx: click.Context, export: str, recorded_predictions: str | None) -> No
         hl-debug run ../shared/data/chatbot_intent_classifier_data.json.zip \\
             --recorded-predictions ../shared/data/recorded_predictions_project411.json
     """
+    from hl_debug.steps.ingest import load
     from hl_debug.steps.signals import summary_lines
     from pipelines.full import run_pipeline
 
+    if not Path(ctx.obj["db"]).exists():
+        load(export)  # refuse a bad export before the new database file is created
     store = _store(ctx, create=True)
     signal_counts = None
     for summary in run_pipeline(store, export, recorded_predictions=recorded_predictions):

@@ -73,7 +73,7 @@ def export_annotations(fmt: str, output: str | None) -> None:
     from hl_debug.steps.review import annotation_rows
 
     emit(annotation_rows(get_store()), ["id", "utterance_id", "text", "original_label", "action", "label",
-                                        "previous_label", "created_at"], fmt, output)
+                                        "previous_label", "created_at", "reviewer", "batch"], fmt, output)
 
 
 @export.command("points")
@@ -151,7 +151,9 @@ def signal_rows(store: Store, cls: type[Signal], *, equals: dict[str, Any] | Non
 
 def stored_report(store: Store, cls: type[Signal]) -> Any:
     """Signal ``cls``'s stored report; MissingStepError naming the signals step when absent."""
-    body = store.report(cls.report_name) if cls.report_name else None
+    from hl_debug.signals.label_issues import live_report  # + errors remaining from the review log
+
+    body = live_report(store, cls.report_name) if cls.report_name else None
     if body is None:
         what = "model report" if cls.report_name == "model_report" else f"{cls.name} report"
         raise MissingStepError(f"the database has no {what} yet", step="signals")

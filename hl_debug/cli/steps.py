@@ -175,9 +175,15 @@ def predict(ctx: click.Context, api_url: str | None, api_key: str | None, projec
         + (f", {counts['retries']} retries" if counts["retries"] else "")
     )
     if counts["n_failed"]:
+        listed = counts.get("failed") or []
+        lines = [f"  - id {', '.join(map(str, f['ids'][:5]))}{' ...' if len(f['ids']) > 5 else ''}: "
+                 f"{f['text'][:80]!r}" for f in listed]
+        if counts["n_failed"] > len(listed):
+            lines.append(f"  ... and {counts['n_failed'] - len(listed)} more")
         raise click.ClickException(
-            f"{counts['n_failed']} text(s) got no usable answer (first error: {counts.get('first_error')}).\n"
-            "Hint: the answers received are saved; run the same command again to retry only the missing ones.")
+            f"{counts['n_failed']} text(s) got no usable answer (first error: {counts.get('first_error')}):\n"
+            + "\n".join(lines)
+            + "\nHint: the answers received are saved; run the same command again to retry only the missing ones.")
 
 
 

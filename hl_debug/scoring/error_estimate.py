@@ -104,3 +104,21 @@ def error_interval(posterior: Any, totals: Any = None, *, level: float = 0.9,
     total = float(p.sum())
     half = z * np.sqrt(var) + abs(float(relative_bias)) * total
     return max(0.0, total - half), total + half
+
+
+def shift_to_total(posterior: Any, total: float) -> np.ndarray:
+    """Posteriors moved by one log-odds offset so that they sum to ``total`` (their order kept).
+
+    How the label-issue detector anchors its posteriors to an error count estimated another
+    way (the confident joint's): flags, precision and recall then follow that count.
+    ``total`` must lie strictly between 0 and the number of rows.
+    """
+    from scipy.optimize import brentq
+    from scipy.special import expit, logit
+
+    p = np.asarray(posterior, dtype=np.float64)
+    if not 0 < total < p.size:
+        raise ValueError(f"total must be in (0, {p.size}), got {total}")
+    z = logit(np.clip(p, 1e-12, 1 - 1e-12))
+    offset = brentq(lambda a: float(expit(z + a).sum()) - total, -60.0, 60.0, xtol=1e-10)
+    return expit(z + offset)

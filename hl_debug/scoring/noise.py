@@ -123,6 +123,30 @@ def inject_noise(labels: Any, *, rate: float, kind: str = "uniform", n_classes: 
     return noisy, noisy != labels
 
 
+def keep_classes_scorable(labels: Any, noisy: Any) -> np.ndarray:
+    """``noisy`` with the flips reverted that would leave a class with exactly one row.
+
+    Out-of-fold probabilities need two rows of every class present: a flip that takes a
+    two-row class's other row away, or that is the only row of a class no row had, would make
+    a one-row class and the synthetic round unusable. Reverts, flip by flip, until no class
+    has a single row (a class may end up with none). Returns a new array.
+    """
+    y = np.asarray(labels, dtype=np.int64)
+    out = np.asarray(noisy, dtype=np.int64).copy()
+    K = int(max(y.max(initial=0), out.max(initial=0)) + 1)
+    while True:
+        counts = np.bincount(out, minlength=K)
+        lone = np.flatnonzero(counts == 1)
+        changed = np.flatnonzero(out != y)
+        if not lone.size or not changed.size:
+            return out
+        c = lone[0]
+        into = changed[out[changed] == c]  # the lone row was flipped into c: undo it
+        # else c lost rows to flips: give one back
+        undo = into[0] if into.size else changed[y[changed] == c][0]
+        out[undo] = y[undo]
+
+
 def inject_grouped_noise(labels: Any, neighbors: tuple[np.ndarray, np.ndarray], *, rate: float, transition: Any,
                          group_size: int = 5, random_state: int | np.random.Generator | None = None,
                          ) -> tuple[np.ndarray, np.ndarray]:

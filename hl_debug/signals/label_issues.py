@@ -7,16 +7,20 @@ recall (:func:`label_issue_summary`)."""
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from hl_debug.domain import OUT_OF_SCOPE
 from hl_debug.signals.base import Flag, Knob, Signal, SignalResult
 from hl_debug.signals.context import SignalContext
 from hl_debug.signals.registry import register
 from hl_debug.storage.schema import Column, Evidence, Table
+
+log = logging.getLogger(__name__)
 
 ISSUES = Table(
     "issues",
@@ -89,6 +93,7 @@ class LabelIssues(Signal):
         classes, rows_idx = context.classes, context.scorable
         y_all = context.y
         det = None
+        skipped: str | None = None if len(set(y_all[rows_idx])) >= 2 else "fewer than two intents with two rows"
         rows: list[dict[str, Any]] = []
         if len(rows_idx) and len(set(y_all[rows_idx])) >= 2:
             y = y_all[rows_idx]
@@ -102,8 +107,14 @@ class LabelIssues(Signal):
                                      target_precision=self.target_precision)
             # neighbours among the annotated rows, read off the run's kNN graph
             nbrs = context.subset_neighbors(rows_idx, min(self.k, len(rows_idx) - 1))
-            det.fit(context.vectors[rows_idx], y, n_classes=len(classes), neighbors=nbrs, cluster_ids=clusters,
-                    api_labels=api_labels, api_confidence=api_conf)
+            try:
+                det.fit(context.vectors[rows_idx], y, n_classes=len(classes), neighbors=nbrs, cluster_ids=clusters,
+                        api_labels=api_labels, api_confidence=api_conf)
+            except ValueError as exc:  # data too small or degenerate to calibrate on: no flags, said why
+                log.warning("label issues: not scored (%s)", exc)
+                skipped = str(exc)
+                det = None
+        if det is not None:
             purity = (cluster_label_agreement(y, clusters, n_classes=len(classes)) if clusters is not None
                       else None)
             rows = issue_rows(det, ids=context.ids[rows_idx], labels=y, classes=classes, k=min(self.k, len(y) - 1),
@@ -116,6 +127,7 @@ class LabelIssues(Signal):
             "uses_clusters": context.cluster_ids is not None,
             "n_cleanlab_issues": int(det.cleanlab_issues_.sum()) if det is not None else 0,
             "not_scored_single_row_intents": [classes[c] for c in np.flatnonzero(context.class_counts == 1)],
+            "not_scored_reason": skipped,
         }
         return IssuesResult(rows=rows, report=json.loads(json.dumps(summary, default=float)),
                             counts={"n_issues_scored": len(rows), "n_flagged": n_flagged},
@@ -126,6 +138,8 @@ class LabelIssues(Signal):
         prec, rec = report.get("estimated_precision"), report.get("estimated_recall")
         total, low, high = (report.get(k) for k in ("estimated_errors", "estimated_errors_low", "estimated_errors_high"))
         line = f"Scored {counts['n_issues_scored']} annotated rows: {counts['n_flagged']} flagged as likely errors"
+        if report.get("not_scored_reason") and not counts["n_issues_scored"]:
+            return f"{line} (not scored: {report['not_scored_reason']})"
         if _number(prec) and _number(rec):
             line += f" (estimated precision {prec:.0%}, recall {rec:.0%})"
         if _number(total) and _number(low) and _number(high):
@@ -152,3 +166,64 @@ def label_issue_summary(det: Any) -> dict[str, Any]:
               "estimated_precision": det.estimated_precision_, "estimated_recall": det.estimated_recall_,
               "estimated_error_rate": det.noise_rate_, "flag_threshold": det.threshold_}
     return {k: (None if isinstance(v, float) and v != v else v) for k, v in values.items()}
+
+
+#: The errors-remaining keys added to the ``label_issues`` figures of ``export report``.
+REMAINING_KEYS = ("errors_remaining", "errors_remaining_low", "errors_remaining_high")
+
+
+def errors_remaining_of(store: Any, *, last_n: int = 50) -> dict[str, Any] | None:
+    """Errors remaining after the review so far (:func:`~hl_debug.scoring.remaining.errors_remaining`)
+    from the stored ``issues`` table (each scored row's calibrated posterior) and the review
+    log (:meth:`~hl_debug.storage.reviews.Reviews.review_outcomes`): a scored row whose label a
+    reviewer changed was an error, one kept was right; unreviewed rows count with their
+    posterior. None when the issues signal has not scored any row.
+
+    The interval adds, on each side, the detector's own relative uncertainty of the count
+    (the half-width of its interval over its estimate): the calibration's error does not
+    shrink as rows are reviewed.
+    """
+    from hl_debug.scoring.remaining import errors_remaining
+
+    rows = store.table_rows(ISSUES)
+    if not rows:
+        return None
+    index = {r["id"]: i for i, r in enumerate(rows)}
+    posterior = np.array([r.get("posterior") or 0.0 for r in rows], dtype=float)
+    decided: dict[int, bool] = {}
+    for out in store.review_outcomes():
+        i = index.get(out["utterance_id"])
+        if i is not None:
+            decided.pop(i, None)  # keep the decision order of the latest decision
+            decided[i] = out["action"] == OUT_OF_SCOPE or out["label"] != out["original_label"]
+    summary = store.report("label_issues")
+    bias = 0.0
+    if isinstance(summary, dict) and all(_number(summary.get(k)) for k in SUMMARY_KEYS[:3]) \
+            and summary["estimated_errors"] > 0:
+        bias = (summary["estimated_errors_high"] - summary["estimated_errors_low"]) / 2 / summary["estimated_errors"]
+    return errors_remaining(posterior, decided, order=list(decided), last_n=last_n, relative_bias=bias)
+
+
+def remaining_figures(store: Any) -> dict[str, Any]:
+    """:data:`REMAINING_KEYS` (None when nothing is scored) plus the review progress
+    (``errors_found``, ``n_reviewed``, ``live_precision``, ``last_n``, ``last_found``)."""
+    out = errors_remaining_of(store)
+    if out is None:
+        return dict.fromkeys((*REMAINING_KEYS, "errors_found", "n_reviewed", "live_precision", "last_n",
+                              "last_found"))
+    return {"errors_remaining": out["estimated"], "errors_remaining_low": out["low"],
+            "errors_remaining_high": out["high"], "errors_found": out["n_found"], "n_reviewed": out["n_reviewed"],
+            "live_precision": out["live_precision"], "last_n": out["last_n"], "last_found": out["last_found"]}
+
+
+def live_report(store: Any, report_name: str) -> Any:
+    """Stored report ``report_name``; the model report's ``label_issues`` figures get the
+    errors remaining (:func:`remaining_figures`) read from the review log now, since they change
+    with every decision while the stored report changes only when the signals run. What
+    ``hl-debug report``, ``export report`` and ``/api/signals/report`` all return."""
+    from hl_debug.signals.model_report import MODEL_REPORT
+
+    body = store.report(report_name)
+    if report_name == MODEL_REPORT and isinstance(body, dict) and isinstance(body.get("label_issues"), dict):
+        body = {**body, "label_issues": {**body["label_issues"], **remaining_figures(store)}}
+    return body

@@ -89,8 +89,14 @@ def predict(project_id: int):
         if not hmac.compare_digest(given.encode(), str(expected).encode()):
             return jsonify({"detail": "Invalid or missing API key (X-API-Key header)."}), 401
     if cfg.get("PROJECT_ID") is not None and project_id != int(cfg["PROJECT_ID"]):
-        return jsonify({"detail": f"project {project_id} not found (this server serves project {cfg['PROJECT_ID']})"}), 404
-    body = request.get_json(silent=True)
+        return jsonify({"detail": f"project {project_id} not found: this server serves project {cfg['PROJECT_ID']} "
+                                  f"(the export's), at POST /projects/{cfg['PROJECT_ID']}/predict. To answer "
+                                  f"/projects/{project_id}/predict instead, start it with `hl-debug serve-model "
+                                  f"--project-id {project_id}`."}), 404
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:
+        return _unprocessable(_detail(["body"], "the body is nested too deeply", "value_error.jsondecode"))
     if body is None:
         return _unprocessable(_detail(["body"], "the body is not valid JSON", "value_error.jsondecode"))
     items, n_best, problems = validate_body(body, max_items=cfg["MAX_ITEMS"])
@@ -154,7 +160,11 @@ def create_model_app(model: Any = None, *, project_id: int | None = None, api_ke
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):
-        return jsonify({"detail": exc.description}), exc.code
+        detail = exc.description
+        if exc.code in (404, 405):
+            pid = app.config.get("PROJECT_ID")
+            detail += f" This server answers POST /projects/{pid if pid is not None else '<id>'}/predict and GET /health."
+        return jsonify({"detail": detail}), exc.code
 
     return app
 

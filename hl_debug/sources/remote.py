@@ -123,6 +123,26 @@ def retry_after_seconds(value: str | None) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
+def check_base_url(base_url: Any) -> str:
+    """``base_url`` when it is an http(s) URL with a host and a valid port, else
+    :class:`PredictionAPIError` naming ``--api-url``."""
+    from urllib3.util import parse_url
+
+    url = str(base_url or "")
+    if not url.startswith(("http://", "https://")):
+        raise PredictionAPIError(f"--api-url must be an http(s) URL, got {base_url!r}")
+    try:
+        parsed = parse_url(url)
+        requests.Request("POST", url.rstrip("/") + "/projects/1/predict").prepare()
+    except (ValueError, requests.RequestException) as exc:
+        raise PredictionAPIError(f"--api-url {url!r} is not a usable URL: {exc}") from exc
+    if not parsed.host or any(ch.isspace() for ch in url):
+        raise PredictionAPIError(f"--api-url {url!r} names no host")
+    if parsed.port is not None and not 0 < parsed.port <= 65535:
+        raise PredictionAPIError(f"--api-url {url!r}: the port must be between 1 and 65535")
+    return url
+
+
 class PredictClient:
     """Client of ``POST {base_url}/projects/{project_id}/predict``.
 
@@ -155,8 +175,7 @@ class PredictClient:
                  timeout: float = default("timeout"), max_retries: int = default("max_retries"), backoff_base: float = 0.5, backoff_cap: float = 30.0,
                  retry_after_cap: float = 120.0, output: str | None = "intent",
                  session_factory: Callable[[], requests.Session] | None = None) -> None:
-        if not base_url or not str(base_url).startswith(("http://", "https://")):
-            raise PredictionAPIError(f"--api-url must be an http(s) URL, got {base_url!r}")
+        check_base_url(base_url)
         if int(n_best) < 1:
             raise ValueError(f"n_best must be >= 1, got {n_best}")
         self.base_url = str(base_url).rstrip("/")
@@ -228,6 +247,8 @@ class PredictClient:
             except requests.ConnectionError as exc:
                 last = f"connection error: {type(exc).__name__}"
                 self._record("connection", retry=attempt < self.max_retries, n=len(texts))
+            except requests.RequestException as exc:  # a URL requests cannot send to: retrying will not help
+                raise PredictionAPIError(f"cannot send to {self.url}: {exc}") from exc
             else:
                 status = resp.status_code
                 if status == 200:
@@ -244,6 +265,11 @@ class PredictClient:
                     raise PredictionAPIError(
                         f"{self.url} refused the API key (HTTP {status}): {detail}",
                         hint="Pass the right key with --api-key or HL_API_KEY.")
+                if status == 404:
+                    raise PredictionAPIError(
+                        f"{self.url} answered HTTP 404: {detail}",
+                        hint=f"Check --api-url and --project-id (HL_PROJECT_ID; this run asked project {self.project_id}). "
+                             "`hl-debug serve-model` serves the export's project id unless started with --project-id.")
                 if status not in RETRY_STATUSES:
                     raise PredictionAPIError(f"{self.url} answered HTTP {status}: {detail}")
                 last = f"HTTP {status}: {detail}"

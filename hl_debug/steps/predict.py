@@ -45,6 +45,8 @@ __all__ = ["EXPORT_COLUMNS", "PredictOptions", "distribution_stats", "import_pre
            "rows_from_answers"]
 
 EXPORT_COLUMNS = ("id", "label", "confidence", "entropy")
+#: Failed texts a predict run lists (its counts keep ``n_failed`` for all of them).
+MAX_FAILED_LISTED = 20
 
 
 # -- scoring ------------------------------------------------------------------------
@@ -258,6 +260,7 @@ def predict(store: Store, options: PredictOptions | None = None, *, source: Answ
             _, _, by_hash = load_vectors(store, resolve_encoder_identity(store, options.encoder))
             vectors = np.vstack([by_hash[h] for h in todo]).astype(np.float32, copy=False)
         errors: list[str] = []
+        failed: list[str] = []  # text hashes of the failed batches
         with store.run("predict", parameters=source.parameters, inputs_hash=hash_json([endpoint, todo]),
                        versions=package_versions("requests", "scikit-learn")) as run_counts:
             bar = tqdm(total=len(todo), desc="predict", unit="utt", disable=not options.progress)
@@ -267,6 +270,7 @@ def predict(store: Store, options: PredictOptions | None = None, *, source: Answ
                     if outcome.answers is None:
                         counts["n_failed"] += len(outcome.texts)
                         errors.append(outcome.error or "unknown error")
+                        failed += [by_text[t] for t in outcome.texts]
                     else:
                         store.save_predictions(endpoint, rows_from_answers(
                             [by_text[t] for t in outcome.texts], outcome.answers))
@@ -282,6 +286,7 @@ def predict(store: Store, options: PredictOptions | None = None, *, source: Answ
                     store.set_meta("active_endpoint", endpoint)
         if errors:
             counts["first_error"] = errors[0]
+            counts["failed"] = _failed_rows(store, texts, sorted(failed, key=todo.index)[:MAX_FAILED_LISTED])
             log.warning("%d text(s) in %d batch(es) failed (first: %s); run predict again to retry them",
                         counts["n_failed"], len(errors), errors[0])
     if counts["n_cached"] or counts["n_predicted"]:
@@ -289,6 +294,14 @@ def predict(store: Store, options: PredictOptions | None = None, *, source: Answ
     summary = {e["endpoint"]: e for e in store.endpoints()}.get(endpoint, {})
     counts["n_without_prediction"] = int(summary.get("n_without_prediction") or 0)
     return counts
+
+
+def _failed_rows(store: Store, texts: dict[str, str], hashes: list[str]) -> list[dict[str, Any]]:
+    """``[{"ids": [...], "text": ...}]`` for the text hashes whose batch failed, in ``hashes``' order."""
+    ids: dict[str, list[int]] = {}
+    for row in store.utterance_rows(("id", "text_hash")):
+        ids.setdefault(row["text_hash"], []).append(int(row["id"]))
+    return [{"ids": ids.get(h, []), "text": texts[h]} for h in hashes]
 
 
 def predict_step(store: Store, options: dict[str, Any]) -> dict[str, Any]:
@@ -344,9 +357,13 @@ def prediction_rows(store: Store, endpoint: str | None = default("export_endpoin
         valid = ", ".join(e["endpoint"] for e in store.endpoints()) or "none yet"
         raise NotFoundError(f"no cached predictions for endpoint {endpoint!r}; valid: {valid}",
                             hint="Run `hl-debug predict` or `hl-debug import-predictions FILE` first.")
-    endpoint = endpoint or store.active_endpoint()
+    # the active endpoint (the last predict run's), else the imported recorded answers
+    endpoint = endpoint or store.active_endpoint() or store.get_meta("recorded_endpoint")
     if endpoint is None:
-        raise MissingStepError("no predictions in the database yet", step="predict")
+        error = MissingStepError("no predictions in the database yet", step="predict")
+        error.hint = ("Run `hl-debug predict` (or `hl-debug import-predictions FILE` to load recorded answers) "
+                      "first, or `hl-debug run EXPORT` for the whole pipeline.")
+        raise error
     cols = store.prediction_columns(("id", "label", "confidence", "entropy", "margin", "endpoint"),
                                     endpoint=endpoint, align="id")
     return [{**dict(zip(cols, values)), "id": int(values[0])} for values in zip(*cols.values())]

@@ -19,8 +19,8 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from hl_debug.domain import ACTIONS, MAX_INTENT_NAME, OUT_OF_SCOPE, SPLITS
-from hl_debug.errors import AnnotationError, MissingFieldError
+from hl_debug.domain import ACTIONS, MAX_ID, MAX_INTENT_NAME, OUT_OF_SCOPE, SPLITS
+from hl_debug.errors import AnnotationError, MissingFieldError, NotFoundError
 from hl_debug.settings import default
 from hl_debug.signals.registry import get_signal
 from hl_debug.storage import Store, Table
@@ -91,10 +91,15 @@ def check_new_intent(name: Any, existing: Sequence[str], *, allow_clash: bool = 
 def _check_id(utterance_id: Any) -> int:
     if utterance_id is None or utterance_id == "":
         raise MissingFieldError("missing field 'id': the utterance id to annotate")
-    if isinstance(utterance_id, bool) or not (isinstance(utterance_id, int) or
-                                              (isinstance(utterance_id, str) and utterance_id.isdigit())):
-        raise AnnotationError(f"field 'id' must be an integer utterance id, got {utterance_id!r}")
-    return int(utterance_id)
+    if isinstance(utterance_id, bool) or not (isinstance(utterance_id, int) or (
+            isinstance(utterance_id, str) and utterance_id.isascii() and utterance_id.isdigit())):
+        raise AnnotationError(f"field 'id' must be an integer utterance id, got {str(utterance_id)[:40]!r}")
+    if isinstance(utterance_id, str) and len(utterance_id) > 20:
+        raise NotFoundError(f"field 'id': no utterance with id {utterance_id[:40]}...")
+    value = int(utterance_id)
+    if not 0 <= value <= MAX_ID:  # ingest accepts no other id: it cannot exist (and SQLite could not look it up)
+        raise NotFoundError(f"field 'id': no utterance with id {value}")
+    return value
 
 
 def _check_request(action: Any, label: Any, new_intent: Any, allow_clash: Any) -> None:
@@ -203,11 +208,16 @@ def record_decisions(store: Store, utterance_ids: Any, action: Any, label: Any =
         raise AnnotationError(f"field 'ids': at most {limit} utterances per decision, got {len(utterance_ids)}")
     uids = list(dict.fromkeys(_check_id(u) for u in utterance_ids))
     _check_request(action, label, new_intent, allow_clash)
-    labels = store.review_labels()
-    created = check_new_intent(label, labels, allow_clash=allow_clash) if new_intent else None
-    rows = [{**_decision(store, uid, action, label, labels, created), "reviewer": reviewer, "batch": batch}
-            for uid in uids]
-    stored = [_effective(r) for r in store.add_annotations(rows)]
+    # Read the current labels and append the decisions in ONE write transaction (BEGIN
+    # IMMEDIATE takes the write lock first): a decision made meanwhile by another request
+    # cannot slip between the read and the insert, so each previous_label is the label it
+    # really replaced.
+    with store.transaction():
+        labels = store.review_labels()
+        created = check_new_intent(label, labels, allow_clash=allow_clash) if new_intent else None
+        rows = [{**_decision(store, uid, action, label, labels, created), "reviewer": reviewer, "batch": batch}
+                for uid in uids]
+        stored = [_effective(r) for r in store.add_annotations(rows)]
     log.info("%d utterance(s): %s -> %s%s", len(stored), action, stored[0]["effective_label"] if stored else None,
              " (new intent)" if created else "")
     return stored

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -112,6 +113,49 @@ CREATE TABLE IF NOT EXISTS annotations (
 CREATE INDEX IF NOT EXISTS idx_annotations_utterance ON annotations(utterance_id, id);
 """
 
+#: Seconds a write waits for another process's write to finish before giving up.
+LOCK_TIMEOUT_S = 30.0
+
+
+def _writable(path: Path) -> bool:
+    """Whether this process may write the database file and create its ``-wal``/``-shm`` beside it."""
+    return os.access(path, os.W_OK) and os.access(path.parent, os.W_OK | os.X_OK)
+
+
+def _read_only(path: str) -> StoreError:
+    return StoreError(f"{path} is read-only: this command writes to the database",
+                      hint="Give yourself write access to the file and its folder (or copy it somewhere writable "
+                           "and pass --db COPY); commands that only read (stats, export, serve) work as it is.")
+
+
+def _cause(exc: sqlite3.DatabaseError) -> str | None:
+    """``"locked"``, ``"read-only"``, ``"full"`` or None (anything else: a bug, not the file)."""
+    text = str(exc).lower()
+    if "locked" in text or "busy" in text:
+        return "locked"
+    if "readonly" in text or "read-only" in text:
+        return "read-only"
+    if "disk i/o error" in text or "disk is full" in text:
+        return "full"
+    return None
+
+
+def _store_error(exc: sqlite3.DatabaseError, path: str, *, opening: bool = False) -> StoreError:
+    """The :class:`StoreError` for an SQLite failure, with the hint that fits its cause."""
+    cause = _cause(exc)
+    if cause == "locked":
+        return StoreError(f"{path} is locked: another process is writing to it (a pipeline run, or a server "
+                          f"recording decisions) and did not finish within {LOCK_TIMEOUT_S:g} s",
+                          hint="Wait for the other hl-debug command to finish (or stop it), then run this again.")
+    if cause == "read-only":
+        return _read_only(path)
+    if opening:
+        return StoreError(f"{path} is not a usable SQLite database: {exc}")
+    return StoreError(f"could not write to {path}: {exc}",
+                      hint="Check the disk has free space and the file is not damaged (`sqlite3 FILE 'PRAGMA "
+                           "integrity_check'`).")
+
+
 # Migrations from version N to N+1, applied in order by Store.open.
 # 1 -> 2: who made a decision (team mode) and the batch a bulk decision belongs to (a
 # taxonomy merge or rename, a group labelling), so a batch can be previewed and reverted.
@@ -135,21 +179,49 @@ class Connection:
 
     def __init__(self, path: str | Path = ":memory:", *, create: bool = True) -> None:
         self.path = str(path)
+        #: True when the file can only be read (its permissions, or its folder's): reads work,
+        #: a write raises :class:`StoreError` saying so.
+        self.read_only = False
         if self.path != ":memory:":
             p = Path(self.path)
             if not p.exists():
                 if not create:
                     raise MissingStepError(f"no database at {self.path}", step="ingest EXPORT")
-                p.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    p.parent.mkdir(parents=True, exist_ok=True)
+                except OSError as exc:
+                    raise StoreError(f"cannot create the database {self.path}: {exc.strerror or exc}",
+                                     hint="Point --db / HL_DB at a file in a folder you can write.") from exc
+            elif p.is_dir():
+                raise StoreError(f"{self.path} is a folder, not a database file",
+                                 hint="Point --db / HL_DB at a file (hl-debug creates it).")
+            elif p.stat().st_size == 0:  # SQLite would silently make it a database
+                raise StoreError(f"{self.path} is an empty file (0 bytes), not an hl-debug database",
+                                 hint="Delete it (or point --db / HL_DB at a new path): hl-debug creates the "
+                                      "database itself.")
+            else:
+                self.read_only = not _writable(p)
         try:
-            conn = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
-            self.db = sqlite_utils.Database(conn)
-            if self.path != ":memory:":
+            self.db = sqlite_utils.Database(self._connect())
+            if self.path != ":memory:" and not self.read_only:
                 self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA foreign_keys=ON")
             self._init_schema()
         except sqlite3.DatabaseError as exc:
-            raise StoreError(f"{self.path} is not a usable SQLite database: {exc}") from exc
+            raise _store_error(exc, self.path, opening=True) from exc
+
+    def _connect(self) -> sqlite3.Connection:
+        if not self.read_only:
+            return sqlite3.connect(self.path, check_same_thread=False, timeout=LOCK_TIMEOUT_S)
+        uri = Path(self.path).resolve().as_uri()
+        try:
+            conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, check_same_thread=False, timeout=LOCK_TIMEOUT_S)
+            conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+            return conn
+        except sqlite3.OperationalError:
+            # a WAL database in a folder we cannot write has no -shm to share: read it as a
+            # snapshot (nobody can be writing it through this folder anyway)
+            return sqlite3.connect(f"{uri}?immutable=1", uri=True, check_same_thread=False)
 
     # -- schema ---------------------------------------------------------------------
 
@@ -172,6 +244,11 @@ class Connection:
                 + f"INSERT INTO hl_meta (key, value) VALUES ('schema_version', '{SCHEMA_VERSION}'); COMMIT;"
             )
             return
+        if version == SCHEMA_VERSION:
+            return  # nothing to migrate: no write lock taken, so reading never waits for a writer
+        if self.read_only:
+            raise StoreError(f"{self.path} has schema version {version} and must be upgraded to {SCHEMA_VERSION}, "
+                             "but it is read-only", hint="Open it once with write access to upgrade it.")
         with self.transaction():
             for v in range(version, SCHEMA_VERSION):
                 if v in _MIGRATIONS:
@@ -193,14 +270,23 @@ class Connection:
         if conn.in_transaction:  # nested: join the outer transaction
             yield
             return
-        conn.execute("BEGIN IMMEDIATE")
+        if self.read_only:
+            raise _read_only(self.path)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise _store_error(exc, self.path) from exc
         try:
             yield
+            conn.commit()
+        except sqlite3.OperationalError as exc:
+            conn.rollback()
+            if _cause(exc) is None:
+                raise
+            raise _store_error(exc, self.path) from exc
         except BaseException:
             conn.rollback()
             raise
-        else:
-            conn.commit()
 
     def close(self) -> None:
         self.db.conn.close()

@@ -18,6 +18,9 @@ from hl_debug.errors import NotFoundError
 from hl_debug.storage.connection import REVIEW_VERSION_KEY
 
 _ACTIONS_SQL = ", ".join(f"'{a}'" for a in LABELLING_ACTIONS)
+#: Decisions that are not part of a taxonomy batch (a merge, rename, or its revert).
+_NOT_TAXONOMY_SQL = ("(batch IS NULL OR NOT (batch LIKE 'merge:%' OR batch LIKE 'rename:%' "
+                     "OR batch LIKE 'revert:%'))")
 
 #: ``(utterance_id, label, action)`` of the latest labelling decision per decided utterance.
 LATEST_LABEL_SQL = (
@@ -146,3 +149,84 @@ class Reviews:
         """``{utterance id: effective label}`` for every utterance, in id order."""
         return {r[0]: r[1] for r in self.db.execute(
             f"SELECT u.id, {effective_label_sql()} FROM utterances u {effective_label_join()} ORDER BY u.id")}
+
+    # -- bulk changes (taxonomy merges and renames) ------------------------------------------
+
+    def labelled_rows(self, labels: Sequence[str]) -> list[dict]:
+        """Every utterance whose *effective* label is one of ``labels``, in id order:
+        ``id``, ``text``, ``intent`` (the original), ``label`` (the effective one) and
+        ``decided`` (1 when a decision, not the export, gave it that label)."""
+        labels = list(dict.fromkeys(labels))
+        if not labels:
+            return []
+        marks = ", ".join("?" for _ in labels)
+        return list(self.db.query(
+            f"SELECT u.id, u.text, u.intent, {effective_label_sql()} AS label, "
+            f"el.label IS NOT NULL AS decided FROM utterances u {effective_label_join()} "
+            f"WHERE {effective_label_sql()} IN ({marks}) ORDER BY u.id", labels))
+
+    def label_counts(self) -> dict[str, int]:
+        """``{effective label: rows}`` over the labelled utterances (unannotated ones left out)."""
+        return {r[0]: r[1] for r in self.db.execute(
+            f"SELECT {effective_label_sql()} AS lab, COUNT(*) FROM utterances u {effective_label_join()} "
+            f"WHERE {effective_label_sql()} IS NOT NULL GROUP BY lab ORDER BY lab")}
+
+    def batch_decisions(self, batch: str) -> list[dict]:
+        """The decisions of one bulk change, oldest first (empty for an unknown batch)."""
+        return list(self.db.query(
+            "SELECT id, utterance_id, action, label, previous_label, created_at, reviewer, batch "
+            "FROM annotations WHERE batch = ? ORDER BY id", [batch]))
+
+    def batches(self, prefixes: Sequence[str] = ()) -> list[dict]:
+        """One row per bulk change whose id starts with one of ``prefixes`` (all when empty),
+        newest first: ``batch``, ``n`` (decisions), ``labels`` (the labels it set, sorted),
+        ``created_at``, ``reviewer`` and ``reverted_by`` (the id of the batch that reverted
+        it, ``"revert:<batch>"``, or None)."""
+        where, params = "batch IS NOT NULL", []
+        if prefixes:
+            where += " AND (" + " OR ".join("batch LIKE ? ESCAPE '\\'" for _ in prefixes) + ")"
+            params = [p.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%" for p in prefixes]
+        rows = list(self.db.query(
+            "SELECT batch, COUNT(*) AS n, MIN(created_at) AS created_at, "
+            f"MIN(reviewer) AS reviewer, MAX(id) AS last_id FROM annotations WHERE {where} GROUP BY batch "
+            "ORDER BY last_id DESC", params))
+        reverted = {r[0] for r in self.db.execute(
+            "SELECT DISTINCT batch FROM annotations WHERE batch LIKE 'revert:%'")}
+        labels: dict[str, list[str]] = {}
+        for batch, label in self.db.execute(
+                f"SELECT DISTINCT batch, label FROM annotations WHERE {where} AND label IS NOT NULL "
+                "ORDER BY batch, label", params):
+            labels.setdefault(batch, []).append(label)
+        for r in rows:
+            r["labels"] = labels.get(r["batch"], [])
+            r["reverted_by"] = f"revert:{r['batch']}" if f"revert:{r['batch']}" in reverted else None
+            del r["last_id"]
+        return rows
+
+    def review_outcomes(self) -> list[dict]:
+        """Per decided utterance, in the order of its latest labelling decision:
+        ``utterance_id``, ``original_label`` (the export's intent), ``label`` and ``action``
+        of that decision. What the errors-remaining estimate reads: a row whose label a
+        reviewer changed (or marked out of scope) was an error; one kept was right.
+
+        Bulk taxonomy changes (batches ``merge:``, ``rename:`` and their ``revert:``) change
+        the label set, not a row's correctness, so they are not review outcomes."""
+        sql = ("SELECT a.utterance_id, u.intent AS original_label, a.label, a.action FROM annotations a "
+               f"JOIN utterances u ON u.id = a.utterance_id JOIN (SELECT utterance_id, MAX(id) AS mid FROM annotations "
+               f"WHERE action IN ({_ACTIONS_SQL}) AND {_NOT_TAXONOMY_SQL} GROUP BY utterance_id) m ON a.id = m.mid "
+               "ORDER BY a.id")
+        return list(self.db.query(sql, []))
+
+    # -- team mode: decisions per reviewer (read by hl_debug.scoring.agreement) ---------------
+
+    def reviewer_labels(self) -> list[dict]:
+        """Each named reviewer's latest labelling decision per row they decided: ``id``,
+        ``reviewer``, ``label``, ``decided_at``, with the row's ``text`` and original
+        ``intent``; ordered by row, then reviewer. Decisions without a reviewer, and skips,
+        are left out (a skip says nothing about the label)."""
+        sql = ("SELECT a.utterance_id AS id, a.reviewer, a.label, a.created_at AS decided_at, u.text, u.intent "
+               "FROM annotations a JOIN ("
+               "SELECT utterance_id, reviewer, MAX(id) AS mid FROM annotations "
+               f"WHERE reviewer IS NOT NULL AND action IN ({_ACTIONS_SQL}) GROUP BY utterance_id, reviewer"
+               ") m ON a.id = m.mid JOIN utterances u ON u.id = a.utterance_id ORDER BY a.utterance_id, a.reviewer")
+        return list(self.db.query(sql))

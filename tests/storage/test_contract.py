@@ -555,3 +555,14 @@ def test_decisions_carry_reviewer_and_batch(tiny):
     assert (one["reviewer"], one["batch"]) == ("ana", None) and many[0]["id"] > one["id"]
     assert [(a["label"], a["reviewer"], a["batch"]) for a in tiny.annotations(uid)] \
         == [("x", "ana", None), ("y", None, "merge-1")]
+
+
+def test_review_outcomes_leave_taxonomy_batches_out(tiny):
+    """A merge relabels many rows at once; those are label-set changes, not errors found,
+    so the errors-remaining estimate must not count them (a reviewed row keeps its outcome)."""
+    uids = list(tiny.effective_labels())[:3]
+    tiny.add_annotation(uids[0], "relabel", "x", None)
+    tiny.add_annotations([{"utterance_id": u, "action": "relabel", "label": "y", "previous_label": None,
+                           "batch": "merge:1"} for u in uids])
+    outcomes = tiny.review_outcomes()
+    assert [(o["utterance_id"], o["label"]) for o in outcomes] == [(uids[0], "x")]

@@ -1,0 +1,212 @@
+"""Taxonomy actions: merge two intents or rename one, as review decisions over every row.
+
+The taxonomy advisor (the ``taxonomy`` signal) says which intents to merge; these functions
+carry a merge or a rename out the only way hl-debug changes a label: by appending decisions.
+Every row whose *effective* label (the latest decision, else the export's intent) is one of
+the intents gets a ``relabel`` decision to the new label, all stored in one transaction under
+one ``batch`` id (``"merge:<uuid>"`` or ``"rename:<uuid>"``). The export's labels are never
+touched, ``export corrected`` carries the change like any other decision, and
+:func:`revert` undoes a batch by appending decisions that restore each row's label from
+before it (batch ``"revert:<id>"``).
+
+Each action has a preview (:func:`plan_merge`, :func:`plan_rename`): how many rows change,
+per current label, with examples — computed from the effective labels, so it reflects every
+decision already made. :func:`apply` stores exactly what the plan lists, re-reading the rows
+inside the write transaction (a decision made between preview and apply is honoured).
+Pure of Flask: the web page's JSON routes and the CLI call these.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from hl_debug.domain import OUT_OF_SCOPE
+from hl_debug.errors import AnnotationError, MissingFieldError, NotFoundError
+from hl_debug.steps.review import check_new_intent
+from hl_debug.storage import Store
+
+log = logging.getLogger(__name__)
+
+KINDS = ("merge", "rename")
+N_EXAMPLES = 5  # example rows per current label in a preview
+N_IDS = 500  # ids a plan lists for the map link (the map keeps at most this many in its URL)
+
+
+def _intent(value: Any, field: str, known: dict[str, int]) -> str:
+    """An existing intent (one that labels rows now), else a typed error naming ``field``."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise MissingFieldError(f"missing field '{field}': the intent to change")
+    if not isinstance(value, str):
+        raise AnnotationError(f"field '{field}' must be a string, got {type(value).__name__}")
+    value = value.strip()
+    if value == OUT_OF_SCOPE:
+        raise AnnotationError(f"field '{field}': {OUT_OF_SCOPE!r} is reserved and cannot be merged or renamed")
+    if value not in known:
+        close = [k for k in known if k.casefold() == value.casefold()]
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise AnnotationError(f"field '{field}': unknown intent {value!r}{hint}; no row carries it now",
+                              hint="intents: " + ", ".join(sorted(known)))
+    return value
+
+
+def _plan(store: Store, kind: str, sources: list[str], target: str, *, new: bool) -> dict[str, Any]:
+    rows = store.labelled_rows(sources)
+    by_label: dict[str, dict[str, Any]] = {}
+    for src in sources:
+        mine = [r for r in rows if r["label"] == src]
+        by_label[src] = {"n": len(mine), "n_decided": sum(1 for r in mine if r["decided"]),
+                         "n_original": sum(1 for r in mine if r["intent"] == src),
+                         "examples": [{"id": r["id"], "text": r["text"], "intent": r["intent"]}
+                                      for r in mine[:N_EXAMPLES]]}
+    ids = [r["id"] for r in rows]
+    return {"kind": kind, "sources": sources, "target": target, "new_intent": new, "n_rows": len(ids),
+            "by_label": by_label, "ids": ids[:N_IDS],
+            "n_target": 0 if new else store.label_counts().get(target, 0)}
+
+
+def plan_merge(store: Store, a: Any, b: Any, *, into: Any = None, allow_clash: bool = False) -> dict[str, Any]:
+    """What merging intent ``a`` into ``b`` (or, with ``into``, both into a new intent) changes.
+
+    Returns the preview: ``kind`` ("merge"), ``sources`` (the intents whose rows change),
+    ``target`` (their new label), ``new_intent``, ``n_rows`` (rows that change), ``by_label``
+    (per current label: ``n``, ``n_decided`` — rows that carry it by an earlier decision —,
+    ``n_original`` and a few ``examples``), ``ids`` (the first 500) and ``n_target`` (rows
+    already labelled ``target``, which stay as they are).
+
+    Raises
+    ------
+    MissingFieldError
+        ``a``, ``b`` or an empty ``into`` (when given as a blank string) is missing.
+    AnnotationError
+        An unknown or reserved intent, ``a == b``, or a bad/clashing new name
+        (:func:`~hl_debug.steps.review.check_new_intent`).
+    """
+    store.require_utterances()
+    known = store.label_counts()
+    a, b = _intent(a, "a", known), _intent(b, "b", known)
+    if a == b:
+        raise AnnotationError(f"fields 'a' and 'b' name the same intent {a!r}; merge two different intents "
+                              "(to change one intent's name, rename it)")
+    if into is None:
+        return _plan(store, "merge", [a], b, new=False)
+    name = check_new_intent(into, [k for k in known if k not in (a, b)], allow_clash=allow_clash)
+    if name in (a, b):  # "both into a" is "b into a"
+        return _plan(store, "merge", [b if name == a else a], name, new=False)
+    return _plan(store, "merge", [a, b], name, new=True)
+
+
+def plan_rename(store: Store, a: Any, new_name: Any, *, allow_clash: bool = False) -> dict[str, Any]:
+    """What renaming intent ``a`` to ``new_name`` changes (the preview, as :func:`plan_merge`).
+
+    ``new_name`` must be a new intent: to give ``a``'s rows an existing intent's label, merge.
+    """
+    store.require_utterances()
+    known = store.label_counts()
+    a = _intent(a, "a", known)
+    name = check_new_intent(new_name, [k for k in known if k != a], allow_clash=allow_clash)
+    if name == a:
+        raise AnnotationError(f"field 'label': {a!r} is already the intent's name")
+    return _plan(store, "rename", [a], name, new=True)
+
+
+def plan(store: Store, kind: Any, a: Any, b: Any = None, *, label: Any = None,
+         allow_clash: Any = False) -> dict[str, Any]:
+    """The preview of one action: ``kind`` "merge" (``a`` into ``b``, or with ``label`` both
+    into that new intent) or "rename" (``a`` to ``label``)."""
+    if kind not in KINDS:
+        raise AnnotationError(f"unknown action kind {kind!r}; valid: {', '.join(KINDS)}")
+    if not isinstance(allow_clash, bool):
+        raise AnnotationError(f"field 'allow_clash' must be true or false, got {allow_clash!r}")
+    if kind == "merge":
+        if b is None or b == "":
+            raise MissingFieldError("missing field 'b': the intent to merge 'a' into (with 'label': the second "
+                                    "intent, both taking that new name)")
+        return plan_merge(store, a, b, into=label if label not in (None, "") else None, allow_clash=allow_clash)
+    if b not in (None, ""):
+        raise AnnotationError("field 'b' does not apply to a rename; send 'a' and the new name in 'label'")
+    return plan_rename(store, a, label, allow_clash=allow_clash)
+
+
+def apply(store: Store, kind: Any, a: Any, b: Any = None, *, label: Any = None, allow_clash: Any = False,
+          expected_rows: Any = None, reviewer: str | None = None) -> dict[str, Any]:
+    """Carry out an action: one ``relabel`` decision per row of the plan, one transaction,
+    one batch id. Returns the plan plus ``batch``.
+
+    ``expected_rows``: the ``n_rows`` the user saw in the preview; when given and the rows
+    changed since (someone decided in between), nothing is stored and AnnotationError says so.
+    """
+    if expected_rows is not None and (isinstance(expected_rows, bool) or not isinstance(expected_rows, int)):
+        raise AnnotationError(f"field 'expected_rows' must be an integer, got {expected_rows!r}")
+    with store.transaction():  # plan and write together: the previous labels stored are current
+        p = plan(store, kind, a, b, label=label, allow_clash=allow_clash)
+        if expected_rows is not None and expected_rows != p["n_rows"]:
+            raise AnnotationError(f"the preview listed {expected_rows} rows but {p['n_rows']} carry the intent(s) "
+                                  "now (decisions were made since); preview again")
+        if not p["n_rows"]:
+            raise AnnotationError(f"no rows carry {', '.join(p['sources'])}: nothing to change")
+        batch = f"{p['kind']}:{uuid.uuid4().hex}"
+        rows = store.labelled_rows(p["sources"])
+        store.add_annotations([{"utterance_id": r["id"], "action": "relabel", "label": p["target"],
+                                "previous_label": r["label"], "reviewer": reviewer, "batch": batch} for r in rows])
+    log.info("%s %s -> %s: %d row(s), batch %s", p["kind"], " + ".join(p["sources"]), p["target"], len(rows), batch)
+    return {**p, "batch": batch}
+
+
+def _batch(store: Store, batch: Any) -> tuple[str, list[dict]]:
+    if batch is None or batch == "":
+        raise MissingFieldError("missing field 'batch': the id of the merge or rename to revert")
+    if not isinstance(batch, str):
+        raise AnnotationError(f"field 'batch' must be a string, got {type(batch).__name__}")
+    if not batch.startswith(tuple(f"{k}:" for k in KINDS)):
+        raise AnnotationError(f"batch {batch!r} is not a merge or rename (ids start with 'merge:' or 'rename:')")
+    rows = store.batch_decisions(batch)
+    if not rows:
+        raise NotFoundError(f"no merge or rename with batch id {batch!r}",
+                            hint="the page's 'Changes' list (or `hl-debug taxonomy batches`) names them")
+    return batch, rows
+
+
+def plan_revert(store: Store, batch: Any) -> dict[str, Any]:
+    """What reverting ``batch`` changes: each of its rows whose label is still the one the
+    batch set goes back to its label from before; rows decided again since are left alone
+    (``n_skipped``). Returns ``batch``, ``n_rows``, ``n_skipped``, ``by_label`` ({restored
+    label: rows}) and the ``rows`` to write."""
+    batch, decisions = _batch(store, batch)
+    if store.batch_decisions(f"revert:{batch}"):
+        raise AnnotationError(f"batch {batch!r} was already reverted")
+    current = store.effective_labels()
+    rows, skipped, by_label = [], 0, {}
+    for d in decisions:
+        if current.get(d["utterance_id"]) != d["label"] or d["previous_label"] is None:
+            skipped += 1
+            continue
+        rows.append({"utterance_id": d["utterance_id"], "action": "relabel", "label": d["previous_label"],
+                     "previous_label": d["label"]})
+        by_label[d["previous_label"]] = by_label.get(d["previous_label"], 0) + 1
+    if not rows:
+        raise AnnotationError(f"nothing to revert: all {skipped} rows of {batch!r} were decided again since",
+                              hint="change them back one by one on the map")
+    return {"batch": batch, "n_rows": len(rows), "n_skipped": skipped, "by_label": by_label, "rows": rows}
+
+
+def revert(store: Store, batch: Any, *, reviewer: str | None = None) -> dict[str, Any]:
+    """Undo a merge or rename: append, in one transaction, a decision restoring each row's
+    pre-batch label (batch ``"revert:<batch>"``). Returns :func:`plan_revert`'s figures
+    (without ``rows``) plus ``revert_batch``."""
+    with store.transaction():
+        p = plan_revert(store, batch)
+        new = f"revert:{p['batch']}"
+        store.add_annotations([{**r, "reviewer": reviewer, "batch": new} for r in p["rows"]])
+    log.info("reverted %s: %d row(s) restored, %d left as decided since", p["batch"], p["n_rows"], p["n_skipped"])
+    return {**{k: v for k, v in p.items() if k != "rows"}, "revert_batch": new}
+
+
+def changes(store: Store) -> list[dict]:
+    """The merges and renames made so far, newest first (see ``Store.batches``)."""
+    return store.batches(tuple(f"{k}:" for k in KINDS))
+
+
+__all__: Sequence[str] = ("apply", "changes", "plan", "plan_merge", "plan_rename", "plan_revert", "revert")
