@@ -23,7 +23,20 @@ log = logging.getLogger(__name__)
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     """Build the app; ``test_config`` overrides settings (``DB``, ``TESTING``, ...)."""
     from hl_debug.settings import resolve
-    from webapp import api, compare, compress, db, discover, errors, model_report, pages, points, security, signals_api, taxonomy
+    from webapp import (
+        api,
+        compare,
+        compress,
+        db,
+        discover,
+        errors,
+        model_report,
+        pages,
+        points,
+        security,
+        signals_api,
+        taxonomy,
+    )
     from webapp.pagecache import init_app as init_page_cache
     from webapp.reviewers import init_app as init_reviewers
 
