@@ -74,10 +74,13 @@ except ImportError:  # pragma: no cover - depends on the merge order
     ESTIMATOR = "STAND-IN: sum of unreviewed posteriors"
 
 
-def estimate_remaining(posterior: np.ndarray, decided_wrong: dict[int, bool], order: list[int]) -> dict:
-    """The errors-remaining estimate after the decisions in ``decided_wrong`` (see module doc)."""
+def estimate_remaining(posterior: np.ndarray, decided_wrong: dict[int, bool], order: list[int],
+                       relative_bias: float = 0.0) -> dict:
+    """The errors-remaining estimate after the decisions in ``decided_wrong`` (see module doc);
+    ``relative_bias`` widens its interval as the label_issues signal does (the detector's own
+    relative uncertainty of the count)."""
     if _errors_remaining is not None:
-        return _errors_remaining(posterior, decided_wrong, order=order)
+        return _errors_remaining(posterior, decided_wrong, order=order, relative_bias=relative_bias)
     unreviewed = np.ones(len(posterior), dtype=bool)
     unreviewed[list(decided_wrong)] = False
     return {"estimated": float(posterior[unreviewed].sum()), "low": None, "high": None}
@@ -172,7 +175,9 @@ def run_seed(seed: int, rows: int | None, ks: tuple[int, ...]) -> dict:
             acc = sc["accuracy"]
             delta = paired_metrics(y_eval[test], base_pred[test], pred[test], n_boot=1000, seed=seed)["accuracy"]
             decided = {int(i): bool(lab_ann[i] != true_ann[i]) for i in picked}
-            est = estimate_remaining(det.posterior_, decided, [int(i) for i in picked])
+            bias = ((det.estimated_errors_high_ - det.estimated_errors_low_) / 2 / det.estimated_errors_
+                    if det.estimated_errors_ else 0.0)
+            est = estimate_remaining(det.posterior_, decided, [int(i) for i in picked], bias)
             gain = oracle_acc - base_acc
             row[name] = {**sc, "delta_low": delta["low"], "delta_high": delta["high"],
                          "recovered": (acc - base_acc) / gain if gain > 0 else None,
