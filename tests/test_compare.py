@@ -166,7 +166,7 @@ def test_report_has_the_retrain_button_and_retrain_is_a_json_route(client, web_d
     from tests.webapp_fixtures import ENDPOINT, PLANTED_ERROR_ID
 
     page = client.get("/report").get_data(as_text=True)
-    assert 'id="retrain-button"' in page and "compare.js" in page
+    assert 'id="retrain-button"' in page and "compare.js" in page and 'href="/compare"' in page  # and the nav link
     assert client.post("/api/annotations", json={"id": PLANTED_ERROR_ID, "action": "relabel",
                                           "label": "chat_settings"}).status_code == 201
     assert client.post("/api/retrain", data="{}").status_code == 415  # JSON only (no cross-site forms)
