@@ -209,3 +209,16 @@ def test_an_endpoint_that_answered_some_rows_is_compared_where_it_answered(two_v
     assert out["views"]["original"]["n"] == out["n_eval"] == sum(
         r["usage"] in ("validation", "testing") for r in answered)
     assert out["agreement"]["n"] == len(answered)
+
+
+def test_retrain_without_vectors_is_a_409_with_the_hint(db_path, tiny_export_path):
+    """A ModelError (here: no embeddings to train on) is the data's state, not a server
+    fault: 409 with the hint, not a 500."""
+    from hl_debug.storage import Store
+    from tests.webapp_fixtures import fill_synthetic
+    from webapp import create_app
+
+    fill_synthetic(Store(db_path), tiny_export_path).close()
+    res = create_app({"DB": str(db_path), "TESTING": True}).test_client().post("/api/retrain", json={})
+    assert res.status_code == 409, res.json
+    assert res.json["error"] and res.json.get("hint")

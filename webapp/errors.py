@@ -6,12 +6,15 @@ from flask import Flask, abort, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
 from hl_debug.errors import (
+    AnalysisError,
     AnnotationError,
     ConfigError,
     HLDebugError,
     MissingFieldError,
     MissingStepError,
+    ModelError,
     NotFoundError,
+    PredictionAPIError,
     StoreError,
 )
 
@@ -24,8 +27,10 @@ def status_of(exc: HLDebugError) -> int:
         return 422
     if isinstance(exc, NotFoundError):
         return 404
-    if isinstance(exc, MissingStepError):
+    if isinstance(exc, (MissingStepError, ModelError, AnalysisError)):  # the data cannot support it yet
         return 409
+    if isinstance(exc, PredictionAPIError):  # an upstream prediction endpoint failed
+        return 502
     if isinstance(exc, StoreError):  # the database is read-only or locked: the server cannot write now
         return 503
     return 500

@@ -160,7 +160,7 @@ def create_model_app(model: Any = None, *, project_id: int | None = None, api_ke
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):
-        detail = exc.description
+        detail = exc.description or exc.name
         if exc.code in (404, 405):
             pid = app.config.get("PROJECT_ID")
             detail += f" This server answers POST /projects/{pid if pid is not None else '<id>'}/predict and GET /health."

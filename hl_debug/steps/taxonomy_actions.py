@@ -178,7 +178,9 @@ def plan_revert(store: Store, batch: Any) -> dict[str, Any]:
     if store.batch_decisions(f"revert:{batch}"):
         raise AnnotationError(f"batch {batch!r} was already reverted")
     current = store.effective_labels()
-    rows, skipped, by_label = [], 0, {}
+    rows: list[dict] = []
+    skipped = 0
+    by_label: dict[str, int] = {}
     for d in decisions:
         if current.get(d["utterance_id"]) != d["label"] or d["previous_label"] is None:
             skipped += 1
