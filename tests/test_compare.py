@@ -222,3 +222,13 @@ def test_retrain_without_vectors_is_a_409_with_the_hint(db_path, tiny_export_pat
     res = create_app({"DB": str(db_path), "TESTING": True}).test_client().post("/api/retrain", json={})
     assert res.status_code == 409, res.json
     assert res.json["error"] and res.json.get("hint")
+
+
+@pytest.mark.parametrize("exc, status", [
+    ("ModelError", 409), ("AnalysisError", 409), ("RetriesExhaustedError", 502), ("MissingStepError", 409),
+])
+def test_library_errors_map_to_a_status_that_is_not_500(exc, status):
+    import hl_debug.errors as errors
+    from webapp.errors import status_of
+
+    assert status_of(getattr(errors, exc)("x")) == status
