@@ -225,7 +225,7 @@ def test_retrain_without_vectors_is_a_409_with_the_hint(db_path, tiny_export_pat
 
 
 @pytest.mark.parametrize("exc, status", [
-    ("ModelError", 409), ("AnalysisError", 409), ("RetriesExhaustedError", 502), ("MissingStepError", 409),
+    ("ModelError", 409), ("AnalysisError", 409), ("RetriesExhaustedError", 502),
 ])
 def test_library_errors_map_to_a_status_that_is_not_500(exc, status):
     import hl_debug.errors as errors
