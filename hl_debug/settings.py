@@ -206,6 +206,12 @@ SETTINGS: tuple[Setting, ...] = (
             flag="--seed", commands=("analyze",)),
     Setting("n_epochs", None, "UMAP optimisation epochs.", type=int, flag="--epochs", default_text="UMAP's",
             commands=("analyze",)),
+    Setting("approx_above", "50000",
+            "Rows above which the kNN graph comes from an approximate index (usearch) and the map and clusters "
+            "are fitted on a stratified sample, the rest placed (docs/SCALE.md); below it everything is exact.",
+            env="HL_APPROX_ABOVE", metavar="ROWS", commands=("analyze",)),
+    Setting("map_sample_size", 25000, "Rows the map and clusters are fitted on above --approx-above.", type=int,
+            min=100, param="sample_size", commands=("analyze",)),
     Setting("k_neighbors", 10, "Nearest neighbours stored per utterance.", type=int, commands=("analyze",)),
     Setting("min_annotated", 5, "Clusters with fewer annotated rows are not ranked for impurity.", type=int,
             commands=("analyze",)),

@@ -26,6 +26,7 @@ LIBRARY_DEFAULTS: dict[str, tuple[str, ...]] = {
     **{name: (_MAP,) for name in ("n_neighbors", "n_components", "map_min_dist", "cluster_min_dist",
                                   "min_cluster_size", "min_samples", "cluster_selection_epsilon",
                                   "cluster_selection_method", "random_state", "n_epochs")},
+    "map_sample_size": (_MAP,),
     "k_neighbors": (_ANALYZE,),
     "min_annotated": (_ANALYZE,),
     "force": (_ANALYZE,),
