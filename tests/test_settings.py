@@ -160,7 +160,8 @@ def test_parse_converts_to_the_declared_type():
 
 
 def test_for_command_keeps_declaration_order():
-    assert [s.option for s in for_command("embed")] == ["--encoder", "--batch-size", "--encoder-backend"]
+    assert [s.option for s in for_command("embed")] == ["--encoder", "--batch-size", "--encoder-backend", "--engine",
+                                                        "--ray-address"]
     assert [s.name for s in for_command(GLOBAL)] == ["db", "verbose"]
     assert "predict_batch_size" not in {s.name for s in for_command("embed")}
 

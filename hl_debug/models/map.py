@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from sklearn.base import BaseEstimator
 
-from hl_debug.errors import ConfigError
+from hl_debug.models import gpu
 from hl_debug.models.cluster_rules import (
     NOISE,
     cut_mixed_clusters,
@@ -33,7 +33,7 @@ from hl_debug.models.cluster_rules import (
     default_min_samples,
     split_mixed_clusters,
 )
-from hl_debug.models.map_sample import SampleFitUMAP, place_clusters, stratified_sample
+from hl_debug.models.map_sample import SampleFitUMAP, approx_threshold, place_clusters, stratified_sample
 from hl_debug.models.umap_jit import (  # noqa: F401 (re-exported)
     UMAP_JIT_FUNCTIONS,
     WORKER_CODE,
@@ -43,25 +43,11 @@ from hl_debug.models.umap_jit import (  # noqa: F401 (re-exported)
     import_umap,
 )
 from hl_debug.neighbors import knn_graph
-from hl_debug.settings import default, resolve
+from hl_debug.settings import default
 
 log = logging.getLogger(__name__)
 
 SELECTION_METHODS = ("eom", "leaf")
-
-
-def approx_threshold(value: int | str | None = None) -> int:
-    """Rows above which the map is fitted on a sample and the kNN graph is approximate:
-    ``value``, else ``HL_APPROX_ABOVE``, else the ``approx_above`` setting's default."""
-    raw = resolve("approx_above", value)
-    try:
-        out = int(raw)
-    except (TypeError, ValueError):
-        out = -1
-    if out < 0:
-        raise ConfigError(f"approx_above must be a whole number of rows >= 0, got {raw!r}",
-                          hint="set --approx-above / HL_APPROX_ABOVE to e.g. 50000 (docs/SCALE.md)")
-    return out
 
 
 # Rows from which the two seeded UMAPs run side by side (the map's in a second process):
@@ -116,6 +102,13 @@ class MapAnalyzer(BaseEstimator):
         ``approx_above`` setting (``HL_APPROX_ABOVE``, 50,000 — far above the bundled export).
     sample_size : int
         Rows of that sample.
+    cluster_sample : bool
+        Above the threshold, fit HDBSCAN on the sample too and assign the rest with
+        ``approximate_predict`` (default: cheapest, and its label issues agree best with the
+        exact path's, docs/SCALE.md); False: HDBSCAN and the cluster rules run on every row's
+        placed projection.
+    device : {"auto", "cpu", "gpu"}
+        "auto": cuML's UMAP and HDBSCAN when cuML is importable (:mod:`hl_debug.models.gpu`), else the CPU's.
 
     Attributes
     ----------
@@ -146,7 +139,8 @@ class MapAnalyzer(BaseEstimator):
                  max_cluster_labels: int | None = default("max_cluster_labels"),
                  map_model: Any = None, reduce_model: Any = None, cluster_model: Any = None,
                  n_jobs: int | None = None, approx_above: int | None = None,
-                 sample_size: int = default("map_sample_size")) -> None:
+                 sample_size: int = default("map_sample_size"), cluster_sample: bool = True,
+                 device: str = "auto") -> None:
         self.n_neighbors = n_neighbors
         self.n_components = n_components
         self.map_min_dist = map_min_dist
@@ -165,6 +159,8 @@ class MapAnalyzer(BaseEstimator):
         self.n_jobs = n_jobs
         self.approx_above = approx_above
         self.sample_size = sample_size
+        self.cluster_sample = cluster_sample
+        self.device = device
 
     # -- validation -----------------------------------------------------------------
 
@@ -205,35 +201,36 @@ class MapAnalyzer(BaseEstimator):
     def umap_model(self, n_components: int, min_dist: float, n_neighbors: int, knn: tuple) -> Any:
         """The default UMAP :meth:`fit` builds (unfitted), on the precomputed ``knn`` graph
         ``(indices, distances, None)``; public so a benchmark can time each stage alone."""
-        umap = import_umap()
-        return umap.UMAP(
-            n_components=n_components, n_neighbors=n_neighbors, min_dist=min_dist, metric=self.metric,
-            random_state=self.random_state, n_epochs=self.n_epochs, precomputed_knn=knn,
-            # a seed makes UMAP single-threaded anyway; saying so avoids its warning
-            n_jobs=1 if self.random_state is not None else -1,
-            # tiny data: spectral init needs more rows than dimensions
-            init="spectral" if len(knn[0]) > n_components + 10 else "random",
-        )
+        common = dict(n_components=n_components, n_neighbors=n_neighbors, min_dist=min_dist, metric=self.metric,
+                      random_state=self.random_state, n_epochs=self.n_epochs, precomputed_knn=knn,
+                      # tiny data: spectral init needs more rows than dimensions
+                      init="spectral" if len(knn[0]) > n_components + 10 else "random")
+        if gpu.resolve_device(self.device) == "gpu":
+            return gpu.umap_model(**common)
+        # a seed makes UMAP single-threaded anyway; saying so avoids its warning
+        return import_umap().UMAP(**common, n_jobs=1 if self.random_state is not None else -1)
 
     def hdbscan_model(self, min_cluster_size: int, min_samples: int, epsilon: float,
                       prediction_data: bool = False) -> Any:
         """The default HDBSCAN :meth:`fit` builds (unfitted) for these parameters."""
+        common = dict(min_cluster_size=min_cluster_size, min_samples=min_samples, prediction_data=prediction_data,
+                      cluster_selection_method=self.cluster_selection_method, cluster_selection_epsilon=epsilon)
+        if gpu.resolve_device(self.device) == "gpu":
+            return gpu.hdbscan_model(**common)
         import hdbscan
 
-        return hdbscan.HDBSCAN(min_cluster_size=min_cluster_size, min_samples=min_samples,
-                               cluster_selection_method=self.cluster_selection_method,
-                               cluster_selection_epsilon=epsilon, core_dist_n_jobs=1,
-                               prediction_data=prediction_data)
+        return hdbscan.HDBSCAN(**common, core_dist_n_jobs=1)
 
     def approx_threshold(self) -> int:
         """Rows above which the models are fitted on a sample (:attr:`approx_above`, else the setting)."""
         return approx_threshold(self.approx_above)
 
-    def approx_params(self, n: int) -> dict[str, int]:
-        """What the sample path adds to a run's recorded parameters for ``n`` rows ({} when exact)."""
+    def approx_params(self, n: int) -> dict[str, Any]:
+        """What the sample and GPU paths add to a run's recorded parameters for ``n`` rows ({}: neither)."""
         above = self.approx_threshold()
-        sampled = n > above and self.sample_size < n
-        return {"approx_above": above, "map_sample_size": self.sample_size} if sampled else {}
+        out = ({"approx_above": above, "map_sample_size": self.sample_size, "cluster_sample": self.cluster_sample}
+               if n > above and self.sample_size < n else {})
+        return {**out, "device": "gpu"} if gpu.resolve_device(self.device) == "gpu" else out
 
     # -- fitting --------------------------------------------------------------------
 
@@ -270,7 +267,8 @@ class MapAnalyzer(BaseEstimator):
             log.info("fitting the map on a stratified sample of %d of %d rows", len(self.sample_), n)
             k = min(k, len(self.sample_) - 1)
             shared = knn_graph(X[self.sample_], k, metric=self.metric) + (None,)
-        fit_rows = self.sample_ if self.sample_ is not None else slice(None)
+        on_sample = self.sample_ is not None and self.cluster_sample
+        fit_rows = self.sample_ if on_sample else slice(None)
 
         map_model = self.map_model if self.map_model is not None else self.umap_model(2, self.map_min_dist, k, shared)
         reduce_model = (self.reduce_model if self.reduce_model is not None
@@ -279,8 +277,8 @@ class MapAnalyzer(BaseEstimator):
             map_model = map_model if self.map_model is not None else SampleFitUMAP(map_model, self.sample_)
             reduce_model = reduce_model if self.reduce_model is not None else SampleFitUMAP(reduce_model, self.sample_)
         self.n_jobs_ = self.n_jobs or (2 if n >= CONCURRENT_MIN_ROWS and (os.cpu_count() or 1) > 1 else 1)
-        if self.map_model is not None:
-            self.n_jobs_ = 1  # a stand-in may not survive pickling into another process
+        if self.map_model is not None or gpu.resolve_device(self.device) == "gpu":
+            self.n_jobs_ = 1  # a stand-in (or a GPU model) may not survive pickling into another process
         fitted = self._fit_concurrently(reduce_model, map_model, X) if self.n_jobs_ == 2 else None
         if fitted is not None:
             self.reduced_, self.embedding_ = fitted
@@ -293,7 +291,7 @@ class MapAnalyzer(BaseEstimator):
             raise ValueError(f"map_model must return shape ({n}, 2), got {self.embedding_.shape}")
 
         self.min_cluster_size_ = self.min_cluster_size or default_min_cluster_size(n)
-        if self.sample_ is not None and self.min_cluster_size is None:  # the same sub-topics, in sample rows
+        if on_sample and self.min_cluster_size is None:  # the same sub-topics, in sample rows
             self.min_cluster_size_ = max(5, round(self.min_cluster_size_ * len(self.sample_) / n))
         self.min_samples_ = self.min_samples or default_min_samples(self.min_cluster_size_)
         self.cluster_selection_epsilon_ = float(self.cluster_selection_epsilon
@@ -301,7 +299,7 @@ class MapAnalyzer(BaseEstimator):
                                                 else default_cluster_selection_epsilon(n))
         cluster_model = (self.cluster_model if self.cluster_model is not None
                          else self.hdbscan_model(self.min_cluster_size_, self.min_samples_, self.cluster_selection_epsilon_,
-                                                 prediction_data=self.sample_ is not None))
+                                                 prediction_data=on_sample))
         log.info("HDBSCAN (min_cluster_size=%d, min_samples=%d, cluster_selection_epsilon=%g)",
                  self.min_cluster_size_, self.min_samples_, self.cluster_selection_epsilon_)
         reduced = self.reduced_[fit_rows]
@@ -313,9 +311,9 @@ class MapAnalyzer(BaseEstimator):
         self.outlier_scores_ = np.asarray(getattr(cluster_model, "outlier_scores_", np.full(m, np.nan)), dtype=float)
         self.n_split_, self.cut_ = 0, {"n_cut": 0, "n_parts": 0, "n_cores": 0, "n_noise": 0}
         if y is not None and self.max_cluster_labels is not None and self.cluster_model is None:
-            y_fit = [y[i] for i in self.sample_] if self.sample_ is not None else list(y)
+            y_fit = [y[i] for i in self.sample_] if on_sample else list(y)
             self._keep_intents_apart(y_fit, self.max_cluster_labels, reduced)
-        if self.sample_ is not None:
+        if on_sample:
             self.labels_, self.probabilities_, self.outlier_scores_ = place_clusters(
                 cluster_model, self.reduced_, self.sample_, np.asarray(cluster_model.labels_, dtype=np.int64),
                 self.labels_, self.probabilities_, self.outlier_scores_)

@@ -19,13 +19,29 @@ from typing import Any
 
 import numpy as np
 
+from hl_debug.errors import ConfigError
 from hl_debug.models.cluster_rules import NOISE
 from hl_debug.neighbors import BLOCK_FLOATS
+from hl_debug.settings import resolve
 
 log = logging.getLogger(__name__)
 
 #: Rows placed per ``UMAP.transform`` call (bounded memory; each batch is seeded alike).
 TRANSFORM_BATCH = 20_000
+
+
+def approx_threshold(value: int | str | None = None) -> int:
+    """Rows above which the map is fitted on a sample and the kNN graph is approximate:
+    ``value``, else ``HL_APPROX_ABOVE``, else the ``approx_above`` setting's default."""
+    raw = resolve("approx_above", value)
+    try:
+        out = int(raw)
+    except (TypeError, ValueError):
+        out = -1
+    if out < 0:
+        raise ConfigError(f"approx_above must be a whole number of rows >= 0, got {raw!r}",
+                          hint="set --approx-above / HL_APPROX_ABOVE to e.g. 50000 (docs/SCALE.md)")
+    return out
 
 
 def stratified_sample(labels: Sequence[str | None], size: int, *, seed: int | None = 0) -> np.ndarray:
@@ -98,10 +114,12 @@ class SampleFitUMAP:
         Rows per ``transform`` call.
     """
 
-    def __init__(self, model: Any, sample: np.ndarray, batch_size: int = TRANSFORM_BATCH) -> None:
+    def __init__(self, model: Any, sample: np.ndarray, batch_size: int = TRANSFORM_BATCH,
+                 transform_epochs: int | None = None) -> None:
         self.model = model
         self.sample = np.asarray(sample, dtype=np.int64)
         self.batch_size = batch_size
+        self.transform_epochs = transform_epochs
 
     def fit_transform(self, X: np.ndarray) -> np.ndarray:
         import warnings
@@ -115,6 +133,8 @@ class SampleFitUMAP:
         out[self.sample] = fitted
         if rest.size:
             self.model._knn_search_index = SampleIndex(X[self.sample])
+            if self.transform_epochs:  # UMAP's transform optimises for a third of n_epochs
+                self.model.n_epochs = 3 * self.transform_epochs
             log.info("UMAP: placing %d rows on the %d-row sample's map", len(rest), len(self.sample))
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", category=UserWarning)
@@ -156,19 +176,18 @@ def place_clusters(model: Any, reduced: np.ndarray, sample: np.ndarray, raw: np.
     if not rest.size:
         return labels, probs, scores
     R_rest = reduced[rest]
-    try:
-        import hdbscan
+    from hl_debug.models import gpu
+
+    pred = None
+    if gpu.is_cuml(model):
+        pred, probs[rest] = (np.asarray(a) for a in gpu.approximate_predict(model, R_rest))
+    elif type(model).__module__.startswith("hdbscan"):
         from hdbscan.prediction import approximate_predict, approximate_predict_scores
 
-        if not isinstance(model, hdbscan.HDBSCAN):
-            raise TypeError
         if getattr(model, "_prediction_data", None) is None:
             model.generate_prediction_data()
-        pred, strength = approximate_predict(model, R_rest)
-        probs[rest] = strength
+        pred, probs[rest] = approximate_predict(model, R_rest)
         scores[rest] = approximate_predict_scores(model, R_rest)
-    except (ImportError, TypeError):
-        pred, strength = None, None
     nn = NearestNeighbors(n_neighbors=min(5, len(sample))).fit(reduced[sample])
     # raw clusters the rules left whole map to one final cluster; the others are decided by the
     # nearest sample rows of the same raw cluster
