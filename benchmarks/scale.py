@@ -69,7 +69,7 @@ def top_issues(case, graph, clusters) -> list[int]:
 
 
 def run(rows: int, sample_size: int, *, seed_floor: bool = False, quick: bool = False,
-        cluster_sample: bool = False) -> dict:
+        cluster_sample: bool = True, partial: Path | None = None) -> dict:
     from sklearn.metrics import adjusted_rand_score
 
     from benchmarks.cases import banking, grown
@@ -89,8 +89,13 @@ def run(rows: int, sample_size: int, *, seed_floor: bool = False, quick: bool = 
     out["recall@10"] = round(recall_at(approx[0], exact[0]), 4)
     log.info("kNN: %s", {k: out[k] for k in ("knn_exact_s", "knn_approx_s", "recall@10")})
 
+    def save() -> None:  # what is measured so far, after every stage (a long run can be read while it runs)
+        if partial is not None:
+            partial.write_text(json.dumps(out, indent=1))
+
+    save()
     k = MapAnalyzer().n_neighbors
-    fits = {}
+    fits, issues = {}, {}
     for name, graph, params in (("exact", exact, {"approx_above": n}),
                                 ("approx", approx, {"approx_above": 0, "sample_size": sample_size,
                                                     "cluster_sample": cluster_sample})):
@@ -102,6 +107,10 @@ def run(rows: int, sample_size: int, *, seed_floor: bool = False, quick: bool = 
         out[f"noise_{name}"] = round(m.noise_share_, 4)
         log.info("map %s: %.1f s, %d clusters, %.1f%% noise", name, out[f"map_{name}_s"], m.n_clusters_,
                  100 * m.noise_share_)
+        t = time.perf_counter()
+        issues[name] = top_issues(case, graph, m.labels_)
+        out[f"issues_{name}_s"] = round(time.perf_counter() - t, 1)
+        save()
     out["ari"] = round(float(adjusted_rand_score(fits["exact"].labels_, fits["approx"].labels_)), 4)
     known = np.array([t is not None for t in case.true])
     true = [t for t in case.true if t is not None]
@@ -115,11 +124,6 @@ def run(rows: int, sample_size: int, *, seed_floor: bool = False, quick: bool = 
         out["ari_exact_seed42_vs_seed7"] = round(float(adjusted_rand_score(fits["exact"].labels_, other.labels_)), 4)
     log.info("ARI %s", out["ari"])
 
-    issues = {}
-    for name, graph in (("exact", exact), ("approx", approx)):
-        t = time.perf_counter()
-        issues[name] = top_issues(case, graph, fits[name].labels_)
-        out[f"issues_{name}_s"] = round(time.perf_counter() - t, 1)
     out[f"top{TOP}_overlap"] = len(set(issues["exact"]) & set(issues["approx"]))
     if other is not None:  # the same signal on the exact graph with the seed-7 clusters: the floor
         out[f"top{TOP}_overlap_exact_seed42_vs_seed7"] = len(set(issues["exact"]) & set(top_issues(case, exact,
@@ -128,6 +132,7 @@ def run(rows: int, sample_size: int, *, seed_floor: bool = False, quick: bool = 
     for name in issues:
         out[f"top{TOP}_flips_{name}"] = len(set(issues[name]) & flipped)
     out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    save()
     return out
 
 
@@ -147,7 +152,8 @@ def main(argv: list[str] | None = None) -> int:
 
     rows = 3000 if args.quick else args.rows
     sample = args.sample_size or min(default("map_sample_size"), rows // 2)
-    out = run(rows, sample, seed_floor=args.seed_floor, quick=args.quick, cluster_sample=args.cluster_sample)
+    out = run(rows, sample, seed_floor=args.seed_floor, quick=args.quick, cluster_sample=args.cluster_sample,
+              partial=args.json)
     print(json.dumps(out, indent=1))
     if args.json:
         args.json.write_text(json.dumps(out, indent=1))
