@@ -69,7 +69,7 @@ def top_issues(case, graph, clusters) -> list[int]:
 
 
 def run(rows: int, sample_size: int, *, seed_floor: bool = False, quick: bool = False,
-        cluster_sample: bool = True, partial: Path | None = None) -> dict:
+        cluster_sample: bool = True, partial: Path | None = None, only: str | None = None) -> dict:
     from sklearn.metrics import adjusted_rand_score
 
     from benchmarks.cases import banking, grown
@@ -80,6 +80,8 @@ def run(rows: int, sample_size: int, *, seed_floor: bool = False, quick: bool = 
     X, y = case.vectors, list(case.labels)
     n = len(X)
     out: dict = {"case": case.name, "rows": n, "sample_size": min(sample_size, n), "cluster_sample": cluster_sample}
+    if only == "approx":  # the approximate path alone (its timings when the exact one runs elsewhere)
+        return _approx_only(case, out, sample_size, cluster_sample, partial)
     t = time.perf_counter()
     exact = _compute(X, MIN_K)
     out["knn_exact_s"] = round(time.perf_counter() - t, 1)
@@ -136,6 +138,30 @@ def run(rows: int, sample_size: int, *, seed_floor: bool = False, quick: bool = 
     return out
 
 
+def _approx_only(case, out: dict, sample_size: int, cluster_sample: bool, partial: Path | None) -> dict:
+    from hl_debug.models.map import MapAnalyzer
+    from hl_debug.neighbors import MIN_K, approximate_knn
+
+    X, y = case.vectors, list(case.labels)
+    t = time.perf_counter()
+    approx = approximate_knn(X, MIN_K)
+    out["knn_approx_s"] = round(time.perf_counter() - t, 1)
+    t = time.perf_counter()
+    m = MapAnalyzer(approx_above=0, sample_size=sample_size, cluster_sample=cluster_sample).fit(
+        X, y, knn=graph_of(*approx, MapAnalyzer().n_neighbors))
+    out["map_approx_s"] = round(time.perf_counter() - t, 1)
+    out["clusters_approx"], out["noise_approx"] = m.n_clusters_, round(m.noise_share_, 4)
+    t = time.perf_counter()
+    top = top_issues(case, approx, m.labels_)
+    out["issues_approx_s"] = round(time.perf_counter() - t, 1)
+    out[f"top{TOP}_flips_approx"] = len(set(top) & set(case.ids[case.flipped].tolist()))
+    out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    if partial is not None:
+        partial.write_text(json.dumps(out, indent=1))
+        np.savez(partial.with_suffix(".npz"), labels=m.labels_, top=np.asarray(top))
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=20000)
@@ -144,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed-floor", action="store_true", help="also fit the exact path with seed 7")
     parser.add_argument("--cluster-sample", action=argparse.BooleanOptionalAction, default=True,
                         help="HDBSCAN on the sample too, the rest by approximate_predict (the default)")
+    parser.add_argument("--only", choices=("approx",), help="only the approximate path (labels saved beside --json)")
     parser.add_argument("--quick", action="store_true", help="banking77, 3,000 rows (a smoke test)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
@@ -153,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = 3000 if args.quick else args.rows
     sample = args.sample_size or min(default("map_sample_size"), rows // 2)
     out = run(rows, sample, seed_floor=args.seed_floor, quick=args.quick, cluster_sample=args.cluster_sample,
-              partial=args.json)
+              partial=args.json, only=args.only)
     print(json.dumps(out, indent=1))
     if args.json:
         args.json.write_text(json.dumps(out, indent=1))
