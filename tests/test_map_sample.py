@@ -91,3 +91,16 @@ def test_below_the_threshold_nothing_changes(blobs):
     c = MapAnalyzer(n_epochs=60, approx_above=1200).fit(X, labels)
     np.testing.assert_array_equal(a.embedding_, c.embedding_)
     np.testing.assert_array_equal(a.labels_, c.labels_)
+
+
+def test_the_analyze_step_fills_the_runs_memo_even_when_it_is_empty(tiny_store):
+    from hl_debug.neighbors import KnnMemo
+    from hl_debug.steps.analyze import analyze
+    from hl_debug.steps.embed import embed
+    from tests.fakes import FakeEncoder
+
+    embed(tiny_store, FakeEncoder(), progress=False)
+    memo = KnnMemo(approx_above=50000)
+    assert not memo  # empty: falsy, and still the run's memo
+    analyze(tiny_store, MapAnalyzer(n_epochs=20), progress=False, knn_memo=memo)
+    assert len(memo) == 1

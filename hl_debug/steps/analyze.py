@@ -156,7 +156,7 @@ def analyze(store: Store, analyzer: MapAnalyzer | None = None, *, k_neighbors: i
         else:
             k_graph = min(max(analyzer.n_neighbors, k_neighbors + 1), len(ids))
             knn = knn_graph(X, k_graph, metric=analyzer.metric,
-                            memo=knn_memo or KnnMemo(approx_above=analyzer.approx_threshold()))
+                            memo=knn_memo if knn_memo is not None else KnnMemo(approx_above=analyzer.approx_threshold()))
             stage("knn")
             try:
                 analyzer.fit(X, intents, knn=knn)
