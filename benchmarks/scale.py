@@ -170,13 +170,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed-floor", action="store_true", help="also fit the exact path with seed 7")
     parser.add_argument("--cluster-sample", action=argparse.BooleanOptionalAction, default=True,
                         help="HDBSCAN on the sample too, the rest by approximate_predict (the default)")
+    parser.add_argument("--noise-by-vote", action=argparse.BooleanOptionalAction, default=True,
+                        help="placed rows HDBSCAN calls noise take their sample neighbours' vote (the default)")
     parser.add_argument("--only", choices=("approx",), help="only the approximate path (labels saved beside --json)")
     parser.add_argument("--quick", action="store_true", help="banking77, 3,000 rows (a smoke test)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    from hl_debug.models import map_sample
     from hl_debug.settings import default
 
+    map_sample.NOISE_BY_VOTE = args.noise_by_vote
     rows = 3000 if args.quick else args.rows
     sample = args.sample_size or min(default("map_sample_size"), rows // 2)
     out = run(rows, sample, seed_floor=args.seed_floor, quick=args.quick, cluster_sample=args.cluster_sample,

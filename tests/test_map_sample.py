@@ -9,7 +9,7 @@ from sklearn.metrics import adjusted_rand_score
 
 from hl_debug.errors import ConfigError
 from hl_debug.models.map import MapAnalyzer, approx_threshold
-from hl_debug.models.map_sample import SampleIndex, place_clusters, stratified_sample
+from hl_debug.models.map_sample import SampleIndex, _vote, place_clusters, stratified_sample
 
 
 @pytest.fixture(scope="module")
@@ -51,10 +51,17 @@ def test_above_the_threshold_the_map_is_fitted_on_a_sample_and_agrees(blobs):
     assert adjusted_rand_score(y, approx.labels_) >= 0.95
 
 
+def _with_outliers(X):
+    """The blobs' first 5 columns, then 40 scattered rows (placed, never sampled): some noise to place."""
+    rng = np.random.default_rng(0)
+    X = X[:, :5].astype(np.float64)
+    return np.vstack([X, rng.uniform(X.min(), X.max(), size=(40, 5))])
+
+
 def test_placed_rows_take_the_part_the_rules_cut_them_into(blobs):
     import hdbscan
 
-    X = blobs[0][:, :5].astype(np.float64)
+    X = _with_outliers(blobs[0])
     sample = np.arange(0, 1200, 2)
     model = hdbscan.HDBSCAN(min_cluster_size=10, prediction_data=True).fit(X[sample])
     raw = model.labels_.astype(np.int64)
@@ -64,12 +71,35 @@ def test_placed_rows_take_the_part_the_rules_cut_them_into(blobs):
     final[half] = raw.max() + 1  # the rules cut one raw cluster in two
     labels, probs, _ = place_clusters(model, X, sample, raw, final, model.probabilities_, model.outlier_scores_)
     np.testing.assert_array_equal(labels[sample], final)
-    rest = np.setdiff1d(np.arange(1200), sample)
+    rest = np.setdiff1d(np.arange(len(X)), sample)
     pred = hdbscan.approximate_predict(model, X[rest])[0]
     whole = (pred >= 0) & (pred != big)
     np.testing.assert_array_equal(labels[rest][whole], pred[whole])  # untouched clusters: HDBSCAN's answer
     cut = rest[pred == big]
     assert set(labels[cut]) <= {big, raw.max() + 1} and len(set(labels[cut])) == 2
+    # a row HDBSCAN calls noise takes the vote of its 5 nearest sample rows (noise where they are)
+    from sklearn.neighbors import NearestNeighbors
+
+    lost = rest[pred < 0]
+    assert len(lost)
+    _, near = NearestNeighbors(n_neighbors=5).fit(X[sample]).kneighbors(X[lost])
+    np.testing.assert_array_equal(labels[lost], _vote(final[near]))
+    assert (probs[lost][labels[lost] == -1] == 0).all()
+
+
+def test_without_the_vote_noise_stays_noise(blobs, monkeypatch):
+    import hdbscan
+
+    from hl_debug.models import map_sample
+
+    monkeypatch.setattr(map_sample, "NOISE_BY_VOTE", False)
+    X = _with_outliers(blobs[0])
+    sample = np.arange(0, 1200, 2)
+    model = hdbscan.HDBSCAN(min_cluster_size=10, prediction_data=True).fit(X[sample])
+    raw = model.labels_.astype(np.int64)
+    labels, probs, _ = place_clusters(model, X, sample, raw, raw, model.probabilities_, model.outlier_scores_)
+    rest = np.setdiff1d(np.arange(len(X)), sample)
+    pred = hdbscan.approximate_predict(model, X[rest])[0]
     assert (labels[rest][pred < 0] == -1).all() and (probs[rest][pred < 0] == 0).all()
 
 
