@@ -7,7 +7,8 @@ exact cosine index of the sample) and ``hdbscan.approximate_predict`` (HDBSCAN f
 ``prediction_data=True``). The cluster rules (:mod:`hl_debug.models.cluster_rules`) run on the
 sample, where the labels decide where the hierarchy is cut; a placed row takes the cluster
 HDBSCAN predicts for it, and where the rules split or cut that cluster, the part its nearest
-sample rows (reduced space) belong to. How far this agrees with the exact path is measured by
+sample rows (reduced space) belong to; a row HDBSCAN predicts as noise takes the vote of its 5
+nearest sample rows (noise only where they are: :data:`NOISE_BY_VOTE`). How far this agrees with the exact path is measured by
 ``benchmarks/scale.py`` (``benchmarks/RESULTS.md``, ``docs/SCALE.md``).
 """
 
