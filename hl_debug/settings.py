@@ -172,6 +172,13 @@ SETTINGS: tuple[Setting, ...] = (
             "scales: fastest, but a vector depends on its batch-mates) or torch. ONNX files are exported once into "
             "$XDG_CACHE_HOME/hl-debug/encoders (default ~/.cache/hl-debug/encoders).",
             env="HL_ENCODER_BACKEND", choices=ENCODER_BACKENDS, commands=_ENCODING),
+    Setting("engine", "local",
+            "Where embedding runs: local (this process) or ray (a Ray Data job whose actors load the encoder "
+            "once; the hl-debug[ray] extra; docs/SCALE.md).",
+            env="HL_ENGINE", choices=("local", "ray"), commands=("embed", "run")),
+    Setting("ray_address", None,
+            "Ray cluster for --engine ray (e.g. auto, or ray://head:10001); unset: a small local Ray started on demand.",
+            env="HL_RAY_ADDRESS", metavar="ADDRESS", commands=("embed", "run")),
     Setting("predict_batch_size", 20, "Texts per request (the contract allows at most 20).", type=int, min=1, max=20,
             flag="--batch-size", param="batch_size", commands=("predict",)),
     Setting("concurrency", 4, "Requests in flight at once.", type=int, min=1, max=64, commands=("predict",)),
@@ -209,6 +216,12 @@ SETTINGS: tuple[Setting, ...] = (
             flag="--seed", commands=("analyze",)),
     Setting("n_epochs", None, "UMAP optimisation epochs.", type=int, flag="--epochs", default_text="UMAP's",
             commands=("analyze",)),
+    Setting("approx_above", "50000",
+            "Rows above which the kNN graph comes from an approximate index (usearch) and the map and clusters "
+            "are fitted on a stratified sample, the rest placed (docs/SCALE.md); below it everything is exact.",
+            env="HL_APPROX_ABOVE", metavar="ROWS", commands=("analyze",)),
+    Setting("map_sample_size", 25000, "Rows the map and clusters are fitted on above --approx-above.", type=int,
+            min=100, param="sample_size", commands=("analyze",)),
     Setting("k_neighbors", 10, "Nearest neighbours stored per utterance.", type=int, commands=("analyze",)),
     Setting("min_annotated", 5, "Clusters with fewer annotated rows are not ranked for impurity.", type=int,
             commands=("analyze",)),

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from hl_debug.models.map import approx_threshold
 from hl_debug.neighbors import KnnMemo
 from hl_debug.steps.analyze import analyze_step
 from hl_debug.steps.embed import embed_step
@@ -58,7 +59,7 @@ def run_pipeline(store: Store, export: str | Path, **options: Any) -> list[dict[
     """
     summaries = []
     # one exact kNN per run: the analyze step computes it, the signals step reads it back
-    options.setdefault("knn_memo", KnnMemo())
+    options.setdefault("knn_memo", KnnMemo(approx_above=approx_threshold()))  # approximate above HL_APPROX_ABOVE
     t0 = time.perf_counter()
     counts = ingest(store, export)
     summaries.append({"step": "ingest", "seconds": round(time.perf_counter() - t0, 2), **counts})

@@ -230,3 +230,15 @@ def test_review_loop_quick(tmp_path):
     runs = json.loads((tmp_path / "loop.json").read_text())
     flagged = runs[0]["by_k"][-1]["flagged"]
     assert flagged["found"] > 50  # the top of the flagged list is mostly real errors
+
+@pytest.mark.slow  # banking77's cached vectors
+def test_scale_benchmark_quick_mode(tmp_path):
+    import json
+
+    if not (ROOT.parent / "shared" / "data" / "banking77" / "train.csv").exists():
+        pytest.skip("banking77 not found beside the repository")
+    run_script("scale", "--quick", "--json", str(tmp_path / "scale.json"), timeout=600)
+    out = json.loads((tmp_path / "scale.json").read_text())
+    assert out["rows"] == 3000 and out["sample_size"] == 1500
+    assert 0.98 <= out["recall@10"] <= 1 and -1 <= out["ari"] <= 1 and 0 <= out["top50_overlap"] <= 50
+    assert out["clusters_exact"] > 0 and out["clusters_approx"] > 0

@@ -226,6 +226,9 @@ def test_the_model_identity_is_unchanged():
     ([12, 12, 12], "auto", 5),
     ([6000, 5000], "auto", 3),  # above LARGE_TRAINING_ROWS
     ([5000, 5000], "auto", 5),  # exactly at it
+    ([100] * 50, "auto", 3),  # 5,000 rows x 50 intents: above LARGE_TRAINING_WORK
+    ([100] * 12, "auto", 5),  # 1,200 rows x 12 intents (the bundled export's scale)
+    ([10_000 // 12] * 12, "auto", 5),  # 9,996 x 12: just at it
     ([2, 50], "auto", 2),  # never more folds than rows in the rarest intent
     ([1, 50], "auto", 1),  # calibration impossible
     ([12, 12], 4, 4),

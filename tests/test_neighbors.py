@@ -120,3 +120,40 @@ def test_a_run_memo_is_shared_explicitly_and_never_global():
     knn(_unit(np.random.default_rng(7), 70, 8), 3, memo=memo)
     knn(_unit(np.random.default_rng(8), 70, 8), 3, memo=memo)
     assert len(memo) == memo.max_entries  # bounded: the oldest entry went
+
+
+# -- the approximate index (usearch) above the size threshold ------------------------------------
+
+
+def _clustered(rng, n, d, centres=12):
+    C = rng.normal(size=(centres, d))
+    X = (C[rng.integers(0, centres, n)] + 0.35 * rng.normal(size=(n, d))).astype(np.float32)
+    return X / np.linalg.norm(X, axis=1, keepdims=True)
+
+
+def test_approximate_knn_has_the_exact_conventions_and_high_recall():
+    X = _clustered(np.random.default_rng(3), 1500, 24)
+    X[7] = X[900]  # an exact duplicate: each is the other's nearest, never itself
+    idx, sim = neighbors.approximate_knn(X, 12)
+    ref, ref_sim = knn(X, 12)
+    assert idx.shape == (1500, 12) and sim.dtype == np.float32
+    assert not (idx == np.arange(1500)[:, None]).any()
+    assert np.all(np.diff(sim, axis=1) <= 1e-6)
+    np.testing.assert_allclose(sim, np.einsum("ij,ikj->ik", X, X[idx]), atol=1e-5)  # exact similarities
+    recall = np.mean([len(set(a[:10]) & set(b[:10])) / 10 for a, b in zip(idx, ref)])
+    assert recall >= 0.98
+    assert idx[7, 0] == 900 and idx[900, 0] == 7
+    again, _ = neighbors.approximate_knn(X, 12)
+    np.testing.assert_array_equal(again, idx)  # one build thread: deterministic
+
+
+def test_the_memo_switches_to_the_index_only_above_its_threshold(monkeypatch):
+    X = _clustered(np.random.default_rng(4), 300, 16)
+    calls = []
+    real = neighbors.approximate_knn
+    monkeypatch.setattr(neighbors, "approximate_knn", lambda *a, **k: calls.append(1) or real(*a, **k))
+    exact = knn(X, 5)
+    assert np.array_equal(knn(X, 5, memo=neighbors.KnnMemo(approx_above=300))[0], exact[0]) and not calls
+    assert np.array_equal(knn(X, 5, memo=neighbors.KnnMemo())[0], exact[0]) and not calls  # None: always exact
+    knn(X, 5, memo=neighbors.KnnMemo(approx_above=299))
+    assert calls == [1]

@@ -26,6 +26,7 @@ LIBRARY_DEFAULTS: dict[str, tuple[str, ...]] = {
     **{name: (_MAP,) for name in ("n_neighbors", "n_components", "map_min_dist", "cluster_min_dist",
                                   "min_cluster_size", "min_samples", "cluster_selection_epsilon",
                                   "cluster_selection_method", "random_state", "n_epochs")},
+    "map_sample_size": (_MAP,),
     "k_neighbors": (_ANALYZE,),
     "min_annotated": (_ANALYZE,),
     "force": (_ANALYZE,),
@@ -159,7 +160,8 @@ def test_parse_converts_to_the_declared_type():
 
 
 def test_for_command_keeps_declaration_order():
-    assert [s.option for s in for_command("embed")] == ["--encoder", "--batch-size", "--encoder-backend"]
+    assert [s.option for s in for_command("embed")] == ["--encoder", "--batch-size", "--encoder-backend", "--engine",
+                                                        "--ray-address"]
     assert [s.name for s in for_command(GLOBAL)] == ["db", "verbose"]
     assert "predict_batch_size" not in {s.name for s in for_command("embed")}
 

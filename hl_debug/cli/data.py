@@ -73,7 +73,8 @@ def stats(ctx: click.Context, fmt: str) -> None:
 @click.argument("export", type=click.Path(dir_okay=False), envvar="HL_EXPORT")
 @setting_options("run")
 @click.pass_context
-def run(ctx: click.Context, export: str, recorded_predictions: str | None) -> None:
+def run(ctx: click.Context, export: str, recorded_predictions: str | None, engine: str | None,
+        ray_address: str | None) -> None:
     """Run the whole pipeline on EXPORT: ingest, embed, predict, analyze, signals, web.
 
     Each step is skipped when its inputs have not changed since its last run. After the
@@ -92,7 +93,8 @@ def run(ctx: click.Context, export: str, recorded_predictions: str | None) -> No
         load(export)  # refuse a bad export before the new database file is created
     store = _store(ctx, create=True)
     signal_counts = None
-    for summary in run_pipeline(store, export, recorded_predictions=recorded_predictions):
+    for summary in run_pipeline(store, export, recorded_predictions=recorded_predictions, engine=engine,
+                                ray_address=ray_address):
         details = ", ".join(f"{k}={v}" for k, v in summary.items() if k not in ("step", "seconds"))
         click.echo(f"{summary['step']:<10} {summary['seconds']:>7.1f}s  {details}")
         if summary["step"] == "signals" and not summary.get("skipped"):

@@ -21,7 +21,8 @@ log = logging.getLogger("hl_debug")
 @cli.command()
 @setting_options("embed")
 @click.pass_context
-def embed(ctx: click.Context, encoder: str | None, batch_size: int, encoder_backend: str | None) -> None:
+def embed(ctx: click.Context, encoder: str | None, batch_size: int, encoder_backend: str | None,
+          engine: str | None, ray_address: str | None) -> None:
     """Embed every utterance with a sentence encoder (L2-normalised, cached by text).
 
     Only texts without a vector for this encoder are embedded, so re-runs are cheap and
@@ -38,7 +39,8 @@ def embed(ctx: click.Context, encoder: str | None, batch_size: int, encoder_back
 
     store = _store(ctx)
     counts = do_embed(store, SentenceEncoder(resolve("encoder", encoder), batch_size=batch_size,
-                                             backend=check_backend(encoder_backend)))
+                                             backend=check_backend(encoder_backend)),
+                      engine=engine, ray_address=ray_address)
     click.echo(f"Embedded {counts['n_embedded']} text(s), {counts['n_cached']} already cached "
                f"({counts['n_texts']} distinct texts) with {store.get_meta('active_encoder')}")
 

@@ -14,7 +14,8 @@ threads cost a lot: at 20k rows the calibrated fit took 116 s with the libraries
 threads and 8.4 s with one, same process, load average 5, same accuracy. With more than
 :data:`LARGE_TRAINING_ROWS` training rows calibration uses 3 folds instead of 5 (``cv="auto"``):
 each fold still calibrates on thousands of rows, accuracy is unchanged, and the fit is twice as
-fast (100k rows: 74 s -> 38 s).
+fast (100k rows: 74 s -> 38 s). Many intents make each fit dearer, so 3 folds also apply above
+:data:`LARGE_TRAINING_WORK` training rows x intents (banking77, 77 intents: 45 s -> 23 s).
 """
 
 from __future__ import annotations
@@ -39,6 +40,10 @@ log = logging.getLogger(__name__)
 CALIBRATIONS = ("sigmoid", "isotonic", None)
 #: Above this many training rows ``cv="auto"`` calibrates with 3 folds rather than 5.
 LARGE_TRAINING_ROWS = 10_000
+#: ... or above this many training rows x intents (a fit's cost grows with both: the grown
+#: exports' 10,000 rows x 12 intents). banking77's 9,632 rows x 77 intents: 45 s -> 23 s, same
+#: accuracy (+0.1 pt), the same top intent on 99.45% of rows (``benchmarks/RESULTS.md``).
+LARGE_TRAINING_WORK = 120_000
 MODEL_FILE = "model.joblib"
 META_FILE = "meta.json"
 
@@ -215,8 +220,9 @@ def calibration_folds(class_counts: Iterable[int], *, cv: int | str = "auto") ->
     """Calibration folds for training rows with ``class_counts`` rows per intent.
 
     ``cv="auto"`` means 5 folds, or 3 when there are more than :data:`LARGE_TRAINING_ROWS`
-    rows (a sigmoid has two parameters per intent: a third of a large set calibrates it as
-    well as a fifth, at the cost of 3 logistic-regression fits instead of 5). An int is used
+    rows or more than :data:`LARGE_TRAINING_WORK` rows x intents (a sigmoid has two parameters
+    per intent: a third of a large set calibrates it as well as a fifth, at the cost of 3
+    logistic-regression fits on two thirds of the rows instead of 5 on four fifths). An int is used
     as is. Either way there are never more folds than rows in the rarest intent; a result
     below 2 means calibration is impossible.
     """
@@ -224,7 +230,8 @@ def calibration_folds(class_counts: Iterable[int], *, cv: int | str = "auto") ->
     if not counts:
         raise ValueError("class_counts is empty")
     if cv == "auto":
-        folds = 3 if sum(counts) > LARGE_TRAINING_ROWS else 5
+        large = sum(counts) > LARGE_TRAINING_ROWS or sum(counts) * len(counts) > LARGE_TRAINING_WORK
+        folds = 3 if large else 5
     elif isinstance(cv, int) and not isinstance(cv, bool) and cv >= 2:
         folds = cv
     else:

@@ -19,12 +19,12 @@ from __future__ import annotations
 import logging
 import math
 import os
-import warnings
 from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator
 
+from hl_debug.models import gpu
 from hl_debug.models.cluster_rules import (
     NOISE,
     cut_mixed_clusters,
@@ -32,6 +32,15 @@ from hl_debug.models.cluster_rules import (
     default_min_cluster_size,
     default_min_samples,
     split_mixed_clusters,
+)
+from hl_debug.models.map_sample import SampleFitUMAP, approx_threshold, place_clusters, stratified_sample
+from hl_debug.models.umap_jit import (  # noqa: F401 (re-exported)
+    UMAP_JIT_FUNCTIONS,
+    WORKER_CODE,
+    _fit_in_folder,
+    _fit_transform,
+    enable_jit_cache,
+    import_umap,
 )
 from hl_debug.neighbors import knn_graph
 from hl_debug.settings import default
@@ -41,79 +50,9 @@ log = logging.getLogger(__name__)
 SELECTION_METHODS = ("eom", "leaf")
 
 
-# UMAP's numba functions that are compiled on every fit in a fresh process (umap-learn does
-# not mark them ``cache=True``): the fuzzy-set construction and the epoch of the layout
-# optimisation. Compiling them took ~9 of the ~20 s analyze spent fitting the bundled export.
-UMAP_JIT_FUNCTIONS = (("umap.umap_", "smooth_knn_dist"), ("umap.umap_", "compute_membership_strengths"),
-                      ("umap.layouts", "_nb_optimize_layout_euclidean_single_epoch"))
 # Rows from which the two seeded UMAPs run side by side (the map's in a second process):
 # below it, starting that process costs more than it saves.
 CONCURRENT_MIN_ROWS = 5000
-
-
-def import_umap() -> Any:
-    """``import umap`` without its ImportWarning about the optional TensorFlow (ParametricUMAP),
-    with numba's on-disk cache switched on for :data:`UMAP_JIT_FUNCTIONS`."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Tensorflow not installed", category=ImportWarning)
-        import umap
-    enable_jit_cache()
-    return umap
-
-
-def enable_jit_cache() -> list[str]:
-    """Let numba cache UMAP's compiled functions on disk, so only the first process compiles them.
-
-    numba keeps the machine code beside the package (``__pycache__``) or, where that is
-    not writable, in the user's cache (``NUMBA_CACHE_DIR`` overrides both) and recompiles
-    when umap-learn's source, numba or the CPU changes. The compiled code is the same as a
-    fresh compilation's, so results do not change. Functions that are missing (another
-    umap-learn version) or cannot be cached are skipped.
-
-    Returns
-    -------
-    list of str
-        The functions whose cache was switched on by this call.
-    """
-    import importlib
-
-    enabled = []
-    for module_name, name in UMAP_JIT_FUNCTIONS:
-        func = getattr(importlib.import_module(module_name), name, None)
-        cache = getattr(func, "_cache", None)
-        if func is None or not hasattr(func, "enable_caching") or type(cache).__name__ != "NullCache":
-            continue
-        try:
-            func.enable_caching()
-        except RuntimeError as exc:  # no writable cache location
-            log.debug("numba cannot cache %s.%s: %s", module_name, name, exc)
-            continue
-        enabled.append(f"{module_name}.{name}")
-    return enabled
-
-
-def _fit_transform(model: Any, X: np.ndarray) -> np.ndarray:
-    """``model.fit_transform(X)`` quietly (also the worker process of :meth:`MapAnalyzer.fit`)."""
-    if type(model).__module__.startswith("umap."):
-        import_umap()  # in a fresh worker: switch the JIT cache on before the first compilation
-    with warnings.catch_warnings():
-        # We never call UMAP.transform on new data, so the missing search index is fine.
-        warnings.filterwarnings("ignore", message=r"precomputed_knn\[2\]", category=UserWarning)
-        return np.asarray(model.fit_transform(X), dtype=np.float64)
-
-
-# The worker of MapAnalyzer._fit_concurrently: fit the pickled model, save the result.
-WORKER_CODE = "import sys; from hl_debug.models.map import _fit_in_folder; _fit_in_folder(sys.argv[1])"
-
-
-def _fit_in_folder(folder: str) -> None:
-    """Worker-process side of :meth:`MapAnalyzer._fit_concurrently`: ``job.pkl`` -> ``embedding.npy``."""
-    import pickle
-    from pathlib import Path
-
-    with open(Path(folder) / "job.pkl", "rb") as f:
-        model, X = pickle.load(f)
-    np.save(Path(folder) / "embedding.npy", _fit_transform(model, X))
 
 
 class MapAnalyzer(BaseEstimator):
@@ -157,6 +96,19 @@ class MapAnalyzer(BaseEstimator):
         1 fits them one after the other. None: 2 from :data:`CONCURRENT_MIN_ROWS` rows when
         the machine has more than one CPU. Does not change results, so it is not recorded
         with the run's parameters.
+    approx_above : int or None
+        Above this many rows the UMAPs and HDBSCAN are fitted on a stratified sample of
+        ``sample_size`` rows and the rest placed (:mod:`hl_debug.models.map_sample`); None: the
+        ``approx_above`` setting (``HL_APPROX_ABOVE``, 50,000 — far above the bundled export).
+    sample_size : int
+        Rows of that sample.
+    cluster_sample : bool
+        Above the threshold, fit HDBSCAN on the sample too and assign the rest with
+        ``approximate_predict`` (default: cheapest, and its label issues agree best with the
+        exact path's, docs/SCALE.md); False: HDBSCAN and the cluster rules run on every row's
+        placed projection.
+    device : {"auto", "cpu", "gpu"}
+        "auto": cuML's UMAP and HDBSCAN when cuML is importable (:mod:`hl_debug.models.gpu`), else the CPU's.
 
     Attributes
     ----------
@@ -172,6 +124,7 @@ class MapAnalyzer(BaseEstimator):
     min_cluster_size_, min_samples_ : int  the values used
     n_jobs_ : int  UMAPs fitted at once
     cluster_selection_epsilon_ : float  the value used
+    sample_ : int array or None  rows the models were fitted on (None: all)
     n_split_ : int  epsilon-merged clusters split back because they mixed intents
     cut_ : dict  ``n_cut``, ``n_parts``, ``n_cores``, ``n_noise`` of :func:`cut_mixed_clusters`
     """
@@ -185,7 +138,9 @@ class MapAnalyzer(BaseEstimator):
                  cluster_selection_epsilon: float | None = default("cluster_selection_epsilon"),
                  max_cluster_labels: int | None = default("max_cluster_labels"),
                  map_model: Any = None, reduce_model: Any = None, cluster_model: Any = None,
-                 n_jobs: int | None = None) -> None:
+                 n_jobs: int | None = None, approx_above: int | None = None,
+                 sample_size: int = default("map_sample_size"), cluster_sample: bool = True,
+                 device: str = "auto") -> None:
         self.n_neighbors = n_neighbors
         self.n_components = n_components
         self.map_min_dist = map_min_dist
@@ -202,6 +157,10 @@ class MapAnalyzer(BaseEstimator):
         self.reduce_model = reduce_model
         self.cluster_model = cluster_model
         self.n_jobs = n_jobs
+        self.approx_above = approx_above
+        self.sample_size = sample_size
+        self.cluster_sample = cluster_sample
+        self.device = device
 
     # -- validation -----------------------------------------------------------------
 
@@ -227,6 +186,9 @@ class MapAnalyzer(BaseEstimator):
         if eps is not None and (isinstance(eps, bool) or not isinstance(eps, (int, float, np.number))
                                 or not 0 <= eps < math.inf):
             raise ValueError(f"cluster_selection_epsilon must be a finite number >= 0 or None, got {eps!r}")
+        if isinstance(self.sample_size, bool) or not isinstance(self.sample_size, (int, np.integer)) \
+                or self.sample_size < 10:
+            raise ValueError(f"sample_size must be an integer >= 10, got {self.sample_size!r}")
         if self.n_jobs not in (None, 1, 2):
             raise ValueError(f"n_jobs must be 1, 2 or None, got {self.n_jobs!r}")
         if self.cluster_selection_method not in SELECTION_METHODS:
@@ -239,23 +201,36 @@ class MapAnalyzer(BaseEstimator):
     def umap_model(self, n_components: int, min_dist: float, n_neighbors: int, knn: tuple) -> Any:
         """The default UMAP :meth:`fit` builds (unfitted), on the precomputed ``knn`` graph
         ``(indices, distances, None)``; public so a benchmark can time each stage alone."""
-        umap = import_umap()
-        return umap.UMAP(
-            n_components=n_components, n_neighbors=n_neighbors, min_dist=min_dist, metric=self.metric,
-            random_state=self.random_state, n_epochs=self.n_epochs, precomputed_knn=knn,
-            # a seed makes UMAP single-threaded anyway; saying so avoids its warning
-            n_jobs=1 if self.random_state is not None else -1,
-            # tiny data: spectral init needs more rows than dimensions
-            init="spectral" if len(knn[0]) > n_components + 10 else "random",
-        )
+        common = dict(n_components=n_components, n_neighbors=n_neighbors, min_dist=min_dist, metric=self.metric,
+                      random_state=self.random_state, n_epochs=self.n_epochs, precomputed_knn=knn,
+                      # tiny data: spectral init needs more rows than dimensions
+                      init="spectral" if len(knn[0]) > n_components + 10 else "random")
+        if gpu.resolve_device(self.device) == "gpu":
+            return gpu.umap_model(**common)
+        # a seed makes UMAP single-threaded anyway; saying so avoids its warning
+        return import_umap().UMAP(**common, n_jobs=1 if self.random_state is not None else -1)
 
-    def hdbscan_model(self, min_cluster_size: int, min_samples: int, epsilon: float) -> Any:
+    def hdbscan_model(self, min_cluster_size: int, min_samples: int, epsilon: float,
+                      prediction_data: bool = False) -> Any:
         """The default HDBSCAN :meth:`fit` builds (unfitted) for these parameters."""
+        common = dict(min_cluster_size=min_cluster_size, min_samples=min_samples, prediction_data=prediction_data,
+                      cluster_selection_method=self.cluster_selection_method, cluster_selection_epsilon=epsilon)
+        if gpu.resolve_device(self.device) == "gpu":
+            return gpu.hdbscan_model(**common)
         import hdbscan
 
-        return hdbscan.HDBSCAN(min_cluster_size=min_cluster_size, min_samples=min_samples,
-                               cluster_selection_method=self.cluster_selection_method,
-                               cluster_selection_epsilon=epsilon, core_dist_n_jobs=1)
+        return hdbscan.HDBSCAN(**common, core_dist_n_jobs=1)
+
+    def approx_threshold(self) -> int:
+        """Rows above which the models are fitted on a sample (:attr:`approx_above`, else the setting)."""
+        return approx_threshold(self.approx_above)
+
+    def approx_params(self, n: int) -> dict[str, Any]:
+        """What the sample and GPU paths add to a run's recorded parameters for ``n`` rows ({}: neither)."""
+        above = self.approx_threshold()
+        out = ({"approx_above": above, "map_sample_size": self.sample_size, "cluster_sample": self.cluster_sample}
+               if n > above and self.sample_size < n else {})
+        return {**out, "device": "gpu"} if gpu.resolve_device(self.device) == "gpu" else out
 
     # -- fitting --------------------------------------------------------------------
 
@@ -285,13 +260,25 @@ class MapAnalyzer(BaseEstimator):
         # UMAP prunes a wider graph only on large data, so hand it exactly k columns.
         self.knn_indices_, self.knn_distances_ = idx[:, :k], dist[:, :k].astype(np.float32)
         shared = (self.knn_indices_, self.knn_distances_, None)
+        self.sample_ = None
+        if n > self.approx_threshold() and self.sample_size < n:
+            self.sample_ = stratified_sample(list(y) if y is not None else [None] * n, self.sample_size,
+                                             seed=self.random_state)
+            log.info("fitting the map on a stratified sample of %d of %d rows", len(self.sample_), n)
+            k = min(k, len(self.sample_) - 1)
+            shared = knn_graph(X[self.sample_], k, metric=self.metric) + (None,)
+        on_sample = self.sample_ is not None and self.cluster_sample
+        fit_rows = self.sample_ if on_sample else slice(None)
 
         map_model = self.map_model if self.map_model is not None else self.umap_model(2, self.map_min_dist, k, shared)
         reduce_model = (self.reduce_model if self.reduce_model is not None
                         else self.umap_model(self.n_components, self.cluster_min_dist, k, shared))
+        if self.sample_ is not None:  # fit on the sample, place the rest with UMAP's transform
+            map_model = map_model if self.map_model is not None else SampleFitUMAP(map_model, self.sample_)
+            reduce_model = reduce_model if self.reduce_model is not None else SampleFitUMAP(reduce_model, self.sample_)
         self.n_jobs_ = self.n_jobs or (2 if n >= CONCURRENT_MIN_ROWS and (os.cpu_count() or 1) > 1 else 1)
-        if self.map_model is not None:
-            self.n_jobs_ = 1  # a stand-in may not survive pickling into another process
+        if self.map_model is not None or gpu.resolve_device(self.device) == "gpu":
+            self.n_jobs_ = 1  # a stand-in (or a GPU model) may not survive pickling into another process
         fitted = self._fit_concurrently(reduce_model, map_model, X) if self.n_jobs_ == 2 else None
         if fitted is not None:
             self.reduced_, self.embedding_ = fitted
@@ -304,33 +291,43 @@ class MapAnalyzer(BaseEstimator):
             raise ValueError(f"map_model must return shape ({n}, 2), got {self.embedding_.shape}")
 
         self.min_cluster_size_ = self.min_cluster_size or default_min_cluster_size(n)
+        if on_sample and self.min_cluster_size is None:  # the same sub-topics, in sample rows
+            self.min_cluster_size_ = max(5, round(self.min_cluster_size_ * len(self.sample_) / n))
         self.min_samples_ = self.min_samples or default_min_samples(self.min_cluster_size_)
         self.cluster_selection_epsilon_ = float(self.cluster_selection_epsilon
                                                 if self.cluster_selection_epsilon is not None
                                                 else default_cluster_selection_epsilon(n))
         cluster_model = (self.cluster_model if self.cluster_model is not None
-                         else self.hdbscan_model(self.min_cluster_size_, self.min_samples_, self.cluster_selection_epsilon_))
+                         else self.hdbscan_model(self.min_cluster_size_, self.min_samples_, self.cluster_selection_epsilon_,
+                                                 prediction_data=on_sample))
         log.info("HDBSCAN (min_cluster_size=%d, min_samples=%d, cluster_selection_epsilon=%g)",
                  self.min_cluster_size_, self.min_samples_, self.cluster_selection_epsilon_)
-        cluster_model.fit(self.reduced_)
+        reduced = self.reduced_[fit_rows]
+        m = len(reduced)
+        cluster_model.fit(reduced)
         self.cluster_model_ = cluster_model
         self.labels_ = np.asarray(cluster_model.labels_, dtype=np.int64)
-        self.probabilities_ = np.asarray(getattr(cluster_model, "probabilities_", np.full(n, np.nan)), dtype=float)
-        self.outlier_scores_ = np.asarray(getattr(cluster_model, "outlier_scores_", np.full(n, np.nan)), dtype=float)
+        self.probabilities_ = np.asarray(getattr(cluster_model, "probabilities_", np.full(m, np.nan)), dtype=float)
+        self.outlier_scores_ = np.asarray(getattr(cluster_model, "outlier_scores_", np.full(m, np.nan)), dtype=float)
         self.n_split_, self.cut_ = 0, {"n_cut": 0, "n_parts": 0, "n_cores": 0, "n_noise": 0}
         if y is not None and self.max_cluster_labels is not None and self.cluster_model is None:
-            self._keep_intents_apart(list(y), self.max_cluster_labels)
+            y_fit = [y[i] for i in self.sample_] if on_sample else list(y)
+            self._keep_intents_apart(y_fit, self.max_cluster_labels, reduced)
+        if on_sample:
+            self.labels_, self.probabilities_, self.outlier_scores_ = place_clusters(
+                cluster_model, self.reduced_, self.sample_, np.asarray(cluster_model.labels_, dtype=np.int64),
+                self.labels_, self.probabilities_, self.outlier_scores_)
         self.n_clusters_ = int(len(set(self.labels_.tolist()) - {NOISE}))
         self.noise_share_ = float((self.labels_ == NOISE).mean())
         self.nearest_cluster_ = self._nearest_cluster()
         return self
 
-    def _keep_intents_apart(self, y: list, max_labels: int) -> None:
+    def _keep_intents_apart(self, y: list, max_labels: int, reduced: np.ndarray) -> None:
         """Split back the epsilon merges mixing over ``max_cluster_labels`` intents (a second HDBSCAN fit
         without epsilon, whose membership/outlier scores their rows take), then cut any cluster still
         mixing them down the condensed tree (:func:`cut_mixed_clusters`; rows made noise: membership 0)."""
         if self.cluster_selection_epsilon_ > 0:
-            fine = self.hdbscan_model(self.min_cluster_size_, self.min_samples_, 0.0).fit(self.reduced_)
+            fine = self.hdbscan_model(self.min_cluster_size_, self.min_samples_, 0.0).fit(reduced)
             merged = self.labels_
             self.labels_, split = split_mixed_clusters(merged, fine.labels_, y, max_labels=max_labels)
             self.n_split_, moved = len(split), np.isin(merged, split)

@@ -96,6 +96,7 @@ def analyze(store: Store, analyzer: MapAnalyzer | None = None, *, k_neighbors: i
 
     analyzer = analyzer if analyzer is not None else MapAnalyzer()
     params = {name: getattr(analyzer, name) for name in ANALYZER_PARAMS}
+    params.update(analyzer.approx_params(store.count_utterances()))  # {} below the size threshold
     _check_options(params, k_neighbors, min_annotated, top_keywords)
     for method, valid, flag in ((impurity_method, cl.IMPURITY_METHODS, "impurity_method"),
                                 (region_method, cl.REGION_METHODS, "region_method")):
@@ -154,7 +155,8 @@ def analyze(store: Store, analyzer: MapAnalyzer | None = None, *, k_neighbors: i
                 nb_idx[pos[r["id"]], r["rank"] - 1] = pos[r["neighbor_id"]]
         else:
             k_graph = min(max(analyzer.n_neighbors, k_neighbors + 1), len(ids))
-            knn = knn_graph(X, k_graph, metric=analyzer.metric, memo=knn_memo)
+            knn = knn_graph(X, k_graph, metric=analyzer.metric,
+                            memo=knn_memo if knn_memo is not None else KnnMemo(approx_above=analyzer.approx_threshold()))
             stage("knn")
             try:
                 analyzer.fit(X, intents, knn=knn)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from hl_debug.engines import Engine, get_engine
 from hl_debug.models.encoders import Encoder, default_encoder
 from hl_debug.storage import Store, hash_json, package_versions
 
@@ -17,13 +18,15 @@ log = logging.getLogger(__name__)
 
 
 def embed(store: Store, encoder: Encoder | None = None, *, chunk_size: int = 512,
-          progress: bool = True) -> dict[str, Any]:
+          progress: bool = True, engine: Engine | str | None = None, ray_address: str | None = None) -> dict[str, Any]:
     """Embed every utterance whose text has no vector yet for ``encoder``.
 
     ``encoder`` is any :class:`~hl_debug.models.encoders.Encoder` (``transform(texts) -> (n, dim)
     array`` and an ``identity`` string; default: :func:`~hl_debug.models.encoders.default_encoder`).
     Vectors are saved chunk by chunk, so an interrupted run continues where it stopped. Records
     the active encoder in the store. Returns counts ``n_texts``, ``n_embedded``, ``n_cached``.
+    ``engine`` (an :class:`~hl_debug.engines.Engine` or its name; None: ``HL_ENGINE``, else local)
+    runs the encoder; either way the vectors come back ``chunk_size`` at a time and are saved here.
     """
     from tqdm.auto import tqdm
 
@@ -40,9 +43,10 @@ def embed(store: Store, encoder: Encoder | None = None, *, chunk_size: int = 512
         with store.run("embed", parameters=params, inputs_hash=hash_json(sorted(texts)),
                        versions=package_versions("sentence-transformers", "torch", "onnxruntime")) as run_counts:
             with tqdm(total=len(todo), desc="embed", unit="utt", disable=not progress) as bar:
-                for start in range(0, len(todo), chunk_size):
-                    chunk = todo[start:start + chunk_size]
-                    vecs = encoder.transform([texts[h] for h in chunk])
+                runner = engine if engine is not None and not isinstance(engine, str) else get_engine(
+                    engine, address=ray_address)
+                for rows, vecs in runner.encode(encoder, [texts[h] for h in todo], batch_size=chunk_size):
+                    chunk = [todo[i] for i in rows]
                     store.save_embeddings(identity, chunk, vecs)
                     counts["n_embedded"] += len(chunk)
                     bar.update(len(chunk))
@@ -62,4 +66,5 @@ def encoder_from_options(options: dict[str, Any]) -> Encoder:
 
 def embed_step(store: Store, options: dict[str, Any]) -> dict[str, Any]:
     """Pipeline adapter: ``options['encoder']`` may hold a name or an encoder object."""
-    return embed(store, encoder_from_options(options), progress=options.get("progress", True))
+    return embed(store, encoder_from_options(options), progress=options.get("progress", True),
+                 engine=options.get("engine"), ray_address=options.get("ray_address"))
