@@ -48,7 +48,7 @@ class LocalEngine:
                ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         for start in range(0, len(texts), batch_size):
             rows = np.arange(start, min(len(texts), start + batch_size))
-            yield rows, np.asarray(encoder.transform([texts[i] for i in rows]))
+            yield rows, np.asarray(encoder.transform([texts[int(i)] for i in rows]))
 
     def predict_proba(self, model: Any, X: np.ndarray, *, batch_size: int = 4096
                       ) -> Iterator[tuple[np.ndarray, np.ndarray]]:

@@ -62,7 +62,7 @@ class ModelActor:
         self.model = model
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return {"row": batch["row"], "proba": np.asarray(self.model.predict_proba(np.stack(batch["x"])))}
+        return {"row": batch["row"], "proba": np.asarray(self.model.predict_proba(np.stack(list(batch["x"]))))}
 
 
 class RayEngine:

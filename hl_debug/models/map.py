@@ -201,7 +201,7 @@ class MapAnalyzer(BaseEstimator):
     def umap_model(self, n_components: int, min_dist: float, n_neighbors: int, knn: tuple) -> Any:
         """The default UMAP :meth:`fit` builds (unfitted), on the precomputed ``knn`` graph
         ``(indices, distances, None)``; public so a benchmark can time each stage alone."""
-        common = dict(n_components=n_components, n_neighbors=n_neighbors, min_dist=min_dist, metric=self.metric,
+        common: dict[str, Any] = dict(n_components=n_components, n_neighbors=n_neighbors, min_dist=min_dist, metric=self.metric,
                       random_state=self.random_state, n_epochs=self.n_epochs, precomputed_knn=knn,
                       # tiny data: spectral init needs more rows than dimensions
                       init="spectral" if len(knn[0]) > n_components + 10 else "random")
@@ -213,7 +213,7 @@ class MapAnalyzer(BaseEstimator):
     def hdbscan_model(self, min_cluster_size: int, min_samples: int, epsilon: float,
                       prediction_data: bool = False) -> Any:
         """The default HDBSCAN :meth:`fit` builds (unfitted) for these parameters."""
-        common = dict(min_cluster_size=min_cluster_size, min_samples=min_samples, prediction_data=prediction_data,
+        common: dict[str, Any] = dict(min_cluster_size=min_cluster_size, min_samples=min_samples, prediction_data=prediction_data,
                       cluster_selection_method=self.cluster_selection_method, cluster_selection_epsilon=epsilon)
         if gpu.resolve_device(self.device) == "gpu":
             return gpu.hdbscan_model(**common)
@@ -267,6 +267,7 @@ class MapAnalyzer(BaseEstimator):
             log.info("fitting the map on a stratified sample of %d of %d rows", len(self.sample_), n)
             k = min(k, len(self.sample_) - 1)
             shared = knn_graph(X[self.sample_], k, metric=self.metric) + (None,)
+        sample = self.sample_ if self.sample_ is not None else np.arange(0)
         on_sample = self.sample_ is not None and self.cluster_sample
         fit_rows = self.sample_ if on_sample else slice(None)
 
@@ -292,7 +293,7 @@ class MapAnalyzer(BaseEstimator):
 
         self.min_cluster_size_ = self.min_cluster_size or default_min_cluster_size(n)
         if on_sample and self.min_cluster_size is None:  # the same sub-topics, in sample rows
-            self.min_cluster_size_ = max(5, round(self.min_cluster_size_ * len(self.sample_) / n))
+            self.min_cluster_size_ = max(5, round(self.min_cluster_size_ * len(sample) / n))
         self.min_samples_ = self.min_samples or default_min_samples(self.min_cluster_size_)
         self.cluster_selection_epsilon_ = float(self.cluster_selection_epsilon
                                                 if self.cluster_selection_epsilon is not None
@@ -311,11 +312,11 @@ class MapAnalyzer(BaseEstimator):
         self.outlier_scores_ = np.asarray(getattr(cluster_model, "outlier_scores_", np.full(m, np.nan)), dtype=float)
         self.n_split_, self.cut_ = 0, {"n_cut": 0, "n_parts": 0, "n_cores": 0, "n_noise": 0}
         if y is not None and self.max_cluster_labels is not None and self.cluster_model is None:
-            y_fit = [y[i] for i in self.sample_] if on_sample else list(y)
+            y_fit = [y[i] for i in sample] if on_sample else list(y)
             self._keep_intents_apart(y_fit, self.max_cluster_labels, reduced)
         if on_sample:
             self.labels_, self.probabilities_, self.outlier_scores_ = place_clusters(
-                cluster_model, self.reduced_, self.sample_, np.asarray(cluster_model.labels_, dtype=np.int64),
+                cluster_model, self.reduced_, sample, np.asarray(cluster_model.labels_, dtype=np.int64),
                 self.labels_, self.probabilities_, self.outlier_scores_)
         self.n_clusters_ = int(len(set(self.labels_.tolist()) - {NOISE}))
         self.noise_share_ = float((self.labels_ == NOISE).mean())
