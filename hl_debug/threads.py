@@ -12,16 +12,23 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import sys
 from typing import Any
 
 
-@functools.cache
-def _controller() -> Any:
-    """The process's thread pools, found once: finding them costs ~20 ms, too much per request
-    of ``hl-debug serve-model``."""
+@functools.lru_cache(maxsize=1)
+def _controller_for(n_modules: int) -> Any:
     from threadpoolctl import ThreadpoolController
 
     return ThreadpoolController()
+
+
+def _controller() -> Any:
+    """The process's thread pools. Finding them costs ~20 ms, too much per request of
+    ``hl-debug serve-model``, so they are found once per set of imported modules: an import
+    can load a new native library with its own pool (usearch brings an OpenMP runtime), and
+    a controller found before it would leave that pool unlimited."""
+    return _controller_for(len(sys.modules))
 
 
 def limit_threads(n_threads: int | None) -> contextlib.AbstractContextManager:

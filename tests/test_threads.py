@@ -52,3 +52,20 @@ def test_label_issue_detector_fits_single_threaded_by_default(n_threads, expect_
     assert SpyLR.seen  # the classifier was fitted
     assert all(s == ({1} if expect_one else outside) for s in SpyLR.seen)
     assert pools() == outside
+
+
+def test_a_pool_loaded_after_the_first_limit_is_limited_too():
+    """The pools are looked up again once new modules are imported (a native library loaded
+    later, such as usearch's OpenMP runtime, brings its own pool)."""
+    import subprocess
+    import sys
+
+    code = ("from threadpoolctl import threadpool_info\n"
+            "from hl_debug.threads import limit_threads\n"
+            "with limit_threads(1): pass\n"
+            "import usearch.index\n"
+            "with limit_threads(1):\n"
+            "    assert {p['num_threads'] for p in threadpool_info()} == {1}, threadpool_info()\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={
+        "OMP_NUM_THREADS": "2", "PATH": "/usr/bin:/bin", "PYTHONPATH": str(__import__("pathlib").Path(__file__).parents[1])})
+    assert out.returncode == 0, out.stderr
