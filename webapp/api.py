@@ -223,8 +223,9 @@ def list_annotations():
 DECISION_FIELDS = ("id", "action", "label", "new_intent", "allow_clash")
 
 
-def _decision_body(fields: tuple[str, ...]) -> dict:
-    """The JSON object of a decision POST, refusing fields other than ``fields`` (400)."""
+def json_body(fields: tuple[str, ...]) -> dict:
+    """The JSON object of a POST, refusing fields other than ``fields`` (400); shared by
+    every blueprint's POST routes."""
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
         raise MissingFieldError(f"the body must be a JSON object with {', '.join(fields)}")
@@ -239,7 +240,7 @@ def post_annotation():
     """Record a decision ``{"id", "action", "label"}`` (``"new_intent": true`` creates the
     label as a new intent; ``"allow_clash": true`` allows one differing from an existing
     intent only in case); 201 with the stored row."""
-    body = _decision_body(DECISION_FIELDS)
+    body = json_body(DECISION_FIELDS)
     row = review.record_decision(get_store(), body.get("id"), body.get("action"), body.get("label"),
                                  new_intent=body.get("new_intent", False), allow_clash=body.get("allow_clash", False),
                                  reviewer=security.reviewer())
@@ -251,7 +252,7 @@ def post_annotations():
     """Record one decision for many rows ``{"ids": [...], "action", "label", "new_intent",
     "allow_clash"}`` in one transaction (a candidate group named as a new intent, or marked
     ``out_of_scope``); 201 with ``{"n", "effective_label", "rows"}``."""
-    body = _decision_body(("ids", *DECISION_FIELDS[1:]))
+    body = json_body(("ids", *DECISION_FIELDS[1:]))
     rows = review.record_decisions(get_store(), body.get("ids"), body.get("action"), body.get("label"),
                                    new_intent=body.get("new_intent", False),
                                    allow_clash=body.get("allow_clash", False),

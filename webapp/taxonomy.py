@@ -28,9 +28,9 @@ from bokeh.plotting import figure
 from flask import Blueprint, abort, jsonify, render_template, request
 
 from hl_debug.domain import OUT_OF_SCOPE
-from hl_debug.errors import MissingFieldError
 from hl_debug.steps import taxonomy_actions as actions
 from webapp import security
+from webapp.api import json_body
 from webapp.db import evidence, get_store, signal_table
 
 bp = Blueprint("taxonomy", __name__)
@@ -161,17 +161,6 @@ def taxonomy_view():
 ACTION_FIELDS = ("kind", "a", "b", "label", "allow_clash", "expected_rows")
 
 
-def _body(fields: tuple[str, ...]) -> dict:
-    """The JSON object of a POST, refusing fields other than ``fields`` (400)."""
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        raise MissingFieldError(f"the body must be a JSON object with {', '.join(fields)}")
-    unknown = sorted(set(body) - set(fields))
-    if unknown:
-        abort(400, f"unknown field(s) {', '.join(unknown)}; expected {', '.join(fields)}")
-    return body
-
-
 def _action_args(body: dict) -> tuple[tuple, dict]:
     return ((body.get("kind"), body.get("a"), body.get("b")),
             {"label": body.get("label"), "allow_clash": body.get("allow_clash", False)})
@@ -180,14 +169,14 @@ def _action_args(body: dict) -> tuple[tuple, dict]:
 @bp.post("/api/taxonomy/preview")
 def preview():
     """What a merge or rename would change (stores nothing): rows per current label, examples."""
-    args, kwargs = _action_args(_body(ACTION_FIELDS[:-1]))
+    args, kwargs = _action_args(json_body(ACTION_FIELDS[:-1]))
     return jsonify(actions.plan(get_store(), *args, **kwargs))
 
 
 @bp.post("/api/taxonomy/apply")
 def apply():
     """Carry out a merge or rename as one batch of decisions; 201 with the plan and ``batch``."""
-    body = _body(ACTION_FIELDS)
+    body = json_body(ACTION_FIELDS)
     args, kwargs = _action_args(body)
     out = actions.apply(get_store(), *args, **kwargs, expected_rows=body.get("expected_rows"), reviewer=reviewer())
     return jsonify(out), 201
@@ -196,7 +185,7 @@ def apply():
 @bp.post("/api/taxonomy/revert")
 def revert():
     """Undo a merge or rename (``{"batch"}``; ``"preview": true`` only counts); 201 when applied."""
-    body = _body(("batch", "preview"))
+    body = json_body(("batch", "preview"))
     if body.get("preview"):
         p = actions.plan_revert(get_store(), body.get("batch"))
         return jsonify({k: v for k, v in p.items() if k != "rows"})
