@@ -286,11 +286,13 @@ def check_chain(db: Path, plan: dict, n: int) -> dict:
 
 
 def run_version(name: str, root: Path, db: Path, work: Path, *, concurrency: int, posts: int, quick: bool,
-                timeout: float) -> dict:
+                timeout: float, only: list[str] | None = None) -> dict:
     """Every route's burst, then the POST burst, against a fresh copy of ``db`` served by ``root``."""
     copy = work / f"{name}-{db.name}"
     shutil.copyfile(db, copy)
     route_list, plan = routes(copy, concurrency, quick=quick)
+    if only:
+        route_list = [(label, paths) for label, paths in route_list if any(o in label for o in only)]
     server = Server(root, copy, work / f"{name}-{db.stem}.log")
     out: dict = {"routes": {}}
     try:
@@ -361,6 +363,8 @@ def main() -> None:
     ap.add_argument("--before", default=BEFORE, help="git revision measured as 'before' (empty: skip)")
     ap.add_argument("--timeout", type=float, default=300, help="per request (s); a request past it is an error")
     ap.add_argument("--quick", action="store_true", help="a 300-row synthetic database, 8 concurrent requests")
+    ap.add_argument("--only", action="append", default=[], metavar="TEXT",
+                    help="measure only the routes whose name contains TEXT (repeatable; the POST burst always runs)")
     ap.add_argument("--build-only", action="store_true", help="build (or find) the cached databases and stop")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -382,7 +386,7 @@ def main() -> None:
               f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}, {os.cpu_count()} cores")
         for title, db in dbs:
             results = {name: run_version(name.split()[0], root, db, work, concurrency=args.concurrency,
-                                         posts=args.posts, quick=args.quick, timeout=args.timeout)
+                                         posts=args.posts, quick=args.quick, timeout=args.timeout, only=args.only)
                        for name, root in versions}
             print_table(f"{title} rows", results, concurrency=args.concurrency, posts=args.posts)
 

@@ -33,6 +33,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         model_report,
         pages,
         points,
+        rowcache,
         security,
         signals_api,
         taxonomy,
@@ -56,6 +57,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         TOKEN=None,  # team mode's access token (hl-debug serve --token / HL_TOKEN); None: no token asked
         TEAM=False,  # team mode: page visits choose a reviewer name first (/login)
         PAGE_CACHE=True,  # keep expensive responses per data state (webapp.pagecache)
+        ROW_CACHE_ROWS=200_000,  # inspector rows kept encoded per data state (webapp.rowcache; ~0.8 kB each)
     )
     if test_config:
         app.config.update(test_config)
@@ -66,6 +68,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     init_page_cache(app)  # after security (its checks come first) and compress (it sees the body before gzip)
     app.extensions["hl_points"] = points.PayloadCache()
     app.extensions["hl_reports"] = model_report.ReportCache()
+    app.extensions["hl_rows"] = rowcache.RowCache(max_rows=app.config["ROW_CACHE_ROWS"])
     if app.config["WARM_MAP"] and not app.testing:
         warm(app)
     errors.init_app(app)
@@ -80,6 +83,16 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
 def warm(app: Flask) -> threading.Thread:
     """Build the map's payload in a daemon thread, so the first page load after ``hl-debug
-    serve`` finds it ready, then keep it in the database for the next start (the model report
-    needs no warming: it is the stored document). Returns the thread."""
-    return app.extensions["hl_points"].warm(app.config["DB"])
+    serve`` finds it ready, keep it in the database for the next start, then encode the
+    inspector's rows (``webapp.rowcache``; the model report needs no warming: it is the stored
+    document). Returns the thread."""
+    from hl_debug.signals.registry import evidence
+    from webapp.points import warm_in_background
+
+    payload, rows = app.extensions["hl_points"], app.extensions["hl_rows"]
+
+    def work(store) -> None:
+        payload.prepare(store)
+        rows.warm(store, evidence())
+
+    return warm_in_background(app.config["DB"], work, name="hl-warm")

@@ -11,7 +11,7 @@ from flask import Blueprint, abort, current_app, jsonify, request
 from hl_debug.errors import MissingFieldError
 from hl_debug.steps import review
 from hl_debug.storage import CLUSTERS, NEIGHBORS, Store, Table
-from webapp import compress, security
+from webapp import compress, rowcache, security
 from webapp.db import evidence, get_store, signal_table
 
 bp = Blueprint("api", __name__)
@@ -20,6 +20,7 @@ bp = Blueprint("api", __name__)
 #: than 19 digits (SQLite's INTEGER range; Python's own int() also takes "²"-like digits and "1_000").
 INT_TEXT = re.compile(r"-?[0-9]{1,19}")
 INT64_MAX = 2**63 - 1
+IDS_TEXT = re.compile(r"[0-9]{1,19}(?:,[0-9]{1,19})*")
 
 
 def parse_int(raw: str, what: str) -> int:
@@ -54,6 +55,10 @@ def parse_ids(raw: str | None, *, limit: int) -> list[int]:
     """``"1,2,3"`` -> ``[1, 2, 3]``; 400 on anything else."""
     if raw is None or not raw.strip():
         abort(400, "missing query parameter 'ids': comma-separated utterance ids, e.g. ?ids=1,2,3")
+    if IDS_TEXT.fullmatch(raw):  # the common case, without the per-part checks below
+        ids = list(map(int, raw.split(",")))
+        if len(ids) <= limit and max(ids) <= INT64_MAX:
+            return ids
     parts = raw.split(",")
     if len(parts) > limit:
         abort(400, f"too many ids ({len(parts)}); ask for at most {limit} per request")
@@ -74,13 +79,14 @@ def points():
     """Every utterance as compact column arrays (typed arrays in base64, see ``points.py``),
     cached per database state; 304 when the client's copy is current."""
     store, cache = get_store(), current_app.extensions["hl_points"]
-    etag = cache.etag(store)
+    state = store.map_state()
+    etag = cache.etag(store, state)
     if request.if_none_match.contains_weak(etag):
         response = current_app.response_class(status=304)
         response.set_etag(etag, weak=True)
     else:
         gzipped = compress.accepts_gzip()
-        etag, body = cache.get(store, gzipped=gzipped)
+        etag, body = cache.get(store, gzipped=gzipped, state=state)
         response = current_app.response_class(body, mimetype="application/json")
         response.set_etag(etag, weak=True)
         if gzipped:
@@ -90,26 +96,36 @@ def points():
     return response
 
 
+def _json(body: bytes, status: int = 200):
+    """A response of already-encoded JSON."""
+    return current_app.response_class(body, status=status, mimetype="application/json")
+
+
+def _rows(ids: list[int]) -> list[tuple[int, bytes, str | None]]:
+    """The inspector rows of ``ids`` as JSON, from the app's :class:`~webapp.rowcache.RowCache`."""
+    return current_app.extensions["hl_rows"].rows(get_store(), ids, evidence())
+
+
 @bp.get("/utterances")
 def utterances():
     """Full rows for ``?ids=1,2,3`` (unknown ids are listed under ``missing``)."""
     ids = parse_ids(request.args.get("ids"), limit=current_app.config["INSPECTOR_MAX_IDS"])
-    rows = get_store().inspector_rows(sorted(set(ids)), evidence=evidence())
-    found = {r["id"] for r in rows}
+    rows = _rows(sorted(set(ids)))
+    found = {i for i, _, _ in rows}
     missing = [i for i in ids if i not in found]
     if not rows:
         abort(404, f"no utterance with id {', '.join(map(str, missing[:10]))}")
-    return jsonify({"rows": rows, "missing": missing})
+    return _json(b'{"rows":' + rowcache.array([r for _, r, _ in rows]) + b',"missing":' + rowcache.encode(missing) + b"}")
 
 
 @bp.get("/utterances/<int:utterance_id>")
 def utterance(utterance_id: int):
     """One full row plus its decision history."""
-    store = get_store()
-    rows = store.inspector_rows([utterance_id], evidence=evidence())
+    rows = _rows([utterance_id])
     if not rows:
         abort(404, f"no utterance with id {utterance_id}")
-    return jsonify({**rows[0], "annotations": store.annotations(utterance_id)})
+    history = rowcache.encode(get_store().annotations(utterance_id))
+    return _json(rows[0][1][:-1] + b',"annotations":' + history + b"}")
 
 
 @bp.get("/neighbors/<int:utterance_id>")
@@ -165,10 +181,11 @@ def cluster(cluster_id: int):
     if found is None:
         abort(404, f"no cluster with id {cluster_id}")
     c = _decode_cluster(found)
-    rows = store.cluster_members(cluster_id, evidence=evidence())
+    rows = _rows(store.cluster_member_ids(cluster_id))
     major = c.get("majority_intent")
-    minority = [r for r in rows if r["label"] and r["label"] != major]
-    return jsonify({"cluster": c, "minority": minority, "ids": [r["id"] for r in rows]})
+    minority = [r for _, r, label in rows if label and label != major]
+    return _json(b'{"cluster":' + rowcache.encode(c) + b',"minority":' + rowcache.array(minority) + b',"ids":'
+                 + rowcache.encode([i for i, _, _ in rows]) + b"}")
 
 
 @bp.get("/issues")

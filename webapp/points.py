@@ -66,13 +66,15 @@ class PayloadCache:
         self._base: dict[str, _Base] = {}  # path -> the pipeline's part of the payload
         self._full: dict[str, tuple[str, bytes, bytes | None]] = {}  # path -> (etag, body, gzipped body)
 
-    def etag(self, store: Store) -> str:
-        """The ETag of the store's current map data (cheap: a few tiny queries)."""
-        return mapdata.state_key(store.map_state())
+    def etag(self, store: Store, state: dict | None = None) -> str:
+        """The ETag of the store's current map data (cheap: a few tiny queries; none when
+        ``state``, its :meth:`Store.map_state`, is given)."""
+        return mapdata.state_key(store.map_state() if state is None else state)
 
-    def get(self, store: Store, *, gzipped: bool = False) -> tuple[str, bytes]:
-        """``(etag, body)`` for the store's current state; ``gzipped`` gives the gzip-encoded body."""
-        state = store.map_state()
+    def get(self, store: Store, *, gzipped: bool = False, state: dict | None = None) -> tuple[str, bytes]:
+        """``(etag, body)`` for the store's current state (``state``: its :meth:`Store.map_state`,
+        when the caller has read it); ``gzipped`` gives the gzip-encoded body."""
+        state = store.map_state() if state is None else state
         etag = mapdata.state_key(state)
         with self._lock:
             full = self._full.get(store.path)

@@ -137,13 +137,16 @@ class WebViews:
         found = row.fetchone()
         return dict(zip(names, found)) if found else None
 
-    def cluster_members(self, cluster_id: int, *, evidence: Sequence[Evidence] | None = None) -> list[dict]:
-        """Inspector rows of every utterance in cluster ``cluster_id``, by id (empty before analyze)."""
+    def cluster_member_ids(self, cluster_id: int) -> list[int]:
+        """Ids of every utterance in cluster ``cluster_id``, ascending (empty before analyze)."""
         if not self.table_exists(POINTS.name):
             return []
-        ids = [r[0] for r in self.db.execute(
+        return [r[0] for r in self.db.execute(
             f"SELECT id FROM [{POINTS.name}] WHERE cluster_id = ? ORDER BY id", [int(cluster_id)])]
-        return self.inspector_rows(ids, evidence=evidence)
+
+    def cluster_members(self, cluster_id: int, *, evidence: Sequence[Evidence] | None = None) -> list[dict]:
+        """Inspector rows of every utterance in cluster ``cluster_id``, by id (empty before analyze)."""
+        return self.inspector_rows(self.cluster_member_ids(cluster_id), evidence=evidence)
 
     def minority_rows(self, per_cluster: int, *, evidence: Sequence[Evidence] | None = None,
                       score: Evidence | None = None) -> tuple[dict[int, list[dict]], dict[int, int]]:
