@@ -21,6 +21,9 @@ POINT_FIELDS = {"x": "x", "y": "y", "cluster_id": "cluster_id", "outlier_score":
 PREDICTION_FIELDS = {"predicted_label": "label", "confidence": "confidence", "entropy": "entropy", "margin": "margin"}
 
 
+#: ``str.translate`` table lowering ASCII letters only (SQLite's LIKE folds no other case).
+_ASCII_LOWER = {c: c + 32 for c in range(ord("A"), ord("Z") + 1)}
+
 class WebViews:
     """Store methods the web app reads through (the mixin expects ``self.db``,
     ``self.table_columns()`` and ``self.active_endpoint()``)."""
@@ -202,10 +205,19 @@ class WebViews:
 
     def search_ids(self, query: str, *, limit: int = 500) -> list[int]:
         """Ids of utterances whose text contains ``query`` (case-insensitive, literal), by id."""
-        escaped = query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        return [r[0] for r in self.db.execute(
-            "SELECT id FROM utterances WHERE text LIKE ? ESCAPE '\\' ORDER BY id LIMIT ?",
-            [f"%{escaped}%", int(limit)])]
+        def like(q: str) -> str:
+            return "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+        if "\x00" not in query:
+            return [r[0] for r in self.db.execute(
+                "SELECT id FROM utterances WHERE text LIKE ? ESCAPE '\\' ORDER BY id LIMIT ?", [like(query), int(limit)])]
+        # SQLite's LIKE reads its pattern up to the first NUL ("a\x00b" would match every text
+        # holding "a"): select the rows holding the query's first part, then match the whole
+        # query here, case-insensitive for ASCII letters as LIKE is.
+        wanted = query.translate(_ASCII_LOWER)
+        rows = self.db.execute("SELECT id, text FROM utterances WHERE text LIKE ? ESCAPE '\\' ORDER BY id",
+                               [like(query.split("\x00", 1)[0])])
+        return [i for i, text in rows if wanted in str(text).translate(_ASCII_LOWER)][:int(limit)]
 
     def neighbors_of(self, utterance_id: int) -> list[dict]:
         """The stored nearest neighbours of one utterance with their effective labels, by rank."""

@@ -566,3 +566,10 @@ def test_review_outcomes_leave_taxonomy_batches_out(tiny):
                            "batch": "merge:1"} for u in uids])
     outcomes = tiny.review_outcomes()
     assert [(o["utterance_id"], o["label"]) for o in outcomes] == [(uids[0], "x")]
+
+
+def test_search_with_a_nul_matches_the_whole_query_not_its_first_part(synthetic):
+    # SQLite's LIKE stops reading its pattern at a NUL: "bill\x00zzz" must not match every "bill" row
+    assert synthetic.search_ids("bill\x00zzz") == []
+    assert synthetic.search_ids("\x00") == []
+    assert synthetic.search_ids("BILL") == synthetic.search_ids("bill") != []
