@@ -60,7 +60,8 @@ def test_a_pipeline_write_re_encodes_and_unknown_ids_are_left_out(web_store):
 def test_rows_past_the_cap_are_read_each_time(web_store):
     ids = web_store.utterance_columns(("id",))["id"]
     cache = RowCache(max_rows=5)
-    cache.warm(web_store, evidence())
+    assert cache.warm(web_store, evidence()) == 0  # more rows than the cap: nothing read up front
+    served(cache, web_store, ids[:7])
     web_store.add_annotation(ids[-1], "relabel", "card_issue", web_store.effective_label(ids[-1]))
     assert served(cache, web_store, ids) == truth(web_store, ids)
     assert cache.encoded == 5

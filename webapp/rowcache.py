@@ -14,8 +14,8 @@ rows change at two very different rates, as the map's payload does (``points.py`
 
 So a request costs a few dict lookups and a ``join``. :meth:`RowCache.warm` encodes every
 row in one read (the start-up thread, after the map's payload); rows not encoded yet are
-read on demand. At most ``max_rows`` rows are kept (~0.8 kB each: 80 MB at 100k rows);
-past it, further rows are read per request, as before.
+read on demand. At most ``max_rows`` rows are kept (~1 kB each: ~100 MB at 100k rows); a
+larger database is not warmed, and rows past the cap are read per request, as before.
 
 The rule for the effective label is the store's (:mod:`hl_debug.storage.reviews`): the label
 of the latest labelling decision when it has one, else the original intent. A test checks
@@ -154,14 +154,14 @@ class RowCache:
         """Encode every row of the current state (up to ``max_rows``); returns how many were
         encoded here. Runs in the app's start-up thread."""
         base = self._base(store, store.data_version(reviews=False))
-        if base.complete:
-            return 0
+        if base.complete or store.count_utterances() > self.max_rows:
+            return 0  # past the cap rows are encoded as they are asked for: no arbitrary subset read up front
         columns = ["id", *[c for c in self._columns(store, evidence) if c != "id"]]
         data = store.map_columns(columns, evidence=evidence)
         ids = data["id"]
         before = self.encoded
-        for start in range(0, min(len(ids), self.max_rows), WARM_CHUNK):
-            stop = min(start + WARM_CHUNK, len(ids), self.max_rows)
+        for start in range(0, len(ids), WARM_CHUNK):
+            stop = min(start + WARM_CHUNK, len(ids))
             chunk = [dict(zip(columns, values)) for values in zip(*(data[c][start:stop] for c in columns))]
             self._encode_into(base, [r for r in chunk if r["id"] not in base.rows])
         base.complete = len(base.rows) >= len(ids)
