@@ -149,11 +149,15 @@ class Server:
                                      cwd=root, env=env, stdout=self._log, stderr=subprocess.STDOUT)
 
     def wait_ready(self, timeout: float = 300) -> float:
-        """Seconds until ``/api/points`` answered (the map's payload built or read back)."""
+        """Seconds until the server is warm: ``/api/health`` says it is no longer warming
+        (the map's data and the inspector's rows prepared), or, for code without that route,
+        ``/api/points`` answered (the map's payload built or read back)."""
         t0 = time.perf_counter()
         while True:
-            status, _, _ = fetch(self.base + "/api/points", timeout=timeout)
-            if status == 200:
+            status, _, body = fetch(self.base + "/api/health", timeout=timeout)
+            if status == 200 and not json.loads(body or b"{}").get("warming", False):
+                return time.perf_counter() - t0
+            if status == 404 and fetch(self.base + "/api/points", timeout=timeout)[0] == 200:
                 return time.perf_counter() - t0
             if self.proc.poll() is not None or time.perf_counter() - t0 > timeout:
                 raise SystemExit(f"the server did not start (exit {self.proc.poll()}); see {self._log.name}")

@@ -80,3 +80,12 @@ def test_api_routes_on_the_cache(web_store):
     assert cluster["ids"] == web_store.cluster_member_ids(2)
     assert [r["id"] for r in cluster["minority"]] == [PLANTED_ERROR_ID]
     assert client.get("/api/utterances?ids=999999").status_code == 404
+
+
+def test_the_start_up_thread_warms_the_rows_and_health_tells_when_it_is_done(web_store):
+    app = create_app({"DB": web_store.path})
+    thread = app.extensions["hl_warm"]
+    thread.join(60)
+    assert not thread.is_alive()
+    assert app.extensions["hl_rows"].encoded == len(web_store.utterance_columns(("id",))["id"])
+    assert app.test_client().get("/api/health").get_json() == {"ok": True, "warming": False}

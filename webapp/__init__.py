@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any
 
 from flask import Flask
@@ -70,7 +71,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.extensions["hl_reports"] = model_report.ReportCache()
     app.extensions["hl_rows"] = rowcache.RowCache(max_rows=app.config["ROW_CACHE_ROWS"])
     if app.config["WARM_MAP"] and not app.testing:
-        warm(app)
+        app.extensions["hl_warm"] = warm(app)
     errors.init_app(app)
     app.register_blueprint(pages.bp)
     app.register_blueprint(discover.bp)
@@ -92,7 +93,11 @@ def warm(app: Flask) -> threading.Thread:
     payload, rows = app.extensions["hl_points"], app.extensions["hl_rows"]
 
     def work(store) -> None:
+        t0 = time.perf_counter()
         payload.prepare(store)
-        rows.warm(store, evidence())
+        t1 = time.perf_counter()
+        n = rows.warm(store, evidence())
+        log.info("warmed the map's data in %.1f s and %d inspector rows in %.1f s", t1 - t0, n,
+                 time.perf_counter() - t1)
 
     return warm_in_background(app.config["DB"], work, name="hl-warm")

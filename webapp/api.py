@@ -74,6 +74,16 @@ def parse_ids(raw: str | None, *, limit: int) -> list[int]:
     return ids
 
 
+@bp.get("/health")
+def health():
+    """Readiness: the database answers, and whether the start-up thread is still preparing
+    the map's data and the inspector's rows (``warming``: requests are answered meanwhile,
+    only slower). For a process manager's or load balancer's readiness check."""
+    get_store().data_version()
+    thread = current_app.extensions.get("hl_warm")
+    return jsonify({"ok": True, "warming": bool(thread is not None and thread.is_alive())})
+
+
 @bp.get("/points")
 def points():
     """Every utterance as compact column arrays (typed arrays in base64, see ``points.py``),

@@ -177,6 +177,8 @@ class Connection:
         database raises :class:`StoreError` naming the step to run.
     """
 
+    _intents_memo: tuple[int, list[str]] | None = None  # see Utterances.intents
+
     def __init__(self, path: str | Path = ":memory:", *, create: bool = True) -> None:
         self.path = str(path)
         #: True when the file can only be read (its permissions, or its folder's): reads work,
@@ -280,13 +282,20 @@ class Connection:
             yield
             conn.commit()
         except sqlite3.OperationalError as exc:
-            conn.rollback()
+            self._rollback()
             if _cause(exc) is None:
                 raise
             raise _store_error(exc, self.path) from exc
         except BaseException:
-            conn.rollback()
+            self._rollback()
             raise
+
+    def _rollback(self) -> None:
+        """Roll back, and forget what was memoised from the rolled-back writes (a memo is
+        keyed on the data version, which the rollback takes back to a value it may reach
+        again with other data)."""
+        self.db.conn.rollback()
+        self._intents_memo = None
 
     def close(self) -> None:
         self.db.conn.close()

@@ -105,9 +105,12 @@ class Reviews:
     def created_labels(self) -> list[str]:
         """Labels that decisions introduced and no original intent has (new intents named in
         review, and :data:`~hl_debug.domain.OUT_OF_SCOPE`), sorted."""
-        return [r[0] for r in self.db.execute(
-            "SELECT DISTINCT label FROM annotations WHERE label IS NOT NULL AND label NOT IN "
-            "(SELECT intent FROM utterances WHERE intent IS NOT NULL) ORDER BY 1")]
+        # The few distinct decision labels, less the (memoised) intents: a NOT IN over the
+        # utterances would build a set of every row's intent per call (13 ms at 100k rows,
+        # inside each decision's write transaction).
+        intents = set(self.intents())
+        return [r[0] for r in self.db.execute("SELECT DISTINCT label FROM annotations WHERE label IS NOT NULL "
+                                              "ORDER BY 1") if r[0] not in intents]
 
     def review_labels(self) -> list[str]:
         """Every label a decision may use without creating it: the original intents plus

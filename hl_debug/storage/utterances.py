@@ -46,9 +46,13 @@ class Utterances:
 
     db: Any
     path: str
+    _intents_memo: tuple[int, list[str]] | None = None  # (data version, intents); reset on rollback
 
     if TYPE_CHECKING:  # provided by the composed Store
         def transaction(self) -> Any:
+            ...
+
+        def data_version(self, *, reviews: bool = True) -> int:
             ...
 
         def _bump(self) -> None:
@@ -109,9 +113,16 @@ class Utterances:
         return [r[0] for r in self.db.execute("SELECT DISTINCT project_id FROM utterances ORDER BY 1")]
 
     def intents(self) -> list[str]:
-        """The annotated intents, sorted."""
-        return [r[0] for r in self.db.execute(
-            "SELECT DISTINCT intent FROM utterances WHERE intent IS NOT NULL ORDER BY 1")]
+        """The annotated intents, sorted (memoised per data version: every utterance write
+        bumps it, and the DISTINCT reads every row — 11 ms at 100k rows, asked by each
+        review decision)."""
+        version = self.data_version(reviews=False)
+        memo = self._intents_memo
+        if memo is None or memo[0] != version:
+            memo = (version, [r[0] for r in self.db.execute(
+                "SELECT DISTINCT intent FROM utterances WHERE intent IS NOT NULL ORDER BY 1")])
+            self._intents_memo = memo
+        return list(memo[1])
 
     def texts_by_hash(self) -> dict[str, str]:
         return {h: t for h, t in self.db.execute("SELECT text_hash, text FROM utterances")}

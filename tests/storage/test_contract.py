@@ -573,3 +573,18 @@ def test_search_with_a_nul_matches_the_whole_query_not_its_first_part(synthetic)
     assert synthetic.search_ids("bill\x00zzz") == []
     assert synthetic.search_ids("\x00") == []
     assert synthetic.search_ids("BILL") == synthetic.search_ids("bill") != []
+
+
+def test_intents_follow_every_write_and_a_rollback(tiny):
+    before = tiny.intents()
+    rows = tiny.utterance_rows()
+    assert tiny.intents() == before  # memoised read, same answer
+    with pytest.raises(RuntimeError), tiny.transaction():
+        tiny.upsert_utterances([{**rows[0], "intent": "zz_new_intent", "row_hash": "changed"}])
+        assert "zz_new_intent" in tiny.intents()  # seen inside the transaction
+        raise RuntimeError("roll back")
+    # the next write takes the data version back to the value the rolled-back one had
+    tiny.upsert_utterances([{**rows[0], "intent": "zz_other", "row_hash": "changed again"}])
+    assert "zz_other" in tiny.intents() and "zz_new_intent" not in tiny.intents()
+    assert tiny.intents() == sorted({*before, "zz_other"} - ({rows[0]["intent"]} if sum(
+        r["intent"] == rows[0]["intent"] for r in rows) == 1 else set()))
