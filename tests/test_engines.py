@@ -72,14 +72,22 @@ def test_the_pipeline_gives_the_same_results_on_both_engines(ray_engine, tmp_pat
                                      else "local")
             embed = next(s for s in summaries if s["step"] == "embed")
             ids, X = store.load_embeddings(FakeEncoder.identity)
-            results[name] = (embed["n_embedded"], ids, X, store.table_rows(POINTS), store.table_rows(CLUSTERS))
+            predictions = store.inspector_rows(ids.tolist(), columns=["predicted_label", "confidence", "entropy",
+                                                                       "margin"])
+            mode = store.last_run("predict")["parameters"]["mode"]
+            results[name] = (embed["n_embedded"], ids, X, store.table_rows(POINTS), store.table_rows(CLUSTERS),
+                             predictions, mode)
         finally:
             store.close()
-    (n_local, ids_l, X_l, points_l, clusters_l), (n_ray, ids_r, X_r, points_r, clusters_r) = results.values()
+    (n_local, ids_l, X_l, points_l, clusters_l, pred_l, mode_l), \
+        (n_ray, ids_r, X_r, points_r, clusters_r, pred_r, mode_r) = results.values()
     assert n_local == n_ray > 0
     np.testing.assert_array_equal(ids_l, ids_r)
     np.testing.assert_array_equal(X_l, X_r)
     assert points_l == points_r and clusters_l == clusters_r
+    # the local model scored in this process, then in Ray actors: the same answers
+    assert (mode_l, mode_r) == ("in-process", "engine:ray")
+    assert pred_l == pred_r and all(p["predicted_label"] for p in pred_l)
 
 
 @pytest.mark.slow

@@ -72,6 +72,29 @@ def test_the_local_source_scores_the_vectors_it_is_given():
         list(source.answers(Query(["x"])))
 
 
+def test_the_local_source_on_an_engine_gives_the_in_process_answers():
+    from hl_debug.engines import LocalEngine
+
+    class Reversed(LocalEngine):  # an engine that hands its batches back last first, as a cluster may
+        name = "reversed"
+
+        def predict_proba(self, model, X, *, batch_size=4096):
+            return reversed(list(super().predict_proba(model, X, batch_size=batch_size)))
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(7, 4)).astype(np.float32)
+    model = LocalIntentModel(calibration=None).fit(np.vstack([X, X]), list("abcabca") * 2)
+    model.metadata_ = {"model_hash": "0" * 40}
+    texts = [f"t{i}" for i in range(7)]
+    plain = {t: a for o in LocalSource(model, n_best=2, chunk_size=3).answers(Query(texts, X))
+             for t, a in zip(o.texts, o.answers)}
+    source = LocalSource(model, n_best=2, chunk_size=3, engine=Reversed())
+    outcomes = list(source.answers(Query(texts, X)))
+    assert [o.texts for o in outcomes] == [["t6"], ["t3", "t4", "t5"], ["t0", "t1", "t2"]]
+    assert {t: a for o in outcomes for t, a in zip(o.texts, o.answers)} == plain
+    assert source.parameters["mode"] == "engine:reversed" and source.stats.requests == 3
+
+
 def test_the_recorded_source_matches_by_text_or_position(tmp_path):
     items = [{"data": {"text": "hello there"}, "predictions": [{"value": [{"label": "greet", "confidence": 0.9}]}]},
              {"data": {"text": "not in the db"}, "predictions": [{"value": []}]}]

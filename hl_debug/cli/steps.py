@@ -147,7 +147,7 @@ def serve_model(ctx: click.Context, host: str, port: int, api_key: str | None, p
 @click.pass_context
 def predict(ctx: click.Context, api_url: str | None, api_key: str | None, project_id: str | None,
             encoder: str | None, encoder_backend: str | None, batch_size: int, concurrency: int, n_best: str,
-            timeout: float, max_retries: int, retrain: bool) -> None:
+            timeout: float, max_retries: int, retrain: bool, engine: str | None, ray_address: str | None) -> None:
     """Ask a prediction API for every utterance (the local model by default).
 
     Answers are cached by (endpoint, text), saved batch by batch: a re-run, or a run
@@ -168,7 +168,7 @@ def predict(ctx: click.Context, api_url: str | None, api_key: str | None, projec
     options = PredictOptions(api_url=api_url, api_key=api_key, project_id=project_id, n_best=n_best,
                              batch_size=batch_size, concurrency=concurrency, timeout=timeout, max_retries=max_retries,
                              encoder=None if api_url else default_encoder(encoder, encoder_backend).identity,
-                             retrain=retrain, progress=sys.stderr.isatty())
+                             retrain=retrain, progress=sys.stderr.isatty(), engine=engine, ray_address=ray_address)
     counts = do_predict(store, options)
     click.echo(
         f"Predictions from {counts['endpoint']}: {counts['n_texts']} distinct texts, "

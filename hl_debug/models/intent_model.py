@@ -172,7 +172,11 @@ class LocalIntentModel(ClassifierMixin, BaseEstimator):
     def top_k(self, X: np.ndarray, k: int | None = None) -> list[list[tuple[str, float]]]:
         """The ``k`` most probable ``(label, confidence)`` per row, most confident first
         (``k=None``: all classes)."""
-        proba = self.predict_proba(X)
+        return self.ranked(self.predict_proba(X), k)
+
+    def ranked(self, proba: np.ndarray, k: int | None = None) -> list[list[tuple[str, float]]]:
+        """:meth:`top_k` of probabilities already computed (``predict_proba``'s, e.g. by an engine)."""
+        proba = np.asarray(proba)
         k = len(self.classes_) if k is None else max(1, min(int(k), len(self.classes_)))
         order = np.argsort(-proba, axis=1, kind="stable")[:, :k]
         return [[(str(self.classes_[j]), float(p[j])) for j in row] for p, row in zip(proba, order)]

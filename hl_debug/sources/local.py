@@ -42,16 +42,22 @@ class LocalSource:
     chunk_size:
         Texts scored (and saved) at once: large enough that per-chunk overhead vanishes,
         small enough that Ctrl-C loses little.
+    engine:
+        An :class:`~hl_debug.engines.Engine` that computes the probabilities (the ``ray``
+        engine: a Ray Data job whose actors hold the model); None scores in this process.
+        The answers are the same either way; the model ranks them here.
     """
 
     needs_vectors = True
 
-    def __init__(self, model: Any, *, n_best: int | None = None, chunk_size: int = 2048) -> None:
+    def __init__(self, model: Any, *, n_best: int | None = None, chunk_size: int = 2048,
+                 engine: Any = None) -> None:
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
         self.model = model
         self.n_best = n_best
         self.chunk_size = chunk_size
+        self.engine = engine
         self._stats = ClientStats()
 
     @property
@@ -65,7 +71,8 @@ class LocalSource:
 
     @property
     def parameters(self) -> dict[str, Any]:
-        return {"endpoint": self.identity, "source": "local", "mode": "in-process", "n_best": self.n_ask,
+        return {"endpoint": self.identity, "source": "local",
+                "mode": "in-process" if self.engine is None else f"engine:{self.engine.name}", "n_best": self.n_ask,
                 "chunk_size": self.chunk_size}
 
     @property
@@ -77,6 +84,13 @@ class LocalSource:
         if query.vectors is None or len(query.vectors) != len(query.texts):
             raise ValueError("the local source scores vectors: the query needs one vector per text")
         texts, X = list(query.texts), query.vectors
+        if self.engine is not None:
+            for index, (rows, proba) in enumerate(self.engine.predict_proba(self.model, X, batch_size=self.chunk_size)):
+                chunk = [texts[int(i)] for i in rows]
+                self._stats.requests += 1
+                self._stats.texts_sent += len(chunk)
+                yield BatchOutcome(index=index, texts=chunk, answers=self.model.ranked(proba, self.n_ask), attempts=1)
+            return
         for index, start in enumerate(range(0, len(texts), self.chunk_size)):
             chunk = texts[start:start + self.chunk_size]
             answers: list[Ranked] = self.model.top_k(X[start:start + self.chunk_size], self.n_ask)

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from hl_debug.engines import get_engine
 from hl_debug.errors import ConfigError, MissingStepError, NotFoundError
 from hl_debug.settings import default, resolve
 from hl_debug.sources.base import AnswerSource, Query, Ranked
@@ -145,6 +146,10 @@ class PredictOptions:
     model, model_dir, retrain:
         Local model: an unfitted :class:`~hl_debug.models.intent_model.LocalIntentModel` to
         train, where it is saved, and whether to force retraining.
+    engine, ray_address:
+        Local model: where it scores — ``local`` (default, ``HL_ENGINE``) in this process,
+        ``ray`` as a Ray Data job (an :class:`~hl_debug.engines.Engine` object is used as is);
+        see :func:`hl_debug.engines.get_engine`.
     """
 
     n_best: int | str | None = default("n_best")
@@ -164,6 +169,8 @@ class PredictOptions:
     model: Any = None
     model_dir: str | Path | None = None
     retrain: bool = default("retrain")
+    engine: Any = None
+    ray_address: str | None = None
 
     @classmethod
     def from_mapping(cls, options: dict[str, Any]) -> PredictOptions:
@@ -217,7 +224,15 @@ def make_source(store: Store, options: PredictOptions) -> AnswerSource:
         return RemoteSource(client, n_best=k, batch_size=options.batch_size, concurrency=options.concurrency)
     fitted = train_or_load(store, encoder=options.encoder, model=options.model, folder=options.model_dir,
                            retrain=options.retrain)
-    return LocalSource(fitted, n_best=k)
+    return LocalSource(fitted, n_best=k, engine=_scoring_engine(options))
+
+
+def _scoring_engine(options: PredictOptions) -> Any:
+    """The engine the local model scores on: None for ``local`` (the in-process loop)."""
+    if options.engine is not None and not isinstance(options.engine, str):
+        return None if options.engine.name == "local" else options.engine
+    engine = get_engine(options.engine, address=options.ray_address)
+    return None if engine.name == "local" else engine
 
 
 # -- the step -----------------------------------------------------------------------
