@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from hl_debug.storage.schema import CORE_TABLES, SQL_TYPES, Table
 
 #: Tables a step may never replace wholesale (the export, runs, caches, reviews).
@@ -38,6 +40,15 @@ def _where_sql(table: Table, equals: Mapping[str, Any] | None) -> tuple[list[str
             conds.append(f"[{column}] = ?")
             args.append(value)
     return conds, args
+
+
+def _plain(values: Sequence[Any] | np.ndarray) -> list[Any]:
+    """Python values for SQLite (numpy scalars are not bound; NaN floats become NULL)."""
+    if isinstance(values, np.ndarray):
+        if values.dtype.kind == "f":
+            return [None if v != v else v for v in values.tolist()]
+        return values.tolist()
+    return list(values)
 
 
 class DerivedTables:
@@ -77,19 +88,69 @@ class DerivedTables:
             if extra:
                 raise ValueError(f"{table.name}: undeclared column(s) {', '.join(sorted(extra))}; "
                                  f"declared: {', '.join(names)}")
-        cols = ", ".join(f"[{c.name}] {SQL_TYPES[c.type]}" for c in table.columns)
-        pk = ", ".join(f"[{c}]" for c in table.pk)
-        marks = ", ".join("?" * len(names))
         with self.transaction():
-            self.db.execute(f"DROP TABLE IF EXISTS [{table.name}]")
-            self.db.execute(f"CREATE TABLE [{table.name}] ({cols}, PRIMARY KEY ({pk}))")
-            for i, index in enumerate(table.indexes):
-                self.db.execute(f"CREATE INDEX [idx_{table.name}_{i}] ON [{table.name}] "
-                                f"({', '.join(f'[{c}]' for c in index)})")
-            self.db.conn.executemany(f"INSERT INTO [{table.name}] ({', '.join(f'[{c}]' for c in names)}) "
-                                     f"VALUES ({marks})", ([row.get(c) for c in names] for row in rows))
+            self._recreate(table)
+            self.db.conn.executemany(self._insert_sql(table, names), ([row.get(c) for c in names] for row in rows))
             self._bump()
         return len(rows)
+
+    def replace_table_columns(self, table: Table, columns: Mapping[str, Sequence[Any] | np.ndarray], *,
+                              chunk: int = 100_000) -> int:
+        """:meth:`replace_table` from whole columns (``{name: values}``, equal lengths; a
+        declared column left out is NULL) — no dict per row, written ``chunk`` rows at a time:
+        what a million-row table (the kNN graph: 10 rows per utterance) needs."""
+        if table.name in CORE_NAMES:
+            raise ValueError(f"{table.name} is a core table, not a derived one: it is never replaced wholesale")
+        extra = [k for k in columns if k not in table.column_names]
+        if extra:
+            raise ValueError(f"{table.name}: undeclared column(s) {', '.join(sorted(extra))}; "
+                             f"declared: {', '.join(table.column_names)}")
+        lengths = {len(v) for v in columns.values()}
+        if len(lengths) > 1:
+            raise ValueError(f"{table.name}: columns of different lengths {sorted(lengths)}")
+        n = lengths.pop() if lengths else 0
+        names = list(columns)
+        with self.transaction():
+            self._recreate(table)
+            sql = self._insert_sql(table, names)
+            for start in range(0, n, chunk):
+                parts = [_plain(columns[c][start:start + chunk]) for c in names]
+                self.db.conn.executemany(sql, zip(*parts))
+            self._bump()
+        return n
+
+    def _recreate(self, table: Table) -> None:
+        cols = ", ".join(f"[{c.name}] {SQL_TYPES[c.type]}" for c in table.columns)
+        pk = ", ".join(f"[{c}]" for c in table.pk)
+        self.db.execute(f"DROP TABLE IF EXISTS [{table.name}]")
+        self.db.execute(f"CREATE TABLE [{table.name}] ({cols}, PRIMARY KEY ({pk}))")
+        for i, index in enumerate(table.indexes):
+            self.db.execute(f"CREATE INDEX [idx_{table.name}_{i}] ON [{table.name}] "
+                            f"({', '.join(f'[{c}]' for c in index)})")
+
+    @staticmethod
+    def _insert_sql(table: Table, names: Sequence[str]) -> str:
+        return (f"INSERT INTO [{table.name}] ({', '.join(f'[{c}]' for c in names)}) "
+                f"VALUES ({', '.join('?' * len(names))})")
+
+    def table_arrays(self, table: Table, columns: Sequence[str], *, order: str | None = None,
+                     chunk: int = 100_000) -> dict[str, np.ndarray]:
+        """Whole columns of ``table`` as numpy arrays (``{name: array}``, in its named ``order``
+        as :meth:`table_rows`; empty before its step ran), read ``chunk`` rows at a time — the
+        columnar read of :meth:`replace_table_columns`."""
+        unknown = [c for c in columns if c not in table.column_names]
+        if unknown:
+            raise ValueError(f"{table.name}: unknown column(s) {', '.join(unknown)}")
+        if not self.table_exists(table.name):
+            return {c: np.array([]) for c in columns}
+        sql = f"SELECT {', '.join(f'[{c}]' for c in columns)} FROM [{table.name}]"
+        sql += " ORDER BY " + ", ".join(f"[{c}]{' DESC' if desc else ''}" for c, desc in table.sort_keys(order))
+        cursor = self.db.conn.execute(sql)
+        parts: list[list[np.ndarray]] = [[] for _ in columns]
+        while rows := cursor.fetchmany(chunk):
+            for k, values in enumerate(zip(*rows)):
+                parts[k].append(np.asarray(values))
+        return {c: np.concatenate(p) if p else np.array([]) for c, p in zip(columns, parts)}
 
     def table_rows(self, table: Table, *, order: str | None = None, equals: Mapping[str, Any] | None = None,
                    ids: Sequence[int] | None = None, limit: int | None = None, offset: int = 0) -> list[dict]:

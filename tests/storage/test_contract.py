@@ -588,3 +588,24 @@ def test_intents_follow_every_write_and_a_rollback(tiny):
     assert "zz_other" in tiny.intents() and "zz_new_intent" not in tiny.intents()
     assert tiny.intents() == sorted({*before, "zz_other"} - ({rows[0]["intent"]} if sum(
         r["intent"] == rows[0]["intent"] for r in rows) == 1 else set()))
+
+
+def test_whole_columns_write_and_read_back_like_rows(tiny):
+    from hl_debug.storage import NEIGHBORS
+
+    rows = [{"id": 7, "rank": 2, "neighbor_id": 9, "similarity": 0.5}, {"id": 7, "rank": 1, "neighbor_id": 8,
+                                                                        "similarity": float("nan")},
+            {"id": 3, "rank": 1, "neighbor_id": 7, "similarity": 0.25}]
+    columns = {k: np.array([r[k] for r in rows]) for k in ("id", "rank", "neighbor_id", "similarity")}
+    assert tiny.replace_table_columns(NEIGHBORS, columns, chunk=2) == 3
+    by_columns = tiny.table_rows(NEIGHBORS, order="id")
+    tiny.replace_table(NEIGHBORS, rows)
+    assert tiny.table_rows(NEIGHBORS, order="id") == by_columns
+    assert [r["id"] for r in by_columns] == [3, 7, 7] and by_columns[1]["similarity"] is None
+    back = tiny.table_arrays(NEIGHBORS, ("id", "rank", "neighbor_id"), order="id", chunk=2)
+    assert back["id"].tolist() == [3, 7, 7] and back["rank"].tolist() == [1, 1, 2]
+    with pytest.raises(ValueError, match="undeclared column"):
+        tiny.replace_table_columns(NEIGHBORS, {"nope": [1]})
+    with pytest.raises(ValueError, match="different lengths"):
+        tiny.replace_table_columns(NEIGHBORS, {"id": [1, 2], "rank": [1]})
+    assert tiny.table_rows(NEIGHBORS, order="id") == by_columns  # refused writes changed nothing
