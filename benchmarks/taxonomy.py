@@ -48,6 +48,7 @@ from benchmarks import cases  # noqa: E402
 from hl_debug.scoring.taxonomy import (  # noqa: E402
     _unit,
     confusion_counts,
+    distinctness,
     intent_spread,
     split_candidates,
     two_way_split,
@@ -177,12 +178,41 @@ def _null_similarity(X: np.ndarray, rows: np.ndarray, rng: np.random.Generator, 
     return float(np.mean(sims))
 
 
-def split_variants(base: SignalContext, labels: list[str | None]) -> dict[str, list[str]]:
+def _tree_distinctness(X: np.ndarray, pair_sims: np.ndarray, *, floor: int, random_state: int = 0) -> list[float]:
+    """Distinctness of every join of the average-linkage tree over an intent's k-means
+    sub-groups (up to 6, as :func:`two_way_split`) whose two sides both hold >= ``floor`` rows."""
+    from sklearn.cluster import KMeans
+
+    n_sub = int(max(2, min(6, len(X) // 8)))
+    sub = KMeans(n_clusters=n_sub, n_init=2, random_state=random_state).fit_predict(X)
+    sums = [X[sub == j].sum(axis=0) for j in range(n_sub)]
+    sizes = [float((sub == j).sum()) for j in range(n_sub)]
+    out = []
+    while len(sums) > 1:
+        S = np.stack(sums)
+        sim = (S @ S.T) / np.outer(sizes, sizes)
+        np.fill_diagonal(sim, -np.inf)
+        a, b = sorted(np.unravel_index(int(np.argmax(sim)), sim.shape))
+        if min(sizes[a], sizes[b]) >= floor:
+            out.append(distinctness(float(_unit(sums[a]) @ _unit(sums[b])), pair_sims))
+        sums[a], sizes[a] = sums[a] + sums[b], sizes[a] + sizes[b]
+        del sums[b], sizes[b]
+    return out
+
+
+def split_variants(base: SignalContext, labels: list[str | None], fused: list[str] | None = None) -> dict[str, list[str]]:
     """Rankings of the intents by the shipped split score and by the alternatives the study
     tried: a Gaussian null of the intent's size and spread (score + how much more distinct the
     split is than the null's), self-containment (score x the smaller share, over the two
-    groups, of the 20 nearest annotated neighbours carrying the intent's own label) and the
-    spread baseline."""
+    groups, of the 20 nearest annotated neighbours carrying the intent's own label), the
+    previous shipped score (each group at least 20% of the intent's rows, without the cap at
+    15% of the label set's median intent: a floor that grows with the fusion hides a small
+    intent fused into a large one), the sum of the two most distinct joins of the intent's tree with a 10%
+    floor (an intent holding three meanings above one holding two) and the spread baseline.
+    With ``fused`` (the planted names, ``a+b``) also an **oracle** that ranks by centroid
+    similarity with each planted fusion's similarity replaced by that of its two true
+    halves (the rows of ``a`` and of ``b``): the ceiling of any score that ranks by how far
+    apart an intent's two meanings lie."""
     keep = np.array([i for i, v in enumerate(labels) if v is not None])
     classes = sorted({labels[i] for i in keep})
     y = np.array([classes.index(labels[i]) for i in keep])
@@ -197,9 +227,25 @@ def split_variants(base: SignalContext, labels: list[str | None]) -> dict[str, l
         rows = np.flatnonzero(y == r["c"])
         r["gain"] = _null_similarity(X, rows, rng) - r["similarity"]
         r["contained"] = min(float((y[nbr[g["rows"]]] == r["c"]).mean()) for g in r["groups"])
+    cent = _unit(np.stack([X[y == c].sum(axis=0) for c in range(len(classes))]))
+    pair_sims = (cent @ cent.T)[np.triu_indices(len(classes), 1)]
+    old_recs = split_candidates(X, y, [base.texts[i] for i in keep], classes, floor_cap=None)
+    for r in recs:
+        rows = np.flatnonzero(y == r["c"])
+        d = sorted(_tree_distinctness(X[rows], pair_sims, floor=max(8, int(np.ceil(0.1 * len(rows))))))
+        r["top2"] = sum(d[-2:])
+        r["oracle_sim"] = r["similarity"]
+        if fused and r["intent"] in fused:
+            orig = [base.labels[i] for i in keep[rows]]
+            halves = [rows[[o == part for o in orig]] for part in r["intent"].split("+")]
+            r["oracle_sim"] = float(_unit(X[halves[0]].mean(axis=0)) @ _unit(X[halves[1]].mean(axis=0)))
     rank = {"shipped split score": sorted(recs, key=lambda r: (-r["score"], r["similarity"])),
             "split score + Gaussian-null gain": sorted(recs, key=lambda r: -(r["score"] + r["gain"])),
-            "split score x self-containment": sorted(recs, key=lambda r: -r["score"] * r["contained"])}
+            "split score x self-containment": sorted(recs, key=lambda r: -r["score"] * r["contained"]),
+            "previous score: group floor 20% of the intent's own rows": old_recs,
+            "two most distinct tree joins, 10% floor": sorted(recs, key=lambda r: -r["top2"])}
+    if fused:
+        rank["oracle: planted fusions by their true halves"] = sorted(recs, key=lambda r: r["oracle_sim"])
     out = {k: [r["intent"] for r in v] for k, v in rank.items()}
     out["baseline: spread (variance)"] = [classes[c] for c in np.argsort(-spread, kind="stable")]
     return out
@@ -215,7 +261,7 @@ def split_study(name: str, case: cases.Case, *, m: int, seeds: list[int], min_ro
     per = []
     for seed in seeds:
         labels, fused = plant_merges(base.labels, m, random.Random(seed), min_rows=min_rows)
-        per.append((split_variants(base, labels), fused))
+        per.append((split_variants(base, labels, fused), fused))
     rows = []
     for det in per[0][0]:
         raw = [score(r[det], fused) for r, fused in per]
