@@ -199,7 +199,7 @@ def _small_meaning_in_a_large_intent(seed: int = 0):
     centers = np.eye(dim)
     centers[[0, *range(2, 7)]] += centers[31]  # the intents share a domain; the small meaning lies outside it
     rows, labels, texts = [], [], []
-    for j, (n, label, c) in enumerate([(200, "big", 0), (24, "big", 1)] + [(60, f"c{k}", k) for k in range(2, 7)]):
+    for n, label, c in [(200, "big", 0), (24, "big", 1)] + [(60, f"c{k}", k) for k in range(2, 7)]:
         rows.append(centers[c] + 0.35 * rng.normal(size=(n, dim)) / np.sqrt(dim))
         labels += [label] * n
         texts += [f"word{c} filler {i % 7}" for i in range(n)]
