@@ -262,9 +262,13 @@ def split_study(name: str, case: cases.Case, *, m: int, seeds: list[int], min_ro
     sig = Taxonomy()
     own = {s["intent"] for s in sig.find(base).report["split"] if s["score"] >= sig.split_threshold}
     per = []
+    left = []  # how many of the data's own split intents each seed leaves unfused (they compete with the fusions)
     for seed in seeds:
         labels, fused = plant_merges(base.labels, m, random.Random(seed), min_rows=min_rows)
         per.append((split_variants(base, labels, fused, random_state=seed), fused))
+        left.append(len(own & {v for v in labels if v is not None}))
+    log.info("%s: its own split findings left unfused per seed: mean %.2f (%s)", name, float(np.mean(left)),
+             ", ".join(f"{k}: {n} seed(s)" for k, n in enumerate(np.bincount(left, minlength=len(own) + 1))))
     rows = []
     for det in per[0][0]:
         raw = [score(r[det], fused) for r, fused in per]
