@@ -27,6 +27,7 @@ Run::
 
     .venv/bin/python benchmarks/taxonomy.py            # 5 seeds, full banking77 (about 4 min on 2 cores)
     .venv/bin/python benchmarks/taxonomy.py --quick    # 1 seed, 3,000 banking rows (< 1 min)
+    .venv/bin/python benchmarks/taxonomy.py --study-only --study-seeds 20   # the split-score variants alone
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ from benchmarks import cases  # noqa: E402
 from hl_debug.scoring.taxonomy import (  # noqa: E402
     _unit,
     confusion_counts,
+    distinctness,
     intent_spread,
     split_candidates,
     two_way_split,
@@ -177,17 +179,47 @@ def _null_similarity(X: np.ndarray, rows: np.ndarray, rng: np.random.Generator, 
     return float(np.mean(sims))
 
 
-def split_variants(base: SignalContext, labels: list[str | None]) -> dict[str, list[str]]:
+def _tree_distinctness(X: np.ndarray, pair_sims: np.ndarray, *, floor: int, random_state: int = 0) -> list[float]:
+    """Distinctness of every join of the average-linkage tree over an intent's k-means
+    sub-groups (up to 6, as :func:`two_way_split`) whose two sides both hold >= ``floor`` rows."""
+    from sklearn.cluster import KMeans
+
+    n_sub = int(max(2, min(6, len(X) // 8)))
+    sub = KMeans(n_clusters=n_sub, n_init=2, random_state=random_state).fit_predict(X)
+    sums = [X[sub == j].sum(axis=0) for j in range(n_sub)]
+    sizes = [float((sub == j).sum()) for j in range(n_sub)]
+    out = []
+    while len(sums) > 1:
+        S = np.stack(sums)
+        sim = (S @ S.T) / np.outer(sizes, sizes)
+        np.fill_diagonal(sim, -np.inf)
+        a, b = sorted(np.unravel_index(int(np.argmax(sim)), sim.shape))
+        if min(sizes[a], sizes[b]) >= floor:
+            out.append(distinctness(float(_unit(sums[a]) @ _unit(sums[b])), pair_sims))
+        sums[a], sizes[a] = sums[a] + sums[b], sizes[a] + sizes[b]
+        del sums[b], sizes[b]
+    return out
+
+
+def split_variants(base: SignalContext, labels: list[str | None], fused: list[str] | None = None, *,
+                   random_state: int = 0) -> dict[str, list[str]]:
     """Rankings of the intents by the shipped split score and by the alternatives the study
     tried: a Gaussian null of the intent's size and spread (score + how much more distinct the
     split is than the null's), self-containment (score x the smaller share, over the two
-    groups, of the 20 nearest annotated neighbours carrying the intent's own label) and the
-    spread baseline."""
+    groups, of the 20 nearest annotated neighbours carrying the intent's own label), the
+    group floor (20% of the intent's rows) capped at 15% of the label set's median intent
+    size (a floor that grows with the fusion hides a small intent fused into a large one), the sum of the two most distinct joins of the intent's tree with a 10%
+    floor (an intent holding three meanings above one holding two) and the spread baseline.
+    With ``fused`` (the planted names, ``a+b``) also an **oracle** that ranks by centroid
+    similarity with each planted fusion's similarity replaced by that of its two true
+    halves (the rows of ``a`` and of ``b``): the ceiling of any score that ranks by how far
+    apart an intent's two meanings lie. ``random_state``: the k-means seed (the detector
+    table runs the signal with ``random_state=seed``; the study does the same)."""
     keep = np.array([i for i, v in enumerate(labels) if v is not None])
     classes = sorted({labels[i] for i in keep})
     y = np.array([classes.index(labels[i]) for i in keep])
     X = _unit(base.vectors[keep].astype(np.float64))
-    recs = split_candidates(X, y, [base.texts[i] for i in keep], classes)
+    recs = split_candidates(X, y, [base.texts[i] for i in keep], classes, random_state=random_state)
     ctx = SignalContext(ids=base.ids, texts=base.texts, vectors=base.vectors, labels=labels, splits=base.splits,
                         graph=base.graph)
     nbr, _ = ctx.subset_neighbors(keep, 20)
@@ -197,9 +229,26 @@ def split_variants(base: SignalContext, labels: list[str | None]) -> dict[str, l
         rows = np.flatnonzero(y == r["c"])
         r["gain"] = _null_similarity(X, rows, rng) - r["similarity"]
         r["contained"] = min(float((y[nbr[g["rows"]]] == r["c"]).mean()) for g in r["groups"])
+    cent = _unit(np.stack([X[y == c].sum(axis=0) for c in range(len(classes))]))
+    pair_sims = (cent @ cent.T)[np.triu_indices(len(classes), 1)]
+    capped = split_candidates(X, y, [base.texts[i] for i in keep], classes, floor_cap=0.15, random_state=random_state)
+    for r in recs:
+        rows = np.flatnonzero(y == r["c"])
+        d = sorted(_tree_distinctness(X[rows], pair_sims, floor=max(8, int(np.ceil(0.1 * len(rows)))),
+                                      random_state=random_state))
+        r["top2"] = sum(d[-2:])
+        r["oracle_sim"] = r["similarity"]
+        if fused and r["intent"] in fused:
+            orig = [base.labels[i] for i in keep[rows]]
+            halves = [rows[[o == part for o in orig]] for part in r["intent"].split("+")]
+            r["oracle_sim"] = float(_unit(X[halves[0]].mean(axis=0)) @ _unit(X[halves[1]].mean(axis=0)))
     rank = {"shipped split score": sorted(recs, key=lambda r: (-r["score"], r["similarity"])),
             "split score + Gaussian-null gain": sorted(recs, key=lambda r: -(r["score"] + r["gain"])),
-            "split score x self-containment": sorted(recs, key=lambda r: -r["score"] * r["contained"])}
+            "split score x self-containment": sorted(recs, key=lambda r: -r["score"] * r["contained"]),
+            "group floor capped at 15% of the median intent": capped,
+            "two most distinct tree joins, 10% floor": sorted(recs, key=lambda r: -r["top2"])}
+    if fused:
+        rank["oracle: planted fusions by their true halves"] = sorted(recs, key=lambda r: r["oracle_sim"])
     out = {k: [r["intent"] for r in v] for k, v in rank.items()}
     out["baseline: spread (variance)"] = [classes[c] for c in np.argsort(-spread, kind="stable")]
     return out
@@ -213,9 +262,13 @@ def split_study(name: str, case: cases.Case, *, m: int, seeds: list[int], min_ro
     sig = Taxonomy()
     own = {s["intent"] for s in sig.find(base).report["split"] if s["score"] >= sig.split_threshold}
     per = []
+    left = []  # how many of the data's own split intents each seed leaves unfused (they compete with the fusions)
     for seed in seeds:
         labels, fused = plant_merges(base.labels, m, random.Random(seed), min_rows=min_rows)
-        per.append((split_variants(base, labels), fused))
+        per.append((split_variants(base, labels, fused, random_state=seed), fused))
+        left.append(len(own & {v for v in labels if v is not None}))
+    log.info("%s: its own split findings left unfused per seed: mean %.2f (%s)", name, float(np.mean(left)),
+             ", ".join(f"{k}: {n} seed(s)" for k, n in enumerate(np.bincount(left, minlength=len(own) + 1))))
     rows = []
     for det in per[0][0]:
         raw = [score(r[det], fused) for r, fused in per]
@@ -243,15 +296,35 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--banking-rows", type=int, default=None, help="banking77 rows (default all)")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
     ap.add_argument("--study", action="store_true", help="also rank planted merges by the split-score variants tried")
+    ap.add_argument("--study-seeds", type=int, default=None, help="seeds of the study (default --seeds)")
+    ap.add_argument("--study-only", action="store_true", help="only the study (no detector table, no findings)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     seeds = list(range(1 if args.quick else args.seeds))
     rows_b = 3000 if args.quick and args.banking_rows is None else args.banking_rows
 
     bundled = cases.bundled()
+    banking = f"banking77 ({rows_b or 'all'} rows)"
+    table: list[tuple] = []
+    found: list[dict] = []
+    secs: tuple[float, float] = (float("nan"), float("nan"))
+    study: list[tuple] = []
+    if args.study or args.study_only:
+        s_seeds = list(range(args.study_seeds)) if args.study_seeds else seeds
+        study = split_study(banking, cases.banking(flip_rate=0, unannotated=0.0, rows=rows_b), m=5, seeds=s_seeds,
+                            min_rows=16)
+        study += split_study("bundled export", bundled, m=3, seeds=s_seeds, min_rows=16)
+        print(f"\nSplit-score variants on the planted merges, mean over {len(s_seeds)} seed(s)\n")
+        print("| case | ranking | precision@5 | recall@10 | precision@5, own splits left out |")
+        print("|---|---|---:|---:|---:|")
+        for name, det, p5, r10, p5k in study:
+            print(f"| {name} | {det} | {p5:.2f} | {r10:.2f} | {p5k:.2f} |")
+    if args.study_only:
+        if args.json:
+            args.json.write_text(json.dumps({"study": study}, default=str))
+        return 0
     found, secs, counts = bundled_findings(bundled)
-    table = bench_case(f"banking77 ({rows_b or 'all'} rows)", cases.banking(flip_rate=0, unannotated=0.0, rows=rows_b),
-                       m=5, seeds=seeds, min_rows=16)
+    table = bench_case(banking, cases.banking(flip_rate=0, unannotated=0.0, rows=rows_b), m=5, seeds=seeds, min_rows=16)
     table += bench_case("bundled export", bundled, m=3, seeds=seeds, min_rows=16)
 
     print(f"\nPlanted merges and splits, mean over {len(seeds)} seed(s) (precision@5: hits in the top "
@@ -273,16 +346,6 @@ def main(argv: list[str] | None = None) -> int:
     credit = any({r["intent_a"], r["intent_b"]} == {"credit_question", "finances"} for r in top3)
     print(f"\nstop/cancel spread in the top three: {'yes' if stop else 'NO'}; "
           f"credit-limit boundary in the top three: {'yes' if credit else 'NO'}")
-    study = []
-    if args.study:
-        study = split_study(f"banking77 ({rows_b or 'all'} rows)", cases.banking(flip_rate=0, unannotated=0.0, rows=rows_b),
-                            m=5, seeds=seeds, min_rows=16)
-        study += split_study("bundled export", bundled, m=3, seeds=seeds, min_rows=16)
-        print("\nSplit-score variants on the planted merges (same seeds)\n")
-        print("| case | ranking | precision@5 | recall@10 | precision@5, own splits left out |")
-        print("|---|---|---:|---:|---:|")
-        for name, det, p5, r10, p5k in study:
-            print(f"| {name} | {det} | {p5:.2f} | {r10:.2f} | {p5k:.2f} |")
     if args.json:
         args.json.write_text(json.dumps({"table": table, "study": study, "bundled_top": found[:8], "signal_s": secs}, default=str))
     return 0

@@ -145,7 +145,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("import_endpoint", None, "Cache identity to file them under.", flag="--endpoint", param="endpoint",
             default_text="recorded:<file stem>", commands=("import-predictions",)),
     Setting("format", "text", "Output format.", flag="--format", param="fmt", choices=("text", "json"),
-            commands=("stats", "report", "taxonomy merge", "taxonomy rename", "taxonomy changes")),
+            commands=("stats", "report", "taxonomy merge", "taxonomy rename", "taxonomy split", "taxonomy changes")),
     # -- prediction API and encoder ---------------------------------------------------
     Setting("model_host", "127.0.0.1", "Interface to listen on.", flag="--host", param="host",
             commands=("serve-model",)),
@@ -258,13 +258,15 @@ SETTINGS: tuple[Setting, ...] = (
             commands=("export corrected", "export report", *TABLE_EXPORTS)),
     Setting("export_endpoint", None, "Which cached endpoint.", flag="--endpoint", param="endpoint",
             default_text="the last predict run's", commands=("export predictions",)),
-    # -- taxonomy actions (merge / rename intents) ---------------------------------------
+    # -- taxonomy actions (merge / rename / split intents) -------------------------------
     Setting("merge_into", None, "A new intent name both intents take (without it, A's rows take B).",
             flag="--into", param="into", metavar="NAME", default_text="B", commands=("taxonomy merge",)),
+    Setting("split_group", 2, "The split card's group to split off (1 = the largest; the report's groups).",
+            flag="--group", param="group", type=int, metavar="N", commands=("taxonomy split",)),
     Setting("allow_clash", False, "Allow a new intent name that differs from an existing one only in case.",
-            type=bool, commands=("taxonomy merge", "taxonomy rename")),
+            type=bool, commands=("taxonomy merge", "taxonomy rename", "taxonomy split")),
     Setting("apply", False, "Store the decisions (without it: a preview only).", type=bool, param="do_apply",
-            commands=("taxonomy merge", "taxonomy rename", "taxonomy revert")),
+            commands=("taxonomy merge", "taxonomy rename", "taxonomy split", "taxonomy revert")),
     # -- the closed loop: retrain, compare (issue 14) -----------------------------------------
     Setting("loop_format", "text", "Output format.", flag="--format", param="fmt", choices=("text", "json"),
             commands=("retrain", "compare")),

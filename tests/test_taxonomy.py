@@ -191,6 +191,34 @@ def test_split_candidates_skip_small_intents(data):
     assert [s["intent"] for s in out] == ["mixed"] and out[0]["score"] > 0.5  # the only intent with 2 * 25 rows
 
 
+def _small_meaning_in_a_large_intent(seed: int = 0):
+    """A 200-row intent with a 24-row second meaning far from it, and five 60-row intents
+    (unnormalised centres: the rows are L2-normalised at the end)."""
+    rng = np.random.default_rng(seed)
+    dim = 32
+    centers = np.eye(dim)
+    centers[[0, *range(2, 7)]] += centers[31]  # the intents share a domain; the small meaning lies outside it
+    rows, labels, texts = [], [], []
+    for n, label, c in [(200, "big", 0), (24, "big", 1)] + [(60, f"c{k}", k) for k in range(2, 7)]:
+        rows.append(centers[c] + 0.35 * rng.normal(size=(n, dim)) / np.sqrt(dim))
+        labels += [label] * n
+        texts += [f"word{c} filler {i % 7}" for i in range(n)]
+    X = np.vstack(rows)
+    classes = sorted(set(labels))
+    return X / np.linalg.norm(X, axis=1, keepdims=True), np.array([classes.index(v) for v in labels]), texts, classes
+
+
+def test_split_floor_is_capped_at_a_share_of_the_median_intent():
+    X, y, texts, classes = _small_meaning_in_a_large_intent()
+    capped = {s["intent"]: s for s in split_candidates(X, y, texts, classes, floor_cap=0.15)}
+    uncapped = {s["intent"]: s for s in split_candidates(X, y, texts, classes)}  # the signal's default: no cap
+    # the floor of 20% of big's 224 rows (45) hides its 24-row meaning; 15% of the median intent (60) does not
+    assert uncapped["big"]["score"] == 0.0
+    assert capped["big"]["score"] > 0.9 and sorted(g["size"] for g in capped["big"]["groups"]) == [24, 200]
+    assert max(capped, key=lambda k: capped[k]["score"]) == "big"
+    assert all(capped[k]["score"] < 0.5 for k in capped if k != "big")
+
+
 def test_too_little_data_gives_no_findings():
     ctx = SignalContext(ids=[1, 2, 3], texts=["a b", "c d", "e f"], vectors=np.eye(3, dtype=np.float32),
                         labels=["x", "y", None], splits=[None] * 3)

@@ -1,4 +1,4 @@
-"""Taxonomy actions (merge / rename / revert) on the tiny export: previews that reflect earlier
+"""Taxonomy actions (merge / rename / split / revert) on the tiny export: previews that reflect earlier
 decisions, one batch per action, originals kept, reverts, typed errors, ``export corrected``."""
 
 from __future__ import annotations
@@ -111,7 +111,9 @@ def test_expected_rows_guards_against_decisions_made_after_the_preview(tiny_stor
     ("rename", "card_issue", None, "out_of_scope", AnnotationError, "reserved"),
     ("rename", "card_issue", None, "a\nb", AnnotationError, "one line"),
     ("rename", "card_issue", "bill_question", "x", AnnotationError, "does not apply"),
-    ("split", "card_issue", None, "x", AnnotationError, "unknown action kind"),
+    ("split", "card_issue", None, "x", MissingFieldError, "field 'ids'"),
+    ("split", "card_issue", "bill_question", "x", AnnotationError, "does not apply to a split"),
+    ("swap", "card_issue", None, "x", AnnotationError, "unknown action kind"),
 ])
 def test_bad_input_is_a_typed_error_and_stores_nothing(tiny_store, kind, a, b, label, error, match):
     with pytest.raises(error, match=match):
@@ -122,7 +124,7 @@ def test_bad_input_is_a_typed_error_and_stores_nothing(tiny_store, kind, a, b, l
 def test_revert_of_an_unknown_or_foreign_batch(tiny_store):
     with pytest.raises(NotFoundError):
         ta.revert(tiny_store, "merge:0000")
-    with pytest.raises(AnnotationError, match="not a merge or rename"):
+    with pytest.raises(AnnotationError, match="not a merge, rename or split"):
         ta.revert(tiny_store, "revert:merge:0000")
     with pytest.raises(MissingFieldError):
         ta.revert(tiny_store, "")
@@ -158,3 +160,75 @@ def test_cli_previews_then_applies_a_merge_and_reverts_it(tiny_store, db_path):
     assert r.exit_code == 0 and f"{n['bill_question']} row(s) restored" in r.output and counts(tiny_store) == n
     r = run("rename", "card_issue", "Bill_Question")
     assert r.exit_code != 0 and "clashes" in r.output
+
+
+def _rows_of(store, intent: str) -> list[int]:
+    return [r["id"] for r in store.labelled_rows([intent])]
+
+
+def test_split_moves_only_the_group_rows_that_carry_the_intent_now_and_reverts(tiny_store):
+    before = counts(tiny_store)
+    card = _rows_of(tiny_store, "card_issue")
+    group = card[: len(card) // 2]
+    moved_away = group[0]
+    bill_row = _rows_of(tiny_store, "bill_question")[0]  # listed, but never card_issue's
+    record_decision(tiny_store, moved_away, "relabel", "bill_question")  # decided elsewhere since the advisor ran
+    p = ta.plan(tiny_store, "split", "card_issue", label="card_declined", ids=group + [bill_row])
+    assert p["kind"] == "split" and p["sources"] == ["card_issue"] and p["target"] == "card_declined"
+    assert p["new_intent"] and p["n_rows"] == len(group) - 1 and p["n_skipped"] == 2
+    assert moved_away not in p["ids"] and bill_row not in p["ids"]
+    assert len(tiny_store.annotations()) == 1  # a preview stores nothing
+    out = ta.apply(tiny_store, "split", "card_issue", label="card_declined", ids=group + [bill_row],
+                   expected_rows=p["n_rows"])
+    assert out["batch"].startswith("split:")
+    after = counts(tiny_store)
+    assert after["card_declined"] == len(group) - 1
+    assert after["card_issue"] == before["card_issue"] - len(group)  # the rest keep the intent
+    assert after["bill_question"] == before["bill_question"] + 1  # the row decided elsewhere stays there
+    rows = {r["id"]: r for r in tiny_store.utterance_rows()}
+    assert all(rows[i]["intent"] == "card_issue" for i in group)  # originals kept
+    assert any(c["batch"] == out["batch"] for c in ta.changes(tiny_store))
+    back = ta.revert(tiny_store, out["batch"])
+    assert back["n_rows"] == len(group) - 1
+    assert "card_declined" not in counts(tiny_store)
+    assert counts(tiny_store)["card_issue"] == before["card_issue"] - 1
+
+
+@pytest.mark.parametrize(("ids", "label", "error", "match"), [
+    ([], "x", MissingFieldError, "field 'ids'"),
+    ("1,2", "x", AnnotationError, "list of utterance ids"),
+    ([1.5], "x", AnnotationError, "list of utterance ids"),
+    ([True], "x", AnnotationError, "list of utterance ids"),
+    ([999999], "x", AnnotationError, "none of the 1 listed rows"),
+    (None, "bill_question", MissingFieldError, "field 'ids'"),
+    ("all", "bill_question", AnnotationError, "already exists"),
+    ("all", "card_issue", AnnotationError, "already exists"),
+    ("every", "x", AnnotationError, "that is a rename"),
+])
+def test_bad_split_is_a_typed_error_and_stores_nothing(tiny_store, ids, label, error, match):
+    card = _rows_of(tiny_store, "card_issue")
+    ids = card[:2] if ids == "all" else card if ids == "every" else ids
+    with pytest.raises(error, match=match):
+        ta.apply(tiny_store, "split", "card_issue", label=label, ids=ids)
+    assert tiny_store.annotations() == []
+
+
+def test_merge_refuses_ids(tiny_store):
+    with pytest.raises(AnnotationError, match="does not apply to a merge"):
+        ta.plan(tiny_store, "merge", "card_issue", "bill_question", ids=[1])
+
+
+def test_split_group_ids_read_the_reports_groups():
+    report = {"split": [{"intent": "a", "groups": [{"ids": [1, 2, 3]}, {"ids": [4, 5]}]}]}
+    assert ta.split_group_ids(report, "a", 2) == [4, 5] and ta.split_group_ids(report, "a", 1) == [1, 2, 3]
+    with pytest.raises(NotFoundError, match="no split group 3"):
+        ta.split_group_ids(report, "a", 3)
+    with pytest.raises(NotFoundError, match="intent 'b'"):
+        ta.split_group_ids(report, "b", 1)
+    with pytest.raises(NotFoundError):
+        ta.split_group_ids(None, "a", 1)  # the signal never ran
+    with pytest.raises(MissingFieldError, match="field 'group'"):
+        ta.split_group_ids(report, "a", None)
+    for bad in (0, -1, "1", True, 1.0):
+        with pytest.raises(AnnotationError, match="positive integer"):
+            ta.split_group_ids(report, "a", bad)

@@ -83,3 +83,33 @@ def test_merge_two_intents_preview_apply_export_corrected_and_revert(page, tax_s
     page.wait_for_function("document.querySelector('#outcome').textContent.includes('restored')")
     assert corrected_intents(db_path) == before
     assert page.errors == []
+
+
+def test_split_a_cards_group_off_preview_apply_export_corrected_and_revert(page, tax_server, db_path):  # noqa: F811
+    before = corrected_intents(db_path)
+    store = Store(db_path)
+    rec = next(s for s in store.report("taxonomy")["split"] if len(s["groups"]) == 2)
+    store.close()
+    intent, group = rec["intent"], rec["groups"][1]
+    open_page(page, tax_server.url + "/taxonomy")
+    page.locator(f'#findings li[data-kind="split"][data-a="{intent}"] button[data-fill="split"][data-group="2"]').click()
+    assert page.is_checked('input[name="kind"][value="split"]') and page.input_value("#split-group") == "2"
+    assert page.input_value("#intent-a") == intent
+    page.fill("#new-name", f"{intent}_part")
+    page.click("#preview")
+    page.wait_for_selector("#preview-box:not([hidden])")
+    summary = page.inner_text("#preview-box .preview-summary")
+    assert f"{group['size']} rows will be labelled {intent}_part (new intent)" in summary
+    assert corrected_intents(db_path) == before  # the preview changed nothing
+    page.click("#apply")
+    page.wait_for_function("document.body.dataset.applied && document.body.dataset.applied.startsWith('split:')")
+    after = corrected_intents(db_path)
+    assert {after[i] for i in group["ids"]} == {f"{intent}_part"}
+    assert {i for i, v in after.items() if v == intent} == {i for i, v in before.items() if v == intent} - set(group["ids"])
+    button = page.locator("#changes button[data-revert]").first
+    button.click()
+    page.wait_for_function("document.querySelector('#changes button[data-revert]').textContent.startsWith('Confirm')")
+    button.click()
+    page.wait_for_function("document.querySelector('#outcome').textContent.includes('restored')")
+    assert corrected_intents(db_path) == before
+    assert page.errors == []

@@ -1,6 +1,6 @@
 """The /taxonomy page and its JSON routes on the tiny export with the real signal's output
 (``tests/taxonomy_fixtures.py``): heatmap, cards linked to the map, preview / apply / revert,
-typed errors, the same-origin checks, and ``export corrected`` carrying a merge."""
+typed errors, the same-origin checks, and ``export corrected`` carrying a merge and a split."""
 
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ def test_page_shows_heatmap_cards_with_map_links_and_the_nav_link(client, store)
     assert '/?ids=1006' in merge  # each example row opens on the map / in the inspector
     assert 'data-fill="merge" data-from="bill_question" data-to="card_issue"' in merge
     assert "Suggested guideline" in merge and "mentions bill" in merge
-    assert "No merges or renames yet" in html and "from the last <code>hl-debug signals</code> run" not in html
+    assert "No merges, renames or splits yet" in html and "from the last <code>hl-debug signals</code> run" not in html
 
 
 def test_page_before_the_signal_ran_says_what_to_run(db_path, tiny_export_path):
@@ -97,6 +97,68 @@ def test_preview_apply_revert_round_trip_and_export_corrected(client, store, web
     rv = post(client, "/api/taxonomy/revert", {"batch": r.json["batch"]})
     assert rv.status_code == 201 and store.label_counts() == before
     assert post(client, "/api/taxonomy/revert", {"batch": r.json["batch"]}).status_code == 422
+
+
+def test_split_a_cards_group_off_previewed_applied_exported_and_reverted(client, store, web_db, tmp_path):
+    report = store.report("taxonomy")
+    rec = next(s for s in report["split"] if len(s["groups"]) == 2)
+    intent, group = rec["intent"], rec["groups"][1]
+    html = client.get("/taxonomy").get_data(as_text=True)
+    card = html[html.index(f'data-kind="split" data-a="{intent}"'):]
+    card = card[:card.index('<li class="finding', 10) if '<li class="finding' in card[10:] else card.index("</ol>")]
+    assert 'data-fill="split" data-group="1"' in card and 'data-fill="split" data-group="2"' in card
+    before = store.label_counts()
+    body = {"kind": "split", "a": intent, "group": 2, "label": f"{intent}_b"}
+    p = post(client, "/api/taxonomy/preview", body)
+    assert p.status_code == 200, p.json
+    assert p.json["kind"] == "split" and p.json["n_rows"] == group["size"] and p.json["n_skipped"] == 0
+    assert set(p.json["ids"]) == set(group["ids"]) and store.annotations() == []
+    r = post(client, "/api/taxonomy/apply", {**body, "expected_rows": p.json["n_rows"]})
+    assert r.status_code == 201 and r.json["batch"].startswith("split:")
+    after = store.label_counts()
+    assert after[f"{intent}_b"] == group["size"] and after[intent] == before[intent] - group["size"]
+    out = tmp_path / "corrected.json"
+    res = CliRunner().invoke(cli, ["--db", str(web_db), "export", "corrected", "-o", str(out)], obj={})
+    assert res.exit_code == 0, res.output
+    by_id = {int(rec["id"]): json.loads(rec["data"])["intent"] for rec in json.loads(out.read_text())}
+    assert {by_id[i] for i in group["ids"]} == {f"{intent}_b"}
+    assert post(client, "/api/taxonomy/revert", {"batch": r.json["batch"]}).status_code == 201
+    assert store.label_counts() == before
+
+
+def test_cli_splits_a_group_off_and_reverts_it(store, web_db):
+    rec = next(s for s in store.report("taxonomy")["split"] if len(s["groups"]) == 2)
+    intent, size = rec["intent"], rec["groups"][1]["size"]
+    before = store.label_counts()
+    run = lambda *args: CliRunner().invoke(cli, ["--db", str(web_db), "taxonomy", *args], obj={})  # noqa: E731
+    r = run("split", intent, "the_new_one")
+    assert r.exit_code == 0 and f"{size} row(s) would be labelled the_new_one (new intent)" in r.output, r.output
+    assert store.annotations() == []
+    r = run("split", intent, "the_new_one", "--group", "2", "--apply", "--format", "json")
+    assert r.exit_code == 0, r.output
+    batch = json.loads(r.output)["batch"]
+    assert batch.startswith("split:") and store.label_counts()["the_new_one"] == size
+    assert batch in run("changes").output
+    r = run("split", intent, "other", "--group", "7")
+    assert r.exit_code != 0 and "no split group 7" in r.output and "Traceback" not in r.output
+    assert run("revert", batch, "--apply").exit_code == 0 and store.label_counts() == before
+
+
+@pytest.mark.parametrize(("body", "status", "match"), [
+    ({"kind": "split", "a": "SPLIT", "label": "x"}, 400, "field 'group'"),
+    ({"kind": "split", "a": "SPLIT", "label": "x", "group": 0}, 422, "positive integer"),
+    ({"kind": "split", "a": "SPLIT", "label": "x", "group": "2"}, 422, "positive integer"),
+    ({"kind": "split", "a": "SPLIT", "label": "x", "group": 9}, 404, "no split group 9"),
+    ({"kind": "split", "a": "nope", "label": "x", "group": 1}, 404, "no split group 1"),
+    ({"kind": "merge", "a": "card_issue", "b": "bill_question", "group": 1}, 422, "split only"),
+])
+def test_bad_splits_are_typed_errors_and_store_nothing(client, store, body, status, match):
+    intent = next(s["intent"] for s in store.report("taxonomy")["split"] if len(s["groups"]) == 2)
+    body = {k: intent if v == "SPLIT" else v for k, v in body.items()}
+    for route in ("/api/taxonomy/preview", "/api/taxonomy/apply"):
+        r = post(client, route, body)
+        assert r.status_code == status and match in r.json["error"], (route, r.json)
+    assert store.annotations() == []
 
 
 @pytest.mark.parametrize(("body", "status", "match"), [

@@ -7,12 +7,15 @@ utterances labelled differently, each intent's split groups, each confusable pai
 rule with its violators). The page shows the overlap as a Bokeh heatmap (a click on a cell
 lists the rows the two intents exchange), one card per finding with its evidence, each
 linked to the map (``/?ids=...``, which selects the rows and lists them in the inspector),
-and the actions — merge two intents, rename one — previewed, applied and reverted through
-the JSON routes below, which call :mod:`hl_debug.steps.taxonomy_actions`.
+and the actions — merge two intents, rename one, split a card's group off into a new
+intent — previewed, applied and reverted through the JSON routes below, which call
+:mod:`hl_debug.steps.taxonomy_actions`.
 
 Routes (POSTs pass the app's same-origin and JSON checks, ``webapp/security.py``):
-``POST /api/taxonomy/preview`` and ``/api/taxonomy/apply`` (``{"kind": "merge"|"rename", "a",
-"b", "label", "allow_clash", "expected_rows"}``), ``POST /api/taxonomy/revert`` (``{"batch",
+``POST /api/taxonomy/preview`` and ``/api/taxonomy/apply`` (``{"kind": "merge"|"rename"|"split",
+"a", "b", "label", "group", "allow_clash", "expected_rows"}``; a split's ``group`` is the
+group's number on the intent's split card, 1 = the largest, whose member ids the stored
+report lists), ``POST /api/taxonomy/revert`` (``{"batch",
 "preview"}``), ``GET /api/taxonomy/cell?a=&b=`` and ``GET /api/taxonomy/changes``.
 """
 
@@ -28,6 +31,7 @@ from bokeh.plotting import figure
 from flask import Blueprint, abort, jsonify, render_template, request
 
 from hl_debug.domain import OUT_OF_SCOPE
+from hl_debug.errors import AnnotationError
 from hl_debug.steps import taxonomy_actions as actions
 from webapp import security
 from webapp.api import json_body
@@ -158,24 +162,28 @@ def taxonomy_view():
 
 # -- JSON routes ----------------------------------------------------------------------------
 
-ACTION_FIELDS = ("kind", "a", "b", "label", "allow_clash", "expected_rows")
+ACTION_FIELDS = ("kind", "a", "b", "label", "group", "allow_clash", "expected_rows")
 
 
 def _action_args(body: dict) -> tuple[tuple, dict]:
-    return ((body.get("kind"), body.get("a"), body.get("b")),
-            {"label": body.get("label"), "allow_clash": body.get("allow_clash", False)})
+    kwargs = {"label": body.get("label"), "allow_clash": body.get("allow_clash", False)}
+    if body.get("kind") == "split":
+        kwargs["ids"] = actions.split_group_ids(get_store().report(SIGNAL), body.get("a"), body.get("group"))
+    elif body.get("group") not in (None, ""):
+        raise AnnotationError("field 'group' applies to a split only (the split card's group to split off)")
+    return (body.get("kind"), body.get("a"), body.get("b")), kwargs
 
 
 @bp.post("/api/taxonomy/preview")
 def preview():
-    """What a merge or rename would change (stores nothing): rows per current label, examples."""
+    """What a merge, rename or split would change (stores nothing): rows per current label, examples."""
     args, kwargs = _action_args(json_body(ACTION_FIELDS[:-1]))
     return jsonify(actions.plan(get_store(), *args, **kwargs))
 
 
 @bp.post("/api/taxonomy/apply")
 def apply():
-    """Carry out a merge or rename as one batch of decisions; 201 with the plan and ``batch``."""
+    """Carry out a merge, rename or split as one batch of decisions; 201 with the plan and ``batch``."""
     body = json_body(ACTION_FIELDS)
     args, kwargs = _action_args(body)
     out = actions.apply(get_store(), *args, **kwargs, expected_rows=body.get("expected_rows"), reviewer=reviewer())
@@ -184,7 +192,7 @@ def apply():
 
 @bp.post("/api/taxonomy/revert")
 def revert():
-    """Undo a merge or rename (``{"batch"}``; ``"preview": true`` only counts); 201 when applied."""
+    """Undo a merge, rename or split (``{"batch"}``; ``"preview": true`` only counts); 201 when applied."""
     body = json_body(("batch", "preview"))
     if body.get("preview"):
         p = actions.plan_revert(get_store(), body.get("batch"))
@@ -194,7 +202,7 @@ def revert():
 
 @bp.get("/api/taxonomy/changes")
 def changes():
-    """The merges and renames made so far, newest first."""
+    """The merges, renames and splits made so far, newest first."""
     return jsonify({"changes": actions.changes(get_store())})
 
 

@@ -1,4 +1,5 @@
-"""``hl-debug taxonomy``: merge two intents or rename one (previewed unless ``--apply``), revert
+"""``hl-debug taxonomy``: merge two intents, rename one or split a group off one (previewed unless
+``--apply``), revert
 a change, list the changes — the same actions as the ``/taxonomy`` page
 (:mod:`hl_debug.steps.taxonomy_actions`)."""
 
@@ -14,7 +15,7 @@ from hl_debug.cli.base import _store, cli, setting_options
 
 @cli.group()
 def taxonomy() -> None:
-    """Merge or rename intents as review decisions (reversible; `export corrected` carries them).
+    """Merge, rename or split intents as review decisions (reversible; `export corrected` carries them).
 
     \b
     Example:
@@ -29,7 +30,8 @@ def _show(plan: dict[str, Any], fmt: str, *, applied: bool) -> None:
         return
     verb = "labelled" if applied else "would be labelled"
     into = plan["target"] + (" (new intent)" if plan["new_intent"] else f" ({plan['n_target']} rows already)")
-    click.echo(f"{plan['n_rows']} row(s) {verb} {into}:")
+    click.echo(f"{plan['n_rows']} row(s) {verb} {into}:"
+               + (f" ({plan['n_skipped']} of the group carry another label now and stay)" if plan.get("n_skipped") else ""))
     for src, d in plan["by_label"].items():
         click.echo(f"  {src:<24} {d['n']:>6} rows ({d['n_decided']} by an earlier decision)")
         for e in d["examples"][:3]:
@@ -79,11 +81,32 @@ def rename(ctx: click.Context, a: str, new_name: str, allow_clash: bool, do_appl
 
 
 @taxonomy.command()
+@click.argument("a")
+@click.argument("new_name")
+@setting_options("taxonomy split")
+@click.pass_context
+def split(ctx: click.Context, a: str, new_name: str, group: int, allow_clash: bool, do_apply: bool, fmt: str) -> None:
+    """Split group N of intent A's split finding off into the new intent NEW_NAME (the rows of
+    the group that carry A now; the others keep A).
+
+    \b
+    Example:
+        hl-debug taxonomy split new_application cancel_request --group 2 --apply
+    """
+    from hl_debug.steps import taxonomy_actions as ta
+
+    store = _store(ctx)
+    ids = ta.split_group_ids(store.report("taxonomy"), a, group)
+    fn = ta.apply if do_apply else ta.plan
+    _show(fn(store, "split", a, label=new_name, allow_clash=allow_clash, ids=ids), fmt, applied=do_apply)
+
+
+@taxonomy.command()
 @click.argument("batch")
 @setting_options("taxonomy revert")
 @click.pass_context
 def revert(ctx: click.Context, batch: str, do_apply: bool) -> None:
-    """Undo a merge or rename: each row goes back to its label from before BATCH.
+    """Undo a merge, rename or split: each row goes back to its label from before BATCH.
 
     \b
     Example:
@@ -103,7 +126,7 @@ def revert(ctx: click.Context, batch: str, do_apply: bool) -> None:
 @setting_options("taxonomy changes")
 @click.pass_context
 def changes(ctx: click.Context, fmt: str) -> None:
-    """The merges and renames made so far, newest first.
+    """The merges, renames and splits made so far, newest first.
 
     \b
     Example:
@@ -119,4 +142,4 @@ def changes(ctx: click.Context, fmt: str) -> None:
         click.echo(f"{r['batch']}  {r['n']:>6} rows -> {', '.join(r['labels'])}  {r['created_at']}"
                    + (f"  by {r['reviewer']}" if r["reviewer"] else "") + ("  (reverted)" if r["reverted_by"] else ""))
     if not rows:
-        click.echo("No merges or renames yet.")
+        click.echo("No merges, renames or splits yet.")

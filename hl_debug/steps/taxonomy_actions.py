@@ -1,15 +1,18 @@
-"""Taxonomy actions: merge two intents or rename one, as review decisions over every row.
+"""Taxonomy actions: merge two intents, rename one, or split a group of an intent's rows off
+into a new intent, as review decisions.
 
-The taxonomy advisor (the ``taxonomy`` signal) says which intents to merge; these functions
-carry a merge or a rename out the only way hl-debug changes a label: by appending decisions.
-Every row whose *effective* label (the latest decision, else the export's intent) is one of
-the intents gets a ``relabel`` decision to the new label, all stored in one transaction under
-one ``batch`` id (``"merge:<uuid>"`` or ``"rename:<uuid>"``). The export's labels are never
+The taxonomy advisor (the ``taxonomy`` signal) says which intents to merge and which to
+split; these functions carry a merge, a rename or a split out the only way hl-debug changes
+a label: by appending decisions. Every row whose *effective* label (the latest decision,
+else the export's intent) is one of the intents — for a split, only the listed rows of the
+group among them — gets a ``relabel`` decision to the new label, all stored in one
+transaction under one ``batch`` id (``"merge:<uuid>"``, ``"rename:<uuid>"`` or
+``"split:<uuid>"``). The export's labels are never
 touched, ``export corrected`` carries the change like any other decision, and
 :func:`revert` undoes a batch by appending decisions that restore each row's label from
 before it (batch ``"revert:<id>"``).
 
-Each action has a preview (:func:`plan_merge`, :func:`plan_rename`): how many rows change,
+Each action has a preview (:func:`plan_merge`, :func:`plan_rename`, :func:`plan_split`): how many rows change,
 per current label, with examples — computed from the effective labels, so it reflects every
 decision already made. :func:`apply` stores exactly what the plan lists, re-reading the rows
 inside the write transaction (a decision made between preview and apply is honoured).
@@ -30,7 +33,7 @@ from hl_debug.storage import Store
 
 log = logging.getLogger(__name__)
 
-KINDS = ("merge", "rename")
+KINDS = ("merge", "rename", "split")
 N_EXAMPLES = 5  # example rows per current label in a preview
 N_IDS = 500  # ids a plan lists for the map link (the map keeps at most this many in its URL)
 
@@ -52,8 +55,14 @@ def _intent(value: Any, field: str, known: dict[str, int]) -> str:
     return value
 
 
-def _plan(store: Store, kind: str, sources: list[str], target: str, *, new: bool) -> dict[str, Any]:
+def _rows(store: Store, sources: list[str], only: frozenset[int] | None) -> list[dict]:
     rows = store.labelled_rows(sources)
+    return rows if only is None else [r for r in rows if r["id"] in only]
+
+
+def _plan(store: Store, kind: str, sources: list[str], target: str, *, new: bool,
+          only: frozenset[int] | None = None) -> dict[str, Any]:
+    rows = _rows(store, sources, only)
     by_label: dict[str, dict[str, Any]] = {}
     for src in sources:
         mine = [r for r in rows if r["label"] == src]
@@ -62,9 +71,20 @@ def _plan(store: Store, kind: str, sources: list[str], target: str, *, new: bool
                          "examples": [{"id": r["id"], "text": r["text"], "intent": r["intent"]}
                                       for r in mine[:N_EXAMPLES]]}
     ids = [r["id"] for r in rows]
-    return {"kind": kind, "sources": sources, "target": target, "new_intent": new, "n_rows": len(ids),
-            "by_label": by_label, "ids": ids[:N_IDS],
-            "n_target": 0 if new else store.label_counts().get(target, 0)}
+    out = {"kind": kind, "sources": sources, "target": target, "new_intent": new, "n_rows": len(ids),
+           "by_label": by_label, "ids": ids[:N_IDS],
+           "n_target": 0 if new else store.label_counts().get(target, 0)}
+    if only is not None:  # a split: the listed rows that no longer carry the intent stay as they are
+        out["n_skipped"] = len(only) - len(ids)
+    return out
+
+
+def _id_list(ids: Any) -> frozenset[int]:
+    if ids is None or (isinstance(ids, (list, tuple)) and not ids):
+        raise MissingFieldError("missing field 'ids': the utterance ids of the group to split off")
+    if not isinstance(ids, (list, tuple)) or any(isinstance(i, bool) or not isinstance(i, int) for i in ids):
+        raise AnnotationError("field 'ids' must be a list of utterance ids (integers)")
+    return frozenset(ids)
 
 
 def plan_merge(store: Store, a: Any, b: Any, *, into: Any = None, allow_clash: bool = False) -> dict[str, Any]:
@@ -112,14 +132,63 @@ def plan_rename(store: Store, a: Any, new_name: Any, *, allow_clash: bool = Fals
     return _plan(store, "rename", [a], name, new=True)
 
 
+def split_group_ids(report: Any, intent: Any, group: Any) -> list[int]:
+    """The member ids of group ``group`` (its number on the split card, 1 = the largest) of
+    ``intent``'s split record in the ``taxonomy`` signal's stored report (at most the 2,000
+    nearest the group's centroid, as the report keeps them): the ``ids`` of a split."""
+    if group is None or group == "":
+        raise MissingFieldError("missing field 'group': the number of the split card's group to split off "
+                                "(1 = the largest)")
+    if isinstance(group, bool) or not isinstance(group, int) or group < 1:
+        raise AnnotationError(f"field 'group' must be a positive integer (the group's number on the split card), "
+                              f"got {group!r}")
+    splits = report.get("split", []) if isinstance(report, dict) else []
+    rec = next((s for s in splits if s.get("intent") == intent), None)
+    if rec is None or group > len(rec.get("groups", [])):
+        raise NotFoundError(f"no split group {group} of intent {intent!r} in the taxonomy analysis",
+                            hint="run `hl-debug signals`; the /taxonomy page's split cards number the groups")
+    return [int(i) for i in rec["groups"][group - 1]["ids"]]
+
+
+def plan_split(store: Store, a: Any, new_name: Any, ids: Any, *, allow_clash: bool = False) -> dict[str, Any]:
+    """What splitting the rows ``ids`` off intent ``a`` into the new intent ``new_name``
+    changes (the preview, as :func:`plan_merge`, plus ``n_skipped``: listed rows that do not
+    carry ``a`` now — decided elsewhere since the advisor ran, or never ``a``'s — and stay).
+
+    ``ids`` is the group the split card shows (``report["split"][...]["groups"][k]["ids"]``);
+    the rest of ``a``'s rows keep ``a``.
+    """
+    store.require_utterances()
+    known = store.label_counts()
+    a = _intent(a, "a", known)
+    only = _id_list(ids)
+    name = check_new_intent(new_name, list(known), allow_clash=allow_clash)
+    if name == a:
+        raise AnnotationError(f"field 'label': {a!r} is the intent being split; name the new intent")
+    p = _plan(store, "split", [a], name, new=True, only=only)
+    if not p["n_rows"]:
+        raise AnnotationError(f"none of the {len(only)} listed rows carries {a!r} now: nothing to split off",
+                              hint="run `hl-debug signals` again for the current groups")
+    if p["n_rows"] == known.get(a):
+        raise AnnotationError(f"the listed rows are all of {a!r}'s rows: that is a rename, not a split")
+    return p
+
+
 def plan(store: Store, kind: Any, a: Any, b: Any = None, *, label: Any = None,
-         allow_clash: Any = False) -> dict[str, Any]:
+         allow_clash: Any = False, ids: Any = None) -> dict[str, Any]:
     """The preview of one action: ``kind`` "merge" (``a`` into ``b``, or with ``label`` both
-    into that new intent) or "rename" (``a`` to ``label``)."""
+    into that new intent), "rename" (``a`` to ``label``) or "split" (the rows ``ids`` of
+    ``a`` into the new intent ``label``)."""
     if kind not in KINDS:
         raise AnnotationError(f"unknown action kind {kind!r}; valid: {', '.join(KINDS)}")
     if not isinstance(allow_clash, bool):
         raise AnnotationError(f"field 'allow_clash' must be true or false, got {allow_clash!r}")
+    if ids is not None and kind != "split":
+        raise AnnotationError(f"field 'ids' does not apply to a {kind}; it lists the rows a split moves")
+    if kind == "split":
+        if b not in (None, ""):
+            raise AnnotationError("field 'b' does not apply to a split; send 'a', the new name in 'label' and 'ids'")
+        return plan_split(store, a, label, ids, allow_clash=allow_clash)
     if kind == "merge":
         if b is None or b == "":
             raise MissingFieldError("missing field 'b': the intent to merge 'a' into (with 'label': the second "
@@ -131,7 +200,7 @@ def plan(store: Store, kind: Any, a: Any, b: Any = None, *, label: Any = None,
 
 
 def apply(store: Store, kind: Any, a: Any, b: Any = None, *, label: Any = None, allow_clash: Any = False,
-          expected_rows: Any = None, reviewer: str | None = None) -> dict[str, Any]:
+          ids: Any = None, expected_rows: Any = None, reviewer: str | None = None) -> dict[str, Any]:
     """Carry out an action: one ``relabel`` decision per row of the plan, one transaction,
     one batch id. Returns the plan plus ``batch``.
 
@@ -141,14 +210,14 @@ def apply(store: Store, kind: Any, a: Any, b: Any = None, *, label: Any = None, 
     if expected_rows is not None and (isinstance(expected_rows, bool) or not isinstance(expected_rows, int)):
         raise AnnotationError(f"field 'expected_rows' must be an integer, got {expected_rows!r}")
     with store.transaction():  # plan and write together: the previous labels stored are current
-        p = plan(store, kind, a, b, label=label, allow_clash=allow_clash)
+        p = plan(store, kind, a, b, label=label, allow_clash=allow_clash, ids=ids)
         if expected_rows is not None and expected_rows != p["n_rows"]:
             raise AnnotationError(f"the preview listed {expected_rows} rows but {p['n_rows']} carry the intent(s) "
                                   "now (decisions were made since); preview again")
         if not p["n_rows"]:
             raise AnnotationError(f"no rows carry {', '.join(p['sources'])}: nothing to change")
         batch = f"{p['kind']}:{uuid.uuid4().hex}"
-        rows = store.labelled_rows(p["sources"])
+        rows = _rows(store, p["sources"], _id_list(ids) if p["kind"] == "split" else None)
         store.add_annotations([{"utterance_id": r["id"], "action": "relabel", "label": p["target"],
                                 "previous_label": r["label"], "reviewer": reviewer, "batch": batch} for r in rows])
     log.info("%s %s -> %s: %d row(s), batch %s", p["kind"], " + ".join(p["sources"]), p["target"], len(rows), batch)
@@ -157,14 +226,15 @@ def apply(store: Store, kind: Any, a: Any, b: Any = None, *, label: Any = None, 
 
 def _batch(store: Store, batch: Any) -> tuple[str, list[dict]]:
     if batch is None or batch == "":
-        raise MissingFieldError("missing field 'batch': the id of the merge or rename to revert")
+        raise MissingFieldError("missing field 'batch': the id of the merge, rename or split to revert")
     if not isinstance(batch, str):
         raise AnnotationError(f"field 'batch' must be a string, got {type(batch).__name__}")
     if not batch.startswith(tuple(f"{k}:" for k in KINDS)):
-        raise AnnotationError(f"batch {batch!r} is not a merge or rename (ids start with 'merge:' or 'rename:')")
+        raise AnnotationError(f"batch {batch!r} is not a merge, rename or split (ids start with 'merge:', "
+                              "'rename:' or 'split:')")
     rows = store.batch_decisions(batch)
     if not rows:
-        raise NotFoundError(f"no merge or rename with batch id {batch!r}",
+        raise NotFoundError(f"no merge, rename or split with batch id {batch!r}",
                             hint="the page's 'Changes' list (or `hl-debug taxonomy batches`) names them")
     return batch, rows
 
@@ -195,7 +265,7 @@ def plan_revert(store: Store, batch: Any) -> dict[str, Any]:
 
 
 def revert(store: Store, batch: Any, *, reviewer: str | None = None) -> dict[str, Any]:
-    """Undo a merge or rename: append, in one transaction, a decision restoring each row's
+    """Undo a merge, rename or split: append, in one transaction, a decision restoring each row's
     pre-batch label (batch ``"revert:<batch>"``). Returns :func:`plan_revert`'s figures
     (without ``rows``) plus ``revert_batch``."""
     with store.transaction():
@@ -207,8 +277,9 @@ def revert(store: Store, batch: Any, *, reviewer: str | None = None) -> dict[str
 
 
 def changes(store: Store) -> list[dict]:
-    """The merges and renames made so far, newest first (see ``Store.batches``)."""
+    """The merges, renames and splits made so far, newest first (see ``Store.batches``)."""
     return store.batches(tuple(f"{k}:" for k in KINDS))
 
 
-__all__: Sequence[str] = ("apply", "changes", "plan", "plan_merge", "plan_rename", "plan_revert", "revert")
+__all__: Sequence[str] = ("apply", "changes", "plan", "plan_merge", "plan_rename", "plan_revert", "plan_split",
+                          "revert", "split_group_ids")

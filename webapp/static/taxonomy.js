@@ -1,6 +1,6 @@
 // /taxonomy: embeds the overlap heatmap (a tapped cell lists its rows: webapp/taxonomy.py's
 // CustomJS calls window.hlTaxonomy.onCell), fills the merge / rename form from a finding's
-// card, previews the action (POST /api/taxonomy/preview), applies exactly what was previewed
+// card (a split card's group fills a split), previews the action (POST /api/taxonomy/preview), applies exactly what was previewed
 // (POST /api/taxonomy/apply with expected_rows) and reverts a change (POST /api/taxonomy/revert,
 // previewed by a first click). Utterance text only ever goes in with textContent.
 (function () {
@@ -54,15 +54,18 @@
   }
 
   function syncKind() {
-    const merge = kind() === "merge";
-    for (const el of document.querySelectorAll(".merge-only")) el.hidden = !merge;
-    $("new-name").placeholder = merge ? "(optional — both take this new name)" : "the intent's new name";
+    const k = kind();
+    for (const el of document.querySelectorAll(".merge-only")) el.hidden = k !== "merge";
+    for (const el of document.querySelectorAll(".split-only")) el.hidden = k !== "split";
+    $("new-name").placeholder = k === "merge" ? "(optional — both take this new name)"
+      : k === "split" ? "the new intent of the group's rows" : "the intent's new name";
   }
 
   function requestBody() {
     const body = { kind: kind(), a: $("intent-a").value };
     const name = $("new-name").value.trim();
     if (body.kind === "merge") body.b = $("intent-b").value;
+    if (body.kind === "split") body.group = Number($("split-group").value);
     if (name) body.label = name;
     if ($("allow-clash").checked) body.allow_clash = true;
     return body;
@@ -88,9 +91,10 @@
       const plan = await hl.postJSON("/api/taxonomy/preview", body);
       planned = { body, plan };
       const into = `${plan.target}${plan.new_intent ? " (new intent)" : ` (${plan.n_target} rows already)`}`;
+      const skipped = plan.n_skipped ? ` ${plan.n_skipped} of the group's rows carry another label now and stay.` : "";
       box.querySelector(".preview-summary").textContent =
         `${plan.n_rows} row${plan.n_rows === 1 ? "" : "s"} will be labelled ${into}: ` +
-        plan.sources.map((s) => `${s} ${plan.by_label[s].n}`).join(", ") + ".";
+        plan.sources.map((s) => `${s} ${plan.by_label[s].n}`).join(", ") + "." + skipped;
       const tbody = box.querySelector("tbody");
       hl.clear(tbody);
       for (const s of plan.sources) {
@@ -157,10 +161,12 @@
   function fill(button) {
     const how = button.dataset.fill;
     const card = button.closest("li.finding");
-    document.querySelector(`input[name="kind"][value="${how === "rename" ? "rename" : "merge"}"]`).checked = true;
+    const k = how === "rename" || how === "split" ? how : "merge";
+    document.querySelector(`input[name="kind"][value="${k}"]`).checked = true;
     syncKind();
     $("intent-a").value = button.dataset.from || card.dataset.a;
-    $("intent-b").value = how === "rename" ? "" : button.dataset.to || "";
+    $("intent-b").value = k === "merge" ? button.dataset.to || "" : "";
+    if (k === "split") $("split-group").value = button.dataset.group;
     $("new-name").value = "";
     reset();
     $("action").scrollIntoView({ block: "start" });
