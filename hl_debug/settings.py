@@ -173,12 +173,13 @@ SETTINGS: tuple[Setting, ...] = (
             "$XDG_CACHE_HOME/hl-debug/encoders (default ~/.cache/hl-debug/encoders).",
             env="HL_ENCODER_BACKEND", choices=ENCODER_BACKENDS, commands=_ENCODING),
     Setting("engine", "local",
-            "Where embedding and the local model's scoring run: local (this process) or ray (Ray Data jobs whose "
-            "actors load the encoder or model once; the hl-debug[ray] extra; docs/SCALE.md).",
-            env="HL_ENGINE", choices=("local", "ray"), commands=("embed", "predict", "run")),
+            "Where embedding, the local model's scoring and the out-of-fold folds run: local (this process) or ray "
+            "(Ray Data jobs whose actors load the encoder or model once, and the folds as Ray tasks; the "
+            "hl-debug[ray] extra; docs/SCALE.md).",
+            env="HL_ENGINE", choices=("local", "ray"), commands=("embed", "predict", "signals", "run")),
     Setting("ray_address", None,
             "Ray cluster for --engine ray (e.g. auto, or ray://head:10001); unset: a small local Ray started on demand.",
-            env="HL_RAY_ADDRESS", metavar="ADDRESS", commands=("embed", "predict", "run")),
+            env="HL_RAY_ADDRESS", metavar="ADDRESS", commands=("embed", "predict", "signals", "run")),
     Setting("predict_batch_size", 20, "Texts per request (the contract allows at most 20).", type=int, min=1, max=20,
             flag="--batch-size", param="batch_size", commands=("predict",)),
     Setting("concurrency", 4, "Requests in flight at once.", type=int, min=1, max=64, commands=("predict",)),

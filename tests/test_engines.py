@@ -10,6 +10,7 @@ import pytest
 
 from hl_debug.engines import LocalEngine, get_engine
 from hl_debug.errors import ConfigError
+from hl_debug.signals.registry import get_signal
 from hl_debug.storage import CLUSTERS, POINTS, Store
 from tests.fakes import FakeEncoder
 
@@ -75,12 +76,13 @@ def test_the_pipeline_gives_the_same_results_on_both_engines(ray_engine, tmp_pat
             predictions = store.inspector_rows(ids.tolist(), columns=["predicted_label", "confidence", "entropy",
                                                                        "margin"])
             mode = store.last_run("predict")["parameters"]["mode"]
+            issues = store.table_rows(get_signal("issues").table, order="score")
             results[name] = (embed["n_embedded"], ids, X, store.table_rows(POINTS), store.table_rows(CLUSTERS),
-                             predictions, mode)
+                             predictions, mode, issues)
         finally:
             store.close()
-    (n_local, ids_l, X_l, points_l, clusters_l, pred_l, mode_l), \
-        (n_ray, ids_r, X_r, points_r, clusters_r, pred_r, mode_r) = results.values()
+    (n_local, ids_l, X_l, points_l, clusters_l, pred_l, mode_l, issues_l), \
+        (n_ray, ids_r, X_r, points_r, clusters_r, pred_r, mode_r, issues_r) = results.values()
     assert n_local == n_ray > 0
     np.testing.assert_array_equal(ids_l, ids_r)
     np.testing.assert_array_equal(X_l, X_r)
@@ -88,6 +90,26 @@ def test_the_pipeline_gives_the_same_results_on_both_engines(ray_engine, tmp_pat
     # the local model scored in this process, then in Ray actors: the same answers
     assert (mode_l, mode_r) == ("in-process", "engine:ray")
     assert pred_l == pred_r and all(p["predicted_label"] for p in pred_l)
+    # the label-issue step's out-of-fold folds ran as Ray tasks: the same scores and flags
+    assert issues_l == issues_r and len(issues_l) > 0
+
+
+@pytest.mark.slow
+def test_folds_run_as_ray_tasks_with_the_same_results(ray_engine):
+    from joblib.parallel import get_active_backend
+    from sklearn.linear_model import LogisticRegression
+
+    from hl_debug.scoring.label_issues import out_of_fold_probabilities
+
+    X = FakeEncoder().transform(TEXTS)
+    y = np.array([["block", "lost", "pay", "limit", "hello"].index(t.split()[0]) for t in TEXTS])
+    here = out_of_fold_probabilities(X, y, classifier=LogisticRegression(max_iter=200))
+    with LocalEngine().parallel():
+        assert type(get_active_backend()[0]).__name__ != "RayBackend"
+    with ray_engine.parallel():
+        assert type(get_active_backend()[0]).__name__ == "RayBackend"
+        on_ray = out_of_fold_probabilities(X, y, classifier=LogisticRegression(max_iter=200))
+    np.testing.assert_allclose(on_ray, here, rtol=0, atol=1e-12)
 
 
 @pytest.mark.slow

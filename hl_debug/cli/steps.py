@@ -217,8 +217,10 @@ def signal_options(f):
               help="Endpoint whose answers are label-issue evidence [default: the imported recorded API answers, "
                    "else the active endpoint].")
 @signal_options
+@setting_options("signals")
 @click.pass_context
-def signals(ctx: click.Context, force: bool, api_endpoint: str | None, **knobs: Any) -> None:
+def signals(ctx: click.Context, force: bool, api_endpoint: str | None, engine: str | None,
+            ray_address: str | None, **knobs: Any) -> None:
     """Compute every registered signal: label issues, near-duplicates/leakage, the annotation
     queue and the model report.
 
@@ -235,7 +237,7 @@ def signals(ctx: click.Context, force: bool, api_endpoint: str | None, **knobs: 
 
     store = _store(ctx)
     options = {"api_endpoint": api_endpoint, **{k: v for k, v in knobs.items() if v is not None}}
-    counts = run_signals(store, options=options, force=force)
+    counts = run_signals(store, options=options, force=force, engine=engine, ray_address=ray_address)
     if counts.get("skipped"):
         click.echo("signals: inputs unchanged, nothing to do (use --force to recompute)")
         return

@@ -1,7 +1,9 @@
 """Where the per-row heavy work runs: in this process (``local``, the default) or as Ray Data jobs (``ray``).
 
 One small protocol, :class:`Engine`: ``encode`` turns texts into vectors and ``predict_proba``
-scores vectors with a fitted model, both yielding results in bounded batches, in input order,
+scores vectors with a fitted model, both yielding results in bounded batches, in input order
+(``parallel`` is the context in which scikit-learn's joblib work — the out-of-fold folds —
+runs on the engine),
 so the step that calls them writes each batch through the store as it arrives (a killed job
 re-does only what is missing, as the embed step always did). The engine never sees the store.
 ``local`` is the loop the steps always ran; ``ray`` (:mod:`hl_debug.engines.ray_engine`, the
@@ -13,6 +15,7 @@ local Ray started on demand. Both give the same vectors and probabilities (``tes
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Protocol
 
 import numpy as np
@@ -38,6 +41,11 @@ class Engine(Protocol):
         """Yield ``(row positions, model.predict_proba(X[rows]))`` batch by batch."""
         ...
 
+    def parallel(self) -> AbstractContextManager[Any]:
+        """A context in which scikit-learn's joblib-parallel work (the out-of-fold folds of
+        ``cross_val_predict``) runs on this engine; the results do not depend on it."""
+        ...
+
 
 class LocalEngine:
     """Everything in this process, one batch after the other (what the steps always did)."""
@@ -55,6 +63,10 @@ class LocalEngine:
         for start in range(0, len(X), batch_size):
             rows = np.arange(start, min(len(X), start + batch_size))
             yield rows, np.asarray(model.predict_proba(X[rows]))
+
+    def parallel(self) -> AbstractContextManager[Any]:
+        """Nothing changes: folds run one after the other in this process, as they always did."""
+        return nullcontext()
 
 
 def get_engine(name: str | None = None, *, address: str | None = None, **kwargs: Any) -> Engine:

@@ -124,6 +124,19 @@ class RayEngine:
                 return
             yield batch
 
+    def parallel(self) -> Any:
+        """joblib's Ray backend (``ray.util.joblib``) for the context: each
+        ``cross_val_predict`` fold is a Ray task (``n_jobs=-1``: one per CPU of the cluster);
+        the folds, their seeds and the results are scikit-learn's, unchanged."""
+        import joblib
+
+        self.start()
+        with _quiet():
+            from ray.util.joblib import register_ray
+
+            register_ray()
+        return joblib.parallel_backend("ray", n_jobs=-1)
+
     def encode(self, encoder: Any, texts: Sequence[str], *, batch_size: int = 512
                ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         if not len(texts):

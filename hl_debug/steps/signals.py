@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from hl_debug.engines import get_engine
 from hl_debug.errors import ConfigError, MissingStepError
 from hl_debug.neighbors import KnnMemo
 from hl_debug.signals.context import Predictions, SignalContext
@@ -87,12 +88,15 @@ def load_context(store: Store, *, encoder: str, api: str | None, knn_memo: KnnMe
 
 
 def signals(store: Store, *, options: dict[str, Any] | None = None, force: bool = False,
-            progress: bool = True, knn_memo: KnnMemo | None = None) -> dict[str, Any]:
+            progress: bool = True, knn_memo: KnnMemo | None = None, engine: Any = None,
+            ray_address: str | None = None) -> dict[str, Any]:
     """Compute every registered signal and write it to the store; returns counts.
 
     ``options`` overrides :func:`defaults` (unknown keys are ignored). Skipped
     (``{"skipped": True}``) when the utterances, embeddings, predictions, clusters and
-    options are unchanged, unless ``force``.
+    options are unchanged, unless ``force``. ``engine`` (a name, None: ``HL_ENGINE``, or an
+    :class:`~hl_debug.engines.Engine`) is where the out-of-fold folds run
+    (:meth:`Engine.parallel <hl_debug.engines.Engine.parallel>`); the results are the same.
     """
     from tqdm.auto import tqdm
 
@@ -120,13 +124,15 @@ def signals(store: Store, *, options: dict[str, Any] | None = None, force: bool 
     with store.run("signals", parameters=opts, inputs_hash=inputs_hash,
                    versions=package_versions("scikit-learn", "cleanlab", "numpy")) as counts, \
             tqdm(total=len(instances) + 1, desc="signals", unit="signal", disable=not progress) as bar:
+        runner = engine if engine is not None and not isinstance(engine, str) else get_engine(
+            engine, address=ray_address)
         context = load_context(store, encoder=encoder, api=api_ep, knn_memo=knn_memo)
         context.build_graph()  # the one large product (threads help it); read from the memo after analyze
         bar.update()
         for signal in instances:
             # Signals fit small models (many small BLAS products): with more than one thread
             # those only spin-wait, 10-30x slower on 2 busy cores (hl_debug.threads).
-            with limit_threads(1):
+            with limit_threads(1), runner.parallel():
                 result = signal.find(context)
             context.results[signal.name] = result
             if signal.table is not None:
@@ -156,4 +162,5 @@ def summary_lines(store: Store, counts: dict[str, Any]) -> list[str]:
 def signals_step(store: Store, options: dict[str, Any]) -> dict[str, Any]:
     """Pipeline adapter for :func:`signals` (``options`` may hold any :func:`defaults` key)."""
     return signals(store, options=options, force=bool(options.get("force_signals")),
-                   progress=options.get("progress", True), knn_memo=options.get("knn_memo"))
+                   progress=options.get("progress", True), knn_memo=options.get("knn_memo"),
+                   engine=options.get("engine"), ray_address=options.get("ray_address"))
