@@ -96,3 +96,19 @@ def test_the_cli_choices_are_the_registered_backends():
     from hl_debug.settings import ENCODER_BACKENDS
 
     assert ENCODER_BACKENDS == backend_names()
+
+
+def test_a_loaded_encoder_pickles_without_its_model():
+    # a Ray actor gets the encoder by pickle: an ONNX session cannot be pickled, so the copy
+    # reloads from its name and backend on first use
+    import pickle
+    import threading
+
+    from hl_debug.models.encoders import SentenceEncoder
+
+    enc = SentenceEncoder("some/model", backend="onnx")
+    enc.model_, enc.dim_, enc.fitted_backend_ = threading.Lock(), 384, "onnx"  # a lock, like a session, cannot pickle
+    copy = pickle.loads(pickle.dumps(enc))
+    assert not hasattr(copy, "model_") and not hasattr(copy, "dim_")
+    assert copy.get_params() == enc.get_params() and copy.identity == enc.identity
+    assert hasattr(enc, "model_")  # the original keeps its model

@@ -119,6 +119,15 @@ class SentenceEncoder(BaseEstimator, TransformerMixin):
         self.fitted_backend_ = backend.name
         return self
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled without the loaded model (an ONNX session or a torch module cannot always
+        be pickled, and is large): a copy sent to another process — a Ray actor — loads it
+        again on its first ``transform``, from the same name and backend."""
+        state = dict(super().__getstate__())  # a copy: object.__getstate__ returns __dict__ itself
+        for key in ("model_", "dim_", "fitted_backend_"):
+            state.pop(key, None)
+        return state
+
     def transform(self, X: Sequence[str]) -> np.ndarray:
         """Vectors of shape ``(len(X), dim)``, float32."""
         if not hasattr(self, "model_"):
