@@ -618,7 +618,7 @@ def test_confident_joint_count_counts_the_off_diagonal():
 
 def test_the_count_is_anchored_to_the_confident_joint_and_the_ranking_is_unchanged(planted):
     X, truth, noisy = planted
-    anchored = LabelIssueDetector(random_state=0).fit(X, noisy)
+    anchored = LabelIssueDetector(random_state=0, count="confident_joint").fit(X, noisy)
     em = LabelIssueDetector(random_state=0, count="em").fit(X, noisy)
     assert anchored.confident_joint_count_ is not None and anchored.confident_joint_count_ > 0
     assert anchored.estimated_errors_ == pytest.approx(anchored.confident_joint_count_, abs=1e-4)
@@ -628,3 +628,42 @@ def test_the_count_is_anchored_to_the_confident_joint_and_the_ranking_is_unchang
     assert anchored.estimated_errors_low_ <= anchored.estimated_errors_ <= anchored.estimated_errors_high_
     with pytest.raises(ValueError, match="unknown count"):
         LabelIssueDetector(count="nope").fit(X, noisy)
+
+
+# -- the count: the confident joint divided by its response to planted flips (issue 17.5) ---
+
+
+def test_replica_count_divides_by_the_response_weighted_by_the_estimated_mix():
+    from types import SimpleNamespace
+
+    det = LabelIssueDetector()
+    det.synthetic_counts_ = [{"kind": "uniform", "code": 2, "flipped": 100, "base": 10, "noisy": 90},
+                             {"kind": "transition", "code": 1, "flipped": 100, "base": 10, "noisy": 50},
+                             {"kind": "transition", "code": 1, "flipped": 0, "base": 10, "noisy": 10}]
+    # the data is estimated to hold only uniform-like mistakes: the uniform round's response (0.8) counts
+    comb = SimpleNamespace(kinds_=np.array([0, 1, 2]), priors_=np.array([0.9, 0.0, 0.1]))
+    count, spread = det._replica_count(40, comb)
+    assert det.count_responses_ == [0.8, 0.4] and det.count_response_ == pytest.approx(0.8)
+    assert count == 50 and spread == pytest.approx(0.2 / 0.8)
+    # an even mix: the mean response
+    comb.priors_ = np.array([0.9, 0.05, 0.05])
+    assert det._replica_count(60, comb)[0] == 100
+    # no usable round: the count is kept
+    det.synthetic_counts_ = [{"kind": "uniform", "code": 1, "flipped": 10, "base": None, "noisy": None}]
+    assert det._replica_count(60, comb) == (60, 0.0) and det.count_response_ is None
+
+
+def test_replica_count_corrects_the_confident_joints_undercount_on_a_planted_case():
+    """Classes that overlap: the confident joint finds only part of the planted flips; the
+    replica count (its count over its response to the synthetic flips) is nearer the truth,
+    and the posteriors sum to it."""
+    X, truth = blobs(n_per=120, n_classes=6, dim=12, seed=3)
+    X = X + np.random.default_rng(3).normal(scale=0.12, size=X.shape).astype(np.float32)
+    noisy, flipped = inject_noise(truth, rate=0.1, kind="uniform", n_classes=6, random_state=5)
+    det = LabelIssueDetector(k=10, random_state=0).fit(X, noisy, n_classes=6)
+    n_true = int(flipped.sum())
+    assert det.count_response_ is not None and 0.2 <= det.count_response_ < 1.0
+    assert det.estimated_errors_ == pytest.approx(round(det.confident_joint_count_ / det.count_response_), abs=1e-3)
+    assert abs(det.estimated_errors_ - n_true) < abs(det.confident_joint_count_ - n_true)
+    assert abs(det.estimated_errors_ - n_true) <= 0.2 * n_true
+    assert det.estimated_errors_low_ <= n_true <= det.estimated_errors_high_
