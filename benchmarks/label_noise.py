@@ -163,17 +163,21 @@ DETECTOR: dict = {}  # extra LabelIssueDetector parameters (--synthetic-kinds)
 
 
 def clean_run(cell: str, seed: int) -> dict | None:
-    """The detector on the same data without planted flips (banking, bundled; once each):
+    """The detector on the same data without planted flips (banking, grown, bundled; once each):
     its estimate of the data's own errors, and the ids cleanlab's ``find_label_issues``
     suspects there — rows whose real status is unknown."""
     family = cell.split("-")[0]
-    if family not in ("banking", "bundled"):
+    if family not in ("banking", "bundled", "grown"):
         return None
     rows = cell.partition("@")[2]
-    key = family + rows
+    key = cell if family == "grown" else family + rows
     if key not in _CLEAN:
-        case = cases.banking(flip_rate=0.0, rows=int(rows) if rows else None) if family == "banking" \
-            else cases.bundled(flip_rate=0.0)
+        if family == "banking":
+            case = cases.banking(flip_rate=0.0, rows=int(rows) if rows else None)
+        elif family == "grown":
+            case = cases.grown(int(cell.split("-")[1]), flip_rate=0.0)
+        else:
+            case = cases.bundled(flip_rate=0.0)
         X, y, _, K = arrays(case)
         det = LabelIssueDetector(random_state=seed, use_api=False, **DETECTOR).fit(X, y, n_classes=K)
         _CLEAN[key] = {"estimate": det.estimated_errors_,

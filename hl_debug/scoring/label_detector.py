@@ -5,9 +5,10 @@ into flags, an estimated number of label errors and suggestions.
 Nothing is fitted on the real labels' status: the detector flips labels itself (synthetic
 rounds), recomputes the whole evidence out of fold on the flipped labels, and learns there
 both how to combine the evidence and how likely a score means an error. The posteriors are
-then anchored (one log-odds offset) to the confident joint's error count — the EM fixed point
-of the prior-shifted posteriors over-counted confusable flips by up to half — their sum is
-the estimated number of errors, and the flags the set with the best expected F1
+then anchored (one log-odds offset) to the confident joint's error count divided by that
+count's response to the synthetic flips (``count="replica"``: it finds about two thirds of a
+data set's mistakes; the EM fixed point of the prior-shifted posteriors over-counted
+confusable flips by up to half) — their sum is the estimated number of errors, and the flags the set with the best expected F1
 (:mod:`hl_debug.scoring.error_estimate`). :mod:`hl_debug.scoring.issue_rows` turns a fitted
 detector into the signal's rows.
 """
@@ -82,8 +83,8 @@ class LabelIssueDetector(BaseEstimator):
     unknown). On those rows :class:`~hl_debug.scoring.stacking.StackedScore` learns the
     combination (kept unless a single component, cleanlab's self-confidence among them, beats
     it on every kind of synthetic flip clearly: :func:`~hl_debug.scoring.stacking.robust_choice`)
-    and its calibration into P(wrong). The real error rate is the EM fixed point
-    of the prior-shifted posteriors; the flags maximise the expected F1, or reach
+    and its calibration into P(wrong). The posteriors are moved to sum to the estimated
+    number of errors (``count``); the flags maximise the expected F1, or reach
     ``target_precision``.
 
     ``combine="blend"`` is the previous detector, kept as a baseline: the evidence averaged
@@ -133,12 +134,18 @@ class LabelIssueDetector(BaseEstimator):
         but the real export's estimate falls (27 errors with 1 refit, 14 with 2).
     n_bootstrap : int
         Bootstrap refits of the combination widening the interval of the error count.
-    count : {"confident_joint", "em"}
-        The estimated number of errors: cleanlab's confident-joint off-diagonal count
-        (:func:`confident_joint_count`; the posteriors are moved by one log-odds offset to sum
-        to it, the interval widened by the EM's relative disagreement with it), or the EM fixed
-        point of the stacked posteriors. Measured on the 8 benchmark cells: within 20% of the
-        planted count in 7 vs 4, stated precision within 20% in 7 vs 6 (``RESULTS.md``).
+    count : {"replica", "confident_joint", "em"}
+        The estimated number of errors. ``"replica"``: cleanlab's confident-joint off-diagonal
+        count (:func:`confident_joint_count`) divided by its response to the synthetic flips —
+        (its count on a synthetic round - its count on the same rows without the flips) /
+        flips, each round weighted by the estimated share of its kind of mistake
+        (:meth:`_replica_count`). ``"confident_joint"``: that count as it is (it finds about
+        two thirds of the planted flips, so it was near the planted count only where it also
+        counted the data's own mistakes). In both the posteriors are moved by one log-odds
+        offset to sum to the count, the interval widened by the EM's relative disagreement with
+        it and by the rounds' spread. ``"em"``: the EM fixed point of the stacked posteriors.
+        On the benchmark the replica count minus the same data's count without planted flips
+        is within 20% of the planted flips in every cell (``RESULTS.md``).
     max_calibration_rows : int or None
         The synthetic rounds run on a random subset of at most this many rows (their own
         neighbours recomputed within it), which keeps large exports fast. None: every row.
@@ -167,6 +174,11 @@ class LabelIssueDetector(BaseEstimator):
         widened by the calibration's largest relative count error on synthetic validation).
     estimated_precision_, estimated_recall_ : float  of the flagged rows (NaN if undefined)
     confident_joint_count_ : int or None  cleanlab's off-diagonal count (None if it failed)
+    synthetic_counts_ : list of dict      per synthetic round: kind, its code, flips, and the
+                                          confident joint's count without / with them
+                                          (``count="replica"`` only; else None)
+    count_response_ : float or None       flips the confident joint counts per planted flip
+    count_responses_ : list of float      the same per synthetic round
     em_estimated_errors_ : float          the EM fixed point's count, before anchoring
     """
 
@@ -311,10 +323,10 @@ class LabelIssueDetector(BaseEstimator):
             # The count's response to planted flips is measured against the same rows' count
             # without them, from a classifier fitted on the same rows (a subset's classifier
             # is less sure than the full data's).
-            base_P = self.pred_probs_ if len(sub) == n else out_of_fold_probabilities(
+            base_P = np.asarray(self.pred_probs_) if len(sub) == n else out_of_fold_probabilities(
                 cal_X, cal_labels, n_classes=K, classifier=self.classifier, n_splits=self.n_splits,
                 random_state=self.random_state)
-            base_count = self._count_or_none(cal_labels, base_P[sub] if len(sub) == n else base_P)
+            base_count = self._count_or_none(cal_labels, base_P)
         self.synthetic_counts_: list[dict[str, Any]] = []
         for r in range(self.n_synthetic):
             kind = kinds[r % len(kinds)]
@@ -343,7 +355,8 @@ class LabelIssueDetector(BaseEstimator):
             status.append(known | flipped)
             self.synthetic_counts_.append({"kind": kind, "code": sorted(set(kinds)).index(kind) + 1,
                                            "flipped": int(flipped.sum()), "base": base_count,
-                                           "noisy": self._count_or_none(noisy, P) if base_count is not None
+                                           "noisy": self._count_or_none(noisy, np.asarray(P))
+                                           if base_count is not None
                                            else None})
         if not comps:
             raise ValueError(f"too few labelled rows to calibrate on ({n} rows, {K} classes): no synthetic flip "
