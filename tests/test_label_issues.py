@@ -450,6 +450,10 @@ def test_signal_reports_estimated_errors_precision_and_recall(signal_store, db_p
     assert summary["estimated_errors_low"] <= summary["estimated_errors"] <= summary["estimated_errors_high"]
     assert summary["n_flagged"] >= 1 and 0 < summary["estimated_precision"] <= 1
     assert 0 < summary["estimated_recall"] <= 1 and summary["target_precision"] is None
+    # the count is the confident joint's over its response to the synthetic flips, both reported
+    assert summary["confident_joint_count"] is not None and summary["count_response"] is not None
+    assert summary["estimated_errors"] == pytest.approx(
+        round(summary["confident_joint_count"] / summary["count_response"]), abs=1e-3)
     # The model report carries the same figures, so `export report` shows them.
     r = CliRunner().invoke(cli, ["--db", str(db_path), "export", "report", "--format", "json"], obj={})
     assert r.exit_code == 0, r.output
