@@ -133,6 +133,16 @@ def test_detector_calibrates_on_a_subset_of_large_inputs(planted, monkeypatch):
     det = LabelIssueDetector(k=10, random_state=0, max_calibration_rows=cap).fit(X, noisy, n_classes=4)
     assert sizes == [len(noisy), cap, cap]  # the scoring pass sees every row, the synthetic rounds a subset
     assert set(np.argsort(-det.scores_)[: len(PLANTED)]) == set(PLANTED)
+    # the count's response is measured on the subset against the subset's own count without flips
+    # (from a classifier fitted on the subset: one more fit, outside _members)
+    assert len(det.synthetic_counts_) == 2 and all(c["base"] is not None and c["noisy"] is not None
+                                                    for c in det.synthetic_counts_)
+    from hl_debug.scoring.label_issues import confident_joint_count
+
+    sub = np.sort(np.random.default_rng(0).choice(len(noisy), size=cap, replace=False))
+    P_sub = out_of_fold_probabilities(X[sub], noisy[sub], n_classes=4, n_splits=5, random_state=0)
+    assert det.synthetic_counts_[0]["base"] == confident_joint_count(noisy[sub], P_sub)
+    assert det.count_response_ is not None
     assert det.flagged_[list(PLANTED)].sum() >= 3
 
 
