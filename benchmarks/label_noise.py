@@ -151,6 +151,8 @@ def counts(det: LabelIssueDetector, truth: np.ndarray, known: np.ndarray | None 
     if det.combination_ is not None:
         out["count_errors"] = det.combination_.count_errors_
         out["em_estimated"] = det.em_estimated_errors_
+        out["confident_joint"] = det.confident_joint_count_
+        out["response"] = det.count_response_
     return out
 
 
@@ -161,17 +163,21 @@ DETECTOR: dict = {}  # extra LabelIssueDetector parameters (--synthetic-kinds)
 
 
 def clean_run(cell: str, seed: int) -> dict | None:
-    """The detector on the same data without planted flips (banking, bundled; once each):
+    """The detector on the same data without planted flips (banking, grown, bundled; once each):
     its estimate of the data's own errors, and the ids cleanlab's ``find_label_issues``
     suspects there — rows whose real status is unknown."""
     family = cell.split("-")[0]
-    if family not in ("banking", "bundled"):
+    if family not in ("banking", "bundled", "grown"):
         return None
     rows = cell.partition("@")[2]
-    key = family + rows
+    key = cell if family == "grown" else family + rows
     if key not in _CLEAN:
-        case = cases.banking(flip_rate=0.0, rows=int(rows) if rows else None) if family == "banking" \
-            else cases.bundled(flip_rate=0.0)
+        if family == "banking":
+            case = cases.banking(flip_rate=0.0, rows=int(rows) if rows else None)
+        elif family == "grown":
+            case = cases.grown(int(cell.split("-")[1]), flip_rate=0.0)
+        else:
+            case = cases.bundled(flip_rate=0.0)
         X, y, _, K = arrays(case)
         det = LabelIssueDetector(random_state=seed, use_api=False, **DETECTOR).fit(X, y, n_classes=K)
         _CLEAN[key] = {"estimate": det.estimated_errors_,
@@ -281,27 +287,34 @@ def _rel(est: float, true: float) -> str:
 
 
 def counts_table(runs: list[dict]) -> str:
-    lines = ["| cell | true errors | hl-debug estimate [90% interval] | EM count (before anchoring) | cleanlab count | "
-             "previous estimate | flagged | precision real / est. | recall real / est. | precision, unknown left out |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| cell | true errors | hl-debug estimate [90% interval] | estimate − clean data's estimate | "
+             "confident joint (previous count) | its response to flips | EM count | cleanlab count | "
+             "previous detector | flagged | precision real / est. | recall real / est. | precision, unknown left out |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for run in runs:
         c, true = run["counts"], run["planted"]
         truth = f"{true}"
+        increment = ""
         if "clean_estimate" in run:
             both = true + run["clean_estimate"]
-            truth += (f" (+{run['clean_estimate']:.0f} genuine est. = {both:.0f}; estimate "
-                      f"{_rel(c['estimated'], both)})")
+            truth += f" (+{run['clean_estimate']:.0f} genuine est. = {both:.0f})"
+            inc = c["estimated"] - run["clean_estimate"]
+            increment = f"{inc:.0f} ({_rel(inc, true)})"
+        cj = c.get("confident_joint")
+        cj_cell = f"{cj} ({_rel(cj, true)})" if cj is not None else ""
+        resp = f"{c['response']:.2f}" if c.get("response") is not None else ""
         known = f"{c['precision_known']:.2f}" if "precision_known" in c else ""
         old = run.get("blend_counts")
         old_cell = f"{old['estimated']:.0f} ({_rel(old['estimated'], true)})" if old else ""
         lines.append(
             f"| {run['name']} | {truth} | {c['estimated']:.0f} [{c['low']:.0f}, {c['high']:.0f}] "
-            f"({_rel(c['estimated'], true)}) | {c['em_estimated']:.0f} ({_rel(c['em_estimated'], true)}) | "
+            f"({_rel(c['estimated'], true)}) | {increment} | {cj_cell} | {resp} | "
+            f"{c['em_estimated']:.0f} ({_rel(c['em_estimated'], true)}) | "
             f"{run['cleanlab_count']} ({_rel(run['cleanlab_count'], true)}) | "
             f"{old_cell} | {c['flagged']} | {c['precision']:.2f} / {c['precision_est']:.2f} | "
             f"{c['recall']:.2f} / {c['recall_est']:.2f} | {known} |")
         if old:
-            lines.append(f"| {run['name']} (previous detector) | | | | | | {old['flagged']} | "
+            lines.append(f"| {run['name']} (previous detector) | | | | | | | | | {old['flagged']} | "
                          f"{old['precision']:.2f} / {old['precision_est']:.2f} | "
                          f"{old['recall']:.2f} / {old['recall_est']:.2f} | |")
 
@@ -309,6 +322,12 @@ def counts_table(runs: list[dict]) -> str:
         return bool(true) and abs(est - true) <= 0.2 * true
 
     n = len(runs)
+    inc = [r for r in runs if "clean_estimate" in r]
+    lines.append(f"\nEstimate − the clean data's estimate within ±20% of the planted flips: "
+                 f"{sum(ok(r['counts']['estimated'] - r['clean_estimate'], r['planted']) for r in inc)} of {len(inc)}; "
+                 "precision with the unknown-status rows left out within ±20% of the estimate: "
+                 f"{sum(ok(r['counts']['precision_est'], r['counts']['precision_known']) for r in inc if 'precision_known' in r['counts'])}"
+                 f" of {len(inc)}.")
     lines.append(f"\nWithin ±20% (relative) of the truth (planted flips): estimated total "
                  f"{sum(ok(r['counts']['estimated'], r['planted']) for r in runs)} of {n}, estimated precision "
                  f"{sum(ok(r['counts']['precision_est'], r['counts']['precision']) for r in runs)} of {n}, "

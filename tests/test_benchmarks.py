@@ -131,6 +131,7 @@ def test_label_noise(real_export, tmp_path):
         assert row[1] == "**hl-debug**" and all(is_number(c) for c in row[2:5]), row
     counts = figure_row(out.split("| cell | true errors")[1], "bundled +5% flips")
     assert re.match(r"\d+ \[\d+, \d+\]", counts[2]), counts  # estimate [interval]
+    assert re.match(r"-?\d+ \([+-]\d+%\)", counts[3]), counts  # estimate - the clean data's estimate
     review = out.split("| cell | K |")[1]
     assert re.search(r"\| bundled \+5% flips \| 300 \| \d+ \| \d+ \[\d+, \d+\]", review), review
     assert "banking grouped 5%" in out  # the grouped-errors cell runs in quick mode too

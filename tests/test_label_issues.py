@@ -133,6 +133,16 @@ def test_detector_calibrates_on_a_subset_of_large_inputs(planted, monkeypatch):
     det = LabelIssueDetector(k=10, random_state=0, max_calibration_rows=cap).fit(X, noisy, n_classes=4)
     assert sizes == [len(noisy), cap, cap]  # the scoring pass sees every row, the synthetic rounds a subset
     assert set(np.argsort(-det.scores_)[: len(PLANTED)]) == set(PLANTED)
+    # the count's response is measured on the subset against the subset's own count without flips
+    # (from a classifier fitted on the subset: one more fit, outside _members)
+    assert len(det.synthetic_counts_) == 2 and all(c["base"] is not None and c["noisy"] is not None
+                                                    for c in det.synthetic_counts_)
+    from hl_debug.scoring.label_issues import confident_joint_count
+
+    sub = np.sort(np.random.default_rng(0).choice(len(noisy), size=cap, replace=False))
+    P_sub = out_of_fold_probabilities(X[sub], noisy[sub], n_classes=4, n_splits=5, random_state=0)
+    assert det.synthetic_counts_[0]["base"] == confident_joint_count(noisy[sub], P_sub)
+    assert det.count_response_ is not None
     assert det.flagged_[list(PLANTED)].sum() >= 3
 
 
@@ -450,6 +460,10 @@ def test_signal_reports_estimated_errors_precision_and_recall(signal_store, db_p
     assert summary["estimated_errors_low"] <= summary["estimated_errors"] <= summary["estimated_errors_high"]
     assert summary["n_flagged"] >= 1 and 0 < summary["estimated_precision"] <= 1
     assert 0 < summary["estimated_recall"] <= 1 and summary["target_precision"] is None
+    # the count is the confident joint's over its response to the synthetic flips, both reported
+    assert summary["confident_joint_count"] is not None and summary["count_response"] is not None
+    assert summary["estimated_errors"] == pytest.approx(
+        round(summary["confident_joint_count"] / summary["count_response"]), abs=1e-3)
     # The model report carries the same figures, so `export report` shows them.
     r = CliRunner().invoke(cli, ["--db", str(db_path), "export", "report", "--format", "json"], obj={})
     assert r.exit_code == 0, r.output
@@ -618,7 +632,7 @@ def test_confident_joint_count_counts_the_off_diagonal():
 
 def test_the_count_is_anchored_to_the_confident_joint_and_the_ranking_is_unchanged(planted):
     X, truth, noisy = planted
-    anchored = LabelIssueDetector(random_state=0).fit(X, noisy)
+    anchored = LabelIssueDetector(random_state=0, count="confident_joint").fit(X, noisy)
     em = LabelIssueDetector(random_state=0, count="em").fit(X, noisy)
     assert anchored.confident_joint_count_ is not None and anchored.confident_joint_count_ > 0
     assert anchored.estimated_errors_ == pytest.approx(anchored.confident_joint_count_, abs=1e-4)
@@ -628,3 +642,42 @@ def test_the_count_is_anchored_to_the_confident_joint_and_the_ranking_is_unchang
     assert anchored.estimated_errors_low_ <= anchored.estimated_errors_ <= anchored.estimated_errors_high_
     with pytest.raises(ValueError, match="unknown count"):
         LabelIssueDetector(count="nope").fit(X, noisy)
+
+
+# -- the count: the confident joint divided by its response to planted flips (issue 17.5) ---
+
+
+def test_replica_count_divides_by_the_response_weighted_by_the_estimated_mix():
+    from types import SimpleNamespace
+
+    det = LabelIssueDetector()
+    det.synthetic_counts_ = [{"kind": "uniform", "code": 2, "flipped": 100, "base": 10, "noisy": 90},
+                             {"kind": "transition", "code": 1, "flipped": 100, "base": 10, "noisy": 50},
+                             {"kind": "transition", "code": 1, "flipped": 0, "base": 10, "noisy": 10}]
+    # the data is estimated to hold only uniform-like mistakes: the uniform round's response (0.8) counts
+    comb = SimpleNamespace(kinds_=np.array([0, 1, 2]), priors_=np.array([0.9, 0.0, 0.1]))
+    count, spread = det._replica_count(40, comb)
+    assert det.count_responses_ == [0.8, 0.4] and det.count_response_ == pytest.approx(0.8)
+    assert count == 50 and spread == pytest.approx(0.2 / 0.8)
+    # an even mix: the mean response
+    comb.priors_ = np.array([0.9, 0.05, 0.05])
+    assert det._replica_count(60, comb)[0] == 100
+    # no usable round: the count is kept
+    det.synthetic_counts_ = [{"kind": "uniform", "code": 1, "flipped": 10, "base": None, "noisy": None}]
+    assert det._replica_count(60, comb) == (60, 0.0) and det.count_response_ is None
+
+
+def test_replica_count_corrects_the_confident_joints_undercount_on_a_planted_case():
+    """Classes that overlap: the confident joint finds only part of the planted flips; the
+    replica count (its count over its response to the synthetic flips) is nearer the truth,
+    and the posteriors sum to it."""
+    X, truth = blobs(n_per=120, n_classes=6, dim=12, seed=3)
+    X = X + np.random.default_rng(3).normal(scale=0.12, size=X.shape).astype(np.float32)
+    noisy, flipped = inject_noise(truth, rate=0.1, kind="uniform", n_classes=6, random_state=5)
+    det = LabelIssueDetector(k=10, random_state=0).fit(X, noisy, n_classes=6)
+    n_true = int(flipped.sum())
+    assert det.count_response_ is not None and 0.2 <= det.count_response_ < 1.0
+    assert det.estimated_errors_ == pytest.approx(round(det.confident_joint_count_ / det.count_response_), abs=1e-3)
+    assert abs(det.estimated_errors_ - n_true) < abs(det.confident_joint_count_ - n_true)
+    assert abs(det.estimated_errors_ - n_true) <= 0.2 * n_true
+    assert det.estimated_errors_low_ <= n_true <= det.estimated_errors_high_

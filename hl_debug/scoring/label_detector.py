@@ -5,9 +5,10 @@ into flags, an estimated number of label errors and suggestions.
 Nothing is fitted on the real labels' status: the detector flips labels itself (synthetic
 rounds), recomputes the whole evidence out of fold on the flipped labels, and learns there
 both how to combine the evidence and how likely a score means an error. The posteriors are
-then anchored (one log-odds offset) to the confident joint's error count — the EM fixed point
-of the prior-shifted posteriors over-counted confusable flips by up to half — their sum is
-the estimated number of errors, and the flags the set with the best expected F1
+then anchored (one log-odds offset) to the confident joint's error count divided by that
+count's response to the synthetic flips (``count="replica"``: it finds about two thirds of a
+data set's mistakes; the EM fixed point of the prior-shifted posteriors over-counted
+confusable flips by up to half) — their sum is the estimated number of errors, and the flags the set with the best expected F1
 (:mod:`hl_debug.scoring.error_estimate`). :mod:`hl_debug.scoring.issue_rows` turns a fitted
 detector into the signal's rows.
 """
@@ -59,7 +60,7 @@ __all__ = ["LabelIssueDetector", "calibration_features", "issue_reason", "issue_
 log = logging.getLogger(__name__)
 
 COMBINATIONS = ("stack", "blend")
-COUNTS = ("confident_joint", "em")
+COUNTS = ("replica", "confident_joint", "em")
 
 
 def calibration_features(labels: np.ndarray, distribution: np.ndarray) -> np.ndarray:
@@ -82,8 +83,8 @@ class LabelIssueDetector(BaseEstimator):
     unknown). On those rows :class:`~hl_debug.scoring.stacking.StackedScore` learns the
     combination (kept unless a single component, cleanlab's self-confidence among them, beats
     it on every kind of synthetic flip clearly: :func:`~hl_debug.scoring.stacking.robust_choice`)
-    and its calibration into P(wrong). The real error rate is the EM fixed point
-    of the prior-shifted posteriors; the flags maximise the expected F1, or reach
+    and its calibration into P(wrong). The posteriors are moved to sum to the estimated
+    number of errors (``count``); the flags maximise the expected F1, or reach
     ``target_precision``.
 
     ``combine="blend"`` is the previous detector, kept as a baseline: the evidence averaged
@@ -133,12 +134,18 @@ class LabelIssueDetector(BaseEstimator):
         but the real export's estimate falls (27 errors with 1 refit, 14 with 2).
     n_bootstrap : int
         Bootstrap refits of the combination widening the interval of the error count.
-    count : {"confident_joint", "em"}
-        The estimated number of errors: cleanlab's confident-joint off-diagonal count
-        (:func:`confident_joint_count`; the posteriors are moved by one log-odds offset to sum
-        to it, the interval widened by the EM's relative disagreement with it), or the EM fixed
-        point of the stacked posteriors. Measured on the 8 benchmark cells: within 20% of the
-        planted count in 7 vs 4, stated precision within 20% in 7 vs 6 (``RESULTS.md``).
+    count : {"replica", "confident_joint", "em"}
+        The estimated number of errors. ``"replica"``: cleanlab's confident-joint off-diagonal
+        count (:func:`confident_joint_count`) divided by its response to the synthetic flips —
+        (its count on a synthetic round - its count on the same rows without the flips) /
+        flips, each round weighted by the estimated share of its kind of mistake
+        (:meth:`_replica_count`). ``"confident_joint"``: that count as it is (it finds about
+        two thirds of the planted flips, so it was near the planted count only where it also
+        counted the data's own mistakes). In both the posteriors are moved by one log-odds
+        offset to sum to the count, the interval widened by the EM's relative disagreement with
+        it and by the rounds' spread. ``"em"``: the EM fixed point of the stacked posteriors.
+        On the benchmark the replica count minus the same data's count without planted flips
+        is within 20% of the planted flips in every cell (``RESULTS.md``).
     max_calibration_rows : int or None
         The synthetic rounds run on a random subset of at most this many rows (their own
         neighbours recomputed within it), which keeps large exports fast. None: every row.
@@ -167,6 +174,11 @@ class LabelIssueDetector(BaseEstimator):
         widened by the calibration's largest relative count error on synthetic validation).
     estimated_precision_, estimated_recall_ : float  of the flagged rows (NaN if undefined)
     confident_joint_count_ : int or None  cleanlab's off-diagonal count (None if it failed)
+    synthetic_counts_ : list of dict      per synthetic round: kind, its code, flips, and the
+                                          confident joint's count without / with them
+                                          (``count="replica"`` only; else None)
+    count_response_ : float or None       flips the confident joint counts per planted flip
+    count_responses_ : list of float      the same per synthetic round
     em_estimated_errors_ : float          the EM fixed point's count, before anchoring
     """
 
@@ -174,7 +186,7 @@ class LabelIssueDetector(BaseEstimator):
                  combine: str = "stack", n_splits: int = 5, k: int = 20, synthetic_rate: float = 0.05,
                  n_synthetic: int = 2, synthetic_kinds: tuple[str, ...] | None = None, use_api: bool = True,
                  stack_api: bool = False, target_precision: float | None = None,
-                 flag_threshold: float = 0.5, n_reweight: int = 2, n_bootstrap: int = 20, count: str = "confident_joint",
+                 flag_threshold: float = 0.5, n_reweight: int = 2, n_bootstrap: int = 20, count: str = "replica",
                  max_calibration_rows: int | None = 10_000, n_threads: int | None = 1, random_state: int = 0) -> None:
         self.classifier = classifier
         self.meta_model = meta_model
@@ -306,6 +318,16 @@ class LabelIssueDetector(BaseEstimator):
             cal_clusters = cluster_ids[sub] if cluster_ids is not None else None
             cal_api = api_probs[sub] if api_probs is not None else None
         comps, blend, target, rows, status = [], [], [], [], []
+        base_count = None
+        if self.count == "replica" and self.combine == "stack":
+            # The count's response to planted flips is measured against the same rows' count
+            # without them, from a classifier fitted on the same rows (a subset's classifier
+            # is less sure than the full data's).
+            base_P = np.asarray(self.pred_probs_) if len(sub) == n else out_of_fold_probabilities(
+                cal_X, cal_labels, n_classes=K, classifier=self.classifier, n_splits=self.n_splits,
+                random_state=self.random_state)
+            base_count = self._count_or_none(cal_labels, base_P)
+        self.synthetic_counts_: list[dict[str, Any]] = []
         for r in range(self.n_synthetic):
             kind = kinds[r % len(kinds)]
             for _ in range(10):  # tiny data: a draw whose every flip makes a one-row class is drawn again
@@ -331,11 +353,23 @@ class LabelIssueDetector(BaseEstimator):
             target.append(np.where(flipped, sorted(set(kinds)).index(kind) + 1, 0))
             rows.append(sub)
             status.append(known | flipped)
+            self.synthetic_counts_.append({"kind": kind, "code": sorted(set(kinds)).index(kind) + 1,
+                                           "flipped": int(flipped.sum()), "base": base_count,
+                                           "noisy": self._count_or_none(noisy, np.asarray(P))
+                                           if base_count is not None
+                                           else None})
         if not comps:
             raise ValueError(f"too few labelled rows to calibrate on ({n} rows, {K} classes): no synthetic flip "
                              "leaves every class with two rows")
         return (np.vstack(comps), np.vstack(blend), np.concatenate(target), np.concatenate(rows),
                 np.concatenate(status))
+
+    @staticmethod
+    def _count_or_none(labels: np.ndarray, pred_probs: np.ndarray) -> int | None:
+        try:
+            return confident_joint_count(labels, pred_probs)
+        except Exception:  # noqa: BLE001 - cleanlab refuses degenerate inputs (e.g. tiny classes)
+            return None
 
     def _fit_stack(self, comps: np.ndarray, kinds: np.ndarray, rows: np.ndarray, known: np.ndarray) -> None:
         # First pass: unflipped rows confident learning suspects are left out. Then each
@@ -358,7 +392,12 @@ class LabelIssueDetector(BaseEstimator):
         bias = max((abs(e) for e in comb.count_errors_.values()), default=0.0)
         self.em_estimated_errors_ = em = float(comb.posterior_.sum())
         target, totals = self.confident_joint_count_, comb.totals_
-        if self.count == "confident_joint" and target is not None and 0 < target < len(self.posterior_) / 2:
+        self.count_response_: float | None = None
+        self.count_responses_: list[float] = []
+        if self.count == "replica" and target is not None:
+            target, spread = self._replica_count(target, comb)
+            bias = max(bias, spread)
+        if self.count in ("replica", "confident_joint") and target is not None and 0 < target < len(self.posterior_) / 2:
             # Anchor the count to the confident joint's; the EM's disagreement with it is
             # calibration uncertainty the interval keeps (a monotone shift: ranking unchanged).
             self.posterior_ = shift_to_total(self.posterior_, target)
@@ -367,6 +406,30 @@ class LabelIssueDetector(BaseEstimator):
         self.noise_rate_ = float(self.posterior_.mean())
         self._summarise(flag_threshold(self.posterior_, target_precision=self.target_precision), totals,
                         relative_bias=bias)
+
+    def _replica_count(self, count: int, comb: StackedScore) -> tuple[int, float]:
+        """The confident joint's count divided by its response to planted flips, and the
+        response's relative half-range over the synthetic rounds (calibration uncertainty).
+
+        The confident joint finds only part of the mistakes, and the flips it finds make some
+        right rows doubtful too: its response to the synthetic flips, (count with them - count
+        without) / flips, measured on the same rows and classifier, is how many it counts per
+        mistake (about 0.66-0.74 on the benchmark's cells). Each round weighs as much as the
+        stacker estimates the real data holds of its kind of flip."""
+        rounds = [c for c in self.synthetic_counts_
+                  if c["noisy"] is not None and c["base"] is not None and c["flipped"] > 0]
+        self.count_responses_ = [(c["noisy"] - c["base"]) / c["flipped"] for c in rounds]
+        self.count_response_ = None
+        if not rounds:
+            return count, 0.0
+        mix = dict(zip(comb.kinds_.tolist(), comb.priors_.tolist()))
+        codes = [c["code"] for c in rounds]
+        w = np.array([mix.get(code, 0.0) / codes.count(code) for code in codes])
+        w = w if w.sum() > 1e-9 else np.ones(len(rounds))
+        rate = float(np.clip(np.average(self.count_responses_, weights=w), 0.2, 1.5))
+        self.count_response_ = rate
+        spread = (max(self.count_responses_) - min(self.count_responses_)) / 2 / rate
+        return int(round(count / rate)), spread
 
     def _fit_blend(self, labels: np.ndarray, blend: np.ndarray, target: np.ndarray) -> None:
         self.combination_ = None

@@ -158,13 +158,18 @@ def _number(v: Any) -> bool:
 
 def label_issue_summary(det: Any) -> dict[str, Any]:
     """The headline figures of a fitted detector (None where it did not run or a figure is
-    undefined): :data:`SUMMARY_KEYS` plus the estimated error rate and flag threshold."""
+    undefined): :data:`SUMMARY_KEYS` plus the estimated error rate, the flag threshold, the
+    confident joint's count and its response to the synthetic flips (the count is the one over
+    the other, ``count="replica"``)."""
     if det is None:
-        return {**dict.fromkeys(SUMMARY_KEYS), "n_flagged": 0, "estimated_error_rate": None, "flag_threshold": None}
+        return {**dict.fromkeys(SUMMARY_KEYS), "n_flagged": 0, "estimated_error_rate": None, "flag_threshold": None,
+                "confident_joint_count": None, "count_response": None}
     values = {"estimated_errors": det.estimated_errors_, "estimated_errors_low": det.estimated_errors_low_,
               "estimated_errors_high": det.estimated_errors_high_, "n_flagged": int(det.flagged_.sum()),
               "estimated_precision": det.estimated_precision_, "estimated_recall": det.estimated_recall_,
-              "estimated_error_rate": det.noise_rate_, "flag_threshold": det.threshold_}
+              "estimated_error_rate": det.noise_rate_, "flag_threshold": det.threshold_,
+              "confident_joint_count": getattr(det, "confident_joint_count_", None),
+              "count_response": getattr(det, "count_response_", None)}
     return {k: (None if isinstance(v, float) and v != v else v) for k, v in values.items()}
 
 
