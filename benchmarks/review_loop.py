@@ -71,7 +71,7 @@ log = logging.getLogger("review_loop")
 
 KS = (0, 100, 300)
 #: (flip mode, flip rate, seeds): the issue's cell first (the headline), then the extra cells.
-CELLS = (("uniform", 0.05, (0, 1, 2, 3)), ("uniform", 0.10, (0,)), ("confusable", 0.10, (0,)))
+CELLS = (("uniform", 0.05, (0, 1, 2, 3)), ("uniform", 0.10, (0, 1)), ("confusable", 0.10, (0, 1)))
 #: Arms retrained at every K > 0, and those retrained once (at the largest K, or K-free).
 ARMS = ("flagged", "random")
 PRUNED = "flagged, unreviewed flags left out"

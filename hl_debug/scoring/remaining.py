@@ -161,8 +161,9 @@ def errors_remaining(posterior: Any, decided_wrong: Mapping[int, bool], *, order
 def spread_posterior(posterior: Any, spread_total: float) -> np.ndarray:
     """Anchored posteriors (shape (n,)) re-spread over the rows as their unanchored version
     spreads the count: the log-odds shift that makes them sum to ``spread_total`` (the EM
-    count they were anchored from), then scaled back to their own sum. The total and the
-    order are unchanged; each row's share of the total is the unanchored one's."""
+    count they were anchored from), then scaled back to their own sum (rows it would lift
+    above 1 are capped there). The total and the order are unchanged; each row's share of
+    the total is the unanchored one's."""
     p = np.asarray(posterior, dtype=np.float64)
     total = float(p.sum())
     if not np.isfinite(spread_total) or spread_total <= 0:
@@ -172,4 +173,14 @@ def spread_posterior(posterior: Any, spread_total: float) -> np.ndarray:
     z = logit(np.clip(p, 1e-12, 1 - 1e-12))
     offset = brentq(lambda a: float(expit(z + a).sum()) - spread_total, -60.0, 60.0, xtol=1e-10)
     q = expit(z + offset)
-    return np.asarray(np.minimum(q * total / float(q.sum()), 1.0))
+    # scale to ``total``; when that lifts rows above 1 (an EM count below the anchored one),
+    # cap them at 1 and share what they lose among the others, so the total holds
+    capped = np.zeros(q.size, dtype=bool)
+    for _ in range(q.size):
+        free = total - capped.sum()
+        scaled = np.where(capped, 1.0, q * free / float(q[~capped].sum()))
+        over = scaled > 1.0
+        if not over.any():
+            return scaled
+        capped |= over
+    return np.minimum(scaled, 1.0)
