@@ -16,7 +16,8 @@ labels. Arms, in the same run with the same vectors and model:
 * **random** (baseline) — the reviewer decides K rows drawn at random among the annotated rows;
 * **flagged, unreviewed flags left out** (K = 300) — as *flagged*, and the retrain also leaves
   out the training rows still flagged (posterior >= the detector's threshold) and not reviewed
-  yet, as cleanlab's clean learning prunes suspected label issues;
+  yet, as cleanlab's clean learning prunes suspected label issues (``hl-debug retrain
+  --leave-out-flagged``, :func:`hl_debug.steps.retrain.suspected_rows`);
 * **oracle** (baseline) — every planted flip fixed (to its true label): the most any review can gain;
 * **oracle, flagged errors only** — every planted flip the detector flags fixed, the rest left:
   the most a review of the flagged list can gain, however long.
@@ -93,9 +94,7 @@ def fit_and_predict(X: np.ndarray, usage: np.ndarray, original: np.ndarray, effe
                     rows: np.ndarray, leave_out: np.ndarray | None = None) -> np.ndarray:
     """Retrain the shipped local model on the effective labels (minus ``leave_out`` rows, bool
     over every row) and answer ``rows``."""
-    train = training_mask(usage, original, effective)
-    if leave_out is not None:
-        train &= ~leave_out
+    train = training_mask(usage, original, effective, leave_out=leave_out)
     model = LocalIntentModel().fit(X[train], effective[train].astype(str))
     return model.predict(X[rows])
 
