@@ -1,37 +1,44 @@
 """Review-loop benchmark: does reviewing the flagged label issues, then retraining, improve the model?
 
-On banking77 with 5% planted uniform flips (:func:`benchmarks.cases.banking`), a simulated
-reviewer works down hl-debug's ranked label-issue list (the shipped
-:class:`~hl_debug.scoring.label_detector.LabelIssueDetector`, ranked by its score, as the
-``label_issues`` table is): for each row it accepts the suggested label when the row was
-truly flipped and keeps the given label otherwise. After K = 0, 100, 300, 600 decisions the local
-model is retrained on the effective labels with the shipped training-set rule
-(:func:`hl_debug.steps.retrain.training_mask`: training rows and newly labelled rows, out of
-scope excluded) and the shipped model (:class:`~hl_debug.models.intent_model.LocalIntentModel`
-with its defaults), and scored on the testing rows against their CLEAN labels. Baselines in the
-same run, with the same vectors and model:
+On banking77 with planted label flips (:func:`benchmarks.cases.banking`; the issue's cell is
+5% uniform flips, the headline, over several seeds; 10% uniform and 10% confusable flips are
+extra cells where the flips cost the model more), a simulated reviewer works down hl-debug's
+ranked label-issue list (the shipped :class:`~hl_debug.scoring.label_detector.LabelIssueDetector`,
+ranked by its score, as the ``label_issues`` table is): for each row it accepts the suggested
+label when the row was truly flipped and keeps the given label otherwise. After K = 0, 100, 300
+decisions the local model is retrained on the effective labels with the shipped training-set
+rule (:func:`hl_debug.steps.retrain.training_mask`: training rows and newly labelled rows, out
+of scope excluded) and the shipped model (:class:`~hl_debug.models.intent_model.LocalIntentModel`
+with its defaults), and scored on the held-out validation + testing rows against their CLEAN
+labels. Arms, in the same run with the same vectors and model:
 
-* **oracle** — every planted flip fixed (to its true label): the most any review can gain;
-* **random** — the reviewer decides K rows drawn at random among the annotated rows;
-* **flagged, training rows** — the flagged list restricted to training rows (fixes to
-  validation/testing labels never change what a retrain learns; they make its evaluation honest).
+* **flagged** — the reviewer works down the flagged list (every split);
+* **random** (baseline) — the reviewer decides K rows drawn at random among the annotated rows;
+* **flagged, unreviewed flags left out** (K = 300) — as *flagged*, and the retrain also leaves
+  out the training rows still flagged (posterior >= the detector's threshold) and not reviewed
+  yet, as cleanlab's clean learning prunes suspected label issues (``hl-debug retrain
+  --leave-out-flagged``, :func:`hl_debug.steps.retrain.suspected_rows`);
+* **oracle** (baseline) — every planted flip fixed (to its true label): the most any review can gain;
+* **oracle, flagged errors only** — every planted flip the detector flags fixed, the rest left:
+  the most a review of the flagged list can gain, however long.
 
-With 5% flips there are ~600 planted errors, ~80% of them in training rows: K = 300 can fix at
-most half of them, so "share of the oracle's gain" at K = 300 is bounded by how unequal the
-errors' harm is.
+Recovery: the share of the oracle's accuracy gain an arm recovers,
+``(acc(arm) - acc(K=0)) / (acc(oracle) - acc(K=0))``, pooled over the cell's seeds, with a
+paired bootstrap interval (:func:`hl_debug.scoring.compare.recovered_share`: the three models
+scored on the same resampled rows, each seed resampled within itself), next to the oracle's own
+gain and its interval (a share of a gain whose interval holds 0 is not measured).
 
-Reported per seed and K: test accuracy (clean labels), the paired-bootstrap 95% interval of
-the accuracy change against K = 0 (:func:`hl_debug.scoring.compare.paired_metrics`), the share
-of the oracle's gain recovered, and the errors-remaining estimate against the truth (the planted
-errors among the rows not reviewed yet). The estimate is calib's
-``hl_debug.scoring.remaining.errors_remaining`` when it is importable; otherwise a stand-in
-labelled as such (the sum of the unreviewed rows' calibrated posteriors).
+Errors remaining (:func:`hl_debug.scoring.remaining.errors_remaining`) against the truth (the
+planted errors among the rows not reviewed yet), per seed and K: the shipped estimate (the
+unreviewed rows' anchored posteriors) and ``spread_total`` (the same count spread over the rows
+as the detector's unanchored EM posteriors spread it; see :mod:`hl_debug.scoring.remaining`),
+and for reference the mean of the anchored and the EM posteriors.
 
 Run::
 
-    python benchmarks/review_loop.py                 # full banking77, seeds 0,1,2
-    python benchmarks/review_loop.py --quick         # 3,000 rows, one seed (< 1 min)
-    python benchmarks/review_loop.py --rows 4000 --seeds 0
+    python benchmarks/review_loop.py                 # the cells below (under 15 min on 2 cores)
+    python benchmarks/review_loop.py --quick         # 3,000 rows, one seed, K = 0, 30, 100 (< 1 min)
+    python benchmarks/review_loop.py --cells uniform:0.05:0 --ks 0,100,300,600
 """
 
 from __future__ import annotations
@@ -43,6 +50,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -54,36 +62,23 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from benchmarks import cases  # noqa: E402
 from hl_debug.models.intent_model import LocalIntentModel  # noqa: E402
-from hl_debug.scoring.compare import paired_metrics  # noqa: E402
+from hl_debug.scoring.compare import recovered_share  # noqa: E402
 from hl_debug.scoring.label_detector import LabelIssueDetector  # noqa: E402
 from hl_debug.scoring.label_issues import encode_labels  # noqa: E402
+from hl_debug.scoring.remaining import errors_remaining, spread_posterior  # noqa: E402
 from hl_debug.steps.retrain import training_mask  # noqa: E402
 
 log = logging.getLogger("review_loop")
 
-KS = (0, 100, 300, 600)
-#: The reviewers simulated: the flagged list (every split, as the label_issues table lists it), the
-#: same list restricted to training rows (the only fixes a retrain learns from), random rows.
-ARMS = ("flagged", "flagged, training rows", "random")
-
-try:  # calib's estimator (issue 14.4); the stand-in below is used until it lands
-    from hl_debug.scoring.remaining import errors_remaining as _errors_remaining  # type: ignore[import-not-found]
-    ESTIMATOR = "errors_remaining (calib)"
-except ImportError:  # pragma: no cover - depends on the merge order
-    _errors_remaining = None
-    ESTIMATOR = "STAND-IN: sum of unreviewed posteriors"
-
-
-def estimate_remaining(posterior: np.ndarray, decided_wrong: dict[int, bool], order: list[int],
-                       relative_bias: float = 0.0) -> dict:
-    """The errors-remaining estimate after the decisions in ``decided_wrong`` (see module doc);
-    ``relative_bias`` widens its interval as the label_issues signal does (the detector's own
-    relative uncertainty of the count)."""
-    if _errors_remaining is not None:
-        return _errors_remaining(posterior, decided_wrong, order=order, relative_bias=relative_bias)
-    unreviewed = np.ones(len(posterior), dtype=bool)
-    unreviewed[list(decided_wrong)] = False
-    return {"estimated": float(posterior[unreviewed].sum()), "low": None, "high": None}
+KS = (0, 100, 300)
+#: (flip mode, flip rate, seeds): the issue's cell first (the headline), then the extra cells.
+CELLS = (("uniform", 0.05, (0, 1, 2, 3)), ("uniform", 0.10, (0, 1)), ("confusable", 0.10, (0, 1)))
+#: Arms retrained at every K > 0, and those retrained once (at the largest K, or K-free).
+ARMS = ("flagged", "random")
+PRUNED = "flagged, unreviewed flags left out"
+ORACLES = ("oracle", "oracle, flagged errors only")
+#: The errors-remaining estimates compared.
+ESTIMATES = ("shipped", "spread_total", "mean of both")
 
 
 def review(labels: np.ndarray, true: np.ndarray, suggested: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -95,37 +90,35 @@ def review(labels: np.ndarray, true: np.ndarray, suggested: np.ndarray, rows: np
     return out
 
 
-def fit_and_score(X: np.ndarray, usage: np.ndarray, original: np.ndarray, effective: np.ndarray,
-                  rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Retrain the shipped local model on the effective labels; its answers on ``rows`` and
-    the probabilities it gives them (columns: ``model.classes_``), as ``(labels, proba)``."""
-    train = training_mask(usage, original, effective)
+def fit_and_predict(X: np.ndarray, usage: np.ndarray, original: np.ndarray, effective: np.ndarray,
+                    rows: np.ndarray, leave_out: np.ndarray | None = None) -> np.ndarray:
+    """Retrain the shipped local model on the effective labels (minus ``leave_out`` rows, bool
+    over every row) and answer ``rows``."""
+    train = training_mask(usage, original, effective, leave_out=leave_out)
     model = LocalIntentModel().fit(X[train], effective[train].astype(str))
-    proba = model.predict_proba(X[rows])
-    return model.classes_[np.argmax(proba, axis=1)], _true_proba(proba, model.classes_)
+    return model.predict(X[rows])
 
 
-_TRUTH: dict[str, np.ndarray] = {}
+def remaining_estimates(det: LabelIssueDetector, decided: dict[int, bool], order: list[int]) -> dict[str, float]:
+    """The errors-remaining estimates of :data:`ESTIMATES` after ``decided``."""
+    bias = ((det.estimated_errors_high_ - det.estimated_errors_low_) / 2 / det.estimated_errors_
+            if det.estimated_errors_ else 0.0)
+    shipped = errors_remaining(det.posterior_, decided, order=order, relative_bias=bias)
+    spread = errors_remaining(det.posterior_, decided, order=order, relative_bias=bias,
+                              spread_total=det.em_estimated_errors_)
+    rest = np.ones(len(det.posterior_), dtype=bool)
+    rest[list(decided)] = False
+    em = spread_posterior(det.posterior_, det.em_estimated_errors_) * det.em_estimated_errors_ / det.posterior_.sum()
+    return {"shipped": shipped["estimated"], "shipped_low": shipped["low"], "shipped_high": shipped["high"],
+            "spread_total": spread["estimated"], "spread_total_low": spread["low"], "spread_total_high": spread["high"],
+            "mean of both": float(0.5 * (det.posterior_[rest].sum() + em[rest].sum()))}
 
 
-def _true_proba(proba: np.ndarray, classes: np.ndarray) -> np.ndarray:
-    """Probability each row's clean label gets (for the log loss; 0 for an unseen intent)."""
-    y = _TRUTH["eval"]
-    index = {c: k for k, c in enumerate(classes.tolist())}
-    cols = np.array([index.get(v, -1) for v in y])
-    out = np.where(cols >= 0, proba[np.arange(len(y)), np.maximum(cols, 0)], 0.0)
-    return out
-
-
-def _scores(pred: np.ndarray, p_true: np.ndarray, y: np.ndarray, test: np.ndarray) -> dict[str, float]:
-    """Accuracy on the testing rows, and accuracy and log loss on validation + testing."""
-    return {"accuracy": float(np.mean(pred[test] == y[test])), "accuracy_eval": float(np.mean(pred == y)),
-            "nll_eval": float(-np.mean(np.log(np.clip(p_true, 1e-6, 1))))}
-
-
-def run_seed(seed: int, rows: int | None, ks: tuple[int, ...]) -> dict:
+def run_seed(mode: str, rate: float, seed: int, rows: int | None, ks: tuple[int, ...]) -> dict:
+    """One seed of one cell: every arm's answers on the held-out rows (correct or not) and the
+    errors-remaining estimates at each K."""
     t0 = time.perf_counter()
-    case = cases.banking(seed=seed, flip_rate=0.05, rows=rows)
+    case = cases.banking(seed=seed, flip_rate=rate, flip_mode=mode, rows=rows)
     X = case.vectors
     usage = np.array(case.splits, dtype=object)
     original = np.array(case.labels, dtype=object)
@@ -139,63 +132,50 @@ def run_seed(seed: int, rows: int | None, ks: tuple[int, ...]) -> dict:
     order = np.argsort(-det.scores_, kind="stable")  # the label_issues table's order
     # held out from training: validation + testing rows, scored against their CLEAN labels
     evaluation = np.flatnonzero(np.isin(usage, ["validation", "testing"]) & np.not_equal(true, None))
-    test = usage[evaluation] == "testing"  # the testing rows among them
     y_eval = true[evaluation]
-    _TRUTH["eval"] = y_eval
     rng = np.random.default_rng(1000 + seed)
-    random_order = rng.permutation(len(ann))
+    rankings = {"flagged": order, "random": rng.permutation(len(ann))}
     lab_ann, true_ann = original[ann], true[ann]
-    n_planted = int((lab_ann != true_ann).sum())
+    wrong = lab_ann != true_ann
 
     def effective_of(ann_labels: np.ndarray) -> np.ndarray:
         eff = original.copy()
         eff[ann] = ann_labels
         return eff
 
-    base_pred, base_p = fit_and_score(X, usage, original, original, evaluation)
-    base = _scores(base_pred, base_p, y_eval, test)
-    base_acc = base["accuracy"]
-    oracle_pred, oracle_p = fit_and_score(X, usage, original, effective_of(true_ann), evaluation)
-    oracle = _scores(oracle_pred, oracle_p, y_eval, test)
-    oracle_acc = oracle["accuracy"]
-    out = {"seed": seed, "n": len(case), "n_annotated": len(ann), "n_test": int(test.sum()),
-           "n_eval": len(evaluation), "planted": n_planted, "flagged": int(det.flagged_.sum()),
-           "accuracy_k0": base_acc, "oracle": oracle_acc, "oracle_scores": oracle, "base_scores": base,
-           "oracle_delta": paired_metrics(y_eval[test], base_pred[test], oracle_pred[test], seed=seed)["accuracy"],
-           "by_k": []}
+    def correct(ann_labels: np.ndarray, leave_out: np.ndarray | None = None) -> np.ndarray:
+        return fit_and_predict(X, usage, original, effective_of(ann_labels), evaluation, leave_out) == y_eval
+
+    base = correct(lab_ann)
+    visible = wrong & det.flagged_
+    out: dict = {"mode": mode, "rate": rate, "seed": seed, "n": len(case), "n_annotated": len(ann),
+                 "n_eval": len(evaluation), "testing": (usage[evaluation] == "testing").tolist(),
+                 "planted": int(wrong.sum()), "flagged": int(det.flagged_.sum()),
+                 "planted_flagged": int(visible.sum()), "count": det.estimated_errors_,
+                 "em_count": det.em_estimated_errors_, "base": base.tolist(),
+                 "oracle": correct(true_ann).tolist(),
+                 "oracle, flagged errors only": correct(np.where(visible, true_ann, lab_ann)).tolist(), "by_k": []}
     for k in ks:
         row: dict = {"k": k}
-        train_order = order[usage[ann][order] == "training"]
-        for name, ranking in zip(ARMS, (order, train_order, random_order)):
-            picked = ranking[:k]
-            labels = review(lab_ann, true_ann, suggested, picked)
-            pred, p_true = (base_pred, base_p) if k == 0 else fit_and_score(X, usage, original,
-                                                                            effective_of(labels), evaluation)
-            sc = _scores(pred, p_true, y_eval, test)
-            acc = sc["accuracy"]
-            delta = paired_metrics(y_eval[test], base_pred[test], pred[test], n_boot=1000, seed=seed)["accuracy"]
-            decided = {int(i): bool(lab_ann[i] != true_ann[i]) for i in picked}
-            bias = ((det.estimated_errors_high_ - det.estimated_errors_low_) / 2 / det.estimated_errors_
-                    if det.estimated_errors_ else 0.0)
-            est = estimate_remaining(det.posterior_, decided, [int(i) for i in picked], bias)
-            gain = oracle_acc - base_acc
-            row[name] = {**sc, "delta_low": delta["low"], "delta_high": delta["high"],
-                         "recovered": (acc - base_acc) / gain if gain > 0 else None,
-                         "recovered_eval": ((sc["accuracy_eval"] - base["accuracy_eval"])
-                                            / (oracle["accuracy_eval"] - base["accuracy_eval"])
-                                            if oracle["accuracy_eval"] > base["accuracy_eval"] else None),
-                         "recovered_nll": ((base["nll_eval"] - sc["nll_eval"]) / (base["nll_eval"] - oracle["nll_eval"])
-                                           if oracle["nll_eval"] < base["nll_eval"] else None),
-                         "found": int(sum(decided.values())),
-                         # what the estimate estimates: errors among the rows not reviewed yet
-                         "remaining_true": int(((lab_ann != true_ann) & ~np.isin(np.arange(len(ann)), picked)).sum()),
-                         "still_wrong": int((labels != true_ann).sum()),  # plus wrong suggestions accepted
-                         "remaining_est": est["estimated"], "remaining_low": est.get("low"),
-                         "remaining_high": est.get("high")}
+        for name in ARMS:
+            picked = rankings[name][:k]
+            row[name] = base.tolist() if k == 0 else correct(review(lab_ann, true_ann, suggested, picked)).tolist()
+        picked = order[:k]
+        if k == max(ks) and k > 0:
+            reviewed = np.zeros(len(ann), dtype=bool)
+            reviewed[picked] = True
+            leave = np.zeros(len(original), dtype=bool)
+            leave[ann[det.flagged_ & ~reviewed]] = True
+            row[PRUNED] = correct(review(lab_ann, true_ann, suggested, picked), leave).tolist()
+            row["left_out"] = int((leave & (usage == "training")).sum())
+        decided = {int(i): bool(wrong[i]) for i in picked}
+        row["found"] = int(sum(decided.values()))
+        row["remaining_true"] = int((wrong & ~np.isin(np.arange(len(ann)), picked)).sum())
+        row["estimates"] = remaining_estimates(det, decided, [int(i) for i in picked])
         out["by_k"].append(row)
-        f = row["flagged"]
-        log.info("seed %d K=%d: flagged acc %.4f (found %d), random acc %.4f; remaining %d est %.1f", seed, k,
-                 f["accuracy"], f["found"], row["random"]["accuracy"], f["remaining_true"], f["remaining_est"])
+        log.info("%s %.0f%% seed %d K=%d: flagged acc %.4f (found %d), random acc %.4f; remaining %d, est. %.0f / %.0f",
+                 mode, 100 * rate, seed, k, np.mean(row["flagged"]), row["found"], np.mean(row["random"]),
+                 row["remaining_true"], row["estimates"]["shipped"], row["estimates"]["spread_total"])
     out["seconds"] = round(time.perf_counter() - t0, 1)
     return out
 
@@ -204,90 +184,111 @@ def _pct(v: float | None) -> str:
     return "–" if v is None else f"{100 * v:.0f}%"
 
 
-def table(runs: list[dict]) -> str:
-    """Per seed and K: test accuracy (clean labels) with the paired 95% CI of its change from
-    K = 0, per reviewer; the oracle; errors remaining (truth / estimate) after the flagged list."""
-    lines = ["| seed | K | " + " | ".join(f"{arm}: test acc. (Δ 95% CI, pts)" for arm in ARMS)
-             + " | oracle | errors remaining after the flagged list: true / est. | est. error |",
-             "|---|---|" + "---|" * len(ARMS) + "---|---|---|"]
+def _pooled(runs: list[dict], get: Any, rows: str = "eval") -> np.ndarray:
+    """Concatenate one answer vector per seed (``get(run)``), optionally the testing rows only."""
+    parts = []
     for r in runs:
-        for row in r["by_k"]:
-            f = row["flagged"]
+        v = np.asarray(get(r), dtype=bool)
+        parts.append(v[np.asarray(r["testing"], dtype=bool)] if rows == "testing" else v)
+    return np.concatenate(parts)
 
-            def acc(x: dict) -> str:
-                return f"{x['accuracy']:.4f} ({100 * x['delta_low']:+.1f}, {100 * x['delta_high']:+.1f})"
 
-            rel = (f["remaining_est"] - f["remaining_true"]) / f["remaining_true"] if f["remaining_true"] else None
-            lines.append(f"| {r['seed']} | {row['k']} | " + " | ".join(acc(row[arm]) for arm in ARMS)
-                         + f" | {r['oracle']:.4f} | {f['remaining_true']} / {f['remaining_est']:.0f} | "
-                         f"{'–' if rel is None else f'{100 * rel:+.0f}%'} |")
+def _share_line(cell: str, k: Any, arm: str, runs: list[dict], get: Any, n_boot: int) -> str:
+    """One row of :func:`recovery_table`: arm ``get(run)`` against K = 0 and the oracle, pooled over ``runs``."""
+    groups = np.concatenate([np.full(r["n_eval"], r["seed"]) for r in runs])
+    test_groups = np.concatenate([np.full(int(np.sum(r["testing"])), r["seed"]) for r in runs])
+    base = _pooled(runs, lambda r: r["base"])
+    s = recovered_share(base, _pooled(runs, get), _pooled(runs, lambda r: r["oracle"]), groups=groups,
+                        n_boot=n_boot, seed=0)
+    t = recovered_share(_pooled(runs, lambda r: r["base"], "testing"), _pooled(runs, get, "testing"),
+                        _pooled(runs, lambda r: r["oracle"], "testing"), groups=test_groups, n_boot=2)
+    share = ("not measurable" if s["share_low"] is None
+             else f"{_pct(s['share'])} ({_pct(s['share_low'])}, {_pct(s['share_high'])})")
+    return (f"| {cell} | {k} | {arm} | {base.mean() + s['gain']:.4f} | {100 * s['gain']:+.2f} "
+            f"({100 * s['gain_low']:+.2f}, {100 * s['gain_high']:+.2f}) | {share} | {_pct(t['share'])} |")
+
+
+def recovery_table(cells: list[list[dict]], n_boot: int) -> str:
+    """Per cell and K: accuracy (pooled over seeds, held-out rows), its change from K = 0 with
+    the paired 95% interval, and the share of the oracle's gain recovered with its interval."""
+    lines = ["| cell (seeds) | K | arm | accuracy | change from K = 0 (95% CI), pts | share of the oracle's gain "
+             "(95% CI) | testing rows only: share |", "|---|---|---|---:|---|---|---:|"]
+    for runs in cells:
+        cell = f"{runs[0]['mode']} {runs[0]['rate']:.0%} ({','.join(str(r['seed']) for r in runs)})"
+        lines.append(f"| {cell} | 0 | — | {_pooled(runs, lambda r: r['base']).mean():.4f} | | | |")
+        for j, row in enumerate(runs[0]["by_k"]):
+            if not row["k"]:
+                continue
+            for arm in ARMS + ((PRUNED,) if PRUNED in row else ()):
+                lines.append(_share_line(cell, row["k"], f"**{arm}**" if arm == "flagged" else arm, runs,
+                                         lambda r, j=j, arm=arm: r["by_k"][j][arm], n_boot))
+        for arm in ORACLES[::-1]:
+            lines.append(_share_line(cell, "all", arm, runs, lambda r, arm=arm: r[arm], n_boot))
     return "\n".join(lines)
 
 
-def heldout_table(runs: list[dict]) -> str:
-    """Means over seeds on the validation + testing rows (twice the testing rows: less noise),
-    with the log loss of the clean labels (a proper score, more sensitive to label noise)."""
-    lines = ["| K | arm | accuracy, val+test (mean over seeds) | recovered | log loss, val+test | recovered |",
-             "|---|---|---|---|---|---|"]
-    o_acc = np.mean([r["oracle_scores"]["accuracy_eval"] for r in runs])
-    o_nll = np.mean([r["oracle_scores"]["nll_eval"] for r in runs])
-    b_acc = np.mean([r["base_scores"]["accuracy_eval"] for r in runs])
-    b_nll = np.mean([r["base_scores"]["nll_eval"] for r in runs])
-    for j, row in enumerate(runs[0]["by_k"]):
-        for arm in ARMS if row["k"] else ARMS[:1]:
-            acc = np.mean([r["by_k"][j][arm]["accuracy_eval"] for r in runs])
-            nll = np.mean([r["by_k"][j][arm]["nll_eval"] for r in runs])
-            rec_a = (acc - b_acc) / (o_acc - b_acc) if o_acc > b_acc else None
-            rec_n = (b_nll - nll) / (b_nll - o_nll) if o_nll < b_nll else None
-            lines.append(f"| {row['k']} | {arm} | {acc:.4f} | {_pct(rec_a)} | {nll:.4f} | {_pct(rec_n)} |")
-    lines.append(f"| all | oracle | {o_acc:.4f} | 100% | {o_nll:.4f} | 100% |")
+def _rel(v: float, truth: int) -> str:
+    return f"{v:.0f} ({100 * (v - truth) / truth:+.0f}%)" if truth else f"{v:.0f}"
+
+
+def remaining_table(cells: list[list[dict]]) -> str:
+    """Per cell, seed and K: the planted errors not reviewed yet against each estimate."""
+    lines = ["| cell | seed | K | found | errors left (truth) | shipped [95% interval] | spread_total [95% interval] "
+             "| mean of both |", "|---|---|---|---:|---:|---|---|---|"]
+    for runs in cells:
+        for r in runs:
+            for row in r["by_k"]:
+                t, e = row["remaining_true"], row["estimates"]
+                lines.append(f"| {r['mode']} {r['rate']:.0%} | {r['seed']} | {row['k']} | {row['found']} | {t} | "
+                             f"{_rel(e['shipped'], t)} [{e['shipped_low']:.0f}, {e['shipped_high']:.0f}] | "
+                             f"{_rel(e['spread_total'], t)} [{e['spread_total_low']:.0f}, "
+                             f"{e['spread_total_high']:.0f}] | {_rel(e['mean of both'], t)} |")
     return "\n".join(lines)
 
 
-def summary(runs: list[dict]) -> str:
-    k = max(row["k"] for row in runs[0]["by_k"])
-    rec = [row["flagged"]["recovered"] for r in runs for row in r["by_k"] if row["k"] == k]
-    rnd = [row["random"]["recovered"] for r in runs for row in r["by_k"] if row["k"] == k]
-    found = [row["flagged"]["found"] for r in runs for row in r["by_k"] if row["k"] == k]
-    errs = [abs(row["flagged"]["remaining_est"] - row["flagged"]["remaining_true"]) / row["flagged"]["remaining_true"]
-            for r in runs for row in r["by_k"] if row["flagged"]["remaining_true"]]
-    fmt = ", ".join
-    return (f"K={k}: oracle gain recovered by the flagged list {fmt(_pct(v) for v in rec)} "
-            f"(mean {_pct(float(np.mean([v for v in rec if v is not None])) if any(v is not None for v in rec) else None)}),"
-            f" by random review {fmt(_pct(v) for v in rnd)} (test rows; per seed); errors the flagged list found "
-            f"{fmt(str(v) for v in found)} of {runs[0]['planted']} planted; errors-remaining estimate ({ESTIMATOR}) "
-            f"worst relative error {100 * max(errs):.0f}% over every seed and K.")
+def summary(cells: list[list[dict]]) -> str:
+    out = []
+    for runs in cells:
+        errs = {name: [abs(row["estimates"][name] - row["remaining_true"]) / row["remaining_true"]
+                       for r in runs for row in r["by_k"] if row["remaining_true"]] for name in ESTIMATES}
+        out.append(f"{runs[0]['mode']} {runs[0]['rate']:.0%}: planted {runs[0]['planted']}, flagged by the detector "
+                   f"{', '.join(str(r['planted_flagged']) for r in runs)} of them; errors remaining, worst |relative "
+                   f"error| over seeds and K: " + ", ".join(f"{n} {100 * max(v):.0f}%" for n, v in errs.items()))
+    return "\n".join(out)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="3,000 banking rows, K = 0, 30, 100, one seed")
+    ap.add_argument("--quick", action="store_true", help="3,000 banking rows, K = 0, 30, 100, one seed, one cell")
     ap.add_argument("--rows", type=int, default=None, help="banking rows (default: all)")
-    ap.add_argument("--seeds", default="0,1,2", help="comma-separated seeds")
-    ap.add_argument("--ks", default=None, help="comma-separated review budgets (default 0,100,300,600)")
+    ap.add_argument("--cells", default=None,
+                    help="space-separated mode:rate:seed,seed,... (default: "
+                         + " ".join(f"{m}:{r}:" + ",".join(map(str, s)) for m, r, s in CELLS) + ")")
+    ap.add_argument("--ks", default=None, help="comma-separated review budgets (default 0,100,300)")
+    ap.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples of the recovery intervals")
     ap.add_argument("--json", type=Path, default=None, help="write the per-seed results here")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    rows, seeds = args.rows, [int(s) for s in args.seeds.split(",")]
+    cells = CELLS if not args.cells else tuple(
+        (m, float(r), tuple(int(s) for s in seeds.split(","))) for m, r, seeds in (c.split(":") for c in args.cells.split()))
+    rows = args.rows
     ks = tuple(int(k) for k in args.ks.split(",")) if args.ks else KS
     if args.quick:
-        rows, seeds, ks = rows or 3000, seeds[:1], (0, 30, 100)
+        rows, ks, cells = rows or 3000, (0, 30, 100), ((cells[0][0], cells[0][1], cells[0][2][:1]),)
     load = os.getloadavg()[0]
     t0 = time.perf_counter()
-    runs = [run_seed(s, rows, ks) for s in seeds]
-    print(table(runs))
+    results = [[run_seed(m, r, s, rows, ks) for s in seeds] for m, r, seeds in cells]
+    print(recovery_table(results, args.n_boot))
     print()
-    print(heldout_table(runs))
+    print(remaining_table(results))
     print()
-    print("oracle vs K=0 on the testing rows (paired 95% CI, pts): " + ", ".join(
-        f"seed {r['seed']} {100 * r['oracle_delta']['delta']:+.2f} ({100 * r['oracle_delta']['low']:+.2f}, "
-        f"{100 * r['oracle_delta']['high']:+.2f})" for r in runs))
-    print(summary(runs))
-    n = runs[0]["n"]
-    print(f"\nbanking77 uniform 5% flips, {n:,} rows, seeds {args.seeds if not args.quick else seeds[0]}, "
-          f"{time.perf_counter() - t0:.0f} s, load average {load:.2f} at start, {time.strftime('%Y-%m-%d')}.")
+    print(summary(results))
+    spec = " ".join(f"{m}:{r}:" + ",".join(map(str, s)) for m, r, s in cells)
+    print(f"\nbanking77, {results[0][0]['n']:,} rows, cells {spec}, "
+          f"K {','.join(map(str, ks))}, {time.perf_counter() - t0:.0f} s, load average {load:.2f} at start, "
+          f"{time.strftime('%Y-%m-%d')}.")
     if args.json:
-        args.json.write_text(json.dumps(runs, indent=1, default=float))
+        args.json.write_text(json.dumps(results, indent=1, default=float))
     return 0
 
 

@@ -274,6 +274,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("against", None, "Endpoint the new version is compared with: a name, a prefix or an alias "
             "(recorded, local, v1, v2, latest, previous).", default_text="the latest local version",
             commands=("retrain",)),
+    Setting("leave_out_flagged", False, "Also leave out the training rows flagged as likely label errors and not "
+            "reviewed yet (clean learning).", type=bool, commands=("retrain",)),
     Setting("retrain_force", False, "Fit even when this version's files are saved (the answers are the same).",
             type=bool, flag="--force", param="force", commands=("retrain",)),
     Setting("n_boot", 1000, "Bootstrap resamples of the paired intervals.", type=int, min=1, max=100_000,

@@ -217,20 +217,27 @@ def test_load_benchmark_quick_mode():
 def test_review_loop_quick(tmp_path):
     if not (ROOT.parent / "shared" / "data" / "banking77" / "train.csv").exists():
         pytest.skip("banking77 not found beside the repository")
-    out = run_script("review_loop", "--quick", "--json", str(tmp_path / "loop.json"))
-    for k in ("0", "30", "100"):
-        row = figure_row(out, "0") if k == "0" else next(
-            [c.strip() for c in line.strip().strip("|").split("|")] for line in out.splitlines()
-            if line.startswith(f"| 0 | {k} |"))
-        assert all(re.match(r"0\.\d{4} \([-+]\d", c) for c in row[2:5]) and re.fullmatch(r"0\.\d{4}", row[5]), row
-        assert re.fullmatch(r"\d+ / \d+", row[6]), row  # errors remaining: true / estimated
-    held = next(line for line in out.splitlines() if line.startswith("| all | oracle |"))
-    assert "100%" in held
+    out = run_script("review_loop", "--quick", "--n-boot", "100", "--json", str(tmp_path / "loop.json"))
+    cell = "uniform 5% (0)"
+    rows = [[c.strip() for c in line.strip().strip("|").split("|")] for line in out.splitlines()
+            if line.startswith(f"| {cell} |")]
+    arms = {(r[1], r[2]) for r in rows}
+    assert {("30", "**flagged**"), ("100", "random"), ("100", "flagged, unreviewed flags left out"),
+            ("all", "oracle"), ("all", "oracle, flagged errors only")} <= arms, arms
+    for r in rows[1:]:
+        assert re.fullmatch(r"0\.\d{4}", r[3]) and re.match(r"[-+]\d+\.\d\d \([-+]\d", r[4]), r
+    for k in ("0", "30", "100"):  # errors remaining: the truth, then each estimate with its relative error
+        row = next([c.strip() for c in line.strip().strip("|").split("|")] for line in out.splitlines()
+                   if line.startswith(f"| uniform 5% | 0 | {k} |"))
+        assert re.fullmatch(r"\d+", row[4]) and all(re.match(r"\d+ \([-+]\d+%\)", c) for c in row[5:8]), row
     import json
 
-    runs = json.loads((tmp_path / "loop.json").read_text())
-    flagged = runs[0]["by_k"][-1]["flagged"]
+    runs = json.loads((tmp_path / "loop.json").read_text())[0]
+    flagged = runs[0]["by_k"][-1]
     assert flagged["found"] > 50  # the top of the flagged list is mostly real errors
+    start = runs[0]["by_k"][0]["estimates"]  # before any decision both estimates are the detector's count
+    assert start["spread_total"] == pytest.approx(start["shipped"], rel=1e-6)
+
 
 @pytest.mark.slow  # banking77's cached vectors
 def test_scale_benchmark_quick_mode(tmp_path):

@@ -12,7 +12,14 @@ from sklearn.metrics import f1_score
 
 from hl_debug.cli import cli
 from hl_debug.errors import NotFoundError
-from hl_debug.scoring.compare import agreement, change_kinds, compare_answers, paired_metrics, regressions
+from hl_debug.scoring.compare import (
+    agreement,
+    change_kinds,
+    compare_answers,
+    paired_metrics,
+    recovered_share,
+    regressions,
+)
 from hl_debug.steps.compare import aliases, compare_endpoints, resolve_endpoint
 from hl_debug.steps.retrain import retrain
 from hl_debug.steps.review import record_decisions
@@ -232,3 +239,32 @@ def test_library_errors_map_to_a_status_that_is_not_500(exc, status):
     from webapp.errors import status_of
 
     assert status_of(getattr(errors, exc)("x")) == status
+
+
+def test_recovered_share_of_the_oracle_gain_with_paired_intervals():
+    rng = np.random.default_rng(0)
+    n = 4000
+    base = rng.random(n) < 0.80
+    oracle = base | (rng.random(n) < 0.25)  # fixes a quarter of the errors: +5 pts
+    half = base | (oracle & (rng.random(n) < 0.5))  # keeps about half of those fixes
+    out = recovered_share(base, half, oracle, n_boot=300, seed=1)
+    assert out["oracle_gain"] == pytest.approx(oracle.mean() - base.mean())
+    assert out["share"] == pytest.approx((half.mean() - base.mean()) / (oracle.mean() - base.mean()))
+    assert out["share_low"] < out["share"] < out["share_high"] and out["share_low"] > 0.35 and out["share_high"] < 0.65
+    assert out["oracle_low"] > 0 and out["oracle_positive"] == 1.0
+    assert recovered_share(base, oracle, oracle, n_boot=50)["share"] == pytest.approx(1.0)
+    assert recovered_share(base, base, oracle, n_boot=50)["share"] == pytest.approx(0.0)
+    # an oracle that gains nothing: no share, and no interval to pretend one
+    flat = recovered_share(base, half, base, n_boot=50)
+    assert flat["share"] is None and flat["share_low"] is None and flat["oracle_positive"] == 0.0
+    # groups are resampled within themselves: a group of rows that never change adds no spread
+    pad = np.ones(n, dtype=bool)
+    grouped = recovered_share(np.r_[base, pad], np.r_[half, pad], np.r_[oracle, pad],
+                              groups=np.r_[np.zeros(n), np.ones(n)], n_boot=300, seed=1)
+    assert grouped["share"] == pytest.approx(out["share"])
+    assert grouped["gain_high"] - grouped["gain_low"] == pytest.approx((out["gain_high"] - out["gain_low"]) / 2,
+                                                                        rel=0.25)
+    with pytest.raises(ValueError, match="one length"):
+        recovered_share(base, half[:-1], oracle)
+    with pytest.raises(ValueError, match="groups"):
+        recovered_share(base, half, oracle, groups=np.zeros(3))

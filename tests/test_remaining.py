@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from hl_debug.scoring.remaining import errors_remaining, log_odds_shift
+from hl_debug.scoring.error_estimate import shift_to_total
+from hl_debug.scoring.remaining import errors_remaining, log_odds_shift, spread_posterior
 
 
 def test_reviewed_rows_leave_the_count_and_the_progress_is_counted():
@@ -74,6 +75,53 @@ def test_the_estimate_tracks_the_truth_as_a_simulated_review_goes_down_the_ranki
         assert abs(out["estimated"] - left) <= 0.2 * left, (K, out["estimated"], left)
         assert out["low"] <= left <= out["high"]
         assert out["n_found"] == int(wrong[reviewed].sum())
+
+
+def test_spread_posterior_keeps_the_total_and_the_order_and_moves_mass_to_the_tail():
+    rng = np.random.default_rng(2)
+    em = np.clip(rng.beta(0.3, 4.0, 2000), 1e-4, 1 - 1e-4)
+    anchored = shift_to_total(em, 0.8 * em.sum())  # what the detector's confident-joint anchoring does
+    spread = spread_posterior(anchored, float(em.sum()))
+    assert spread.sum() == pytest.approx(anchored.sum())
+    assert (np.argsort(spread, kind="stable") == np.argsort(anchored, kind="stable")).all()
+    assert spread == pytest.approx(em * anchored.sum() / em.sum(), rel=1e-6)  # each row's EM share of the count
+    top = np.argsort(-anchored)[:100]
+    assert spread[top].sum() < anchored[top].sum()  # the top keeps less of the count: the tail gets it
+    assert spread_posterior(anchored, float(anchored.sum())) == pytest.approx(anchored)  # nothing to undo
+    # an EM count below the anchored one scales up: rows that would pass 1 stop there, the total holds
+    up = spread_posterior(anchored, 0.5 * float(anchored.sum()))
+    assert up.max() <= 1.0 and up.sum() == pytest.approx(anchored.sum()) and (up == 1.0).any()
+    assert (np.diff(up[np.argsort(anchored, kind="stable")]) >= -1e-12).all()  # the order holds (ties at 1)
+
+
+def test_spread_total_keeps_the_relative_error_of_the_count_as_the_review_goes_on():
+    # errors drawn from calibrated (EM) posteriors; the count anchored 20% low by a log-odds
+    # shift, as the detector's confident joint does: the shifted estimate's relative error
+    # grows as the reviewer removes the top of the ranking, the spread one's stays ~ -20%
+    rng = np.random.default_rng(3)
+    n = 12000
+    wrong = rng.random(n) < 0.05
+    score = np.where(wrong, rng.normal(1.5, 1.0, n), rng.normal(-1.5, 1.0, n))
+    lr = np.exp(-((score - 1.5) ** 2) / 2 + (score + 1.5) ** 2 / 2)
+    em = 0.05 * lr / (0.05 * lr + 0.95)
+    anchored = shift_to_total(em, 0.8 * em.sum())
+    order = np.argsort(-score).tolist()
+    for K in (0, 150, 400):
+        reviewed = order[:K]
+        decided = {i: bool(wrong[i]) for i in reviewed}
+        left = int(wrong.sum() - wrong[reviewed].sum())
+        shifted = errors_remaining(anchored, decided, order=reviewed)
+        spread = errors_remaining(anchored, decided, order=reviewed, spread_total=float(em.sum()))
+        assert spread["spread"] == "scale" and shifted["spread"] == "shift"
+        assert abs(spread["estimated"] / left - 0.8) < 0.08, (K, spread["estimated"], left)
+        if K == 0:
+            assert spread["estimated"] == pytest.approx(shifted["estimated"])
+        else:
+            assert shifted["estimated"] / left < spread["estimated"] / left - 0.05, (K, shifted["estimated"], left)
+    with pytest.raises(ValueError, match="alternatives"):
+        errors_remaining(anchored, {}, spread_total=float(em.sum()), recalibrate=True)
+    with pytest.raises(ValueError, match="positive count"):
+        errors_remaining(anchored, {}, spread_total=0.0)
 
 
 # -- the store read, the export report and the /issues progress line ----------------------

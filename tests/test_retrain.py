@@ -141,3 +141,34 @@ def test_retrain_command_prints_the_json_the_issue_asks_for(project):
     assert res.exit_code == 0 and "Reused version 2" in res.output and "corrected labels" in res.output
     res = runner.invoke(cli, ["--db", store.path, "retrain", "--against", "nope"])
     assert res.exit_code != 0 and "Hint:" in res.output and "Traceback" not in res.output
+
+
+def test_training_mask_leaves_out_the_rows_asked():
+    usage = ["training", "training", "training"]
+    labels = ["a", "b", "a"]
+    assert training_mask(usage, labels, labels, leave_out=np.array([False, True, False])).tolist() == [True, False, True]
+    with pytest.raises(ValueError, match="leave_out"):
+        training_mask(usage, labels, labels, leave_out=np.array([True]))
+
+
+def test_leave_out_flagged_drops_the_flagged_rows_nobody_reviewed(project):
+    from hl_debug.signals.label_issues import ISSUES
+
+    store, by_id, flipped = project
+    n0 = retrain(store, n_boot=10)["n_train"]
+    train_flips = [i for i in flipped if by_id[i]["usage"] == "training"]
+    testing = next(i for i, r in by_id.items() if r["usage"] == "testing")
+    assert len(train_flips) >= 4
+    # the label-issue signal flags three flipped training rows and a testing row (never a training row anyway)
+    store.replace_table(ISSUES, [{"id": i, "rank": k + 1, "flagged": 1, "posterior": 0.9}
+                                 for k, i in enumerate([*train_flips[:3], testing])]
+                        + [{"id": train_flips[3], "rank": 5, "flagged": 0, "posterior": 0.2}])
+    record_decisions(store, [train_flips[0]], "relabel", true_label(by_id[train_flips[0]]))  # reviewed: it stays
+    plain = retrain(store, n_boot=10)
+    out = retrain(store, n_boot=10, leave_out_flagged=True)
+    assert plain["n_train"] == n0 and plain["n_left_out"] == 0
+    assert out["n_left_out"] == 2 and out["n_train"] == n0 - 2
+    assert out["endpoint_after"] != plain["endpoint_after"]  # another training set, another version
+    result = CliRunner().invoke(cli, ["--db", store.path, "retrain", "--leave-out-flagged", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["n_left_out"] == 2

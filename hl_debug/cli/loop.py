@@ -23,7 +23,8 @@ def _acc(v: float | None) -> str:
 @cli.command()
 @setting_options("retrain")
 @click.pass_context
-def retrain(ctx: click.Context, fmt: str, against: str | None, force: bool, n_boot: int) -> None:
+def retrain(ctx: click.Context, fmt: str, against: str | None, leave_out_flagged: bool, force: bool,
+            n_boot: int) -> None:
     """Train a new version of the local model on the corrected labels and compare it with the last.
 
     Review decisions are applied, unannotated rows labelled in review join the training
@@ -37,16 +38,20 @@ def retrain(ctx: click.Context, fmt: str, against: str | None, force: bool, n_bo
         hl-debug retrain
         hl-debug retrain --format json
         hl-debug retrain --against recorded
+        hl-debug retrain --leave-out-flagged
     """
     from hl_debug.steps.retrain import retrain as do_retrain
 
-    out = do_retrain(_store(ctx), against=against, force=force, n_boot=n_boot, progress=sys.stderr.isatty())
+    out = do_retrain(_store(ctx), against=against, force=force, leave_out_flagged=leave_out_flagged, n_boot=n_boot,
+                     progress=sys.stderr.isatty())
     if fmt == "json":
         click.echo(json.dumps(out, indent=1, default=str))
         return
     verb = "Trained" if out["new"] else "Reused"
     click.echo(f"{verb} version {out['version_after']} ({out['endpoint_after']}) on {out['n_train']} rows "
-               f"with {out['n_decisions']} review decision(s) applied; files in {out['model_dir'] or '(memory)'}")
+               f"with {out['n_decisions']} review decision(s) applied"
+               + (f", {out['n_left_out']} flagged unreviewed row(s) left out" if out["n_left_out"] else "")
+               + f"; files in {out['model_dir'] or '(memory)'}")
     if out["endpoint_before"] is None:
         click.echo("No earlier endpoint to compare with.")
         return

@@ -214,3 +214,62 @@ def compare_answers(y: Labels, a: Labels, b: Labels, *, groups: Labels | None = 
     if groups is not None:
         out["groups"] = regressions(y, a, b, groups, alpha=alpha)
     return out
+
+
+def recovered_share(base: Any, arm: Any, oracle: Any, *, groups: Any = None, n_boot: int = 1000,
+                    level: float = 0.95, seed: int = 0) -> dict[str, Any]:
+    """How much of the best possible accuracy gain a change recovered, with paired bootstrap intervals.
+
+    Three models answer the same rows: ``base`` (before), ``arm`` (after the change under test,
+    e.g. a retrain after reviewing K flagged rows) and ``oracle`` (after the best possible
+    change, e.g. every planted label error fixed). The share is
+    ``(acc(arm) - acc(base)) / (acc(oracle) - acc(base))``. All three are scored on the same
+    resampled rows, so the gains' intervals are paired.
+
+    Parameters
+    ----------
+    base, arm, oracle : array-like of bool, shape (n,)
+        Whether each model answered each row correctly.
+    groups : array-like, shape (n,), optional
+        Resample within each group (e.g. the benchmark seed a row belongs to: each seed is its
+        own experiment, and pooling seeds keeps their sizes fixed).
+    n_boot, level, seed :
+        Bootstrap resamples, interval coverage and seed.
+
+    Returns
+    -------
+    dict
+        ``gain`` / ``gain_low`` / ``gain_high`` (the arm's accuracy change), ``oracle_gain`` /
+        ``oracle_low`` / ``oracle_high``, ``share`` (None when the oracle gains nothing) and
+        ``share_low`` / ``share_high`` (percentiles of the share over the resamples where the
+        oracle gained; None when fewer than half of them did: the share is then not
+        measurable), ``oracle_positive`` (the fraction of resamples with an oracle gain > 0), ``n``.
+    """
+    a, b, o = (np.asarray(v, dtype=bool) for v in (base, arm, oracle))
+    if not (a.ndim == 1 and a.shape == b.shape == o.shape):
+        raise ValueError(f"base, arm and oracle must be 1-D of one length, got {a.shape}, {b.shape}, {o.shape}")
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    if n_boot < 2:
+        raise ValueError(f"n_boot must be >= 2, got {n_boot}")
+    g = np.zeros(len(a), dtype=np.int64) if groups is None else np.unique(np.asarray(groups), return_inverse=True)[1]
+    if g.shape != a.shape:
+        raise ValueError(f"groups must have shape {a.shape}, got {g.shape}")
+    rng = np.random.default_rng(seed)
+    members = [np.flatnonzero(g == k) for k in np.unique(g)]
+    draws = np.stack([np.concatenate([rows[rng.integers(0, len(rows), len(rows))] for rows in members])
+                      for _ in range(n_boot)])  # (n_boot, n) row indices, each group resampled in itself
+    gain_s = b[draws].mean(axis=1) - a[draws].mean(axis=1)
+    oracle_s = o[draws].mean(axis=1) - a[draws].mean(axis=1)
+    gain, oracle_gain = float(b.mean() - a.mean()), float(o.mean() - a.mean())
+    positive = oracle_s > 0
+    share_low = share_high = None
+    if positive.mean() >= 0.5:
+        lo, hi = _interval(gain_s[positive] / oracle_s[positive], level)
+        share_low, share_high = float(lo), float(hi)
+    glo, ghi = _interval(gain_s, level)
+    olo, ohi = _interval(oracle_s, level)
+    return {"gain": gain, "gain_low": float(glo), "gain_high": float(ghi), "oracle_gain": oracle_gain,
+            "oracle_low": float(olo), "oracle_high": float(ohi),
+            "share": gain / oracle_gain if oracle_gain > 0 else None, "share_low": share_low, "share_high": share_high,
+            "oracle_positive": float(positive.mean()), "n": len(a)}
