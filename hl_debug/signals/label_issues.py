@@ -160,16 +160,18 @@ def label_issue_summary(det: Any) -> dict[str, Any]:
     """The headline figures of a fitted detector (None where it did not run or a figure is
     undefined): :data:`SUMMARY_KEYS` plus the estimated error rate, the flag threshold, the
     confident joint's count and its response to the synthetic flips (the count is the one over
-    the other, ``count="replica"``)."""
+    the other, ``count="replica"``), and the unanchored EM count (``em_errors``: how the errors
+    remaining spread the count over the rows)."""
     if det is None:
         return {**dict.fromkeys(SUMMARY_KEYS), "n_flagged": 0, "estimated_error_rate": None, "flag_threshold": None,
-                "confident_joint_count": None, "count_response": None}
+                "confident_joint_count": None, "count_response": None, "em_errors": None}
     values = {"estimated_errors": det.estimated_errors_, "estimated_errors_low": det.estimated_errors_low_,
               "estimated_errors_high": det.estimated_errors_high_, "n_flagged": int(det.flagged_.sum()),
               "estimated_precision": det.estimated_precision_, "estimated_recall": det.estimated_recall_,
               "estimated_error_rate": det.noise_rate_, "flag_threshold": det.threshold_,
               "confident_joint_count": getattr(det, "confident_joint_count_", None),
-              "count_response": getattr(det, "count_response_", None)}
+              "count_response": getattr(det, "count_response_", None),
+              "em_errors": getattr(det, "em_estimated_errors_", None)}
     return {k: (None if isinstance(v, float) and v != v else v) for k, v in values.items()}
 
 
@@ -186,7 +188,9 @@ def errors_remaining_of(store: Any, *, last_n: int = 50) -> dict[str, Any] | Non
 
     The interval adds, on each side, the detector's own relative uncertainty of the count
     (the half-width of its interval over its estimate): the calibration's error does not
-    shrink as rows are reviewed.
+    shrink as rows are reviewed. The count is spread over the rows as the detector's
+    unanchored (EM) posteriors spread it (``spread_total``; stored summaries without
+    ``em_errors`` keep the anchored spread).
     """
     from hl_debug.scoring.remaining import errors_remaining
 
@@ -206,7 +210,11 @@ def errors_remaining_of(store: Any, *, last_n: int = 50) -> dict[str, Any] | Non
     if isinstance(summary, dict) and all(_number(summary.get(k)) for k in SUMMARY_KEYS[:3]) \
             and summary["estimated_errors"] > 0:
         bias = (summary["estimated_errors_high"] - summary["estimated_errors_low"]) / 2 / summary["estimated_errors"]
-    return errors_remaining(posterior, decided, order=list(decided), last_n=last_n, relative_bias=bias)
+    em = summary.get("em_errors") if isinstance(summary, dict) else None
+    # spread the count as the unanchored posteriors do (benchmarks/RESULTS.md, "Review loop"):
+    # the top of the list is calibrated, so the anchoring's shortfall stays with the tail
+    return errors_remaining(posterior, decided, order=list(decided), last_n=last_n, relative_bias=bias,
+                            spread_total=em if _number(em) and em > 0 else None)
 
 
 def remaining_figures(store: Any) -> dict[str, Any]:
