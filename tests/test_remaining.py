@@ -57,16 +57,20 @@ def test_recalibration_follows_the_decisions():
     assert recal["low"] <= real <= recal["high"] and recal["shift"] < 0
 
 
+def calibrated_mixture(*, seed: int, n: int, mean: float, rate: float = 0.05):
+    """``(wrong, score, posterior)``: 5% errors scoring N(mean, 1), the rest N(-mean, 1), and
+    the exact posterior of that mixture (calibrated by construction)."""
+    rng = np.random.default_rng(seed)
+    wrong = rng.random(n) < rate
+    score = np.where(wrong, rng.normal(mean, 1.0, n), rng.normal(-mean, 1.0, n))
+    lr = np.exp(-((score - mean) ** 2) / 2 + (score + mean) ** 2 / 2)
+    return wrong, score, rate * lr / (rate * lr + 1 - rate)
+
+
 def test_the_estimate_tracks_the_truth_as_a_simulated_review_goes_down_the_ranking():
     # calibrated posteriors of 6,000 rows (5% errors), a reviewer working down the ranking:
     # the estimate stays within 20% of the errors left at every K, inside its interval
-    rng = np.random.default_rng(1)
-    n = 6000
-    wrong = rng.random(n) < 0.05
-    score = np.where(wrong, rng.normal(2.0, 1.0, n), rng.normal(-2.0, 1.0, n))
-    # the exact posterior of that mixture: calibrated by construction
-    lr = np.exp(-((score - 2.0) ** 2) / 2 + (score + 2.0) ** 2 / 2)
-    posterior = 0.05 * lr / (0.05 * lr + 0.95)
+    wrong, score, posterior = calibrated_mixture(seed=1, n=6000, mean=2.0)
     order = np.argsort(-score).tolist()
     for K in (0, 100, 300):
         reviewed = order[:K]
@@ -98,12 +102,7 @@ def test_spread_total_keeps_the_relative_error_of_the_count_as_the_review_goes_o
     # errors drawn from calibrated (EM) posteriors; the count anchored 20% low by a log-odds
     # shift, as the detector's confident joint does: the shifted estimate's relative error
     # grows as the reviewer removes the top of the ranking, the spread one's stays ~ -20%
-    rng = np.random.default_rng(3)
-    n = 12000
-    wrong = rng.random(n) < 0.05
-    score = np.where(wrong, rng.normal(1.5, 1.0, n), rng.normal(-1.5, 1.0, n))
-    lr = np.exp(-((score - 1.5) ** 2) / 2 + (score + 1.5) ** 2 / 2)
-    em = 0.05 * lr / (0.05 * lr + 0.95)
+    wrong, score, em = calibrated_mixture(seed=3, n=12000, mean=1.5)
     anchored = shift_to_total(em, 0.8 * em.sum())
     order = np.argsort(-score).tolist()
     for K in (0, 150, 400):
