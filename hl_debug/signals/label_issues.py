@@ -210,8 +210,8 @@ def errors_remaining_of(store: Any, *, last_n: int = 50) -> dict[str, Any] | Non
     if isinstance(summary, dict) and all(_number(summary.get(k)) for k in SUMMARY_KEYS[:3]) \
             and summary["estimated_errors"] > 0:
         bias = (summary["estimated_errors_high"] - summary["estimated_errors_low"]) / 2 / summary["estimated_errors"]
-    em = summary.get("em_errors") if isinstance(summary, dict) else None
-    em = float(em) if _number(em) else None
+    stored = summary.get("em_errors") if isinstance(summary, dict) else None
+    em = float(stored) if isinstance(stored, (int, float)) and stored == stored else None
     # spread the count as the unanchored posteriors do (benchmarks/RESULTS.md, "Review loop"):
     # the top of the list is calibrated, so the anchoring's shortfall stays with the tail
     return errors_remaining(posterior, decided, order=list(decided), last_n=last_n, relative_bias=bias,
