@@ -249,7 +249,7 @@ def test_prepare_stores_the_base_and_the_next_start_reads_it_back(store, monkeyp
 
 @pytest.mark.parametrize("tail", [b"", b'"label":{}}}', bytes(range(256)) * 300])
 def test_a_gzip_head_continued_by_any_tail_is_one_valid_member(tail):
-    prefix = b'{"format":5,"columns":{"text":' + json.dumps(["utterance %d" % i for i in range(5000)]).encode() + b","
+    prefix = b'{"format":5,"columns":{"text":' + json.dumps([f"utterance {i}" for i in range(5000)]).encode() + b","
     head = GzipHead.of(prefix)
     member = head.member(tail)
     assert gzip.decompress(member) == prefix + tail and member == head.member(tail)  # deterministic
