@@ -68,7 +68,8 @@ SIZES = """() => { const r = performance.getEntriesByType('resource').filter((e)
 
 
 def keep_payload(db: Path) -> None:
-    """Keep the map's payload in ``db`` as the pipeline's web step does."""
+    """Keep the map's payload in ``db`` as the pipeline's web step does (the web step of the
+    checkout being measured: ``--root`` comes first on the path)."""
     from hl_debug.steps.web import web_step
     from hl_debug.storage import Store
 
@@ -177,8 +178,9 @@ def main() -> None:
         if args.synthetic:
             build(db, args.synthetic)
         legacy = checkout(args.legacy, Path(tmp)) if args.legacy else None
-        runs = ([(f"before ({args.legacy})", legacy, False)] if legacy else []) + [("after", ROOT, False)]
-        runs += [("after, payload kept", ROOT, True)] if args.kept else []
+        versions = ([(f"before ({args.legacy})", legacy)] if legacy else []) + [("after", ROOT)]
+        runs = [(name, root, False) for name, root in versions]
+        runs += [(f"{name}, payload kept", root, True) for name, root in versions] if args.kept else []
         for name, root, kept in runs:
             copy = Path(tmp) / "run.db"
             shutil.copyfile(db, copy)  # the same starting state for each version
