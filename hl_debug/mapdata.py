@@ -130,12 +130,15 @@ def encode_categorical(values: Sequence[str | None] | np.ndarray) -> dict:
     """``values`` (strings or None, length n) -> codes into the sorted distinct values."""
     arr = np.asarray(values, dtype=object) if len(values) else np.zeros(0, dtype=object)
     known = np.not_equal(arr, None)  # type: ignore[call-overload]  # elementwise "is not None" at C speed
-    # np.unique sorts by code point, as sorted() does; return_inverse gives every row's code at C speed
-    categories, codes = np.unique(arr[known].astype(str), return_inverse=True)
+    # a set and a dict, not np.unique: sorting 1M strings costs 0.45 s, hashing them 0.14 s (the
+    # label overlay is encoded again on every review decision); sorted() orders by code point
+    strs = [str(v) for v in arr[known].tolist()]
+    categories = sorted(set(strs))
     dtype = "int8" if len(categories) < 128 else "int16" if len(categories) < 32768 else "int32"
+    code = {c: k for k, c in enumerate(categories)}
     out = np.full(len(arr), -1, dtype=dtype)
-    out[known] = codes
-    return {"dtype": dtype, "categories": categories.tolist(), "data": _b64(out)}
+    out[known] = np.fromiter(map(code.__getitem__, strs), dtype=dtype, count=len(strs))
+    return {"dtype": dtype, "categories": categories, "data": _b64(out)}
 
 
 def decode_column(col: dict) -> list:
