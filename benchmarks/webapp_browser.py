@@ -20,7 +20,8 @@ and to repaint after one wheel-zoom step. ``--legacy REV`` measures the web app 
 measures a database whose map payload the web step has kept (as after ``hl-debug run``; the
 server then only reads it back), as well as the default: one without it, where the freshly
 started server builds the payload while the page waits. The size of ``/api/points`` as sent
-(gzip) and decoded comes from the page's resource timing.
+(gzip) and decoded comes from the page's resource timing. ``--repeat N`` starts each row N
+times (a fresh server, browser and database copy each) and prints each figure's median.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -156,6 +158,7 @@ def main() -> None:
     ap.add_argument("--synthetic", type=int, help="generate a database with this many utterances")
     ap.add_argument("--legacy", metavar="REV", help="also measure the web app at this git revision")
     ap.add_argument("--kept", action="store_true", help="also measure with the payload kept by the web step")
+    ap.add_argument("--repeat", type=int, default=1, help="fresh starts per row; each figure is their median")
     ap.add_argument("--root", help=argparse.SUPPRESS)  # internal: import webapp from here
     ap.add_argument("--measure", help=argparse.SUPPRESS)  # internal: measure this database, print JSON
     ap.add_argument("--keep-first", action="store_true", help=argparse.SUPPRESS)  # internal: keep, then measure
@@ -182,11 +185,14 @@ def main() -> None:
         runs = [(name, root, False) for name, root in versions]
         runs += [(f"{name}, payload kept", root, True) for name, root in versions] if args.kept else []
         for name, root, kept in runs:
-            copy = Path(tmp) / "run.db"
-            shutil.copyfile(db, copy)  # the same starting state for each version
-            proc = subprocess.run([sys.executable, __file__, "--root", str(root), "--measure", str(copy)]
-                                  + (["--keep-first"] if kept else []), check=True, capture_output=True, text=True)
-            r = json.loads(proc.stdout.strip().splitlines()[-1])
+            tries = []
+            for _ in range(args.repeat):
+                copy = Path(tmp) / "run.db"
+                shutil.copyfile(db, copy)  # the same starting state for each version and try
+                proc = subprocess.run([sys.executable, __file__, "--root", str(root), "--measure", str(copy)]
+                                      + (["--keep-first"] if kept else []), check=True, capture_output=True, text=True)
+                tries.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+            r = {k: statistics.median(t[k] for t in tries) for k in tries[0]}
             print(f"| {int(r['points']):,} | {name} | {fmt(r['sent_mb'], 1)} / {fmt(r['body_mb'], 1)} | {r['load_s']:.2f} | {fmt(r['load_data_s'])} | {r['reload_s']:.2f} "
                   f"| {fmt(r['reload_data_s'])} | {int(r['selected']):,} | {r['lasso_to_inspector_s']:.2f} "
                   f"| {r['lasso_gesture_s']:.2f} | {fmt(r['up_rows_ms'], 0)} | {fmt(r['up_frame_ms'], 0)} "
