@@ -16,7 +16,12 @@ from pressing the mouse for it (the drag included), the same release measured in
 (``performance.now()``: the inspector's first rows in the DOM, the first frame after them, and
 the map's repaint of the selection), and the time to recolour the whole map (colour-by change)
 and to repaint after one wheel-zoom step. ``--legacy REV`` measures the web app at git revision
-``REV`` too, on the same database, in a subprocess (see ``webapp_payload.py``).
+``REV`` too, on the same database, in a subprocess (see ``webapp_payload.py``). ``--kept``
+measures a database whose map payload the web step has kept (as after ``hl-debug run``; the
+server then only reads it back), as well as the default: one without it, where the freshly
+started server builds the payload while the page waits. The size of ``/api/points`` as sent
+(gzip) and decoded comes from the page's resource timing. ``--repeat N`` starts each row N
+times (a fresh server, browser and database copy each) and prints each figure's median.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -59,6 +65,19 @@ SINCE_UP = """(paints) => {
   return { rows: t.rows - t.up, frame: t.frame - t.up, painted: marks.length ? marks[0].startTime - t.up : NaN };
 }"""
 FILLED = "() => (performance.getEntriesByName('hl:filled')[0] || {startTime: NaN}).startTime / 1000"
+SIZES = """() => { const r = performance.getEntriesByType('resource').filter((e) => e.name.includes('/api/points'))[0];
+  return r ? [r.encodedBodySize / 1e6, r.decodedBodySize / 1e6] : [NaN, NaN]; }"""
+
+
+def keep_payload(db: Path) -> None:
+    """Keep the map's payload in ``db`` as the pipeline's web step does (the web step of the
+    checkout being measured: ``--root`` comes first on the path)."""
+    from hl_debug.steps.web import web_step
+    from hl_debug.storage import Store
+
+    store = Store(db, create=False)
+    web_step(store, {})
+    store.close()
 
 
 def measure(db: Path) -> dict[str, float]:
@@ -85,6 +104,7 @@ def measure(db: Path) -> dict[str, float]:
         out["load_s"] = time.perf_counter() - t0
         out["load_data_s"] = page.evaluate(FILLED)
         out["points"] = page.evaluate("window.hlDebug.state().shown")
+        out["sent_mb"], out["body_mb"] = page.evaluate(SIZES)
         t0 = time.perf_counter()
         page.reload()
         page.wait_for_selector("body[data-ready='1']", state="attached", timeout=300_000)
@@ -137,32 +157,43 @@ def main() -> None:
     ap.add_argument("--db", help="an hl-debug database")
     ap.add_argument("--synthetic", type=int, help="generate a database with this many utterances")
     ap.add_argument("--legacy", metavar="REV", help="also measure the web app at this git revision")
+    ap.add_argument("--kept", action="store_true", help="also measure with the payload kept by the web step")
+    ap.add_argument("--repeat", type=int, default=1, help="fresh starts per row; each figure is their median")
     ap.add_argument("--root", help=argparse.SUPPRESS)  # internal: import webapp from here
     ap.add_argument("--measure", help=argparse.SUPPRESS)  # internal: measure this database, print JSON
+    ap.add_argument("--keep-first", action="store_true", help=argparse.SUPPRESS)  # internal: keep, then measure
     args = ap.parse_args()
     if args.measure:
+        if args.keep_first:
+            keep_payload(Path(args.measure))
         print(json.dumps(measure(Path(args.measure))))
         return
     if bool(args.db) == bool(args.synthetic):
         ap.error("give exactly one of --db or --synthetic N")
     from benchmarks.webapp_payload import build, checkout
 
-    print("| points | code | load to map drawn (s) | data in the map at (s) | reload to drawn (s) | data in the map at (s) "
+    print("| points | code | /api/points sent / decoded (MB) | load to map drawn (s) | data in the map at (s) | reload to drawn (s) | data in the map at (s) "
           "| lasso selected | release to inspector (s) | whole lasso gesture (s) | in page: release to rows (ms) "
           "| to their frame (ms) | to the map's repaint (ms) | recolour all (s) | wheel zoom (s) |")
-    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     with tempfile.TemporaryDirectory() as tmp:
         db = Path(args.db) if args.db else Path(tmp) / "bench.db"
         if args.synthetic:
             build(db, args.synthetic)
         legacy = checkout(args.legacy, Path(tmp)) if args.legacy else None
-        for name, root in ([(f"before ({args.legacy})", legacy)] if legacy else []) + [("after", ROOT)]:
-            copy = Path(tmp) / "run.db"
-            shutil.copyfile(db, copy)  # the same starting state for each version
-            proc = subprocess.run([sys.executable, __file__, "--root", str(root), "--measure", str(copy)],
-                                  check=True, capture_output=True, text=True)
-            r = json.loads(proc.stdout.strip().splitlines()[-1])
-            print(f"| {int(r['points']):,} | {name} | {r['load_s']:.2f} | {fmt(r['load_data_s'])} | {r['reload_s']:.2f} "
+        versions = ([(f"before ({args.legacy})", legacy)] if legacy else []) + [("after", ROOT)]
+        runs = [(name, root, False) for name, root in versions]
+        runs += [(f"{name}, payload kept", root, True) for name, root in versions] if args.kept else []
+        for name, root, kept in runs:
+            tries = []
+            for _ in range(args.repeat):
+                copy = Path(tmp) / "run.db"
+                shutil.copyfile(db, copy)  # the same starting state for each version and try
+                proc = subprocess.run([sys.executable, __file__, "--root", str(root), "--measure", str(copy)]
+                                      + (["--keep-first"] if kept else []), check=True, capture_output=True, text=True)
+                tries.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+            r = {k: statistics.median(t[k] for t in tries) for k in tries[0]}
+            print(f"| {int(r['points']):,} | {name} | {fmt(r['sent_mb'], 1)} / {fmt(r['body_mb'], 1)} | {r['load_s']:.2f} | {fmt(r['load_data_s'])} | {r['reload_s']:.2f} "
                   f"| {fmt(r['reload_data_s'])} | {int(r['selected']):,} | {r['lasso_to_inspector_s']:.2f} "
                   f"| {r['lasso_gesture_s']:.2f} | {fmt(r['up_rows_ms'], 0)} | {fmt(r['up_frame_ms'], 0)} "
                   f"| {fmt(r['up_painted_ms'], 0)} | {r['recolour_s']:.2f} | {r['zoom_s']:.2f} |", flush=True)

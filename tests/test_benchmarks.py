@@ -200,7 +200,8 @@ def test_webapp_browser_on_a_synthetic_database():
     if shutil.which("chromium") is None and not Path("/usr/bin/chromium").exists():
         pytest.skip("chromium not installed")
     row = figure_row(run_script("webapp_browser", "--synthetic", "300"), "300")
-    assert row[1] == "after" and is_number(row[2])
+    sent, decoded = row[2].split(" / ")
+    assert row[1] == "after" and is_number(sent) and is_number(decoded) and is_number(row[3]), row
 
 
 def test_load_benchmark_quick_mode():

@@ -450,6 +450,31 @@ def test_map_uses_the_raster_on_the_pinned_bokeh(page, server):
     assert not [w for w in warnings if "BokehJS" in w]
 
 
+def test_a_hit_test_no_longer_unions_a_selection_with_itself(page, server):
+    """The third private hook (static/map/bokeh.js): Bokeh's hit test unions its result with
+    itself (a Set of every index: ~200 ms for a 900k-point lasso); skipped, the selection keeps
+    its very indices, and a union with another selection still unions."""
+    open_page(page, server.url + "/")
+    added, kept, union = page.evaluate("""() => {
+      const S = Bokeh.documents[0].get_model_by_name('points').selected.constructor;
+      const add = Set.prototype.add;
+      let added = 0; // BokehJS's union() builds a Set: count what goes into one
+      Set.prototype.add = function (v) { added++; return add.call(this, v); };
+      try {
+        const a = new S({ indices: [4, 2, 7] });
+        added = 0;
+        a.update_through_union(a);
+        const self = added;
+        const b = new S({ indices: [4, 2] });
+        b.update_through_union(new S({ indices: [2, 9] }));
+        return [self, Array.from(a.indices).join(), Array.from(b.indices).sort((x, y) => x - y).join()];
+      } finally {
+        Set.prototype.add = add;
+      }
+    }""")
+    assert added == 0 and kept == "4,2,7" and union == "2,4,9"
+
+
 @pytest.fixture
 def oos_server(db_path, tiny_export_path) -> Iterator[LiveServer]:
     """The app on a database where the out-of-scope signals have run (tests/oos_fixtures.py)."""

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import zlib
 from collections.abc import Callable
 from typing import Any
 
@@ -46,22 +45,19 @@ class PayloadCache:
     both is the response's ETag.
 
     The gzipped body is built the same way: the base part is compressed once, up to a
-    ``Z_SYNC_FLUSH``, and each overlay continues from a copy of that compressor, so a
-    decision costs the gzip of the two overlay columns (~0.3 MB at 100k), not of all 9 MB.
+    ``Z_SYNC_FLUSH`` (:class:`~hl_debug.mapdata.GzipHead`, kept in the database with the
+    base), and each overlay's deflate blocks follow it, so a decision costs the gzip of the
+    two overlay columns (~0.3 MB at 100k), not of all 9 MB (83 MB at 1M).
 
     The base is read from the database (the ``reports`` row :data:`~hl_debug.mapdata.STORED_NAME`
-    the web step keeps; 0.3 s at 100k, its gzip included) when it holds the current state's,
+    the web step keeps, its gzip head included; 0.3 s at 100k) when it holds the current state's,
     else built here (~2 s); :meth:`keep` (run by the app's start-up thread, never by a request:
     a pipeline run holding the database's write lock must not stall a page) stores a base
     built here for the next start.
     """
 
 
-    def __init__(self, *, gzip_level: int = 6) -> None:
-        # level 6: at 100k rows 3.5 MB in 0.9 s, where level 1 gives 4.05 MB in 0.2 s. The
-        # base part is compressed once per pipeline state and then sent to every user (200 at
-        # once: 110 MB less to write); the float columns do not compress at any level.
-        self.gzip_level = gzip_level
+    def __init__(self) -> None:
         self._lock = threading.Lock()  # guards the two dicts
         self._building = threading.Lock()  # one build at a time: concurrent misses wait, then hit
         self._base: dict[str, _Base] = {}  # path -> the pipeline's part of the payload
@@ -110,14 +106,14 @@ class PayloadCache:
         costs that next start the rebuild."""
         with self._lock:
             base = self._base.get(store.path)
-        if base is None or base.stored:
+        if base is None or (base.stored and base.head_kept):
             return
         try:
             mapdata.keep_base(store, base.payload)
         except StoreError as exc:
             log.info("could not keep the map's data in %s for the next start: %s", store.path, exc)
             return
-        base.stored = True
+        base.stored = base.head_kept = True
 
     def _build(self, store: Store, state: dict, *, gzipped: bool) -> tuple[str, bytes, bytes | None]:
         key = mapdata.data_key(state)
@@ -125,7 +121,7 @@ class PayloadCache:
             base = self._base.get(store.path)
         if not (base and base.payload.key == key):
             stored = mapdata.stored_base(store, key)
-            base = _Base(stored or mapdata.build_base(store, key, evidence()), self.gzip_level, stored=stored is not None)
+            base = _Base(stored or mapdata.build_base(store, key, evidence()), stored=stored is not None)
             with self._lock:
                 self._base[store.path] = base
         ids = base.payload.ids
@@ -142,28 +138,18 @@ class PayloadCache:
             decisions[pos[pos >= 0]] = np.array(list(actions.values()), dtype=object)[pos >= 0]
         tail = mapdata.dumps({"label": encode_column("label", labels),
                               "decision": encode_column("decision", decisions)})[1:-1] + b"}}"
-        return mapdata.state_key(state), base.payload.prefix + tail, base.gzip(tail) if gzipped else None
+        return mapdata.state_key(state), base.payload.prefix + tail, base.payload.gzip(tail) if gzipped else None
 
 
 class _Base:
-    """A :class:`~hl_debug.mapdata.BasePayload` being served: whether the database holds it,
-    and (made on first use) a gzip stream of its JSON flushed to a byte boundary, ready to be
-    continued by each overlay."""
+    """A :class:`~hl_debug.mapdata.BasePayload` being served, and whether the database holds
+    it (with its gzip head: see :meth:`PayloadCache.keep`)."""
 
-    def __init__(self, payload: BasePayload, gzip_level: int, *, stored: bool = False) -> None:
+    def __init__(self, payload: BasePayload, *, stored: bool = False) -> None:
         self.payload = payload
         self.stored = stored  # whether the database holds this base (see PayloadCache.keep)
-        self._level = gzip_level
-        self._zip: tuple[bytes, Any] | None = None
-
-    def gzip(self, tail: bytes) -> bytes:
-        """gzip of ``prefix + tail``: one valid gzip member, deterministic for given bytes."""
-        if self._zip is None:
-            z = zlib.compressobj(self._level, zlib.DEFLATED, 31)  # 31: gzip header, mtime 0
-            self._zip = (z.compress(self.payload.prefix) + z.flush(zlib.Z_SYNC_FLUSH), z)
-        head, z = self._zip
-        z = z.copy()
-        return head + z.compress(tail) + z.flush()
+        # and its gzip head (one kept before heads were kept gets it at the next keep)
+        self.head_kept = stored and payload.gzip_head is not None
 
 
 def warm_in_background(path: str, work: Callable[[Store], Any], *, name: str) -> threading.Thread:

@@ -15,12 +15,15 @@ const FULL_RES_POINTS = 30000; // above this many shown points, draw at 1 image 
 // Bokeh moves and scales the last image in between, and the last change always paints.
 const VIEW_INTERVAL = 100;
 
-// The only place that touches BokehJS internals, both needed by the raster painter:
+// The only place that touches BokehJS internals, the first two needed by the raster painter:
 //  1. the scatter view's private _paint() is replaced by one that keeps its screen
 //     coordinates current (hit testing and hover use them) but paints nothing;
 //  2. core/util/ndarray (through Bokeh.require) makes the image an ndarray, which the
-//     image_rgba glyph requires.
-// Returns { ndarray } when both are in place; null (after a console warning naming what did
+//     image_rgba glyph requires;
+//  3. Selection.update_through_union() skips a union of a selection with itself: Bokeh's
+//     hit test (UnionRenderers) unions its first renderer's result with itself, a Set of
+//     every selected index (~200 ms for a 900k-point lasso) that yields the same indices.
+// Returns { ndarray } when the first two are in place; null (after a console warning naming what did
 // not fit) when the loaded BokehJS is not the version they were written for, or lacks them.
 export function privateHooks(scatterView) {
   const Bokeh = window.Bokeh;
@@ -47,6 +50,13 @@ export function privateHooks(scatterView) {
     return null;
   }
   scatterView._paint = function () { this.map_data(); };
+  const Selection = scatterView.model.data_source.selected.constructor;
+  const union = Selection.prototype.update_through_union;
+  if (typeof union === "function" && !union.hlSkipsSelf) {
+    const skipSelf = function (other) { if (other !== this) union.call(this, other); };
+    skipSelf.hlSkipsSelf = true;
+    Selection.prototype.update_through_union = skipSelf;
+  }
   return { ndarray };
 }
 

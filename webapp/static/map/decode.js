@@ -17,6 +17,18 @@ export function half(h) {
   return sign * (1 + frac / 1024) * 2 ** (exp - 15);
 }
 
+let halves = null; // every binary16 value as a float32 (exact), built on first use
+
+function fromHalf(bits) {
+  if (!halves) {
+    halves = new Float32Array(65536);
+    for (let h = 0; h < 65536; h++) halves[h] = half(h);
+  }
+  const out = new Float32Array(bits.length); // a lookup per value, not a call: 1M values in a few ms
+  for (let i = 0; i < bits.length; i++) out[i] = halves[bits[i]];
+  return out;
+}
+
 function bytesOf(base64) {
   if (Uint8Array.fromBase64) return Uint8Array.fromBase64(base64); // native (Chrome 140+, Firefox 133+)
   const bin = atob(base64);
@@ -32,9 +44,13 @@ export function decodeColumn(col) {
   if (!Array_) throw new Error(`unknown column dtype ${JSON.stringify(col.dtype)}`);
   const bytes = bytesOf(col.data);
   let arr = new Array_(bytes.buffer, bytes.byteOffset, bytes.byteLength / Array_.BYTES_PER_ELEMENT);
-  if (col.dtype === "float16") arr = Float32Array.from(arr, half);
+  if (col.dtype === "float16") arr = fromHalf(arr);
   if (col.categories) return { codes: arr, cats: col.categories };
-  if (col.null !== undefined && arr.includes(col.null)) arr = Float64Array.from(arr, (v) => (v === col.null ? NaN : v));
+  if (col.null !== undefined && arr.includes(col.null)) {
+    const out = new Float64Array(arr.length);
+    for (let i = 0; i < arr.length; i++) out[i] = arr[i] === col.null ? NaN : arr[i];
+    arr = out;
+  }
   return arr;
 }
 
