@@ -83,8 +83,12 @@ def test_api_routes_on_the_cache(web_store):
 
 
 def test_the_start_up_thread_warms_the_rows_and_health_tells_when_it_is_done(web_store):
-    app = create_app({"DB": web_store.path})
+    app = create_app({"DB": web_store.path, "ROW_WARM_DELAY": 60})
     thread = app.extensions["hl_warm"]
+    thread.join(2)
+    assert thread.is_alive() and app.extensions["hl_rows"].encoded == 0  # waiting for the first map load
+    assert app.test_client().get("/api/health").get_json() == {"ok": True, "warming": True}
+    assert app.test_client().get("/api/points").status_code == 200  # the map has its data: the rows' turn
     thread.join(60)
     assert not thread.is_alive()
     assert app.extensions["hl_rows"].encoded == len(web_store.utterance_columns(("id",))["id"])

@@ -59,6 +59,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         TEAM=False,  # team mode: page visits choose a reviewer name first (/login)
         PAGE_CACHE=True,  # keep expensive responses per data state (webapp.pagecache)
         ROW_CACHE_ROWS=200_000,  # inspector rows kept encoded per data state (webapp.rowcache; ~0.8 kB each)
+        ROW_WARM_DELAY=10.0,  # s the start-up thread waits for the first map load before encoding the rows
     )
     if test_config:
         app.config.update(test_config)
@@ -70,6 +71,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.extensions["hl_points"] = points.PayloadCache()
     app.extensions["hl_reports"] = model_report.ReportCache()
     app.extensions["hl_rows"] = rowcache.RowCache(max_rows=app.config["ROW_CACHE_ROWS"])
+    app.extensions["hl_map_served"] = threading.Event()  # set once /api/points has sent a body
     if app.config["WARM_MAP"] and not app.testing:
         app.extensions["hl_warm"] = warm(app)
     errors.init_app(app)
@@ -91,10 +93,14 @@ def warm(app: Flask) -> threading.Thread:
     from webapp.points import warm_in_background
 
     payload, rows = app.extensions["hl_points"], app.extensions["hl_rows"]
+    served = app.extensions["hl_map_served"]
 
     def work(store) -> None:
         t0 = time.perf_counter()
         payload.prepare(store)
+        # the rows' encoding (3 s of CPU at 100k) waits until the first map page has its data,
+        # or ROW_WARM_DELAY: on two cores it would otherwise slow the very first page load
+        served.wait(app.config["ROW_WARM_DELAY"])
         t1 = time.perf_counter()
         n = rows.warm(store, evidence())
         log.info("warmed the map's data in %.1f s and %d inspector rows in %.1f s", t1 - t0, n,

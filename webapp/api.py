@@ -97,6 +97,9 @@ def points():
     else:
         gzipped = compress.accepts_gzip()
         etag, body = cache.get(store, gzipped=gzipped, state=state)
+        served = current_app.extensions.get("hl_map_served")
+        if served is not None:
+            served.set()  # the first map has its data: the start-up thread may encode the inspector's rows
         response = current_app.response_class(body, mimetype="application/json")
         response.set_etag(etag, weak=True)
         if gzipped:
