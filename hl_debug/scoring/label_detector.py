@@ -23,6 +23,7 @@ from sklearn.base import BaseEstimator, clone
 from sklearn.linear_model import LogisticRegression
 
 from hl_debug.neighbors import knn
+from hl_debug.scoring.error_count import count_or_none, replica_count
 from hl_debug.scoring.error_estimate import (
     error_interval,
     flag_summary,
@@ -34,25 +35,16 @@ from hl_debug.scoring.issue_rows import issue_reason, issue_rows
 from hl_debug.scoring.label_issues import (
     _check_embeddings,
     _check_labels,
-    _logit,
-    _other_max,
     api_distribution,
     cleanlab_issue_mask,
     cluster_label_distribution,
-    confident_joint_count,
     ensemble_distribution,
     issue_scores,
     knn_label_distribution,
     out_of_fold_probabilities,
 )
-from hl_debug.scoring.noise import (
-    confusable_classes,
-    inject_grouped_noise,
-    inject_noise,
-    keep_classes_scorable,
-    noise_transition,
-)
 from hl_debug.scoring.stacking import StackedScore, component_scores
+from hl_debug.scoring.synthetic_rounds import calibration_features, synthetic_rows
 from hl_debug.threads import limit_threads
 
 __all__ = ["LabelIssueDetector", "calibration_features", "issue_reason", "issue_rows", "prior_shift"]
@@ -61,13 +53,6 @@ log = logging.getLogger(__name__)
 
 COMBINATIONS = ("stack", "blend")
 COUNTS = ("replica", "confident_joint", "em")
-
-
-def calibration_features(labels: np.ndarray, distribution: np.ndarray) -> np.ndarray:
-    """The fixed blend's calibration features: logit of the given label's probability in the
-    evidence average and its margin to the best other label, shape ``(n, 2)``."""
-    self_conf = distribution[np.arange(len(labels)), labels]
-    return np.column_stack([_logit(self_conf), self_conf - _other_max(distribution, labels)])
 
 
 class LabelIssueDetector(BaseEstimator):
@@ -278,11 +263,9 @@ class LabelIssueDetector(BaseEstimator):
         except Exception as exc:  # noqa: BLE001 - cleanlab refuses degenerate inputs (e.g. tiny classes)
             log.warning("cleanlab find_label_issues failed (%s); assuming a 1%% error rate", exc)
             self.cleanlab_issues_ = np.zeros(n, dtype=bool)
-        try:
-            self.confident_joint_count_: int | None = confident_joint_count(labels, self.pred_probs_)
-        except Exception as exc:  # noqa: BLE001 - as above
-            log.warning("cleanlab's confident-joint count failed (%s); the count is the EM's", exc)
-            self.confident_joint_count_ = None
+        self.confident_joint_count_: int | None = count_or_none(labels, self.pred_probs_)
+        if self.confident_joint_count_ is None:
+            log.warning("cleanlab's confident-joint count failed; the count is the EM's")
 
         comps, blend, kinds, rows, known = self._synthetic(X, labels, K, neighbors, cluster_ids, api_probs)
         if self.combine == "stack":
@@ -296,80 +279,10 @@ class LabelIssueDetector(BaseEstimator):
 
     def _synthetic(self, X: np.ndarray, labels: np.ndarray, K: int, neighbors: tuple[np.ndarray, np.ndarray],
                    cluster_ids: np.ndarray | None, api_probs: np.ndarray | None) -> tuple[np.ndarray, ...]:
-        """Per synthetic row: components, blend features, kind (0: not flipped, 1..: the
-        noise kind that flipped it), the real row it copies, and whether its status is known
-        (flipped, or not suspected by confident learning)."""
-        rng = np.random.default_rng(self.random_state)
-        kinds = self.synthetic_kinds or (("uniform", "transition") if self.combine == "stack"
-                                         else ("uniform", "confusable"))
-        confusable = confusable_classes(self.pred_probs_, labels, n_classes=K)
-        transition = (noise_transition(labels, self.pred_probs_, n_classes=K)
-                      if {"transition", "grouped"} & set(kinds) else None)
-        # Rows confident learning already suspects have an unknown status in the synthetic
-        # data (perhaps genuine errors, labelled "not flipped").
-        known = ~self.cleanlab_issues_
-        n = len(labels)
-        sub = np.arange(n)
-        cal_X, cal_labels, cal_nbrs, cal_clusters, cal_api = X, labels, neighbors, cluster_ids, api_probs
-        if self.max_calibration_rows is not None and n > self.max_calibration_rows:
-            sub = np.sort(rng.choice(n, size=self.max_calibration_rows, replace=False))
-            cal_X, cal_labels, known = X[sub], labels[sub], known[sub]
-            cal_nbrs = knn(cal_X, min(neighbors[0].shape[1], len(sub) - 1))
-            cal_clusters = cluster_ids[sub] if cluster_ids is not None else None
-            cal_api = api_probs[sub] if api_probs is not None else None
-        comps, blend, target, rows, status = [], [], [], [], []
-        base_count = None
-        if self.count == "replica" and self.combine == "stack":
-            # The count's response to planted flips is measured against the same rows' count
-            # without them, from a classifier fitted on the same rows (a subset's classifier
-            # is less sure than the full data's).
-            base_P = np.asarray(self.pred_probs_) if len(sub) == n else out_of_fold_probabilities(
-                cal_X, cal_labels, n_classes=K, classifier=self.classifier, n_splits=self.n_splits,
-                random_state=self.random_state)
-            base_count = self._count_or_none(cal_labels, base_P)
-        self.synthetic_counts_: list[dict[str, Any]] = []
-        for r in range(self.n_synthetic):
-            kind = kinds[r % len(kinds)]
-            for _ in range(10):  # tiny data: a draw whose every flip makes a one-row class is drawn again
-                if kind == "grouped":
-                    noisy, _ = inject_grouped_noise(cal_labels, cal_nbrs, rate=self.synthetic_rate,
-                                                    transition=transition, random_state=rng)
-                else:
-                    noisy, _ = inject_noise(cal_labels, rate=self.synthetic_rate, kind=kind, n_classes=K,
-                                            confusable=confusable, transition=transition, random_state=rng)
-                noisy = keep_classes_scorable(cal_labels, noisy)
-                flipped = noisy != cal_labels
-                if flipped.any():
-                    break
-            else:
-                log.info("label issues: synthetic round %d skipped (every flip would leave a class with a "
-                         "single row)", r)
-                continue
-            P, Q, C, A = self._members(cal_X, noisy, K, cal_nbrs, cal_clusters, cal_api, self.random_state + r + 1)
-            comps.append(component_scores(noisy, P, Q, cluster_probs=C,
-                                          api_probs=A if self.combine == "blend" or self.stack_api else None)[1])
-            E = ensemble_distribution(*[m for m in (P, Q, C, A) if m is not None])
-            blend.append(calibration_features(noisy, E))
-            target.append(np.where(flipped, sorted(set(kinds)).index(kind) + 1, 0))
-            rows.append(sub)
-            status.append(known | flipped)
-            self.synthetic_counts_.append({"kind": kind, "code": sorted(set(kinds)).index(kind) + 1,
-                                           "flipped": int(flipped.sum()), "base": base_count,
-                                           "noisy": self._count_or_none(noisy, np.asarray(P))
-                                           if base_count is not None
-                                           else None})
-        if not comps:
-            raise ValueError(f"too few labelled rows to calibrate on ({n} rows, {K} classes): no synthetic flip "
-                             "leaves every class with two rows")
-        return (np.vstack(comps), np.vstack(blend), np.concatenate(target), np.concatenate(rows),
-                np.concatenate(status))
-
-    @staticmethod
-    def _count_or_none(labels: np.ndarray, pred_probs: np.ndarray) -> int | None:
-        try:
-            return confident_joint_count(labels, pred_probs)
-        except Exception:  # noqa: BLE001 - cleanlab refuses degenerate inputs (e.g. tiny classes)
-            return None
+        """The synthetic rounds' rows (:func:`~hl_debug.scoring.synthetic_rounds.synthetic_rows`);
+        sets ``synthetic_counts_``."""
+        *rows, self.synthetic_counts_ = synthetic_rows(self, X, labels, K, neighbors, cluster_ids, api_probs)
+        return tuple(rows)
 
     def _fit_stack(self, comps: np.ndarray, kinds: np.ndarray, rows: np.ndarray, known: np.ndarray) -> None:
         # First pass: unflipped rows confident learning suspects are left out. Then each
@@ -408,28 +321,12 @@ class LabelIssueDetector(BaseEstimator):
                         relative_bias=bias)
 
     def _replica_count(self, count: int, comb: StackedScore) -> tuple[int, float]:
-        """The confident joint's count divided by its response to planted flips, and the
-        response's relative half-range over the synthetic rounds (calibration uncertainty).
-
-        The confident joint finds only part of the mistakes, and the flips it finds make some
-        right rows doubtful too: its response to the synthetic flips, (count with them - count
-        without) / flips, measured on the same rows and classifier, is how many it counts per
-        mistake (about 0.66-0.74 on the benchmark's cells). Each round weighs as much as the
-        stacker estimates the real data holds of its kind of flip."""
-        rounds = [c for c in self.synthetic_counts_
-                  if c["noisy"] is not None and c["base"] is not None and c["flipped"] > 0]
-        self.count_responses_ = [(c["noisy"] - c["base"]) / c["flipped"] for c in rounds]
-        self.count_response_ = None
-        if not rounds:
-            return count, 0.0
+        """The confident joint's count over its response to the synthetic rounds' flips
+        (:func:`~hl_debug.scoring.error_count.replica_count`), and the response's relative
+        half-range (calibration uncertainty); sets ``count_response_``, ``count_responses_``."""
         mix = dict(zip(comb.kinds_.tolist(), comb.priors_.tolist()))
-        codes = [c["code"] for c in rounds]
-        w = np.array([mix.get(code, 0.0) / codes.count(code) for code in codes])
-        w = w if w.sum() > 1e-9 else np.ones(len(rounds))
-        rate = float(np.clip(np.average(self.count_responses_, weights=w), 0.2, 1.5))
-        self.count_response_ = rate
-        spread = (max(self.count_responses_) - min(self.count_responses_)) / 2 / rate
-        return int(round(count / rate)), spread
+        count, self.count_response_, self.count_responses_, spread = replica_count(count, self.synthetic_counts_, mix)
+        return count, spread
 
     def _fit_blend(self, labels: np.ndarray, blend: np.ndarray, target: np.ndarray) -> None:
         self.combination_ = None

@@ -179,3 +179,23 @@ def inject_grouped_noise(labels: Any, neighbors: tuple[np.ndarray, np.ndarray], 
         noisy[members] = new
         flipped[members] = True
     return noisy, noisy != labels
+
+
+def draw_scorable_noise(labels: np.ndarray, kind: str, *, rate: float, n_classes: int,
+                        neighbors: tuple[np.ndarray, np.ndarray], confusable: Any, transition: Any,
+                        random_state: np.random.Generator, attempts: int = 10) -> np.ndarray | None:
+    """One synthetic round's noisy labels of ``kind`` (``grouped``: :func:`inject_grouped_noise`,
+    else :func:`inject_noise`), kept scorable (:func:`keep_classes_scorable`); on tiny data a
+    draw whose every flip would make a one-row class is drawn again, up to ``attempts`` times
+    (None when none flips a row)."""
+    for _ in range(attempts):
+        if kind == "grouped":
+            noisy, _ = inject_grouped_noise(labels, neighbors, rate=rate, transition=transition,
+                                            random_state=random_state)
+        else:
+            noisy, _ = inject_noise(labels, rate=rate, kind=kind, n_classes=n_classes, confusable=confusable,
+                                    transition=transition, random_state=random_state)
+        noisy = keep_classes_scorable(labels, noisy)
+        if (noisy != labels).any():
+            return noisy
+    return None
