@@ -69,6 +69,14 @@ class LocalEngine:
         return nullcontext()
 
 
+def as_engine(engine: Engine | str | None, *, address: str | None = None) -> Engine:
+    """``engine`` itself when it is an :class:`Engine` object, else :func:`get_engine` of that
+    name (None: ``HL_ENGINE``) — what a step accepts as its ``engine`` option."""
+    if engine is not None and not isinstance(engine, str):
+        return engine
+    return get_engine(engine, address=address)
+
+
 def get_engine(name: str | None = None, *, address: str | None = None, **kwargs: Any) -> Engine:
     """The engine called ``name`` (None: ``HL_ENGINE``, else ``local``).
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from hl_debug.engines import Engine, get_engine
+from hl_debug.engines import Engine, as_engine
 from hl_debug.models.encoders import Encoder, default_encoder
 from hl_debug.storage import Store, hash_json, package_versions
 
@@ -43,8 +43,7 @@ def embed(store: Store, encoder: Encoder | None = None, *, chunk_size: int = 512
         with store.run("embed", parameters=params, inputs_hash=hash_json(sorted(texts)),
                        versions=package_versions("sentence-transformers", "torch", "onnxruntime")) as run_counts:
             with tqdm(total=len(todo), desc="embed", unit="utt", disable=not progress) as bar:
-                runner = engine if engine is not None and not isinstance(engine, str) else get_engine(
-                    engine, address=ray_address)
+                runner = as_engine(engine, address=ray_address)
                 for rows, vecs in runner.encode(encoder, [texts[h] for h in todo], batch_size=chunk_size):
                     chunk = [todo[i] for i in rows]
                     store.save_embeddings(identity, chunk, vecs)

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from hl_debug.engines import get_engine
+from hl_debug.engines import as_engine
 from hl_debug.errors import ConfigError, MissingStepError, NotFoundError
 from hl_debug.settings import default, resolve
 from hl_debug.sources.base import AnswerSource, Query, Ranked
@@ -229,9 +229,7 @@ def make_source(store: Store, options: PredictOptions) -> AnswerSource:
 
 def _scoring_engine(options: PredictOptions) -> Any:
     """The engine the local model scores on: None for ``local`` (the in-process loop)."""
-    if options.engine is not None and not isinstance(options.engine, str):
-        return None if options.engine.name == "local" else options.engine
-    engine = get_engine(options.engine, address=options.ray_address)
+    engine = as_engine(options.engine, address=options.ray_address)
     return None if engine.name == "local" else engine
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from hl_debug.engines import get_engine
+from hl_debug.engines import as_engine
 from hl_debug.errors import ConfigError, MissingStepError
 from hl_debug.neighbors import KnnMemo
 from hl_debug.signals.context import Predictions, SignalContext
@@ -124,8 +124,7 @@ def signals(store: Store, *, options: dict[str, Any] | None = None, force: bool 
     with store.run("signals", parameters=opts, inputs_hash=inputs_hash,
                    versions=package_versions("scikit-learn", "cleanlab", "numpy")) as counts, \
             tqdm(total=len(instances) + 1, desc="signals", unit="signal", disable=not progress) as bar:
-        runner = engine if engine is not None and not isinstance(engine, str) else get_engine(
-            engine, address=ray_address)
+        runner = as_engine(engine, address=ray_address)
         context = load_context(store, encoder=encoder, api=api_ep, knn_memo=knn_memo)
         context.build_graph()  # the one large product (threads help it); read from the memo after analyze
         bar.update()
