@@ -27,7 +27,7 @@ signal's time on it.
 
 Run::
 
-    .venv/bin/python benchmarks/taxonomy.py            # 5 seeds, full banking77 (about 4 min on 2 cores)
+    .venv/bin/python benchmarks/taxonomy.py            # 20 seeds, full banking77 (about 17 min on 2 shared cores)
     .venv/bin/python benchmarks/taxonomy.py --quick    # 1 seed, 3,000 banking rows (< 1 min)
     .venv/bin/python benchmarks/taxonomy.py --study-only --study-seeds 20   # the split-score variants alone
 """
@@ -336,7 +336,7 @@ def bundled_findings(case: cases.Case) -> tuple[list[dict], tuple[float, float],
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="1 seed, 3,000 banking rows")
-    ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--seeds", type=int, default=20)
     ap.add_argument("--banking-rows", type=int, default=None, help="banking77 rows (default all)")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
     ap.add_argument("--study", action="store_true", help="also rank planted merges by the split-score variants tried")
