@@ -78,3 +78,19 @@ def test_bad_input_rejected():
         clean_base.suspects(texts, labels[:-1])
     with pytest.raises(ValueError, match="valid"):
         clean_base.combine({"tfidf": np.zeros(2, bool), "vectors": np.zeros(2, bool)}, "any")
+
+
+def test_clean_utterances_drops_the_combined_suspects(monkeypatch):
+    from benchmarks import cases
+    from benchmarks.make_banking_export import Utterance
+
+    utts = [Utterance("train", i, f"text {i}", "a" if i < 5 else "b") for i in range(10)]
+    fake = {"tfidf": np.array([0, 1, 0, 0, 0, 0, 0, 1, 0, 0], bool),
+            "vectors": np.array([0, 1, 0, 1, 0, 0, 0, 0, 0, 0], bool)}
+    monkeypatch.setattr(clean_base, "suspects", lambda texts, labels, **k: fake)
+    kept, info = cases.clean_utterances(utts, "union")
+    assert [u.index for u in kept] == [0, 2, 4, 5, 6, 8, 9]
+    assert info["removed_origins"] == ["train:1", "train:3", "train:7"]
+    assert info["suspects"] == {"tfidf": 2, "vectors": 2} and info["both"] == 1 and info["removed"] == 3
+    kept, info = cases.clean_utterances(utts, "tfidf")
+    assert info["removed_origins"] == ["train:1", "train:7"] and len(kept) == 8
