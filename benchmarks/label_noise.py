@@ -39,6 +39,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -140,12 +141,12 @@ def metrics(truth: np.ndarray, score: np.ndarray) -> dict[str, float]:
             "p_at_k": float(truth[top].mean())}
 
 
-def counts(det: LabelIssueDetector, truth: np.ndarray, known: np.ndarray | None = None) -> dict[str, float]:
+def counts(det: LabelIssueDetector, truth: np.ndarray, known: np.ndarray | None = None) -> dict[str, Any]:
     """Estimated vs real counts; ``known`` (rows whose status is known) adds the flagged
     rows' precision with the unknown-status rows left out."""
     f = det.flagged_
     n_true = int(truth.sum())
-    out = {"estimated": det.estimated_errors_, "low": det.estimated_errors_low_, "high": det.estimated_errors_high_,
+    out: dict[str, Any] = {"estimated": det.estimated_errors_, "low": det.estimated_errors_low_, "high": det.estimated_errors_high_,
            "flagged": int(f.sum()), "precision": float(truth[f].mean()) if f.any() else float("nan"),
            "precision_est": det.estimated_precision_,
            "recall": float(truth[f].sum() / n_true) if n_true else float("nan"), "recall_est": det.estimated_recall_}
@@ -190,6 +191,7 @@ def run_cell(cell: str, *, blend_detector: bool, seed: int = 0, clean_base: bool
     clean = clean_run(cell, seed, clean_base)
     det = LabelIssueDetector(random_state=seed, use_api=False, **DETECTOR).fit(X, y, n_classes=K)
     fit_s = time.perf_counter() - t0
+    assert det.pred_probs_ is not None and det.combination_ is not None
     rng = np.random.default_rng(seed)
     scores = {
         "hl-debug": det.scores_,

@@ -81,7 +81,7 @@ class Utterance(NamedTuple):
     """One banking77 row; ``origin`` is the CSV it came from (``train``/``test``), ``index`` its row there."""
 
     origin: str
-    index: int
+    index: int  # type: ignore[assignment]  # the row in its CSV (shadows tuple.index)
     text: str
     intent: str
 
