@@ -18,14 +18,18 @@ Reported: AUPRC (average precision), AUROC and precision at k (k = number of pla
 Then the counts: the planted errors against hl-debug's estimated number of errors (with its
 90% interval), cleanlab's confident-joint count (``find_label_issues``, the same
 probabilities) and the previous detector's count (``combine="blend"``: its posteriors' sum);
-the flagged rows and their real vs estimated precision and recall. Truth is the planted flips:
-banking77's own labels are taken as right; the bundled export's own genuine mistakes are
-unknown, so its cell also runs the detector on the unflipped export and states the truth
-both as "planted" and as "planted + the clean export's estimate".
+the flagged rows and their real vs estimated precision and recall. Truth is the planted flips.
+By default (``--base clean``) the flips are planted into a *clean base*: banking77 or the
+bundled export without the rows cleanlab suspects on a TF-IDF and on a sentence-vector logistic
+regression (:mod:`benchmarks.clean_base`), so the bases' own mistakes do not count as right
+rows; ``--base original`` keeps them, ``--base both`` runs and prints both. Every cell also runs
+the detector on its base without flips (once per family) and states the truth both as
+"planted" and as "planted + that estimate".
 
 Run::
 
-    python benchmarks/label_noise.py            # every cell (about 10 min on 2 busy cores)
+    python benchmarks/label_noise.py            # every cell, clean base (about 10 min on 2 busy cores)
+    python benchmarks/label_noise.py --base both --no-blend-detector   # clean and original bases (about 30 min)
     python benchmarks/label_noise.py --quick    # 3,000 banking rows, 5% uniform, and the bundled cell (< 1 min)
     python benchmarks/label_noise.py --cells banking-confusable-0.05,bundled-0.05 --no-blend-detector
 """
