@@ -59,3 +59,12 @@ def test_needs_three_classes_and_cv_rows_per_class():
     X, y = overlapping(n=12, K=3)
     with pytest.raises(ValueError, match="cv=5"):
         SigmoidCalibratedCV(LogisticRegression(), cv=5).fit(X, y)
+
+
+def test_platt_sigmoids_fit_the_intercept_alone_for_constant_decision_values():
+    Y = np.zeros((200, 1), dtype=bool)
+    Y[:30] = True
+    a, b = platt_sigmoids(np.zeros((200, 1)), Y, max_iter=20)
+    a_ref, b_ref = _sigmoid_calibration(np.zeros(200), Y[:, 0].astype(float))
+    assert a[0] == 0.0 and a_ref == pytest.approx(0.0, abs=1e-6)
+    assert b[0] == pytest.approx(b_ref, abs=1e-4)

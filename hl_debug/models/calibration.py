@@ -26,8 +26,8 @@ from sklearn.model_selection import StratifiedKFold
 MAX_ABS_PREDICTION = 30.0
 
 
-def platt_sigmoids(F: np.ndarray, Y: np.ndarray, *, max_iter: int = 100, tol: float = 1e-10
-                   ) -> tuple[np.ndarray, np.ndarray]:
+def platt_sigmoids(F: np.ndarray, Y: np.ndarray, *, max_iter: int = 100, gtol: float = 1e-8,
+                   tol: float = 1e-10) -> tuple[np.ndarray, np.ndarray]:
     """Platt's sigmoid ``P(y=1 | f) = 1 / (1 + exp(a f + b))`` for every column of ``F`` at once.
 
     ``F`` (n, m) are decision values, ``Y`` (n, m) booleans: row i is a positive of column j.
@@ -57,20 +57,21 @@ def platt_sigmoids(F: np.ndarray, Y: np.ndarray, *, max_iter: int = 100, tol: fl
         ga, gb = -(r * F).sum(axis=0), -r.sum(axis=0)
         haa, hab, hbb = (w * F * F).sum(axis=0), (w * F).sum(axis=0), w.sum(axis=0)
         det = haa * hbb - hab * hab
-        ok = det > 1e-300
-        da = np.where(ok, -(hbb * ga - hab * gb) / np.where(ok, det, 1.0), -ga)
-        db = np.where(ok, -(haa * gb - hab * ga) / np.where(ok, det, 1.0), -gb)
+        ok = det > 1e-12 * (haa * hbb + 1e-300)  # else F is (near) constant: fit the intercept alone
+        da = np.where(ok, -(hbb * ga - hab * gb) / np.where(ok, det, 1.0), 0.0)
+        db = np.where(ok, -(haa * gb - hab * ga) / np.where(ok, det, 1.0), -gb / np.maximum(hbb, 1e-300))
+        if max(np.abs(ga).max(), np.abs(gb).max()) < gtol or np.max(np.abs(da) + np.abs(db)) < tol:
+            break  # converged: the gradient (scikit-learn stops at 1e-6) or the Newton step is tiny
         step = np.ones_like(a)
         new = loss(a + da, b + db)
-        for _ in range(40):  # backtracking, per column, until the loss does not increase
-            worse = new > current
+        slack = 1e-12 * (1.0 + np.abs(current))  # rounding: not an increase
+        for _ in range(30):  # backtracking, per column, until the loss does not increase
+            worse = new > current + slack
             if not worse.any():
                 break
             step = np.where(worse, step / 2, step)
             new = np.where(worse, loss(a + step * da, b + step * db), new)
         a, b, current = a + step * da, b + step * db, np.minimum(new, current)
-        if np.max(np.abs(step * da) + np.abs(step * db)) < tol:
-            break
     return a / scale, b
 
 
