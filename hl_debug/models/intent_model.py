@@ -18,7 +18,7 @@ fast (100k rows: 74 s -> 38 s). Many intents make each fit dearer, so 3 folds al
 :data:`LARGE_TRAINING_WORK` training rows x intents (banking77, 77 intents: 45 s -> 23 s).
 Sigmoid calibration of three or more intents is :class:`~hl_debug.models.calibration.SigmoidCalibratedCV`:
 scikit-learn's ``CalibratedClassifierCV`` computation with every intent's sigmoid fitted at once
-(at 150 intents its per-intent optimisations were 45% of the fit).
+(at 150 intents: 9.1 -> 3.0 s per fold beside a 24.8 s fold fit, the same probabilities to 1e-4).
 """
 
 from __future__ import annotations
