@@ -16,6 +16,7 @@ Example::
 
     python benchmarks/pipeline.py --sizes real,20000
     python benchmarks/pipeline.py --sizes 300 --scenarios cold   # a quick check
+    python benchmarks/pipeline.py --export /tmp/many-intents-23k.json.zip --scenarios cold --baseline HEAD~3
 """
 
 from __future__ import annotations
@@ -82,6 +83,8 @@ def change_texts(export: Path, out: Path, share: float, seed: int = 0) -> None:
 def make_export(size: str, workdir: Path) -> Path:
     if size == "real":
         return REAL
+    if not size.isdigit():  # --export: a file, used as is
+        return Path(size)
     out = workdir / f"scaled-{size}.json.zip"
     if not out.exists():
         subprocess.run([sys.executable, str(ROOT / "benchmarks" / "make_scaled_export.py"), "--rows", size,
@@ -126,8 +129,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "hl-debug-bench")
     ap.add_argument("--scenarios", default="cold,warm,changed",
                     help="comma-separated subset of cold, warm, changed (warm 1%% changed)")
+    ap.add_argument("--export", type=Path, default=None, metavar="FILE",
+                    help="time this export file (as is) instead of --sizes")
     ap.add_argument("--baseline", default=None, metavar="GIT_REF",
                     help="also time the code at this git revision (in a worktree), in the same run")
+    ap.add_argument("--baseline-dir", type=Path, default=None, metavar="DIR",
+                    help="like --baseline, on a copy of the baseline code already in DIR "
+                         "(e.g. `git archive REF | tar -x -C DIR`)")
     ap.add_argument("--write", action="store_true", help=argparse.SUPPRESS)  # gone: RESULTS.md is curated
     args = ap.parse_args(argv)
     if args.write:
@@ -139,14 +147,18 @@ def main(argv: list[str] | None = None) -> int:
              "|---|---|" + "---|" * len(STEPS) + "---|---|"]
     print("\n".join(lines), flush=True)
     speedups: list[str] = []
-    for size in args.sizes.split(","):
+    base_name = args.baseline_dir.name if args.baseline_dir is not None else args.baseline
+    sizes = [str(args.export)] if args.export is not None else args.sizes.split(",")
+    for size in sizes:
         export = make_export(size, args.workdir)
         versions = [("", ROOT)]
-        if args.baseline:
-            versions.insert(0, (f" [baseline {args.baseline}]", checkout(args.baseline, args.workdir)))
+        if args.baseline_dir is not None:
+            versions.insert(0, (f" [baseline {base_name}]", args.baseline_dir.resolve()))
+        elif args.baseline:
+            versions.insert(0, (f" [baseline {base_name}]", checkout(args.baseline, args.workdir)))
         totals = {}
         for label, code in versions:
-            db = args.workdir / f"bench-{size}{'-base' if label else ''}.db"
+            db = args.workdir / f"bench-{Path(size).name}{'-base' if label else ''}.db"
             clean_db(db)
             wanted = args.scenarios.split(",")
             for scenario, exp in (("cold", export), ("warm", export)):
@@ -156,14 +168,14 @@ def main(argv: list[str] | None = None) -> int:
                     lines.append(row(size, scenario + label, result))
                     print(lines[-1], flush=True)
             if "changed" in wanted:
-                changed = args.workdir / f"changed-{size}.json.zip"
+                changed = args.workdir / f"changed-{Path(size).name}.json.zip"
                 change_texts(export, changed, 0.01)
                 result = run_child(db, changed, code)
                 totals[(label, "changed")] = result["total_s"]
                 lines.append(row(size, "warm 1% changed" + label, result))
                 print(lines[-1], flush=True)
-        if args.baseline:
-            base = f" [baseline {args.baseline}]"
+        if base_name:
+            base = f" [baseline {base_name}]"
             for scenario in args.scenarios.split(","):
                 if (base, scenario) in totals and ("", scenario) in totals:
                     ratio = totals[(base, scenario)] / max(totals[("", scenario)], 1e-9)

@@ -75,7 +75,10 @@ def test_top_k_is_sorted_and_capped():
 
 def test_calibration_wraps_the_classifier_and_can_be_turned_off():
     X, y = blobs()
-    assert type(LocalIntentModel().fit(X, y).classifier_).__name__ == "CalibratedClassifierCV"
+    assert type(LocalIntentModel().fit(X, y).classifier_).__name__ == "SigmoidCalibratedCV"  # 3 intents
+    assert type(LocalIntentModel(calibration="isotonic").fit(X, y).classifier_).__name__ == "CalibratedClassifierCV"
+    two = np.isin(y, ["a", "b"])
+    assert type(LocalIntentModel().fit(X[two], y[two]).classifier_).__name__ == "CalibratedClassifierCV"
     assert isinstance(LocalIntentModel(calibration=None).fit(X, y).classifier_, LogisticRegression)
 
 
@@ -246,10 +249,10 @@ def test_calibration_folds_rejects_bad_cv(cv):
 
 def test_large_training_sets_calibrate_with_three_folds(monkeypatch):
     X, y = blobs(n_per_class=12)
-    assert len(LocalIntentModel().fit(X, y).classifier_.calibrated_classifiers_) == 5
+    assert len(LocalIntentModel().fit(X, y).classifier_.estimators_) == 5
     monkeypatch.setattr("hl_debug.models.intent_model.LARGE_TRAINING_ROWS", 30)
-    assert len(LocalIntentModel().fit(X, y).classifier_.calibrated_classifiers_) == 3
-    assert len(LocalIntentModel(cv=5).fit(X, y).classifier_.calibrated_classifiers_) == 5
+    assert len(LocalIntentModel().fit(X, y).classifier_.estimators_) == 3
+    assert len(LocalIntentModel(cv=5).fit(X, y).classifier_.estimators_) == 5
 
 
 SEEN_THREADS: list[tuple[str, set[int]]] = []

@@ -16,6 +16,9 @@ threads and 8.4 s with one, same process, load average 5, same accuracy. With mo
 each fold still calibrates on thousands of rows, accuracy is unchanged, and the fit is twice as
 fast (100k rows: 74 s -> 38 s). Many intents make each fit dearer, so 3 folds also apply above
 :data:`LARGE_TRAINING_WORK` training rows x intents (banking77, 77 intents: 45 s -> 23 s).
+Sigmoid calibration of three or more intents is :class:`~hl_debug.models.calibration.SigmoidCalibratedCV`:
+scikit-learn's ``CalibratedClassifierCV`` computation with every intent's sigmoid fitted at once
+(at 150 intents: 9.1 -> 3.0 s per fold beside a 24.8 s fold fit, the same probabilities to 1e-4).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from sklearn.calibration import CalibratedClassifierCV
 from sklearn.linear_model import LogisticRegression
 
 from hl_debug.errors import ModelError
+from hl_debug.models.calibration import SigmoidCalibratedCV
 from hl_debug.threads import limit_threads
 
 log = logging.getLogger(__name__)
@@ -55,8 +59,9 @@ class LocalIntentModel(ClassifierMixin, BaseEstimator):
     ----------
     classifier:
         An unfitted scikit-learn classifier with ``predict_proba``. None means
-        ``LogisticRegression(C=C)``, wrapped in :class:`~sklearn.calibration.CalibratedClassifierCV`
-        when ``calibration`` is set.
+        ``LogisticRegression(C=C)``, wrapped in
+        :class:`~hl_debug.models.calibration.SigmoidCalibratedCV` (sigmoid, three or more
+        intents) or :class:`~sklearn.calibration.CalibratedClassifierCV` when ``calibration`` is set.
     C:
         Inverse regularisation strength of the default logistic regression.
     calibration:
@@ -118,6 +123,8 @@ class LocalIntentModel(ClassifierMixin, BaseEstimator):
         if folds < 2:
             log.info("an intent has a single training row: skipping %s calibration", self.calibration)
             return base
+        if self.calibration == "sigmoid" and len(set(y.tolist())) >= 3 and hasattr(base, "decision_function"):
+            return SigmoidCalibratedCV(base, cv=folds)  # the same model, its sigmoids fitted all at once
         return CalibratedClassifierCV(base, method=self.calibration, cv=folds)
 
     def _threads(self) -> Any:
