@@ -9,6 +9,11 @@ through here, so they all judge the same rows, the same planted truth and the sa
 * :func:`bundled` — the real export, optionally with planted uniform flips;
 * :func:`grown` — the real export grown to ``rows`` by ``make_scaled_export.scale``.
 
+``clean_base=True`` (or a :data:`benchmarks.clean_base.CHOICES` name) first drops the base's
+suspected genuine label errors (:mod:`benchmarks.clean_base`: cleanlab on a TF-IDF and on a
+sentence-vector logistic regression, their union by default), so the planted flips are the
+truth; ``truth["clean_base"]`` records what was dropped.
+
 Vectors come from the default sentence encoder (``hl_debug.models.encoders``), cached on
 disk per encoder identity and text (``$HL_BENCH_CACHE``, default
 ``~/.cache/hl-debug/bench``), so a benchmark embeds each text once per machine.
@@ -159,17 +164,53 @@ def _from_records(name: str, records: list[dict], true_of: dict[int, str | None]
 
 
 def banking(*, seed: int = 0, flip_rate: float = 0.05, flip_mode: str = "uniform", holdout_intents: int = 0,
-            unannotated: float = 0.08, rows: int | None = None) -> Case:
-    """banking77 as an export with planted truth (``make_banking_export.build``)."""
+            unannotated: float = 0.08, rows: int | None = None, clean_base: bool | str = False) -> Case:
+    """banking77 as an export with planted truth (``make_banking_export.build``); ``clean_base``
+    builds it from banking77 without its suspected genuine errors (:func:`banking_clean_base`)."""
     from benchmarks.make_banking_export import build
 
-    records, truth = build(_banking_utterances(), seed=seed, rows=rows, flip_rate=flip_rate, flip_mode=flip_mode,
+    utterances, info = banking_clean_base(_how(clean_base)) if clean_base else (_banking_utterances(), None)
+    records, truth = build(utterances, seed=seed, rows=rows, flip_rate=flip_rate, flip_mode=flip_mode,
                            holdout_intents=holdout_intents, unannotated=unannotated,
                            similarity=_banking_similarity())
+    if info is not None:
+        truth["clean_base"] = info
     true_of = {int(k): v for k, v in truth["true_intent"].items()}
     held = {i for ids in truth["held_out"]["ids"].values() for i in ids}
     name = f"banking {flip_mode} {flip_rate:.0%}" + (f" +{holdout_intents} unknown" if holdout_intents else "")
     return _from_records(name, records, true_of, {f["id"] for f in truth["flips"]}, held, truth)
+
+
+def _how(clean_base: bool | str) -> str:
+    return "union" if clean_base is True else str(clean_base)
+
+
+def _suspect_mask(texts: list[str], labels: list[str], how: str) -> tuple[np.ndarray, dict[str, Any]]:
+    """The drop mask of :mod:`benchmarks.clean_base` over annotated rows, and what it records."""
+    from benchmarks import clean_base as cb
+
+    masks = cb.suspects(texts, labels, vectors=lambda: embed(texts), cache=cache_dir())
+    drop = cb.combine(masks, how)
+    info = {"method": "cleanlab find_label_issues (prune_by_noise_rate) on 5-fold out-of-fold probabilities of "
+                      "logistic regressions on TF-IDF word+char n-grams ('tfidf') and on the default encoder's "
+                      "vectors ('vectors')", "views": how, "annotated": len(texts),
+            "suspects": {v: int(m.sum()) for v, m in masks.items()}, "both": int(np.logical_and(*masks.values()).sum()),
+            "removed": int(drop.sum())}
+    return drop, info
+
+
+def clean_utterances(utterances: list[Any], how: str = "union") -> tuple[list[Any], dict[str, Any]]:
+    """banking77 ``utterances`` without the suspected genuine errors, and the record of the
+    removal (``removed_origins``: the dropped rows as ``train:<row>``/``test:<row>``)."""
+    drop, info = _suspect_mask([u.text for u in utterances], [u.intent for u in utterances], how)
+    info["removed_origins"] = [f"{u.origin}:{u.index}" for u, d in zip(utterances, drop) if d]
+    return [u for u, d in zip(utterances, drop) if not d], info
+
+
+@lru_cache(maxsize=4)
+def banking_clean_base(how: str = "union") -> tuple[list[Any], dict[str, Any]]:
+    """:func:`clean_utterances` of all of banking77 (cached per ``how``)."""
+    return clean_utterances(_banking_utterances(), how)
 
 
 @lru_cache(maxsize=1)
@@ -200,34 +241,53 @@ def _plant_flips(records: list[dict], rate: float, seed: int) -> set[int]:
     return flipped
 
 
-def bundled(*, flip_rate: float = 0.0, seed: int = 0) -> Case:
-    """The real export; ``flip_rate`` > 0 plants uniform flips among its annotated rows.
-
-    Its own annotation mistakes are unknown, so ``true`` is the given label (None when
-    unannotated) apart from the planted rows.
-    """
+def _bundled_records(clean_base: bool | str) -> tuple[list[dict], dict[str, Any] | None]:
+    """The real export's records, without the suspected genuine errors when ``clean_base``."""
     from hl_debug.steps.ingest import read_export
 
     records = [dict(r) for r in read_export(BUNDLED_EXPORT)]
+    if not clean_base:
+        return records, None
+    ann = [i for i, r in enumerate(records) if r["complete"] and json.loads(r["data"]).get("intent")]
+    data = [json.loads(records[i]["data"]) for i in ann]
+    drop, info = _suspect_mask([d["text"] for d in data], [d["intent"] for d in data], _how(clean_base))
+    removed = {ann[j] for j in np.flatnonzero(drop)}
+    info["removed_ids"] = sorted(int(records[i]["id"]) for i in removed)
+    return [r for i, r in enumerate(records) if i not in removed], info
+
+
+def bundled(*, flip_rate: float = 0.0, seed: int = 0, clean_base: bool | str = False) -> Case:
+    """The real export; ``flip_rate`` > 0 plants uniform flips among its annotated rows.
+
+    Its own annotation mistakes are unknown, so ``true`` is the given label (None when
+    unannotated) apart from the planted rows; ``clean_base`` drops its suspected ones first.
+    """
+    records, info = _bundled_records(clean_base)
     true_of = {}
     for r in records:
         data = json.loads(r["data"])
         true_of[int(r["id"])] = (data.get("intent") or None) if r["complete"] else None
     flipped = _plant_flips(records, flip_rate, seed) if flip_rate else set()
     name = "bundled" + (f" +{flip_rate:.0%} flips" if flip_rate else "")
-    return _from_records(name, records, true_of, flipped, set(), {"flip_rate": flip_rate, "seed": seed})
+    truth: dict[str, Any] = {"flip_rate": flip_rate, "seed": seed}
+    if info is not None:
+        truth["clean_base"] = info
+    return _from_records(name, records, true_of, flipped, set(), truth)
 
 
-def grown(rows: int = 20_000, *, seed: int = 0, flip_rate: float = 0.03) -> Case:
-    """The real export grown to ``rows`` (``make_scaled_export.scale``) with planted flips."""
+def grown(rows: int = 20_000, *, seed: int = 0, flip_rate: float = 0.03, clean_base: bool | str = False) -> Case:
+    """The real export (without its suspected errors when ``clean_base``) grown to ``rows``
+    (``make_scaled_export.scale``) with planted flips."""
     from benchmarks.make_scaled_export import scale
-    from hl_debug.steps.ingest import read_export
 
-    source = read_export(BUNDLED_EXPORT)
+    source, info = _bundled_records(clean_base)
     records, flips = scale(source, rows, seed=seed, flip_rate=flip_rate)
     true_of = {}
     for r in records:
         data = json.loads(r["data"])
         intent = flips.get(int(r["id"]), {}).get("original", data.get("intent"))
         true_of[int(r["id"])] = (intent or None) if r["complete"] else None
-    return _from_records(f"grown {rows:,}", records, true_of, set(flips), set(), {"flips": flips})
+    truth: dict[str, Any] = {"flips": flips}
+    if info is not None:
+        truth["clean_base"] = info
+    return _from_records(f"grown {rows:,}", records, true_of, set(flips), set(), truth)

@@ -63,7 +63,8 @@ ALL_CELLS = tuple(f"banking-{mode}-{rate}" for mode in ("uniform", "confusable")
 QUICK_CELLS = ("banking-uniform-0.05@3000", "banking-grouped-0.05@3000", "bundled-0.05")
 
 
-def grouped_case(rate: float, *, rows: int | None = None, seed: int = 0, group_rows: int = 12) -> cases.Case:
+def grouped_case(rate: float, *, rows: int | None = None, seed: int = 0, group_rows: int = 12,
+                 clean_base: bool = False) -> cases.Case:
     """banking77 with *grouped* flips, as real annotation mistakes are: whole sub-topics of an
     intent carry one confusable intent's label.
 
@@ -78,7 +79,7 @@ def grouped_case(rate: float, *, rows: int | None = None, seed: int = 0, group_r
 
     from sklearn.cluster import KMeans
 
-    base = cases.banking(flip_rate=0.0, rows=rows, seed=seed)
+    base = cases.banking(flip_rate=0.0, rows=rows, seed=seed, clean_base=clean_base)
     sim_intents, sim = cases._banking_similarity()
     code = {name: i for i, name in enumerate(sim_intents)}
     ann = np.flatnonzero(base.annotated)
@@ -103,22 +104,24 @@ def grouped_case(rate: float, *, rows: int | None = None, seed: int = 0, group_r
             labels[i] = other
         flipped[members] = True
     return replace(base, name=f"banking grouped {rate:.0%}", labels=labels, flipped=flipped,
-                   truth={"flip_rate": rate, "mode": "grouped", "seed": seed}, _vectors=base._vectors)
+                   truth={**base.truth, "flip_rate": rate, "mode": "grouped", "seed": seed}, _vectors=base._vectors)
 
 
-def load_cell(cell: str) -> cases.Case:
+def load_cell(cell: str, *, clean_base: bool = True, flips: bool = True) -> cases.Case:
     """``banking-<mode>-<rate>[@rows]`` (mode ``uniform``, ``confusable`` or ``grouped``),
-    ``grown-<rows>`` or ``bundled-<rate>``."""
+    ``grown-<rows>`` or ``bundled-<rate>``; on the clean base (:mod:`benchmarks.clean_base`)
+    or the original one; ``flips=False``: the same base without planted flips."""
     name, _, rows = cell.partition("@")
     kind, *rest = name.split("-")
+    n, cb = int(rows) if rows else None, clean_base
     if kind == "banking" and rest[0] == "grouped":
-        return grouped_case(float(rest[1]), rows=int(rows) if rows else None)
+        return grouped_case(float(rest[1]) if flips else 0.0, rows=n, clean_base=cb)
     if kind == "banking":
-        return cases.banking(flip_mode=rest[0], flip_rate=float(rest[1]), rows=int(rows) if rows else None)
+        return cases.banking(flip_mode=rest[0], flip_rate=float(rest[1]) if flips else 0.0, rows=n, clean_base=cb)
     if kind == "grown":
-        return cases.grown(int(rest[0]))
+        return cases.grown(int(rest[0]), flip_rate=0.03 if flips else 0.0, clean_base=cb)
     if kind == "bundled":
-        return cases.bundled(flip_rate=float(rest[0]))
+        return cases.bundled(flip_rate=float(rest[0]) if flips else 0.0, clean_base=cb)
     raise SystemExit(f"unknown cell {cell!r}; known: {', '.join(ALL_CELLS)}")
 
 
@@ -162,7 +165,7 @@ _CLEAN: dict[str, dict] = {}
 DETECTOR: dict = {}  # extra LabelIssueDetector parameters (--synthetic-kinds)
 
 
-def clean_run(cell: str, seed: int) -> dict | None:
+def clean_run(cell: str, seed: int, clean_base: bool) -> dict | None:
     """The detector on the same data without planted flips (banking, grown, bundled; once each):
     its estimate of the data's own errors, and the ids cleanlab's ``find_label_issues``
     suspects there — rows whose real status is unknown."""
@@ -170,14 +173,9 @@ def clean_run(cell: str, seed: int) -> dict | None:
     if family not in ("banking", "bundled", "grown"):
         return None
     rows = cell.partition("@")[2]
-    key = cell if family == "grown" else family + rows
+    key = (cell if family == "grown" else family + rows) + ("/clean" if clean_base else "")
     if key not in _CLEAN:
-        if family == "banking":
-            case = cases.banking(flip_rate=0.0, rows=int(rows) if rows else None)
-        elif family == "grown":
-            case = cases.grown(int(cell.split("-")[1]), flip_rate=0.0)
-        else:
-            case = cases.bundled(flip_rate=0.0)
+        case = load_cell(cell, clean_base=clean_base, flips=False)
         X, y, _, K = arrays(case)
         det = LabelIssueDetector(random_state=seed, use_api=False, **DETECTOR).fit(X, y, n_classes=K)
         _CLEAN[key] = {"estimate": det.estimated_errors_,
@@ -185,11 +183,11 @@ def clean_run(cell: str, seed: int) -> dict | None:
     return _CLEAN[key]
 
 
-def run_cell(cell: str, *, blend_detector: bool, seed: int = 0) -> dict:
+def run_cell(cell: str, *, blend_detector: bool, seed: int = 0, clean_base: bool = True) -> dict:
     t0 = time.perf_counter()
-    case = load_cell(cell)
+    case = load_cell(cell, clean_base=clean_base)
     X, y, truth, K = arrays(case)
-    clean = clean_run(cell, seed)
+    clean = clean_run(cell, seed, clean_base)
     det = LabelIssueDetector(random_state=seed, use_api=False, **DETECTOR).fit(X, y, n_classes=K)
     fit_s = time.perf_counter() - t0
     rng = np.random.default_rng(seed)
@@ -200,7 +198,8 @@ def run_cell(cell: str, *, blend_detector: bool, seed: int = 0) -> dict:
         "entropy": entropy(np.clip(det.pred_probs_, 1e-12, 1), axis=1),
         "random": rng.random(len(y)),
     }
-    row = {"cell": cell, "name": case.name, "n": len(y), "intents": K, "planted": int(truth.sum()),
+    row = {"cell": cell, "name": case.name, "base": "clean" if clean_base else "original",
+           "removed": case.truth.get("clean_base", {}).get("suspects"), "n": len(y), "intents": K, "planted": int(truth.sum()),
            "fit_s": round(fit_s, 1), "choice": det.combination_.choice_,
            "synthetic_auprc": det.combination_.synthetic_auprc_,
            "ranking": {m: metrics(truth, s) for m, s in scores.items()},
@@ -219,8 +218,8 @@ def run_cell(cell: str, *, blend_detector: bool, seed: int = 0) -> dict:
     row["review"] = review_loop(det, truth)
     row["seconds"] = round(time.perf_counter() - t0, 1)
     r = row["ranking"]
-    log.info("%-28s AUPRC hl-debug %.3f  cleanlab %.3f  blend %.3f (%s)  errors %d est %.0f  %.0fs", cell,
-             r["hl-debug"]["auprc"], r["cleanlab self-conf."]["auprc"], r["fixed blend (previous)"]["auprc"],
+    log.info("%-28s %-8s AUPRC hl-debug %.3f  cleanlab %.3f  blend %.3f (%s)  errors %d est %.0f  %.0fs", cell,
+             row["base"], r["hl-debug"]["auprc"], r["cleanlab self-conf."]["auprc"], r["fixed blend (previous)"]["auprc"],
              row["choice"], row["planted"], row["counts"]["estimated"], row["seconds"])
     return row
 
@@ -343,6 +342,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0, help="detector seed")
     ap.add_argument("--synthetic-kinds", default=None,
                     help="the detector's synthetic noise kinds, comma-separated (default: its own)")
+    ap.add_argument("--base", choices=("clean", "original", "both"), default="clean",
+                    help="plant flips into the clean base (suspected genuine errors dropped), the original, or both")
     ap.add_argument("--json", type=Path, default=None, help="write per-cell results here")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -352,12 +353,21 @@ def main(argv: list[str] | None = None) -> int:
     cells = args.cells.split(",") if args.cells else list(QUICK_CELLS if args.quick else ALL_CELLS)
     t0 = time.perf_counter()
     load = os.getloadavg()[0]
-    runs = [run_cell(c, blend_detector=not (args.quick or args.no_blend_detector), seed=args.seed) for c in cells]
-    print(ranking_table(runs))
-    print()
-    print(counts_table(runs))
-    print()
-    print(review_table(runs))
+    bases = ("clean", "original") if args.base == "both" else (args.base,)
+    runs = [run_cell(c, blend_detector=not (args.quick or args.no_blend_detector), seed=args.seed,
+                     clean_base=base == "clean") for base in bases for c in cells]
+    for base in bases:
+        some = [r for r in runs if r["base"] == base]
+        print(f"## {base} base\n")
+        if base == "clean":
+            print("Removed from the bases (suspects per view): " + "; ".join(
+                f"{r['name']}: {r['removed']}" for r in some) + "\n")
+        print(ranking_table(some))
+        print()
+        print(counts_table(some))
+        print()
+        print(review_table(some))
+        print()
     print(f"\n{len(runs)} cells, total {time.perf_counter() - t0:.0f} s, load average {load:.2f} at start, "
           f"{time.strftime('%Y-%m-%d')}.")
     if args.json:

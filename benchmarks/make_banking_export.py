@@ -35,6 +35,12 @@ own seeded stream (exponential, mean 0.05), carrying no information about the la
 Ids are ``--start-id`` + the record's position in a seeded shuffle, so neither ids nor
 order reveal the intent.
 
+``--clean-base`` first drops banking77's suspected genuine label errors
+(``benchmarks/clean_base.py``: cleanlab on a TF-IDF and a sentence-vector logistic
+regression; ``union`` of both by default), so the planted flips are the truth; the truth file's
+``clean_base`` lists the dropped rows (``removed_origins``, ``train:<row>``/``test:<row>``: they
+are not in the export, so they have no id). Confusability stays that of all of banking77.
+
 Deterministic for a seed and the options: the same call writes byte-identical files.
 
 Example::
@@ -277,15 +283,27 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--holdout-intents", type=int, default=0, help="whole intents turned into unannotated unknowns")
     ap.add_argument("--project-id", type=int, default=770)
     ap.add_argument("--start-id", type=int, default=7_700_000, help="first record id")
+    ap.add_argument("--clean-base", nargs="?", const="union", default=None,
+                    choices=("union", "tfidf", "vectors", "intersection"),
+                    help="drop banking77's suspected genuine label errors first (default view: union)")
     ap.add_argument("--source", type=Path, default=DEFAULT_SOURCE, help="folder with banking77's train/test.csv")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     t0 = time.perf_counter()
     try:
-        records, truth = build(load_banking77(args.source), seed=args.seed, rows=args.rows, splits=tuple(args.splits),
+        utterances = load_banking77(args.source)
+        similarity = centroid_similarity(utterances)
+        info = None
+        if args.clean_base:
+            from benchmarks.cases import clean_utterances
+
+            utterances, info = clean_utterances(utterances, args.clean_base)
+        records, truth = build(utterances, seed=args.seed, rows=args.rows, splits=tuple(args.splits),
                                unannotated=args.unannotated, flip_rate=args.flip_rate, flip_mode=args.flip_mode,
                                holdout_intents=args.holdout_intents, project_id=args.project_id,
-                               start_id=args.start_id)
+                               start_id=args.start_id, similarity=similarity)
+        if info is not None:
+            truth["clean_base"] = info
     except (ValueError, OSError) as exc:
         ap.error(str(exc))
     write(records, args.out)
