@@ -300,7 +300,13 @@ def main(argv: list[str] | None = None) -> int:
         rows, ks, cells = rows or 3000, (0, 30, 100), ((cells[0][0], cells[0][1], cells[0][2][:1]),)
     load = os.getloadavg()[0]
     t0 = time.perf_counter()
-    results = [[run_seed(m, r, s, rows, ks, clean_base=args.base == "clean") for s in seeds] for m, r, seeds in cells]
+    results: list[list[dict]] = []
+    for m, r, seeds in cells:
+        results.append([])
+        for s in seeds:
+            results[-1].append(run_seed(m, r, s, rows, ks, clean_base=args.base == "clean"))
+            if args.json:  # after every seed, so a long run stopped early keeps what it measured
+                args.json.write_text(json.dumps(results, indent=1, default=float))
     print(recovery_table(results, args.n_boot))
     print()
     print(remaining_table(results))
