@@ -39,6 +39,7 @@ Run::
     python benchmarks/review_loop.py                 # the cells below (under 15 min on 2 cores)
     python benchmarks/review_loop.py --quick         # 3,000 rows, one seed, K = 0, 30, 100 (< 1 min)
     python benchmarks/review_loop.py --cells uniform:0.05:0 --ks 0,100,300,600
+    python benchmarks/review_loop.py --base clean    # banking77 without its own suspected errors
 """
 
 from __future__ import annotations
@@ -76,6 +77,8 @@ CELLS = (("uniform", 0.05, (0, 1, 2, 3)), ("uniform", 0.10, (0, 1)), ("confusabl
 #: Arms retrained at every K > 0, and those retrained once (at the largest K, or K-free).
 ARMS = ("flagged", "random")
 PRUNED = "flagged, unreviewed flags left out"
+#: Measured, not shipped: the unreviewed flagged rows trained on the detector's suggestion (no reviewer saw them).
+RELABELLED = "flagged, unreviewed flags relabelled"
 ORACLES = ("oracle", "oracle, flagged errors only")
 #: The errors-remaining estimates compared.
 ESTIMATES = ("shipped", "spread_total", "mean of both")
@@ -114,11 +117,14 @@ def remaining_estimates(det: LabelIssueDetector, decided: dict[int, bool], order
             "mean of both": float(0.5 * (det.posterior_[rest].sum() + em[rest].sum()))}
 
 
-def run_seed(mode: str, rate: float, seed: int, rows: int | None, ks: tuple[int, ...]) -> dict:
+def run_seed(mode: str, rate: float, seed: int, rows: int | None, ks: tuple[int, ...], *,
+             clean_base: bool = False) -> dict:
     """One seed of one cell: every arm's answers on the held-out rows (correct or not) and the
-    errors-remaining estimates at each K."""
+    errors-remaining estimates at each K. ``clean_base``: plant the flips in banking77 without
+    its own suspected label errors (:func:`benchmarks.cases.banking`), so the planted flips are
+    (nearly) all the errors and the errors-remaining truth is complete."""
     t0 = time.perf_counter()
-    case = cases.banking(seed=seed, flip_rate=rate, flip_mode=mode, rows=rows)
+    case = cases.banking(seed=seed, flip_rate=rate, flip_mode=mode, rows=rows, clean_base=clean_base)
     X = case.vectors
     usage = np.array(case.splits, dtype=object)
     original = np.array(case.labels, dtype=object)
@@ -131,7 +137,7 @@ def run_seed(mode: str, rate: float, seed: int, rows: int | None, ks: tuple[int,
     suggested = np.array(classes, dtype=object)[det.suggested_]
     order = np.argsort(-det.scores_, kind="stable")  # the label_issues table's order
     # held out from training: validation + testing rows, scored against their CLEAN labels
-    evaluation = np.flatnonzero(np.isin(usage, ["validation", "testing"]) & np.not_equal(true, None))
+    evaluation = np.flatnonzero(np.isin(usage, ["validation", "testing"]) & np.not_equal(true, None))  # type: ignore[call-overload]
     y_eval = true[evaluation]
     rng = np.random.default_rng(1000 + seed)
     rankings = {"flagged": order, "random": rng.permutation(len(ann))}
@@ -148,7 +154,8 @@ def run_seed(mode: str, rate: float, seed: int, rows: int | None, ks: tuple[int,
 
     base = correct(lab_ann)
     visible = wrong & det.flagged_
-    out: dict = {"mode": mode, "rate": rate, "seed": seed, "n": len(case), "n_annotated": len(ann),
+    out: dict = {"mode": mode, "rate": rate, "seed": seed, "data": "clean" if clean_base else "original",
+                 "n": len(case), "n_annotated": len(ann),
                  "n_eval": len(evaluation), "testing": (usage[evaluation] == "testing").tolist(),
                  "planted": int(wrong.sum()), "flagged": int(det.flagged_.sum()),
                  "planted_flagged": int(visible.sum()), "count": det.estimated_errors_,
@@ -168,6 +175,9 @@ def run_seed(mode: str, rate: float, seed: int, rows: int | None, ks: tuple[int,
             leave[ann[det.flagged_ & ~reviewed]] = True
             row[PRUNED] = correct(review(lab_ann, true_ann, suggested, picked), leave).tolist()
             row["left_out"] = int((leave & (usage == "training")).sum())
+            unreviewed = det.flagged_ & ~reviewed
+            row[RELABELLED] = correct(np.where(unreviewed, suggested, review(lab_ann, true_ann, suggested,
+                                                                               picked))).tolist()
         decided = {int(i): bool(wrong[i]) for i in picked}
         row["found"] = int(sum(decided.values()))
         row["remaining_true"] = int((wrong & ~np.isin(np.arange(len(ann)), picked)).sum())
@@ -219,7 +229,7 @@ def recovery_table(cells: list[list[dict]], n_boot: int) -> str:
         for j, row in enumerate(runs[0]["by_k"]):
             if not row["k"]:
                 continue
-            for arm in ARMS + ((PRUNED,) if PRUNED in row else ()):
+            for arm in ARMS + tuple(a for a in (PRUNED, RELABELLED) if a in row):
                 lines.append(_share_line(cell, row["k"], f"**{arm}**" if arm == "flagged" else arm, runs,
                                          lambda r, j=j, arm=arm: r["by_k"][j][arm], n_boot))
         for arm in ORACLES[::-1]:
@@ -266,9 +276,22 @@ def main(argv: list[str] | None = None) -> int:
                          + " ".join(f"{m}:{r}:" + ",".join(map(str, s)) for m, r, s in CELLS) + ")")
     ap.add_argument("--ks", default=None, help="comma-separated review budgets (default 0,100,300)")
     ap.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples of the recovery intervals")
+    ap.add_argument("--base", choices=("original", "clean"), default="original",
+                    help="banking77 as released, or without its own suspected label errors (clean: the planted "
+                         "flips are the whole truth)")
     ap.add_argument("--json", type=Path, default=None, help="write the per-seed results here")
+    ap.add_argument("--from-json", type=Path, nargs="+", default=None,
+                    help="print the tables of earlier --json files (cells of the same mode and rate pooled)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.from_json:
+        pooled: dict[tuple, list[dict]] = {}
+        for f in args.from_json:
+            for runs in json.loads(f.read_text()):
+                pooled.setdefault((runs[0]["mode"], runs[0]["rate"]), []).extend(runs)
+        merged = list(pooled.values())
+        print(recovery_table(merged, args.n_boot), remaining_table(merged), summary(merged), sep="\n\n")
+        return 0
     cells = CELLS if not args.cells else tuple(
         (m, float(r), tuple(int(s) for s in seeds.split(","))) for m, r, seeds in (c.split(":") for c in args.cells.split()))
     rows = args.rows
@@ -277,14 +300,20 @@ def main(argv: list[str] | None = None) -> int:
         rows, ks, cells = rows or 3000, (0, 30, 100), ((cells[0][0], cells[0][1], cells[0][2][:1]),)
     load = os.getloadavg()[0]
     t0 = time.perf_counter()
-    results = [[run_seed(m, r, s, rows, ks) for s in seeds] for m, r, seeds in cells]
+    results: list[list[dict]] = []
+    for m, r, seeds in cells:
+        results.append([])
+        for s in seeds:
+            results[-1].append(run_seed(m, r, s, rows, ks, clean_base=args.base == "clean"))
+            if args.json:  # after every seed, so a long run stopped early keeps what it measured
+                args.json.write_text(json.dumps(results, indent=1, default=float))
     print(recovery_table(results, args.n_boot))
     print()
     print(remaining_table(results))
     print()
     print(summary(results))
     spec = " ".join(f"{m}:{r}:" + ",".join(map(str, s)) for m, r, s in cells)
-    print(f"\nbanking77, {results[0][0]['n']:,} rows, cells {spec}, "
+    print(f"\nbanking77 ({args.base} base), {results[0][0]['n']:,} rows, cells {spec}, "
           f"K {','.join(map(str, ks))}, {time.perf_counter() - t0:.0f} s, load average {load:.2f} at start, "
           f"{time.strftime('%Y-%m-%d')}.")
     if args.json:

@@ -224,7 +224,8 @@ def test_review_loop_quick(tmp_path):
             if line.startswith(f"| {cell} |")]
     arms = {(r[1], r[2]) for r in rows}
     assert {("30", "**flagged**"), ("100", "random"), ("100", "flagged, unreviewed flags left out"),
-            ("all", "oracle"), ("all", "oracle, flagged errors only")} <= arms, arms
+            ("100", "flagged, unreviewed flags relabelled"), ("all", "oracle"),
+            ("all", "oracle, flagged errors only")} <= arms, arms
     for r in rows[1:]:
         assert re.fullmatch(r"0\.\d{4}", r[3]) and re.match(r"[-+]\d+\.\d\d \([-+]\d", r[4]), r
     for k in ("0", "30", "100"):  # errors remaining: the truth, then each estimate with its relative error
@@ -238,6 +239,9 @@ def test_review_loop_quick(tmp_path):
     assert flagged["found"] > 50  # the top of the flagged list is mostly real errors
     start = runs[0]["by_k"][0]["estimates"]  # before any decision both estimates are the detector's count
     assert start["spread_total"] == pytest.approx(start["shipped"], rel=1e-6)
+    again = run_script("review_loop", "--from-json", str(tmp_path / "loop.json"), "--n-boot", "100")
+    assert [line for line in again.splitlines() if line.startswith(f"| {cell} |")] == [
+        line for line in out.splitlines() if line.startswith(f"| {cell} |")]  # the tables come from the JSON alone
 
 
 @pytest.mark.slow  # banking77's cached vectors

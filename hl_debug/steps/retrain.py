@@ -163,8 +163,9 @@ def retrain(store: Store, *, encoder: Any = None, model: LocalIntentModel | None
     leave_out_flagged:
         Also leave out the training rows the label-issue signal flags and nobody has reviewed
         yet (:func:`suspected_rows`). Off by default: on banking77 (``benchmarks/RESULTS.md``,
-        "Review loop") it lifted the retrain after 300 decisions from 9% to 66% of the oracle's
-        accuracy gain at 10% confusable flips and changed nothing measurable at uniform flips.
+        "Review loop") it lifted the retrain after 300 decisions from 9% to 56% of the oracle's
+        accuracy gain at 10% confusable flips, and at 5% uniform flips from 7% to 71% (seeds
+        4-7) but not on seeds 0-3 (42% vs 33%): not yet established.
     n_boot, seed:
         Bootstrap resamples and seed of the paired intervals.
 
