@@ -10,7 +10,8 @@ Usage::
 Prints the time from navigation until the map is drawn with every point (``/api/points``
 fetched, colours computed, source filled, the points painted, one frame) on a freshly started
 server, how much of it is the data (until the source is filled, from ``performance.mark`` in
-``map.js``; the rest is painting), the same for a reload (the browser revalidates
+``map.js``; the rest is painting), when the hover's texts are in the page (fetched apart,
+``/api/points/text``, once the map is drawn; with the map's data for code that sent them in it), the same for a reload (the browser revalidates
 ``/api/points``: a 304), the time from releasing a lasso to the inspector showing rows and
 from pressing the mouse for it (the drag included), the same release measured inside the page
 (``performance.now()``: the inspector's first rows in the DOM, the first frame after them, and
@@ -65,8 +66,19 @@ SINCE_UP = """(paints) => {
   return { rows: t.rows - t.up, frame: t.frame - t.up, painted: marks.length ? marks[0].startTime - t.up : NaN };
 }"""
 FILLED = "() => (performance.getEntriesByName('hl:filled')[0] || {startTime: NaN}).startTime / 1000"
-SIZES = """() => { const r = performance.getEntriesByType('resource').filter((e) => e.name.includes('/api/points'))[0];
+SIZES = """() => { const r = performance.getEntriesByType('resource').filter((e) => e.name.endsWith('/api/points'))[0];
   return r ? [r.encodedBodySize / 1e6, r.decodedBodySize / 1e6] : [NaN, NaN]; }"""
+TEXTS_AT = "() => (performance.getEntriesByName('hl:texts')[0] || {startTime: NaN}).startTime / 1000"
+LAZY_TEXTS = "() => typeof window.hlDebug.textAt === 'function'"  # code that fetches the texts after the map
+
+
+def wait_for_texts(page, lazy: bool) -> float:
+    """When the hover's texts are in the page, from navigation (s): once the map is drawn for
+    code that fetches them apart, the map's own data otherwise (they came with it)."""
+    if not lazy:
+        return page.evaluate(FILLED)
+    page.wait_for_selector("body[data-texts='1']", state="attached", timeout=300_000)
+    return page.evaluate(TEXTS_AT)
 
 
 def keep_payload(db: Path) -> None:
@@ -105,6 +117,8 @@ def measure(db: Path) -> dict[str, float]:
         out["load_data_s"] = page.evaluate(FILLED)
         out["points"] = page.evaluate("window.hlDebug.state().shown")
         out["sent_mb"], out["body_mb"] = page.evaluate(SIZES)
+        lazy = page.evaluate(LAZY_TEXTS)
+        out["texts_s"] = wait_for_texts(page, lazy)
         t0 = time.perf_counter()
         page.reload()
         page.wait_for_selector("body[data-ready='1']", state="attached", timeout=300_000)
@@ -112,6 +126,7 @@ def measure(db: Path) -> dict[str, float]:
         page.evaluate(FRAME)
         out["reload_s"] = time.perf_counter() - t0
         out["reload_data_s"] = page.evaluate(FILLED)
+        wait_for_texts(page, lazy)  # the lasso starts on a page at rest
         box = page.locator("#map canvas").first.bounding_box()
         pts = [(0.30, 0.30), (0.70, 0.30), (0.70, 0.70), (0.30, 0.70), (0.30, 0.31)]
         page.mouse.move(box["x"] + pts[0][0] * box["width"], box["y"] + pts[0][1] * box["height"])
@@ -172,10 +187,11 @@ def main() -> None:
         ap.error("give exactly one of --db or --synthetic N")
     from benchmarks.webapp_payload import build, checkout
 
-    print("| points | code | /api/points sent / decoded (MB) | load to map drawn (s) | data in the map at (s) | reload to drawn (s) | data in the map at (s) "
+    print("| points | code | /api/points sent / decoded (MB) | load to map drawn (s) | data in the map at (s) | texts in at (s) "
+          "| reload to drawn (s) | data in the map at (s) "
           "| lasso selected | release to inspector (s) | whole lasso gesture (s) | in page: release to rows (ms) "
           "| to their frame (ms) | to the map's repaint (ms) | recolour all (s) | wheel zoom (s) |")
-    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     with tempfile.TemporaryDirectory() as tmp:
         db = Path(args.db) if args.db else Path(tmp) / "bench.db"
         if args.synthetic:
@@ -193,7 +209,8 @@ def main() -> None:
                                       + (["--keep-first"] if kept else []), check=True, capture_output=True, text=True)
                 tries.append(json.loads(proc.stdout.strip().splitlines()[-1]))
             r = {k: statistics.median(t[k] for t in tries) for k in tries[0]}
-            print(f"| {int(r['points']):,} | {name} | {fmt(r['sent_mb'], 1)} / {fmt(r['body_mb'], 1)} | {r['load_s']:.2f} | {fmt(r['load_data_s'])} | {r['reload_s']:.2f} "
+            print(f"| {int(r['points']):,} | {name} | {fmt(r['sent_mb'], 1)} / {fmt(r['body_mb'], 1)} | {r['load_s']:.2f} | {fmt(r['load_data_s'])} "
+                  f"| {fmt(r['texts_s'])} | {r['reload_s']:.2f} "
                   f"| {fmt(r['reload_data_s'])} | {int(r['selected']):,} | {r['lasso_to_inspector_s']:.2f} "
                   f"| {r['lasso_gesture_s']:.2f} | {fmt(r['up_rows_ms'], 0)} | {fmt(r['up_frame_ms'], 0)} "
                   f"| {fmt(r['up_painted_ms'], 0)} | {r['recolour_s']:.2f} | {r['zoom_s']:.2f} |", flush=True)

@@ -14,7 +14,11 @@ of ``json.dumps``; typed arrays cost a few bytes per point. Each column is one o
 * categorical — ``{"dtype": "int8"|"int16"|"int32", "categories": [...], "data": base64}``:
   one code per row indexing ``categories``; ``-1`` is missing. Intents, splits and
   decisions have a few dozen values, so a row costs one byte.
-* text — ``{"dtype": "str", "data": [...]}``: a plain JSON list (the hover shows it).
+* text — ``{"dtype": "str", "data": [...]}``: a plain JSON list. The utterances' texts are the
+  one such column, and they are not in ``/api/points``: at 1M rows they were 60% of its 83 MB,
+  and the map is drawn without them. The page fetches them once it is drawn, from
+  ``/api/points/text`` (:func:`texts_body`: the same column encoding, in the same id order), for
+  the hover.
 
 :func:`decode_column` turns any of them back into a Python list (``None`` for missing), for
 tests and scripts; ``webapp/static/map/decode.js`` does the same with typed arrays. Both are
@@ -38,8 +42,8 @@ import numpy as np
 if TYPE_CHECKING:
     from hl_debug.storage import Evidence, Store
 
-FORMAT: Final = 5  # bump when the payload's shape changes: it is part of the ETag (3: ids as int32, 4: oos_score,
-# 5: model_change)
+FORMAT: Final = 6  # bump when the payload's shape changes: it is part of the ETag (3: ids as int32, 4: oos_score,
+# 5: model_change, 6: the texts in their own body, /api/points/text; the payload carries its data key)
 
 CATEGORY: Final = "category"  # wire kinds besides the numeric dtypes
 TEXT: Final = "str"
@@ -66,7 +70,6 @@ COLUMNS: Final[tuple[MapColumn, ...]] = (
     MapColumn("id", "int32"),
     MapColumn("x", "float32"),
     MapColumn("y", "float32"),
-    MapColumn("text", TEXT),
     MapColumn("label", CATEGORY, overlay=True),  # the effective label
     MapColumn("intent", CATEGORY),  # the export's label
     MapColumn("usage", CATEGORY),
@@ -164,11 +167,24 @@ def encode_column(name: str, values: Sequence[Any] | np.ndarray) -> dict:
     return {"dtype": TEXT, "data": values.tolist() if isinstance(values, np.ndarray) else list(values)}
 
 
-def encode_points(columns: dict[str, list]) -> dict:
-    """Plain column lists (``{name: [value per row]}``, ``id`` required) -> the ``/api/points`` body."""
+def encode_points(columns: dict[str, list], key: str = "") -> dict:
+    """Plain column lists (``{name: [value per row]}``, ``id`` required) -> the ``/api/points``
+    body (``key``: the :func:`data_key` of the state it shows)."""
     n = len(columns["id"])
-    return {"format": FORMAT, "n": n, "has_map": any(v is not None for v in columns.get("x", ())),
+    return {"format": FORMAT, "key": key, "n": n, "has_map": any(v is not None for v in columns.get("x", ())),
             "columns": {name: encode_column(name, columns.get(name, [None] * n)) for name in POINT_COLUMNS}}
+
+
+def texts_body(key: str, texts: Sequence[str] | np.ndarray) -> bytes:
+    """The ``/api/points/text`` body: every utterance's text in id order (the order of the
+    payload's rows), as one text column, with the :func:`data_key` of the state it was read
+    in — the page uses it only with a payload of the same key."""
+    return dumps({"format": FORMAT, "key": key, "n": len(texts), "columns": {"text": encode_column("text", texts)}})
+
+
+def map_texts(store: Store) -> list[str]:
+    """Every utterance's text in id order (the payload's row order)."""
+    return store.map_columns(["text"])["text"]
 
 
 def dumps(obj: Any) -> bytes:
@@ -250,7 +266,8 @@ class BasePayload:
     @classmethod
     def encode(cls, key: str, columns: dict[str, np.ndarray]) -> BasePayload:
         """From :func:`map_columns`' columns."""
-        body = dumps({"format": FORMAT, "n": len(columns["id"]), "has_map": bool((~np.isnan(columns["x"])).any()),
+        body = dumps({"format": FORMAT, "key": key, "n": len(columns["id"]),
+                      "has_map": bool((~np.isnan(columns["x"])).any()),
                       "columns": {c: encode_column(c, columns[c]) for c in BASE_COLUMNS}})
         return cls(key, body[:-2] + b",", columns["id"], columns["intent"])
 

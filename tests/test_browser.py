@@ -205,8 +205,10 @@ def test_injected_markup_stays_inert_everywhere(page, server):
         page.goto(server.url + path)
         page.wait_for_load_state("networkidle")
         assert page.evaluate("document.querySelectorAll('img[src=\"x\"]').length") == 0, path
-    # hover the injected utterance on the map: Bokeh's tooltip shows it as text
+    # hover the injected utterance on the map: Bokeh's tooltip shows it as text (the texts come
+    # after the map is drawn, from /api/points/text)
     open_page(page, server.url + "/")
+    page.wait_for_function("document.body.dataset.texts === '1'")
     x, y = page.evaluate("""(id) => {
         const view = Object.values(Bokeh.index).find((v) => v.model.name === 'map');
         const src = view.model.document.get_model_by_name('points');
@@ -409,7 +411,7 @@ def test_decode_module_reads_the_golden_payload(module_page):
         assert out["n"] == len(case["expected"]["id"]), case["name"]
         assert out["values"] == case["expected"], case["name"]
         kinds = out["kinds"]
-        assert kinds["text"] == "list" and kinds["label"] == "codes" and kinds["confidence"] == "Float32Array"
+        assert kinds["label"] == "codes" and kinds["confidence"] == "Float32Array"
         assert kinds["id"] == ("Int32Array" if case["name"] == "rows" else "Float64Array"), case["name"]
 
 

@@ -26,7 +26,7 @@ from hl_debug.mapdata import (
 from hl_debug.signals.registry import evidence
 from hl_debug.storage import POINTS, Store
 from tests.webapp_fixtures import PLANTED_ERROR_ID, fill_synthetic
-from webapp.points import PayloadCache
+from webapp.points import PayloadCache, TextCache
 
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = ROOT / "tests" / "fixtures" / "points_payload.json"
@@ -66,7 +66,7 @@ def test_categorical_codes_and_categories():
 
 
 def test_encode_points_round_trips_every_column():
-    columns = {"id": [3, 1, 2], "x": [0.5, None, -2.0], "y": [1.0, None, 3.0], "text": ["a\nb", "ü", '"q"'],
+    columns = {"id": [3, 1, 2], "x": [0.5, None, -2.0], "y": [1.0, None, 3.0],
                "label": ["x", None, "y"], "cluster_id": [0, None, -1], "flagged": [1, 0, None],
                "issue_score": [0.25, None, 1.0]}
     body = json.loads(json.dumps(encode_points(columns)))
@@ -92,10 +92,10 @@ def test_encoding_the_golden_input_gives_exactly_the_golden_payload(case):
 
 def test_golden_payload_covers_every_wire_dtype():
     dtypes = {c["dtype"] for case in golden_cases() for c in case["payload"]["columns"].values()}
-    assert {"int8", "int32", "float16", "float32", "float64", "str"} <= dtypes
+    assert {"int8", "int32", "float16", "float32", "float64"} <= dtypes
     rows = golden_cases()[0]
     assert set(rows["input"]) == set(POINT_COLUMNS)
-    assert all(None in v or name == "text" for name, v in rows["input"].items() if name != "id"), "a missing value each"
+    assert all(None in v for name, v in rows["input"].items() if name != "id"), "a missing value each"
 
 
 def test_ids_travel_as_integers():
@@ -189,7 +189,7 @@ def plain_body(store) -> dict:
     """The payload built from :meth:`Store.map_columns`' joined read (how the map's data is defined), decoded."""
     have = store.inspector_columns(evidence())  # oos_score only once the out-of-scope signal is installed
     columns = store.map_columns([c for c in POINT_COLUMNS if c in have], evidence=evidence())
-    return decoded(json.dumps(encode_points(columns)).encode())
+    return decoded(json.dumps(encode_points(columns, mapdata.data_key(store.map_state()))).encode())
 
 
 def test_map_columns_match_the_joined_read(store):
@@ -311,3 +311,27 @@ def test_the_map_page_preloads_every_map_module():
     html = (ROOT / "webapp" / "templates" / "map.html").read_text(encoding="utf-8")
     modules = {p.relative_to(ROOT / "webapp" / "static").as_posix() for p in (ROOT / "webapp" / "static" / "map").glob("*.js")}
     assert modules and all(f"'{m}'" in html for m in modules | {"map.js", "raster.js"})
+
+
+def test_the_texts_travel_apart_in_the_payloads_row_order(store):
+    """/api/points has no texts (the map is drawn without them); /api/points/text has every
+    row's, in the payload's row order, under the same data key."""
+    payload = json.loads(PayloadCache().get(store)[1])
+    assert "text" not in payload["columns"] and "text" not in POINT_COLUMNS
+    key, body = TextCache().get(store)
+    texts = json.loads(body)
+    assert texts["key"] == payload["key"] == key and texts["n"] == payload["n"]
+    ids = decode_column(payload["columns"]["id"])
+    by_id = dict(zip(store.map_columns(["id"])["id"], store.map_columns(["text"])["text"], strict=True))
+    assert decode_column(texts["columns"]["text"]) == [by_id[i] for i in ids]
+
+
+def test_the_text_cache_follows_the_pipeline_data_not_the_decisions(store, monkeypatch):
+    cache, reads = TextCache(), []
+    monkeypatch.setattr(mapdata, "map_texts", lambda s: reads.append(1) or store.map_columns(["text"])["text"])
+    key, zipped = cache.get(store, gzipped=True)
+    assert json.loads(gzip.decompress(zipped)) == json.loads(cache.get(store)[1]) and len(reads) == 1
+    store.add_annotation(PLANTED_ERROR_ID, "relabel", "chat_settings", "bill_question")
+    assert cache.get(store)[0] == key and len(reads) == 1  # a decision changes no text
+    store.replace_table(POINTS, [{**r, "x": 0.0} for r in store.table_rows(POINTS)])
+    assert cache.get(store)[0] != key and len(reads) == 2

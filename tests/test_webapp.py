@@ -10,7 +10,7 @@ import pytest
 from bokeh.models import BoxSelectTool, HoverTool, LassoSelectTool, TapTool
 
 from hl_debug.mapdata import POINT_COLUMNS, decode_column
-from hl_debug.storage import Store
+from hl_debug.storage import POINTS, Store
 from tests.webapp_fixtures import ENDPOINT, PLANTED_ERROR_ID, XSS_ID, fill_synthetic, store_model_report
 from webapp import create_app
 from webapp.plots import MAP_SELECTION_JS, map_figure
@@ -228,7 +228,9 @@ def test_api_points_are_column_arrays(client):
     cols = points_columns(client)
     assert set(cols) == set(POINT_COLUMNS) and all(len(v) == 24 for v in cols.values())
     k = cols["id"].index(XSS_ID)
-    assert cols["text"][k].startswith(XSS) and cols["label"][k] is None  # raw text, as data
+    assert cols["label"][k] is None
+    texts = client.get("/api/points/text").json  # the hover's texts, in the same row order
+    assert texts["key"] == body["key"] and decode_column(texts["columns"]["text"])[k].startswith(XSS)  # raw, as data
     k = cols["id"].index(PLANTED_ERROR_ID)
     assert cols["predicted_label"][k] == "chat_settings" and cols["cluster_id"][k] == 2
 
@@ -440,3 +442,20 @@ def test_api_points_reload_is_304_until_a_decision(client):
     assert post(client, {"id": PLANTED_ERROR_ID, "action": "accept"}).status_code == 201
     changed = client.get("/api/points", headers={"If-None-Match": etag})
     assert changed.status_code == 200 and changed.headers["ETag"] != etag
+
+
+def test_api_point_texts_gzip_and_304_until_the_pipeline_data_changes(client, web_db):
+    r = client.get("/api/points/text")
+    etag, plain = r.headers["ETag"], r.data
+    assert r.status_code == 200 and r.headers["Cache-Control"] == "no-cache" and json.loads(plain)["n"] == 24
+    zipped = client.get("/api/points/text", headers={"Accept-Encoding": "gzip"})
+    assert zipped.headers["Content-Encoding"] == "gzip" and gzip.decompress(zipped.data) == plain
+    assert client.get("/api/points/text", headers={"If-None-Match": etag}).status_code == 304
+    assert post(client, {"id": PLANTED_ERROR_ID, "action": "accept"}).status_code == 201
+    assert client.get("/api/points/text", headers={"If-None-Match": etag}).status_code == 304  # texts unchanged
+    store = Store(web_db)
+    try:
+        store.replace_table(POINTS, [{**row, "x": 0.0} for row in store.table_rows(POINTS)])  # a new pipeline run
+    finally:
+        store.close()
+    assert client.get("/api/points/text", headers={"If-None-Match": etag}).status_code == 200

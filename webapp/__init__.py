@@ -69,6 +69,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     init_reviewers(app)
     init_page_cache(app)  # after security (its checks come first) and compress (it sees the body before gzip)
     app.extensions["hl_points"] = points.PayloadCache()
+    app.extensions["hl_texts"] = points.TextCache()
     app.extensions["hl_reports"] = model_report.ReportCache()
     app.extensions["hl_rows"] = rowcache.RowCache(max_rows=app.config["ROW_CACHE_ROWS"])
     app.extensions["hl_map_served"] = threading.Event()  # set once /api/points has sent a body
@@ -86,18 +87,20 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
 def warm(app: Flask) -> threading.Thread:
     """Build the map's payload in a daemon thread, so the first page load after ``hl-debug
-    serve`` finds it ready, keep it in the database for the next start, then encode the
+    serve`` finds it ready, keep it in the database for the next start, build the texts the
+    page fetches after it (``points.TextCache``), then encode the
     inspector's rows (``webapp.rowcache``; the model report needs no warming: it is the stored
     document). Returns the thread."""
     from hl_debug.signals.registry import evidence
     from webapp.points import warm_in_background
 
-    payload, rows = app.extensions["hl_points"], app.extensions["hl_rows"]
+    payload, texts, rows = app.extensions["hl_points"], app.extensions["hl_texts"], app.extensions["hl_rows"]
     served = app.extensions["hl_map_served"]
 
     def work(store) -> None:
         t0 = time.perf_counter()
         payload.prepare(store)
+        texts.get(store, gzipped=True)  # what the page asks for next, once the map is drawn
         # the rows' encoding (3 s of CPU at 100k) waits until the first map page has its data,
         # or ROW_WARM_DELAY: on two cores it would otherwise slow the very first page load
         served.wait(app.config["ROW_WARM_DELAY"])

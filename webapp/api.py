@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 
-from flask import Blueprint, abort, current_app, jsonify, request
+from flask import Blueprint, Response, abort, current_app, jsonify, request
 
 from hl_debug.errors import MissingFieldError
 from hl_debug.steps import review
@@ -91,19 +92,34 @@ def points():
     store, cache = get_store(), current_app.extensions["hl_points"]
     state = store.map_state()
     etag = cache.etag(store, state)
+    served = current_app.extensions.get("hl_map_served")
+    response = _cached_json(etag, lambda gzipped: cache.get(store, gzipped=gzipped, state=state)[1])
+    if served is not None and response.status_code == 200:
+        served.set()  # the first map has its data: the start-up thread may encode the inspector's rows
+    return response
+
+
+@bp.get("/points/text")
+def point_texts():
+    """Every utterance's text in the map payload's row order (``mapdata.texts_body``), which
+    the map page fetches once it is drawn (for the hover); cached per pipeline state, 304
+    when the client's copy is current."""
+    store, cache = get_store(), current_app.extensions["hl_texts"]
+    state = store.map_state()
+    return _cached_json(cache.key(store, state), lambda gzipped: cache.get(store, gzipped=gzipped, state=state)[1])
+
+
+def _cached_json(etag: str, body: Callable[[bool], bytes]) -> Response:
+    """A JSON response of ``body(gzipped)`` with a weak ``etag``, or a 304 when the client
+    holds it; gzip-encoded when the client accepts it."""
     if request.if_none_match.contains_weak(etag):
         response = current_app.response_class(status=304)
-        response.set_etag(etag, weak=True)
     else:
         gzipped = compress.accepts_gzip()
-        etag, body = cache.get(store, gzipped=gzipped, state=state)
-        served = current_app.extensions.get("hl_map_served")
-        if served is not None:
-            served.set()  # the first map has its data: the start-up thread may encode the inspector's rows
-        response = current_app.response_class(body, mimetype="application/json")
-        response.set_etag(etag, weak=True)
+        response = current_app.response_class(body(gzipped), mimetype="application/json")
         if gzipped:
             response.headers["Content-Encoding"] = "gzip"
+    response.set_etag(etag, weak=True)
     response.headers["Cache-Control"] = "no-cache"  # keep it, but ask each time (a 304 is cheap)
     response.vary.add("Accept-Encoding")
     return response

@@ -20,6 +20,7 @@ from bokeh.models import (
     ColorBar,
     ColumnDataSource,
     CustomJS,
+    CustomJSHover,
     HoverTool,
     LassoSelectTool,
     LinearColorMapper,
@@ -36,6 +37,10 @@ from hl_debug.domain import SPLITS
 # Selection on the map -> the inspector (static/map.js defines window.hlDebug).
 MAP_SELECTION_JS = "window.hlDebug && window.hlDebug.onSelect(source.selected.indices);"
 # Tap on a confusion-matrix cell -> list its rows (static/report.js).
+# The hover's text: not a source column (the page fetches the texts after the map is drawn,
+# static/map.js), looked up by the hovered row; every other use of @id shows the id.
+HOVER_TEXT_JS = ('return format === "text" ? (window.hlDebug ? window.hlDebug.textAt(special_vars.index) : "")'
+                 ' : String(value);')
 CONFUSION_TAP_JS = ("const i = source.selected.indices[0];"
                     "if (i !== undefined && window.hlReport) window.hlReport.onCell(source.data.given[i], source.data.predicted[i]);")
 
@@ -43,7 +48,7 @@ CONFUSION_TAP_JS = ("const i = source.selected.indices[0];"
 # a payload column (hl_debug.mapdata.COLUMNS), categorical and integer ones as text with what
 # stands for a missing value (None: copied as numbers).
 SOURCE_COLUMNS: dict[str, tuple[str, str | None]] = {
-    "x": ("x", None), "y": ("y", None), "id": ("id", None), "text": ("text", None),
+    "x": ("x", None), "y": ("y", None), "id": ("id", None),
     "label": ("label", "(unannotated)"), "predicted_label": ("predicted_label", "(none)"), "cluster": ("cluster_id", ""),
 }
 MAP_COLUMNS = tuple(SOURCE_COLUMNS)
@@ -113,7 +118,8 @@ def map_figure(*, height: int = 640) -> figure:
     by Bokeh marker by marker: without a GPU, Bokeh's WebGL or canvas markers cost seconds per
     repaint at 100k points (benchmarks/RESULTS.md, "Web map at 100k"). The ``scatter``
     renderer stays for hit testing and hover — lasso, box and tap select on it, the hover
-    tool shows the text (escaped by Bokeh: tooltip fields are rendered as text, not HTML) —
+    tool shows the text (looked up by ``static/map.js`` once fetched; escaped by Bokeh:
+    tooltip fields are rendered as text, not HTML) —
     but ``static/map/bokeh.js`` switches its painting off (or, when the loaded BokehJS is not
     the version its hooks were written for, has Bokeh paint the markers instead). Both ranges follow the scatter only, so the
     image (which always covers the current view) never widens them. WebGL output backend:
@@ -138,9 +144,10 @@ def map_figure(*, height: int = 640) -> figure:
     p.y_range.renderers = [scatter]
     for tool in (lasso, p.select_one(BoxSelectTool), p.select_one(TapTool)):
         tool.renderers = [scatter]  # the image is not selectable
-    p.add_tools(HoverTool(renderers=[scatter], tooltips=[("", "@text"), ("label", "@label"),
+    p.add_tools(HoverTool(renderers=[scatter], tooltips=[("", "@id{text}"), ("label", "@label"),
                                                          ("predicted", "@predicted_label"), ("cluster", "@cluster"),
-                                                         ("id", "@id")]))
+                                                         ("id", "@id")],
+                          formatters={"@id": CustomJSHover(code=HOVER_TEXT_JS)}))
     p.axis.visible = False
     p.grid.visible = False
     source.selected.js_on_change("indices", CustomJS(args={"source": source}, code=MAP_SELECTION_JS))

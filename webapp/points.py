@@ -1,4 +1,5 @@
-"""Serving the map's data: ``/api/points`` from the payload the web step keeps, with the reviews.
+"""Serving the map's data: ``/api/points`` from the payload the web step keeps, with the reviews,
+and ``/api/points/text``, the utterances' texts the page fetches once the map is drawn.
 
 The payload's format, its columns and its encoders live in :mod:`hl_debug.mapdata`; the web
 step (:mod:`hl_debug.steps.web`) builds the pipeline's part and keeps it in the database.
@@ -9,6 +10,7 @@ and its gzip per database state; the ETag is that state's key.
 
 from __future__ import annotations
 
+import gzip
 import logging
 import threading
 from collections.abc import Callable
@@ -139,6 +141,34 @@ class PayloadCache:
         tail = mapdata.dumps({"label": encode_column("label", labels),
                               "decision": encode_column("decision", decisions)})[1:-1] + b"}}"
         return mapdata.state_key(state), base.payload.prefix + tail, base.payload.gzip(tail) if gzipped else None
+
+
+class TextCache:
+    """The ``/api/points/text`` body (and its gzip) per database, rebuilt only when the
+    pipeline's data changes (its key is :func:`~hl_debug.mapdata.data_key`: a review
+    decision does not change a text). Not in the map's payload because the map is drawn
+    without it: at 1M rows the texts are 60% of the bytes the first paint would wait for. Built
+    by the start-up thread after the payload (1M texts: ~1 s to read, ~3 s to compress), else
+    by the first request."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._built: dict[str, tuple[str, bytes, bytes]] = {}  # path -> (key, body, gzipped body)
+
+    def key(self, store: Store, state: dict | None = None) -> str:
+        """The ETag: the key of the store's current pipeline data."""
+        return mapdata.data_key(store.map_state() if state is None else state)
+
+    def get(self, store: Store, *, gzipped: bool = False, state: dict | None = None) -> tuple[str, bytes]:
+        """``(key, body)`` for the store's current data; ``gzipped`` gives the gzip-encoded body."""
+        key = self.key(store, state)
+        with self._lock:  # one build at a time: a concurrent miss waits, then hits
+            built = self._built.get(store.path)
+            if built is None or built[0] != key:
+                body = mapdata.texts_body(key, mapdata.map_texts(store))
+                built = (key, body, gzip.compress(body, mapdata.GZIP_LEVEL, mtime=0))
+                self._built[store.path] = built
+        return key, built[2] if gzipped else built[1]
 
 
 class _Base:

@@ -117,9 +117,29 @@ async function search() {
   }
 }
 
-window.hlDebug = { onSelect, selectIds, screenOf,
+// The hovered row's text (plots.HOVER_TEXT_JS): k indexes the Bokeh source, i.e. state.shown.
+function textAt(k) {
+  if (!state.texts) return "(text loading…)";
+  const t = state.texts[state.shown[k]];
+  return t === undefined || t === null ? "" : t;
+}
+
+// The texts come in their own body (hl_debug/mapdata.py texts_body), after the map is drawn:
+// the first paint does not wait for them (60% of the bytes at 1M rows).
+async function loadTexts() {
+  const body = await hl.getJSON("/api/points/text");
+  if (body.key !== state.all.key || body.n !== state.all.n) {
+    status("the map's data changed since this page loaded: reload it to see the new data");
+    return;
+  }
+  state.texts = body.columns.text.data;
+  performance.mark("hl:texts");
+  document.body.dataset.texts = "1";
+}
+
+window.hlDebug = { onSelect, selectIds, screenOf, textAt,
   state: () => {
-    const { all, source, marks, view, shown, ...rest } = state;
+    const { all, source, marks, view, shown, texts, ...rest } = state;
     return { ...rest, shown: shown.length, painter: view ? view.painter : null };
   } };
 
@@ -146,5 +166,6 @@ async function init() {
   if (state.selectAll) selectIds(state.source.data.id, true);
   else if (state.q && !state.ids.length) search();
   document.body.dataset.ready = "1";
+  await loadTexts().catch((err) => status("could not load the texts: " + err.message));
 }
 init().catch((err) => status("could not load the map: " + err.message));

@@ -54,13 +54,13 @@ export function decodeColumn(col) {
   return arr;
 }
 
-// The whole /api/points body -> { n, format, has_map, <column>: decoded }. `format` is
+// The whole /api/points body -> { n, format, key, has_map, <column>: decoded }. `format` is
 // checked against the one the page was built for (map-config), when given.
 export function decodePayload(body, format) {
   if (format !== undefined && body.format !== format) {
     console.warn(`hl-debug: /api/points has format ${body.format}, the page expects ${format}; reload the page`);
   }
-  const all = { n: body.n, format: body.format, has_map: body.has_map };
+  const all = { n: body.n, format: body.format, key: body.key, has_map: body.has_map };
   for (const [name, col] of Object.entries(body.columns)) all[name] = decodeColumn(col);
   return all;
 }

@@ -24,6 +24,7 @@ export const state = {
   selectAll: params.get("select") === "all",
   // the data
   all: null, // decoded columns of /api/points (decode.js)
+  texts: null, // every row's text, as `all` (/api/points/text, fetched once the map is drawn)
   source: null, // the Bokeh ColumnDataSource named "points"
   shown: [], // indices into `all` currently in the source
   marks: null, // what the raster draws per shown point: packed colours, shapes (rebuilt with the source)
