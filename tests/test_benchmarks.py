@@ -176,8 +176,10 @@ def test_taxonomy_quick(real_export):
     rows = [[c.strip() for c in line.strip().strip("|").split("|")] for line in out.splitlines()
             if line.startswith(("| banking77", "| bundled"))]
     ours = {(r[0], r[1], r[2]): r for r in rows if r[2].startswith("hl-debug")}
-    assert len(ours) == 6, rows  # the split (2 ways) and the merge detector on both cases, beside their baselines
-    assert len(rows) == 14 and all(is_number(c) and 0 <= float(c) <= 1 for r in rows for c in r[3:5]), rows
+    # the split (3 ways: raw, own splits left out, hits = planted + multi-meaning) and the merge
+    # detector on both cases, beside their baselines
+    assert len(ours) == 8, rows
+    assert len(rows) == 20 and all(is_number(c) and 0 <= float(c) <= 1 for r in rows for c in r[3:5]), rows
     assert "stop/cancel spread in the top three: yes" in out and "credit-limit boundary in the top three: yes" in out
 
 
