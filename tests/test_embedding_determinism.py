@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 
 from hl_debug.models.encoders import SentenceEncoder, backend_names, get_backend
-from hl_debug.models.encoders.int8_per_token import rewrite_per_token
+from hl_debug.models.encoders.int8_per_token import QMAX, REVISION, WEIGHT_MAX, ZERO_POINT, rewrite_per_token
 
 
-def _tiny_quantised(tmp_path):
-    """A (batch, seq, 8) -> (batch, seq, 4) MatMul, dynamically int8-quantised like onnx-int8."""
+def _tiny_quantised(tmp_path, *, reduce_range=True):
+    """A (batch, seq, 8) -> (batch, seq, 4) MatMul, dynamically int8-quantised (7-bit weights by default,
+    as for onnx-int8-token; 8-bit like onnx-int8 with ``reduce_range=False``)."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
     from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -27,7 +28,7 @@ def _tiny_quantised(tmp_path):
         [numpy_helper.from_array(w, "w")])
     fp32, int8 = tmp_path / "tiny.onnx", tmp_path / "tiny_int8.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(fp32))
-    quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8, per_channel=True)
+    quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8, per_channel=True, reduce_range=reduce_range)
     return w, onnx.load(str(int8))
 
 
@@ -53,6 +54,36 @@ def test_per_token_rewrite_makes_a_row_independent_of_its_batch(tmp_path):
     assert np.abs(alone - exact).max() < 0.05 * np.abs(exact).max()  # int8 accuracy, per token
 
 
+def _saturating_u8s8(q: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """``q @ w`` as x86's ``vpmaddubsw`` computes it without VNNI: adjacent products summed in int16, clipped."""
+    pairs = q[:, 0::2, None] * w[None, 0::2] + q[:, 1::2, None] * w[None, 1::2]
+    return np.clip(pairs, -32768, 32767).sum(1)
+
+
+def _tokens_and_weights(model, x):
+    from onnx import numpy_helper
+
+    w = next(numpy_helper.to_array(i) for i in model.graph.initializer if i.name.endswith("_quantized"))
+    q = np.clip(np.round(x / (np.abs(x).max(1, keepdims=True) / QMAX)) + ZERO_POINT, 0, 255)
+    return q.astype(np.int64), w.astype(np.int64)
+
+
+def test_per_token_integers_cannot_saturate_a_cpu_without_vnni(tmp_path):
+    # CI's CPU (no VNNI) clipped 8-bit weights x 8-bit activations: 0.82 off on a 3.26 output
+    x = 50 * np.random.default_rng(3).normal(size=(64, 8))
+    q, w = _tokens_and_weights(_tiny_quantised(tmp_path)[1], x)
+    assert q.max() <= 255 and np.abs(w).max() <= WEIGHT_MAX and 2 * 255 * WEIGHT_MAX <= 32767
+    assert np.array_equal(_saturating_u8s8(q, w), q @ w)
+    q, w = _tokens_and_weights(_tiny_quantised(tmp_path, reduce_range=False)[1], x)
+    assert not np.array_equal(_saturating_u8s8(q, w), q @ w)  # 8-bit weights would saturate
+
+
+def test_rewrite_rejects_8_bit_weights(tmp_path):
+    _, dynamic = _tiny_quantised(tmp_path, reduce_range=False)
+    with pytest.raises(ValueError, match="reduce_range=True"):
+        rewrite_per_token(dynamic)
+
+
 def test_rewrite_rejects_a_model_that_is_not_dynamically_quantised(tmp_path):
     import onnx
 
@@ -63,10 +94,10 @@ def test_rewrite_rejects_a_model_that_is_not_dynamically_quantised(tmp_path):
 
 def test_the_deterministic_backend_is_registered_with_its_own_identity(monkeypatch):
     monkeypatch.delenv("HL_ENCODER_BACKEND", raising=False)
-    assert "onnx-int8-token" in backend_names() and get_backend("onnx-int8-token").identity_suffix == "+onnx-int8-token"
+    assert "onnx-int8-token" in backend_names() and get_backend("onnx-int8-token").identity_suffix == f"+onnx-int8-token.{REVISION}"
     ids = {b: SentenceEncoder(backend=b).identity for b in backend_names()}
     assert len(set(ids.values())) == len(ids), ids  # databases embedded with another backend re-embed once
-    assert ids["onnx-int8-token"].endswith("+onnx-int8-token")
+    assert ids["onnx-int8-token"].endswith(f"+onnx-int8-token.{REVISION}")  # a changed rewrite re-embeds once
 
 
 def _shuffled_runs(enc: SentenceEncoder, texts: list[str]) -> list[np.ndarray]:

