@@ -269,6 +269,13 @@ def summary(truth: dict, out: Path) -> str:
             f"({c['held_out_rows']} rows); seed {truth['seed']} -> {out}")
 
 
+def save(records: list[dict], truth: dict, out: Path, *, started: float) -> None:
+    """Write the export to ``out`` and its truth file beside it, and log what was written."""
+    write(records, out)
+    truth_path(out).write_text(json.dumps(truth, indent=1), encoding="utf-8")
+    log.info("%s (%.1f s)", summary(truth, out), time.perf_counter() - started)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, required=True, help="output file (.json or .json.zip)")
@@ -306,9 +313,7 @@ def main(argv: list[str] | None = None) -> int:
             truth["clean_base"] = info
     except (ValueError, OSError) as exc:
         ap.error(str(exc))
-    write(records, args.out)
-    truth_path(args.out).write_text(json.dumps(truth, indent=1), encoding="utf-8")
-    log.info("%s (%.1f s)", summary(truth, args.out), time.perf_counter() - t0)
+    save(records, truth, args.out, started=t0)
     return 0
 
 

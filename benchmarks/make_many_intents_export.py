@@ -31,7 +31,6 @@ Example::
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import random
 import sys
@@ -49,10 +48,9 @@ from benchmarks.make_banking_export import (  # noqa: E402 - the same format, sp
     Utterance,
     build,
     load_banking77,
-    summary,
-    truth_path,
+    save,
 )
-from benchmarks.make_scaled_export import perturb, write  # noqa: E402
+from benchmarks.make_scaled_export import perturb  # noqa: E402
 
 log = logging.getLogger("make_many_intents_export")
 
@@ -121,7 +119,7 @@ def make(source: Path = DEFAULT_SOURCE, *, rows: int = 23_700, intents: int = 15
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, required=True, help="output file (.json or .json.zip); not in the repo")
-    ap.add_argument("--rows", type=int, default=23_700)
+    ap.add_argument("--rows", type=int, default=23_700, help="rows: banking77's 13,083 plus perturbed copies up to this")
     ap.add_argument("--intents", type=int, default=150, help="77..154: how many intents after splitting")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--flip-rate", type=float, default=0.05, help="share of annotated rows with a planted flip")
@@ -134,9 +132,7 @@ def main(argv: list[str] | None = None) -> int:
                               flip_rate=args.flip_rate)
     except (ValueError, OSError) as exc:
         ap.error(str(exc))
-    write(records, args.out)
-    truth_path(args.out).write_text(json.dumps(truth, indent=1), encoding="utf-8")
-    log.info("%s (%.1f s)", summary(truth, args.out), time.perf_counter() - t0)
+    save(records, truth, args.out, started=t0)
     return 0
 
 
