@@ -82,7 +82,7 @@ class LabelIssueDetector(BaseEstimator):
     classifier : sklearn classifier, optional
         For out-of-fold probabilities (default :func:`default_classifier`).
     meta_model : sklearn binary classifier, optional
-        The stacker (default :func:`~hl_debug.scoring.stacking.default_meta_model`).
+        The stacker (default :func:`~hl_debug.scoring.stackers.default_meta_model`).
     calibrator : sklearn binary classifier, optional
         ``combine="blend"`` only: maps :func:`calibration_features` to P(flipped).
     combine : {"stack", "blend"}

@@ -7,8 +7,11 @@ label). Which of them matters most depends on the data — a classifier that is 
 many fine-grained intents beats the neighbours there; the neighbours win on a small export
 — so no fixed blend is right everywhere. :class:`StackedScore` learns the combination on
 *synthetic* flips (rows whose label the detector flipped itself, so their status is known):
-a logistic regression over the components, validated out of fold, and kept unless a single
-component beats it on every kind of synthetic flip by more than the synthetic sample's noise
+a logistic regression over the components shrunk towards cleanlab's self-confidence
+(:class:`~hl_debug.scoring.stackers.AnchoredLogisticRegression`: the other evidence enters
+as far as the synthetic flips support it), validated out of fold. Whether to combine at all
+is asked of the free (unshrunk) combination: it is kept unless a single component beats it
+on every kind of synthetic flip by more than the synthetic sample's noise
 (:func:`robust_choice`; the components include cleanlab's self-confidence ranking). The
 chosen score is then Platt-calibrated into P(label wrong).
 """
@@ -22,8 +25,8 @@ from sklearn.base import BaseEstimator, clone
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score
 from sklearn.model_selection import StratifiedKFold
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
+
+from hl_debug.scoring.stackers import default_meta_model, free_meta_model
 
 #: Component scores, in column order; the last two only when clusters / API answers are given.
 BASE_COMPONENTS = ("self_confidence", "normalized_margin", "knn_agreement", "knn_margin",
@@ -88,11 +91,6 @@ def component_scores(labels: Any, pred_probs: Any, knn_probs: Any, *, cluster_pr
         cols.append(np.where(has, -margin, 0.0))
         names.append(name)
     return names, np.column_stack(cols)
-
-
-def default_meta_model() -> Any:
-    """The stacker: standardised components into a (multinomial) logistic regression."""
-    return make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=1000))
 
 
 def mixture_priors(proba: np.ndarray, train_priors: np.ndarray, *, tol: float = 1e-7, max_iter: int = 500,
@@ -187,8 +185,9 @@ class StackedScore(BaseEstimator):
     P(kind | components); on the real rows EM (:func:`mixture_priors`) estimates how much of
     each kind of mistake the data holds, and the stacked posterior P(wrong) is adapted to
     those priors — so the combination follows the data's own kind of noise. The safeguard
-    (:func:`robust_choice`) compares the stacked score with every single component on each
-    kind of synthetic flip, out of fold: the stack is the score unless a component (cleanlab's
+    (:func:`robust_choice`) compares the free stacked score (``guard_model``) with every single
+    component on each kind of synthetic flip, out of fold: the stack (``meta_model``, shrunk
+    towards self-confidence) is the score unless a component (cleanlab's
     self-confidence among them) beats it on every kind by more than twice the bootstrap
     spread. A single component is calibrated by a (weighted) logistic regression and its
     prior found by EM.
@@ -196,7 +195,10 @@ class StackedScore(BaseEstimator):
     Parameters
     ----------
     meta_model : sklearn classifier, optional
-        Default :func:`default_meta_model`; needs ``predict_proba``.
+        Default :func:`~hl_debug.scoring.stackers.default_meta_model`; needs ``predict_proba``.
+    guard_model : sklearn classifier, optional
+        The combination :func:`robust_choice` weighs against the single components (default:
+        ``meta_model`` when given, else :func:`~hl_debug.scoring.stackers.free_meta_model`).
     n_splits : int
         Folds of the out-of-fold validation of the stacked score.
     n_bootstrap : int
@@ -215,7 +217,7 @@ class StackedScore(BaseEstimator):
     synthetic_auprc_ : dict              name -> weighted out-of-fold AUPRC on the synthetic
                                          rows (``"stack"`` and every component)
     synthetic_auprc_by_kind_ : dict      kind -> name -> AUPRC on that kind's flips
-                                         (:func:`robust_choice`)
+                                         (:func:`robust_choice`; ``"stack"``: the free one)
     choice_ : str                        ``"stack"`` or the component used as the score
     scores_ : array (n,)                 the real rows' chosen score (higher = more suspicious)
     posterior_ : array (n,)              the real rows' P(label wrong)
@@ -225,9 +227,10 @@ class StackedScore(BaseEstimator):
                                          synthetic set at the estimated error rate
     """
 
-    def __init__(self, *, meta_model: Any = None, n_splits: int = 5, n_bootstrap: int = 20,
-                 check_counts: bool = True, random_state: int = 0) -> None:
+    def __init__(self, *, meta_model: Any = None, guard_model: Any = None, n_splits: int = 5,
+                 n_bootstrap: int = 20, check_counts: bool = True, random_state: int = 0) -> None:
         self.meta_model = meta_model
+        self.guard_model = guard_model
         self.n_splits = n_splits
         self.n_bootstrap = n_bootstrap
         self.check_counts = check_counts
@@ -251,7 +254,9 @@ class StackedScore(BaseEstimator):
         keep = sw > 0
         F, k, sw = F[keep], k[keep], sw[keep]
         meta, oof = self._meta(F, k, sw, oof=True)
-        assert oof is not None  # asked for with oof=True
+        guard = oof if self.guard_model is None and self.meta_model is not None else \
+            self._meta(F, k, sw, oof=True, model=self._guard())[1]
+        assert oof is not None and guard is not None  # asked for with oof=True
         self.train_priors_ = np.array([sw[k == c].sum() for c in self.kinds_]) / sw.sum()
         self.priors_ = mixture_priors(meta.predict_proba(R), self.train_priors_)
         w = self._weights(k, sw, self.priors_)
@@ -260,7 +265,12 @@ class StackedScore(BaseEstimator):
         candidates = {"stack": stack_oof, **{name: F[:, j] for j, name in enumerate(self.names_)}}
         self.synthetic_auprc_ = {name: float(average_precision_score(t, s, sample_weight=w))
                                  for name, s in candidates.items()}
-        self.choice_, self.synthetic_auprc_by_kind_ = robust_choice(candidates, k, sw, random_state=self.random_state)
+        # Whether to combine at all is asked of the free combination: measured on synthetic
+        # flips weighted by the detector's own posterior, components that resemble it look
+        # better than they rank real mistakes, and the shrunk stack would lose to them.
+        guard_oof = _adapted(guard, self.train_priors_, self.priors_)
+        self.choice_, self.synthetic_auprc_by_kind_ = robust_choice({**candidates, "stack": guard_oof}, k, sw,
+                                                                    random_state=self.random_state)
         self.scores_, self.posterior_ = self._score(meta, F, k, w, R)
         self.noise_rate_ = float(self.posterior_.mean())
         self.count_errors_ = self._count_errors(meta_oof=oof, F=F, k=k, sw=sw) if self.check_counts else {}
@@ -275,8 +285,16 @@ class StackedScore(BaseEstimator):
             self.totals_.append(float(self._score(meta_b, F[b], k[b], w_b, R)[1].sum()))
         return self
 
-    def _meta(self, F: np.ndarray, k: np.ndarray, sw: np.ndarray, *, oof: bool) -> tuple[Any, np.ndarray | None]:
-        meta = clone(self.meta_model) if self.meta_model is not None else default_meta_model()
+    def _guard(self) -> Any:
+        model = self.guard_model if self.guard_model is not None else self.meta_model
+        return clone(model) if model is not None else free_meta_model()
+
+    def _meta(self, F: np.ndarray, k: np.ndarray, sw: np.ndarray, *, oof: bool,
+              model: Any = None) -> tuple[Any, np.ndarray | None]:
+        if model is not None:
+            meta = model
+        else:
+            meta = clone(self.meta_model) if self.meta_model is not None else default_meta_model()
 
         def fit(model: Any, rows: Any) -> Any:
             key = f"{model.steps[-1][0]}__sample_weight" if hasattr(model, "steps") else "sample_weight"
