@@ -291,10 +291,9 @@ class StackedScore(BaseEstimator):
 
     def _meta(self, F: np.ndarray, k: np.ndarray, sw: np.ndarray, *, oof: bool,
               model: Any = None) -> tuple[Any, np.ndarray | None]:
-        if model is not None:
-            meta = model
-        else:
-            meta = clone(self.meta_model) if self.meta_model is not None else default_meta_model()
+        if model is None:
+            model = clone(self.meta_model) if self.meta_model is not None else default_meta_model()
+        meta = model
 
         def fit(model: Any, rows: Any) -> Any:
             key = f"{model.steps[-1][0]}__sample_weight" if hasattr(model, "steps") else "sample_weight"

@@ -6,16 +6,18 @@ text in the batch. A text's vector therefore depends on its batch-mates (and on 
 batch is padded): on the bundled export the cosine of a text with itself across two batch
 orders drops to 0.96. This module rewrites the dynamically quantised model so that every
 *token* gets its own scale (symmetric, ``max|x| / 127``, stored as uint8 around a fixed zero
-point of 128, so the fast u8s8 integer kernels still apply). The weights must be 7-bit (``quantize_dynamic(...,
-reduce_range=True)``): on x86 CPUs without VNNI, ONNX Runtime's u8s8 kernels multiply with
-``vpmaddubsw``, which adds two uint8 x int8 products in a saturating int16, and 8-bit activations
-(up to 255) times 8-bit weights (up to 127) reach 64,770 and are clipped at 32,767 (0.82 off on a
-3.26 output of the tiny test graph, on CI's CPU). With weights in [-64, 64] every pair stays
-within 2 x 255 x 64 = 32,640, so the integer product is exact on every CPU and the vectors are
-the same on a VNNI and a non-VNNI machine. (7-bit weights cost less than 7-bit activations: mean
-cosine to fp32 on the bundled export 0.9956 vs 0.9933; 8-bit both, exact only on VNNI, 0.9969.) Integer products are exact and
+point of 128, so the fast u8s8 integer kernels still apply). Integer products are exact and
 every other op works token by token or text by text, so a text's vector depends only on the
 text: the same in any batch, at any batch size, in any order.
+
+The weights must be 7-bit (``quantize_dynamic(..., reduce_range=True)``): on x86 CPUs without
+VNNI, ONNX Runtime's u8s8 kernels multiply with ``vpmaddubsw``, which adds two uint8 x int8
+products in a saturating int16, and 8-bit activations (up to 255) times 8-bit weights (up to
+127) reach 64,770 and are clipped at 32,767 (0.82 off on a 3.26 output of the tiny test graph,
+on CI's CPU). With weights in [-64, 64] every pair stays within 2 x 255 x 64 = 32,640, so the
+integer product is exact on every CPU and the vectors are the same on a VNNI and a non-VNNI
+machine. (7-bit weights cost less than 7-bit activations: mean cosine to fp32 on the bundled
+export 0.9956 vs 0.9933; 8-bit both, exact only on VNNI, 0.9969.)
 
 The rewrite replaces each ``DynamicQuantizeLinear`` by a per-token scale (``ReduceMax`` and
 ``ReduceMin`` over the features) and one per-axis ``QuantizeLinear`` over the (tokens,
