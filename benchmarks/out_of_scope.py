@@ -62,7 +62,13 @@ from sklearn.metrics import average_precision_score, roc_auc_score  # noqa: E402
 
 from benchmarks.cases import Case, banking, bundled  # noqa: E402
 from hl_debug.scoring.label_issues import default_classifier  # noqa: E402
-from hl_debug.scoring.new_intents import describe_groups, group_candidates, intent_spread  # noqa: E402
+from hl_debug.scoring.new_intents import (  # noqa: E402
+    SPLIT_SIZE,
+    describe_groups,
+    group_candidates,
+    intent_spread,
+    typical_intent_size,
+)
 from hl_debug.scoring.out_of_scope import OutOfScopeDetector, top_k_known  # noqa: E402
 from hl_debug.signals.out_of_scope import OutOfScope  # noqa: E402
 from hl_debug.threads import limit_threads  # noqa: E402
@@ -127,8 +133,13 @@ def verdicts_right(truth: list[str | None], held: np.ndarray, groups: list[dict]
     return right / total if total else float("nan")
 
 
-def evaluate(case: Case, positives: np.ndarray, negatives: np.ndarray, *, ablation: bool = True) -> dict:
-    """Every method's figures on one case (``positives``/``negatives``: bool masks of rows)."""
+def evaluate(case: Case, positives: np.ndarray, negatives: np.ndarray, *, ablation: bool = True,
+             caps: tuple[int, int] | None = None) -> dict:
+    """Every method's figures on one case (``positives``/``negatives``: bool masks of rows).
+
+    ``caps`` = (calibration rows, grouped rows): also score with the detector's pseudo
+    out-of-scope rows capped at the first and group the shipped candidates from a sample of the
+    second (the at-scale approximations, forced to bite at this size)."""
     ctx = case.context()
     t0 = time.perf_counter()
     result = OutOfScope().find(ctx)
@@ -174,8 +185,48 @@ def evaluate(case: Case, positives: np.ndarray, negatives: np.ndarray, *, ablati
         "verdicts": verdicts_right(case.true, positives, result.groups, index),
         "verdicts_old": verdicts_right(case.true, positives, old_groups, index),
         "group_cut": report.get("group_cut"), "group_split_cut": report.get("group_split_cut"),
-        "n_new_intent_verdicts": report.get("n_new_intents")})
+        "n_new_intent_verdicts": report.get("n_new_intents"), "n_pseudo": report.get("n_calibration_pseudo")})
+    if caps is not None:
+        det = OutOfScopeDetector(max_calibration_rows=caps[0]).fit(X, ctx.y, graph=ctx.neighbors(32))
+        sampled = np.zeros(len(X), dtype=np.int64)
+        sampled_of = group_candidates(X[members], threshold=report["group_cut"], min_size=3,
+                                      fine_threshold=report["group_split_cut"],
+                                      split_size=SPLIT_SIZE * typical_intent_size(ctx.y, len(members)),
+                                      max_rows=min(caps[1], len(members)))
+        sampled[members] = sampled_of + 1
+        out["capped"] = {
+            "caps": caps, "n_pseudo": len(det.calibration_scores_[1]), "n_members": len(members),
+            "auroc": metrics(y, det.scores_[keep])["auroc"],
+            "fpr_measured": float(det.candidates_[negatives].mean()),
+            "recall_measured": float(det.candidates_[positives].mean()), "recall_estimated": det.tpr_,
+            "groups": group_quality(case.true, positives, sampled)}
     return out
+
+
+def print_capped(results: list[dict]) -> None:
+    rs = [r for r in results if "capped" in r]
+    if not rs:
+        return
+    print("\n| case | pseudo-OOS rows shipped / capped | AUROC shipped / capped | FPR measured shipped / capped "
+          "| recall measured shipped / capped | recall est. capped | candidates grouped from | purity full / sampled "
+          "| recall full / sampled | recovered full / sampled |")
+    print("|---" * 10 + "|")
+    for r in rs:
+        c, g, gs = r["capped"], r["groups"], r["capped"]["groups"]
+        print(f"| {r['case']} | {r['n_pseudo']} / {c['n_pseudo']} | {fmt(r['methods']['oos']['auroc'])} / "
+              f"{fmt(c['auroc'])} | {fmt(r['fpr_measured'])} / {fmt(c['fpr_measured'])} | "
+              f"{fmt(r['recall_measured'])} / {fmt(c['recall_measured'])} | {fmt(c['recall_estimated'])} | "
+              f"{min(c['caps'][1], c['n_members'])} of {c['n_members']} | {fmt(g['purity'])} / {fmt(gs['purity'])} | "
+              f"{fmt(g['recall'])} / {fmt(gs['recall'])} | {g['recovered']} / {gs['recovered']} of {g['n_held']} |")
+    if len(rs) > 1:
+        def mean(get) -> str:
+            return fmt(float(np.mean([get(r) for r in rs])))
+        print(f"| mean | | {mean(lambda r: r['methods']['oos']['auroc'])} / {mean(lambda r: r['capped']['auroc'])} | "
+              f"{mean(lambda r: r['fpr_measured'])} / {mean(lambda r: r['capped']['fpr_measured'])} | "
+              f"{mean(lambda r: r['recall_measured'])} / {mean(lambda r: r['capped']['recall_measured'])} | "
+              f"{mean(lambda r: r['capped']['recall_estimated'])} | | "
+              f"{mean(lambda r: r['groups']['purity'])} / {mean(lambda r: r['capped']['groups']['purity'])} | "
+              f"{mean(lambda r: r['groups']['recall'])} / {mean(lambda r: r['capped']['groups']['recall'])} | |")
 
 
 def banking_cases(holdouts: list[int], seeds: list[int], rows: int | None,
@@ -247,6 +298,7 @@ def print_tables(results: list[dict], title: str) -> None:
               f"| {g['recovered']}/{g['n_held']} | {r['n_new_intent_verdicts']} | {fmt(r['group_cut'])} / "
               f"{fmt(r['group_split_cut'])} | {fmt(r['verdicts'])} | {o['n_groups']} | {fmt(o['purity'])} "
               f"| {fmt(o['recall'])} | {o['recovered']}/{o['n_held']} | {fmt(r['verdicts_old'])} |")
+    print_capped(results)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -258,7 +310,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-dense-unannotated", action="store_true",
                         help="skip the banking case with 30%% of the in-scope rows unannotated")
     parser.add_argument("--no-ablation", action="store_true")
+    parser.add_argument("--capped", default="3000,1000", metavar="CAL,GROUP",
+                        help="also score with at most CAL pseudo out-of-scope calibration rows and group the "
+                             "candidates from a sample of GROUP rows (the at-scale paths, forced to bite; '' skips)")
     args = parser.parse_args(argv)
+    caps = tuple(int(v) for v in args.capped.split(",")) if args.capped else None
     logging.basicConfig(level=logging.WARNING)
     t0 = time.time()
     load = os.getloadavg()[0]
@@ -267,20 +323,20 @@ def main(argv: list[str] | None = None) -> None:
     print(f"command: python benchmarks/out_of_scope.py {' '.join(argv if argv is not None else sys.argv[1:])}")
     if args.quick:
         cases = banking_cases([10], [0], rows=4000)
-        results = [evaluate(*c, ablation=not args.no_ablation) for c in cases]
+        results = [evaluate(*c, ablation=not args.no_ablation, caps=caps) for c in cases]
         print_tables(results, "banking (quick: 4,000 rows)")
     else:
         holdouts = [int(h) for h in args.holdouts.split(",") if h]
         for h in holdouts:
-            results = [evaluate(*c, ablation=not args.no_ablation) for c in banking_cases([h], list(range(args.seeds)),
+            results = [evaluate(*c, ablation=not args.no_ablation, caps=caps) for c in banking_cases([h], list(range(args.seeds)),
                                                                                            rows=None)]
             print_tables(results, f"banking, {h} intents held out")
         if not args.no_dense_unannotated:
             cases = banking_cases([10], list(range(args.seeds)), rows=None, unannotated=0.3)
-            print_tables([evaluate(*c, ablation=not args.no_ablation) for c in cases],
+            print_tables([evaluate(*c, ablation=not args.no_ablation, caps=caps) for c in cases],
                          "banking, 10 intents held out, 30% of the in-scope rows unannotated")
         if not args.no_bundled:
-            results = [evaluate(*c, ablation=not args.no_ablation) for c in bundled_cases()]
+            results = [evaluate(*c, ablation=not args.no_ablation, caps=caps) for c in bundled_cases()]
             print_tables(results, "bundled export, each coarse intent held out")
     print(f"\ntotal {time.time() - t0:.0f} s")
 

@@ -301,3 +301,82 @@ def test_two_neighbouring_unseen_intents_come_out_as_two_groups():
             majority.append(values[np.argmax(counts)])
         assert majority[0] != majority[1]
     assert result.report["group_split_cut"] <= result.report["group_cut"]
+
+
+# --- at scale: the same answers from bounded memory and time ------------------------------------
+
+
+def test_blocked_exact_search_gives_the_single_product_answer(monkeypatch):
+    """Above ``_KEY_BLOCK`` known rows the exact search runs block by block with a running top
+    k; its answer is the one-product answer (ties: lowest row number, the query never itself)."""
+    import hl_debug.scoring.oos_evidence as ev
+
+    context, _ = blobs(dim=16)
+    X = context.vectors.copy()
+    X[5] = X[9]  # an exact tie across blocks
+    known = np.ones(len(X), dtype=bool)
+    known[::4] = False
+    queries = np.r_[np.arange(0, len(X), 3), 9]
+    single = top_k_known(X, queries, known, 6)
+    monkeypatch.setattr(ev, "_KEY_BLOCK", 7)
+    blocked = top_k_known(X, queries, known, 6)
+    for a, b in zip(single, blocked):
+        np.testing.assert_allclose(a, b, rtol=1e-6)
+    assert blocked[2][-1] == 5 and 9 not in blocked[2][queries == 9]
+
+
+def test_gaussians_summed_in_blocks_match_one_pass(monkeypatch):
+    import hl_debug.scoring.oos_evidence as ev
+
+    context, _ = blobs(dim=12)
+    y = context.y
+    dropped = np.zeros(len(y), dtype=bool)
+    dropped[::5] = True
+    queries, keep = np.arange(0, len(y), 2), np.array([0, 1, 3, 4])
+    one = SharedGaussians(context.vectors, y).distances(queries, keep, dropped=dropped, key="f")
+    monkeypatch.setattr(ev, "_ROWS", 17)
+    blocked = SharedGaussians(context.vectors, y).distances(queries, keep, dropped=dropped, key="f")
+    for a, b in zip(one, blocked):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9)
+    full = SharedGaussians(context.vectors, y)
+    sampled = SharedGaussians(context.vectors, y, shrinkage_rows=200)  # the intensities from 200 of 300 rows
+    assert (sampled.alpha, sampled.alpha0) != (full.alpha, full.alpha0)
+    assert abs(sampled.alpha - full.alpha) < 0.1 and abs(sampled.alpha0 - full.alpha0) < 0.1
+    assert SharedGaussians(context.vectors, y, shrinkage_rows=300).alpha == full.alpha
+
+
+def test_calibration_rows_are_capped_in_proportion_and_still_find_the_unseen_blob():
+    context, truth = blobs()
+    X, y = context.vectors, context.y
+    n_annotated = int((y >= 0).sum())
+    graph = context.neighbors(32)
+    full = OutOfScopeDetector().fit(X, y, graph=graph)
+    capped = OutOfScopeDetector(max_calibration_rows=120).fit(X, y, graph=graph)
+    assert len(full.calibration_scores_[1]) == n_annotated
+    pseudo_classes = capped.calibration_scores_[2]
+    assert 110 <= len(pseudo_classes) <= 130
+    assert sorted(np.unique(pseudo_classes)) == list(range(N_INTENTS))  # every intent, in proportion
+    assert np.bincount(pseudo_classes).max() - np.bincount(pseudo_classes).min() <= 2
+    assert len(capped.calibration_scores_[0]) == n_annotated  # in-scope: every annotated row, as before
+    unseen = truth == "unseen"
+    for det in (full, capped):
+        assert det.scores_[unseen].min() > np.quantile(det.scores_[~unseen & (y >= 0)], 0.9)
+    with pytest.raises(ValueError, match="max_calibration_rows"):
+        OutOfScopeDetector(max_calibration_rows=0).fit(X, y, graph=graph)
+
+
+def test_groups_of_many_candidates_come_from_a_sample_and_agree_with_the_full_linkage():
+    from sklearn.metrics import adjusted_rand_score
+
+    context, truth = blobs()
+    X = context.vectors
+    threshold = intent_spread(X, context.y)
+    full = group_candidates(X, threshold=threshold, min_size=3)
+    sampled = group_candidates(X, threshold=threshold, min_size=3, max_rows=150)
+    assert len(np.unique(sampled[sampled >= 0])) == len(np.unique(full[full >= 0])) == N_INTENTS + 1
+    assert adjusted_rand_score(full, sampled) > 0.95
+    assert adjusted_rand_score(truth, sampled) > 0.95
+    again = group_candidates(X, threshold=threshold, min_size=3, max_rows=150)
+    assert np.array_equal(sampled, again)  # seeded
+    sizes = np.bincount(sampled[sampled >= 0])
+    assert np.all(np.diff(sizes) <= 0)  # largest group first

@@ -38,6 +38,10 @@ GROUP_PURITY = 0.9
 #: again at :func:`calibrated_cut`; smaller ones keep the coarser :func:`intent_spread` cut
 #: (cutting every group finer splits single intents and costs recall).
 SPLIT_SIZE = 1.3
+#: Candidates grouped by average linkage at once (it holds every pairwise distance: 8,000
+#: rows take 0.5 GB); above it the groups come from a sample and the rest join them
+#: (:func:`group_candidates`).
+MAX_GROUP_ROWS = 8_000
 #: Distances the cut is chosen from.
 _CUTS = np.round(np.arange(0.02, 1.0, 0.005), 3)
 
@@ -154,7 +158,8 @@ def typical_intent_size(y: np.ndarray, n_candidates: int) -> float:
 
 
 def group_candidates(X: np.ndarray, *, threshold: float, min_size: int = 3, fine_threshold: float | None = None,
-                     split_size: float | None = None) -> np.ndarray:
+                     split_size: float | None = None, max_rows: int | None = MAX_GROUP_ROWS,
+                     random_state: int = 0) -> np.ndarray:
     """Group id per row of ``X`` (0, 1, ... largest group first; -1: in no group).
 
     Average-linkage agglomerative clustering on cosine distances, cut where the mean distance
@@ -164,11 +169,19 @@ def group_candidates(X: np.ndarray, *, threshold: float, min_size: int = 3, fine
     ``fine_threshold`` (:func:`calibrated_cut`: where clusters of existing intents stay pure);
     the two cuts of one dendrogram nest, so its pieces stay inside it. Groups under
     ``min_size`` members are dropped.
+
+    Average linkage holds all pairwise distances (``n**2`` floats), so above ``max_rows``
+    rows the groups are found on a seeded sample of ``max_rows`` (sizes scaled to it) and
+    every other row joins the group it is most similar to on average — average linkage's own
+    criterion — when that mean distance is within ``threshold``.
     """
     n = len(X)
     labels = np.full(n, -1, dtype=np.int64)
     if n < max(min_size, 2):
         return labels
+    if max_rows is not None and n > max_rows:
+        return _group_sample(X, threshold=threshold, min_size=min_size, fine_threshold=fine_threshold,
+                             split_size=split_size, max_rows=max_rows, random_state=random_state)
     from scipy.cluster.hierarchy import fcluster
 
     merges = _linkage(X)
@@ -179,6 +192,36 @@ def group_candidates(X: np.ndarray, *, threshold: float, min_size: int = 3, fine
     found = [g for g in np.unique(raw) if np.sum(raw == g) >= min_size]
     found.sort(key=lambda g: (-int(np.sum(raw == g)), int(np.flatnonzero(raw == g)[0])))
     for new, g in enumerate(found):
+        labels[raw == g] = new
+    return labels
+
+
+def _group_sample(X: np.ndarray, *, threshold: float, min_size: int, fine_threshold: float | None,
+                  split_size: float | None, max_rows: int, random_state: int) -> np.ndarray:
+    """:func:`group_candidates` on a sample of ``max_rows`` rows, the rest placed by mean similarity."""
+    n = len(X)
+    frac = max_rows / n
+    sample = np.sort(np.random.default_rng(random_state).choice(n, max_rows, replace=False))
+    found = group_candidates(X[sample], threshold=threshold, min_size=max(2, round(min_size * frac)),
+                             fine_threshold=fine_threshold, split_size=None if split_size is None else split_size * frac,
+                             max_rows=None)
+    raw = np.full(n, -1, dtype=np.int64)
+    raw[sample] = found
+    if found.max(initial=-1) < 0:
+        return raw
+    Xn = _normalise(np.asarray(X, dtype=np.float64))
+    centres = np.stack([Xn[sample[found == g]].mean(axis=0) for g in range(found.max() + 1)])
+    rest = np.setdiff1d(np.arange(n), sample)
+    for start in range(0, len(rest), 65_536):
+        part = rest[start:start + 65_536]
+        sim = Xn[part] @ centres.T  # the mean cosine similarity to each group's sampled members
+        best = sim.argmax(axis=1)
+        raw[part] = np.where(1.0 - sim[np.arange(len(part)), best] <= threshold, best, -1)
+    labels = np.full(n, -1, dtype=np.int64)
+    sizes = np.bincount(raw[raw >= 0], minlength=found.max() + 1)
+    kept = [g for g in range(len(sizes)) if sizes[g] >= min_size]
+    kept.sort(key=lambda g: (-int(sizes[g]), int(np.flatnonzero(raw == g)[0])))
+    for new, g in enumerate(kept):
         labels[raw == g] = new
     return labels
 

@@ -22,6 +22,8 @@ from hl_debug.threads import limit_threads
 EVIDENCE = ("nn_similarity", "knn_similarity", "mahalanobis", "background_mahalanobis", "gaussian_probability",
             "max_probability", "energy", "unannotated_share")
 _BLOCK = 4_000_000  # similarities held at once in the exact kNN fallback
+_ROWS = 65_536  # rows converted to float64 at once by the Gaussians
+_KEY_BLOCK = 16_384  # known rows per block of that fallback when there are more of them
 _EPS = 1e-6
 
 
@@ -68,6 +70,9 @@ def top_k_known(X: np.ndarray, queries: np.ndarray, known: np.ndarray, k: int, *
         nearest[enough] = np.take_along_axis(gi[enough], first[:, :1], axis=1)[:, 0]
         todo = ~enough
     rest = np.flatnonzero(todo)
+    if len(keys) > _KEY_BLOCK:  # one pass over every known row per handful of queries would crawl
+        _blocked_top_k(X, queries[rest], keys, k, out=(mean, best, nearest), at=rest)
+        return mean, best, nearest
     Xk = X[keys]
     step = max(1, _BLOCK // max(len(keys), 1))
     for start in range(0, len(rest), step):
@@ -87,34 +92,101 @@ def top_k_known(X: np.ndarray, queries: np.ndarray, known: np.ndarray, k: int, *
     return mean, best, nearest
 
 
+def _blocked_top_k(X: np.ndarray, queries: np.ndarray, keys: np.ndarray, k: int, *,
+                   out: tuple[np.ndarray, np.ndarray, np.ndarray], at: np.ndarray) -> None:
+    """:func:`top_k_known`'s exact search for many ``keys`` (sorted row numbers): blocks of
+    queries against blocks of keys (matrix products, not matrix-vector ones), keeping each
+    query's running top ``k`` — the same answer as one product against every key."""
+    mean, best, nearest = out
+    qstep = max(1, _BLOCK // _KEY_BLOCK)
+    for qs in range(0, len(queries), qstep):
+        q = queries[qs:qs + qstep]
+        Q = X[q]
+        top = np.full((len(q), 0), -np.inf, dtype=np.float32)
+        first_sim = np.full(len(q), -np.inf, dtype=np.float32)
+        first_key = np.full(len(q), -1, dtype=np.int64)
+        mine = np.zeros(len(q), dtype=bool)
+        for ks in range(0, len(keys), _KEY_BLOCK):
+            kb = keys[ks:ks + _KEY_BLOCK]
+            S = (Q @ X[kb].T).astype(np.float32, copy=False)
+            hit = np.searchsorted(kb, q)
+            self_in = (hit < len(kb)) & (kb[np.minimum(hit, len(kb) - 1)] == q)
+            S[np.flatnonzero(self_in), hit[self_in]] = -np.inf
+            mine |= self_in
+            j = np.argmax(S, axis=1)  # lowest index among ties; earlier blocks win ties (keys ascend)
+            s = S[np.arange(len(q)), j]
+            better = s > first_sim
+            first_sim[better], first_key[better] = s[better], kb[j[better]]
+            kk = min(k, S.shape[1])
+            part = -np.partition(-S, kk - 1, axis=1)[:, :kk] if kk < S.shape[1] else S
+            top = np.concatenate([top, part], axis=1)
+            if top.shape[1] > k:
+                top = -np.partition(-top, k - 1, axis=1)[:, :k]
+        kk = min(k, len(keys) - 1) if mine.any() else k
+        if kk < 1:
+            continue
+        ts = -np.sort(-top, axis=1)[:, :kk]
+        ts = np.where(np.isfinite(ts), ts, np.nan)
+        rows = at[qs:qs + qstep]
+        mean[rows], best[rows], nearest[rows] = np.nanmean(ts, axis=1), first_sim, first_key
+
+
 class SharedGaussians:
     """Class-conditional Gaussians with one shared covariance, and a background Gaussian, of
     the annotated rows — re-estimated without the intents or rows a calibration fold leaves out.
 
     Both covariances are Ledoit-Wolf shrunk (the shrinkage intensity estimated once on every
-    annotated row). A fold's estimates come from the full scatter matrices minus the left-out
-    rows' (exact, and two Cholesky factorisations per fold). Leaving rows out matters twice:
-    held-out intents inside the background Gaussian would leak them, and in 384 dimensions a
-    row inside the covariance estimate sits measurably closer than a new one (an annotated row
-    scored as in-scope traffic must be left out of it, or the false-positive rate is understated).
+    annotated row, or on a seeded sample of ``shrinkage_rows`` of them when there are more: at
+    that size the intensity is near zero either way). A fold's estimates come from the full
+    scatter matrices minus the left-out rows' (exact, and two Cholesky factorisations per fold).
+    Leaving rows out matters twice: held-out intents inside the background Gaussian would leak
+    them, and in 384 dimensions a row inside the covariance estimate sits measurably closer than
+    a new one (an annotated row scored as in-scope traffic must be left out of it, or the
+    false-positive rate is understated). The scatter matrices are summed over blocks of
+    ``_ROWS`` rows in float64, so memory stays flat in the number of rows.
     """
 
-    def __init__(self, X: np.ndarray, y: np.ndarray) -> None:
+    def __init__(self, X: np.ndarray, y: np.ndarray, *, shrinkage_rows: int = 100_000, random_state: int = 0) -> None:
         from sklearn.covariance import ledoit_wolf_shrinkage
 
-        self.X = X.astype(np.float64)
+        self.X = X
         self.y = y
         rows = np.flatnonzero(y >= 0)
-        Xr, yr = self.X[rows], y[rows]
-        n_classes = int(yr.max()) + 1
-        self.counts = np.bincount(yr, minlength=n_classes).astype(float)
-        self.sums = np.zeros((n_classes, X.shape[1]))
-        np.add.at(self.sums, yr, Xr)
+        n_classes = int(y[rows].max()) + 1
+        self.counts = np.bincount(y[rows], minlength=n_classes).astype(float)
+        self.sums, self.second = self._scatter(rows, n_classes)
         means = self.sums / np.maximum(self.counts, 1)[:, None]
-        self.second = Xr.T @ Xr
-        self.alpha = float(ledoit_wolf_shrinkage(Xr - means[yr], assume_centered=True))
+        if len(rows) > shrinkage_rows:
+            rows = np.sort(np.random.default_rng(random_state).choice(rows, shrinkage_rows, replace=False))
+        Xr = self._rows(rows)
         self.alpha0 = float(ledoit_wolf_shrinkage(Xr))
+        Xr -= means[y[rows]]
+        self.alpha = float(ledoit_wolf_shrinkage(Xr, assume_centered=True))
+        del Xr
         self._models: dict[Any, tuple] = {}
+
+    def _rows(self, rows: np.ndarray) -> np.ndarray:
+        return np.asarray(self.X[rows], dtype=np.float64)
+
+    def _scatter(self, rows: np.ndarray, n_classes: int, *, minus: tuple[np.ndarray, np.ndarray] | None = None
+                 ) -> tuple[np.ndarray, np.ndarray]:
+        """Per-class sums and the second-moment matrix of ``rows``, block by block; with
+        ``minus`` (sums, second), those less the rows' (the rows subtracted one by one, in order)."""
+        dim = self.X.shape[1]
+        if minus is None:
+            sums, second = np.zeros((n_classes, dim)), np.zeros((dim, dim))
+        else:
+            sums, second = minus[0].copy(), minus[1].copy()
+        for start in range(0, len(rows), _ROWS):
+            part = rows[start:start + _ROWS]
+            Xp = self._rows(part)
+            if minus is None:
+                np.add.at(sums, self.y[part], Xp)
+                second += Xp.T @ Xp
+            else:
+                np.subtract.at(sums, self.y[part], Xp)
+                second -= Xp.T @ Xp
+        return sums, second
 
     def _shrunk_cholesky(self, cov: np.ndarray, alpha: float) -> np.ndarray:
         mu = np.trace(cov) / len(cov)
@@ -128,13 +200,11 @@ class SharedGaussians:
             gone = ~np.isin(self.y, classes) & (self.y >= 0)
             if dropped is not None:
                 gone |= dropped & (self.y >= 0)
-            Xo, yo = self.X[gone], self.y[gone]
-            counts, sums = self.counts.copy(), self.sums.copy()
-            np.subtract.at(counts, yo, 1.0)
-            np.subtract.at(sums, yo, Xo)
+            gone_rows = np.flatnonzero(gone)
+            counts = self.counts - np.bincount(self.y[gone_rows], minlength=len(self.counts))
+            sums, second = self._scatter(gone_rows, len(self.counts), minus=(self.sums, self.second))
             counts, sums = counts[classes], sums[classes]
             n = max(counts.sum(), 1)
-            second = self.second - Xo.T @ Xo
             means = sums / np.maximum(counts, 1)[:, None]
             within = (second - (sums / np.maximum(counts, 1)[:, None]).T @ sums) / n
             m0 = sums.sum(axis=0) / n
@@ -153,12 +223,17 @@ class SharedGaussians:
         from scipy.linalg import solve_triangular
 
         L, means, L0, m0, counts = self._model(classes, dropped, key)
-        Xq = self.X[queries]
-        Z = solve_triangular(L, Xq.T, lower=True).T
         M = solve_triangular(L, means.T, lower=True).T
-        D = (Z * Z).sum(axis=1)[:, None] - 2 * Z @ M.T + (M * M).sum(axis=1)[None, :]
-        Z0 = solve_triangular(L0, (Xq - m0).T, lower=True).T
-        return np.maximum(D, 0.0), (Z0 * Z0).sum(axis=1), np.log(np.maximum(counts, 1) / max(counts.sum(), 1))
+        MM = (M * M).sum(axis=1)[None, :]
+        D = np.empty((len(queries), len(classes)))
+        D0 = np.empty(len(queries))
+        for start in range(0, len(queries), _ROWS):
+            Xq = self._rows(queries[start:start + _ROWS])
+            Z = solve_triangular(L, Xq.T, lower=True).T
+            D[start:start + _ROWS] = (Z * Z).sum(axis=1)[:, None] - 2 * Z @ M.T + MM
+            Z0 = solve_triangular(L0, (Xq - m0).T, lower=True).T
+            D0[start:start + _ROWS] = (Z0 * Z0).sum(axis=1)
+        return np.maximum(D, 0.0), D0, np.log(np.maximum(counts, 1) / max(counts.sum(), 1))
 
 
 def _gaussian_evidence(D: np.ndarray, D0: np.ndarray, log_prior: np.ndarray) -> np.ndarray:

@@ -47,6 +47,15 @@ __all__ = ["EVIDENCE", "OutOfScopeDetector", "estimate_share", "oos_evidence", "
 _EPS = 1e-6
 
 
+def _proportional_sample(labels: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+    """A bool mask of about ``size`` of ``labels``' entries, each label in proportion and at least once."""
+    keep = np.zeros(len(labels), dtype=bool)
+    for c in np.unique(labels):
+        rows = np.flatnonzero(labels == c)
+        keep[rng.choice(rows, min(len(rows), max(1, round(size * len(rows) / len(labels)))), replace=False)] = True
+    return keep
+
+
 def _features(E: np.ndarray, columns: list[int]) -> np.ndarray:
     """The combiner's inputs: evidence columns, with probabilities on a log-odds scale."""
     F = E[:, columns].copy()
@@ -77,6 +86,14 @@ class OutOfScopeDetector(BaseEstimator):
     use_unannotated_share : bool
         Whether the share of unannotated neighbours is evidence (transductive: it helps when
         out-of-scope traffic forms dense unlabelled regions).
+    max_calibration_rows : int or None
+        At most this many annotated rows (a seeded sample, each intent in proportion) are
+        scored again as pseudo out-of-scope rows; None: all of them. Every annotated row is
+        still scored as in-scope traffic. The exact search for a pseudo row's nearest known rows
+        reads every known row (its own intent's neighbours are gone from the kNN graph), so at a
+        million rows all of them would take hours; 20,000 rows put the combination's six weights
+        and the recall estimate well within noise (``benchmarks/RESULTS.md``, "Out-of-scope
+        detection") and leave anything up to 20,000 annotated rows as before.
     random_state : int
 
     Attributes
@@ -103,12 +120,14 @@ class OutOfScopeDetector(BaseEstimator):
     """
 
     def __init__(self, k: int = 10, n_folds: int = 5, target_fpr: float = 0.05, classifier: Any = None,
-                 use_unannotated_share: bool = True, random_state: int = 0) -> None:
+                 use_unannotated_share: bool = True, max_calibration_rows: int | None = 20_000,
+                 random_state: int = 0) -> None:
         self.k = k
         self.n_folds = n_folds
         self.target_fpr = target_fpr
         self.classifier = classifier
         self.use_unannotated_share = use_unannotated_share
+        self.max_calibration_rows = max_calibration_rows
         self.random_state = random_state
 
     def _columns(self) -> list[int]:
@@ -140,6 +159,11 @@ class OutOfScopeDetector(BaseEstimator):
         class_fold[classes] = rng.permutation(np.arange(len(classes)) % folds)
         intent_fold = class_fold[y[annotated]]
         row_fold = rng.permutation(np.arange(len(annotated)) % folds)
+        cap = self.max_calibration_rows
+        if cap is not None and (int(cap) != cap or cap < 1):
+            raise ValueError(f"max_calibration_rows must be a positive whole number or None, got {cap!r}")
+        if cap is not None and len(annotated) > cap:
+            intent_fold = np.where(_proportional_sample(y[annotated], int(cap), rng), intent_fold, -1)
         with limit_threads(1):  # see hl_debug.threads: small BLAS calls, oversubscribed cores
             self._fit(X, y, clf, annotated, classes, class_fold, intent_fold, row_fold, folds, graph)
         return self

@@ -73,7 +73,7 @@ def _reason(candidate: bool, fpr: float, sim: float, intent: str | None, unannot
 
 
 def out_of_scope_result(context: SignalContext, *, target_fpr: float, k: int, n_folds: int, min_group_size: int,
-                        random_state: int = 0) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
+                        max_calibration_rows: int | None = 20_000, random_state: int = 0) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
     """The ``oos`` rows, the ``new_intents`` rows and the ``out_of_scope`` report of ``context``."""
     import numpy as np
 
@@ -97,7 +97,8 @@ def out_of_scope_result(context: SignalContext, *, target_fpr: float, k: int, n_
         report["skipped"] = "out-of-scope scoring needs at least two annotated intents"
         return [], [], report
     graph = context.neighbors(min(k, len(context) - 1))
-    det = OutOfScopeDetector(k=k, n_folds=n_folds, target_fpr=target_fpr, random_state=random_state)
+    det = OutOfScopeDetector(k=k, n_folds=n_folds, target_fpr=target_fpr, max_calibration_rows=max_calibration_rows,
+                             random_state=random_state)
     det.fit(context.vectors, context.y, graph=graph)
     cand = det.candidates_
     members = np.flatnonzero(cand & ~annotated)
@@ -106,7 +107,8 @@ def out_of_scope_result(context: SignalContext, *, target_fpr: float, k: int, n_
                          ceiling=spread, random_state=random_state)
     group_of = group_candidates(context.vectors[members], threshold=spread, min_size=min_group_size,
                                 fine_threshold=cut,
-                                split_size=SPLIT_SIZE * typical_intent_size(context.y, len(members)))
+                                split_size=SPLIT_SIZE * typical_intent_size(context.y, len(members)),
+                                random_state=random_state)
     groups = describe_groups(context.vectors, context.texts, context.ids, members, group_of, y=context.y,
                              classes=context.classes)
     group_id = np.full(len(context), -1, dtype=np.int64)
@@ -119,6 +121,7 @@ def out_of_scope_result(context: SignalContext, *, target_fpr: float, k: int, n_
         "threshold": det.threshold_, "n_candidates": int(cand.sum()), "n_candidates_unannotated": len(members),
         "estimated_share": share[0], "estimated_share_low": share[1], "estimated_share_high": share[2],
         "n_groups": len(groups), "group_cut": spread, "group_split_cut": cut, "estimated_recall": det.tpr_, "fpr_at_threshold": det.fpr_at_threshold_,
+        "n_calibration_pseudo": len(cal_out),
         "n_new_intents": sum(g["verdict"] == "new intent" for g in groups), "evidence": det.columns_})
     order = np.lexsort((context.ids, -det.scores_))
     rank = np.empty(len(context), dtype=np.int64)
@@ -173,6 +176,9 @@ class OutOfScope(Signal):
         "oos_folds": Knob(5, "Folds of intents held out to calibrate the out-of-scope score.", int, min=2),
         "oos_min_group_size": Knob(3, "Smallest group of out-of-scope candidates listed as a new intent.", int,
                                    min=2),
+        "oos_max_calibration_rows": Knob(20_000, "Annotated rows at most scored again as pseudo out-of-scope rows "
+                                                 "to calibrate the score (a proportional sample above it).", int,
+                                         min=1),
         "random_state": Knob(0, "Random seed of the label-issue detector.", int),
     }
     evidence = Evidence(OOS, {"oos_score": "oos_score", "oos_group": "group_id"})
@@ -181,12 +187,14 @@ class OutOfScope(Signal):
     oos_k: int
     oos_folds: int
     oos_min_group_size: int
+    oos_max_calibration_rows: int
     random_state: int
 
     def find(self, context: SignalContext) -> SignalResult:
         rows, groups, report = out_of_scope_result(
             context, target_fpr=self.oos_target_fpr, k=self.oos_k, n_folds=self.oos_folds,
-            min_group_size=self.oos_min_group_size, random_state=self.random_state)
+            min_group_size=self.oos_min_group_size, max_calibration_rows=self.oos_max_calibration_rows,
+            random_state=self.random_state)
         counts = {"n_oos_candidates": report["n_candidates"],
                   "n_oos_candidates_unannotated": report["n_candidates_unannotated"],
                   "n_oos_groups": report["n_groups"]}
