@@ -62,7 +62,7 @@ class KnnMemo:
         with self._lock:
             hit = self._entries.get(key)
             if hit is None or hit[0].shape[1] < width:
-                approx = self.approx_above is not None and len(X) > self.approx_above
+                approx = self.approximate(len(X))
                 log.info("computing %d nearest neighbours of %d vectors (%s)", width, len(X),
                          "approximate" if approx else "exact")
                 hit = approximate_knn(X, width) if approx else _compute(X, width)
@@ -72,6 +72,10 @@ class KnnMemo:
                     self._entries.pop(next(iter(self._entries)))
                 self._entries[key] = hit
         return hit
+
+    def approximate(self, n: int) -> bool:
+        """Whether the graph of ``n`` vectors comes from the approximate index."""
+        return self.approx_above is not None and n > self.approx_above
 
     def clear(self) -> None:
         with self._lock:

@@ -319,6 +319,7 @@ def test_blocked_exact_search_gives_the_single_product_answer(monkeypatch):
     queries = np.r_[np.arange(0, len(X), 3), 9]
     single = top_k_known(X, queries, known, 6)
     monkeypatch.setattr(ev, "_KEY_BLOCK", 7)
+    monkeypatch.setattr(ev, "_ROWS", 11)  # queries in chunks too
     blocked = top_k_known(X, queries, known, 6)
     for a, b in zip(single, blocked):
         np.testing.assert_allclose(a, b, rtol=1e-6)

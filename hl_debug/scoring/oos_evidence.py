@@ -22,13 +22,14 @@ from hl_debug.threads import limit_threads
 EVIDENCE = ("nn_similarity", "knn_similarity", "mahalanobis", "background_mahalanobis", "gaussian_probability",
             "max_probability", "energy", "unannotated_share")
 _BLOCK = 4_000_000  # similarities held at once in the exact kNN fallback
-_ROWS = 65_536  # rows converted to float64 at once by the Gaussians
+_ROWS = 65_536  # rows converted to float64 at once by the Gaussians; queries per chunk of the blocked search
 _KEY_BLOCK = 16_384  # known rows per block of that fallback when there are more of them
 _EPS = 1e-6
 
 
 def top_k_known(X: np.ndarray, queries: np.ndarray, known: np.ndarray, k: int, *,
-                graph: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                graph: tuple[np.ndarray, np.ndarray] | None = None,
+                two_hops: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The ``k`` most similar rows among the ``known`` ones (never the query itself) of each query.
 
     Parameters
@@ -43,6 +44,13 @@ def top_k_known(X: np.ndarray, queries: np.ndarray, known: np.ndarray, k: int, *
     graph : (indices, similarities), optional
         The kNN graph of all of ``X`` (self excluded, most similar first): used for the
         queries it lists at least ``k`` known rows of, exact search for the others.
+    two_hops : bool
+        With a graph, a query it lists fewer than ``k`` known rows of is searched among its
+        neighbours' neighbours first (``width + width**2`` candidates, similarities exact),
+        and exactly only when those hold fewer than ``k`` known rows too: an approximate
+        answer, for when the graph itself is approximate (``OutOfScopeDetector``'s
+        ``exact_search_rows``). At a million rows ~55k unannotated rows list fewer than 10
+        annotated ones: exactly, ~50 trillion multiply-adds.
 
     Returns
     -------
@@ -69,6 +77,9 @@ def top_k_known(X: np.ndarray, queries: np.ndarray, known: np.ndarray, k: int, *
         mean[enough], best[enough] = sims.mean(axis=1), sims[:, 0]
         nearest[enough] = np.take_along_axis(gi[enough], first[:, :1], axis=1)[:, 0]
         todo = ~enough
+        if two_hops and todo.any():
+            todo[todo] = ~_two_hop_top_k(X, queries[todo], known, k, graph[0], out=(mean, best, nearest),
+                                         at=np.flatnonzero(todo))
     rest = np.flatnonzero(todo)
     if len(keys) > _KEY_BLOCK:  # one pass over every known row per handful of queries would crawl
         _blocked_top_k(X, queries[rest], keys, k, out=(mean, best, nearest), at=rest)
@@ -92,43 +103,80 @@ def top_k_known(X: np.ndarray, queries: np.ndarray, known: np.ndarray, k: int, *
     return mean, best, nearest
 
 
+def _two_hop_top_k(X: np.ndarray, queries: np.ndarray, known: np.ndarray, k: int, graph_idx: np.ndarray, *,
+                   out: tuple[np.ndarray, np.ndarray, np.ndarray], at: np.ndarray) -> np.ndarray:
+    """The top ``k`` known rows among each query's neighbours and their neighbours (see
+    :func:`top_k_known`'s ``two_hops``); written into ``out`` at ``at`` for the queries with
+    at least ``k`` known candidates, whose mask it returns."""
+    mean, best, nearest = out
+    found = np.zeros(len(queries), dtype=bool)
+    width = graph_idx.shape[1]
+    step = max(1, 16 * _BLOCK // max(width * (width + 1) * X.shape[1], 1))  # candidates' vectors: ~256 MB
+    for start in range(0, len(queries), step):
+        q = queries[start:start + step]
+        one = graph_idx[q]
+        cand = np.sort(np.concatenate([one, graph_idx[one].reshape(len(q), -1)], axis=1), axis=1)
+        ok = known[cand] & (cand != q[:, None])
+        ok[:, 1:] &= cand[:, 1:] != cand[:, :-1]  # each candidate once
+        enough = ok.sum(axis=1) >= k
+        if not enough.any():
+            continue
+        c, okc, qe = cand[enough], ok[enough], q[enough]
+        S = np.einsum("ij,ikj->ik", X[qe], X[c]).astype(np.float32)
+        S[~okc] = -np.inf
+        order = np.lexsort((c, -S), axis=1)[:, :k]  # most similar first, ties by row number
+        ts = np.take_along_axis(S, order, axis=1).astype(float)
+        rows = at[start:start + step][enough]
+        mean[rows], best[rows] = ts.mean(axis=1), ts[:, 0]
+        nearest[rows] = np.take_along_axis(c, order[:, :1], axis=1)[:, 0]
+        found[start:start + step] = enough
+    return found
+
+
 def _blocked_top_k(X: np.ndarray, queries: np.ndarray, keys: np.ndarray, k: int, *,
                    out: tuple[np.ndarray, np.ndarray, np.ndarray], at: np.ndarray) -> None:
-    """:func:`top_k_known`'s exact search for many ``keys`` (sorted row numbers): blocks of
-    queries against blocks of keys (matrix products, not matrix-vector ones), keeping each
-    query's running top ``k`` — the same answer as one product against every key."""
+    """:func:`top_k_known`'s exact search for many ``keys`` (sorted row numbers): each block of
+    ``_KEY_BLOCK`` keys is gathered once per ``_ROWS`` queries and multiplied with blocks of
+    them (matrix products, on every core: they are large), keeping each query's running top
+    ``k`` — the same answer as one product against every key."""
+    import os
+
     mean, best, nearest = out
     qstep = max(1, _BLOCK // _KEY_BLOCK)
-    for qs in range(0, len(queries), qstep):
-        q = queries[qs:qs + qstep]
-        Q = X[q]
-        top = np.full((len(q), 0), -np.inf, dtype=np.float32)
-        first_sim = np.full(len(q), -np.inf, dtype=np.float32)
-        first_key = np.full(len(q), -1, dtype=np.int64)
-        mine = np.zeros(len(q), dtype=bool)
-        for ks in range(0, len(keys), _KEY_BLOCK):
-            kb = keys[ks:ks + _KEY_BLOCK]
-            S = (Q @ X[kb].T).astype(np.float32, copy=False)
-            hit = np.searchsorted(kb, q)
-            self_in = (hit < len(kb)) & (kb[np.minimum(hit, len(kb) - 1)] == q)
-            S[np.flatnonzero(self_in), hit[self_in]] = -np.inf
-            mine |= self_in
-            j = np.argmax(S, axis=1)  # lowest index among ties; earlier blocks win ties (keys ascend)
-            s = S[np.arange(len(q)), j]
-            better = s > first_sim
-            first_sim[better], first_key[better] = s[better], kb[j[better]]
-            kk = min(k, S.shape[1])
-            part = -np.partition(-S, kk - 1, axis=1)[:, :kk] if kk < S.shape[1] else S
-            top = np.concatenate([top, part], axis=1)
-            if top.shape[1] > k:
-                top = -np.partition(-top, k - 1, axis=1)[:, :k]
-        kk = min(k, len(keys) - 1) if mine.any() else k
-        if kk < 1:
-            continue
-        ts = -np.sort(-top, axis=1)[:, :kk]
-        ts = np.where(np.isfinite(ts), ts, np.nan)
-        rows = at[qs:qs + qstep]
-        mean[rows], best[rows], nearest[rows] = np.nanmean(ts, axis=1), first_sim, first_key
+    with limit_threads(os.cpu_count() or 1):
+        for cs in range(0, len(queries), _ROWS):
+            chunk = queries[cs:cs + _ROWS]
+            Q = X[chunk]
+            top = np.full((len(chunk), k), -np.inf, dtype=np.float32)
+            first_sim = np.full(len(chunk), -np.inf, dtype=np.float32)
+            first_key = np.full(len(chunk), -1, dtype=np.int64)
+            mine = np.zeros(len(chunk), dtype=bool)
+            for ks in range(0, len(keys), _KEY_BLOCK):
+                kb = keys[ks:ks + _KEY_BLOCK]
+                Kt = np.ascontiguousarray(X[kb].T)
+                kk = min(k, len(kb))
+                for qs in range(0, len(chunk), qstep):
+                    q = chunk[qs:qs + qstep]
+                    S = (Q[qs:qs + qstep] @ Kt).astype(np.float32, copy=False)
+                    hit = np.searchsorted(kb, q)
+                    self_in = (hit < len(kb)) & (kb[np.minimum(hit, len(kb) - 1)] == q)
+                    S[np.flatnonzero(self_in), hit[self_in]] = -np.inf
+                    mine[qs:qs + qstep] |= self_in
+                    j = np.argmax(S, axis=1)  # lowest index among ties; earlier blocks win ties (keys ascend)
+                    sj = S[np.arange(len(q)), j]
+                    better = sj > first_sim[qs:qs + qstep]
+                    first_sim[qs:qs + qstep][better] = sj[better]
+                    first_key[qs:qs + qstep][better] = kb[j[better]]
+                    part = -np.partition(-S, kk - 1, axis=1)[:, :kk] if kk < S.shape[1] else S
+                    both = np.concatenate([top[qs:qs + qstep], part], axis=1)
+                    top[qs:qs + qstep] = -np.partition(-both, k - 1, axis=1)[:, :k]
+            kk = min(k, len(keys) - 1) if mine.any() else k
+            if kk < 1:
+                continue
+            ts = -np.sort(-top, axis=1)[:, :kk]
+            ts = np.where(np.isfinite(ts), ts, np.nan)
+            rows = at[cs:cs + _ROWS]
+            mean[rows], best[rows], nearest[rows] = np.nanmean(ts, axis=1), first_sim, first_key
 
 
 class SharedGaussians:
@@ -255,7 +303,8 @@ def classifier_evidence(clf: Any, X: np.ndarray) -> np.ndarray:
 
 def oos_evidence(X: np.ndarray, y: np.ndarray, queries: np.ndarray, *, excluded: np.ndarray, k: int,
                  gaussians: SharedGaussians | None = None, graph: tuple[np.ndarray, np.ndarray] | None = None,
-                 classifier: Any = None, dropped: np.ndarray | None = None, dropped_key: Any = None) -> np.ndarray:
+                 classifier: Any = None, dropped: np.ndarray | None = None, dropped_key: Any = None,
+                 two_hops: bool = False) -> np.ndarray:
     """The evidence columns (:data:`EVIDENCE`) of rows ``queries`` as if the intents
     ``excluded`` had no annotated rows.
 
@@ -282,6 +331,8 @@ def oos_evidence(X: np.ndarray, y: np.ndarray, queries: np.ndarray, *, excluded:
         query itself, so it needs no such fold.
     dropped_key : hashable
         Names the ``dropped`` set (the Gaussians cache one model per set).
+    two_hops : bool
+        :func:`top_k_known`'s two-hop search (for an approximate graph).
 
     Returns
     -------
@@ -293,7 +344,7 @@ def oos_evidence(X: np.ndarray, y: np.ndarray, queries: np.ndarray, *, excluded:
     out = np.full((len(queries), len(EVIDENCE)), np.nan)
     if not len(queries) or not len(known_classes):
         return out
-    mean, best, _ = top_k_known(X, queries, known, k, graph=graph)
+    mean, best, _ = top_k_known(X, queries, known, k, graph=graph, two_hops=two_hops)
     out[:, 0], out[:, 1] = best, mean
     g = gaussians if gaussians is not None else SharedGaussians(X, y)
     D, D0, log_prior = g.distances(queries, known_classes, dropped=dropped, key=dropped_key)

@@ -94,6 +94,10 @@ class OutOfScopeDetector(BaseEstimator):
         million rows all of them would take hours; 20,000 rows put the combination's six weights
         and the recall estimate well within noise (``benchmarks/RESULTS.md``, "Out-of-scope
         detection") and leave anything up to 20,000 annotated rows as before.
+    two_hops : bool
+        Search a row's nearest known rows among its graph neighbours' neighbours before
+        searching exactly (:func:`top_k_known`): for a graph that is approximate already (the
+        signal sets it when the run's kNN graph came from the approximate index).
     random_state : int
 
     Attributes
@@ -121,13 +125,14 @@ class OutOfScopeDetector(BaseEstimator):
 
     def __init__(self, k: int = 10, n_folds: int = 5, target_fpr: float = 0.05, classifier: Any = None,
                  use_unannotated_share: bool = True, max_calibration_rows: int | None = 20_000,
-                 random_state: int = 0) -> None:
+                 two_hops: bool = False, random_state: int = 0) -> None:
         self.k = k
         self.n_folds = n_folds
         self.target_fpr = target_fpr
         self.classifier = classifier
         self.use_unannotated_share = use_unannotated_share
         self.max_calibration_rows = max_calibration_rows
+        self.two_hops = two_hops
         self.random_state = random_state
 
     def _columns(self) -> list[int]:
@@ -183,15 +188,16 @@ class OutOfScopeDetector(BaseEstimator):
             dropped[:] = False
             dropped[annotated[part]] = True
             evidence[annotated[part]] = oos_evidence(X, y, annotated[part], excluded=none, k=self.k, gaussians=gauss,
-                                                     graph=graph, classifier=clf, dropped=dropped, dropped_key=f)
+                                                     graph=graph, classifier=clf, two_hops=self.two_hops,
+                                                     dropped=dropped, dropped_key=f)
             # pseudo out of scope: the fold's intents do not exist
             held = np.flatnonzero(intent_fold == f)
             pseudo[held] = oos_evidence(X, y, annotated[held], excluded=classes[class_fold[classes] == f], k=self.k,
-                                        gaussians=gauss, graph=graph, classifier=clf)
+                                        gaussians=gauss, graph=graph, classifier=clf, two_hops=self.two_hops)
         unannotated = np.flatnonzero(y < 0)
         if len(unannotated):
             evidence[unannotated] = oos_evidence(X, y, unannotated, excluded=none, k=self.k, gaussians=gauss,
-                                                 graph=graph, classifier=clf)
+                                                 graph=graph, classifier=clf, two_hops=self.two_hops)
         cols = self._columns()
         inside = _features(evidence[annotated], cols)
         outside = _features(pseudo, cols)
@@ -222,7 +228,8 @@ class OutOfScopeDetector(BaseEstimator):
         self.fpr_at_threshold_ = float(np.mean(cal_in >= self.threshold_))
         self.scores_ = scores
         self.evidence_ = evidence
-        _, self.nearest_similarity_, self.nearest_ = top_k_known(X, np.arange(n), y >= 0, 1, graph=graph)
+        _, self.nearest_similarity_, self.nearest_ = top_k_known(X, np.arange(n), y >= 0, 1, graph=graph,
+                                                                 two_hops=self.two_hops)
 
 
 def estimate_share(candidate: np.ndarray, *, tpr: float, fpr: float, cal_in: np.ndarray, cal_out: np.ndarray,

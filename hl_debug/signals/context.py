@@ -136,6 +136,12 @@ class SignalContext:
                 np.zeros((n, 0), dtype=np.int64), np.zeros((n, 0), dtype=np.float32))
         return self.graph
 
+    @property
+    def approximate_graph(self) -> bool:
+        """Whether the run's kNN graph is (or will be) approximate: computed through a memo
+        whose ``approx_above`` this many rows exceed (a graph given to the context counts as exact)."""
+        return self.knn_memo is not None and self.knn_memo.approximate(len(self))
+
     def neighbors(self, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` nearest other rows of every row: (indices, similarities), (n, k) each."""
         idx, sim = self.build_graph(k)

@@ -98,7 +98,7 @@ def out_of_scope_result(context: SignalContext, *, target_fpr: float, k: int, n_
         return [], [], report
     graph = context.neighbors(min(k, len(context) - 1))
     det = OutOfScopeDetector(k=k, n_folds=n_folds, target_fpr=target_fpr, max_calibration_rows=max_calibration_rows,
-                             random_state=random_state)
+                             two_hops=context.approximate_graph, random_state=random_state)
     det.fit(context.vectors, context.y, graph=graph)
     cand = det.candidates_
     members = np.flatnonzero(cand & ~annotated)

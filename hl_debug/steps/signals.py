@@ -125,6 +125,10 @@ def signals(store: Store, *, options: dict[str, Any] | None = None, force: bool 
                    versions=package_versions("scikit-learn", "cleanlab", "numpy")) as counts, \
             tqdm(total=len(instances) + 1, desc="signals", unit="signal", disable=not progress) as bar:
         runner = as_engine(engine, address=ray_address)
+        if knn_memo is None:  # run on its own: the graph is approximate above HL_APPROX_ABOVE, as in a run
+            from hl_debug.models.map_sample import approx_threshold
+
+            knn_memo = KnnMemo(approx_above=approx_threshold())
         context = load_context(store, encoder=encoder, api=api_ep, knn_memo=knn_memo)
         context.build_graph()  # the one large product (threads help it); read from the memo after analyze
         bar.update()
