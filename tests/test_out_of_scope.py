@@ -381,3 +381,28 @@ def test_groups_of_many_candidates_come_from_a_sample_and_agree_with_the_full_li
     assert np.array_equal(sampled, again)  # seeded
     sizes = np.bincount(sampled[sampled >= 0])
     assert np.all(np.diff(sizes) <= 0)  # largest group first
+
+
+def test_two_hop_search_finds_the_known_rows_a_narrow_graph_lists_too_few_of():
+    from hl_debug.neighbors import KnnMemo, knn
+
+    context, _ = blobs(dim=16)
+    X = context.vectors
+    known = np.zeros(len(X), dtype=bool)
+    known[::3] = True
+    queries = np.arange(len(X))
+    graph = knn(X, 10)  # lists fewer than 5 known rows for most queries
+    exact = top_k_known(X, queries, known, 5)
+    hops = top_k_known(X, queries, known, 5, graph=graph, two_hops=True)
+    assert (known[graph[0]].sum(axis=1) < 5).mean() > 0.5
+    assert np.isclose(exact[0], hops[0], rtol=1e-5).mean() > 0.7  # approximate: the top 5 mostly within two hops
+    assert np.abs(exact[0] - hops[0]).max() < 0.02 and np.mean(hops[2] == exact[2]) > 0.98
+    assert np.all(hops[0] <= exact[0] + 1e-6)  # never better than the exact answer
+    assert np.all(known[hops[2]]) and not np.any(hops[2] == queries)
+    lonely = np.zeros(len(X), dtype=bool)
+    lonely[[0, 500]] = True  # two known rows: no two-hop neighbourhood holds 2 known rows for most
+    np.testing.assert_allclose(top_k_known(X, queries, lonely, 2, graph=graph, two_hops=True)[0],
+                               top_k_known(X, queries, lonely, 2)[0], rtol=1e-5)  # exact fallback
+    assert not context.approximate_graph
+    context.knn_memo = KnnMemo(approx_above=len(X) - 1)
+    assert context.approximate_graph
