@@ -87,9 +87,11 @@ def test_the_start_up_thread_warms_the_rows_and_health_tells_when_it_is_done(web
     thread = app.extensions["hl_warm"]
     thread.join(2)
     assert thread.is_alive() and app.extensions["hl_rows"].encoded == 0  # waiting for the first map load
+    assert web_store.path not in app.extensions["hl_texts"]._built  # the texts wait too (1M rows: ~4 s of CPU)
     assert app.test_client().get("/api/health").get_json() == {"ok": True, "warming": True}
     assert app.test_client().get("/api/points").status_code == 200  # the map has its data: the rows' turn
     thread.join(60)
     assert not thread.is_alive()
     assert app.extensions["hl_rows"].encoded == len(web_store.utterance_columns(("id",))["id"])
+    assert web_store.path in app.extensions["hl_texts"]._built
     assert app.test_client().get("/api/health").get_json() == {"ok": True, "warming": False}

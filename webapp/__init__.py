@@ -87,10 +87,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
 def warm(app: Flask) -> threading.Thread:
     """Build the map's payload in a daemon thread, so the first page load after ``hl-debug
-    serve`` finds it ready, keep it in the database for the next start, build the texts the
-    page fetches after it (``points.TextCache``), then encode the
-    inspector's rows (``webapp.rowcache``; the model report needs no warming: it is the stored
-    document). Returns the thread."""
+    serve`` finds it ready, and keep it in the database for the next start; once the first map
+    page has its data (or after ``ROW_WARM_DELAY``), build the texts the page fetches after it
+    (``points.TextCache``), then encode the inspector's rows (``webapp.rowcache``; the model
+    report needs no warming: it is the stored document). Returns the thread."""
     from hl_debug.signals.registry import evidence
     from webapp.points import warm_in_background
 
@@ -100,10 +100,11 @@ def warm(app: Flask) -> threading.Thread:
     def work(store) -> None:
         t0 = time.perf_counter()
         payload.prepare(store)
-        texts.get(store, gzipped=True)  # what the page asks for next, once the map is drawn
-        # the rows' encoding (3 s of CPU at 100k) waits until the first map page has its data,
-        # or ROW_WARM_DELAY: on two cores it would otherwise slow the very first page load
+        # the texts (1M rows: ~4 s of reading and gzip) and the rows' encoding (3 s of CPU at
+        # 100k) wait until the first map page has its data, or ROW_WARM_DELAY: on two cores
+        # they would otherwise slow the very first page load
         served.wait(app.config["ROW_WARM_DELAY"])
+        texts.get(store, gzipped=True)  # what the page asks for next, once the map is drawn
         t1 = time.perf_counter()
         n = rows.warm(store, evidence())
         log.info("warmed the map's data in %.1f s and %d inspector rows in %.1f s", t1 - t0, n,

@@ -166,6 +166,8 @@ async function init() {
   if (state.selectAll) selectIds(state.source.data.id, true);
   else if (state.q && !state.ids.length) search();
   document.body.dataset.ready = "1";
+  // the texts' 40 MB at 1M rows would be parsed on this thread while the first paint is due
+  await new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)));
   await loadTexts().catch((err) => status("could not load the texts: " + err.message));
 }
 init().catch((err) => status("could not load the map: " + err.message));
