@@ -406,3 +406,14 @@ def test_two_hop_search_finds_the_known_rows_a_narrow_graph_lists_too_few_of():
     assert not context.approximate_graph
     context.knn_memo = KnnMemo(approx_above=len(X) - 1)
     assert context.approximate_graph
+
+
+def test_with_the_two_hop_search_the_nearest_rows_come_from_the_evidence_passes():
+    context, _ = blobs()
+    X, y = context.vectors, context.y
+    graph = context.neighbors(32)
+    plain = OutOfScopeDetector().fit(X, y, graph=graph)
+    hops = OutOfScopeDetector(two_hops=True).fit(X, y, graph=graph)
+    assert np.mean(plain.nearest_ == hops.nearest_) > 0.99
+    np.testing.assert_allclose(plain.nearest_similarity_, hops.nearest_similarity_, atol=1e-5)
+    assert np.all((y[hops.nearest_] >= 0) & (hops.nearest_ != np.arange(len(y))))

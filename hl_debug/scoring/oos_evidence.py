@@ -304,7 +304,7 @@ def classifier_evidence(clf: Any, X: np.ndarray) -> np.ndarray:
 def oos_evidence(X: np.ndarray, y: np.ndarray, queries: np.ndarray, *, excluded: np.ndarray, k: int,
                  gaussians: SharedGaussians | None = None, graph: tuple[np.ndarray, np.ndarray] | None = None,
                  classifier: Any = None, dropped: np.ndarray | None = None, dropped_key: Any = None,
-                 two_hops: bool = False) -> np.ndarray:
+                 two_hops: bool = False, nearest: np.ndarray | None = None) -> np.ndarray:
     """The evidence columns (:data:`EVIDENCE`) of rows ``queries`` as if the intents
     ``excluded`` had no annotated rows.
 
@@ -333,6 +333,9 @@ def oos_evidence(X: np.ndarray, y: np.ndarray, queries: np.ndarray, *, excluded:
         Names the ``dropped`` set (the Gaussians cache one model per set).
     two_hops : bool
         :func:`top_k_known`'s two-hop search (for an approximate graph).
+    nearest : int array, shape (m,), optional
+        Filled with each query's most similar known row (-1: none), its similarity being the
+        ``nn_similarity`` column.
 
     Returns
     -------
@@ -344,7 +347,9 @@ def oos_evidence(X: np.ndarray, y: np.ndarray, queries: np.ndarray, *, excluded:
     out = np.full((len(queries), len(EVIDENCE)), np.nan)
     if not len(queries) or not len(known_classes):
         return out
-    mean, best, _ = top_k_known(X, queries, known, k, graph=graph, two_hops=two_hops)
+    mean, best, near = top_k_known(X, queries, known, k, graph=graph, two_hops=two_hops)
+    if nearest is not None:
+        nearest[:] = near
     out[:, 0], out[:, 1] = best, mean
     g = gaussians if gaussians is not None else SharedGaussians(X, y)
     D, D0, log_prior = g.distances(queries, known_classes, dropped=dropped, key=dropped_key)
