@@ -173,6 +173,8 @@ def main() -> None:
     ap.add_argument("--synthetic", type=int, help="generate a database with this many utterances")
     ap.add_argument("--legacy", metavar="REV", help="also measure the web app at this git revision")
     ap.add_argument("--kept", action="store_true", help="also measure with the payload kept by the web step")
+    ap.add_argument("--kept-only", action="store_true",
+                    help="only with the payload kept (a database after `hl-debug run` has it already)")
     ap.add_argument("--repeat", type=int, default=1, help="fresh starts per row; each figure is their median")
     ap.add_argument("--root", help=argparse.SUPPRESS)  # internal: import webapp from here
     ap.add_argument("--measure", help=argparse.SUPPRESS)  # internal: measure this database, print JSON
@@ -198,8 +200,8 @@ def main() -> None:
             build(db, args.synthetic)
         legacy = checkout(args.legacy, Path(tmp)) if args.legacy else None
         versions = ([(f"before ({args.legacy})", legacy)] if legacy else []) + [("after", ROOT)]
-        runs = [(name, root, False) for name, root in versions]
-        runs += [(f"{name}, payload kept", root, True) for name, root in versions] if args.kept else []
+        runs = [] if args.kept_only else [(name, root, False) for name, root in versions]
+        runs += [(f"{name}, payload kept", root, True) for name, root in versions] if args.kept or args.kept_only else []
         for name, root, kept in runs:
             tries = []
             for _ in range(args.repeat):
