@@ -191,6 +191,22 @@ def test_split_candidates_skip_small_intents(data):
     assert [s["intent"] for s in out] == ["mixed"] and out[0]["score"] > 0.5  # the only intent with 2 * 25 rows
 
 
+def test_split_candidates_in_row_blocks_match_one_block(data, monkeypatch):
+    """At scale the rows are converted to float64 a block at a time; the answer is the same."""
+    import hl_debug.scoring.taxonomy as tax
+
+    texts, labels, X = data
+    classes = sorted(set(labels))
+    y = np.array([classes.index(v) for v in labels])
+    whole = split_candidates(X, y, texts, classes)
+    monkeypatch.setattr(tax, "_BLOCK_ROWS", 13)
+    blocked = split_candidates(X, y, texts, classes)
+    assert [(s["intent"], [g["rows"] for g in s["groups"]]) for s in blocked] == \
+        [(s["intent"], [g["rows"] for g in s["groups"]]) for s in whole]
+    np.testing.assert_allclose([s["score"] for s in blocked], [s["score"] for s in whole], rtol=1e-12)
+    assert [[g["spread"] for g in s["groups"]] for s in blocked] == [[g["spread"] for g in s["groups"]] for s in whole]
+
+
 def _small_meaning_in_a_large_intent(seed: int = 0):
     """A 200-row intent with a 24-row second meaning far from it, and five 60-row intents
     (unnormalised centres: the rows are L2-normalised at the end)."""

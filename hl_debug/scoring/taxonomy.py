@@ -209,6 +209,9 @@ def merge_candidates(overlap: Mapping[str, np.ndarray], classes: Sequence[str], 
 # -- splits -----------------------------------------------------------------------------
 
 
+_BLOCK_ROWS = 65_536  # rows converted to float64 at once by split_candidates
+
+
 def _unit(v: np.ndarray) -> np.ndarray:
     n = np.linalg.norm(v, axis=-1, keepdims=True)
     return v / np.clip(n, 1e-12, None)
@@ -312,14 +315,22 @@ def split_candidates(X: Any, labels: Any, texts: Sequence[str], classes: Sequenc
 
     K = len(classes)
     y = _check_labels(labels, K)
-    X = _unit(np.asarray(X, dtype=np.float64))
+    X = np.asarray(X)
     if len(X) != len(y) or len(texts) != len(y):
         raise ValueError(f"X, labels and texts need one entry per row ({len(y)})")
+
+    def unit(idx: Any) -> np.ndarray:  # rows in float64, L2-normalised: a block at a time (1M rows: 3 GB whole)
+        return _unit(np.asarray(X[idx], dtype=np.float64))
+
+    blocks = [slice(start, start + _BLOCK_ROWS) for start in range(0, len(y), _BLOCK_ROWS)]
     counts = np.bincount(y, minlength=K)
-    cent = class_centroids(X, y, K)
+    sums = np.zeros((K, X.shape[1]))
+    for b in blocks:
+        np.add.at(sums, y[b], unit(b))
+    cent = _unit(sums)  # class_centroids, summed block by block in the same order
     present = np.flatnonzero(counts)
     pair_sims = (cent[present] @ cent[present].T)[np.triu_indices(len(present), 1)]
-    own_sim = np.einsum("ij,ij->i", X, cent[y])  # each row's similarity to its own intent
+    own_sim = np.concatenate([np.einsum("ij,ij->i", unit(b), cent[y[b]]) for b in blocks])  # to its own intent
     fits: list[tuple[int, np.ndarray, np.ndarray]] = []
     gid = np.full(len(y), -1)  # intent c's group j is 2c + j: one c-TF-IDF over every group
     cap = np.inf if floor_cap is None or not len(present) else floor_cap * float(np.median(counts[present]))
@@ -331,7 +342,7 @@ def split_candidates(X: Any, labels: Any, texts: Sequence[str], classes: Sequenc
         rows = np.flatnonzero(y == c)
         if len(rows) < 2 * min_group_size:
             continue
-        g = two_way_split(X[rows], n_sub=max(2, min(6, len(rows) // min_group_size)), min_size=floor_of(len(rows)),
+        g = two_way_split(unit(rows), n_sub=max(2, min(6, len(rows) // min_group_size)), min_size=floor_of(len(rows)),
                           random_state=random_state)
         gid[rows] = 2 * c + g
         fits.append((c, rows, g))
@@ -340,13 +351,14 @@ def split_candidates(X: Any, labels: Any, texts: Sequence[str], classes: Sequenc
     for c, rows, g in fits:
         floor = floor_of(len(rows))
         sizes = np.bincount(g, minlength=2)
-        gc = _unit(np.stack([X[rows[g == j]].mean(axis=0) for j in range(2)]))
+        Xc = unit(rows)
+        gc = _unit(np.stack([Xc[g == j].mean(axis=0) for j in range(2)]))
         sim = float(gc[0] @ gc[1])
         score = distinctness(sim, pair_sims) if sizes.min() >= floor else 0.0
         groups = []
         for j in np.argsort(-sizes, kind="stable"):
             members = rows[g == j]
-            to_c = X[members] @ gc[j]
+            to_c = Xc[g == j] @ gc[j]
             members = members[np.argsort(-to_c, kind="stable")]
             others = gc[j] @ cent.T
             own = float(others[c])
@@ -355,7 +367,7 @@ def split_candidates(X: Any, labels: Any, texts: Sequence[str], classes: Sequenc
             # rows of other intents nearer this group's centroid than their own intent's,
             # and as near as a typical member: the same meaning annotated elsewhere
             floor_sim = float(np.quantile(to_c, 0.25))
-            to_g = X @ gc[j]
+            to_g = np.concatenate([unit(b) @ gc[j] for b in blocks])
             stray = np.flatnonzero((y != c) & (to_g > own_sim) & (to_g >= floor_sim))
             spread: dict[str, list[int]] = {}
             for i in stray[np.argsort(-to_g[stray], kind="stable")]:

@@ -104,6 +104,11 @@ class Signal:
     defaults: ClassVar[Mapping[str, Knob]] = {}
     evidence: ClassVar[Evidence | None] = None
     report_name: ClassVar[str | None] = None
+    #: Signals of the same run whose ``rows`` this one reads from ``context.results``. The
+    #: signals step drops a result's rows once its table is written and no later signal
+    #: declares it here (at a million utterances each signal's rows are ~1.5 GB of dicts);
+    #: the rest of a result (report, counts, extra fields) stays for the later signals.
+    reads_rows_of: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, **params: Any) -> None:
         for key, knob in self.defaults.items():

@@ -63,6 +63,7 @@ def oos_candidates(context: SignalContext, candidates: np.ndarray) -> tuple[np.n
 @register
 class Queue(Signal):
     name = "queue"
+    reads_rows_of = ("oos",)  # its candidates' is_candidate and group_id (oos_candidates)
     description = "The annotation queue: unannotated utterances in recommended labelling order."
     table = QUEUE
     columns = ("id", "text", "predicted_label", "score", "reason")

@@ -132,7 +132,7 @@ def signals(store: Store, *, options: dict[str, Any] | None = None, force: bool 
         context = load_context(store, encoder=encoder, api=api_ep, knn_memo=knn_memo)
         context.build_graph()  # the one large product (threads help it); read from the memo after analyze
         bar.update()
-        for signal in instances:
+        for n_done, signal in enumerate(instances, start=1):
             # Signals fit small models (many small BLAS products): with more than one thread
             # those only spin-wait, 10-30x slower on 2 busy cores (hl_debug.threads).
             with limit_threads(1), runner.parallel():
@@ -143,6 +143,10 @@ def signals(store: Store, *, options: dict[str, Any] | None = None, force: bool 
             if signal.report_name is not None and result.report is not None:
                 store.save_report(signal.report_name, result.report)
             counts.update(result.counts)
+            still_read = {name for later in instances[n_done:] for name in later.reads_rows_of}
+            for name, done in context.results.items():  # written: only a later reader needs its rows
+                if name not in still_read and getattr(done, "rows", None):
+                    done.rows = []
             bar.update()
         out = {k: v for k, v in counts.items() if not k.startswith("_")}
     out["skipped"] = False
