@@ -14,6 +14,8 @@ labels. Arms, in the same run with the same vectors and model:
 
 * **flagged** — the reviewer works down the flagged list (every split);
 * **random** (baseline) — the reviewer decides K rows drawn at random among the annotated rows;
+* **flagged, training rows first** — the same flagged list with its training rows first (a fix
+  of a validation or testing row does not change the retrained model), each part by score;
 * **flagged, unreviewed flags left out** (K = 300) — as *flagged*, and the retrain also leaves
   out the training rows still flagged (posterior >= the detector's threshold) and not reviewed
   yet, as cleanlab's clean learning prunes suspected label issues (``hl-debug retrain
@@ -75,7 +77,7 @@ KS = (0, 100, 300)
 #: (flip mode, flip rate, seeds): the issue's cell first (the headline), then the extra cells.
 CELLS = (("uniform", 0.05, (0, 1, 2, 3)), ("uniform", 0.10, (0, 1)), ("confusable", 0.10, (0, 1)))
 #: Arms retrained at every K > 0, and those retrained once (at the largest K, or K-free).
-ARMS = ("flagged", "random")
+ARMS = ("flagged", "random", "flagged, training rows first")
 PRUNED = "flagged, unreviewed flags left out"
 #: Measured, not shipped: the unreviewed flagged rows trained on the detector's suggestion (no reviewer saw them).
 RELABELLED = "flagged, unreviewed flags relabelled"
@@ -140,8 +142,12 @@ def run_seed(mode: str, rate: float, seed: int, rows: int | None, ks: tuple[int,
     evaluation = np.flatnonzero(np.isin(usage, ["validation", "testing"]) & np.not_equal(true, None))  # type: ignore[call-overload]
     y_eval = true[evaluation]
     rng = np.random.default_rng(1000 + seed)
-    rankings = {"flagged": order, "random": rng.permutation(len(ann))}
     lab_ann, true_ann = original[ann], true[ann]
+    # the flagged training rows first (their fixes change the retrained model; an evaluation
+    # row's fix changes only how it is scored), each part in the ranking's order
+    trains = det.flagged_ & (usage[ann] == "training")
+    rankings = {"flagged": order, "random": rng.permutation(len(ann)),
+                "flagged, training rows first": order[np.argsort(~trains[order], kind="stable")]}
     wrong = lab_ann != true_ann
 
     def effective_of(ann_labels: np.ndarray) -> np.ndarray:
@@ -229,7 +235,7 @@ def recovery_table(cells: list[list[dict]], n_boot: int) -> str:
         for j, row in enumerate(runs[0]["by_k"]):
             if not row["k"]:
                 continue
-            for arm in ARMS + tuple(a for a in (PRUNED, RELABELLED) if a in row):
+            for arm in tuple(a for a in ARMS + (PRUNED, RELABELLED) if all(a in r["by_k"][j] for r in runs)):
                 lines.append(_share_line(cell, row["k"], f"**{arm}**" if arm == "flagged" else arm, runs,
                                          lambda r, j=j, arm=arm: r["by_k"][j][arm], n_boot))
         for arm in ORACLES[::-1]:
