@@ -195,7 +195,7 @@ class OutOfScopeDetector(BaseEstimator):
             evidence[annotated[part]] = oos_evidence(X, y, annotated[part], excluded=none, k=self.k, gaussians=gauss,
                                                      graph=graph, classifier=clf, two_hops=self.two_hops,
                                                      dropped=dropped, dropped_key=f, nearest=found)
-            if near is not None:
+            if near is not None and found is not None:
                 near[annotated[part]] = found
             # pseudo out of scope: the fold's intents do not exist
             held = np.flatnonzero(intent_fold == f)
@@ -206,7 +206,7 @@ class OutOfScopeDetector(BaseEstimator):
             found = None if near is None else np.empty(len(unannotated), dtype=np.int64)
             evidence[unannotated] = oos_evidence(X, y, unannotated, excluded=none, k=self.k, gaussians=gauss,
                                                  graph=graph, classifier=clf, two_hops=self.two_hops, nearest=found)
-            if near is not None:
+            if near is not None and found is not None:
                 near[unannotated] = found
         cols = self._columns()
         inside = _features(evidence[annotated], cols)
