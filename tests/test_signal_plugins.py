@@ -185,3 +185,41 @@ def test_a_shared_knob_must_share_its_default():
 def test_knob_bounds_become_cli_checks(sig_store, db_path):
     r = invoke(db_path, "signals", "--duplicate-threshold", "0")
     assert r.exit_code != 0 and "0<x<=1" in r.output
+
+
+def test_a_results_rows_are_kept_only_for_the_signals_that_declare_they_read_them(toy, sig_store):
+    """Once a signal's table is written its rows leave the run's memory (a million rows are
+    ~1.5 GB of dicts per signal) unless a later signal declares ``reads_rows_of``; the rest of the
+    result stays for every later signal."""
+    seen: dict[str, int] = {}
+
+    class Reader(Signal):
+        name = "toy_reader"
+        report_name = "toy_reader"
+        reads_rows_of = ("toy",)
+
+        def find(self, context: SignalContext) -> SignalResult:
+            seen["toy rows, declared"] = len(context.results["toy"].rows)
+            seen["issues rows, undeclared"] = len(context.results["issues"].rows)
+            seen["issues counts"] = context.results["issues"].counts["n_flagged"]
+            return SignalResult(report={"read": True})
+
+    class After(Signal):
+        name = "toy_after"
+        report_name = "toy_after"
+
+        def find(self, context: SignalContext) -> SignalResult:
+            seen["toy rows, after its last reader"] = len(context.results["toy"].rows)
+            return SignalResult(report={"read": True})
+
+    register(Reader)
+    register(After)
+    try:
+        signals(sig_store, progress=False, force=True)
+    finally:
+        unregister("toy_after")
+        unregister("toy_reader")
+    n = len(sig_store.table_rows(TOY))
+    assert n > 0 and seen["toy rows, declared"] == n
+    assert seen["issues rows, undeclared"] == 0 and seen["issues counts"] >= 0
+    assert seen["toy rows, after its last reader"] == 0
