@@ -11,6 +11,7 @@ neighbours. :class:`hl_debug.scoring.out_of_scope.OutOfScopeDetector` combines t
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
@@ -49,7 +50,7 @@ def top_k_known(X: np.ndarray, queries: np.ndarray, known: np.ndarray, k: int, *
         neighbours' neighbours first (``width + width**2`` candidates, similarities exact),
         and exactly only when those hold fewer than ``k`` known rows too: an approximate
         answer, for when the graph itself is approximate (``OutOfScopeDetector``'s
-        ``exact_search_rows``). At a million rows ~55k unannotated rows list fewer than 10
+        ``two_hops``). At a million rows ~55k unannotated rows list fewer than 10
         annotated ones: exactly, ~50 trillion multiply-adds.
 
     Returns
@@ -139,8 +140,6 @@ def _blocked_top_k(X: np.ndarray, queries: np.ndarray, keys: np.ndarray, k: int,
     ``_KEY_BLOCK`` keys is gathered once per ``_ROWS`` queries and multiplied with blocks of
     them (matrix products, on every core: they are large), keeping each query's running top
     ``k`` — the same answer as one product against every key."""
-    import os
-
     mean, best, nearest = out
     qstep = max(1, _BLOCK // _KEY_BLOCK)
     with limit_threads(os.cpu_count() or 1):

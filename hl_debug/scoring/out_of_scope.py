@@ -182,32 +182,31 @@ class OutOfScopeDetector(BaseEstimator):
         evidence = np.full((n, len(EVIDENCE)), np.nan)
         pseudo = np.full((len(annotated), len(EVIDENCE)), np.nan)
         dropped = np.zeros(n, dtype=bool)
-        # with the two-hop search the passes below find every row's nearest annotated row on the
-        # way (in scope: every intent known, the row itself never returned); a last exact pass for
-        # the rows a graph lists none of would cost as much again (at 1M: ~25k rows x 917k)
-        near = np.full(n, -1, dtype=np.int64) if self.two_hops else None
+        # the passes below find every row's nearest annotated row on the way (in scope: every
+        # intent known, the row itself never returned); with the two-hop search (an approximate
+        # graph) those are the answer, sparing a last exact pass for the rows the graph lists none
+        # of (at 1M: ~25k rows x 917k); on an exact graph the last pass stays as it was
+        near = np.full(n, -1, dtype=np.int64)
         for f in range(folds):
             # in scope: the fold's rows, every intent known, the rows themselves left out
             part = np.flatnonzero(row_fold == f)
             dropped[:] = False
             dropped[annotated[part]] = True
-            found = None if near is None else np.empty(len(part), dtype=np.int64)
+            found = np.empty(len(part), dtype=np.int64)
             evidence[annotated[part]] = oos_evidence(X, y, annotated[part], excluded=none, k=self.k, gaussians=gauss,
                                                      graph=graph, classifier=clf, two_hops=self.two_hops,
                                                      dropped=dropped, dropped_key=f, nearest=found)
-            if near is not None and found is not None:
-                near[annotated[part]] = found
+            near[annotated[part]] = found
             # pseudo out of scope: the fold's intents do not exist
             held = np.flatnonzero(intent_fold == f)
             pseudo[held] = oos_evidence(X, y, annotated[held], excluded=classes[class_fold[classes] == f], k=self.k,
                                         gaussians=gauss, graph=graph, classifier=clf, two_hops=self.two_hops)
         unannotated = np.flatnonzero(y < 0)
         if len(unannotated):
-            found = None if near is None else np.empty(len(unannotated), dtype=np.int64)
+            found = np.empty(len(unannotated), dtype=np.int64)
             evidence[unannotated] = oos_evidence(X, y, unannotated, excluded=none, k=self.k, gaussians=gauss,
                                                  graph=graph, classifier=clf, two_hops=self.two_hops, nearest=found)
-            if near is not None and found is not None:
-                near[unannotated] = found
+            near[unannotated] = found
         cols = self._columns()
         inside = _features(evidence[annotated], cols)
         outside = _features(pseudo, cols)
@@ -238,7 +237,7 @@ class OutOfScopeDetector(BaseEstimator):
         self.fpr_at_threshold_ = float(np.mean(cal_in >= self.threshold_))
         self.scores_ = scores
         self.evidence_ = evidence
-        if near is not None:
+        if self.two_hops:
             self.nearest_, self.nearest_similarity_ = near, np.where(near >= 0, evidence[:, 0], np.nan)
         else:
             _, self.nearest_similarity_, self.nearest_ = top_k_known(X, np.arange(n), y >= 0, 1, graph=graph)

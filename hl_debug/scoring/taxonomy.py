@@ -355,6 +355,7 @@ def split_candidates(X: Any, labels: Any, texts: Sequence[str], classes: Sequenc
         gc = _unit(np.stack([Xc[g == j].mean(axis=0) for j in range(2)]))
         sim = float(gc[0] @ gc[1])
         score = distinctness(sim, pair_sims) if sizes.min() >= floor else 0.0
+        to_groups = np.concatenate([unit(b) @ gc.T for b in blocks])  # every row to both groups: one pass
         groups = []
         for j in np.argsort(-sizes, kind="stable"):
             members = rows[g == j]
@@ -367,7 +368,7 @@ def split_candidates(X: Any, labels: Any, texts: Sequence[str], classes: Sequenc
             # rows of other intents nearer this group's centroid than their own intent's,
             # and as near as a typical member: the same meaning annotated elsewhere
             floor_sim = float(np.quantile(to_c, 0.25))
-            to_g = np.concatenate([unit(b) @ gc[j] for b in blocks])
+            to_g = to_groups[:, j]
             stray = np.flatnonzero((y != c) & (to_g > own_sim) & (to_g >= floor_sim))
             spread: dict[str, list[int]] = {}
             for i in stray[np.argsort(-to_g[stray], kind="stable")]:
