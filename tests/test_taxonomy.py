@@ -207,6 +207,26 @@ def test_split_candidates_in_row_blocks_match_one_block(data, monkeypatch):
     assert [[g["spread"] for g in s["groups"]] for s in blocked] == [[g["spread"] for g in s["groups"]] for s in whole]
 
 
+def test_split_candidates_on_positions_into_a_larger_matrix_match_the_copied_subset(data):
+    """The signal passes every utterance's vectors with the labelled rows' positions (no
+    copy); the answer is the one of the copied subset, positions still 0..n-1."""
+    texts, labels, X = data
+    classes = sorted(set(labels))
+    y = np.array([classes.index(v) for v in labels])
+    rng = np.random.default_rng(3)
+    full = rng.normal(size=(3 * len(X), X.shape[1])).astype(X.dtype)  # unlabelled rows around them
+    at = np.sort(rng.choice(len(full), size=len(X), replace=False))
+    full[at] = X
+    copied = split_candidates(X, y, texts, classes)
+    viewed = split_candidates(full, y, texts, classes, rows=at)
+    assert copied and [(s["intent"], s["score"], [g["rows"] for g in s["groups"]]) for s in viewed] == \
+        [(s["intent"], s["score"], [g["rows"] for g in s["groups"]]) for s in copied]
+    with pytest.raises(ValueError, match="one entry per row"):
+        split_candidates(full, y, texts, classes, rows=at[:-1])
+    with pytest.raises(ValueError, match="positions into X"):
+        split_candidates(full, y, texts, classes, rows=np.r_[at[:-1], len(full)])
+
+
 def _small_meaning_in_a_large_intent(seed: int = 0):
     """A 200-row intent with a 24-row second meaning far from it, and five 60-row intents
     (unnormalised centres: the rows are L2-normalised at the end)."""

@@ -286,7 +286,7 @@ def two_way_split(X: np.ndarray, *, n_sub: int = 6, min_size: int = 1, random_st
 
 def split_candidates(X: Any, labels: Any, texts: Sequence[str], classes: Sequence[str], *,
                      min_group_size: int = 8, min_group_share: float = 0.2, floor_cap: float | None = None,
-                     n_examples: int = 3, random_state: int = 0) -> list[dict[str, Any]]:
+                     n_examples: int = 3, random_state: int = 0, rows: Any = None) -> list[dict[str, Any]]:
     """Intents whose rows form two well-separated groups, most distinct first.
 
     Each intent's rows are split in two by :func:`two_way_split` (the most distinct cut of
@@ -310,17 +310,24 @@ def split_candidates(X: Any, labels: Any, texts: Sequence[str], classes: Sequenc
     centroid), "nearest_intent", "nearest_similarity" (the closest other intent's centroid),
     "closer_to_other" (bool), "spread" ({other intent: [positions of its rows that sit
     nearer this group than their own intent]})}``, largest group first.
+
+    With ``rows`` (positions into ``X``, one per label), row ``i`` is ``X[rows[i]]``: a
+    caller holding every utterance's vectors passes them whole instead of copying the
+    labelled subset (at 1M rows, 1.1 GB); positions in the result are still ``0..n-1``.
     """
     from hl_debug.scoring.clusters import cluster_keywords
 
     K = len(classes)
     y = _check_labels(labels, K)
     X = np.asarray(X)
-    if len(X) != len(y) or len(texts) != len(y):
-        raise ValueError(f"X, labels and texts need one entry per row ({len(y)})")
+    at = None if rows is None else np.asarray(rows, dtype=np.intp)
+    if (len(X) if at is None else len(at)) != len(y) or len(texts) != len(y):
+        raise ValueError(f"X (or rows), labels and texts need one entry per row ({len(y)})")
+    if at is not None and len(at) and (at.min() < 0 or at.max() >= len(X)):
+        raise ValueError(f"rows must be positions into X (0..{len(X) - 1})")
 
     def unit(idx: Any) -> np.ndarray:  # rows in float64, L2-normalised: a block at a time (1M rows: 3 GB whole)
-        return _unit(np.asarray(X[idx], dtype=np.float64))
+        return _unit(np.asarray(X[idx] if at is None else X[at[idx]], dtype=np.float64))
 
     blocks = [slice(start, start + _BLOCK_ROWS) for start in range(0, len(y), _BLOCK_ROWS)]
     counts = np.bincount(y, minlength=K)

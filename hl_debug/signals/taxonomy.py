@@ -103,7 +103,6 @@ class Taxonomy(Signal):
         y = context.y[rows_idx]
         if len(rows_idx) < 4 or len(set(y.tolist())) < 2:
             return empty
-        X = context.vectors[rows_idx]
         texts = [context.texts[i] for i in rows_idx]
         labels = [classes[c] for c in y]
         ids = context.ids[rows_idx]
@@ -112,7 +111,7 @@ class Taxonomy(Signal):
         if reuse is not None and getattr(issues, "random_state", None) == self.random_state and len(reuse) == len(y):
             P = reuse
         else:
-            P = out_of_fold_probabilities(X, y, n_classes=K, random_state=self.random_state)
+            P = out_of_fold_probabilities(context.vectors[rows_idx], y, n_classes=K, random_state=self.random_state)
         self.pred_probs_, self.labels_ = P, y  # for a benchmark's baseline on the same predictions
         nbr_idx, nbr_sim = context.subset_neighbors(rows_idx, min(self.k, len(rows_idx) - 1))
         endpoints = {name: encode_labels([p.labels[i] for i in rows_idx], classes)
@@ -120,8 +119,8 @@ class Taxonomy(Signal):
         overlap = pair_overlap(y, n_classes=K, pred_probs=P, neighbor_idx=nbr_idx, predictions=endpoints)
         counts = np.bincount(y, minlength=K)
         merges = merge_candidates(overlap, classes, counts=counts)
-        splits = split_candidates(X, y, texts, classes, min_group_size=self.min_group_size,
-                                  random_state=self.random_state)
+        splits = split_candidates(context.vectors, y, texts, classes, rows=rows_idx,  # no copy of the labelled rows
+                                  min_group_size=self.min_group_size, random_state=self.random_state)
         stats = TermStats.fit(texts, y, K)
 
         findings, rules = [], []
