@@ -220,6 +220,11 @@ def test_injected_markup_stays_inert_everywhere(page, server):
     tooltip = page.get_by_text(XSS + " what's my bill")  # get_by_text pierces Bokeh's shadow DOM
     tooltip.first.wait_for(timeout=5_000)
     assert page.evaluate("document.querySelectorAll('img[src=\"x\"]').length") == 0
+    # the page's hover card: one, for the row under the cursor, gone once the pointer leaves the map
+    card = page.locator(".map-hover")
+    assert card.count() == 1 and f"id: {XSS_ID}" in card.inner_text() and "label: (unannotated)" in card.inner_text()
+    page.mouse.move(2, 2)
+    card.wait_for(state="hidden", timeout=5_000)
     open_page(page, server.url + f"/?ids={XSS_ID}")
     page.wait_for_function("document.querySelectorAll('#inspector tbody tr').length === 1")
     assert XSS in page.inner_text("#inspector")  # shown as text

@@ -20,7 +20,6 @@ from bokeh.models import (
     ColorBar,
     ColumnDataSource,
     CustomJS,
-    CustomJSHover,
     HoverTool,
     LassoSelectTool,
     LinearColorMapper,
@@ -36,21 +35,18 @@ from hl_debug.domain import SPLITS
 
 # Selection on the map -> the inspector (static/map.js defines window.hlDebug).
 MAP_SELECTION_JS = "window.hlDebug && window.hlDebug.onSelect(source.selected.indices);"
+# Hover on the map -> the page's hover card (static/map/hover.js), with the hit indices.
+MAP_HOVER_JS = "window.hlDebug && window.hlDebug.onHover(cb_data.index.indices, cb_data.geometry);"
 # Tap on a confusion-matrix cell -> list its rows (static/report.js).
-# The hover's text: not a source column (the page fetches the texts after the map is drawn,
-# static/map.js), looked up by the hovered row; every other use of @id shows the id.
-HOVER_TEXT_JS = ('return format === "text" ? (window.hlDebug ? window.hlDebug.textAt(special_vars.index) : "")'
-                 ' : String(value);')
 CONFUSION_TAP_JS = ("const i = source.selected.indices[0];"
                     "if (i !== undefined && window.hlReport) window.hlReport.onCell(source.data.given[i], source.data.predicted[i]);")
 
-# The map's Bokeh source (hit testing and hover): each column filled by static/map.js from
-# a payload column (hl_debug.mapdata.COLUMNS), categorical and integer ones as text with what
-# stands for a missing value (None: copied as numbers).
-SOURCE_COLUMNS: dict[str, tuple[str, str | None]] = {
-    "x": ("x", None), "y": ("y", None), "id": ("id", None),
-    "label": ("label", "(unannotated)"), "predicted_label": ("predicted_label", "(none)"), "cluster": ("cluster_id", ""),
-}
+# The map's Bokeh source (hit testing and selection): each column filled by static/map.js
+# from a payload column (hl_debug.mapdata.COLUMNS), categorical and integer ones as text with
+# what stands for a missing value (None: copied as numbers, into typed arrays). Positions and
+# ids only: the hover card and the inspector read the rest from the decoded payload, and
+# every text column here would cost BokehJS a scan of its 1M strings on each source change.
+SOURCE_COLUMNS: dict[str, tuple[str, str | None]] = {"x": ("x", None), "y": ("y", None), "id": ("id", None)}
 MAP_COLUMNS = tuple(SOURCE_COLUMNS)
 MARKER_SIZE = 7  # CSS pixels; static/raster.js draws the markers at this size
 
@@ -118,8 +114,8 @@ def map_figure(*, height: int = 640) -> figure:
     by Bokeh marker by marker: without a GPU, Bokeh's WebGL or canvas markers cost seconds per
     repaint at 100k points (benchmarks/RESULTS.md, "Web map at 100k"). The ``scatter``
     renderer stays for hit testing and hover — lasso, box and tap select on it, the hover
-    tool shows the text (looked up by ``static/map.js`` once fetched; escaped by Bokeh:
-    tooltip fields are rendered as text, not HTML) —
+    tool's callback has ``static/map/hover.js`` show the nearest row's card, its text
+    looked up once fetched and set as text, never parsed as HTML —
     but ``static/map/bokeh.js`` switches its painting off (or, when the loaded BokehJS is not
     the version its hooks were written for, has Bokeh paint the markers instead). Both ranges follow the scatter only, so the
     image (which always covers the current view) never widens them. WebGL output backend:
@@ -144,10 +140,9 @@ def map_figure(*, height: int = 640) -> figure:
     p.y_range.renderers = [scatter]
     for tool in (lasso, p.select_one(BoxSelectTool), p.select_one(TapTool)):
         tool.renderers = [scatter]  # the image is not selectable
-    p.add_tools(HoverTool(renderers=[scatter], tooltips=[("", "@id{text}"), ("label", "@label"),
-                                                         ("predicted", "@predicted_label"), ("cluster", "@cluster"),
-                                                         ("id", "@id")],
-                          formatters={"@id": CustomJSHover(code=HOVER_TEXT_JS)}))
+    # The hover card is the page's (static/map/hover.js: the row nearest the cursor): Bokeh's
+    # tooltip would render a template for every point under a dense cursor (hundreds at 1M).
+    p.add_tools(HoverTool(renderers=[scatter], tooltips=None, callback=CustomJS(code=MAP_HOVER_JS)))
     p.axis.visible = False
     p.grid.visible = False
     source.selected.js_on_change("indices", CustomJS(args={"source": source}, code=MAP_SELECTION_JS))

@@ -8,10 +8,12 @@
 //   map/colours.js    colour by, legend
 //   map/inspector.js  the inspector's rows, neighbours
 //   map/bokeh.js      embedding, painting, the private BokehJS hooks (one function)
+//   map/hover.js      the hover card (the row nearest the cursor)
 //   raster.js         the software rasteriser
 
 import { embedMap, buildMarks, redraw, screenOf, viewChanged } from "./map/bokeh.js";
 import { colorer, drawLegend } from "./map/colours.js";
+import { hideHover, initHover, onHover } from "./map/hover.js";
 import { codeOf, decodePayload } from "./map/decode.js";
 import { onSelectIds } from "./map/inspector.js";
 import { $, MAX_INSPECT, cfg, item, saveURL, state, status } from "./map/state.js";
@@ -69,6 +71,7 @@ function rebuild() {
   for (let i = 0; i < all.n; i++) if (keep(i)) state.shown.push(i);
   const data = sourceData();
   buildMarks(data, c.color);
+  hideHover(); // its row index is the old source's
   state.quiet = true;
   source.selected.indices = [];
   source.data = data;
@@ -117,7 +120,7 @@ async function search() {
   }
 }
 
-// The hovered row's text (plots.HOVER_TEXT_JS): k indexes the Bokeh source, i.e. state.shown.
+// The hovered row's text (map/hover.js): k indexes the Bokeh source, i.e. state.shown.
 function textAt(k) {
   if (!state.texts) return "(text loading…)";
   const t = state.texts[state.shown[k]];
@@ -137,7 +140,7 @@ async function loadTexts() {
   document.body.dataset.texts = "1";
 }
 
-window.hlDebug = { onSelect, selectIds, screenOf, textAt,
+window.hlDebug = { onSelect, onHover, selectIds, screenOf, textAt,
   state: () => {
     const { all, source, marks, view, shown, texts, ...rest } = state;
     return { ...rest, shown: shown.length, painter: view ? view.painter : null };
@@ -158,6 +161,7 @@ async function init() {
   // prefetch.js asked for the points before BokehJS loaded; ask again if that failed
   const early = window.hlPointsResponse ? window.hlPointsResponse.then(hl.parse).catch(() => null) : Promise.resolve(null);
   const [, points] = await Promise.all([embedMap(item, viewChanged), early.then((body) => body || hl.getJSON("/api/points"))]);
+  initHover($("map"), textAt);
   performance.mark("hl:fetched"); // marks let benchmarks/webapp_browser.py split the load time
   state.all = decodePayload(points, cfg.format);
   performance.mark("hl:decoded");
