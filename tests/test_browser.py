@@ -482,6 +482,42 @@ def test_a_hit_test_no_longer_unions_a_selection_with_itself(page, server):
     assert added == 0 and kept == "4,2,7" and union == "2,4,9"
 
 
+def test_the_hit_test_index_is_built_after_the_paint_and_answers_as_bokehs(page, server):
+    """The fourth private hook: the scatter's spatial index waits until the map is painted
+    (built when the page is idle, or by the first hit test: an ``hl:index`` mark); the bbox
+    the ranges and the layout read before is the points' own extent, and the index answers a
+    hit test with the very points inside the box — also after a filter rebuilds the source."""
+    open_page(page, server.url + "/")
+    marks = """(name) => performance.getEntriesByName(name).map((m) => m.startTime)"""
+    probe = """() => {
+      const view = Object.values(Bokeh.index).find((v) => v.model.name === 'map');
+      const r = view.model.document.get_model_by_name('scatter');
+      const glyph = view.views.find_one(r).glyph;
+      const { x, y } = r.data_source.data;
+      const fin = [...x.keys()].filter((i) => isFinite(x[i] + y[i]));
+      const ext = { x0: Math.min(...fin.map((i) => x[i])), x1: Math.max(...fin.map((i) => x[i])),
+                    y0: Math.min(...fin.map((i) => y[i])), y1: Math.max(...fin.map((i) => y[i])) };
+      const mid = { x0: (ext.x0 + ext.x1) / 2, x1: ext.x1, y0: ext.y0, y1: (ext.y0 + ext.y1) / 2 };
+      const got = [...glyph.index.indices(mid)].sort((a, b) => a - b);
+      const want = fin.filter((i) => x[i] >= mid.x0 && x[i] <= mid.x1 && y[i] >= mid.y0 && y[i] <= mid.y1);
+      return { box: glyph.index.bbox, ext, got: got.join(), want: want.join(), n: want.length };
+    }"""
+    page.wait_for_function(f"({marks})('hl:index').length >= 1")
+    painted, built = page.evaluate(marks, "hl:painted"), page.evaluate(marks, "hl:index")
+    assert len(built) == 1 and painted and built[0] > painted[0]  # the first paint did not wait for it
+    first = page.evaluate(probe)
+    assert first["n"] > 0 and first["got"] == first["want"] and first["box"] == pytest.approx(first["ext"])
+    shown = page.evaluate("window.hlDebug.state().shown")
+    page.select_option("#filter-usage", "training")  # new source data: the index is stale again
+    page.wait_for_function(f"window.hlDebug.state().shown < {shown}")
+    page.wait_for_function(f"({marks})('hl:index').length >= 2")
+    painted, built = page.evaluate(marks, "hl:painted"), page.evaluate(marks, "hl:index")
+    assert built[1] > max(p for p in painted if p < built[1]) > built[0]  # rebuilt after the new paint
+    again = page.evaluate(probe)
+    assert again["n"] > 0 and again["got"] == again["want"] and again["box"] == pytest.approx(again["ext"])
+    assert page.errors == []
+
+
 @pytest.fixture
 def oos_server(db_path, tiny_export_path) -> Iterator[LiveServer]:
     """The app on a database where the out-of-scope signals have run (tests/oos_fixtures.py)."""

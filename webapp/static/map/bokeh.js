@@ -22,9 +22,13 @@ const VIEW_INTERVAL = 100;
 //     image_rgba glyph requires;
 //  3. Selection.update_through_union() skips a union of a selection with itself: Bokeh's
 //     hit test (UnionRenderers) unions its first renderer's result with itself, a Set of
-//     every selected index (~200 ms for a 900k-point lasso) that yields the same indices.
-// Returns { ndarray } when the first two are in place; null (after a console warning naming what did
-// not fit) when the loaded BokehJS is not the version they were written for, or lacks them.
+//     every selected index (~200 ms for a 900k-point lasso) that yields the same indices;
+//  4. the scatter's spatial index, which Bokeh rebuilds on every source change before the
+//     next paint (~0.5 s at 1M points), is built when first needed — a hit test — or by
+//     warmIndex() once the page is idle; until then its bounding box (the data ranges, the
+//     layout) comes from one pass over x and y, and the unpainted scatter masks nothing.
+// Returns { ndarray, warmIndex } when the first two are in place; null (after a console warning naming
+// what did not fit) when the loaded BokehJS is not the version they were written for, or lacks them.
 export function privateHooks(scatterView) {
   const Bokeh = window.Bokeh;
   const loaded = Bokeh && Bokeh.version;
@@ -50,6 +54,7 @@ export function privateHooks(scatterView) {
     return null;
   }
   scatterView._paint = function () { this.map_data(); };
+  const warmIndex = lazyIndex(scatterView.glyph); // the renderer's main glyph view holds the index
   const Selection = scatterView.model.data_source.selected.constructor;
   const union = Selection.prototype.update_through_union;
   if (typeof union === "function" && !union.hlSkipsSelf) {
@@ -57,7 +62,58 @@ export function privateHooks(scatterView) {
     skipSelf.hlSkipsSelf = true;
     Selection.prototype.update_through_union = skipSelf;
   }
-  return { ndarray };
+  return { ndarray, warmIndex };
+}
+
+// Hook 4 (see privateHooks); returns warmIndex(), a no-op where GlyphView's index getter is not there.
+// While the index is stale, `index` is a stand-in: its bbox (what the data ranges and every
+// paint's layout read) is the finite points' extent from one pass; anything else builds the
+// real index and answers from it.
+function lazyIndex(view) {
+  let owner = Object.getPrototypeOf(view), getter = null;
+  for (; owner && !getter; owner = Object.getPrototypeOf(owner)) {
+    const d = Object.getOwnPropertyDescriptor(owner, "index");
+    if (d && typeof d.get === "function") getter = d.get;
+  }
+  const build = view.index_data, mask = view.mask_data;
+  if (!getter || typeof build !== "function" || typeof mask !== "function") return () => {};
+  let stale = false, box = null;
+  const real = () => {
+    if (stale) { stale = false; build.call(view); performance.mark("hl:index"); } // a benchmark reads the mark
+    return getter.call(view);
+  };
+  const extent = () => {
+    const { x, y, data_size: n } = view;
+    let x0 = Infinity, y0 = Infinity, x1 = -Infinity, y1 = -Infinity;
+    for (let i = 0; i < n; i++) {
+      const a = x[i], b = y[i];
+      if (!isFinite(a + b)) continue;
+      if (a < x0) x0 = a;
+      if (a > x1) x1 = a;
+      if (b < y0) y0 = b;
+      if (b > y1) y1 = b;
+    }
+    return { x0, y0, x1, y1 };
+  };
+  const standIn = new Proxy({}, { get(_, prop) {
+    if (prop === "bbox") return box || (box = extent());
+    const index = real();
+    const value = index == null ? undefined : index[prop];
+    return typeof value === "function" ? value.bind(index) : value;
+  } });
+  view.index_data = function () { this._index = null; stale = true; box = null; };
+  Object.defineProperty(view, "index", { configurable: true, get() { return stale ? standIn : getter.call(this); } });
+  view.mask_data = function () {
+    if (!stale) return mask.call(this);
+    this._mask_data = null; // GlyphView.mask_data() without a _mask_data: every point
+    try { return mask.call(this); } finally { delete this._mask_data; }
+  };
+  return () => {
+    if (!stale) return;
+    const go = () => { if (stale) real(); };
+    if (window.requestIdleCallback) window.requestIdleCallback(go, { timeout: 2000 });
+    else window.setTimeout(go, 200);
+  };
 }
 
 // The public-API painter: Bokeh draws the markers from per-point colour columns.
@@ -85,7 +141,8 @@ export async function embedMap(item, onViewChange) {
   const hooks = privateHooks(scatterView);
   const size = scatter.glyph.size; // plots.MARKER_SIZE: a number or {value}
   state.view = { plot, plotView, raster: image, scatter, painter: hooks ? "raster" : "bokeh",
-    size: typeof size === "number" ? size : (size && size.value) || cfg.marker_size || 7, ndarray: hooks && hooks.ndarray };
+    size: typeof size === "number" ? size : (size && size.value) || cfg.marker_size || 7, ndarray: hooks && hooks.ndarray,
+    warmIndex: hooks ? hooks.warmIndex : () => {} };
   if (!hooks) bokehPaints(scatter);
   for (const model of [plot.x_range, plot.y_range]) model.change.connect(() => onViewChange());
   for (const prop of [plot.properties.inner_width, plot.properties.inner_height]) prop.change.connect(() => onViewChange());
@@ -171,6 +228,7 @@ function paint() {
   state.paints++;
   lastPaint = performance.now();
   performance.mark("hl:painted");
+  view.warmIndex(); // the hit tests' index, built while the page is idle (hook 4)
 }
 
 // Where the point with this id is drawn, in viewport pixels (null when not shown).
