@@ -86,7 +86,7 @@ def test_run_real_export_maps_and_clusters_everything(db_path, real_export, reco
     assert len(json.loads(r.stdout)) == len(clusters)
 
 
-def test_web_step_keeps_the_map_data_for_the_next_start(db_path, tiny_export_path):
+def test_web_step_keeps_the_map_data_for_the_next_start(db_path, tiny_export_path, monkeypatch):
     from hl_debug.mapdata import STORED_NAME, decode_column
     from hl_debug.steps.web import web_step
     from tests.webapp_fixtures import fill_synthetic
@@ -102,3 +102,14 @@ def test_web_step_keeps_the_map_data_for_the_next_start(db_path, tiny_export_pat
     assert web_step(store, {}) == {"skipped": True}  # a fresh process reads it back
     body = json.loads(PayloadCache().get(store)[1])  # the kept payload is the app's payload
     assert decode_column(body["columns"]["id"]) == sorted(r["id"] for r in store.table_rows(POINTS))
+    # ... and the texts' body too: a fresh app serves it without reading a text
+    from hl_debug import mapdata
+    from webapp.points import TextCache
+
+    key = mapdata.data_key(store.map_state())
+    kept = mapdata.stored_texts(store, key)
+    monkeypatch.setattr(mapdata, "map_texts", lambda s: pytest.fail("the kept texts were rebuilt"))
+    cache = TextCache()
+    assert cache.get(store, gzipped=True) == (key, kept)
+    texts = json.loads(cache.get(store)[1])
+    assert texts["key"] == body["key"] and texts["n"] == body["n"]

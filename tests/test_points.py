@@ -326,6 +326,31 @@ def test_the_texts_travel_apart_in_the_payloads_row_order(store):
     assert decode_column(texts["columns"]["text"]) == [by_id[i] for i in ids]
 
 
+def test_the_texts_are_kept_for_the_next_start_and_an_earlier_states_are_ignored(store, monkeypatch):
+    """A start that builds the texts keeps their gzip (1M rows: ~4 s of CPU the next start,
+    which would run beside the first page's paint, skips); a kept body of an earlier state is
+    not served; a database that cannot be written only costs the next start the build."""
+    key, zipped = TextCache().get(store, gzipped=True)
+    assert mapdata.stored_texts(store, key) == zipped
+    reads = []
+    monkeypatch.setattr(mapdata, "map_texts", lambda s: reads.append(1) or store.map_columns(["text"])["text"])
+    restarted = TextCache()
+    assert restarted.get(store, gzipped=True) == (key, zipped) and reads == []
+    assert gzip.decompress(zipped) == restarted.get(store)[1]
+    store.replace_table(POINTS, [{**r, "x": 0.0} for r in store.table_rows(POINTS)])  # a new analyze run
+    key2, zipped2 = TextCache().get(store, gzipped=True)
+    assert key2 != key and reads == [1] and mapdata.stored_texts(store, key) is None
+    assert mapdata.stored_texts(store, key2) == zipped2 and json.loads(gzip.decompress(zipped2))["key"] == key2
+
+    def refuse(*args, **kwargs):
+        raise StoreError("attempt to write a readonly database")
+
+    store.replace_table(POINTS, [{**r, "x": 1.0} for r in store.table_rows(POINTS)])
+    monkeypatch.setattr(store, "save_cache", refuse)
+    key3, body3 = TextCache().get(store)
+    assert key3 not in (key, key2) and json.loads(body3)["key"] == key3 and reads == [1, 1]
+
+
 def test_the_text_cache_follows_the_pipeline_data_not_the_decisions(store, monkeypatch):
     cache, reads = TextCache(), []
     monkeypatch.setattr(mapdata, "map_texts", lambda s: reads.append(1) or store.map_columns(["text"])["text"])

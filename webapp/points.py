@@ -147,13 +147,14 @@ class TextCache:
     """The ``/api/points/text`` body (and its gzip) per database, rebuilt only when the
     pipeline's data changes (its key is :func:`~hl_debug.mapdata.data_key`: a review
     decision does not change a text). Not in the map's payload because the map is drawn
-    without it: at 1M rows the texts are 60% of the bytes the first paint would wait for. Built
-    by the start-up thread after the payload (1M texts: ~1 s to read, ~3 s to compress), else
-    by the first request."""
+    without it: at 1M rows the texts are 60% of the bytes the first paint would wait for. The
+    web step keeps the gzipped body in the database (:func:`~hl_debug.mapdata.keep_texts`);
+    the start-up thread reads it back after the payload, or builds and keeps it (1M texts:
+    ~1 s to read, ~3 s to compress) when none of this state is kept, else the first request."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._built: dict[str, tuple[str, bytes, bytes]] = {}  # path -> (key, body, gzipped body)
+        self._built: dict[str, tuple[str, bytes | None, bytes]] = {}  # path -> (key, body or None, gzipped body)
 
     def key(self, store: Store, state: dict | None = None) -> str:
         """The ETag: the key of the store's current pipeline data."""
@@ -165,8 +166,17 @@ class TextCache:
         with self._lock:  # one build at a time: a concurrent miss waits, then hits
             built = self._built.get(store.path)
             if built is None or built[0] != key:
-                body = mapdata.texts_body(key, mapdata.map_texts(store))
-                built = (key, body, gzip.compress(body, mapdata.GZIP_LEVEL, mtime=0))
+                zipped = mapdata.stored_texts(store, key)  # the web step's, or an earlier start's
+                if zipped is None:
+                    zipped = mapdata.gzipped_texts(store, key)
+                    try:
+                        mapdata.keep_texts(store, key, zipped)
+                    except StoreError as exc:  # read-only or locked: the next start builds them again
+                        log.info("could not keep the map's texts in %s for the next start: %s", store.path, exc)
+                built = (key, None, zipped)
+                self._built[store.path] = built
+            if not gzipped and built[1] is None:  # a client without gzip: inflated once, on demand
+                built = (key, gzip.decompress(built[2]), built[2])
                 self._built[store.path] = built
         return key, built[2] if gzipped else built[1]
 

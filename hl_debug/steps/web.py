@@ -15,7 +15,8 @@ log = logging.getLogger(__name__)
 
 
 def web_step(store: Store, options: dict[str, Any]) -> dict[str, Any]:
-    """Build and keep the pipeline's part of ``/api/points`` (:class:`mapdata.BasePayload`).
+    """Build and keep the pipeline's part of ``/api/points`` (:class:`mapdata.BasePayload`)
+    and the gzipped ``/api/points/text`` body.
 
     Returns ``{"skipped": True}`` when nothing is mapped yet or the database already holds
     the payload of its current state, else ``{"skipped": False}``.
@@ -23,9 +24,15 @@ def web_step(store: Store, options: dict[str, Any]) -> dict[str, Any]:
     if not store.table_count(POINTS):
         return {"skipped": True}
     key = mapdata.data_key(store.map_state())
-    if mapdata.stored_base(store, key) is not None:
+    has_base, has_texts = mapdata.stored_base(store, key) is not None, mapdata.stored_texts(store, key) is not None
+    if has_base and has_texts:
         return {"skipped": True}
-    base = mapdata.build_base(store, key, evidence())
-    mapdata.keep_base(store, base)
-    log.info("web: kept the map's data (%d points, %.1f MB)", len(base.ids), len(base.prefix) / 1e6)
+    if not has_base:
+        base = mapdata.build_base(store, key, evidence())
+        mapdata.keep_base(store, base)
+        log.info("web: kept the map's data (%d points, %.1f MB)", len(base.ids), len(base.prefix) / 1e6)
+    if not has_texts:
+        zipped = mapdata.gzipped_texts(store, key)
+        mapdata.keep_texts(store, key, zipped)
+        log.info("web: kept the map's texts (%.1f MB gzipped)", len(zipped) / 1e6)
     return {"skipped": False}
