@@ -67,7 +67,9 @@ SINCE_UP = """(paints) => {
 }"""
 FILLED = "() => (performance.getEntriesByName('hl:filled')[0] || {startTime: NaN}).startTime / 1000"
 SIZES = """() => { const r = performance.getEntriesByType('resource').filter((e) => e.name.endsWith('/api/points'))[0];
-  return r ? [r.encodedBodySize / 1e6, r.decodedBodySize / 1e6] : [NaN, NaN]; }"""
+  if (r) return [r.encodedBodySize / 1e6, r.decodedBodySize / 1e6];
+  const w = window.hlPointsSizes; // fetched by static/points-worker.js: its own timeline's entry
+  return w ? [w[0] / 1e6, w[1] / 1e6] : [NaN, NaN]; }"""
 TEXTS_AT = "() => (performance.getEntriesByName('hl:texts')[0] || {startTime: NaN}).startTime / 1000"
 LAZY_TEXTS = "() => typeof window.hlDebug.textAt === 'function'"  # code that fetches the texts after the map
 

@@ -482,6 +482,31 @@ def test_a_hit_test_no_longer_unions_a_selection_with_itself(page, server):
     assert added == 0 and kept == "4,2,7" and union == "2,4,9"
 
 
+def test_the_points_come_decoded_from_the_worker_and_the_page_fetches_them_itself_without_it(page, server):
+    """static/points-worker.js downloads and decodes /api/points off the main thread; what it
+    hands over is what the page's own decoding of the same body gives. When the worker cannot
+    start, the page warns and fetches the points itself."""
+    same = """async () => {
+      const d = await import('/static/map/decode.js');
+      const body = await (await fetch('/api/points')).json();
+      const mine = d.decodePayload(body, body.format), got = window.hlDebug.state();
+      const ids = (col) => Array.from(col).join();
+      return { n: mine.n, shown: got.shown, sizes: window.hlPointsSizes || null,
+               same: ids(mine.id) === ids(await window.hlPoints.then((a) => a.id)) };
+    }"""
+    open_page(page, server.url + "/")
+    out = page.evaluate(same)
+    assert out["same"] and out["n"] == out["shown"] > 0
+    assert out["sizes"] and out["sizes"][1] > 0  # the worker's own resource entry (the benchmark's sizes)
+    warnings: list[str] = []
+    page.on("console", lambda msg: warnings.append(msg.text) if msg.type == "warning" else None)
+    page.route("**/points-worker.js*", lambda route: route.abort())
+    open_page(page, server.url + "/")
+    page.wait_for_function("window.hlDebug.state().paints > 0")
+    assert page.evaluate("window.hlDebug.state().shown") == out["shown"]
+    assert any("points worker failed" in w for w in warnings) and page.errors == []
+
+
 def test_the_hit_test_index_is_built_after_the_paint_and_answers_as_bokehs(page, server):
     """The fourth private hook: the scatter's spatial index waits until the map is painted
     (built when the page is idle, or by the first hit test: an ``hl:index`` mark); the bbox

@@ -158,12 +158,16 @@ async function init() {
     return;
   }
   status("loading points…");
-  // prefetch.js asked for the points before BokehJS loaded; ask again if that failed
-  const early = window.hlPointsResponse ? window.hlPointsResponse.then(hl.parse).catch(() => null) : Promise.resolve(null);
-  const [, points] = await Promise.all([embedMap(item, viewChanged), early.then((body) => body || hl.getJSON("/api/points"))]);
+  // prefetch.js's worker fetched and decoded the points while BokehJS loaded; ask here if it failed
+  const early = window.hlPoints ? window.hlPoints.catch((err) => {
+    console.warn("hl-debug: the points worker failed (" + err.message + "); fetching the points here");
+    return null;
+  }) : Promise.resolve(null);
+  const [, all] = await Promise.all([embedMap(item, viewChanged), early.then((decoded) => decoded
+    || hl.getJSON("/api/points").then((body) => decodePayload(body, cfg.format)))]);
   initHover($("map"), textAt);
   performance.mark("hl:fetched"); // marks let benchmarks/webapp_browser.py split the load time
-  state.all = decodePayload(points, cfg.format);
+  state.all = all;
   performance.mark("hl:decoded");
   rebuild();
   performance.mark("hl:filled");
