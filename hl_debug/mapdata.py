@@ -28,6 +28,7 @@ checked against one golden payload, ``tests/fixtures/points_payload.json``.
 from __future__ import annotations
 
 import base64
+import gzip
 import hashlib
 import json
 import math
@@ -191,8 +192,6 @@ def map_texts(store: Store) -> list[str]:
 def gzipped_texts(store: Store, key: str) -> bytes:
     """The gzip-encoded :func:`texts_body` of the store's texts (1M rows: ~1 s to read, ~3 s
     to compress)."""
-    import gzip
-
     return gzip.compress(texts_body(key, map_texts(store)), GZIP_LEVEL, mtime=0)
 
 
