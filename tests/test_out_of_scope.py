@@ -51,21 +51,21 @@ def found():
 
 def test_the_unseen_blob_scores_highest(found):
     context, truth, result = found
-    score = np.array([r["oos_score"] for r in result.rows])
+    score = np.array([r["oos_score"] for r in result.records()])
     unseen = truth == "unseen"
     assert score[unseen].min() > np.quantile(score[~unseen], 0.95)
     assert np.median(score[unseen]) > score[~unseen].max() - 1e-9 or np.mean(score[unseen] > score[~unseen].max()) > 0.9
-    ranks = {r["id"]: r["rank"] for r in result.rows}
+    ranks = {r["id"]: r["rank"] for r in result.records()}
     assert sorted(ranks.values()) == list(range(1, len(truth) + 1))
-    top = [r for r in result.rows if r["rank"] <= unseen.sum()]
+    top = [r for r in result.records() if r["rank"] <= unseen.sum()]
     assert np.mean(truth[[int(r["id"]) - 1000 for r in top]] == "unseen") >= 0.95
 
 
 def test_the_unseen_blob_forms_one_group(found):
     context, truth, result = found
     unseen = truth == "unseen"
-    group = np.array([r["group_id"] if r["group_id"] is not None else 0 for r in result.rows])
-    cand = np.array([r["is_candidate"] for r in result.rows], dtype=bool)
+    group = np.array([r["group_id"] if r["group_id"] is not None else 0 for r in result.records()])
+    cand = np.array([r["is_candidate"] for r in result.records()], dtype=bool)
     assert cand[unseen].mean() >= 0.95
     assert len(set(group[unseen & cand])) == 1 and group[unseen & cand][0] > 0
     assert np.sum(group == group[unseen][0]) - np.sum(unseen & cand) <= 2  # hardly any in-scope row in it
@@ -81,7 +81,7 @@ def test_the_unseen_blob_forms_one_group(found):
 
 def test_the_false_positive_rate_estimate_matches_the_in_scope_flag_rate(found):
     context, truth, result = found
-    rows, report = result.rows, result.report
+    rows, report = result.records(), result.report
     inscope_unannotated = (truth != "unseen") & ~context.annotated
     cand = np.array([r["is_candidate"] for r in rows], dtype=bool)
     measured = cand[inscope_unannotated].mean()
@@ -170,7 +170,7 @@ def test_detector_needs_two_intents_and_the_signal_says_so():
     context = SignalContext(ids=np.arange(4), texts=list("abcd"), vectors=X, labels=["a", "a", None, None],
                             splits=[None] * 4)
     result = OutOfScope().find(context)
-    assert result.rows == [] and result.report["n_candidates"] == 0 and "skipped" in result.report
+    assert result.records() == [] and result.report["n_candidates"] == 0 and "skipped" in result.report
 
 
 def test_the_signals_step_runs_both_and_the_exports_have_their_columns(store, write_export, tmp_path):
@@ -181,6 +181,12 @@ def test_the_signals_step_runs_both_and_the_exports_have_their_columns(store, wr
     counts = signals(store, progress=False)
     assert "n_oos_candidates" in counts and "n_new_intents" in counts
     assert store.table_count(OOS) == store.stats()["n_utterances"]
+    stored = store.table_rows(OOS)  # written from columns: ints stay ints, "no group" is NULL
+    assert all(type(r["group_id"]) is int and r["group_id"] >= 1 and r["is_candidate"] == 1
+               for r in stored if r["group_id"] is not None)
+    assert all(type(r[c]) is int for r in stored for c in ("id", "rank", "annotated", "is_candidate"))
+    assert all(r["reason"].startswith("fits no intent" if r["is_candidate"] else "in scope") for r in stored)
+    assert sorted(r["rank"] for r in stored) == list(range(1, len(stored) + 1))
     assert store.report("out_of_scope")["target_fpr"] == 0.05
     runner = CliRunner()
     r = runner.invoke(cli, ["--db", str(store.path), "export", "oos", "--format", "csv"], obj={})
@@ -195,6 +201,19 @@ def test_the_signals_step_runs_both_and_the_exports_have_their_columns(store, wr
         assert r.exit_code == 0, r.output
         assert r.output.splitlines()[0] == "group_id,size,keywords,nearest_intents,examples,verdict"
     assert store.table_count(NEW_INTENTS) == len(r.output.splitlines()) - 1
+
+
+def test_the_result_is_columns_in_context_order_and_its_reasons_are_worded_on_demand(found):
+    context, _, result = found
+    assert result.rows == [] and set(result.columns) == set(OOS.column_names)
+    records = result.records()
+    assert [r["id"] for r in records] == [int(i) for i in context.ids]
+    reasons = result.columns["reason"]
+    assert not isinstance(reasons, list) and len(reasons) == len(context)
+    assert reasons[3:9] == [reasons[i] for i in range(3, 9)] == [r["reason"] for r in records[3:9]]
+    assert reasons[-1] == records[-1]["reason"] and list(reasons) == [r["reason"] for r in records]
+    with pytest.raises(IndexError):
+        reasons[len(context)]
 
 
 def test_the_inspector_gets_the_score_and_group():
@@ -218,11 +237,11 @@ def test_the_registry_runs_oos_before_the_queue_whatever_was_imported_first():
 
 def test_every_row_carries_its_evidence(found):
     _, truth, result = found
-    for r in result.rows:
+    for r in result.records():
         assert all(r[c] is not None for c in ("knn_similarity", "mahalanobis", "max_probability", "unannotated_share",
                                               "nearest_intent", "nearest_similarity"))
         assert 0 <= r["max_probability"] <= 1 and 0 <= r["unannotated_share"] <= 1 and r["reason"]
-    unseen = [r for r, t in zip(result.rows, truth) if t == "unseen"]
+    unseen = [r for r, t in zip(result.records(), truth) if t == "unseen"]
     assert all(r["reason"].startswith("fits no intent") for r in unseen if r["is_candidate"])
 
 
@@ -292,7 +311,7 @@ def test_two_neighbouring_unseen_intents_come_out_as_two_groups():
     context = SignalContext(ids=np.arange(len(X)), texts=[f"{t} words" for t in truth], vectors=X, labels=labels,
                             splits=[None] * len(X))
     result = OutOfScope().find(context)
-    group = np.array([r["group_id"] or 0 for r in result.rows])
+    group = np.array([r["group_id"] or 0 for r in result.records()])
     for p in (8, 9):
         majority = []
         for j in (0, 1):

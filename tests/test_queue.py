@@ -250,9 +250,9 @@ def test_queue_signal_with_an_oos_result_places_one_per_group_and_preselects_non
     ctx, blob = tiny_context()
     group_rows = [int(i) for i in ctx.ids[blob == 2]]
     outlier = int(ctx.ids[-1])
-    oos = SignalResult(rows=[{"id": i, "is_candidate": 1, "group_id": 9} for i in group_rows]
-                       + [{"id": outlier, "is_candidate": 1, "group_id": None}]
-                       + [{"id": int(i), "is_candidate": 0, "group_id": None} for i in ctx.ids[blob < 2]])
+    flagged_rows = (blob == 2) | (ctx.ids == outlier)  # the oos table's columns: row i is the context's row i
+    oos = SignalResult(columns={"id": ctx.ids, "is_candidate": flagged_rows.astype(np.int64),
+                                "group_id": np.where(blob == 2, 9.0, np.nan)})
     ctx, _ = tiny_context({"oos": oos})
     rows = Queue(k=5).find(ctx).rows
     flagged = [r for r in rows if r["id"] in group_rows or r["id"] == outlier]

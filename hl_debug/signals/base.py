@@ -24,9 +24,11 @@ arrays in, rows out, and the step owns every read and write.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
 
 from hl_debug.storage.schema import Evidence, Table
 
@@ -69,14 +71,36 @@ class Flag:
 class SignalResult:
     """What :meth:`Signal.find` returns.
 
-    ``rows`` replace the signal's table (one dict per row, keys among the table's columns);
-    ``report`` is stored under the signal's ``report_name`` (JSON-ready, or None);
-    ``counts`` go into the run record and the run summary.
+    ``rows`` replace the signal's table (one dict per row, keys among the table's columns),
+    or ``columns`` do (``{column: values}``, equal lengths, a declared column left out is
+    NULL; NaN floats are NULL): a table of one row per utterance at a million utterances is
+    ~1 GB as dicts and a tenth of that as arrays. ``report`` is stored under the signal's
+    ``report_name`` (JSON-ready, or None); ``counts`` go into the run record and the run summary.
     """
 
     rows: list[dict[str, Any]] = field(default_factory=list)
     report: dict[str, Any] | None = None
     counts: dict[str, Any] = field(default_factory=dict)
+    columns: dict[str, Sequence[Any] | np.ndarray] | None = None
+
+    def records(self) -> list[dict[str, Any]]:
+        """Its rows as dicts, whichever form it holds (Python values; NULL columns as None)."""
+        if self.columns is None:
+            return list(self.rows)
+        names = list(self.columns)
+        values = [_python(self.columns[c]) for c in names]
+        return [dict(zip(names, row)) for row in zip(*values)]
+
+    def drop_rows(self) -> None:
+        """Forget the table's rows (written: only a later reader needs them)."""
+        self.rows = []
+        self.columns = None
+
+
+def _python(values: Sequence[Any] | np.ndarray) -> list[Any]:
+    if isinstance(values, np.ndarray):
+        return [None if v != v else v for v in values.tolist()] if values.dtype.kind == "f" else values.tolist()
+    return list(values)
 
 
 class Signal:

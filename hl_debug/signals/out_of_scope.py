@@ -17,14 +17,17 @@ come from the ``oos`` result of the same run (``context.results["oos"]``).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, overload
 
 from hl_debug.signals.base import Knob, Signal, SignalResult
 from hl_debug.signals.context import SignalContext
 from hl_debug.signals.registry import register
 from hl_debug.storage.schema import Column, Evidence, Table
+
+if TYPE_CHECKING:
+    import numpy as np
 
 OOS = Table(
     "oos",
@@ -73,8 +76,10 @@ def _reason(candidate: bool, fpr: float, sim: float, intent: str | None, unannot
 
 
 def out_of_scope_result(context: SignalContext, *, target_fpr: float, k: int, n_folds: int, min_group_size: int,
-                        max_calibration_rows: int | None = 20_000, random_state: int = 0) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
-    """The ``oos`` rows, the ``new_intents`` rows and the ``out_of_scope`` report of ``context``."""
+                        max_calibration_rows: int | None = 20_000, random_state: int = 0,
+                        ) -> tuple[dict[str, Sequence[Any] | np.ndarray], list[dict[str, Any]], dict[str, Any]]:
+    """The ``oos`` table's columns (row ``i``: the context's row ``i``), the ``new_intents``
+    rows and the ``out_of_scope`` report of ``context``."""
     import numpy as np
 
     from hl_debug.scoring.new_intents import (
@@ -95,7 +100,7 @@ def out_of_scope_result(context: SignalContext, *, target_fpr: float, k: int, n_
         "estimated_share_high": None, "n_groups": 0}
     if len(context.classes) < 2 or len(context) < 3:
         report["skipped"] = "out-of-scope scoring needs at least two annotated intents"
-        return [], [], report
+        return {}, [], report
     graph = context.neighbors(min(k, len(context) - 1))
     det = OutOfScopeDetector(k=k, n_folds=n_folds, target_fpr=target_fpr, max_calibration_rows=max_calibration_rows,
                              two_hops=context.approximate_graph, random_state=random_state)
@@ -128,34 +133,53 @@ def out_of_scope_result(context: SignalContext, *, target_fpr: float, k: int, n_
     rank[order] = np.arange(1, len(context) + 1)
     ev = det.evidence_
     col = {name: ev[:, j] for j, name in enumerate(EVIDENCE)}
-    classes = context.classes
+    near = det.nearest_
+    names = np.array([*context.classes, None], dtype=object)  # -1: no annotated row near
+    nearest_intent = names[np.where(near >= 0, context.y[np.maximum(near, 0)], -1)]
+    max_p = col["max_probability"]
+    columns: dict[str, Sequence[Any] | np.ndarray] = {
+        "id": context.ids, "rank": rank, "oos_score": det.scores_, "fpr": det.fpr_,
+        "annotated": annotated.astype(np.int64), "is_candidate": cand.astype(np.int64),
+        "group_id": np.where(group_id >= 0, group_id + 1.0, np.nan),  # NaN: NULL, no group
+        "nearest_intent": nearest_intent, "nearest_similarity": det.nearest_similarity_,
+        "reason": _Reasons(cand, det.fpr_, det.nearest_similarity_, nearest_intent, col["unannotated_share"]),
+        "knn_similarity": col["knn_similarity"], "mahalanobis": col["mahalanobis"],
+        "max_probability": np.where(max_p == max_p, max_p, col["gaussian_probability"]),
+        "unannotated_share": col["unannotated_share"]}
+    return columns, groups, report
 
-    def num(v: float) -> float | None:
-        return float(v) if v == v else None
 
-    rows = []
-    for i in range(len(context)):
-        near = int(det.nearest_[i])
-        intent = classes[context.y[near]] if near >= 0 else None
-        rows.append({
-            "id": int(context.ids[i]), "rank": int(rank[i]), "oos_score": float(det.scores_[i]),
-            "fpr": float(det.fpr_[i]), "annotated": int(annotated[i]), "is_candidate": int(cand[i]),
-            "group_id": int(group_id[i]) + 1 if group_id[i] >= 0 else None, "nearest_intent": intent,
-            "nearest_similarity": num(det.nearest_similarity_[i]),
-            "reason": _reason(bool(cand[i]), float(det.fpr_[i]), float(det.nearest_similarity_[i]), intent,
-                              float(col["unannotated_share"][i])),
-            "knn_similarity": num(col["knn_similarity"][i]), "mahalanobis": num(col["mahalanobis"][i]),
-            "max_probability": num(col["max_probability"][i] if col["max_probability"][i] == col["max_probability"][i]
-                                   else col["gaussian_probability"][i]),
-            "unannotated_share": num(col["unannotated_share"][i])})
-    return rows, groups, report
+class _Reasons(Sequence[str]):
+    """The ``reason`` column, worded a slice at a time as the table is written (a million
+    strings held at once would be ~150 MB)."""
+
+    def __init__(self, candidate: Any, fpr: Any, similarity: Any, intent: Any, unannotated: Any) -> None:
+        self._cols = (candidate, fpr, similarity, intent, unannotated)
+
+    def __len__(self) -> int:
+        return len(self._cols[0])
+
+    @overload
+    def __getitem__(self, i: int) -> str: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[str]: ...
+
+    def __getitem__(self, i: int | slice) -> str | list[str]:
+        if isinstance(i, slice):
+            return [_reason(bool(c), float(f), float(s), n, float(u))
+                    for c, f, s, n, u in zip(*(col[i] for col in self._cols))]
+        if not -len(self) <= i < len(self):
+            raise IndexError(i)
+        c, f, s, n, u = (col[i] for col in self._cols)
+        return _reason(bool(c), float(f), float(s), n, float(u))
 
 
 @dataclass
 class OutOfScopeResult(SignalResult):
     """The ``oos`` signal's result, plus its candidate groups (``new_intents`` rows) for the
-    ``new_intents`` signal of the same run. ``rows[i]`` is the context's row ``i`` (the
-    queue reads ``is_candidate`` and ``group_id`` off them)."""
+    ``new_intents`` signal of the same run. Its table comes as ``columns``, row ``i`` the
+    context's row ``i`` (the queue reads ``is_candidate`` and ``group_id`` off them)."""
 
     groups: list[dict[str, Any]] = field(default_factory=list)
 
@@ -191,15 +215,15 @@ class OutOfScope(Signal):
     random_state: int
 
     def find(self, context: SignalContext) -> SignalResult:
-        rows, groups, report = out_of_scope_result(
+        columns, groups, report = out_of_scope_result(
             context, target_fpr=self.oos_target_fpr, k=self.oos_k, n_folds=self.oos_folds,
             min_group_size=self.oos_min_group_size, max_calibration_rows=self.oos_max_calibration_rows,
             random_state=self.random_state)
         counts = {"n_oos_candidates": report["n_candidates"],
                   "n_oos_candidates_unannotated": report["n_candidates_unannotated"],
                   "n_oos_groups": report["n_groups"]}
-        return OutOfScopeResult(rows=rows, report=json.loads(json.dumps(report, default=float)), counts=counts,
-                                groups=groups)
+        return OutOfScopeResult(columns=columns, report=json.loads(json.dumps(report, default=float)),
+                                counts=counts, groups=groups)
 
     def summary(self, counts: Mapping[str, Any], report: Mapping[str, Any] | None = None) -> str:
         share = (report or {}).get("estimated_share")

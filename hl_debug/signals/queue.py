@@ -53,11 +53,11 @@ def oos_candidates(context: SignalContext, candidates: np.ndarray) -> tuple[np.n
     result = context.results.get("oos")
     if result is None:
         return None
-    flagged = {int(r["id"]): r.get("group_id") for r in result.rows if r.get("is_candidate")}
-    ids = context.ids[candidates]
-    is_cand = np.array([int(i) in flagged for i in ids], dtype=bool)
-    group = np.array([flagged.get(int(i)) if flagged.get(int(i)) is not None else -1 for i in ids], dtype=np.int64)
-    return is_cand, group
+    if not result.columns:  # skipped (fewer than two intents): nothing flagged
+        return np.zeros(len(candidates), dtype=bool), np.full(len(candidates), -1, dtype=np.int64)
+    is_cand = np.asarray(result.columns["is_candidate"])[candidates].astype(bool)
+    group = np.asarray(result.columns["group_id"], dtype=np.float64)[candidates]
+    return is_cand, np.where(group == group, group, -1).astype(np.int64)
 
 
 @register

@@ -138,15 +138,17 @@ def signals(store: Store, *, options: dict[str, Any] | None = None, force: bool 
             with limit_threads(1), runner.parallel():
                 result = signal.find(context)
             context.results[signal.name] = result
-            if signal.table is not None:
+            if signal.table is not None and result.columns is not None:
+                store.replace_table_columns(signal.table, result.columns)
+            elif signal.table is not None:
                 store.replace_table(signal.table, result.rows)
             if signal.report_name is not None and result.report is not None:
                 store.save_report(signal.report_name, result.report)
             counts.update(result.counts)
             still_read = {name for later in instances[n_done:] for name in later.reads_rows_of}
             for name, done in context.results.items():  # written: only a later reader needs its rows
-                if name not in still_read and getattr(done, "rows", None):
-                    done.rows = []
+                if name not in still_read:
+                    done.drop_rows()
             bar.update()
         out = {k: v for k, v in counts.items() if not k.startswith("_")}
     out["skipped"] = False
