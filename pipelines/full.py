@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from hl_debug.memory import release
 from hl_debug.models.map import approx_threshold
 from hl_debug.neighbors import KnnMemo
 from hl_debug.steps.analyze import analyze_step
@@ -70,5 +71,6 @@ def run_pipeline(store: Store, export: str | Path, **options: Any) -> list[dict[
         t0 = time.perf_counter()
         log.info("step %s", name)
         result = step(store, options) or {}
+        release()  # what the step freed goes back to the OS before the next one allocates
         summaries.append({"step": name, "seconds": round(time.perf_counter() - t0, 2), **result})
     return summaries

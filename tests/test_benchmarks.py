@@ -257,3 +257,13 @@ def test_scale_benchmark_quick_mode(tmp_path):
     assert out["rows"] == 3000 and out["sample_size"] == 1500
     assert 0.98 <= out["recall@10"] <= 1 and -1 <= out["ari"] <= 1 and 0 <= out["top50_overlap"] <= 50
     assert out["clusters_exact"] > 0 and out["clusters_approx"] > 0
+
+
+def test_context_memory_measures_both_versions_in_fresh_processes(store, write_export):
+    from tests.test_signals import fill_signal_store
+
+    fill_signal_store(store, write_export)
+    out = run_script("context_memory", "--db", str(store.path), "--legacy", "HEAD")
+    for version in ("before (HEAD)", "after"):
+        row = figure_row(out, version)
+        assert row[1] == f"{store.stats()['n_utterances']:,}" and all(is_number(c) for c in row[2:]), row

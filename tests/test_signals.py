@@ -199,3 +199,26 @@ def test_real_export_end_to_end(real_export, recorded_predictions, tmp_path):
     rep = s.report("model_report")["endpoints"][0]
     assert rep["n_without_prediction"] == 38 and rep["splits"]["testing"]["accuracy"] > 0.8
     s.close()
+
+
+def test_the_context_reads_each_rows_cluster_from_the_points_columns(sig_store):
+    """Clusters come from the points table's columns (no dict per row: ~0.6 GB at 1M); a row
+    without a point, or with a NULL cluster, is noise (-1)."""
+    import numpy as np
+
+    from hl_debug.steps.signals import api_endpoint, load_context
+
+    def context():
+        return load_context(sig_store, encoder=sig_store.get_meta("active_encoder"), api=api_endpoint(sig_store, None))
+
+    assert context().cluster_ids is None  # before analyze
+    ids = context().ids
+    has_point = ids[1::2][::-1]  # every other row, written out of order
+    cluster = (np.arange(len(has_point)) % 3).astype(float)
+    cluster[0] = np.nan  # NULL
+    sig_store.replace_table_columns(POINTS, {"id": has_point, "x": np.zeros(len(has_point)),
+                                             "y": np.zeros(len(has_point)), "cluster_id": cluster})
+    got = context().cluster_ids
+    want = {int(i): (-1 if c != c else int(c)) for i, c in zip(has_point, cluster)}
+    assert got.dtype == np.int64 and list(got) == [want.get(int(i), -1) for i in ids]
+    assert set(got[::2]) == {-1} and {0, 1, 2} <= set(got[1::2])

@@ -196,28 +196,47 @@ class Embeddings:
             )
             self._bump()
 
-    def load_embeddings(self, encoder: str, ids: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Embeddings of every utterance (or of ``ids``), ordered by id.
+    def load_embeddings(self, encoder: str, ids: Sequence[int] | None = None, *,
+                        chunk: int = 50_000) -> tuple[np.ndarray, np.ndarray]:
+        """Embeddings of every utterance (or of ``ids``), ordered by id, read ``chunk`` rows at a time.
 
         Returns ``(ids, X)`` with ``ids`` shape ``(n,)`` and ``X`` shape ``(n, dim)``
         float32. Raises :class:`MissingStepError` when any utterance lacks a vector.
         """
-        sql = ("SELECT u.id, e.vector, e.dim FROM utterances u LEFT JOIN embeddings e "
-               "ON e.text_hash = u.text_hash AND e.encoder = ?")
+        source = "FROM utterances u LEFT JOIN embeddings e ON e.text_hash = u.text_hash AND e.encoder = ?"
         params: list = [encoder]
         if ids is not None:
             ids = list(ids)
-            sql += f" WHERE u.id IN ({','.join('?' * len(ids))})"
+            source += f" WHERE u.id IN ({','.join('?' * len(ids))})"
             params += ids
-        rows = self.db.execute(sql + " ORDER BY u.id", params).fetchall()
-        missing = [r[0] for r in rows if r[1] is None]
+        # Read a block at a time into one preallocated array: fetching every row first held a
+        # bytes object per row, their join and a copy at once (~4.5 GiB at a million 384-d
+        # rows for a 1.5 GB result), and the freed blobs stayed in the heap's RSS afterwards.
+        n = self.db.execute(f"SELECT COUNT(*) {source}", params).fetchone()[0]
+        cursor = self.db.execute(f"SELECT u.id, e.vector, e.dim {source} ORDER BY u.id", params)
+        out_ids = np.empty(n, dtype=np.int64)
+        X: np.ndarray | None = None
+        missing: list[int] = []
+        k = 0
+        while rows := cursor.fetchmany(chunk):
+            present = [r for r in rows if r[1] is not None]
+            missing += [r[0] for r in rows if r[1] is None]
+            if missing or not present:
+                continue
+            if X is None:
+                X = np.empty((n, present[0][2]), dtype=np.float32)
+            if k + len(present) > len(X):  # rows added between the count and the read
+                X = np.concatenate([X, np.empty((k + len(present) - len(X), X.shape[1]), dtype=np.float32)])
+                out_ids = np.concatenate([out_ids, np.empty(len(X) - len(out_ids), dtype=np.int64)])
+            block = np.frombuffer(b"".join(r[1] for r in present), dtype=np.float32)
+            X[k:k + len(present)] = block.reshape(len(present), X.shape[1])
+            out_ids[k:k + len(present)] = [r[0] for r in present]
+            k += len(present)
         if missing:
             raise MissingStepError(
                 f"{len(missing)} utterance(s) have no embedding for encoder {encoder!r} (e.g. id {missing[0]})",
                 step="embed",
             )
-        if not rows:
+        if X is None:
             return np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32)
-        dim = rows[0][2]
-        X = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), dim)
-        return np.array([r[0] for r in rows], dtype=np.int64), X.copy()
+        return (out_ids, X) if k == len(X) else (out_ids[:k].copy(), X[:k].copy())  # rows deleted meanwhile
