@@ -145,11 +145,12 @@ def evaluate(case: Case, positives: np.ndarray, negatives: np.ndarray, *, ablati
     t0 = time.perf_counter()
     result = OutOfScope().find(ctx)
     seconds = time.perf_counter() - t0
-    by_id = {r["id"]: r for r in result.rows}
-    rows = [by_id[int(i)] for i in case.ids]
-    score = np.array([r["oos_score"] for r in rows])
-    cand = np.array([r["is_candidate"] for r in rows], dtype=bool)
-    group = np.array([r["group_id"] or 0 for r in rows])
+    cols = result.columns or {}  # the oos table's columns, row i = the context's row i
+    at = {int(i): k for k, i in enumerate(cols["id"])}
+    rows = np.array([at[int(i)] for i in case.ids], dtype=np.int64)
+    score = np.asarray(cols["oos_score"], dtype=float)[rows]
+    cand = np.asarray(cols["is_candidate"])[rows].astype(bool)
+    group = np.nan_to_num(np.asarray(cols["group_id"], dtype=float)[rows], nan=0.0).astype(np.int64)
     X, ann = case.vectors, case.annotated
     labels = np.array([v for v in case.labels if v is not None])
     with limit_threads(1):
