@@ -48,14 +48,6 @@ def child(root: str, db: str) -> dict[str, float]:
             "vectors": context.vectors.nbytes / 2**30}
 
 
-def checkout(rev: str, dest: Path) -> Path:
-    """``hl_debug/`` as it was at git revision ``rev``, extracted into ``dest``."""
-    archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "hl_debug"], check=True,
-                             capture_output=True).stdout
-    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
-    return dest
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--db", required=True, help="an embedded hl-debug database")
@@ -66,6 +58,9 @@ def main() -> None:
     if args.child:
         print(json.dumps(child(args.child, args.db)))
         return
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.webapp_payload import checkout  # hl_debug/ (and webapp/) at a git revision
+
     with tempfile.TemporaryDirectory() as tmp:
         versions = ([(f"before ({args.legacy})", checkout(args.legacy, Path(tmp)))] if args.legacy else [])
         versions.append(("after", ROOT))

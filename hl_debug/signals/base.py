@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from hl_debug.storage.derived import plain_values
 from hl_debug.storage.schema import Evidence, Table
 
 if TYPE_CHECKING:
@@ -88,19 +89,13 @@ class SignalResult:
         if self.columns is None:
             return list(self.rows)
         names = list(self.columns)
-        values = [_python(self.columns[c]) for c in names]
+        values = [plain_values(self.columns[c]) for c in names]
         return [dict(zip(names, row)) for row in zip(*values)]
 
     def drop_rows(self) -> None:
         """Forget the table's rows (written: only a later reader needs them)."""
         self.rows = []
         self.columns = None
-
-
-def _python(values: Sequence[Any] | np.ndarray) -> list[Any]:
-    if isinstance(values, np.ndarray):
-        return [None if v != v else v for v in values.tolist()] if values.dtype.kind == "f" else values.tolist()
-    return list(values)
 
 
 class Signal:

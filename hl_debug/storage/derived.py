@@ -42,7 +42,7 @@ def _where_sql(table: Table, equals: Mapping[str, Any] | None) -> tuple[list[str
     return conds, args
 
 
-def _plain(values: Sequence[Any] | np.ndarray) -> list[Any]:
+def plain_values(values: Sequence[Any] | np.ndarray) -> list[Any]:
     """Python values for SQLite (numpy scalars are not bound; NaN floats become NULL)."""
     if isinstance(values, np.ndarray):
         if values.dtype.kind == "f":
@@ -114,7 +114,7 @@ class DerivedTables:
             self._recreate(table)
             sql = self._insert_sql(table, names)
             for start in range(0, n, chunk):
-                parts = [_plain(columns[c][start:start + chunk]) for c in names]
+                parts = [plain_values(columns[c][start:start + chunk]) for c in names]
                 self.db.conn.executemany(sql, zip(*parts))
             self._bump()
         return n
