@@ -137,6 +137,18 @@ def test_label_noise(real_export, tmp_path):
     assert "banking grouped 5%" in out  # the grouped-errors cell runs in quick mode too
 
 
+@pytest.mark.slow  # the real encoder's banking77 vectors (cached after the first run)
+def test_stacker_solver_quick():
+    if not (ROOT.parent / "shared" / "data" / "banking77" / "train.csv").exists():
+        pytest.skip("banking77 not found")
+    out = run_script("stacker_solver", "--quick")
+    before = figure_row(out, "77 intents")
+    assert before[1] == "3,000" and before[3] == "lbfgs (before)"
+    assert all(is_number(c) for c in before[4:]), before
+    assert 0 <= int(before[8]) <= 100  # top-100 shared between the two solvers
+    assert "newton-cholesky (shipped)" in out
+
+
 @pytest.mark.slow
 def test_queue_simulation(real_export):
     if not (ROOT.parent / "shared" / "data" / "banking77" / "train.csv").exists():

@@ -55,3 +55,22 @@ def test_sample_weight_and_clone():
     model = clone(default_meta_model()).fit(X, y, sample_weight=w)
     assert model.predict_proba(X).shape == (len(y), 2)
     assert free_meta_model().fit(X, y, logisticregression__sample_weight=w).predict_proba(X).shape == (len(y), 2)
+
+
+def test_the_default_solver_reaches_the_optimum_lbfgs_stopped_short_of():
+    """Three kinds, the anchor scaled x30: ill-conditioned for lbfgs at its default tolerance
+    (the solver before), which stops short; the shipped Newton solver lands on the optimum
+    that a much tighter lbfgs run finds."""
+    rng = np.random.default_rng(2)
+    n = 3000
+    y = rng.choice(3, size=n, p=[0.9, 0.05, 0.05])
+    X = np.column_stack([rng.normal(size=n) + 1.5 * (y > 0), rng.normal(size=n) + 1.0 * (y == 2),
+                         rng.normal(size=n), rng.normal(size=n) + 0.5 * (y == 1)])
+    shipped = AnchoredLogisticRegression().fit(X, y)
+    tight = AnchoredLogisticRegression(solver="lbfgs", tol=1e-12, max_iter=100_000).fit(X, y)
+    loose = AnchoredLogisticRegression(solver="lbfgs", tol=1e-4).fit(X, y)
+    gap_shipped = np.abs(shipped.predict_proba(X) - tight.predict_proba(X)).max()
+    gap_loose = np.abs(loose.predict_proba(X) - tight.predict_proba(X)).max()
+    assert shipped.model_.n_iter_[0] < loose.model_.n_iter_[0]
+    assert gap_shipped < 1e-5
+    assert gap_shipped < gap_loose
