@@ -348,8 +348,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0, help="detector seed")
     ap.add_argument("--synthetic-kinds", default=None,
                     help="the detector's synthetic noise kinds, comma-separated (default: its own)")
-    ap.add_argument("--stacker-solver", default=None,
-                    help="the stacker's solver, e.g. lbfgs (the solver before newton-cholesky; default: its own)")
+    ap.add_argument("--stacker-solver", choices=("lbfgs", "newton-cholesky"), default="newton-cholesky",
+                    help="the stacker's solver: lbfgs is the one before newton-cholesky (the default)")
     ap.add_argument("--base", choices=("clean", "original", "both"), default="clean",
                     help="plant flips into the clean base (suspected genuine errors dropped), the original, or both")
     ap.add_argument("--json", type=Path, default=None, help="write per-cell results here")
@@ -358,11 +358,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.synthetic_kinds:
         kinds = tuple(args.synthetic_kinds.split(","))
         DETECTOR.update(synthetic_kinds=kinds, n_synthetic=len(kinds))
-    if args.stacker_solver:
-        from hl_debug.scoring.stackers import AnchoredLogisticRegression
+    if args.stacker_solver == "lbfgs":
+        from benchmarks.stacker_solver import lbfgs_stacker
 
-        tol = 1e-4 if args.stacker_solver == "lbfgs" else AnchoredLogisticRegression().tol  # lbfgs: as it shipped
-        DETECTOR.update(meta_model=AnchoredLogisticRegression(solver=args.stacker_solver, tol=tol))
+        DETECTOR.update(meta_model=lbfgs_stacker())
     cells = args.cells.split(",") if args.cells else list(QUICK_CELLS if args.quick else ALL_CELLS)
     t0 = time.perf_counter()
     load = os.getloadavg()[0]

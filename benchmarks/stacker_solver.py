@@ -28,6 +28,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -62,17 +63,22 @@ def _case(intents: int, rows: int | None) -> tuple[np.ndarray, np.ndarray, np.nd
     return X, given, flipped, K
 
 
+def lbfgs_stacker() -> Any:
+    """The stacker as it was before newton-cholesky: lbfgs at scikit-learn's default tol."""
+    from hl_debug.scoring.stackers import AnchoredLogisticRegression
+
+    return AnchoredLogisticRegression(solver="lbfgs", tol=1e-4)
+
+
 def run(intents: int, *, rows: int | None = None, repeats: int = 2) -> list[dict]:
     from sklearn.metrics import average_precision_score
 
     from hl_debug.neighbors import knn
     from hl_debug.scoring.label_detector import LabelIssueDetector
-    from hl_debug.scoring.stackers import AnchoredLogisticRegression
 
     X, given, flipped, K = _case(intents, rows)
     neighbors = knn(X, 20)
-    solvers = {"lbfgs (before)": AnchoredLogisticRegression(solver="lbfgs", tol=1e-4),
-               "newton-cholesky (shipped)": None}
+    solvers = {"lbfgs (before)": lbfgs_stacker(), "newton-cholesky (shipped)": None}
     cpu: dict[str, list[float]] = {name: [] for name in solvers}
     fitted: dict[str, LabelIssueDetector] = {}
     for _ in range(repeats):
