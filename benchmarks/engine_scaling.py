@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     log.info("score: local %.1f s, ray %.1f s", t_local, t_ray)
 
     # as the signals step runs them: one BLAS thread in this process (Ray's tasks get one each)
-    with limit_threads(1), local.parallel():
+    with limit_threads(1), local.parallel(n_bytes=X.nbytes):
         t_local, oof = _timed(lambda: out_of_fold_probabilities(X, y, n_classes=len(classes)))
     with limit_threads(1), ray.parallel():
         t_ray, oof_ray = _timed(lambda: out_of_fold_probabilities(X, y, n_classes=len(classes)))

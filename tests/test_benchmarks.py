@@ -279,3 +279,11 @@ def test_context_memory_measures_both_versions_in_fresh_processes(store, write_e
     for version in ("before (HEAD)", "after"):
         row = figure_row(out, version)
         assert row[1] == f"{store.stats()['n_utterances']:,}" and all(is_number(c) for c in row[2:]), row
+
+
+def test_fold_threads_quick():
+    out = run_script("fold_threads", "--quick")  # exits 1 when the two engines' tables differ
+    before, threads = figure_row(out, "one by one"), figure_row(out, "threads")
+    assert before[2] == "1" and int(threads[2]) == min(5, os.cpu_count() or 1)
+    assert all(is_number(c) for c in before[3:5] + threads[3:5]), (before, threads)
+    assert before[5] == threads[5] == "same"

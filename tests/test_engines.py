@@ -127,3 +127,28 @@ def test_a_ray_embed_resumes_with_only_what_is_missing(ray_engine, store, tiny_e
     hashes = store.utterance_columns(("id", "text_hash"))
     by_id = dict(zip(hashes["id"], hashes["text_hash"]))
     np.testing.assert_allclose(X, FakeEncoder().transform([texts[by_id[i]] for i in ids]), atol=0)
+
+
+def test_local_folds_run_on_threads_with_the_same_results_and_one_by_one_above_the_size_cap():
+    from joblib.parallel import get_active_backend
+    from sklearn.linear_model import LogisticRegression
+
+    from hl_debug.scoring.label_issues import out_of_fold_probabilities
+
+    X = FakeEncoder().transform(TEXTS)
+    y = np.array([["block", "lost", "pay", "limit", "hello"].index(t.split()[0]) for t in TEXTS])
+    one_by_one = out_of_fold_probabilities(X, y, classifier=LogisticRegression(max_iter=200))
+    engine = LocalEngine(fold_threads=2, fold_threads_max_bytes=X.nbytes)
+    with engine.parallel(n_bytes=X.nbytes):
+        backend, n_jobs = get_active_backend()
+        assert type(backend).__name__ == "ThreadingBackend" and n_jobs == 2
+        threaded = out_of_fold_probabilities(X, y, classifier=LogisticRegression(max_iter=200))
+    np.testing.assert_array_equal(threaded, one_by_one)
+    # above the cap (each thread would copy its fold) and with one thread: the default backend
+    default = type(get_active_backend()[0]).__name__
+    with engine.parallel(n_bytes=X.nbytes + 1):
+        assert type(get_active_backend()[0]).__name__ == default
+    with LocalEngine(fold_threads=1).parallel(n_bytes=0):
+        assert type(get_active_backend()[0]).__name__ == default
+    with pytest.raises(ValueError, match="fold_threads"):
+        LocalEngine(fold_threads=0)

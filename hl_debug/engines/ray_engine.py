@@ -124,10 +124,11 @@ class RayEngine:
                 return
             yield batch
 
-    def parallel(self) -> Any:
+    def parallel(self, n_bytes: int | None = None) -> Any:
         """joblib's Ray backend (``ray.util.joblib``) for the context: each
         ``cross_val_predict`` fold is a Ray task (``n_jobs=-1``: one per CPU of the cluster);
-        the folds, their seeds and the results are scikit-learn's, unchanged."""
+        the folds, their seeds and the results are scikit-learn's, unchanged. (``n_bytes``
+        does not change it: each task's copy lives in its worker.)"""
         import joblib
 
         self.start()

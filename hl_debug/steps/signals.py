@@ -140,7 +140,7 @@ def signals(store: Store, *, options: dict[str, Any] | None = None, force: bool 
         for n_done, signal in enumerate(instances, start=1):
             # Signals fit small models (many small BLAS products): with more than one thread
             # those only spin-wait, 10-30x slower on 2 busy cores (hl_debug.threads).
-            with limit_threads(1), runner.parallel():
+            with limit_threads(1), runner.parallel(n_bytes=context.vectors.nbytes):
                 result = signal.find(context)
             context.results[signal.name] = result
             if signal.table is not None and result.columns is not None:
